@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+import { main } from '../dist/snapshotter/main.js';
+main(process.argv);

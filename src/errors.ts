@@ -1,0 +1,42 @@
+/**
+ * One error type for every domain. `code` is stable (tests and the CLI/daemon mapping rely on it);
+ * `message` is a single line a user can act on and never contains credentials.
+ * The CLI prints `soci: <message>` and exits non-zero; the daemon maps codes to gRPC codes / errno.
+ */
+export type ErrorCode =
+  // input / formats
+  | 'ERR_USAGE' // bad flags or arguments
+  | 'ERR_NOT_FOUND' // a file, digest, image or artifact that does not exist
+  | 'ERR_BAD_GZIP' // truncated or corrupt gzip / deflate data
+  | 'ERR_BAD_TAR' // malformed tar or an unsupported entry type
+  | 'ERR_INVALID_ZTOC' // zTOC flatbuffer fails to parse or is inconsistent
+  | 'ERR_INVALID_CHECKPOINTS' // zinfo blob has a bad length/contents
+  | 'ERR_UNSUPPORTED' // a valid thing we do not handle (zstd layer, media type)
+  | 'ERR_EMPTY_INDEX' // no layer got a zTOC
+  | 'ERR_DIGEST_MISMATCH' // bytes do not match their digest
+  | 'ERR_INVALID_REFERENCE'
+  | 'ERR_INVALID_MANIFEST'
+  // registry
+  | 'ERR_AUTH'
+  | 'ERR_REGISTRY'
+  | 'ERR_NETWORK'
+  | 'ERR_TIMEOUT'
+  // runtime
+  | 'ERR_NO_INDEX' // image has no (usable) SOCI index
+  | 'ERR_NO_ZTOC' // layer not in the index
+  | 'ERR_FUSE'
+  | 'ERR_IO'
+  | 'ERR_INTERNAL';
+
+export class SociError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SociError';
+    this.code = code;
+  }
+}
+
+export function isSociError(e: unknown, code?: ErrorCode): e is SociError {
+  return e instanceof SociError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,37 @@
+/**
+ * Shared test environment helpers. e2e tests need root (FUSE, mount, containerd) and Debian tools:
+ * outside CI they skip with a reason; in CI (CI=true) a missing prerequisite is a failure, never a skip.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+
+export const inCI = process.env.CI === 'true';
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+export function hasTool(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * Returns a reason string when the test cannot run here (use as `{ skip: needs(...) }`), or false.
+ * In CI it throws instead, so e2e tests never silently skip there.
+ */
+export function needs(opts: { root?: boolean; tools?: string[] }): string | false {
+  const missing: string[] = [];
+  if (opts.root && !isRoot) missing.push('root');
+  for (const t of opts.tools ?? []) if (!hasTool(t)) missing.push(t);
+  if (missing.length === 0) return false;
+  const reason = `needs ${missing.join(', ')} (run scripts/setup.sh as root)`;
+  if (inCI) throw new Error(`CI prerequisite missing: ${reason}`);
+  return reason;
+}
+
+/** A private temp dir removed after the test (or suite). */
+export async function tempDir(t: TestContext | { after: (fn: () => unknown) => void }, prefix = 'soci-test-'): Promise<string> {
+  const dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), prefix));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
