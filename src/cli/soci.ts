@@ -1,10 +1,29 @@
 import { Command, CommanderError } from 'commander';
 import { isSociError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { convertCommand } from './convert.js';
+import { createCommand } from './create.js';
+import { indexCommand } from './index-cmd.js';
+import { rebuildDbCommand } from './rebuild-db.js';
+import { ztocCommand } from './ztoc-cmd.js';
 
 export function buildProgram(): Command {
   const program = new Command('soci');
-  program.version(VERSION, '-v, --version').description('Seekable OCI: build, convert, push and inspect SOCI indexes');
+  program
+    .version(VERSION, '-v, --version')
+    .description('Seekable OCI: build, convert, push and inspect SOCI indexes')
+    .option('--root <dir>', 'root directory of the local store (env SOCI_ROOT)', undefined)
+    .option('--content-store <type>', 'content store to use (soci)', 'soci')
+    .option('-a, --address <socket>', 'containerd address (accepted for compatibility)', process.env.CONTAINERD_ADDRESS ?? '/run/containerd/containerd.sock')
+    .option('-n, --namespace <ns>', 'containerd namespace (accepted for compatibility)', process.env.CONTAINERD_NAMESPACE ?? 'default')
+    .option('--timeout <duration>', 'timeout for commands (accepted for compatibility)')
+    .option('--debug', 'debug output (each HTTP request, without secrets)', false);
+  program.addCommand(createCommand());
+  program.addCommand(convertCommand());
+  program.addCommand(indexCommand());
+  program.addCommand(ztocCommand());
+  program.addCommand(rebuildDbCommand());
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `soci: ${s.slice(7)}` : s) });
   return program;
 }
 

@@ -1,0 +1,186 @@
+/**
+ * Builds a SOCI index (v1 or v2) for one platform-specific image manifest (soci-reference.md §3.2–§3.4).
+ * The layer bytes come from any BlobReader (layout, registry, store); every layer is digest-checked
+ * while it is indexed, so a zTOC is never built from wrong bytes.
+ */
+import { createHash } from 'node:crypto';
+import { SociError } from '../errors.js';
+import { ANN, EMPTY_CONFIG, MT, layerCompression } from '../oci/media-types.js';
+import { encodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
+import { BUILD_TOOL_IDENTIFIER } from '../version.js';
+import { buildZtoc, marshalZtoc, unmarshalZtoc } from '../ztoc/index.js';
+import type { Ztoc } from '../ztoc/types.js';
+import { buildPrefetchArtifacts } from './prefetch.js';
+
+export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
+export const DEFAULT_MIN_LAYER_SIZE = 10 * 1024 * 1024;
+
+export type IndexVersion = 'v1' | 'v2';
+
+export interface ZtocCache {
+  /** an existing zTOC for this layer and span size, or undefined */
+  find(layerDigest: string, spanSize: number): Promise<{ desc: Descriptor; bytes: Buffer } | undefined>;
+}
+
+export interface BuildOptions {
+  version: IndexVersion;
+  spanSize?: number;
+  minLayerSize?: number;
+  /** `--optimizations xattr` */
+  optimizations?: string[];
+  prefetchFiles?: string[];
+  force?: boolean;
+  /** bounded parallelism of layer indexing (default 2: one per core here) */
+  concurrency?: number;
+  log?: (line: string) => void;
+  /** progress callback: bytes of a layer consumed so far */
+  onProgress?: (layerDigest: string, bytes: number, total: number) => void;
+}
+
+export interface LayerSource {
+  openBlob(digest: string): AsyncIterable<Buffer>;
+}
+
+export interface BuiltIndex {
+  /** the index manifest (Go-canonical JSON) and its descriptor */
+  manifest: Manifest;
+  bytes: Buffer;
+  desc: Descriptor;
+  /** new or reused zTOC and prefetch blobs, in index order */
+  blobs: Array<{ desc: Descriptor; bytes: Buffer; reused: boolean; layer: Descriptor }>;
+  /** zTOC models by layer digest (for prefetch, info and tests) */
+  ztocs: Map<string, Ztoc>;
+}
+
+export async function buildSociIndex(
+  image: { manifest: Manifest; desc: Descriptor },
+  source: LayerSource,
+  cache: ZtocCache | undefined,
+  opts: BuildOptions,
+): Promise<BuiltIndex> {
+  const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
+  const minLayerSize = opts.minLayerSize ?? DEFAULT_MIN_LAYER_SIZE;
+  validateSizes(spanSize, minLayerSize);
+  const log = opts.log ?? (() => {});
+  const optimizations = new Set(opts.optimizations ?? []);
+  for (const o of optimizations) if (o !== 'xattr') throw new SociError('ERR_USAGE', `unknown optimization "${o}": valid values are [xattr]`);
+
+  const layers = image.manifest.layers;
+  const results: Array<{ desc: Descriptor; bytes: Buffer; reused: boolean; ztoc: Ztoc; layer: Descriptor } | null> = new Array(layers.length).fill(null);
+
+  const work = async (i: number) => {
+    const layer = layers[i]!;
+    if (layer.mediaType === MT.sociPrefetch) return;
+    const comp = layerCompression(layer.mediaType);
+    if (comp === null) throw new SociError('ERR_UNSUPPORTED', `layer ${layer.digest} has media type ${layer.mediaType}, which is not an image layer`);
+    if (layer.size < minLayerSize) {
+      log(`ztoc skipped - layer ${layer.digest} (${layer.mediaType}) size ${layer.size} is less than min-layer-size ${minLayerSize}`);
+      return;
+    }
+    if (comp !== 'gzip' && comp !== 'uncompressed') {
+      log(`ztoc skipped - layer ${layer.digest} (${layer.mediaType}) has unsupported format ${comp}`);
+      return;
+    }
+    if (!opts.force && cache) {
+      const hit = await cache.find(layer.digest, spanSize);
+      if (hit) {
+        log(`layer ${layer.digest} -> ztoc ${hit.desc.digest} (already exists)`);
+        results[i] = { ...hit, reused: true, ztoc: unmarshalZtoc(hit.bytes), layer };
+        return;
+      }
+    }
+    const ztoc = await buildZtoc(verified(source.openBlob(layer.digest), layer, opts.onProgress), { compression: comp, spanSize });
+    if (ztoc.compressedArchiveSize !== layer.size) {
+      throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest}: read ${ztoc.compressedArchiveSize} bytes, descriptor says ${layer.size}`);
+    }
+    const bytes = marshalZtoc(ztoc);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const desc = { mediaType: MT.ztoc, digest, size: bytes.length };
+    log(`layer ${layer.digest} -> ztoc ${digest}`);
+    results[i] = { desc, bytes, reused: false, ztoc, layer };
+  };
+  await runBounded(layers.length, opts.concurrency ?? 2, work);
+
+  const built = results.filter((r): r is NonNullable<typeof r> => r !== null);
+  if (built.length === 0) throw new SociError('ERR_EMPTY_INDEX', 'no ztocs created, all layers either skipped or produced errors');
+
+  const blobs: BuiltIndex['blobs'] = [];
+  const ztocs = new Map<string, Ztoc>();
+  const indexLayers: Descriptor[] = [];
+  for (const r of built) {
+    const annotations: Record<string, string> = {
+      [ANN.layerDigest]: r.layer.digest,
+      [ANN.layerMediaType]: r.layer.mediaType,
+      [ANN.spanSize]: String(spanSize),
+    };
+    if (optimizations.has('xattr') && !needsXattrs(r.ztoc)) annotations[ANN.disableXattrs] = 'true';
+    const desc = { ...r.desc, annotations };
+    indexLayers.push(desc);
+    blobs.push({ desc, bytes: r.bytes, reused: r.reused, layer: r.layer });
+    ztocs.set(r.layer.digest, r.ztoc);
+  }
+  if (opts.prefetchFiles?.length) {
+    for (const p of buildPrefetchArtifacts(built.map((r) => ({ layer: r.layer, ztoc: r.ztoc })), opts.prefetchFiles, layers)) {
+      indexLayers.push(p.desc);
+      blobs.push({ desc: p.desc, bytes: p.bytes, reused: false, layer: p.layer });
+    }
+  }
+  const manifest: Manifest = {
+    schemaVersion: 2,
+    mediaType: MT.ociManifest,
+    config: { mediaType: opts.version === 'v1' ? MT.sociIndexV1 : MT.sociIndexV2, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
+    layers: indexLayers,
+    annotations: { [ANN.buildTool]: BUILD_TOOL_IDENTIFIER },
+  };
+  if (opts.version === 'v1') manifest.subject = { mediaType: image.desc.mediaType, digest: image.desc.digest, size: image.desc.size };
+  const bytes = encodeManifest(manifest);
+  const desc = { mediaType: MT.ociManifest, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
+  return { manifest, bytes, desc, blobs, ztocs };
+}
+
+export function validateSizes(spanSize: number, minLayerSize: number): void {
+  if (!Number.isSafeInteger(spanSize) || spanSize < 0) throw new SociError('ERR_USAGE', 'span size must be >= 0');
+  if (!Number.isSafeInteger(minLayerSize) || minLayerSize < 0) throw new SociError('ERR_USAGE', 'min layer size must be >= 0');
+}
+
+/** xattrs can be disabled only when no entry has SCHILY.xattr.* records and no dir is opaque. */
+function needsXattrs(z: Ztoc): boolean {
+  for (const e of z.toc) {
+    if (e.name.toString('latin1').endsWith('.wh..wh..opq')) return true;
+    for (const p of e.pax) if (p.key.toString('latin1').startsWith('SCHILY.xattr.')) return true;
+  }
+  return false;
+}
+
+/** Passes the layer through while checking its sha256 and size; errors at the end on mismatch. */
+async function* verified(src: AsyncIterable<Buffer>, layer: Descriptor, onProgress?: BuildOptions['onProgress']): AsyncIterable<Buffer> {
+  const h = createHash('sha256');
+  let n = 0;
+  for await (const chunk of src) {
+    h.update(chunk);
+    n += chunk.length;
+    onProgress?.(layer.digest, n, layer.size);
+    yield chunk;
+  }
+  const got = `sha256:${h.digest('hex')}`;
+  if (got !== layer.digest || n !== layer.size) {
+    throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest} content does not match its descriptor (got ${got}, ${n} bytes)`);
+  }
+}
+
+export async function runBounded(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (failed === undefined && next < n) {
+      const i = next++;
+      try {
+        await fn(i);
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, n)) }, worker));
+  if (failed !== undefined) throw failed;
+}
