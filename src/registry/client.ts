@@ -1,0 +1,276 @@
+/**
+ * OCI distribution client for one registry (reads here; uploads and referrers in push.ts).
+ *
+ *   const c = new RegistryClient({ registry: '127.0.0.1:5000', plainHttp: true, credentials });
+ *   const m = await c.getManifest('library/ubuntu', 'latest');     // {bytes, mediaType, digest, size}
+ *   for await (const chunk of c.fetchBlob(repo, digest, { size })) …  // verified at the end
+ *   const buf = await c.fetchBlobRange(repo, digest, start, end);   // [start, end), exact length
+ *   const src = c.blobSource(repo, digest, size);                    // BlobSource for the span manager
+ *
+ * Blob redirects are followed on every request (no redirect-URL cache yet).
+ */
+import { createHash } from 'node:crypto';
+import { SociError } from '../errors.js';
+import type { BlobSource } from '../oci/blob-source.js';
+import { pullScope } from './auth.js';
+import { isRetriableError, networkError, ShortBodyError } from './retry.js';
+import { Transport, errorDetail, header, readBody, type HttpResponse } from './transport.js';
+import { pushBlob, putManifest, referrers, addReferrerFallback, type PushBlobOptions, type BlobData } from './push.js';
+import { MANIFEST_ACCEPT, MANIFEST_MEDIA_TYPES, type Descriptor, type Manifest, type RegistryClientOptions } from './types.js';
+
+const DIGEST_RE = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
+
+export function isDigest(s: string): boolean {
+  return DIGEST_RE.test(s);
+}
+
+export function checkDigest(digest: string): 'sha256' | 'sha512' {
+  if (!DIGEST_RE.test(digest)) {
+    if (/^[a-z0-9]+:/.test(digest) && !digest.startsWith('sha')) throw new SociError('ERR_UNSUPPORTED', `unsupported digest algorithm in "${digest}"`);
+    throw new SociError('ERR_USAGE', `invalid digest "${digest}"`);
+  }
+  return digest.startsWith('sha256:') ? 'sha256' : 'sha512';
+}
+
+export function digestOf(bytes: Buffer, alg: 'sha256' | 'sha512' = 'sha256'): string {
+  return `${alg}:${createHash(alg).update(bytes).digest('hex')}`;
+}
+
+function baseMediaType(ct: string | undefined): string | undefined {
+  return ct?.split(';')[0]?.trim().toLowerCase() || undefined;
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  /** @internal shared with push.ts */
+  readonly transport: Transport;
+  readonly maxManifestBytes: number;
+
+  constructor(readonly options: RegistryClientOptions) {
+    this.registry = options.registry;
+    this.transport = new Transport(options);
+    this.maxManifestBytes = options.maxManifestBytes ?? 4 * 1024 * 1024;
+  }
+
+  /** Release pooled connections. */
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
+  /** GET /v2/ — checks reachability and that credentials (if any are needed) work. */
+  async ping(signal?: AbortSignal): Promise<void> {
+    const { res } = await this.transport.sendRead({ method: 'GET', url: '/v2/', scopes: [], what: 'API version check', ...(signal ? { signal } : {}) }, 64 * 1024, () => true);
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new SociError('ERR_REGISTRY', `${this.registry} is not an OCI registry: GET /v2/ returned ${res.status}`);
+    }
+  }
+
+  /** Manifest or index by tag or digest; digest verified, size limited, media type checked. */
+  async getManifest(repo: string, reference: string, opts: { signal?: AbortSignal; accept?: string } = {}): Promise<Manifest> {
+    const byDigest = reference.includes(':');
+    const alg = byDigest ? checkDigest(reference) : 'sha256';
+    const what = `manifest ${this.registry}/${repo}${byDigest ? '@' : ':'}${reference}`;
+    let out;
+    try {
+      out = await this.transport.sendRead(
+        { method: 'GET', url: `/v2/${repo}/manifests/${reference}`, headers: { accept: opts.accept ?? MANIFEST_ACCEPT }, scopes: [pullScope(repo)], what, ...(opts.signal ? { signal: opts.signal } : {}) },
+        this.maxManifestBytes,
+      );
+    } catch (e) {
+      if (e instanceof RangeError) throw new SociError('ERR_INVALID_MANIFEST', `${what} is larger than ${this.maxManifestBytes} bytes`);
+      throw e;
+    }
+    const { res, body } = out;
+    if (res.status !== 200) throw await this.statusError(res, what);
+    const bytes = body;
+    let mediaType = baseMediaType(header(res, 'content-type'));
+    if (!mediaType || !MANIFEST_MEDIA_TYPES.has(mediaType)) {
+      // Some registries answer application/json; the document's own mediaType decides then.
+      try {
+        const j = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
+        if (typeof j.mediaType === 'string') mediaType = j.mediaType;
+        else if (j.schemaVersion === 2) mediaType = Array.isArray(j.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json';
+      } catch {
+        throw new SociError('ERR_INVALID_MANIFEST', `${what} is not valid JSON`);
+      }
+    }
+    if (!mediaType || !MANIFEST_MEDIA_TYPES.has(mediaType)) {
+      throw new SociError('ERR_UNSUPPORTED', `${what} has unsupported media type "${mediaType ?? 'none'}"`);
+    }
+    const digest = digestOf(bytes, alg);
+    if (byDigest && digest !== reference) {
+      throw new SociError('ERR_DIGEST_MISMATCH', `${what}: content digest is ${digest}`);
+    }
+    const announced = header(res, 'docker-content-digest');
+    if (!byDigest && announced && announced.startsWith('sha256:') && announced !== digest) {
+      throw new SociError('ERR_DIGEST_MISMATCH', `${what}: registry announced ${announced} but content digest is ${digest}`);
+    }
+    return { bytes, mediaType, digest, size: bytes.length };
+  }
+
+  /** HEAD a manifest: its descriptor without the body (falls back to GET when the digest header is missing). */
+  async headManifest(repo: string, reference: string, signal?: AbortSignal): Promise<Descriptor> {
+    const what = `manifest ${this.registry}/${repo}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const { res } = await this.transport.sendRead(
+      { method: 'HEAD', url: `/v2/${repo}/manifests/${reference}`, headers: { accept: MANIFEST_ACCEPT }, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) },
+      0,
+      () => true,
+    );
+    if (res.status !== 200) throw await this.statusError(res, what);
+    const digest = header(res, 'docker-content-digest');
+    const mediaType = baseMediaType(header(res, 'content-type'));
+    const size = Number(header(res, 'content-length'));
+    if (!digest || !mediaType || !MANIFEST_MEDIA_TYPES.has(mediaType) || !Number.isFinite(size)) {
+      const m = await this.getManifest(repo, reference, signal ? { signal } : {});
+      return { mediaType: m.mediaType, digest: m.digest, size: m.size };
+    }
+    if (reference.includes(':') && digest !== reference) throw new SociError('ERR_DIGEST_MISMATCH', `${what}: registry announced ${digest}`);
+    return { mediaType, digest, size };
+  }
+
+  /** Size of a blob, or undefined when the repository does not have it. */
+  async headBlob(repo: string, digest: string, signal?: AbortSignal): Promise<number | undefined> {
+    checkDigest(digest);
+    const what = `blob ${digest} in ${repo}`;
+    const { res } = await this.transport.sendRead(
+      { method: 'HEAD', url: `/v2/${repo}/blobs/${digest}`, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) },
+      0,
+      () => true,
+    );
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw await this.statusError(res, what);
+    return Number(header(res, 'content-length'));
+  }
+
+  async blobExists(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    return (await this.headBlob(repo, digest, signal)) !== undefined;
+  }
+
+  /**
+   * Streams a whole blob. Interrupted bodies resume with a Range request. At the end the size
+   * (when given) and digest are checked; on mismatch the iteration throws ERR_DIGEST_MISMATCH
+   * instead of finishing, so a consumer must not commit data before the loop completes.
+   */
+  async *fetchBlob(repo: string, digest: string, opts: { size?: number; signal?: AbortSignal } = {}): AsyncGenerator<Buffer, void, undefined> {
+    const alg = checkDigest(digest);
+    const what = `blob ${digest} in ${this.registry}/${repo}`;
+    const hash = createHash(alg);
+    const budget = this.transport.newBudget(opts.signal);
+    let got = 0;
+    for (;;) {
+      const res = await this.transport.send(
+        { method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers: got > 0 ? { range: `bytes=${got}-` } : {}, scopes: [pullScope(repo)], what, ...(opts.signal ? { signal: opts.signal } : {}) },
+        budget,
+      );
+      let skip = 0;
+      if (res.status === 206 && got > 0) {
+        const m = /bytes (\d+)-/.exec(header(res, 'content-range') ?? '');
+        if (!m || Number(m[1]) !== got) {
+          res.body.resume();
+          throw new SociError('ERR_REGISTRY', `${what}: registry answered a resume at ${got} with range "${header(res, 'content-range') ?? ''}"`);
+        }
+      } else if (res.status === 200) {
+        skip = got; // server ignored Range: drop what we already have
+      } else {
+        throw await this.statusError(res, what);
+      }
+      try {
+        for await (const c of res.body as AsyncIterable<Buffer>) {
+          let chunk = c;
+          if (skip > 0) {
+            const n = Math.min(skip, chunk.length);
+            skip -= n;
+            chunk = chunk.subarray(n);
+            if (chunk.length === 0) continue;
+          }
+          got += chunk.length;
+          if (opts.size !== undefined && got > opts.size) {
+            throw new SociError('ERR_DIGEST_MISMATCH', `${what}: more than the expected ${opts.size} bytes`);
+          }
+          hash.update(chunk);
+          yield chunk;
+        }
+        if (opts.size !== undefined && got < opts.size) throw new ShortBodyError('short body');
+        break;
+      } catch (e) {
+        res.body.destroy();
+        if (e instanceof SociError || !isRetriableError(e) || !(await budget.next())) {
+          opts.signal?.throwIfAborted();
+          throw networkError(e, `GET ${what}`, budget.attempts);
+        }
+      } finally {
+        if (!res.body.destroyed) res.body.destroy();
+      }
+    }
+    const actual = `${alg}:${hash.digest('hex')}`;
+    if (actual !== digest) throw new SociError('ERR_DIGEST_MISMATCH', `${what}: received ${got} bytes with digest ${actual}`);
+  }
+
+  /** Bytes [start, end) of a blob, exactly end-start of them (the caller verifies span digests). */
+  async fetchBlobRange(repo: string, digest: string, start: number, end: number, signal?: AbortSignal): Promise<Buffer> {
+    checkDigest(digest);
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+      throw new SociError('ERR_INTERNAL', `invalid range [${start}, ${end}) for blob ${digest}`);
+    }
+    if (end === start) return Buffer.alloc(0);
+    const what = `blob ${digest} bytes ${start}-${end - 1} in ${this.registry}/${repo}`;
+    const { res, body } = await this.transport.sendRead(
+      { method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers: { range: `bytes=${start}-${end - 1}`, 'accept-encoding': 'identity' }, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) },
+      Infinity,
+      (s) => s === 200 || s === 206,
+    );
+    if (res.status === 206) {
+      const m = /bytes (\d+)-(\d+)/.exec(header(res, 'content-range') ?? '');
+      if (!m || Number(m[1]) !== start) throw new SociError('ERR_REGISTRY', `${what}: unexpected Content-Range "${header(res, 'content-range') ?? ''}"`);
+      if (body.length !== end - start) throw new SociError('ERR_REGISTRY', `${what}: got ${body.length} bytes (range beyond the blob's end?)`);
+      return body;
+    }
+    if (res.status === 200) {
+      if (body.length < end) throw new SociError('ERR_REGISTRY', `${what}: blob has only ${body.length} bytes`);
+      return body.subarray(start, end);
+    }
+    throw await this.statusError(res, what);
+  }
+
+  blobSource(repo: string, digest: string, size: number): BlobSource {
+    checkDigest(digest);
+    return {
+      size,
+      read: (start: number, end: number, signal?: AbortSignal) => {
+        if (end > size) return Promise.reject(new SociError('ERR_INTERNAL', `read [${start}, ${end}) beyond blob ${digest} of ${size} bytes`));
+        return this.fetchBlobRange(repo, digest, start, end, signal);
+      },
+    };
+  }
+
+  pushBlob(repo: string, digest: string, size: number, data: BlobData, opts: PushBlobOptions = {}): Promise<'exists' | 'mounted' | 'uploaded'> {
+    return pushBlob(this, repo, digest, size, data, opts);
+  }
+
+  /** PUT a manifest by tag or digest; returns its digest. */
+  putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string, signal?: AbortSignal): Promise<string> {
+    return putManifest(this, repo, reference, bytes, mediaType, signal);
+  }
+
+  /** Referrers of a manifest: OCI 1.1 API, else the `sha256-<hex>` tag index. */
+  referrers(repo: string, digest: string, artifactType?: string, signal?: AbortSignal): Promise<Descriptor[]> {
+    return referrers(this, repo, digest, artifactType, signal);
+  }
+
+  /** Adds a descriptor to the `sha256-<hex>` referrers tag index (for registries without the API). */
+  addReferrerFallback(repo: string, subjectDigest: string, descriptor: Descriptor, signal?: AbortSignal): Promise<void> {
+    return addReferrerFallback(this, repo, subjectDigest, descriptor, signal);
+  }
+
+  /** @internal maps a final unexpected status to a SociError (and drains the body). */
+  async statusError(res: HttpResponse, what: string): Promise<SociError> {
+    const detail = await errorDetail(res).catch(() => '');
+    if (res.status === 404) return new SociError('ERR_NOT_FOUND', `${what} not found${detail ? ` (${detail})` : ''}`);
+    if (res.status === 401 || res.status === 403) return new SociError('ERR_AUTH', `authentication failed for ${this.registry}: ${what} (${res.status})`);
+    if (res.status === 415) return new SociError('ERR_UNSUPPORTED', `${what}: registry refused the media type (415)${detail ? ` ${detail}` : ''}`);
+    return new SociError('ERR_REGISTRY', `${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`);
+  }
+}
+
+export { readBody };

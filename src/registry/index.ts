@@ -1,0 +1,21 @@
+/**
+ * Public API of the OCI distribution client. Import from here:
+ *   import { RegistryClient, defaultCredentials } from '../registry/index.js';
+ */
+export { RegistryClient, digestOf, isDigest, checkDigest } from './client.js';
+export { referrersTag, type BlobData, type PushBlobOptions } from './push.js';
+export { pullScope, pushScope } from './auth.js';
+export { parseChallenge, type Challenge } from './challenge.js';
+export { staticCredentials, envCredentials, dockerConfigCredentials, chainCredentials, defaultCredentials } from './credentials.js';
+export { redactUrl } from './transport.js';
+export {
+  MEDIA_TYPES,
+  MANIFEST_ACCEPT,
+  type Descriptor,
+  type Manifest,
+  type Credentials,
+  type CredentialProvider,
+  type DebugLogger,
+  type RetryOptions,
+  type RegistryClientOptions,
+} from './types.js';

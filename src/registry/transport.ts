@@ -1,0 +1,235 @@
+/**
+ * HTTP transport for one registry on an undici Agent (keep-alive, HTTP/1.1): authentication
+ * (challenge → Authorization), retries (RetryBudget), redirects (keeping Range, dropping
+ * Authorization when the origin changes), per-request timeouts, and one debug line per request.
+ */
+import { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
+import { SociError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { apiHost } from '../oci/reference.js';
+import { Authenticator, type TokenHttpResponse } from './auth.js';
+import { parseChallenge } from './challenge.js';
+import { RetryBudget, ShortBodyError, isRetriableError, isRetriableStatus, networkError, parseRetryAfter } from './retry.js';
+import type { RegistryClientOptions } from './types.js';
+
+export type Body = Buffer | (() => AsyncIterable<Buffer>);
+
+export interface SendRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** path + query on the registry (starting with /v2/), or an absolute URL (upload locations) */
+  url: string;
+  headers?: Record<string, string>;
+  body?: Body;
+  /** token scopes this request needs */
+  scopes: string[];
+  signal?: AbortSignal;
+  /** what the request is, for error messages (e.g. `blob sha256:… in repo`) */
+  what: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+  /** final URL after redirects */
+  url: URL;
+}
+
+const SAFE_QUERY = new Set(['digest', 'mount', 'from', 'n', 'last', 'artifactType', 'service', 'scope']);
+
+/** URL for logs: query values other than a few harmless ones are replaced (upload state, signatures). */
+export function redactUrl(u: URL): string {
+  const parts: string[] = [];
+  for (const [k, v] of u.searchParams) parts.push(`${k}=${SAFE_QUERY.has(k) ? v : '…'}`);
+  return `${u.origin}${u.pathname}${parts.length ? `?${parts.join('&')}` : ''}`;
+}
+
+export function header(res: { headers: HttpResponse['headers'] }, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Reads a whole body, refusing more than `limit` bytes. */
+export async function readBody(body: HttpResponse['body'], limit = Infinity): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > limit) {
+      body.destroy();
+      throw new RangeError('body too large');
+    }
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks, n);
+}
+
+/** One-line description of a registry error body (distribution's `{"errors":[{code,message}]}`). */
+export async function errorDetail(res: HttpResponse): Promise<string> {
+  try {
+    const b = await readBody(res.body, 64 * 1024);
+    const j = JSON.parse(b.toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
+    const e = j.errors?.[0];
+    if (e) return `${e.code ?? ''}${e.message ? ` ${e.message}` : ''}`.trim().replace(/\s+/g, ' ').slice(0, 200);
+  } catch {
+    /* not JSON */
+  }
+  return '';
+}
+
+export class Transport {
+  readonly agent: Agent;
+  readonly base: URL;
+  readonly auth: Authenticator;
+  private readonly userAgent: string;
+
+  constructor(readonly opts: RegistryClientOptions) {
+    const ca = opts.ca === undefined ? undefined : [...rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])];
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: opts.connections ?? 8,
+      connect: { rejectUnauthorized: !opts.insecure, ...(ca ? { ca } : {}), timeout: 10_000 },
+    });
+    this.base = new URL(`${opts.plainHttp ? 'http' : 'https'}://${apiHost(opts.registry)}`);
+    this.userAgent = opts.userAgent ?? `soci-ts/${VERSION}`;
+    this.auth = new Authenticator(opts.registry, opts.credentials, (m, u, h, b, s) => this.tokenRequest(m, u, h, b, s));
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+
+  newBudget(signal?: AbortSignal): RetryBudget {
+    return new RetryBudget(this.opts.retry, signal);
+  }
+
+  /** One HTTP round trip without auth/retry/redirect handling. */
+  async once(method: string, url: URL, headers: Record<string, string>, body: Body | undefined, signal?: AbortSignal): Promise<HttpResponse> {
+    const t0 = Date.now();
+    const log = this.opts.debug;
+    try {
+      const res = await this.agent.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: method as Dispatcher.HttpMethod,
+        headers: { 'user-agent': this.userAgent, ...headers },
+        body: body === undefined ? null : Buffer.isBuffer(body) ? body : Readable.from(body()),
+        signal: signal ?? null,
+        headersTimeout: this.opts.headersTimeoutMs ?? 30_000,
+        bodyTimeout: this.opts.bodyTimeoutMs ?? 30_000,
+      });
+      log?.(`${method} ${redactUrl(url)} ${res.statusCode} ${Date.now() - t0}ms`);
+      return { status: res.statusCode, headers: res.headers, body: res.body, url };
+    } catch (e) {
+      log?.(`${method} ${redactUrl(url)} failed ${(e as { code?: string }).code ?? 'error'} ${Date.now() - t0}ms`);
+      throw e;
+    }
+  }
+
+  /**
+   * Sends a request with auth, retries and redirects. Returns any response that is not a
+   * retriable failure or an auth failure; the caller checks the status and consumes the body.
+   */
+  async send(req: SendRequest, budget = this.newBudget(req.signal)): Promise<HttpResponse> {
+    const start = new URL(req.url, this.base);
+    const replayable = req.body === undefined || Buffer.isBuffer(req.body) || req.method !== 'PATCH';
+    let authRounds = 0;
+    let authz = await this.auth.authorization(req.scopes, false, req.signal);
+    for (;;) {
+      let res: HttpResponse;
+      try {
+        res = await this.followRedirects(req, start, authz);
+      } catch (e) {
+        if (e instanceof SociError || !isRetriableError(e) || !replayable || !(await budget.next())) {
+          req.signal?.throwIfAborted();
+          throw networkError(e, `${req.method} ${req.what} from ${this.opts.registry}`, budget.attempts);
+        }
+        continue;
+      }
+      if (res.status === 401 && res.url.origin === start.origin) {
+        const ch = parseChallenge(res.headers['www-authenticate']);
+        res.body.resume();
+        const sentBasic = authz?.startsWith('Basic ');
+        if (!ch || authRounds >= 2 || (sentBasic && ch.scheme === 'basic')) {
+          throw new SociError('ERR_AUTH', `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} unauthorized (401)`);
+        }
+        this.auth.learn(ch);
+        // A token we already had may have expired or lost its scope: ask for a fresh one.
+        authz = await this.auth.authorization(req.scopes, authz !== undefined, req.signal);
+        authRounds++;
+        continue;
+      }
+      if (res.status === 403) {
+        const detail = await errorDetail(res);
+        throw new SociError('ERR_AUTH', `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} denied (403)${detail ? `: ${detail}` : ''}`);
+      }
+      if (isRetriableStatus(res.status)) {
+        const retryAfter = parseRetryAfter(res.headers['retry-after']);
+        const detail = await errorDetail(res);
+        if (replayable && (await budget.next(retryAfter))) continue;
+        throw new SociError('ERR_REGISTRY', `${req.method} ${req.what} from ${this.opts.registry}: HTTP ${res.status}${detail ? ` ${detail}` : ''} after ${budget.attempts} attempts`);
+      }
+      return res;
+    }
+  }
+
+  /** GET/HEAD follow 3xx Location; Range is kept, Authorization only sent to the original origin. */
+  private async followRedirects(req: SendRequest, start: URL, authz: string | undefined): Promise<HttpResponse> {
+    let url = start;
+    const max = this.opts.maxRedirects ?? 5;
+    for (let i = 0; ; i++) {
+      const headers: Record<string, string> = { ...req.headers };
+      if (authz && url.origin === start.origin) headers.authorization = authz;
+      const res = await this.once(req.method, url, headers, req.body, req.signal);
+      const loc = header(res, 'location');
+      const isRedirect = [301, 302, 303, 307, 308].includes(res.status) && loc !== undefined;
+      if (!isRedirect || (req.method !== 'GET' && req.method !== 'HEAD')) return res;
+      res.body.resume();
+      if (i >= max) throw new SociError('ERR_REGISTRY', `${req.method} ${req.what} from ${this.opts.registry}: more than ${max} redirects`);
+      url = new URL(loc, url);
+    }
+  }
+
+  /** Like send, then reads the body; a body that fails mid-way is retried within the same budget. */
+  async sendRead(req: SendRequest, limit = Infinity, okStatus: (s: number) => boolean = (s) => s >= 200 && s < 300): Promise<{ res: HttpResponse; body: Buffer }> {
+    const budget = this.newBudget(req.signal);
+    for (;;) {
+      const res = await this.send(req, budget);
+      if (!okStatus(res.status)) return { res, body: Buffer.alloc(0) };
+      try {
+        const body = req.method === 'HEAD' ? Buffer.alloc(0) : await readBody(res.body, limit);
+        const len = header(res, 'content-length');
+        if (req.method !== 'HEAD' && len !== undefined && Number(len) !== body.length) throw new ShortBodyError('short body');
+        return { res, body };
+      } catch (e) {
+        if (e instanceof RangeError) throw e;
+        if (!isRetriableError(e) || !(await budget.next())) {
+          req.signal?.throwIfAborted();
+          throw networkError(e, `${req.method} ${req.what} from ${this.opts.registry}`, budget.attempts);
+        }
+      }
+    }
+  }
+
+  private async tokenRequest(method: 'GET' | 'POST', url: URL, headers: Record<string, string>, body?: Buffer, signal?: AbortSignal): Promise<TokenHttpResponse> {
+    const budget = this.newBudget(signal);
+    for (;;) {
+      try {
+        const res = await this.once(method, url, headers, body, signal);
+        if (isRetriableStatus(res.status)) {
+          res.body.resume();
+          if (await budget.next(parseRetryAfter(res.headers['retry-after']))) continue;
+          return { status: res.status, body: Buffer.alloc(0) };
+        }
+        return { status: res.status, body: await readBody(res.body, 1024 * 1024) };
+      } catch (e) {
+        if (!isRetriableError(e) || !(await budget.next())) {
+          signal?.throwIfAborted();
+          throw networkError(e, `token request for ${this.opts.registry}`, budget.attempts);
+        }
+      }
+    }
+  }
+}

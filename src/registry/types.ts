@@ -1,0 +1,92 @@
+/**
+ * Shared types and constants of the registry client (media types, options, credentials, logger).
+ */
+
+export const MEDIA_TYPES = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+
+/** Accept header for manifest GET/HEAD: every manifest kind we can handle. */
+export const MANIFEST_ACCEPT = [
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.dockerList,
+  MEDIA_TYPES.dockerManifest,
+].join(', ');
+
+export const MANIFEST_MEDIA_TYPES: ReadonlySet<string> = new Set(Object.values(MEDIA_TYPES));
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  artifactType?: string;
+  platform?: Record<string, unknown>;
+  urls?: string[];
+  data?: string;
+}
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+  /** OAuth2 refresh token (Docker's `identitytoken`, helper Username `<token>`) */
+  identityToken?: string;
+}
+
+/**
+ * Returns the credentials for a registry name as written in the reference (`docker.io`,
+ * `127.0.0.1:5000`), or undefined when it has none.
+ */
+export type CredentialProvider = (registry: string) => Promise<Credentials | undefined>;
+
+/** One line per HTTP request; never receives headers, tokens or passwords. */
+export type DebugLogger = (line: string) => void;
+
+export interface RetryOptions {
+  /** total attempts per request including the first (default 6) */
+  maxAttempts?: number;
+  /** first backoff in ms (default 100); doubles each attempt, +0–25 % jitter */
+  baseDelayMs?: number;
+  /** cap of one backoff in ms, also caps Retry-After (default 10 000) */
+  maxDelayMs?: number;
+  /** no new attempt starts after this many ms since the first (default 120 000) */
+  maxTotalMs?: number;
+}
+
+export interface RegistryClientOptions {
+  /** registry name as in the reference: docker.io, ghcr.io, 127.0.0.1:5000 */
+  registry: string;
+  /** use http:// instead of https:// (default false, see src/oci/reference.ts on why) */
+  plainHttp?: boolean;
+  /** HTTPS without certificate verification (per registry; use for self-signed test registries) */
+  insecure?: boolean;
+  /** extra CA certificate(s) (PEM) trusted in addition to the system store */
+  ca?: string | Buffer | Array<string | Buffer>;
+  credentials?: CredentialProvider;
+  retry?: RetryOptions;
+  /** ms to wait for response headers (default 30 000) */
+  headersTimeoutMs?: number;
+  /** ms a response body may stall between chunks (default 30 000) */
+  bodyTimeoutMs?: number;
+  /** redirects followed per request (default 5) */
+  maxRedirects?: number;
+  /** manifests larger than this are refused (default 4 MiB) */
+  maxManifestBytes?: number;
+  /** chunk size for chunked (PATCH) uploads, and the size above which Buffers are uploaded in chunks (default 16 MiB) */
+  chunkSize?: number;
+  /** connections per origin (default 8) */
+  connections?: number;
+  userAgent?: string;
+  debug?: DebugLogger;
+}
+
+export interface Manifest {
+  bytes: Buffer;
+  mediaType: string;
+  digest: string;
+  size: number;
+}
