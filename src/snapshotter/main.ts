@@ -1,10 +1,91 @@
+/**
+ * soci-snapshotter-grpc entry point: flags/env (§5.1), `config default|dump`, and the daemon.
+ * `main(argv)` is what bin/soci-snapshotter-grpc.js calls; `main(argv, hooks)` lets the FUSE
+ * module (or a test) plug its LayerMounter in.
+ */
+import { Command, CommanderError } from 'commander';
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { VERSION } from '../version.js';
+import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
+import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
+import { createLogger } from './logger.js';
 
-export function main(argv: string[]): void {
-  if (argv.includes('--version') || argv.includes('-v')) {
-    process.stdout.write(`soci-snapshotter-grpc ${VERSION}\n`);
-    return;
-  }
-  process.stderr.write('soci-snapshotter-grpc: not yet implemented\n');
-  process.exitCode = 1;
+interface GlobalOpts {
+  address: string;
+  config?: string;
+  logLevel: string;
+  root: string;
 }
+
+function fail(message: string): never {
+  process.stderr.write(`soci-snapshotter-grpc: ${message.split('\n')[0]}\n`);
+  process.exit(1);
+}
+
+/** --config given (flag or env) means a missing file is an error. */
+function configPath(opts: GlobalOpts): { path: string; explicit: boolean } {
+  const explicit = opts.config ?? process.env.SOCI_SNAPSHOTTER_CONFIG;
+  return explicit ? { path: explicit, explicit: true } : { path: DEFAULT_CONFIG_PATH, explicit: false };
+}
+
+async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
+  const { path, explicit } = configPath(opts);
+  const config = await loadConfig(path, explicit);
+  const logger = createLogger(opts.logLevel);
+  const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks });
+  const onSignal = (sig: NodeJS.Signals) => {
+    logger.info({ signal: sig }, sig === 'SIGINT' ? 'unmounting all remote snapshots and exiting' : 'exiting without cleanup');
+    daemon.stop(sig === 'SIGINT').then(
+      () => process.exit(0),
+      (e: unknown) => {
+        logger.error({ err: String(e) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
+export function main(argv: string[], hooks: DaemonHooks = {}): void {
+  const program = new Command('soci-snapshotter-grpc');
+  program
+    .description('containerd snapshotter that lazily loads SOCI-indexed images')
+    .version(`soci-snapshotter-grpc ${VERSION}`, '-v, --version', 'print the version')
+    .option('--address <address>', 'address for the snapshotter gRPC server (path, unix://path or fd://)', process.env.SOCI_SNAPSHOTTER_ADDRESS || DEFAULT_ADDRESS)
+    .option('--config <path>', `path to the configuration file (default ${DEFAULT_CONFIG_PATH})`)
+    .option('--log-level <level>', 'log level: trace, debug, info, warn, error, fatal', process.env.SOCI_SNAPSHOTTER_LOG_LEVEL || 'info')
+    .option('--root <dir>', 'path to the root directory for this snapshotter', process.env.SOCI_SNAPSHOTTER_ROOT || DEFAULT_ROOT)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `soci-snapshotter-grpc: ${s.slice(7)}` : s) })
+    .action(async () => {
+      await runDaemon(program.opts<GlobalOpts>(), hooks);
+    });
+
+  const config = program.command('config').description('inspect the configuration');
+  config
+    .command('default')
+    .description('print the default configuration as TOML')
+    .action(() => {
+      process.stdout.write(configToToml(defaultConfig()));
+    });
+  config
+    .command('dump')
+    .description('print the effective configuration (defaults merged with --config) as TOML')
+    .action(async () => {
+      const { path, explicit } = configPath(program.opts<GlobalOpts>());
+      process.stdout.write(configToToml(await loadConfig(path, explicit)));
+    });
+
+  program.parseAsync(argv).catch((e: unknown) => {
+    if (e instanceof CommanderError) {
+      process.exit(e.exitCode);
+    }
+    fail(e instanceof Error ? e.message : String(e));
+  });
+}
+
+// Run when executed directly (node --import tsx src/snapshotter/main.ts); bin/ calls main() itself.
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) main(process.argv);

@@ -1,0 +1,187 @@
+/**
+ * soci-snapshotter-grpc configuration (§5.13): TOML, unknown keys ignored, zero values replaced
+ * by the defaults. Key names and defaults follow AWS's config/*.go so existing config files work.
+ */
+import { readFile } from 'node:fs/promises';
+import { parse, stringify } from 'smol-toml';
+import { SociError } from '../errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/soci-snapshotter-grpc/config.toml';
+
+export interface MirrorConfig {
+  host: string;
+  insecure: boolean;
+  request_timeout_sec: number;
+}
+
+export function defaultConfig() {
+  return {
+    metrics_address: '',
+    metrics_network: 'tcp',
+    no_prometheus: false,
+    debug_address: '',
+    metadata_store: 'db',
+    metadata_db_no_sync: false,
+    metadata_insertion_chunk_size: 5000,
+    skip_check_snapshotter_supported: false,
+    http_cache_type: '',
+    filesystem_cache_type: '',
+    resolve_result_entry: 30,
+    debug: false,
+    disable_verification: false,
+    max_concurrency: 100,
+    mount_timeout_sec: 30,
+    fuse_metrics_emit_wait_duration_sec: 60,
+    http: {
+      DialTimeoutMsec: 3000,
+      ResponseHeaderTimeoutMsec: 3000,
+      RequestTimeoutMsec: 300000,
+      MaxRetries: 8,
+      MinWaitMsec: 30,
+      MaxWaitMsec: 300000,
+    },
+    blob: {
+      valid_interval: 60,
+      check_always: false,
+      fetching_timeout_sec: 300,
+      max_retries: 8,
+      min_wait_msec: 30,
+      max_wait_msec: 300000,
+      force_single_range_mode: false,
+      max_span_verification_retries: 0,
+    },
+    directory_cache: { max_lru_cache_entry: 10, max_cache_fds: 10, sync_add: false, direct: true },
+    fuse: { attr_timeout: 1, entry_timeout: 1, negative_timeout: 1, log_fuse_operations: false },
+    background_fetch: {
+      disable: false,
+      silence_period_msec: 30000,
+      fetch_period_msec: 500,
+      max_queue_size: 300,
+      drop_policy: 'newest',
+      emit_metric_period_sec: 10,
+    },
+    content_store: { type: 'soci', containerd_address: '/run/containerd/containerd.sock' },
+    prefetch: { enable: false, max_concurrency: 0 },
+    pull_modes: {
+      soci_v1: { enable: false },
+      soci_v2: { enable: true },
+      parallel_pull_unpack: {
+        enable: false,
+        experimental_parallel_pull_as_fallback: false,
+        max_concurrent_downloads: -1,
+        max_concurrent_downloads_per_image: 3,
+        concurrent_download_chunk_size: '',
+        max_concurrent_unpacks: -1,
+        max_concurrent_unpacks_per_image: 1,
+        discard_unpacked_layers: false,
+        decompress_streams: {} as Record<string, { path: string; args: string[] }>,
+      },
+    },
+    kubeconfig_keychain: { enable_keychain: false, kubeconfig_path: '' },
+    cri_keychain: { enable_keychain: false, image_service_path: '/run/containerd/containerd.sock' },
+    resolver: {
+      auth_client_ttl_sec: 3600,
+      enable_auth_client_sharing: false,
+      host: {} as Record<string, { mirrors: MirrorConfig[] }>,
+    },
+    snapshotter: { min_layer_size: 0, allow_invalid_mounts_on_restart: false },
+  };
+}
+
+export type Config = ReturnType<typeof defaultConfig>;
+
+type Plain = Record<string, unknown>;
+const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+
+/** Copies known keys of `src` over `dst` (same shape as the defaults); free-form maps are taken as-is. */
+function merge(dst: Plain, src: Plain, where: string): void {
+  for (const [k, v] of Object.entries(src)) {
+    if (!(k in dst)) continue; // unknown keys are ignored, like the Go TOML decoder
+    const d = dst[k];
+    const name = where ? `${where}.${k}` : k;
+    if (isPlain(d)) {
+      if (!isPlain(v)) throw new SociError('ERR_USAGE', `config: ${name} must be a table`);
+      if (Object.keys(d).length === 0) dst[k] = v; // free-form map (mirrors, decompress_streams)
+      else merge(d, v, name);
+    } else if (typeof d === 'number') {
+      const n = typeof v === 'bigint' ? Number(v) : v;
+      if (typeof n !== 'number' || !Number.isFinite(n)) throw new SociError('ERR_USAGE', `config: ${name} must be a number`);
+      dst[k] = n;
+    } else if (typeof d === 'boolean') {
+      if (typeof v !== 'boolean') throw new SociError('ERR_USAGE', `config: ${name} must be true or false`);
+      dst[k] = v;
+    } else if (typeof d === 'string') {
+      if (typeof v !== 'string') throw new SociError('ERR_USAGE', `config: ${name} must be a string`);
+      dst[k] = v;
+    }
+  }
+}
+
+/** Zero numbers and empty strings fall back to the default value (Go's "zero → default"). */
+function fillZeros(dst: Plain, defaults: Plain): void {
+  for (const [k, d] of Object.entries(defaults)) {
+    const v = dst[k];
+    if (isPlain(d) && isPlain(v)) fillZeros(v, d);
+    else if (typeof d === 'number' && v === 0) dst[k] = d;
+    else if (typeof d === 'string' && v === '') dst[k] = d;
+  }
+}
+
+function normalizeMirrors(cfg: Config): void {
+  for (const [host, h] of Object.entries(cfg.resolver.host)) {
+    const mirrors = Array.isArray((h as Plain).mirrors) ? ((h as Plain).mirrors as Plain[]) : [];
+    cfg.resolver.host[host] = {
+      mirrors: mirrors.map((m) => ({
+        host: String(m.host ?? ''),
+        insecure: m.insecure === true,
+        request_timeout_sec: Number(m.request_timeout_sec ?? 0),
+      })),
+    };
+  }
+}
+
+/** "8mb" style sizes: b/kb/mb/gb × 1024ⁿ; "" or 0 = whole layer (0). */
+export function parseChunkSize(s: string): number {
+  if (s === '' || s === '0') return 0;
+  const m = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(s.trim());
+  if (!m) throw new SociError('ERR_USAGE', `config: invalid concurrent_download_chunk_size "${s}"`);
+  const mult = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
+  return Number(m[1]) * mult;
+}
+
+export function parseConfig(text: string, source = 'config'): Config {
+  let doc: Plain;
+  try {
+    doc = parse(text) as Plain;
+  } catch (e) {
+    const first = String((e as Error).message).split('\n')[0];
+    throw new SociError('ERR_USAGE', `${source}: invalid TOML: ${first}`);
+  }
+  const cfg = defaultConfig();
+  merge(cfg as unknown as Plain, doc, '');
+  fillZeros(cfg as unknown as Plain, defaultConfig() as unknown as Plain);
+  normalizeMirrors(cfg);
+  parseChunkSize(cfg.pull_modes.parallel_pull_unpack.concurrent_download_chunk_size);
+  if (!['tcp', 'unix'].includes(cfg.metrics_network)) throw new SociError('ERR_USAGE', `config: metrics_network must be "tcp" or "unix"`);
+  return cfg;
+}
+
+/**
+ * Loads the config file. A missing file is an error only when the path was given explicitly
+ * (flag or env); the missing default file means defaults.
+ */
+export async function loadConfig(path: string, explicit: boolean): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !explicit) return defaultConfig();
+    throw new SociError(code === 'ENOENT' ? 'ERR_NOT_FOUND' : 'ERR_IO', `cannot read config file ${path}: ${code ?? (e as Error).message}`);
+  }
+  return parseConfig(text, path);
+}
+
+export function configToToml(cfg: Config): string {
+  return stringify(cfg) + '\n';
+}

@@ -1,0 +1,147 @@
+/**
+ * Runs soci-snapshotter-grpc: root dir, stale-mount cleanup, metadata, gRPC on a unix socket
+ * (or systemd's fd), metrics, and signal handling (SIGINT unmounts remote snapshots, SIGTERM not).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { chmod, lstat, mkdir, readFile, rm } from 'node:fs/promises';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { dirname } from 'node:path';
+import { SociError } from '../errors.js';
+import type { Config } from './config.js';
+import { createHandlers, loadSnapshotsService } from './grpc-service.js';
+import { DeferringMounter, type LayerMounter, type LocalUnpacker } from './layer-mounter.js';
+import type { Logger } from './logger.js';
+import { initFallbackCounters, serveMetrics } from './metrics.js';
+import { overlayNeedsIndexOff, unmountAllUnder } from './mounts.js';
+import { Snapshotter } from './snapshotter.js';
+
+export const DEFAULT_ADDRESS = '/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock';
+export const DEFAULT_ROOT = '/var/lib/soci-snapshotter-grpc';
+
+/** What the lazy-loading modules plug in; everything is optional. */
+export interface DaemonHooks {
+  mounter?: LayerMounter;
+  unpacker?: LocalUnpacker;
+  /** Called at start before anything is mounted; default: umount everything under the dir. */
+  cleanupStaleMounts?: (snapshotsDir: string) => Promise<void>;
+}
+
+export interface DaemonOptions {
+  address: string; // path, unix://path or fd://
+  root: string;
+  config: Config;
+  logger: Logger;
+  hooks?: DaemonHooks;
+}
+
+export interface RunningDaemon {
+  snapshotter: Snapshotter;
+  socketPath: string | null; // null when serving a systemd-provided fd
+  /** Stops serving; with unmount=true remote snapshots are unmounted first (SIGINT path). */
+  stop(unmount: boolean): Promise<void>;
+}
+
+async function checkOverlaySupported(): Promise<void> {
+  const fsList = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  if (!/\toverlay$/m.test(fsList)) {
+    throw new SociError('ERR_UNSUPPORTED', 'overlayfs is not supported by this kernel (set skip_check_snapshotter_supported = true to skip this check)');
+  }
+}
+
+/** Removes a stale socket file, refusing to delete anything that is not a socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (!st.isSocket()) throw new SociError('ERR_USAGE', `${path} exists and is not a socket`);
+    await rm(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+/** Listens on the unix socket: dir 0711 (like AWS's), socket 0660 (not world-writable). */
+async function bindUnix(server: grpc.Server, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o711 });
+  await removeStaleSocket(path);
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  await chmod(path, 0o660);
+}
+
+/** systemd socket activation: LISTEN_FDS/LISTEN_PID give fd 3 onwards. */
+function systemdFd(): number | null {
+  if (process.env.LISTEN_PID !== String(process.pid)) return null;
+  const n = Number(process.env.LISTEN_FDS ?? 0);
+  return n >= 1 ? 3 : null;
+}
+
+export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
+  const { config, logger } = o;
+  const hooks = o.hooks ?? {};
+  await mkdir(o.root, { recursive: true, mode: 0o700 });
+  await chmod(o.root, 0o700);
+  if (!config.skip_check_snapshotter_supported) await checkOverlaySupported();
+
+  const snapshotter = await Snapshotter.open({
+    root: o.root,
+    mounter: hooks.mounter ?? new DeferringMounter(),
+    unpacker: hooks.unpacker,
+    logger,
+    minLayerSize: config.snapshotter.min_layer_size,
+    allowInvalidMountsOnRestart: config.snapshotter.allow_invalid_mounts_on_restart,
+    indexOff: overlayNeedsIndexOff(),
+  });
+  try {
+    if (hooks.cleanupStaleMounts) await hooks.cleanupStaleMounts(snapshotter.snapshotsDir);
+    else {
+      const points = await unmountAllUnder(snapshotter.snapshotsDir);
+      if (points.length) logger.info({ count: points.length }, 'unmounted stale mounts');
+    }
+    await snapshotter.restoreRemoteSnapshots();
+  } catch (e) {
+    snapshotter.close();
+    throw e;
+  }
+
+  initFallbackCounters();
+  let metrics: HttpServer | null = null;
+  if (config.metrics_address && !config.no_prometheus) {
+    metrics = await serveMetrics(config.metrics_address, config.metrics_network);
+    logger.info({ address: config.metrics_address, network: config.metrics_network }, 'serving metrics');
+  }
+
+  const server = new grpc.Server();
+  server.addService(loadSnapshotsService(), createHandlers(snapshotter, logger));
+  let socketPath: string | null = null;
+  let fdServer: NetServer | null = null;
+  const fd = o.address.startsWith('fd://') ? systemdFd() : null;
+  if (fd !== null) {
+    const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    fdServer = createNetServer((sock) => injector.injectConnection(sock));
+    await new Promise<void>((resolve, reject) => { fdServer!.once('error', reject); fdServer!.listen({ fd }, resolve); });
+    logger.info({ fd }, 'serving on systemd socket');
+  } else {
+    if (o.address.startsWith('fd://')) logger.warn({}, 'no systemd socket passed; falling back to the default socket');
+    socketPath = o.address.startsWith('fd://') ? DEFAULT_ADDRESS : o.address.replace(/^unix:\/\//, '');
+    await bindUnix(server, socketPath);
+    logger.info({ address: socketPath }, 'soci-snapshotter-grpc successfully started');
+  }
+
+  let stopped = false;
+  return {
+    snapshotter,
+    socketPath,
+    async stop(unmount: boolean) {
+      if (stopped) return;
+      stopped = true;
+      server.forceShutdown();
+      fdServer?.close();
+      metrics?.close();
+      if (unmount) await snapshotter.unmountAll();
+      snapshotter.close();
+      if (socketPath) await rm(socketPath, { force: true });
+    },
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * The snapshotter: containerd overlayfs-snapshotter semantics over MetaStore + directories, plus
+ * the remote-snapshot protocol (§5.4) through a pluggable LayerMounter / LocalUnpacker.
+ */
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isSociError } from '../errors.js';
+import { alreadyExists, failedPrecondition, SnapshotError } from './errors.js';
+import { compileFilters } from './filters.js';
+import type { LayerMounter, LocalUnpacker, MountContext } from './layer-mounter.js';
+import type { Logger } from './logger.js';
+import { MetaStore, type Info, type Snapshot } from './metastore.js';
+import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } from './metrics.js';
+import { diskUsage, forceUnmount, isMountPoint, mountPointsUnder, type Mount } from './mounts.js';
+
+export const TARGET_SNAPSHOT_LABEL = 'containerd.io/snapshot.ref';
+export const REMOTE_LABEL = 'containerd.io/snapshot/remote';
+export const REMOTE_LABEL_VALUE = 'remote snapshot';
+export const HAS_SOCI_INDEX_DIGEST_LABEL = 'containerd.io/snapshot/remote/has.soci.index.digest';
+export const NAMESPACE_LABEL = 'containerd.io/snapshot/remote/namespace';
+export const SOCI_SIZE_LABEL = 'containerd.io/snapshot/remote/soci.size';
+export const LAYER_DIGEST_LABEL = 'containerd.io/snapshot/cri.layer-digest';
+
+export interface SnapshotterOptions {
+  root: string; // the daemon root; data lives in <root>/snapshotter
+  mounter: LayerMounter;
+  unpacker?: LocalUnpacker;
+  logger: Logger;
+  minLayerSize?: number;
+  allowInvalidMountsOnRestart?: boolean;
+  indexOff?: boolean;
+}
+
+export class Snapshotter {
+  readonly store: MetaStore;
+  readonly snapshotsDir: string;
+  private readonly o: SnapshotterOptions;
+
+  private constructor(o: SnapshotterOptions, store: MetaStore) {
+    this.o = o;
+    this.store = store;
+    this.snapshotsDir = join(o.root, 'snapshotter', 'snapshots');
+  }
+
+  static async open(o: SnapshotterOptions): Promise<Snapshotter> {
+    const base = join(o.root, 'snapshotter');
+    await mkdir(join(base, 'snapshots'), { recursive: true, mode: 0o700 });
+    return new Snapshotter(o, new MetaStore(join(base, 'metadata.db')));
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  upperPath(id: string): string {
+    return join(this.snapshotsDir, id, 'fs');
+  }
+
+  private workPath(id: string): string {
+    return join(this.snapshotsDir, id, 'work');
+  }
+
+  private log(ctx: MountContext): Logger {
+    return this.o.logger.child({ key: ctx.key, namespace: ctx.namespace });
+  }
+
+  /** containerd overlayfs snapshotter's mounts(). */
+  mountsOf(s: Snapshot): Mount[] {
+    if (s.parentIds.length === 0) {
+      return [{ type: 'bind', source: this.upperPath(s.id), target: '', options: [s.kind === 'view' ? 'ro' : 'rw', 'rbind'] }];
+    }
+    const options: string[] = [];
+    if (this.o.indexOff) options.push('index=off');
+    if (s.kind === 'active') {
+      options.push(`workdir=${this.workPath(s.id)}`, `upperdir=${this.upperPath(s.id)}`);
+    } else if (s.parentIds.length === 1) {
+      return [{ type: 'bind', source: this.upperPath(s.parentIds[0]!), target: '', options: ['ro', 'rbind'] }];
+    }
+    options.push(`lowerdir=${s.parentIds.map((id) => this.upperPath(id)).join(':')}`);
+    return [{ type: 'overlay', source: 'overlay', target: '', options }];
+  }
+
+  private async create(kind: 'active' | 'view', key: string, parent: string, labels: Record<string, string>): Promise<Snapshot> {
+    const s = this.store.create(kind, key, parent, labels);
+    try {
+      await mkdir(this.upperPath(s.id), { recursive: true, mode: 0o755 });
+      await mkdir(this.workPath(s.id), { mode: 0o711 });
+    } catch (e) {
+      this.store.remove(key);
+      throw e;
+    }
+    return s;
+  }
+
+  async prepare(ctx: MountContext, key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    const s = await this.create('active', key, parent, labels);
+    const target = labels[TARGET_SNAPSHOT_LABEL];
+    if (!target) return this.mountsOf(s);
+    const log = this.log(ctx);
+    const fsDir = this.upperPath(s.id);
+    const size = Number(labels[SOCI_SIZE_LABEL] ?? NaN);
+    const minSize = this.o.minLayerSize ?? 0;
+    let tryLocal = false;
+    let deferReason = '';
+    if (minSize > 0 && Number.isFinite(size) && size < minSize) {
+      tryLocal = true;
+      log.info({ 'remote-snapshot-prepared': 'false', reason: `layer size ${size} below min_layer_size ${minSize}` }, 'skipping remote snapshot');
+    } else {
+      try {
+        await this.o.mounter.mount(fsDir, labels, ctx);
+        const remoteLabels = { ...labels, [REMOTE_LABEL]: REMOTE_LABEL_VALUE, [HAS_SOCI_INDEX_DIGEST_LABEL]: 'true', [NAMESPACE_LABEL]: ctx.namespace };
+        await this.commitPrepared(target, key, remoteLabels, true, log);
+        log.info({ 'remote-snapshot-prepared': 'true', target }, 'remote snapshot successfully prepared');
+        throw alreadyExists(`target snapshot "${target}": already exists`);
+      } catch (e) {
+        if (e instanceof SnapshotError && e.kind === 'already_exists') throw e;
+        const reason = e instanceof Error ? e.message : String(e);
+        log.warn({ 'remote-snapshot-prepared': 'false', reason, err: isSociError(e) ? e.code : undefined }, 'failed to prepare remote snapshot');
+        if (isSociError(e, 'ERR_NO_INDEX')) {
+          deferReason = reason;
+        } else {
+          tryLocal = true;
+          if (!isSociError(e, 'ERR_NO_ZTOC')) operationCount.inc({ operation_type: FUSE_MOUNT_FAILURE_COUNT, layer: labels[LAYER_DIGEST_LABEL] ?? '' });
+        }
+        if (await isMountPoint(fsDir)) await this.o.mounter.unmount(fsDir).catch(() => undefined);
+      }
+    }
+    if (tryLocal) {
+      if (!this.o.unpacker) {
+        deferReason = 'no local unpacker configured';
+      } else {
+        try {
+          await this.o.unpacker.unpack(fsDir, s.parentIds.map((id) => this.upperPath(id)), labels, ctx);
+          await this.commitPrepared(target, key, { ...labels, [HAS_SOCI_INDEX_DIGEST_LABEL]: 'true' }, false, log);
+          log.info({ 'local-snapshot-prepared': 'true', target }, 'local snapshot successfully prepared');
+          throw alreadyExists(`target snapshot "${target}": already exists`);
+        } catch (e) {
+          if (e instanceof SnapshotError && e.kind === 'already_exists') throw e;
+          deferReason = e instanceof Error ? e.message : String(e);
+          operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: labels[LAYER_DIGEST_LABEL] ?? '' });
+          log.warn({ 'local-snapshot-prepared': 'false', reason: deferReason }, 'failed to prepare local snapshot');
+          // Whatever the unpacker left behind must not leak into containerd's own unpack.
+          await rm(fsDir, { recursive: true, force: true });
+          await mkdir(fsDir, { mode: 0o755 });
+        }
+      }
+    }
+    log.info({ 'defer-snapshot-runtime': 'true', reason: deferReason }, 'deferring snapshot preparation to the container runtime');
+    return this.mountsOf(s);
+  }
+
+  /** Commit after a remote/local prepare; an existing target still means "already exists". */
+  private async commitPrepared(target: string, key: string, labels: Record<string, string>, remote: boolean, log: Logger): Promise<void> {
+    try {
+      await this.commit(target, key, labels, remote);
+    } catch (e) {
+      if (e instanceof SnapshotError && e.kind === 'already_exists') {
+        log.info({ target }, 'target snapshot already exists');
+        return;
+      }
+      throw e;
+    }
+  }
+
+  async view(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    return this.mountsOf(await this.create('view', key, parent, labels));
+  }
+
+  mounts(key: string): Mount[] {
+    const s = this.store.get(key);
+    if (s.kind === 'committed') throw failedPrecondition(`snapshot ${key} is not active: failed precondition`);
+    return this.mountsOf(s);
+  }
+
+  async commit(name: string, key: string, labels: Record<string, string>, remote = false): Promise<void> {
+    const s = this.store.get(key);
+    if (s.kind !== 'active') throw failedPrecondition(`snapshot "${key}" is not active: failed precondition`);
+    // Remote layers are not walked: that would fetch the whole layer through FUSE.
+    const usage = remote ? { size: 0, inodes: 0 } : await diskUsage(this.upperPath(s.id));
+    this.store.commit(key, name, labels, usage);
+  }
+
+  async remove(key: string): Promise<void> {
+    const { id } = this.store.remove(key);
+    await this.removeDir(id);
+  }
+
+  /** Unmounts (through the mounter first, so it can release the layer) and deletes a snapshot dir. */
+  private async removeDir(id: string): Promise<void> {
+    const dir = join(this.snapshotsDir, id);
+    const fsDir = join(dir, 'fs');
+    if (await isMountPoint(fsDir)) {
+      await this.o.mounter.unmount(fsDir).catch((e: unknown) => this.o.logger.debug({ dir: fsDir, err: String(e) }, 'failed to unmount'));
+    }
+    for (const mp of await mountPointsUnder(dir)) await forceUnmount(mp);
+    // Never rm -r through a mount: that would delete the mounted content.
+    if ((await mountPointsUnder(dir)).length > 0) throw new Error(`snapshot dir ${dir} still has mounts; not removing`);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  stat(key: string): Info {
+    return this.store.get(key).info;
+  }
+
+  update(info: { name: string; labels: Record<string, string> }, paths: string[]): Info {
+    return this.store.update(info, paths);
+  }
+
+  list(filters: string[]): Info[] {
+    const match = compileFilters(filters);
+    return this.store.list().map((s) => s.info).filter(match);
+  }
+
+  async usage(key: string): Promise<{ size: number; inodes: number }> {
+    const s = this.store.get(key);
+    if (s.kind === 'active') return diskUsage(this.upperPath(s.id));
+    return this.store.usage(key);
+  }
+
+  /** Removes directories that have no metadata row (left by Remove failures or crashes). */
+  async cleanup(): Promise<string[]> {
+    const dirs = await readdir(this.snapshotsDir);
+    const ids = this.store.ids(); // read after listing: a dir created meanwhile already has its row
+    const removed: string[] = [];
+    for (const d of dirs) {
+      if (ids.has(d)) continue;
+      try {
+        await this.removeDir(d);
+        removed.push(d);
+      } catch (e) {
+        this.o.logger.warn({ dir: d, err: String(e) }, 'failed to clean up snapshot dir');
+      }
+    }
+    return removed;
+  }
+
+  /** Snapshots committed from a remote mount. */
+  remoteSnapshots(): Snapshot[] {
+    return this.store.list().filter((s) => s.kind === 'committed' && s.info.labels[REMOTE_LABEL] === REMOTE_LABEL_VALUE);
+  }
+
+  /** At start, after stale mounts were cleaned: mount every remote snapshot again (§5.11 restart). */
+  async restoreRemoteSnapshots(): Promise<void> {
+    for (const s of this.remoteSnapshots()) {
+      const ctx = { namespace: s.info.labels[NAMESPACE_LABEL] ?? '', key: s.info.name };
+      try {
+        await this.o.mounter.mount(this.upperPath(s.id), s.info.labels, ctx);
+        this.o.logger.info({ key: s.info.name }, 'restored remote snapshot');
+      } catch (e) {
+        if (!this.o.allowInvalidMountsOnRestart) {
+          throw new Error(`failed to restore remote snapshot ${s.info.name}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        this.o.logger.warn({ key: s.info.name, err: String(e) }, 'failed to restore remote snapshot; continuing (allow_invalid_mounts_on_restart)');
+      }
+    }
+  }
+
+  /** SIGINT path: unmount every remote snapshot through the mounter. */
+  async unmountAll(): Promise<void> {
+    for (const s of this.remoteSnapshots()) {
+      const fsDir = this.upperPath(s.id);
+      try {
+        if (await isMountPoint(fsDir)) await this.o.mounter.unmount(fsDir);
+      } catch (e) {
+        this.o.logger.warn({ dir: fsDir, err: String(e) }, 'failed to unmount');
+      }
+    }
+  }
+}
