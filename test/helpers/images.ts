@@ -1,0 +1,123 @@
+/**
+ * Builds OCI image layouts for tests, deterministically, with full control over media types:
+ *   buildLayout(dir, { images: [{ platform, layers: [{ files, compression }] }], docker?, tag? })
+ * Layers are made with GNU tar (sorted, fixed mtime/owner) and gzip -n / zstd; configs carry diff_ids.
+ * One image → index.json points at its manifest; several → at an image index (multi-platform).
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+export interface LayerSpec {
+  /** path → content (string/Buffer), or { symlink } / { dir: true } */
+  files: Record<string, string | Buffer | { symlink: string } | { dir: true }>;
+  compression?: 'gzip' | 'none' | 'zstd';
+}
+export interface ImageSpec {
+  platform?: { os: string; architecture: string; variant?: string };
+  layers: LayerSpec[];
+}
+export interface LayoutSpec {
+  images: ImageSpec[];
+  docker?: boolean;
+  tag?: string;
+}
+export interface BuiltLayout {
+  dir: string;
+  root: { mediaType: string; digest: string; size: number };
+  manifests: string[];
+  layers: string[][];
+}
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+function putBlob(dir: string, b: Buffer): { digest: string; size: number } {
+  const d = sha(b);
+  const p = join(dir, 'blobs', 'sha256', d.slice(7));
+  mkdirSync(dirname(p), { recursive: true });
+  writeFileSync(p, b);
+  return { digest: d, size: b.length };
+}
+
+export function makeLayerTar(spec: LayerSpec): Buffer {
+  const src = mkdtempSync('/tmp/soci-layer-');
+  try {
+    const names: string[] = [];
+    for (const [name, v] of Object.entries(spec.files)) {
+      const p = join(src, name);
+      mkdirSync(dirname(p), { recursive: true });
+      if (typeof v === 'object' && !Buffer.isBuffer(v) && 'symlink' in v) execFileSync('ln', ['-s', v.symlink, p]);
+      else if (typeof v === 'object' && !Buffer.isBuffer(v) && 'dir' in v) mkdirSync(p, { recursive: true });
+      else writeFileSync(p, v as string | Buffer);
+      names.push(name);
+    }
+    return execFileSync('tar', ['--sort=name', '--mtime=@1700000000', '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', src, '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
+}
+
+export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  const mt = spec.docker
+    ? { manifest: 'application/vnd.docker.distribution.manifest.v2+json', config: 'application/vnd.docker.container.image.v1+json', index: 'application/vnd.docker.distribution.manifest.list.v2+json', gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip', none: 'application/vnd.docker.image.rootfs.diff.tar', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd' }
+    : { manifest: 'application/vnd.oci.image.manifest.v1+json', config: 'application/vnd.oci.image.config.v1+json', index: 'application/vnd.oci.image.index.v1+json', gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', none: 'application/vnd.oci.image.layer.v1.tar', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd' };
+  const manifests: Array<{ mediaType: string; digest: string; size: number; platform: { os: string; architecture: string; variant?: string } }> = [];
+  const layerDigests: string[][] = [];
+  for (const img of spec.images) {
+    const platform = img.platform ?? { os: 'linux', architecture: 'amd64' };
+    const layers: Array<{ mediaType: string; digest: string; size: number }> = [];
+    const diffIds: string[] = [];
+    for (const l of img.layers) {
+      const tarBytes = makeLayerTar(l);
+      diffIds.push(sha(tarBytes));
+      const c = l.compression ?? 'gzip';
+      const blob = c === 'gzip' ? execFileSync('gzip', ['-n', '-6'], { input: tarBytes, maxBuffer: 1 << 30 }) : c === 'zstd' ? execFileSync('zstd', ['-q', '-c'], { input: tarBytes, maxBuffer: 1 << 30 }) : tarBytes;
+      layers.push({ mediaType: mt[c === 'none' ? 'none' : c], ...putBlob(dir, blob) });
+    }
+    layerDigests.push(layers.map((l) => l.digest));
+    const config = Buffer.from(JSON.stringify({ architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: { Cmd: ['/bin/sh'] }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    const cfg = { mediaType: mt.config, ...putBlob(dir, config) };
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: mt.manifest, config: cfg, layers }));
+    manifests.push({ mediaType: mt.manifest, ...putBlob(dir, manifest), platform });
+  }
+  let root: { mediaType: string; digest: string; size: number };
+  if (manifests.length === 1) {
+    const { platform: _p, ...m } = manifests[0]!;
+    root = m;
+  } else {
+    const idx = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: mt.index, manifests }));
+    root = { mediaType: mt.index, ...putBlob(dir, idx) };
+  }
+  const tag = spec.tag ?? 'latest';
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+  return { dir, root, manifests: manifests.map((m) => m.digest), layers: layerDigests };
+}
+
+/** Deterministic pseudo-random bytes (compressible to a tunable degree) for big test files. */
+export function pseudoRandom(size: number, seed: number, textRatio = 0.5): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  const words = ['lorem', 'ipsum', 'layer', 'span', 'checkpoint', 'container', 'snapshot', 'registry', '\n'];
+  let i = 0;
+  while (i < size) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    if ((x & 0xff) / 255 < textRatio) {
+      const w = words[x % words.length]!;
+      out.write(w + ' ', i, 'latin1');
+      i += w.length + 1;
+    } else {
+      for (let k = 0; k < 64 && i < size; k++) {
+        x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+        out[i++] = x & 0xff;
+      }
+    }
+  }
+  return out.subarray(0, size);
+}
+
+export function readJson(path: string): any {
+  return JSON.parse(readFileSync(path, 'utf8'));
+}
