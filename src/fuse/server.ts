@@ -1,0 +1,560 @@
+/**
+ * FuseServer: mounts a read-only Filesystem on a directory and serves the FUSE kernel protocol on
+ * /dev/fuse from the main thread. Requests are served concurrently and answered by `unique`; each
+ * reply is one synchronous write (an async stream could merge two replies into one write, which the
+ * kernel rejects). Knows nothing of SOCI.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { SociError } from '../errors.js';
+import { toErrno } from './errno.js';
+import { abortConnection, findFuseMount, mountFd, setReadaheadKb, umount, type MountInfo } from './mounts.js';
+import {
+  ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, INIT_OUT_SIZE, InitFlag,
+  MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS, direntSize, encodeDirents,
+  parseInitIn, readCString, readU64, writeAttrOut, writeEntryOut, writeInitOut, writeOpenOut, writeOutHeader,
+  writeStatfsOut,
+} from './protocol.js';
+import { startReader, type ReaderEnd, type ReaderKind, type RequestReader } from './readers.js';
+import { Errno, type Attr, type DirEntry, type Filesystem } from './types.js';
+
+const openAsync = promisify(fs.open);
+const closeAsync = promisify(fs.close);
+
+export interface FuseServerOptions {
+  mountpoint: string;
+  /** Mount type becomes `fuse.<subtype>` (default 'soci'). */
+  subtype?: string;
+  /** Source shown by mount/df (default: subtype). */
+  fsname?: string;
+  /** 'auto' (default): pipe, falling back to worker; env SOCI_FUSE_READER overrides 'auto'. */
+  reader?: ReaderKind | 'auto';
+  /** A filesystem call that takes longer is answered EIO (default 60000; 0 disables). */
+  requestTimeoutMs?: number;
+  /** Kernel cache lifetimes in seconds (default 3600: the content is immutable). */
+  entryTimeout?: number;
+  attrTimeout?: number;
+  /** Lifetime of negative lookups (default entryTimeout; 0 replies plain ENOENT). */
+  negativeTimeout?: number;
+  maxBackground?: number; // default 64
+  /** Extra `-o` mount options. */
+  mountOptions?: string[];
+  /** Written to /sys/class/bdi/<dev>/read_ahead_kb after INIT (e.g. 1024). */
+  readaheadKb?: number;
+  /** How long to wait for the kernel's INIT after mounting (default 10000). */
+  initTimeoutMs?: number;
+  /** Unexpected conditions (reply write failures, reader errors). */
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export type CloseReason = 'unmounted' | 'aborted' | 'error';
+
+export interface CloseInfo {
+  reason: CloseReason;
+  /** errno code that ended the connection (ENODEV, ECONNABORTED, ...). */
+  code: string;
+  message: string;
+}
+
+export interface FuseStats {
+  requests: number;
+  errors: number;
+  timeouts: number;
+  interrupts: number;
+  forgets: number;
+  /** Reply writes the kernel refused with ENOENT (request already abandoned): harmless. */
+  replyEnoent: number;
+  replyFailures: number;
+  inflight: number;
+  maxInflight: number;
+}
+
+interface Pending {
+  lo: number;
+  hi: number;
+  opcode: number;
+  start: number;
+  done: boolean;
+}
+
+interface DirHandle {
+  ino: number;
+  entries: DirEntry[] | null;
+  loading: Promise<DirEntry[]> | null;
+}
+
+const TWO32 = 4294967296;
+const MAX_READAHEAD = 1024 * 1024;
+const WANTED_FLAGS =
+  InitFlag.ASYNC_READ | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS |
+  InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO | InitFlag.ABORT_ERROR | InitFlag.ASYNC_DIO;
+
+type Handler = (this: FuseServer, req: Buffer, nodeid: number, p: Pending) => Promise<void>;
+
+export class FuseServer extends EventEmitter {
+  readonly mountpoint: string;
+  readonly subtype: string;
+  readonly stats: FuseStats = { requests: 0, errors: 0, timeouts: 0, interrupts: 0, forgets: 0, replyEnoent: 0, replyFailures: 0, inflight: 0, maxInflight: 0 };
+  /** Resolves once the connection has ended (unmount, abort or error). Never rejects. */
+  readonly closed: Promise<CloseInfo>;
+  /** Negotiated protocol (after INIT). */
+  kernel = { major: 0, minor: 0, flags: 0, maxReadahead: 0 };
+  /** The mountinfo entry (st_dev major:minor = fusectl connection id), after mount(). */
+  mountInfo: MountInfo | undefined;
+
+  private readonly fd: number;
+  private readonly fsys: Filesystem;
+  private readonly opts: Required<Pick<FuseServerOptions, 'requestTimeoutMs' | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout' | 'maxBackground'>> & FuseServerOptions;
+  private reader: RequestReader | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextDirHandle = 1;
+  private readonly scratch = Buffer.alloc(4096);
+  private sweeper: NodeJS.Timeout | null = null;
+  private isClosed = false;
+  private resolveClosed!: (c: CloseInfo) => void;
+  private initWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
+
+  /** Opens /dev/fuse, mounts `fsys` on opts.mountpoint, and resolves once INIT is done. */
+  static async mount(fsys: Filesystem, opts: FuseServerOptions): Promise<FuseServer> {
+    const subtype = opts.subtype ?? 'soci';
+    const fd = await openAsync('/dev/fuse', fs.constants.O_RDWR);
+    try {
+      await mountFd(fd, opts.mountpoint, subtype, opts.fsname ?? subtype, opts.mountOptions);
+    } catch (e) {
+      await closeAsync(fd).catch(() => undefined);
+      throw e;
+    }
+    const server = new FuseServer(fd, fsys, opts);
+    try {
+      // Reading before mount(2) attached the fd fails with EPERM, so start only now.
+      await server.start();
+      server.mountInfo = await findFuseMount(opts.mountpoint, subtype);
+      if (opts.readaheadKb) await server.setReadaheadKb(opts.readaheadKb);
+    } catch (e) {
+      await server.unmount({ lazy: true }).catch(() => undefined);
+      throw e;
+    }
+    return server;
+  }
+
+  private constructor(fd: number, fsys: Filesystem, opts: FuseServerOptions) {
+    super();
+    this.fd = fd;
+    this.fsys = fsys;
+    const entryTimeout = opts.entryTimeout ?? 3600;
+    this.opts = {
+      ...opts,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 60_000,
+      entryTimeout,
+      attrTimeout: opts.attrTimeout ?? 3600,
+      negativeTimeout: opts.negativeTimeout ?? entryTimeout,
+      maxBackground: opts.maxBackground ?? 64,
+    };
+    this.mountpoint = opts.mountpoint;
+    this.subtype = opts.subtype ?? 'soci';
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+  }
+
+  /** Which reader serves this connection. */
+  get readerKind(): ReaderKind | undefined {
+    return this.reader?.kind;
+  }
+
+  private start(): Promise<void> {
+    const init = new Promise<void>((resolve, reject) => (this.initWaiters = { resolve, reject }));
+    this.reader = startReader(this.fd, { onRequest: (b) => this.onRequest(b), onEnd: (e) => this.onEnd(e) }, this.opts.reader ?? 'auto');
+    const t = this.opts.requestTimeoutMs;
+    if (t > 0) {
+      this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, Math.floor(t / 10))));
+      this.sweeper.unref();
+    }
+    const initTimeout = this.opts.initTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => this.initWaiters?.reject(new SociError('ERR_FUSE', `no FUSE INIT within ${initTimeout} ms`)), initTimeout);
+    return init.finally(() => clearTimeout(timer));
+  }
+
+  /** Raises page-cache readahead for this mount (bigger READ requests, fewer round trips). */
+  async setReadaheadKb(kb: number): Promise<void> {
+    const m = this.mountInfo ?? (await findFuseMount(this.mountpoint, this.subtype));
+    if (!m) throw new SociError('ERR_FUSE', `mount ${this.mountpoint} not found in mountinfo`);
+    await setReadaheadKb(m.major, m.minor, kb);
+  }
+
+  /**
+   * Unmounts. lazy: false = plain umount only (rejects when busy); true = umount -l at once;
+   * 'fallback' (default) = plain, then -l if that fails. After a plain umount, waits for the
+   * connection to end; after a lazy one the daemon keeps serving open files until they close.
+   */
+  async unmount(opts: { lazy?: boolean | 'fallback' } = {}): Promise<{ lazy: boolean }> {
+    const lazy = opts.lazy ?? 'fallback';
+    if (this.isClosed) return { lazy: false };
+    if (lazy !== true) {
+      const r = await umount(this.mountpoint, false);
+      if (r.ok) {
+        await Promise.race([this.closed, new Promise((res) => setTimeout(res, 5000).unref())]);
+        if (!this.isClosed) this.finish({ code: 'EUNMOUNT', message: 'unmounted' }, 'unmounted');
+        return { lazy: false };
+      }
+      if (lazy === false) throw new SociError('ERR_FUSE', `umount ${this.mountpoint}: ${r.message || 'failed'}`);
+    }
+    const r = await umount(this.mountpoint, true);
+    if (!r.ok && !this.isClosed) throw new SociError('ERR_FUSE', `umount -l ${this.mountpoint}: ${r.message}`);
+    return { lazy: true };
+  }
+
+  /** Aborts the connection via fusectl (last resort for a hung daemon); the server then lazily unmounts. */
+  async abort(): Promise<CloseInfo> {
+    const m = this.mountInfo ?? (await findFuseMount(this.mountpoint, this.subtype));
+    if (!m) throw new SociError('ERR_FUSE', `mount ${this.mountpoint} not found in mountinfo`);
+    await abortConnection(m.minor);
+    return this.closed;
+  }
+
+  // ---- connection end ----
+
+  private onEnd(e: ReaderEnd): void {
+    if (this.isClosed) return;
+    if (e.code === 'ECONNABORTED') {
+      // Aborted through fusectl: the mount stays (users get ENOTCONN) until we detach it.
+      this.finish(e, 'aborted');
+      void umount(this.mountpoint, true).then((r) => {
+        if (!r.ok) this.opts.log?.('umount -l after abort failed', { mountpoint: this.mountpoint, message: r.message });
+      });
+    } else {
+      this.finish(e, e.code === 'ENODEV' ? 'unmounted' : 'error');
+    }
+  }
+
+  private finish(e: { code: string; message: string }, reason: CloseReason): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const p of this.pending.values()) p.done = true;
+    this.pending.clear();
+    this.stats.inflight = 0;
+    this.dirs.clear();
+    const reader = this.reader;
+    reader?.close();
+    if (!reader?.ownsFd) void closeAsync(this.fd).catch(() => undefined);
+    this.initWaiters?.reject(new SociError('ERR_FUSE', `connection ended before INIT: ${e.code}`));
+    try {
+      this.fsys.destroy?.();
+    } catch {
+      // a failing destroy hook must not prevent close
+    }
+    const info: CloseInfo = { reason, code: e.code, message: e.message };
+    this.resolveClosed(info);
+    this.emit('close', info);
+  }
+
+  // ---- requests ----
+
+  private onRequest(req: Buffer): void {
+    const opcode = req.readUInt32LE(4);
+    const lo = req.readUInt32LE(8);
+    const hi = req.readUInt32LE(12);
+    const nodeid = readU64(req, 16);
+    this.stats.requests++;
+    switch (opcode) {
+      case Op.FORGET: // never replied
+        this.stats.forgets++;
+        this.forget(nodeid, readU64(req, 40));
+        return;
+      case Op.BATCH_FORGET: {
+        const count = req.readUInt32LE(40);
+        for (let i = 0, off = 48; i < count && off + 16 <= req.length; i++, off += 16) {
+          this.stats.forgets++;
+          this.forget(readU64(req, off), readU64(req, off + 8));
+        }
+        return;
+      }
+      case Op.INTERRUPT: {
+        // Never replied itself; the interrupted request gets EINTR so its caller can go away.
+        const target = readU64(req, 40);
+        const p = this.pending.get(target);
+        if (p && !p.done) {
+          this.stats.interrupts++;
+          this.replyError(p, Errno.EINTR);
+        }
+        return;
+      }
+    }
+    const p: Pending = { lo, hi, opcode, start: Date.now(), done: false };
+    if (opcode === Op.INIT) return this.init(req, p);
+    if (opcode === Op.DESTROY) {
+      this.replyEmpty(p);
+      this.finish({ code: 'DESTROY', message: 'FUSE_DESTROY' }, 'unmounted');
+      return;
+    }
+    if (WRITE_OPS.has(opcode)) return this.replyError(p, Errno.EROFS);
+    const handler = FuseServer.handlers[opcode];
+    // ENOSYS makes the kernel remember (no_flush, no_access, no_statx...) and stop asking.
+    if (!handler) return this.replyError(p, Errno.ENOSYS);
+    const key = lo + hi * TWO32;
+    this.pending.set(key, p);
+    if (this.pending.size > this.stats.maxInflight) this.stats.maxInflight = this.pending.size;
+    this.stats.inflight = this.pending.size;
+    handler.call(this, req, nodeid, p).catch((e: unknown) => this.replyError(p, toErrno(e)));
+  }
+
+  private forget(ino: number, n: number): void {
+    try {
+      this.fsys.forget?.(ino, n);
+    } catch (e) {
+      this.opts.log?.('forget failed', { ino, error: String(e) });
+    }
+  }
+
+  private sweep(): void {
+    const limit = Date.now() - this.opts.requestTimeoutMs;
+    for (const p of this.pending.values()) {
+      if (p.start <= limit && !p.done) {
+        this.stats.timeouts++;
+        this.replyError(p, Errno.EIO);
+      }
+    }
+  }
+
+  private init(req: Buffer, p: Pending): void {
+    const k = parseInitIn(req, 40, req.readUInt32LE(0));
+    if (k.major !== 7 || k.minor < 12) {
+      this.replyError(p, Errno.EPROTO);
+      this.initWaiters?.reject(new SociError('ERR_FUSE', `unsupported FUSE protocol ${k.major}.${k.minor}`));
+      return;
+    }
+    const minor = Math.min(k.minor, MAX_MINOR);
+    const flags = WANTED_FLAGS & k.flags;
+    const maxReadahead = Math.min(k.maxReadahead, MAX_READAHEAD);
+    this.kernel = { major: k.major, minor: k.minor, flags, maxReadahead };
+    const bg = this.opts.maxBackground;
+    const size = minor < 23 ? 24 : INIT_OUT_SIZE;
+    writeInitOut(this.scratch, OUT_HEADER_SIZE, {
+      minor, maxReadahead, flags, maxBackground: bg, congestionThreshold: Math.floor((bg * 3) / 4), maxWrite: 4096, maxPages: 256,
+    });
+    this.replyScratch(p, size);
+    this.initWaiters?.resolve();
+    this.initWaiters = null;
+    this.emit('init', this.kernel);
+  }
+
+  // ---- reply writers (one synchronous write per reply) ----
+
+  /** Marks `p` answered; false when it was already (timeout/interrupt) or the connection ended. */
+  private take(p: Pending): boolean {
+    if (p.done || this.isClosed) return false;
+    p.done = true;
+    if (this.pending.delete(p.lo + p.hi * TWO32)) this.stats.inflight = this.pending.size;
+    return true;
+  }
+
+  private writeOut(bufs: Buffer[] | Buffer, len: number): void {
+    try {
+      if (Array.isArray(bufs)) fs.writevSync(this.fd, bufs);
+      else fs.writeSync(this.fd, bufs, 0, len);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') this.stats.replyEnoent++;
+      else {
+        this.stats.replyFailures++;
+        if (code !== 'ENODEV' && code !== 'ECONNABORTED') this.opts.log?.('FUSE reply write failed', { code, len });
+      }
+    }
+  }
+
+  private replyError(p: Pending, errno: number): void {
+    if (!this.take(p)) return;
+    this.stats.errors++;
+    writeOutHeader(this.scratch, OUT_HEADER_SIZE, errno, p.lo, p.hi);
+    this.writeOut(this.scratch, OUT_HEADER_SIZE);
+  }
+
+  private replyEmpty(p: Pending): void {
+    if (!this.take(p)) return;
+    writeOutHeader(this.scratch, OUT_HEADER_SIZE, 0, p.lo, p.hi);
+    this.writeOut(this.scratch, OUT_HEADER_SIZE);
+  }
+
+  /** Replies with the `bodyLen` bytes already encoded at scratch[16..]. */
+  private replyScratch(p: Pending, bodyLen: number): void {
+    if (!this.take(p)) return;
+    writeOutHeader(this.scratch, OUT_HEADER_SIZE + bodyLen, 0, p.lo, p.hi);
+    this.writeOut(this.scratch, OUT_HEADER_SIZE + bodyLen);
+  }
+
+  private replyData(p: Pending, data: Buffer): void {
+    if (!this.take(p)) return;
+    const h = this.scratch.subarray(0, OUT_HEADER_SIZE);
+    writeOutHeader(h, OUT_HEADER_SIZE + data.length, 0, p.lo, p.hi);
+    this.writeOut(data.length ? [h, data] : h, OUT_HEADER_SIZE);
+  }
+
+  private replyU32(p: Pending, v: number): void {
+    this.scratch.writeUInt32LE(v, OUT_HEADER_SIZE);
+    this.scratch.writeUInt32LE(0, OUT_HEADER_SIZE + 4);
+    this.replyScratch(p, 8);
+  }
+
+  /** Size protocol shared by GETXATTR and LISTXATTR: size 0 asks for the length; too small → ERANGE. */
+  private replySized(p: Pending, size: number, data: Buffer): void {
+    if (size === 0) this.replyU32(p, data.length);
+    else if (data.length > size) this.replyError(p, Errno.ERANGE);
+    else this.replyData(p, data);
+  }
+
+  // ---- handlers ----
+
+  private async lookup(req: Buffer, parent: number, p: Pending): Promise<void> {
+    const name = readCString(req, 40, req.readUInt32LE(0));
+    const e = await this.fsys.lookup(parent, name);
+    if (!e) {
+      if (this.opts.negativeTimeout <= 0) return this.replyError(p, Errno.ENOENT);
+      writeEntryOut(this.scratch, OUT_HEADER_SIZE, 0, 0, this.opts.negativeTimeout, 0, null);
+    } else {
+      writeEntryOut(this.scratch, OUT_HEADER_SIZE, e.ino, e.generation ?? 0, e.entryTimeout ?? this.opts.entryTimeout, e.attrTimeout ?? this.opts.attrTimeout, e.attr);
+    }
+    this.replyScratch(p, ENTRY_OUT_SIZE);
+  }
+
+  private async getattr(_req: Buffer, ino: number, p: Pending): Promise<void> {
+    const a = await this.fsys.getattr(ino);
+    writeAttrOut(this.scratch, OUT_HEADER_SIZE, this.opts.attrTimeout, a);
+    this.replyScratch(p, ATTR_OUT_SIZE);
+  }
+
+  private async readlink(_req: Buffer, ino: number, p: Pending): Promise<void> {
+    const t = await this.fsys.readlink(ino);
+    this.replyData(p, typeof t === 'string' ? Buffer.from(t) : t);
+  }
+
+  private async open(req: Buffer, ino: number, p: Pending): Promise<void> {
+    const flags = req.readUInt32LE(40);
+    if ((flags & 3) !== 0) return this.replyError(p, Errno.EROFS); // O_WRONLY / O_RDWR
+    const r = this.fsys.open ? await this.fsys.open(ino, flags) : undefined;
+    const of = (r?.keepCache === false ? 0 : FOPEN_KEEP_CACHE) | (r?.directIo ? FOPEN_DIRECT_IO : 0);
+    writeOpenOut(this.scratch, OUT_HEADER_SIZE, r?.fh ?? 0, of);
+    this.replyScratch(p, OPEN_OUT_SIZE);
+  }
+
+  private async read(req: Buffer, ino: number, p: Pending): Promise<void> {
+    const fh = readU64(req, 40);
+    const offset = readU64(req, 48);
+    const size = req.readUInt32LE(56);
+    const data = await this.fsys.read(ino, offset, size, fh);
+    this.replyData(p, data.length > size ? data.subarray(0, size) : data);
+  }
+
+  private async release(req: Buffer, ino: number, p: Pending): Promise<void> {
+    await this.fsys.release?.(ino, readU64(req, 40));
+    this.replyEmpty(p);
+  }
+
+  private async opendir(_req: Buffer, ino: number, p: Pending): Promise<void> {
+    const fh = this.nextDirHandle++;
+    this.dirs.set(fh, { ino, entries: null, loading: null });
+    writeOpenOut(this.scratch, OUT_HEADER_SIZE, fh, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
+    this.replyScratch(p, OPEN_OUT_SIZE);
+  }
+
+  private async releasedir(req: Buffer, _ino: number, p: Pending): Promise<void> {
+    this.dirs.delete(readU64(req, 40));
+    this.replyEmpty(p);
+  }
+
+  /** The full listing with `.` and `..` first, fetched once per directory handle. */
+  private async listing(fh: number, ino: number): Promise<DirEntry[]> {
+    let h = this.dirs.get(fh);
+    if (!h || h.ino !== ino) {
+      h = { ino, entries: null, loading: null };
+      this.dirs.set(fh, h);
+    }
+    if (h.entries) return h.entries;
+    const loading = (h.loading ??= this.fsys.readdir(ino).then((list) => {
+      const hasDot = list.some((e) => e.name === '.');
+      const hasDotDot = list.some((e) => e.name === '..');
+      const head: DirEntry[] = [];
+      if (!hasDot) head.push({ name: '.', ino, mode: 0o040000 });
+      if (!hasDotDot) head.push({ name: '..', ino, mode: 0o040000 });
+      return head.length ? head.concat(list) : list;
+    }));
+    const d = h;
+    try {
+      const list = await loading;
+      d.entries = list;
+      return list;
+    } finally {
+      d.loading = null;
+    }
+  }
+
+  private async readdir(req: Buffer, ino: number, p: Pending): Promise<void> {
+    const entries = await this.listing(readU64(req, 40), ino);
+    const { buf } = encodeDirents(entries, readU64(req, 48), req.readUInt32LE(56), null);
+    this.replyData(p, buf);
+  }
+
+  private async readdirplus(req: Buffer, ino: number, p: Pending): Promise<void> {
+    const entries = await this.listing(readU64(req, 40), ino);
+    const start = readU64(req, 48);
+    const size = req.readUInt32LE(56);
+    // Fill in missing attributes for the entries that can fit in this reply.
+    const end = Math.min(entries.length, start + Math.ceil(size / direntSize(1, true)));
+    const missing: Promise<void>[] = [];
+    const attrs = new Map<number, Attr>();
+    for (let i = start; i < end; i++) {
+      const e = entries[i]!;
+      if (!e.attr && e.name !== '.' && e.name !== '..') missing.push(this.fsys.getattr(e.ino).then((a) => void attrs.set(i, a)));
+    }
+    if (missing.length) await Promise.all(missing);
+    const et = this.opts.entryTimeout;
+    const at = this.opts.attrTimeout;
+    const { buf } = encodeDirents(entries, start, size, {
+      entry: (e, i) => {
+        if (e.name === '.' || e.name === '..') return null; // nodeid 0: not a lookup
+        const attr = e.attr ?? attrs.get(i);
+        if (!attr) return null;
+        return { nodeid: e.ino, generation: 0, entryTimeout: et, attrTimeout: at, attr };
+      },
+    });
+    this.replyData(p, buf);
+  }
+
+  private async statfs(_req: Buffer, ino: number, p: Pending): Promise<void> {
+    const s = this.fsys.statfs ? await this.fsys.statfs(ino) : {};
+    writeStatfsOut(this.scratch, OUT_HEADER_SIZE, s);
+    this.replyScratch(p, STATFS_OUT_SIZE);
+  }
+
+  private async getxattr(req: Buffer, ino: number, p: Pending): Promise<void> {
+    const size = req.readUInt32LE(40);
+    const name = readCString(req, 48, req.readUInt32LE(0));
+    // ENODATA, not ENOSYS: ENOSYS would disable xattrs on the whole mount.
+    const v = this.fsys.getxattr ? await this.fsys.getxattr(ino, name) : null;
+    if (!v) return this.replyError(p, Errno.ENODATA);
+    this.replySized(p, size, v);
+  }
+
+  private async listxattr(req: Buffer, ino: number, p: Pending): Promise<void> {
+    const size = req.readUInt32LE(40);
+    const names = this.fsys.listxattr ? await this.fsys.listxattr(ino) : [];
+    const data = Buffer.from(names.map((n) => n + '\0').join(''));
+    this.replySized(p, size, data);
+  }
+
+  private static readonly handlers: Record<number, Handler | undefined> = {
+    [Op.LOOKUP]: FuseServer.prototype.lookup,
+    [Op.GETATTR]: FuseServer.prototype.getattr,
+    [Op.READLINK]: FuseServer.prototype.readlink,
+    [Op.OPEN]: FuseServer.prototype.open,
+    [Op.READ]: FuseServer.prototype.read,
+    [Op.RELEASE]: FuseServer.prototype.release,
+    [Op.OPENDIR]: FuseServer.prototype.opendir,
+    [Op.READDIR]: FuseServer.prototype.readdir,
+    [Op.READDIRPLUS]: FuseServer.prototype.readdirplus,
+    [Op.RELEASEDIR]: FuseServer.prototype.releasedir,
+    [Op.STATFS]: FuseServer.prototype.statfs,
+    [Op.GETXATTR]: FuseServer.prototype.getxattr,
+    [Op.LISTXATTR]: FuseServer.prototype.listxattr,
+  };
+}
