@@ -1,0 +1,153 @@
+/**
+ * Single-pass gzip indexer: inflates the layer blob with Z_BLOCK, records zran checkpoints exactly as
+ * AWS SOCI's gzip_zinfo.c does (soci-reference.md §1.5), hashes each span's compressed bytes as they
+ * stream past (§1.7), and hands the uncompressed bytes to `onData` in order. Memory: one 32 KiB ring,
+ * the current output chunk, and the packed checkpoints (32 KiB each) — never the layer.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { SociError } from '../errors.js';
+import { encodeHeader, encodeRecord, WINDOW_SIZE } from './checkpoints.js';
+import { createInflater, Z_BLOCK, Z_BUF_ERROR, Z_NEED_DICT, Z_STREAM_END, type Inflater } from './engine.js';
+import type { EngineName, IndexResult, LayerIndexer } from './types.js';
+
+/** gzip or zlib auto-detect, 32 KiB window — what SOCI passes to inflateInit2 / inflateReset2 */
+const AUTO_WBITS = 47;
+/** Output chunk size; chunks are handed out as views and never rewritten, so consumers may keep them. */
+const OUT_CHUNK = 1 << 20;
+
+export class GzipIndexer implements LayerIndexer {
+  private readonly inf: Inflater;
+  private readonly ring = Buffer.alloc(WINDOW_SIZE);
+  private ringPos = 0;
+  private out = Buffer.allocUnsafe(OUT_CHUNK);
+  private outPos = 0;
+  private totin = 0;
+  private totout = 0;
+  private last = 0;
+  private lastByte = 0;
+  private memberDone = false;
+  private ended = false;
+  private failed: SociError | null = null;
+  private readonly records: Buffer[] = [];
+  private readonly digests: string[] = [];
+  private hash: Hash | null = null;
+
+  constructor(
+    private readonly spanSize: number,
+    engine: EngineName,
+    private readonly onData: (b: Buffer) => void,
+  ) {
+    if (!Number.isSafeInteger(spanSize) || spanSize < 0) {
+      throw new SociError('ERR_USAGE', `span size must be a non-negative integer, got ${spanSize}`);
+    }
+    this.inf = createInflater(engine, AUTO_WBITS);
+  }
+
+  write(chunk: Buffer): void {
+    if (this.failed) throw this.failed;
+    if (this.ended) throw new SociError('ERR_INTERNAL', 'write after end');
+    try {
+      this.consume(chunk);
+    } catch (e) {
+      if (e instanceof SociError && e.code === 'ERR_BAD_GZIP') this.failed = e;
+      throw e;
+    }
+  }
+
+  private consume(chunk: Buffer): void {
+    const inf = this.inf;
+    let off = 0;
+    let len = chunk.length;
+    while (len > 0) {
+      if (this.memberDone) {
+        // concatenated member: totals keep accumulating, the ring is not reset (like SOCI)
+        this.inf.reset2(AUTO_WBITS);
+        this.memberDone = false;
+      }
+      if (this.outPos === this.out.length) {
+        this.out = Buffer.allocUnsafe(OUT_CHUNK);
+        this.outPos = 0;
+      }
+      const space = this.out.length - this.outPos;
+      const ret = inf.inflate(chunk, off, len, this.out, this.outPos, space, Z_BLOCK);
+      const consumed = len - inf.availIn;
+      const produced = space - inf.availOut;
+      if ((ret < 0 && ret !== Z_BUF_ERROR) || ret === Z_NEED_DICT) {
+        throw new SociError('ERR_BAD_GZIP', `corrupt gzip data near compressed offset ${this.totin + consumed}: ${inf.message() ?? `zlib error ${ret}`}`);
+      }
+      if (consumed > 0) {
+        this.hash?.update(chunk.subarray(off, off + consumed));
+        this.lastByte = chunk[off + consumed - 1]!;
+        this.totin += consumed;
+        off += consumed;
+        len -= consumed;
+      }
+      if (produced > 0) {
+        const data = this.out.subarray(this.outPos, this.outPos + produced);
+        this.outPos += produced;
+        this.totout += produced;
+        this.toRing(data);
+        this.onData(data);
+      }
+      if (ret === Z_STREAM_END) {
+        this.memberDone = true;
+        continue;
+      }
+      if (consumed === 0 && produced === 0) {
+        throw new SociError('ERR_BAD_GZIP', `gzip stream stalled at compressed offset ${this.totin}`);
+      }
+      const dt = inf.dataType;
+      if ((dt & 128) !== 0 && (dt & 64) === 0 && (this.totout === 0 || this.totout - this.last > this.spanSize)) {
+        this.addCheckpoint(dt & 7);
+      }
+    }
+  }
+
+  private toRing(data: Buffer): void {
+    const n = data.length;
+    if (n >= WINDOW_SIZE) {
+      data.copy(this.ring, 0, n - WINDOW_SIZE, n);
+      this.ringPos = 0;
+      return;
+    }
+    const first = Math.min(n, WINDOW_SIZE - this.ringPos);
+    data.copy(this.ring, this.ringPos, 0, first);
+    if (first < n) data.copy(this.ring, 0, first, n);
+    this.ringPos = (this.ringPos + n) % WINDOW_SIZE;
+  }
+
+  private addCheckpoint(bits: number): void {
+    const window = Buffer.allocUnsafe(WINDOW_SIZE);
+    this.ring.copy(window, 0, this.ringPos);
+    this.ring.copy(window, WINDOW_SIZE - this.ringPos, 0, this.ringPos);
+    this.records.push(encodeRecord({ in: this.totin, out: this.totout, bits, window }));
+    this.last = this.totout;
+    if (this.hash) this.digests.push(`sha256:${this.hash.digest('hex')}`);
+    this.hash = createHash('sha256');
+    // a mid-byte boundary: byte in-1 belongs to both spans (§1.7)
+    if (bits !== 0) this.hash.update(Buffer.of(this.lastByte));
+  }
+
+  end(): IndexResult {
+    if (this.failed) throw this.failed;
+    if (this.ended) throw new SociError('ERR_INTERNAL', 'end called twice');
+    this.ended = true;
+    if (!this.memberDone) {
+      throw new SociError('ERR_BAD_GZIP', `gzip stream is truncated (ends after ${this.totin} bytes without a complete member)`);
+    }
+    if (this.records.length === 0 || !this.hash) {
+      throw new SociError('ERR_BAD_GZIP', 'gzip stream has no deflate data');
+    }
+    this.digests.push(`sha256:${this.hash.digest('hex')}`);
+    this.hash = null;
+    const checkpoints = Buffer.concat([encodeHeader(this.records.length, this.spanSize), ...this.records]);
+    this.records.length = 0;
+    return {
+      compression: 'gzip',
+      checkpoints,
+      maxSpanId: this.digests.length - 1,
+      spanDigests: this.digests.slice(),
+      compressedSize: this.totin,
+    };
+  }
+}
