@@ -35,6 +35,8 @@ export interface HttpResponse {
   body: Dispatcher.ResponseData['body'];
   /** final URL after redirects */
   url: URL;
+  /** the body, once sendRead has read it */
+  bytes?: Buffer;
 }
 
 const SAFE_QUERY = new Set(['digest', 'mount', 'from', 'n', 'last', 'artifactType', 'service', 'scope']);
@@ -69,7 +71,7 @@ export async function readBody(body: HttpResponse['body'], limit = Infinity): Pr
 /** One-line description of a registry error body (distribution's `{"errors":[{code,message}]}`). */
 export async function errorDetail(res: HttpResponse): Promise<string> {
   try {
-    const b = await readBody(res.body, 64 * 1024);
+    const b = res.bytes ?? (await readBody(res.body, 64 * 1024));
     const j = JSON.parse(b.toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
     const e = j.errors?.[0];
     if (e) return `${e.code ?? ''}${e.message ? ` ${e.message}` : ''}`.trim().replace(/\s+/g, ' ').slice(0, 200);
@@ -202,6 +204,7 @@ export class Transport {
         const body = req.method === 'HEAD' ? Buffer.alloc(0) : await readBody(res.body, limit);
         const len = header(res, 'content-length');
         if (req.method !== 'HEAD' && len !== undefined && Number(len) !== body.length) throw new ShortBodyError('short body');
+        res.bytes = body;
         return { res, body };
       } catch (e) {
         if (e instanceof RangeError) throw e;

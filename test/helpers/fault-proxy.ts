@@ -1,0 +1,150 @@
+/**
+ * An HTTP proxy in front of a registry (or any HTTP server) with scriptable faults and counters.
+ *
+ * Exports:
+ *   startFaultProxy(t, upstream 'host:port') → FaultProxy
+ *   FaultProxy: { host '127.0.0.1:PORT', url, requests, add(rule), clear(), count(method?, path?), stop() }
+ *     requests: every request seen {method, path, headers, fault?}
+ *     add({method?, path?: RegExp | string (substring), times? (default 1), fault}) — the first
+ *       matching rule with times left applies to a request; faults:
+ *       {kind: 'status', status, retryAfter?}   answer directly (500/503 bursts, 429 + Retry-After)
+ *       {kind: 'reset', afterBytes}              forward, send afterBytes of the body, destroy the socket
+ *       {kind: 'truncate', afterBytes}           forward, send afterBytes, end the response (short body)
+ *       {kind: 'flip', offset}                   forward with the body byte at offset XOR 0xff
+ *       {kind: 'stall', afterBytes}              forward, send afterBytes (-1: not even headers), then hang
+ *       {kind: 'redirect', location, status?}    answer 307 (default) to location(path)
+ * The Host header is passed through, so registry Location headers keep pointing at the proxy.
+ */
+import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export type Fault =
+  | { kind: 'status'; status: number; retryAfter?: string }
+  | { kind: 'reset'; afterBytes: number }
+  | { kind: 'truncate'; afterBytes: number }
+  | { kind: 'flip'; offset: number }
+  | { kind: 'stall'; afterBytes: number }
+  | { kind: 'redirect'; location: (path: string) => string; status?: number };
+
+export interface FaultRule {
+  method?: string;
+  path?: RegExp | string;
+  times?: number;
+  fault: Fault;
+}
+
+export interface ProxiedRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  fault?: Fault['kind'];
+}
+
+export interface FaultProxy {
+  host: string;
+  url: string;
+  requests: ProxiedRequest[];
+  add(rule: FaultRule): void;
+  clear(): void;
+  count(method?: string, path?: RegExp | string): number;
+  stop(): Promise<void>;
+}
+
+function matches(rule: { method?: string; path?: RegExp | string }, method: string, path: string): boolean {
+  if (rule.method && rule.method !== method) return false;
+  if (rule.path === undefined) return true;
+  return typeof rule.path === 'string' ? path.includes(rule.path) : rule.path.test(path);
+}
+
+export async function startFaultProxy(t: { after: (fn: () => unknown) => void }, upstream: string): Promise<FaultProxy> {
+  const [uhost, uport] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.slice(upstream.lastIndexOf(':') + 1))];
+  const rules: Array<FaultRule & { left: number }> = [];
+  const requests: ProxiedRequest[] = [];
+  const sockets = new Set<Socket>();
+
+  const server: Server = createServer((req, res) => {
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const rule = rules.find((r) => r.left > 0 && matches(r, method, path));
+    if (rule) rule.left--;
+    const fault = rule?.fault;
+    requests.push({ method, path, headers: req.headers, ...(fault ? { fault: fault.kind } : {}) });
+
+    if (fault?.kind === 'status') {
+      req.resume();
+      res.writeHead(fault.status, { 'content-type': 'application/json', ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}) });
+      res.end(JSON.stringify({ errors: [{ code: 'FAULT', message: `injected ${fault.status}` }] }));
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      req.resume();
+      res.writeHead(fault.status ?? 307, { location: fault.location(path), 'content-length': '0' });
+      res.end();
+      return;
+    }
+    if (fault?.kind === 'stall' && fault.afterBytes < 0) {
+      req.resume();
+      return; // never answer; the socket is destroyed at stop()
+    }
+    const up = request({ host: uhost, port: uport, method, path, headers: req.headers }, (ures) => {
+      res.writeHead(ures.statusCode ?? 502, ures.headers);
+      let sent = 0;
+      if (!fault) {
+        ures.pipe(res);
+        return;
+      }
+      ures.on('data', (chunk: Buffer) => {
+        let c = chunk;
+        if (fault.kind === 'flip') {
+          if (fault.offset >= sent && fault.offset < sent + c.length) {
+            c = Buffer.from(c);
+            c[fault.offset - sent]! ^= 0xff;
+          }
+          sent += c.length;
+          res.write(c);
+          return;
+        }
+        const limit = fault.afterBytes;
+        if (sent >= limit) return;
+        const part = c.subarray(0, Math.min(c.length, limit - sent));
+        sent += part.length;
+        res.write(part);
+        if (sent >= limit) {
+          ures.destroy();
+          if (fault.kind === 'reset') setImmediate(() => res.socket?.destroy());
+          else if (fault.kind === 'truncate') res.socket?.end(); // short body, then close
+          // stall: keep the socket open and silent
+        }
+      });
+      ures.on('end', () => {
+        if (!res.writableEnded && (fault.kind === 'flip' || sent < (fault as { afterBytes?: number }).afterBytes!)) res.end();
+      });
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const proxy: FaultProxy = {
+    host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    add: (rule) => rules.push({ ...rule, left: rule.times ?? 1 }),
+    clear: () => {
+      rules.length = 0;
+      requests.length = 0;
+    },
+    count: (method, path) => requests.filter((r) => matches({ ...(method ? { method } : {}), ...(path !== undefined ? { path } : {}) }, r.method, r.path)).length,
+    stop: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  t.after(() => proxy.stop());
+  return proxy;
+}

@@ -1,0 +1,296 @@
+/**
+ * Real registries for tests: Debian's `docker-registry` (CNCF distribution 2.8) on 127.0.0.1 with a
+ * random port and a private temp root, stopped (by PID) after the test.
+ *
+ * Exports:
+ *   startRegistry(t, {auth?: 'none'|'htpasswd'|'token', tokenServer?}) → TestRegistry
+ *     'htpasswd': user "alice" / generated password (distribution 2.8 allows htpasswd over plain HTTP)
+ *     'token':    needs a TokenServer (test/helpers/token-server.ts); started for you when omitted
+ *   TestRegistry: { host '127.0.0.1:PORT', url 'http://…', user?, password?, tokenServer?, root,
+ *                   logPath, accessLog(): Promise<AccessLogEntry[]> (method, path, status per request),
+ *                   stop() }
+ *   pushTestImage(reg, repo, {layers?, platforms?, tag?, layerBytes?}) → TestImage
+ *     builds an OCI layout by hand (gzip tar layers of random files) and pushes it with
+ *     `skopeo copy --all oci:DIR:tag docker://HOST/repo:tag`; multi-platform gives an OCI index.
+ *     The result carries every blob's bytes so tests can compare byte for byte.
+ *   skopeoInspectRaw(reg, ref) → Buffer   (`skopeo inspect --raw`, with the registry's creds)
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { tempDir } from './env.js';
+import { startTokenServer, type TokenServer } from './token-server.js';
+
+const pexecFile = promisify(execFile);
+type After = { after: (fn: () => unknown) => void };
+
+export interface AccessLogEntry {
+  method: string;
+  path: string;
+  status: number;
+}
+
+export interface TestRegistry {
+  host: string;
+  url: string;
+  user?: string;
+  password?: string;
+  tokenServer?: TokenServer;
+  root: string;
+  /** private temp dir of this registry (config, log, root, pushed layouts); removed after the test */
+  workDir: string;
+  logPath: string;
+  accessLog(): Promise<AccessLogEntry[]>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function startRegistry(t: After, opts: { auth?: 'none' | 'htpasswd' | 'token'; tokenServer?: TokenServer } = {}): Promise<TestRegistry> {
+  const dir = await tempDir(t, 'soci-registry-');
+  const auth = opts.auth ?? 'none';
+  let user: string | undefined;
+  let password: string | undefined;
+  let tokenServer = opts.tokenServer;
+  let authYaml = '';
+  if (auth === 'htpasswd') {
+    user = 'alice';
+    password = randomBytes(9).toString('base64url');
+    const { stdout } = await pexecFile('htpasswd', ['-Bbn', user, password]);
+    await writeFile(join(dir, 'htpasswd'), stdout);
+    authYaml = `auth:\n  htpasswd:\n    realm: soci-test\n    path: ${join(dir, 'htpasswd')}\n`;
+  } else if (auth === 'token') {
+    tokenServer ??= await startTokenServer(t);
+    user = 'alice';
+    password = 'wonderland';
+    authYaml = `auth:\n  token:\n    realm: ${tokenServer.realm}\n    service: ${tokenServer.service}\n    issuer: ${tokenServer.issuer}\n    rootcertbundle: ${tokenServer.certPath}\n`;
+  }
+  const logPath = join(dir, 'registry.log');
+  let lastErr = '';
+  // The free port can be taken between probe and bind; try a few.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const cfg = `version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: ${join(dir, 'root')}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:${port}
+  secret: soci-test-secret
+${authYaml}`;
+    const cfgPath = join(dir, 'config.yml');
+    await writeFile(cfgPath, cfg);
+    const { openSync, closeSync } = await import('node:fs');
+    const fd = openSync(logPath, 'a');
+    const child: ChildProcess = spawn('docker-registry', ['serve', cfgPath], { stdio: ['ignore', fd, fd], detached: false });
+    closeSync(fd);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const stop = async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(timer);
+      }
+    };
+    const host = `127.0.0.1:${port}`;
+    if (await waitUp(`http://${host}/v2/`, child)) {
+      const reg: TestRegistry = {
+        host,
+        url: `http://${host}`,
+        ...(user !== undefined ? { user } : {}),
+        ...(password !== undefined ? { password } : {}),
+        ...(tokenServer ? { tokenServer } : {}),
+        root: join(dir, 'root'),
+        workDir: dir,
+        logPath,
+        accessLog: async () => parseAccessLog(await readFile(logPath, 'utf8')),
+        stop,
+      };
+      t.after(stop);
+      return reg;
+    }
+    await stop();
+    lastErr = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-5).join('\n');
+  }
+  throw new Error(`docker-registry did not start:\n${lastErr}`);
+}
+
+async function waitUp(url: string, child: ChildProcess): Promise<boolean> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) return false;
+    try {
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      if (r.status === 200 || r.status === 401) return true;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/** Combined-log lines: `127.0.0.1 - - [date] "GET /v2/ HTTP/1.1" 401 87 "" "agent"`. */
+export function parseAccessLog(text: string): AccessLogEntry[] {
+  const out: AccessLogEntry[] = [];
+  for (const m of text.matchAll(/^\S+ - \S+ \[[^\]]+\] "(\w+) (\S+) HTTP\/[\d.]+" (\d{3}) /gm)) {
+    out.push({ method: m[1]!, path: m[2]!, status: Number(m[3]) });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test images
+
+export interface TestBlob {
+  digest: string;
+  size: number;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export interface TestManifest {
+  platform: { os: string; architecture: string };
+  digest: string;
+  bytes: Buffer;
+  config: TestBlob;
+  layers: TestBlob[];
+}
+
+export interface TestImage {
+  ref: string;
+  repo: string;
+  tag: string;
+  /** digest of what the tag points to (the index for multi-platform, else the manifest) */
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+  manifests: TestManifest[];
+  layoutDir: string;
+}
+
+function blobOf(bytes: Buffer, mediaType: string): TestBlob {
+  return { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, mediaType, bytes };
+}
+
+async function makeLayer(files: Record<string, Buffer>): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: Buffer) => chunks.push(c));
+  const done = new Promise<void>((r, j) => {
+    pack.on('end', () => r());
+    pack.on('error', j);
+  });
+  for (const [name, data] of Object.entries(files)) {
+    await new Promise<void>((r, j) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? j(e) : r())));
+  }
+  pack.finalize();
+  await done;
+  return gzipSync(Buffer.concat(chunks), { level: 1 });
+}
+
+const PLATFORMS: Record<string, { os: string; architecture: string }> = {
+  'linux/amd64': { os: 'linux', architecture: 'amd64' },
+  'linux/arm64': { os: 'linux', architecture: 'arm64' },
+  'linux/s390x': { os: 'linux', architecture: 's390x' },
+};
+
+export async function pushTestImage(
+  reg: TestRegistry,
+  repo: string,
+  opts: { layers?: number; platforms?: string[]; tag?: string; layerBytes?: number } = {},
+): Promise<TestImage> {
+  const tag = opts.tag ?? 'latest';
+  const platforms = opts.platforms ?? ['linux/amd64'];
+  const nLayers = opts.layers ?? 2;
+  const layerBytes = opts.layerBytes ?? 64 * 1024;
+  const dir = join(reg.workDir, `layout-${randomBytes(4).toString('hex')}`);
+  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const write = (b: TestBlob) => writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
+  const manifests: TestManifest[] = [];
+  for (const p of platforms) {
+    const platform = PLATFORMS[p] ?? { os: p.split('/')[0]!, architecture: p.split('/')[1]! };
+    const layers: TestBlob[] = [];
+    const diffIds: string[] = [];
+    for (let i = 0; i < nLayers; i++) {
+      // Half random (incompressible), half text, so sizes are stable but not trivial.
+      const files = { [`layer${i}/random.bin`]: randomBytes(layerBytes / 2), [`layer${i}/text.txt`]: Buffer.from(`${p} layer ${i}\n`.repeat(Math.ceil(layerBytes / 2 / 20))) };
+      const gz = await makeLayer(files);
+      const { gunzipSync } = await import('node:zlib');
+      diffIds.push(`sha256:${createHash('sha256').update(gunzipSync(gz)).digest('hex')}`);
+      layers.push(blobOf(gz, 'application/vnd.oci.image.layer.v1.tar+gzip'));
+    }
+    const config = blobOf(
+      Buffer.from(JSON.stringify({ architecture: platform.architecture, os: platform.os, config: {}, rootfs: { type: 'layers', diff_ids: diffIds } })),
+      'application/vnd.oci.image.config.v1+json',
+    );
+    const manifestBytes = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
+        layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+      }),
+    );
+    const mb = blobOf(manifestBytes, 'application/vnd.oci.image.manifest.v1+json');
+    for (const b of [...layers, config, mb]) await write(b);
+    manifests.push({ platform, digest: mb.digest, bytes: manifestBytes, config, layers });
+  }
+  let top: TestBlob;
+  if (platforms.length === 1) {
+    top = blobOf(manifests[0]!.bytes, 'application/vnd.oci.image.manifest.v1+json');
+  } else {
+    const indexBytes = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: manifests.map((m) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m.digest, size: m.bytes.length, platform: m.platform })),
+      }),
+    );
+    top = blobOf(indexBytes, 'application/vnd.oci.image.index.v1+json');
+    await write(top);
+  }
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+  const ref = `${reg.host}/${repo}:${tag}`;
+  const args = ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', ...creds(reg, '--dest-creds'), `oci:${dir}:${tag}`, `docker://${ref}`];
+  await pexecFile('skopeo', args, { timeout: 120_000 });
+  return { ref, repo, tag, digest: top.digest, mediaType: top.mediaType, bytes: top.bytes, manifests, layoutDir: dir };
+}
+
+function creds(reg: TestRegistry, flag: string): string[] {
+  return reg.user !== undefined && reg.password !== undefined ? [`${flag}=${reg.user}:${reg.password}`] : [];
+}
+
+/** `skopeo inspect --raw docker://HOST/ref` — an independent reader for push tests. */
+export async function skopeoInspectRaw(reg: TestRegistry, ref: string): Promise<Buffer> {
+  const { stdout } = await pexecFile('skopeo', ['inspect', '--raw', '--tls-verify=false', ...creds(reg, '--creds'), `docker://${reg.host}/${ref}`], {
+    encoding: 'buffer',
+    timeout: 60_000,
+  });
+  return stdout;
+}
