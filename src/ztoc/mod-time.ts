@@ -1,0 +1,28 @@
+/**
+ * Go `time.Time.MarshalText()` of `time.Unix(sec, nsec)` in UTC (soci-reference.md §2.4):
+ * RFC 3339, `Z` suffix, fraction with trailing zeros trimmed (none when whole seconds).
+ * Years outside 0..9999 make Go's MarshalText fail, which SOCI stores as the empty string.
+ */
+const NS_PER_S = 1_000_000_000n;
+// Beyond this many seconds from the epoch the year is certainly outside 0..9999 (and JS Date's range).
+const MAX_ABS_SECONDS = 300_000_000_000n;
+
+export function goModTime(sec: bigint, nsec: bigint = 0n): string {
+  // time.Unix normalises nsec into [0, 1e9) by carrying into sec.
+  let s = sec + nsec / NS_PER_S;
+  let n = nsec % NS_PER_S;
+  if (n < 0n) {
+    n += NS_PER_S;
+    s -= 1n;
+  }
+  if (s > MAX_ABS_SECONDS || s < -MAX_ABS_SECONDS) return '';
+  const d = new Date(Number(s) * 1000);
+  const year = d.getUTCFullYear();
+  if (year < 0 || year > 9999) return '';
+  const pad = (v: number, w = 2) => String(v).padStart(w, '0');
+  let out =
+    `${pad(year, 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` +
+    `T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+  if (n !== 0n) out += '.' + n.toString().padStart(9, '0').replace(/0+$/, '');
+  return out + 'Z';
+}

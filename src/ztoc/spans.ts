@@ -1,0 +1,116 @@
+/**
+ * Span math over a zTOC (soci-reference.md §1.8, §2.6): which spans a file touches, name lookup
+ * with hardlink resolution, whole-file extraction, and the Unix mode of an entry.
+ */
+import { posix } from 'node:path';
+import { SociError } from '../errors.js';
+import { extractSpans, parseCheckpoints } from '../compression/index.js';
+import type { Span } from '../compression/types.js';
+import type { FileMetadata, Ztoc } from './types.js';
+
+/** The part of compression's SpanTable this module relies on. */
+export interface SpanLookup {
+  spans: Span[];
+  spanIdForOffset(uncompressedOffset: number): number;
+}
+
+const tables = new WeakMap<Ztoc, ReturnType<typeof parseCheckpoints>>();
+
+/** The zTOC's span table (parsed once per Ztoc object; throws ERR_INVALID_CHECKPOINTS when bad). */
+export function spanTable(z: Ztoc): ReturnType<typeof parseCheckpoints> {
+  let t = tables.get(z);
+  if (!t) {
+    t = parseCheckpoints(z.compression.checkpoints, z.compression.algorithm, z.compressedArchiveSize, z.uncompressedArchiveSize);
+    tables.set(z, t);
+  }
+  return t;
+}
+
+function isZtoc(x: SpanLookup | Ztoc): x is Ztoc {
+  return (x as Ztoc).toc !== undefined && (x as Ztoc).compression !== undefined;
+}
+
+/**
+ * Start/end span of a file as `soci ztoc info` and prefetch compute them: SpanID(offset) and
+ * SpanID(offset + size). The end is the *exclusive* end offset, so a file ending exactly on a span
+ * boundary reports the following span too (AWS quirk, kept for identical output).
+ */
+export function fileSpans(tableOrZtoc: SpanLookup | Ztoc, entry: FileMetadata): { start: number; end: number } {
+  const t = isZtoc(tableOrZtoc) ? spanTable(tableOrZtoc) : tableOrZtoc;
+  return {
+    start: t.spanIdForOffset(entry.uncompressedOffset),
+    end: t.spanIdForOffset(entry.uncompressedOffset + entry.uncompressedSize),
+  };
+}
+
+/** Go `strings.TrimPrefix(filepath.Clean("/"+name), "/")`, on raw bytes (latin1 is byte-exact). */
+export function cleanPath(name: string | Buffer): string {
+  const s = typeof name === 'string' ? Buffer.from(name, 'utf8').toString('latin1') : name.toString('latin1');
+  return posix.normalize('/' + s).replace(/^\/+/, '').replace(/\/+$/, '');
+}
+
+/**
+ * The entry whose cleaned name equals the cleaned `name` (last one wins, like the Go map), with
+ * hardlinks resolved to their target entry (Go `GetMetadataEntry`). `undefined` when absent.
+ */
+export function findEntry(z: Ztoc, name: string | Buffer): FileMetadata | undefined {
+  const want = cleanPath(name);
+  let found: FileMetadata | undefined;
+  for (const e of z.toc) if (cleanPath(e.name) === want) found = e;
+  // Follow hardlink chains; the step bound protects against cycles in a hostile zTOC.
+  for (let steps = 0; found && found.type === 'hardlink' && steps < 64; steps++) {
+    const target = cleanPath(found.linkname);
+    let next: FileMetadata | undefined;
+    for (const e of z.toc) if (cleanPath(e.name) === target) next = e;
+    if (!next) throw new SociError('ERR_NOT_FOUND', `hardlink ${JSON.stringify(want)} points to missing ${JSON.stringify(target)}`);
+    found = next;
+  }
+  if (found && found.type === 'hardlink') throw new SociError('ERR_INVALID_ZTOC', `hardlink loop at ${JSON.stringify(want)}`);
+  return found;
+}
+
+/**
+ * The file's bytes, fetched span by span through `read(start, end)` (compressed blob range,
+ * end exclusive) and inflated from the spans' checkpoints. Hardlinks are resolved first.
+ */
+export async function extractFile(
+  z: Ztoc,
+  entry: FileMetadata,
+  read: (start: number, end: number) => Promise<Buffer>,
+): Promise<Buffer> {
+  let e = entry;
+  if (e.type === 'hardlink') {
+    const t = findEntry(z, e.linkname);
+    if (!t) throw new SociError('ERR_NOT_FOUND', `hardlink target ${JSON.stringify(e.linkname.toString('utf8'))} not found`);
+    e = t;
+  }
+  if (e.type !== 'reg') throw new SociError('ERR_UNSUPPORTED', `${JSON.stringify(e.name.toString('utf8'))} is a ${e.type}, not a regular file`);
+  if (e.uncompressedSize === 0) return Buffer.alloc(0);
+  const t = spanTable(z);
+  const endOffset = e.uncompressedOffset + e.uncompressedSize;
+  if (endOffset > z.uncompressedArchiveSize) {
+    throw new SociError('ERR_INVALID_ZTOC', `entry ${JSON.stringify(e.name.toString('utf8'))} ends beyond the archive`);
+  }
+  // Only the spans holding the file's bytes (the last byte is endOffset - 1).
+  const first = t.spanIdForOffset(e.uncompressedOffset);
+  const last = t.spanIdForOffset(endOffset - 1);
+  const fs = t.spans[first]!;
+  const ls = t.spans[last]!;
+  const compressed = await read(fs.cStart, ls.cEnd);
+  if (compressed.length !== ls.cEnd - fs.cStart) {
+    throw new SociError('ERR_IO', `short read of layer bytes ${fs.cStart}-${ls.cEnd}: got ${compressed.length}`);
+  }
+  const data = await extractSpans(t, first, last, compressed);
+  const from = e.uncompressedOffset - fs.uStart;
+  return data.subarray(from, from + e.uncompressedSize);
+}
+
+const S_IFMT = { reg: 0o100000, hardlink: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
+
+/**
+ * Unix st_mode of an entry: permission + setuid/setgid/sticky bits of the tar mode, and the file
+ * type from the entry type (Go `FileMetadata.FileMode`; type bits inside the tar mode are ignored).
+ */
+export function fileMode(entry: FileMetadata): number {
+  return (entry.mode & 0o7777) | S_IFMT[entry.type];
+}
