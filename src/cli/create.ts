@@ -2,6 +2,11 @@
 import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { SociError } from '../errors.js';
+import { parseReference } from '../oci/reference.js';
+import type { LayerSource } from '../soci/index-builder.js';
+import { RegistryImageSource } from '../soci/registry-source.js';
+import { Progress } from './progress.js';
+import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 import { MT, isIndexType } from '../oci/media-types.js';
 import { formatPlatform, hostPlatform, platformMatches } from '../oci/platform.js';
 import { decodeIndex, decodeManifest, type Descriptor, type Platform } from '../oci/types.js';
@@ -12,34 +17,58 @@ import { addBuildFlags, buildFlagValues, globals, openStore, type BuildFlags } f
 import { info, out } from './output.js';
 
 export function createCommand(): Command {
-  return addBuildFlags(new Command('create'))
-    .description('create a SOCI index (v1) for an image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a layout path')
+  return addRegistryFlags(addBuildFlags(new Command('create')))
+    .description('create a SOCI index (v1) for an image: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or a layout path')
+    .option('-q, --quiet', 'no progress output', false)
     .argument('<image_ref>', 'image to index')
     .option('--ref <name>', 'image reference to record for the index (default: the argument)')
-    .action(async (imageRef: string, o: BuildFlags & { ref?: string }, cmd: Command) => {
+    .action(async (imageRef: string, o: BuildFlags & RegistryFlags & { ref?: string; quiet?: boolean }, cmd: Command) => {
       const flags = buildFlagValues(o);
+      const g = globals(cmd);
       const local = await parseLayoutRef(imageRef);
-      if (!local) throw new SociError('ERR_USAGE', `${imageRef}: registry sources need the registry client (use oci:DIR or oci-archive:FILE)`);
-      const layout = await OciLayout.open(local.path);
-      const store = await openStore(globals(cmd));
+      let source: BlobReader & LayerSource;
+      let root: Descriptor;
+      let location: string;
+      let close: () => Promise<void>;
+      if (local) {
+        const layout = await OciLayout.open(local.path);
+        source = layout;
+        close = () => layout.close();
+        root = await layout.resolve(local.tag).catch(async (e) => {
+          await layout.close();
+          throw e;
+        });
+        location = resolve(local.path);
+      } else {
+        const ref = parseReference(imageRef);
+        const rs = new RegistryImageSource(registryClient(ref.registry, o, Boolean(g.debug)), ref.repository);
+        source = rs;
+        close = closeClients;
+        root = await rs.resolve(ref).catch(async (e) => {
+          await closeClients();
+          throw e;
+        });
+        location = ref.string();
+      }
+      const progress = new Progress(Boolean(o.quiet));
+      const store = await openStore(g);
       try {
-        const root = await layout.resolve(local.tag);
-        const targets = await selectManifests(root, layout, flags);
+        const targets = await selectManifests(root, source, flags);
         for (const { desc, platform } of targets) {
-          const manifest = decodeManifest(await layout.readBlob(desc.digest));
-          const built = await buildSociIndex({ manifest, desc }, layout, storeZtocCache(store), { ...flags, version: 'v1', log: out });
+          const manifest = decodeManifest(await source.readBlob(desc.digest));
+          const built = await buildSociIndex({ manifest, desc }, source, storeZtocCache(store), { ...flags, version: 'v1', log: o.quiet ? () => {} : out, onProgress: progress.update });
           await saveIndex(store, built, {
             imageRef: o.ref ?? imageRef,
             imageDigest: desc.digest,
             platform: formatPlatform(platform),
-            location: resolve(local.path),
+            location,
             manifestMediaType: desc.mediaType,
           });
           info(`soci index ${built.desc.digest} created for ${formatPlatform(platform)}`);
         }
       } finally {
         store.close();
-        await layout.close();
+        await close();
       }
     });
 }

@@ -4,6 +4,7 @@ import { VERSION } from '../version.js';
 import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
 import { indexCommand } from './index-cmd.js';
+import { pushCommand } from './push.js';
 import { rebuildDbCommand } from './rebuild-db.js';
 import { ztocCommand } from './ztoc-cmd.js';
 
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
     .option('--debug', 'debug output (each HTTP request, without secrets)', false);
   program.addCommand(createCommand());
   program.addCommand(convertCommand());
+  program.addCommand(pushCommand());
   program.addCommand(indexCommand());
   program.addCommand(ztocCommand());
   program.addCommand(rebuildDbCommand());

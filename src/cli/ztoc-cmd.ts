@@ -7,6 +7,8 @@ import { parseDigest } from '../oci/digest.js';
 import { OciLayout } from '../store/oci-layout.js';
 import { extractFile, findEntry, unmarshalZtoc, ztocInfo } from '../ztoc/index.js';
 import { globals, openStore } from './common.js';
+import { parseReference } from '../oci/reference.js';
+import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 import { out, printJson, table } from './output.js';
 
 export function ztocCommand(): Command {
@@ -47,13 +49,13 @@ export function ztocCommand(): Command {
         store.close();
       }
     });
-  cmd
-    .command('get-file')
+  addRegistryFlags(cmd
+    .command('get-file'))
     .description('extract a file from a layer through its zTOC')
     .argument('<digest>', 'zTOC digest')
     .argument('<file>', 'path inside the layer')
     .option('-o, --output <file>', 'write to this file instead of stdout')
-    .action(async (digest: string, file: string, o: { output?: string }, c: Command) => {
+    .action(async (digest: string, file: string, o: RegistryFlags & { output?: string }, c: Command) => {
       parseDigest(digest);
       const store = await openStore(globals(c));
       try {
@@ -62,7 +64,7 @@ export function ztocCommand(): Command {
         const ztoc = unmarshalZtoc(await store.content.get(digest));
         const meta = findEntry(ztoc, file);
         if (!meta) throw new SociError('ERR_NOT_FOUND', `file ${file} not found in ztoc ${digest}`);
-        const read = await layerReader(store.content, entry.originalDigest, entry.location);
+        const read = await layerReader(store.content, entry.originalDigest, entry.location, o, Boolean(globals(c).debug));
         try {
           const data = await extractFile(ztoc, meta, read.read);
           if (o.output) {
@@ -91,6 +93,8 @@ async function layerReader(
   content: { has(d: string): Promise<boolean>; open(d: string, s?: number, e?: number): NodeJS.ReadableStream },
   layerDigest: string,
   location: string,
+  flags: RegistryFlags,
+  debug: boolean,
 ): Promise<{ read: (start: number, end: number) => Promise<Buffer>; close: () => Promise<void> }> {
   const collect = async (s: NodeJS.ReadableStream) => {
     const parts: Buffer[] = [];
@@ -102,6 +106,12 @@ async function layerReader(
     return { read: (s, e) => collect(content.open(layerDigest, s, e)), close: async () => {} };
   }
   if (!location) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not available locally`);
+  if (!location.startsWith('/')) {
+    // Indexed from a registry: fetch the needed byte ranges (span digests are checked by extraction callers).
+    const ref = parseReference(location);
+    const client = registryClient(ref.registry, flags, debug);
+    return { read: (s, e) => client.fetchBlobRange(ref.repository, layerDigest, s, e), close: closeClients };
+  }
   const layout = await OciLayout.open(location).catch(() => {
     throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest}: its source ${location} is no longer available`);
   });
