@@ -23,3 +23,5 @@ export function createLayerIndexer(opts: LayerIndexerOptions): LayerIndexer {
   if (opts.compression === 'uncompressed') return new TarIndexer(opts.spanSize, opts.onData);
   throw new SociError('ERR_UNSUPPORTED', `compression "${String(opts.compression)}" is not supported`);
 }
+export { parseCheckpoints } from './span-table.js';
+export { extractSpans } from './extract.js';

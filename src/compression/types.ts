@@ -59,3 +59,20 @@ export interface Span {
   uStart: number;
   uEnd: number;
 }
+
+/**
+ * The span layout of one layer, from its zTOC checkpoints (parseCheckpoints).
+ * gzip: span i = [in_i − (bits_i?1:0), in_{i+1}) compressed, [out_i, out_{i+1}) uncompressed,
+ * the last span ending at the blob / uncompressed archive size. tar: fixed [i*span, (i+1)*span).
+ */
+export interface SpanTable {
+  readonly compression: Compression;
+  readonly spanSize: number;
+  readonly spans: readonly Span[];
+  /** spans.length − 1 */
+  readonly maxSpanId: number;
+  /** the span holding uncompressed offset u (gzip: largest i with out_i ≤ u; tar: u/span), clamped to [0, maxSpanId] */
+  spanIdForOffset(u: number): number;
+  /** gzip only: the checkpoint span i starts from (ERR_UNSUPPORTED for tar) */
+  checkpoint(i: number): Checkpoint;
+}
