@@ -46,7 +46,9 @@ export class Authenticator {
 
   /** Remember how this registry wants to be authenticated (from a 401's WWW-Authenticate). */
   learn(ch: Challenge): void {
-    this.challenge = ch;
+    // The scope in a challenge belongs to the request that got it; keep realm/service only.
+    const { scope: _scope, error: _error, ...params } = ch.params;
+    this.challenge = { scheme: ch.scheme, params };
   }
 
   get scheme(): 'basic' | 'bearer' | undefined {
@@ -67,7 +69,7 @@ export class Authenticator {
       }
       return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
     }
-    const all = [...new Set([...scopes, ...(ch.params.scope ? ch.params.scope.split(' ') : [])])].filter(Boolean).sort();
+    const all = normalizeScopes(scopes);
     const key = scopeKey(all);
     const cached = this.tokens.get(key);
     if (!fresh && cached && cached.expiresAt > Date.now()) return cached.header;
@@ -138,6 +140,26 @@ export class Authenticator {
     const form = new URLSearchParams({ ...grant, client_id: 'soci-ts', ...(service ? { service } : {}), scope: scopes.join(' ') });
     return this.request('POST', url, { 'content-type': 'application/x-www-form-urlencoded' }, Buffer.from(form.toString()), signal);
   }
+}
+
+/**
+ * Merges scopes naming the same resource (`repository:a:pull` + `repository:a:push,pull` →
+ * `repository:a:pull,push`) so equal access always maps to one cache key and one token request.
+ */
+export function normalizeScopes(scopes: string[]): string[] {
+  const byResource = new Map<string, Set<string>>();
+  for (const s of scopes.flatMap((x) => x.split(' ')).filter(Boolean)) {
+    const i = s.lastIndexOf(':');
+    if (i <= 0) continue;
+    const res = s.slice(0, i);
+    const set = byResource.get(res) ?? new Set<string>();
+    for (const a of s.slice(i + 1).split(',')) if (a) set.add(a);
+    byResource.set(res, set);
+  }
+  const order = (a: string) => (a === 'pull' ? 0 : a === 'push' ? 1 : 2);
+  return [...byResource]
+    .map(([res, set]) => `${res}:${[...set].sort((a, b) => order(a) - order(b) || a.localeCompare(b)).join(',')}`)
+    .sort();
 }
 
 function scopeKey(scopes: string[]): string {

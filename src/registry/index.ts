@@ -4,7 +4,7 @@
  */
 export { RegistryClient, digestOf, isDigest, checkDigest } from './client.js';
 export { referrersTag, type BlobData, type PushBlobOptions } from './push.js';
-export { pullScope, pushScope } from './auth.js';
+export { pullScope, pushScope, normalizeScopes } from './auth.js';
 export { parseChallenge, type Challenge } from './challenge.js';
 export { staticCredentials, envCredentials, dockerConfigCredentials, chainCredentials, defaultCredentials } from './credentials.js';
 export { redactUrl } from './transport.js';

@@ -138,7 +138,8 @@ export class Transport {
     const start = new URL(req.url, this.base);
     const replayable = req.body === undefined || Buffer.isBuffer(req.body) || req.method !== 'PATCH';
     let authRounds = 0;
-    let authz = await this.auth.authorization(req.scopes, false, req.signal);
+    let scopes = req.scopes;
+    let authz = await this.auth.authorization(scopes, false, req.signal);
     for (;;) {
       let res: HttpResponse;
       try {
@@ -155,11 +156,13 @@ export class Transport {
         res.body.resume();
         const sentBasic = authz?.startsWith('Basic ');
         if (!ch || authRounds >= 2 || (sentBasic && ch.scheme === 'basic')) {
-          throw new SociError('ERR_AUTH', `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} unauthorized (401)`);
+          const why = ch?.params.error ? `: ${ch.params.error.replace(/[^\w .-]/g, '')}` : '';
+          throw new SociError('ERR_AUTH', `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} unauthorized (401${why})`);
         }
         this.auth.learn(ch);
+        if (ch.params.scope) scopes = [...scopes, ch.params.scope];
         // A token we already had may have expired or lost its scope: ask for a fresh one.
-        authz = await this.auth.authorization(req.scopes, authz !== undefined, req.signal);
+        authz = await this.auth.authorization(scopes, authz !== undefined, req.signal);
         authRounds++;
         continue;
       }

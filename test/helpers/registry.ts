@@ -197,7 +197,9 @@ function blobOf(bytes: Buffer, mediaType: string): TestBlob {
 async function makeLayer(files: Record<string, Buffer>): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
+  pack.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
   const done = new Promise<void>((r, j) => {
     pack.on('end', () => r());
     pack.on('error', j);
