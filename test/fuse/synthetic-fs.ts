@@ -75,6 +75,8 @@ export class SyntheticFs implements Filesystem {
   readonly nodes = new Map<number, Node>();
   readonly calls: Record<string, number> = {};
   readonly forgotten = new Map<number, number>();
+  /** How many times each name was looked up (negative-cache checks). */
+  readonly lookedUp = new Map<string, number>();
   destroyed = 0;
   private next = 2;
   private readonly opts: Required<Omit<SyntheticOptions, 'trueBytes'>> & SyntheticOptions;
@@ -173,6 +175,7 @@ export class SyntheticFs implements Filesystem {
 
   async lookup(parent: number, name: string): Promise<Entry | null> {
     this.count('lookup');
+    this.lookedUp.set(name, (this.lookedUp.get(name) ?? 0) + 1);
     const p = this.node(parent);
     if (!p.children) throw new ErrnoError(Errno.ENOTDIR);
     if (parent === this.slowLookupIno()) {
