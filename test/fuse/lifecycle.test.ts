@@ -1,0 +1,116 @@
+/**
+ * Connection lifecycle over real /dev/fuse: unmount idle and busy (lazy), daemon-side abort
+ * detection, stale mounts of a killed daemon, and request-level errors mapping — for both readers.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { rmdir } from 'node:fs/promises';
+import { needs } from '../helpers/env.js';
+import { cleanupStaleMounts } from '../../src/fuse/index.js';
+import { isMounted, makeMountDir, mountSynthetic, sh, waitFor } from './helpers.js';
+import { BIG_SEED, generatedMd5 } from './synthetic-fs.js';
+
+const skip = needs({ root: true, tools: ['umount', 'stat', 'md5sum'] });
+
+for (const reader of ['pipe', 'worker'] as const) {
+  describe(`FUSE lifecycle with the ${reader} reader`, { skip }, () => {
+    it('unmounts cleanly while idle', async (t) => {
+      const m = await mountSynthetic({ reader });
+      t.after(() => m.cleanup());
+      assert.equal((await sh(`cat '${m.dir}/hello.txt'`)).stdout, 'hello world\n');
+      const r = await m.server.unmount();
+      assert.deepEqual(r, { lazy: false });
+      const c = await m.server.closed;
+      assert.equal(c.reason, 'unmounted');
+      assert.equal(c.code, 'ENODEV');
+      assert.equal(await isMounted(m.dir), false);
+      assert.equal(m.fs.destroyed, 1);
+    });
+
+    it('busy: plain umount fails, lazy unmount detaches and keeps serving the open file', async (t) => {
+      const size = 4 * 1024 * 1024;
+      const m = await mountSynthetic({ reader }, { bigSize: size });
+      t.after(() => m.cleanup());
+      // A reader holding big.bin open on fd 3; it hashes it when told to (a line on stdin).
+      const child = spawn('sh', ['-c', `exec 3< '${m.dir}/big.bin'; echo ready; read x; md5sum <&3`], { stdio: ['pipe', 'pipe', 'inherit'] });
+      t.after(() => child.kill('SIGKILL'));
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      assert.ok(await waitFor(() => out.includes('ready')));
+      await assert.rejects(m.server.unmount({ lazy: false }), /busy/);
+      assert.equal(await isMounted(m.dir), true);
+      assert.deepEqual(await m.server.unmount(), { lazy: true });
+      assert.equal(await isMounted(m.dir), false, 'detached from the tree');
+      let closed = false;
+      void m.server.closed.then(() => (closed = true));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(closed, false, 'still serving the open file');
+      child.stdin.end('go\n');
+      await once(child, 'exit');
+      assert.equal(out.split('\n')[1]!.split(' ')[0], generatedMd5(BIG_SEED, size));
+      const c = await m.server.closed;
+      assert.equal(c.reason, 'unmounted');
+    });
+
+    it('detects an abort of the connection and unmounts lazily', async (t) => {
+      const m = await mountSynthetic({ reader });
+      t.after(() => m.cleanup());
+      assert.equal((await sh(`stat -c %s '${m.dir}/hello.txt'`)).stdout, '12\n');
+      const events: string[] = [];
+      m.server.on('close', (c: { reason: string }) => events.push(c.reason));
+      const c = await m.server.abort();
+      assert.equal(c.reason, 'aborted');
+      assert.equal(c.code, 'ECONNABORTED');
+      assert.deepEqual(events, ['aborted']);
+      assert.ok(await waitFor(async () => !(await isMounted(m.dir))), 'umount -l after abort');
+    });
+  });
+}
+
+describe('stale mounts', { skip }, () => {
+  it('cleanupStaleMounts lazily unmounts the mount of a killed daemon and leaves live ones', async (t) => {
+    const base = await makeMountDir('soci-stale-');
+    const deadDir = `${base}/dead`;
+    const liveDir = `${base}/live`;
+    await sh(`mkdir '${deadDir}' '${liveDir}'`);
+    t.after(async () => {
+      for (const d of [deadDir, liveDir]) if (await isMounted(d)) await sh(`umount -l '${d}'`);
+      await sh(`rmdir '${deadDir}' '${liveDir}'`);
+      await rmdir(base).catch(() => undefined);
+    });
+    const child = spawn(process.execPath, ['--import', 'tsx', new URL('./stale-child.ts', import.meta.url).pathname, deadDir, 'socistale'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    assert.ok(await waitFor(() => out.includes('ready'), 20_000), 'child mounted');
+    // A live mount of the same subtype, served by a second child, must survive the cleanup.
+    const live = spawn(process.execPath, ['--import', 'tsx', new URL('./stale-child.ts', import.meta.url).pathname, liveDir, 'socistale'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(() => live.kill('SIGKILL'));
+    let liveOut = '';
+    live.stdout.on('data', (d: Buffer) => (liveOut += d.toString()));
+    assert.ok(await waitFor(() => liveOut.includes('ready'), 20_000), 'live child mounted');
+
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const probe = await sh(`stat '${deadDir}'`);
+    assert.match(probe.stderr, /not connected/);
+
+    const res = await cleanupStaleMounts('socistale', base);
+    assert.deepEqual(res.sort((a, b) => a.mountpoint.localeCompare(b.mountpoint)), [
+      { mountpoint: deadDir, state: 'unmounted' },
+      { mountpoint: liveDir, state: 'alive' },
+    ]);
+    assert.equal(await isMounted(deadDir), false);
+    assert.equal(await isMounted(liveDir), true);
+    assert.equal((await sh(`cat '${liveDir}/hello.txt'`)).stdout, 'hello world\n');
+    // The live child is unmounted by us (it only serves); its server then sees ENODEV and exits.
+    await sh(`umount '${liveDir}'`);
+    const [code] = await once(live, 'exit');
+    assert.equal(code, 0);
+  });
+});
