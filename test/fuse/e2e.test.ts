@@ -182,6 +182,12 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       assert.ok(m.server.stats.interrupts > before, 'INTERRUPT seen');
     });
 
+    it('errors thrown by the filesystem map to errno', async () => {
+      const r = await sh(`cat '${M}/gone.txt'; cat '${M}/eacces.txt'`);
+      assert.match(r.stderr, /gone.txt: No such file or directory/);
+      assert.match(r.stderr, /eacces.txt: Permission denied/);
+    });
+
     it('writes fail with EROFS; statfs answers', async () => {
       const r = await sh(`touch '${M}/new' ; echo x >> '${M}/hello.txt'; mkdir '${M}/d2'`);
       assert.equal((r.stderr.match(/Read-only file system/g) ?? []).length, 3, r.stderr);

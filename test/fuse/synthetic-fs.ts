@@ -6,6 +6,7 @@
  * lookups are slow, and an executable (bytes of /bin/true).
  */
 import { createHash } from 'node:crypto';
+import { SociError } from '../../src/errors.js';
 import {
   ErrnoError, Errno, ROOT_INO, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, makedev,
   type Attr, type DirEntry, type Entry, type Filesystem, type StatfsResult,
@@ -57,6 +58,8 @@ interface Node {
   gen?: { seed: number };
   target?: string;
   xattrs?: Map<string, Buffer>;
+  /** Special read behaviour for error/timeout tests. */
+  behavior?: 'slow' | 'gone' | 'eacces';
 }
 
 export interface SyntheticOptions {
@@ -108,8 +111,10 @@ export class SyntheticFs implements Filesystem {
     for (let i = 0; i < 2000; i++) this.file(many, `f${String(i).padStart(4, '0')}`, Buffer.from(`file ${i}\n`));
     this.genFile(root, 'big.bin', BIG_SEED, this.opts.bigSize);
     if (this.opts.hugeSize) this.genFile(root, 'huge.bin', HUGE_SEED, this.opts.hugeSize);
-    this.file(root, 'slow.txt', Buffer.from('slow\n'));
+    this.nodes.get(this.file(root, 'slow.txt', Buffer.from('slow\n')))!.behavior = 'slow';
     this.dir(root, 'slow-lookup');
+    this.nodes.get(this.file(root, 'gone.txt', Buffer.from('gone\n')))!.behavior = 'gone'; // SociError ERR_NOT_FOUND
+    this.nodes.get(this.file(root, 'eacces.txt', Buffer.from('no\n')))!.behavior = 'eacces'; // ErrnoError(EACCES)
     if (this.opts.trueBytes) this.file(root, 'true', this.opts.trueBytes, { mode: 0o755 });
   }
 
@@ -215,7 +220,9 @@ export class SyntheticFs implements Filesystem {
   async read(ino: number, offset: number, size: number): Promise<Buffer> {
     this.count('read');
     const n = this.node(ino);
-    if (n.attr.ino === this.nodes.get(ROOT_INO)!.children!.get('slow.txt')) await this.sleep(this.opts.slowReadMs);
+    if (n.behavior === 'slow') await this.sleep(this.opts.slowReadMs);
+    if (n.behavior === 'gone') throw new SociError('ERR_NOT_FOUND', 'span vanished');
+    if (n.behavior === 'eacces') throw new ErrnoError(Errno.EACCES);
     const fsize = n.attr.size ?? 0;
     if (offset >= fsize) return Buffer.alloc(0);
     const len = Math.min(size, fsize - offset);
