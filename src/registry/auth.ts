@@ -62,6 +62,8 @@ export class Authenticator {
   async authorization(scopes: string[], fresh = false, signal?: AbortSignal): Promise<string | undefined> {
     const ch = this.challenge;
     if (!ch) return undefined;
+    // After a refusal, read credentials again: helpers and config files may have rotated them.
+    if (fresh) this.credsPromise = undefined;
     if (ch.scheme === 'basic') {
       const c = await this.creds();
       if (!c || c.username === undefined || c.password === undefined) {

@@ -85,8 +85,10 @@ export class RegistryClient {
     if (res.status !== 200) throw await this.statusError(res, what);
     const bytes = body;
     let mediaType = baseMediaType(header(res, 'content-type'));
-    if (!mediaType || !MANIFEST_MEDIA_TYPES.has(mediaType)) {
-      // Some registries answer application/json; the document's own mediaType decides then.
+    // Some registries answer a generic type; the document's own mediaType decides then. A specific
+    // type we do not handle (Docker schema 1, OCI artifact manifest) is refused as is.
+    const generic = !mediaType || ['application/json', 'text/plain', 'application/octet-stream'].includes(mediaType);
+    if (generic) {
       try {
         const j = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
         if (typeof j.mediaType === 'string') mediaType = j.mediaType;

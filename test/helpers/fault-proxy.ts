@@ -13,6 +13,7 @@
  *       {kind: 'flip', offset}                   forward with the body byte at offset XOR 0xff
  *       {kind: 'stall', afterBytes}              forward, send afterBytes (-1: not even headers), then hang
  *       {kind: 'redirect', location, status?}    answer 307 (default) to location(path)
+ *       {kind: 'headers', set}                   forward, overriding response headers (e.g. content-type)
  * The Host header is passed through, so registry Location headers keep pointing at the proxy.
  */
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -24,7 +25,8 @@ export type Fault =
   | { kind: 'truncate'; afterBytes: number }
   | { kind: 'flip'; offset: number }
   | { kind: 'stall'; afterBytes: number }
-  | { kind: 'redirect'; location: (path: string) => string; status?: number };
+  | { kind: 'redirect'; location: (path: string) => string; status?: number }
+  | { kind: 'headers'; set: Record<string, string> };
 
 export interface FaultRule {
   method?: string;
@@ -87,9 +89,9 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
       return; // never answer; the socket is destroyed at stop()
     }
     const up = request({ host: uhost, port: uport, method, path, headers: req.headers }, (ures) => {
-      res.writeHead(ures.statusCode ?? 502, ures.headers);
+      res.writeHead(ures.statusCode ?? 502, fault?.kind === 'headers' ? { ...ures.headers, ...fault.set } : ures.headers);
       let sent = 0;
-      if (!fault) {
+      if (!fault || fault.kind === 'headers') {
         ures.pipe(res);
         return;
       }

@@ -3,9 +3,10 @@
  * random port and a private temp root, stopped (by PID) after the test.
  *
  * Exports:
- *   startRegistry(t, {auth?: 'none'|'htpasswd'|'token', tokenServer?}) → TestRegistry
+ *   startRegistry(t, {auth?: 'none'|'htpasswd'|'token', tokenServer?, tls?}) → TestRegistry
  *     'htpasswd': user "alice" / generated password (distribution 2.8 allows htpasswd over plain HTTP)
  *     'token':    needs a TokenServer (test/helpers/token-server.ts); started for you when omitted
+ *     tls: true   serve HTTPS with a fresh self-signed cert for 127.0.0.1 (reg.caPem trusts it; url is https://)
  *   TestRegistry: { host '127.0.0.1:PORT', url 'http://…', user?, password?, tokenServer?, root,
  *                   logPath, accessLog(): Promise<AccessLogEntry[]> (method, path, status per request),
  *                   stop() }
@@ -19,6 +20,8 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -41,6 +44,8 @@ export interface TestRegistry {
   user?: string;
   password?: string;
   tokenServer?: TokenServer;
+  /** PEM of the self-signed certificate when started with tls: true */
+  caPem?: string;
   root: string;
   /** private temp dir of this registry (config, log, root, pushed layouts); removed after the test */
   workDir: string;
@@ -57,7 +62,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startRegistry(t: After, opts: { auth?: 'none' | 'htpasswd' | 'token'; tokenServer?: TokenServer } = {}): Promise<TestRegistry> {
+export async function startRegistry(t: After, opts: { auth?: 'none' | 'htpasswd' | 'token'; tokenServer?: TokenServer; tls?: boolean } = {}): Promise<TestRegistry> {
   const dir = await tempDir(t, 'soci-registry-');
   const auth = opts.auth ?? 'none';
   let user: string | undefined;
@@ -76,6 +81,15 @@ export async function startRegistry(t: After, opts: { auth?: 'none' | 'htpasswd'
     password = 'wonderland';
     authYaml = `auth:\n  token:\n    realm: ${tokenServer.realm}\n    service: ${tokenServer.service}\n    issuer: ${tokenServer.issuer}\n    rootcertbundle: ${tokenServer.certPath}\n`;
   }
+  let tlsYaml = '';
+  let caPem: string | undefined;
+  if (opts.tls) {
+    const [k, c] = [join(dir, 'tls.key'), join(dir, 'tls.crt')];
+    await pexecFile('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', k, '-out', c, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
+    caPem = await readFile(c, 'utf8');
+    tlsYaml = `  tls:\n    certificate: ${c}\n    key: ${k}\n`;
+  }
+  const scheme = opts.tls ? 'https' : 'http';
   const logPath = join(dir, 'registry.log');
   let lastErr = '';
   // The free port can be taken between probe and bind; try a few.
@@ -96,7 +110,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: soci-test-secret
-${authYaml}`;
+${tlsYaml}${authYaml}`;
     const cfgPath = join(dir, 'config.yml');
     await writeFile(cfgPath, cfg);
     const { openSync, closeSync } = await import('node:fs');
@@ -113,10 +127,11 @@ ${authYaml}`;
       }
     };
     const host = `127.0.0.1:${port}`;
-    if (await waitUp(`http://${host}/v2/`, child)) {
+    if (await waitUp(`${scheme}://${host}/v2/`, child)) {
       const reg: TestRegistry = {
         host,
-        url: `http://${host}`,
+        url: `${scheme}://${host}`,
+        ...(caPem ? { caPem } : {}),
         ...(user !== undefined ? { user } : {}),
         ...(password !== undefined ? { password } : {}),
         ...(tokenServer ? { tokenServer } : {}),
@@ -139,13 +154,15 @@ async function waitUp(url: string, child: ChildProcess): Promise<boolean> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) return false;
-    try {
-      const r = await fetch(url);
-      await r.arrayBuffer();
-      if (r.status === 200 || r.status === 401) return true;
-    } catch {
-      /* not yet */
-    }
+    const status = await new Promise<number>((resolve) => {
+      const get = url.startsWith('https:') ? httpsGet : httpGet;
+      const req = get(url, { rejectUnauthorized: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve(0));
+    });
+    if (status === 200 || status === 401) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;

@@ -60,6 +60,28 @@ test('manifest and index by tag and by digest', { skip }, async () => {
   assert.deepEqual(head, { mediaType: MEDIA_TYPES.ociIndex, digest: multi.digest, size: multi.bytes.length });
 });
 
+test('Docker v2 manifest and manifest list keep their media types', { skip }, async () => {
+  const m0 = single.manifests[0]!;
+  const docker = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.dockerManifest,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: m0.config.digest, size: m0.config.size },
+      layers: m0.layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: l.digest, size: l.size })),
+    }),
+  );
+  const d = await client.putManifest('test/single', 'docker', docker, MEDIA_TYPES.dockerManifest);
+  const list = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerList, manifests: [{ mediaType: MEDIA_TYPES.dockerManifest, digest: d, size: docker.length, platform: { architecture: 'amd64', os: 'linux' } }] }),
+  );
+  await client.putManifest('test/single', 'dockerlist', list, MEDIA_TYPES.dockerList);
+  const got = await client.getManifest('test/single', 'docker');
+  assert.deepEqual([got.mediaType, got.digest], [MEDIA_TYPES.dockerManifest, d]);
+  const gotList = await client.getManifest('test/single', 'dockerlist');
+  assert.equal(gotList.mediaType, MEDIA_TYPES.dockerList);
+  assert.ok(gotList.bytes.equals(list));
+});
+
 test('unknown tag, unknown repo, unknown blob → ERR_NOT_FOUND naming them', { skip }, async () => {
   await assert.rejects(client.getManifest('test/single', 'nope'), (e: unknown) => isSociError(e, 'ERR_NOT_FOUND') && e.message.includes(`${reg.host}/test/single:nope`));
   await assert.rejects(client.getManifest('no/such', 'latest'), (e: unknown) => isSociError(e, 'ERR_NOT_FOUND'));

@@ -126,6 +126,15 @@ test('flipped bytes → ERR_DIGEST_MISMATCH naming the blob / manifest, never ac
   await assert.rejects(client().getManifest(REPO, 'latest'), (e: unknown) => isSociError(e, 'ERR_DIGEST_MISMATCH'));
 });
 
+test('media type from Content-Type; generic types fall back to the document; unknown → ERR_UNSUPPORTED', { skip }, async () => {
+  proxy.clear();
+  proxy.add({ method: 'GET', path: manifestPath, fault: { kind: 'headers', set: { 'content-type': 'application/json' } } });
+  proxy.add({ method: 'GET', path: manifestPath, fault: { kind: 'headers', set: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' } } });
+  const c = client();
+  assert.equal((await c.getManifest(REPO, 'latest')).mediaType, 'application/vnd.oci.image.manifest.v1+json');
+  await assert.rejects(c.getManifest(REPO, 'latest'), (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED') && /manifest\.v1\+prettyjws/.test(e.message));
+});
+
 test('stalled body and stalled headers time out and are retried', { skip }, async () => {
   proxy.clear();
   proxy.add({ method: 'GET', path: blobPath(), fault: { kind: 'stall', afterBytes: 100_000 } });
