@@ -27,15 +27,6 @@ export interface ZtocInfo {
   files: ZtocFileInfo[] | null;
 }
 
-/** span_size as stored in the checkpoints (gzip zinfo header int64 at 4; TarZinfo field 1). */
-function storedSpanSize(z: Ztoc): number {
-  const t = spanTable(z) as unknown as { spanSize?: number };
-  if (typeof t.spanSize === 'number') return t.spanSize;
-  const cp = z.compression.checkpoints;
-  if (z.compression.algorithm === 'gzip') return cp.length >= 12 ? Number(cp.readBigInt64LE(4)) : 0;
-  return 0;
-}
-
 export function ztocInfo(z: Ztoc, artifact: { digest?: string; size: number }): ZtocInfo {
   const table = spanTable(z);
   let multi = 0;
@@ -56,7 +47,7 @@ export function ztocInfo(z: Ztoc, artifact: { digest?: string; size: number }): 
     version: z.version,
     build_tool: z.buildToolIdentifier,
     size: artifact.size,
-    span_size: storedSpanSize(z),
+    span_size: table.spanSize,
     num_spans: z.compression.maxSpanId + 1,
     num_files: z.toc.length,
     num_multi_span_files: multi,

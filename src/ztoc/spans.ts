@@ -5,19 +5,19 @@
 import { posix } from 'node:path';
 import { SociError } from '../errors.js';
 import { extractSpans, parseCheckpoints } from '../compression/index.js';
-import type { Span } from '../compression/types.js';
+import type { Span, SpanTable } from '../compression/types.js';
 import type { FileMetadata, Ztoc } from './types.js';
 
 /** The part of compression's SpanTable this module relies on. */
 export interface SpanLookup {
-  spans: Span[];
+  readonly spans: readonly Span[];
   spanIdForOffset(uncompressedOffset: number): number;
 }
 
-const tables = new WeakMap<Ztoc, ReturnType<typeof parseCheckpoints>>();
+const tables = new WeakMap<Ztoc, SpanTable>();
 
 /** The zTOC's span table (parsed once per Ztoc object; throws ERR_INVALID_CHECKPOINTS when bad). */
-export function spanTable(z: Ztoc): ReturnType<typeof parseCheckpoints> {
+export function spanTable(z: Ztoc): SpanTable {
   let t = tables.get(z);
   if (!t) {
     t = parseCheckpoints(z.compression.checkpoints, z.compression.algorithm, z.compressedArchiveSize, z.uncompressedArchiveSize);

@@ -74,6 +74,8 @@ export class TarWalker {
   private longName: Buffer | undefined;
   private longLink: Buffer | undefined;
   private count = 0;
+  /** offset of the header block being handled, for error messages */
+  private headerAt = 0;
   private failed: SociError | undefined;
 
   constructor(private readonly onEntry: (entry: FileMetadata) => void) {}
@@ -112,7 +114,7 @@ export class TarWalker {
   private wrap(e: unknown): SociError {
     if (e instanceof SociError) return e;
     if (e instanceof TarFormatError) {
-      return new SociError('ERR_BAD_TAR', `invalid tar header at offset ${this.pos - BLOCK}: ${e.message}`);
+      return new SociError('ERR_BAD_TAR', `invalid tar header at offset ${this.headerAt}: ${e.message}`);
     }
     return new SociError('ERR_INTERNAL', `tar walker failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
@@ -180,6 +182,7 @@ export class TarWalker {
   }
 
   private onBlock(block: Buffer): void {
+    this.headerAt = this.pos - BLOCK;
     const zero = block.equals(ZERO_BLOCK);
     if (this.state === 'zero2') {
       if (!zero) throw new TarFormatError('zero block followed by a non-zero block');
@@ -198,7 +201,7 @@ export class TarWalker {
     // Go `handleRegularFile` on the raw header first: negative sizes are invalid.
     if (!HEADER_ONLY.has(t) && h.size < 0n) throw new TarFormatError('negative size');
     if (t === 0x67) {
-      throw new SociError('ERR_BAD_TAR', `unsupported tar entry type ${describeType(t)} for ${printable(h.name)} at offset ${this.pos - BLOCK}`);
+      throw new SociError('ERR_BAD_TAR', `unsupported tar entry type ${describeType(t)} for ${printable(h.name)} at offset ${this.headerAt}`);
     }
     if (t === 0x78 || t === 0x4c || t === 0x4b) {
       // 'x' PAX extended header, 'L' GNU long name, 'K' GNU long link: payload applies to the next entry
@@ -221,7 +224,7 @@ export class TarWalker {
     if (typeflag === 0) typeflag = m.name.length > 0 && m.name[m.name.length - 1] === 0x2f ? 0x35 : 0x30;
     const type = TYPES[typeflag];
     if (!type) {
-      throw new SociError('ERR_BAD_TAR', `unsupported tar entry type ${describeType(typeflag)} for ${printable(m.name)} at offset ${this.pos - BLOCK}`);
+      throw new SociError('ERR_BAD_TAR', `unsupported tar entry type ${describeType(typeflag)} for ${printable(m.name)} at offset ${this.headerAt}`);
     }
     const dataSize = HEADER_ONLY.has(typeflag) ? 0n : m.size;
     if (dataSize < 0n) throw new TarFormatError('negative size');
