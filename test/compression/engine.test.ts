@@ -73,7 +73,7 @@ test('without the addon (SOCI_ZINFLATE_ADDON → missing file) a fresh process f
     try { selectEngine(); } catch (e) { forced = e.code; }
     console.log(JSON.stringify({ available: nativeAvailable(), spans: r.maxSpanId + 1, forced }));
   `;
-  const env = { ...process.env, SOCI_ZINFLATE_ADDON: join(root, 'does-not-exist.node') };
+  const env: NodeJS.ProcessEnv = { ...process.env, SOCI_ZINFLATE_ADDON: join(root, 'does-not-exist.node') };
   delete env.SOCI_ZLIB_ENGINE;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
