@@ -61,32 +61,32 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
     throw new SociError('ERR_UNSUPPORTED', `cannot convert ${root.digest}: unsupported media type ${root.mediaType}`);
   }
 
-  // Which image manifests to index.
+  // Which image manifests to index, and the platform their SOCI descriptor carries: the manifest's own
+  // with --all-platforms, else the requested platform as normalised (what AWS soci writes).
   const candidates = index.manifests.filter((d) => isManifestType(d.mediaType) && !isSociDescriptor(d));
-  let selected: Descriptor[];
+  const selected = new Map<string, Platform>();
   if (opts.allPlatforms) {
-    selected = candidates;
+    for (const d of candidates) selected.set(d.digest, d.platform ?? defaultPlatform);
   } else {
-    const wanted = dedupePlatforms(opts.platforms?.length ? opts.platforms : [defaultPlatform]);
-    selected = [];
-    for (const p of wanted) {
+    const requested = opts.platforms?.length ? opts.platforms.map(normalizePlatform) : [isIndexType(root.mediaType) ? normalizePlatform(defaultPlatform) : defaultPlatform];
+    for (const p of dedupePlatforms(requested)) {
       const hit = candidates.find((d) => (d.platform ? platformMatches(p, d.platform) : candidates.length === 1));
       if (!hit) throw new SociError('ERR_NOT_FOUND', `image has no manifest for platform ${formatPlatform(p)}: not found`);
-      if (!selected.includes(hit)) selected.push(hit);
+      if (!selected.has(hit.digest)) selected.set(hit.digest, p);
     }
   }
 
   const blobs = new Map<string, Buffer>();
   const built = new Map<string, BuiltIndex>();
   const indexes: ConvertResult['indexes'] = [];
-  for (const d of selected) {
+  for (const d of candidates.filter((c) => selected.has(c.digest))) {
     const manifest = decodeManifest(await src.readBlob(d.digest));
     try {
       const b = await buildSociIndex({ manifest, desc: d }, src, cache, { ...opts, version: 'v2' });
       built.set(d.digest, b);
     } catch (e) {
       if (e instanceof SociError && e.code === 'ERR_EMPTY_INDEX') {
-        log(`no SOCI index created for ${formatPlatform(d.platform ?? defaultPlatform)}: all layers skipped`);
+        log(`no SOCI index created for ${formatPlatform(selected.get(d.digest)!)}: all layers skipped`);
         continue;
       }
       throw e;
@@ -119,7 +119,7 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
       for (const z of b.blobs) blobs.set(z.desc.digest, z.bytes);
       blobs.set(b.desc.digest, b.bytes);
       blobs.set('sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a', Buffer.from('{}'));
-      const platform = d.platform ?? defaultPlatform;
+      const platform = selected.get(d.digest)!;
       indexes.push({ platform, manifest: nd, index: b });
     }
   }

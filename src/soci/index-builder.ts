@@ -120,7 +120,7 @@ export async function buildSociIndex(
     ztocs.set(r.layer.digest, r.ztoc);
   }
   if (opts.prefetchFiles?.length) {
-    for (const p of buildPrefetchArtifacts(built.map((r) => ({ layer: r.layer, ztoc: r.ztoc })), opts.prefetchFiles, layers)) {
+    for (const p of buildPrefetchArtifacts(built.map((r) => ({ layer: r.layer, ztoc: r.ztoc })), opts.prefetchFiles, layers, log)) {
       indexLayers.push(p.desc);
       blobs.push({ desc: p.desc, bytes: p.bytes, reused: false, layer: p.layer });
     }

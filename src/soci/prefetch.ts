@@ -18,11 +18,13 @@ export function buildPrefetchArtifacts(
   indexed: Array<{ layer: Descriptor; ztoc: Ztoc }>,
   paths: string[],
   imageLayers: Descriptor[],
+  log: (line: string) => void = () => {},
 ): Array<{ desc: Descriptor; bytes: Buffer; layer: Descriptor }> {
   const byLayer = new Map<string, SpanRange[]>();
   const topDown = [...indexed].sort((a, b) => imageLayers.indexOf(b.layer) - imageLayers.indexOf(a.layer));
   for (const raw of paths) {
     const want = posix.normalize(`/${raw}`).replace(/^\/+/, '');
+    let found = false;
     for (const { layer, ztoc } of topDown) {
       const entry = ztoc.toc.find((e) => e.name.toString('latin1') === Buffer.from(want).toString('latin1'));
       if (!entry) continue;
@@ -30,8 +32,10 @@ export function buildPrefetchArtifacts(
       const list = byLayer.get(layer.digest) ?? [];
       list.push({ start_span: start, end_span: end });
       byLayer.set(layer.digest, list);
+      found = true;
       break;
     }
+    if (!found) log(`warning: prefetch file ${want} not found in any layer`);
   }
   const out: Array<{ desc: Descriptor; bytes: Buffer; layer: Descriptor }> = [];
   for (const layer of imageLayers) {

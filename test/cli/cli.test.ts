@@ -45,7 +45,7 @@ test('create, list, info, get-file, remove, rebuild-db', { timeout: 300_000 }, a
   const ztocLine = r.stdout.split('\n').find((l) => l.startsWith(`layer ${img.layers[0]![0]} -> ztoc `));
   assert.ok(ztocLine, r.stdout);
   assert.match(r.stdout, /ztoc skipped - layer sha256:[0-9a-f]+ .* is less than min-layer-size 10485760/);
-  const ztocDigest = ztocLine!.split(' ')[3]!;
+  const ztocDigest = ztocLine!.split(' ')[4]!;
 
   const list = await soci(root, ['index', 'list']);
   assert.match(list.stdout.split('\n')[0]!, /^DIGEST\s+SIZE\s+IMAGE REF\s+PLATFORM\s+MEDIA TYPE\s+MANIFEST VERSION\s+CREATED$/);
@@ -116,10 +116,10 @@ test('bad input: one-line errors, non-zero exit, nothing partial', { timeout: 12
   bytes[bytes.length - 100] ^= 0xff;
   writeFileSync(layerPath, bytes);
   const r = await sociFail(root, ['create', `oci:${img.dir}`]);
-  assert.match(r.stderr, /^soci: /);
+  assert.match(r.stderr.trim().split('\n').pop()!, /^soci: .*(corrupt|does not match)/);
   assert.equal((await soci(root, ['ztoc', 'ls', '-q'])).stdout.trim(), '');
-  const r2 = await sociFail(root, ['convert', '--standalone', img.dir, join(tmp, 'out.tar')]);
-  assert.match(r2.stderr, /^soci: /);
+  const r2 = await sociFail(root, ['convert', '-q', '--standalone', img.dir, join(tmp, 'out.tar')]);
+  oneLineError(r2, /corrupt|does not match/);
   assert.ok(!existsSync(join(tmp, 'out.tar')));
   assert.deepEqual(readdirSync(tmp).filter((f) => f.includes('.tmp')), []);
 

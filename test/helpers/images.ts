@@ -13,6 +13,8 @@ export interface LayerSpec {
   /** path → content (string/Buffer), or { symlink } / { dir: true } */
   files: Record<string, string | Buffer | { symlink: string } | { dir: true }>;
   compression?: 'gzip' | 'none' | 'zstd';
+  /** tar member names start with `./` (like `tar -C dir .`); default: plain `app/x` names */
+  dotSlash?: boolean;
 }
 export interface ImageSpec {
   platform?: { os: string; architecture: string; variant?: string };
@@ -52,7 +54,9 @@ export function makeLayerTar(spec: LayerSpec): Buffer {
       else writeFileSync(p, v as string | Buffer);
       names.push(name);
     }
-    return execFileSync('tar', ['--sort=name', '--mtime=@1700000000', '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', src, '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+    const top = [...new Set(names.map((n) => n.split('/')[0]!))].sort();
+    const members = spec.dotSlash ? ['.'] : top;
+    return execFileSync('tar', ['--sort=name', '--mtime=@1700000000', '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', src, '-cf', '-', ...members], { maxBuffer: 1 << 30 });
   } finally {
     rmSync(src, { recursive: true, force: true });
   }
