@@ -8,6 +8,7 @@ export { pullScope, pushScope, normalizeScopes } from './auth.js';
 export { parseChallenge, type Challenge } from './challenge.js';
 export { staticCredentials, envCredentials, dockerConfigCredentials, chainCredentials, defaultCredentials } from './credentials.js';
 export { redactUrl } from './transport.js';
+export { RegistryHosts, type RegistryHostsOptions } from './hosts.js';
 export {
   MEDIA_TYPES,
   MANIFEST_ACCEPT,

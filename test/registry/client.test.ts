@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { needs } from '../helpers/env.js';
 import { startRegistry, pushTestImage, skopeoInspectRaw, type TestRegistry, type TestImage } from '../helpers/registry.js';
-import { RegistryClient, MEDIA_TYPES, digestOf, referrersTag } from '../../src/registry/index.js';
+import { RegistryClient, RegistryHosts, MEDIA_TYPES, digestOf, referrersTag } from '../../src/registry/index.js';
+import { parseReference } from '../../src/oci/reference.js';
 import { isSociError } from '../../src/errors.js';
 
 const skip = needs({ tools: ['docker-registry', 'skopeo'] });
@@ -209,4 +210,19 @@ test('referrers: distribution has no API → sha256-<hex> tag fallback', { skip 
 test('digest helper agrees with node:crypto', () => {
   const b = Buffer.from('abc');
   assert.equal(digestOf(b), `sha256:${createHash('sha256').update(b).digest('hex')}`);
+});
+
+test('RegistryHosts: one cached client per host; plain HTTP for localhost when asked', { skip }, async () => {
+  const hosts = new RegistryHosts({ plainHttp: 'localhost', retry: { maxAttempts: 1 } });
+  try {
+    const ref = parseReference(single.ref);
+    const c = hosts.get(ref.registry);
+    assert.equal(hosts.get(ref.registry), c);
+    assert.equal((await c.getManifest(ref.repository, ref.reference())).digest, single.digest);
+    const tlsOnly = new RegistryHosts({ retry: { maxAttempts: 1 } });
+    await assert.rejects(tlsOnly.get(ref.registry).ping(), (e: unknown) => isSociError(e, 'ERR_NETWORK'));
+    await tlsOnly.close();
+  } finally {
+    await hosts.close();
+  }
 });
