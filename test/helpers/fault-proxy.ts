@@ -7,7 +7,8 @@
  *     requests: every request seen {method, path, headers, fault?}
  *     add({method?, path?: RegExp | string (substring), times? (default 1), fault}) — the first
  *       matching rule with times left applies to a request; faults:
- *       {kind: 'status', status, retryAfter?}   answer directly (500/503 bursts, 429 + Retry-After)
+ *       {kind: 'status', status, retryAfter?, headers?, body?}  answer directly (500/503 bursts,
+ *                                                429 + Retry-After, or a canned response)
  *       {kind: 'reset', afterBytes}              forward, send afterBytes of the body, destroy the socket
  *       {kind: 'truncate', afterBytes}           forward, send afterBytes, end the response (short body)
  *       {kind: 'flip', offset}                   forward with the body byte at offset XOR 0xff
@@ -20,7 +21,7 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from 'no
 import type { AddressInfo, Socket } from 'node:net';
 
 export type Fault =
-  | { kind: 'status'; status: number; retryAfter?: string }
+  | { kind: 'status'; status: number; retryAfter?: string; headers?: Record<string, string>; body?: string }
   | { kind: 'reset'; afterBytes: number }
   | { kind: 'truncate'; afterBytes: number }
   | { kind: 'flip'; offset: number }
@@ -74,8 +75,8 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
 
     if (fault?.kind === 'status') {
       req.resume();
-      res.writeHead(fault.status, { 'content-type': 'application/json', ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}) });
-      res.end(JSON.stringify({ errors: [{ code: 'FAULT', message: `injected ${fault.status}` }] }));
+      res.writeHead(fault.status, { 'content-type': 'application/json', ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}), ...fault.headers });
+      res.end(fault.body ?? JSON.stringify({ errors: [{ code: 'FAULT', message: `injected ${fault.status}` }] }));
       return;
     }
     if (fault?.kind === 'redirect') {

@@ -8,7 +8,9 @@
  *     'token':    needs a TokenServer (test/helpers/token-server.ts); started for you when omitted
  *     tls: true   serve HTTPS with a fresh self-signed cert for 127.0.0.1 (reg.caPem trusts it; url is https://)
  *   TestRegistry: { host '127.0.0.1:PORT', url 'http://…', user?, password?, tokenServer?, root,
- *                   logPath, accessLog(): Promise<AccessLogEntry[]> (method, path, status per request),
+ *                   logPath, accessLog(): Promise<AccessLogEntry[]> (method, path, status per request;
+ *                   the registry does not log Range headers: put test/helpers/fault-proxy.ts in front
+ *                   to see request headers),
  *                   stop() }
  *   pushTestImage(reg, repo, {layers?, platforms?, tag?, layerBytes?}) → TestImage
  *     builds an OCI layout by hand (gzip tar layers of random files) and pushes it with

@@ -212,3 +212,17 @@ test('redirect to storage: Range kept, Authorization dropped for the other host,
   assert.ok(!logs.join('\n').includes('topsecret'));
   assert.ok(logs.some((l) => l.includes(`localhost:${sport}/data?X-Amz-Signature=…`)));
 });
+
+test('referrers API (OCI 1.1) answer is used and filtered client-side when the registry did not filter', { skip }, async () => {
+  proxy.clear();
+  const a = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(Buffer.from('a')), size: 1, artifactType: 'application/vnd.amazon.soci.index.v1+json' };
+  const b = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(Buffer.from('b')), size: 1, artifactType: 'application/other' };
+  const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [a, b] });
+  const canned = { kind: 'status', status: 200, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body } as const;
+  proxy.add({ method: 'GET', path: `/v2/${REPO}/referrers/${img.digest}`, times: 2, fault: canned });
+  const c = client();
+  assert.deepEqual(await c.referrers(REPO, img.digest), [a, b]);
+  assert.deepEqual(await c.referrers(REPO, img.digest, 'application/vnd.amazon.soci.index.v1+json'), [a]);
+  assert.equal(proxy.count('GET', '/manifests/sha256-'), 0, 'no tag-schema fallback when the API answers');
+  assert.ok(proxy.requests.some((r) => r.path.endsWith('?artifactType=application%2Fvnd.amazon.soci.index.v1%2Bjson')));
+});
