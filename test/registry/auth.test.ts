@@ -94,6 +94,15 @@ test('bearer: pull and push with credentials; tokens cached per scope', { skip }
   assert.ok(!text.includes('wonderland') && !/Bearer|eyJ/.test(text), 'no secrets in debug lines');
 });
 
+test('bearer: concurrent first requests share one token fetch', { skip }, async () => {
+  const c = client(tokenReg, { credentials: staticCredentials('alice:wonderland') });
+  const layer = tokenImg.manifests[0]!.layers[0]!;
+  const before = tokenSrv.requests.length;
+  const parts = await Promise.all(Array.from({ length: 8 }, (_, i) => c.fetchBlobRange('private/app', layer.digest, i * 100, i * 100 + 100)));
+  parts.forEach((p, i) => assert.ok(p.equals(layer.bytes.subarray(i * 100, i * 100 + 100))));
+  assert.equal(tokenSrv.requests.length - before, 1);
+});
+
 test('bearer: anonymous pull of a public repo; private repo and wrong scope → ERR_AUTH', { skip }, async () => {
   const anon = client(tokenReg);
   const m = await anon.getManifest('public/app', 'latest');
