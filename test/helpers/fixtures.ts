@@ -449,12 +449,13 @@ export interface BigLayer {
 }
 
 /**
- * A layer of at least `mb` MB (10^6 B) uncompressed: ~180 files of 64 KiB–4 MiB of compressible,
- * non-trivial data, gzip'd with pigz -6. Cached in `cacheDir` under a name derived from `mb`
- * (written to a temp name and renamed, so concurrent suites never see a partial file).
+ * A layer of at least `mb` MB (10^6 B) uncompressed: files of 64 KiB–4 MiB (~150 for 300 MB) of
+ * compressible, non-trivial data (gzip ratio about 1/3), gzip'd with pigz -6. The tar ends right
+ * after its two zero blocks (no record padding). Cached in `cacheDir` under a name derived from
+ * `mb`, written to a temp name and renamed, so concurrent suites never see a partial file.
  */
 export async function makeBigLayer(cacheDir: string, mb: number): Promise<BigLayer> {
-  const tarPath = join(cacheDir, `big-${mb}mb-v1.tar`);
+  const tarPath = join(cacheDir, `big-${mb}mb-v2.tar`);
   const gzPath = `${tarPath}.gz`;
   const files: Array<{ name: string; size: number }> = [];
   let total = 0;
@@ -469,19 +470,31 @@ export async function makeBigLayer(cacheDir: string, mb: number): Promise<BigLay
   const tmpGz = `${gzPath}.${process.pid}.tmp`;
   const out = createWriteStream(tmpTar);
   const write = (b: Buffer) => new Promise<void>((res, rej) => out.write(b, (e) => (e ? rej(e) : res())));
+  // Each 4 KiB block: 3 KiB of word salad + 1 KiB of noise, both from 8 MiB pools at block-specific
+  // offsets (too far apart for deflate's 32 KiB window), so the layer compresses to roughly a third.
   const pool = genData(8 << 20, 77);
+  const noise = Buffer.allocUnsafe(8 << 20);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < noise.length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    noise.writeInt32LE(x | 0, i);
+  }
   for (const d of [0, 1, 2, 3, 4, 5, 6]) {
     await write(rawHeader({ name: `data/d${d}/`, typeflag: '5', mode: '0000755\0' }));
   }
   for (const [i, f] of files.entries()) {
     await write(rawHeader({ name: f.name, size: f.size.toString(8).padStart(11, '0') + '\0' }));
-    // slices of a pool at file-specific offsets, with the file index stamped in every 4 KiB
     const data = Buffer.allocUnsafe(f.size);
     for (let o = 0; o < f.size; o += 4096) {
       const n = Math.min(4096, f.size - o);
       const src = ((i * 7919 + o * 13) % (pool.length - 4096)) >>> 0;
-      pool.copy(data, o, src, src + n);
-      if (n >= 8) data.writeUInt32LE((i << 16) ^ o, o);
+      pool.copy(data, o, src, src + Math.min(n, 3072));
+      if (n > 3072) {
+        const nsrc = ((i * 104729 + o * 7) % (noise.length - 1024)) >>> 0;
+        noise.copy(data, o + 3072, nsrc, nsrc + (n - 3072));
+      }
     }
     await write(data);
     await write(Buffer.alloc((512 - (f.size % 512)) % 512));
