@@ -61,6 +61,17 @@ for (const reader of ['pipe', 'worker'] as const) {
       assert.equal(d.stdout, 'character special file 1 3\nfifo 0 0\n');
     });
 
+    it('readdirplus without attributes from the filesystem (dir/ listing)', async () => {
+      const before = m.fs.calls.getattr ?? 0;
+      const r = await sh(`ls -lan '${M}/dir'`);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split('\n').map((l) => l.replace(/\s+/g, ' '));
+      assert.ok(lines.some((l) => /^-rw-r--r-- 2 0 0 13 .* hard2$/.test(l)), r.stdout);
+      assert.ok(lines.some((l) => /^drwxr-xr-x 2 0 0 0 .* sub$/.test(l)), r.stdout);
+      assert.ok(lines.some((l) => /^lrwxrwxrwx 1 0 0 12 .* up-link -> \.\.\/hello\.txt$/.test(l)), r.stdout);
+      assert.ok((m.fs.calls.getattr ?? 0) > before, 'server fetched attributes itself');
+    });
+
     it('hardlinks share one inode with nlink 2', async () => {
       const r = await sh(`stat -c '%i %h' '${M}/hard1' '${M}/dir/hard2' && cat '${M}/dir/hard2'`);
       assert.equal(r.code, 0, r.stderr);

@@ -8,16 +8,28 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { rmdir } from 'node:fs/promises';
 import { needs } from '../helpers/env.js';
-import { cleanupStaleMounts } from '../../src/fuse/index.js';
+import { readdir, readlink } from 'node:fs/promises';
+import { FuseServer, cleanupStaleMounts } from '../../src/fuse/index.js';
 import { isMounted, makeMountDir, mountSynthetic, sh, waitFor } from './helpers.js';
-import { BIG_SEED, generatedMd5 } from './synthetic-fs.js';
+import { BIG_SEED, SyntheticFs, generatedMd5 } from './synthetic-fs.js';
+
+/** How many fds of this process point at /dev/fuse. */
+async function fuseFds(): Promise<number> {
+  let n = 0;
+  for (const fd of await readdir('/proc/self/fd')) {
+    if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')) === '/dev/fuse') n++;
+  }
+  return n;
+}
 
 const skip = needs({ root: true, tools: ['umount', 'stat', 'md5sum'] });
 
 for (const reader of ['pipe', 'worker'] as const) {
   describe(`FUSE lifecycle with the ${reader} reader`, { skip }, () => {
-    it('unmounts cleanly while idle', async (t) => {
+    it('unmounts cleanly while idle and closes /dev/fuse', async (t) => {
+      const fuseFds0 = await fuseFds();
       const m = await mountSynthetic({ reader });
+      assert.equal(await fuseFds(), fuseFds0 + 1);
       t.after(() => m.cleanup());
       assert.equal((await sh(`cat '${m.dir}/hello.txt'`)).stdout, 'hello world\n');
       const r = await m.server.unmount();
@@ -27,6 +39,7 @@ for (const reader of ['pipe', 'worker'] as const) {
       assert.equal(c.code, 'ENODEV');
       assert.equal(await isMounted(m.dir), false);
       assert.equal(m.fs.destroyed, 1);
+      assert.ok(await waitFor(async () => (await fuseFds()) === fuseFds0), '/dev/fuse fd closed');
     });
 
     it('busy: plain umount fails, lazy unmount detaches and keeps serving the open file', async (t) => {
@@ -69,6 +82,34 @@ for (const reader of ['pipe', 'worker'] as const) {
   });
 }
 
+describe('FUSE mount errors and reader choice', { skip }, () => {
+  it('a failing mount rejects with ERR_FUSE and leaks no fd', async () => {
+    const fuseFds0 = await fuseFds();
+    await assert.rejects(
+      FuseServer.mount(new SyntheticFs(), { mountpoint: '/nonexistent/soci-fuse-test', subtype: 'socitest' }),
+      (e: unknown) => (e as { code?: string }).code === 'ERR_FUSE',
+    );
+    assert.equal(await fuseFds(), fuseFds0);
+  });
+
+  it('SOCI_FUSE_READER selects the reader when the option is auto', async (t) => {
+    for (const want of ['worker', 'pipe'] as const) {
+      const saved = process.env.SOCI_FUSE_READER;
+      process.env.SOCI_FUSE_READER = want;
+      try {
+        const m = await mountSynthetic({ reader: 'auto' }, { bigSize: 1024 });
+        t.after(() => m.cleanup());
+        assert.equal(m.server.readerKind, want);
+        assert.equal((await sh(`cat '${m.dir}/hello.txt'`)).stdout, 'hello world\n');
+        await m.cleanup();
+      } finally {
+        if (saved === undefined) delete process.env.SOCI_FUSE_READER;
+        else process.env.SOCI_FUSE_READER = saved;
+      }
+    }
+  });
+});
+
 describe('stale mounts', { skip }, () => {
   it('cleanupStaleMounts lazily unmounts the mount of a killed daemon and leaves live ones', async (t) => {
     const base = await makeMountDir('soci-stale-');
@@ -109,8 +150,9 @@ describe('stale mounts', { skip }, () => {
     assert.equal(await isMounted(liveDir), true);
     assert.equal((await sh(`cat '${liveDir}/hello.txt'`)).stdout, 'hello world\n');
     // The live child is unmounted by us (it only serves); its server then sees ENODEV and exits.
+    const liveExit = once(live, 'exit'); // attached first: the child may exit before umount(8) returns
     await sh(`umount '${liveDir}'`);
-    const [code] = await once(live, 'exit');
+    const [code] = await liveExit;
     assert.equal(code, 0);
   });
 });

@@ -210,9 +210,11 @@ export class SyntheticFs implements Filesystem {
     const n = this.node(ino);
     if (!n.children) throw new ErrnoError(Errno.ENOTDIR);
     const out: DirEntry[] = [];
+    // Entries of dir/ come without attributes, so READDIRPLUS has to getattr them itself.
+    const withAttr = this.nodes.get(ROOT_INO)!.children!.get('dir') !== ino;
     for (const [name, child] of n.children) {
       const a = this.node(child).attr;
-      out.push({ name, ino: child, mode: a.mode, attr: a });
+      out.push({ name, ino: child, mode: a.mode, attr: withAttr ? a : undefined });
     }
     return out;
   }
