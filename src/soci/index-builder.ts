@@ -89,7 +89,14 @@ export async function buildSociIndex(
         return;
       }
     }
-    const ztoc = await buildZtoc(verified(source.openBlob(layer.digest), layer, opts.onProgress), { compression: comp, spanSize });
+    let ztoc: Ztoc;
+    try {
+      ztoc = await buildZtoc(verified(source.openBlob(layer.digest), layer, opts.onProgress), { compression: comp, spanSize });
+    } catch (e) {
+      // Name the layer: a corrupt byte or a wrong download must be traceable to its blob.
+      if (e instanceof SociError && !e.message.includes(layer.digest)) throw new SociError(e.code, `layer ${layer.digest}: ${e.message}`, { cause: e });
+      throw e;
+    }
     if (ztoc.compressedArchiveSize !== layer.size) {
       throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest}: read ${ztoc.compressedArchiveSize} bytes, descriptor says ${layer.size}`);
     }
