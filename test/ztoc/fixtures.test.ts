@@ -4,11 +4,12 @@
  * file contents extracted through the zTOC, `ztoc info` spans, codec round trips, determinism and
  * engine equality.
  */
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
-import { tempDir } from '../helpers/env.js';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GZIP_VARIANTS, fileBytes, listTar, makeStandardLayers, type LayerFixture, type TarListing } from '../helpers/fixtures.js';
 import { buildZtoc, extractFile, fileMode, fileSpans, findEntry, marshalZtoc, spanTable, unmarshalZtoc, ztocInfo, type Ztoc } from '../../src/ztoc/index.js';
 import { nativeAvailable } from '../../src/compression/index.js';
@@ -54,9 +55,11 @@ function checkAgainstReference(z: Ztoc, ref: TarListing[], label: string): void 
 describe('zTOC over the standard fixture layers', () => {
   let layers: LayerFixture[] = [];
   const refs = new Map<string, TarListing[]>();
+  let dir = '';
+  after(() => rm(dir, { recursive: true, force: true }));
 
   before(async () => {
-    const dir = await tempDir({ after: (fn) => process.on('exit', () => void fn()) }, 'soci-ztoc-fx-');
+    dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-ztoc-fx-'));
     layers = await makeStandardLayers(dir);
     for (const l of layers) refs.set(l.name, await listTar(l.tarPath));
   });
