@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { SociError } from '../errors.js';
 import { toErrno } from './errno.js';
-import { abortConnection, findFuseMount, mountFd, setReadaheadKb, umount, type MountInfo } from './mounts.js';
+import { abortConnection, findFuseMount, mountFd, readMountinfo, setReadaheadKb, umount, type MountInfo } from './mounts.js';
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, INIT_OUT_SIZE, InitFlag,
   MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS, direntSize, encodeDirents,
@@ -44,6 +44,8 @@ export interface FuseServerOptions {
   readaheadKb?: number;
   /** How long to wait for the kernel's INIT after mounting (default 10000). */
   initTimeoutMs?: number;
+  /** Negotiate FUSE_ABORT_ERROR (default true): a fusectl abort then reads as ECONNABORTED, not ENODEV. */
+  abortError?: boolean;
   /** Unexpected conditions (reply write failures, reader errors). */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -113,6 +115,7 @@ export class FuseServer extends EventEmitter {
   private readonly scratch = Buffer.alloc(4096);
   private sweeper: NodeJS.Timeout | null = null;
   private isClosed = false;
+  private ending = false;
   private resolveClosed!: (c: CloseInfo) => void;
   private initWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
@@ -155,6 +158,11 @@ export class FuseServer extends EventEmitter {
     this.mountpoint = opts.mountpoint;
     this.subtype = opts.subtype ?? 'soci';
     this.closed = new Promise((r) => (this.resolveClosed = r));
+  }
+
+  /** fusectl connection id (/sys/fs/fuse/connections/<id>) = st_dev minor of the mount. */
+  get connectionId(): number | undefined {
+    return this.mountInfo?.minor;
   }
 
   /** Which reader serves this connection. */
@@ -215,16 +223,32 @@ export class FuseServer extends EventEmitter {
   // ---- connection end ----
 
   private onEnd(e: ReaderEnd): void {
-    if (this.isClosed) return;
-    if (e.code === 'ECONNABORTED') {
-      // Aborted through fusectl: the mount stays (users get ENOTCONN) until we detach it.
-      this.finish(e, 'aborted');
-      void umount(this.mountpoint, true).then((r) => {
-        if (!r.ok) this.opts.log?.('umount -l after abort failed', { mountpoint: this.mountpoint, message: r.message });
-      });
-    } else {
-      this.finish(e, e.code === 'ENODEV' ? 'unmounted' : 'error');
+    if (this.isClosed || this.ending) return;
+    this.ending = true;
+    void this.endConnection(e);
+  }
+
+  /**
+   * If our mount is still in the mount table the connection died under it (fusectl abort, with or
+   * without ABORT_ERROR, or a reader failure): nobody serves it any more, so detach it lazily or
+   * users keep getting ENOTCONN. A normal umount removes the mount before the kernel reports ENODEV.
+   */
+  private async endConnection(e: ReaderEnd): Promise<void> {
+    let still = false;
+    try {
+      const own = this.mountInfo;
+      still = own
+        ? (await readMountinfo()).some((m) => m.mountId === own.mountId)
+        : e.code === 'ECONNABORTED' && (await findFuseMount(this.mountpoint, this.subtype)) !== undefined;
+    } catch {
+      // mountinfo unreadable: keep the default
     }
+    const reason: CloseReason = e.code === 'ECONNABORTED' || (still && e.code === 'ENODEV') ? 'aborted' : e.code === 'ENODEV' ? 'unmounted' : 'error';
+    if (still) {
+      const r = await umount(this.mountpoint, true);
+      if (!r.ok) this.opts.log?.('umount -l after connection loss failed', { mountpoint: this.mountpoint, message: r.message });
+    }
+    this.finish(e, reason);
   }
 
   private finish(e: { code: string; message: string }, reason: CloseReason): void {
@@ -325,7 +349,7 @@ export class FuseServer extends EventEmitter {
       return;
     }
     const minor = Math.min(k.minor, MAX_MINOR);
-    const flags = WANTED_FLAGS & k.flags;
+    const flags = (this.opts.abortError === false ? WANTED_FLAGS & ~InitFlag.ABORT_ERROR : WANTED_FLAGS) & k.flags;
     const maxReadahead = Math.min(k.maxReadahead, MAX_READAHEAD);
     this.kernel = { major: k.major, minor: k.minor, flags, maxReadahead };
     const bg = this.opts.maxBackground;

@@ -77,7 +77,16 @@ for (const reader of ['pipe', 'worker'] as const) {
       assert.equal(c.reason, 'aborted');
       assert.equal(c.code, 'ECONNABORTED');
       assert.deepEqual(events, ['aborted']);
-      assert.ok(await waitFor(async () => !(await isMounted(m.dir))), 'umount -l after abort');
+      assert.equal(await isMounted(m.dir), false, 'umount -l done before closed resolves');
+    });
+
+    it('detects an abort without ABORT_ERROR (plain ENODEV while still mounted)', async (t) => {
+      const m = await mountSynthetic({ reader, abortError: false });
+      t.after(() => m.cleanup());
+      assert.equal(m.server.kernel.flags & (1 << 21), 0);
+      const c = await m.server.abort();
+      assert.deepEqual([c.reason, c.code], ['aborted', 'ENODEV']);
+      assert.equal(await isMounted(m.dir), false);
     });
   });
 }
