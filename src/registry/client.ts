@@ -7,7 +7,8 @@
  *   const buf = await c.fetchBlobRange(repo, digest, start, end);   // [start, end), exact length
  *   const src = c.blobSource(repo, digest, size);                    // BlobSource for the span manager
  *
- * Blob redirects are followed on every request (no redirect-URL cache yet).
+ * Range reads remember where the registry redirected a blob (5 min, dropped on any failure) and
+ * go there directly, without Authorization; whole-blob streams always ask the registry.
  */
 import { createHash } from 'node:crypto';
 import { SociError } from '../errors.js';
@@ -18,6 +19,8 @@ import { Transport, errorDetail, header, readBody, type HttpResponse } from './t
 import { pushBlob, putManifest, referrers, addReferrerFallback, type PushBlobOptions, type BlobData } from './push.js';
 import { MANIFEST_ACCEPT, MANIFEST_MEDIA_TYPES, type Descriptor, type Manifest, type RegistryClientOptions } from './types.js';
 
+/** How long a blob's redirected storage URL is reused (presigned URLs usually live 10+ min). */
+const REDIRECT_TTL_MS = 5 * 60 * 1000;
 const DIGEST_RE = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
 
 export function isDigest(s: string): boolean {
@@ -45,6 +48,8 @@ export class RegistryClient {
   /** @internal shared with push.ts */
   readonly transport: Transport;
   readonly maxManifestBytes: number;
+  /** repo@digest → storage URL the registry redirected a blob GET to */
+  private readonly redirects = new Map<string, { url: string; expiresAt: number }>();
 
   constructor(readonly options: RegistryClientOptions) {
     this.registry = options.registry;
@@ -217,11 +222,28 @@ export class RegistryClient {
     }
     if (end === start) return Buffer.alloc(0);
     const what = `blob ${digest} bytes ${start}-${end - 1} in ${this.registry}/${repo}`;
-    const { res, body } = await this.transport.sendRead(
-      { method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers: { range: `bytes=${start}-${end - 1}`, 'accept-encoding': 'identity' }, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) },
-      Infinity,
-      (s) => s === 200 || s === 206,
-    );
+    const headers = { range: `bytes=${start}-${end - 1}`, 'accept-encoding': 'identity' };
+    const ok = (s: number) => s === 200 || s === 206;
+    const key = `${repo}@${digest}`;
+    const cached = this.redirects.get(key);
+    let out: { res: HttpResponse; body: Buffer } | undefined;
+    if (cached && cached.expiresAt > Date.now()) {
+      // Straight to the storage URL the registry redirected to before (S3/CDN), as SOCI does.
+      out = await this.transport.sendRead({ method: 'GET', url: cached.url, headers, scopes: [], what, anonymous: true, ...(signal ? { signal } : {}) }, Infinity, ok);
+      if (!ok(out.res.status)) {
+        out.res.body.resume();
+        this.redirects.delete(key); // expired signature or moved: ask the registry again
+        out = undefined;
+      }
+    }
+    if (!out) {
+      out = await this.transport.sendRead({ method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) }, Infinity, ok);
+      if (ok(out.res.status) && out.res.url.origin !== this.transport.base.origin) {
+        if (this.redirects.size >= 1024) this.redirects.delete(this.redirects.keys().next().value!);
+        this.redirects.set(key, { url: out.res.url.href, expiresAt: Date.now() + REDIRECT_TTL_MS });
+      }
+    }
+    const { res, body } = out;
     if (res.status === 206) {
       const m = /bytes (\d+)-(\d+)/.exec(header(res, 'content-range') ?? '');
       if (!m || Number(m[1]) !== start) throw new SociError('ERR_REGISTRY', `${what}: unexpected Content-Range "${header(res, 'content-range') ?? ''}"`);

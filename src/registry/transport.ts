@@ -27,6 +27,8 @@ export interface SendRequest {
   signal?: AbortSignal;
   /** what the request is, for error messages (e.g. `blob sha256:… in repo`) */
   what: string;
+  /** send no Authorization and return 401/403 as is (cached storage URLs) */
+  anonymous?: boolean;
 }
 
 export interface HttpResponse {
@@ -139,7 +141,7 @@ export class Transport {
     const replayable = req.body === undefined || Buffer.isBuffer(req.body) || req.method !== 'PATCH';
     let authRounds = 0;
     let scopes = req.scopes;
-    let authz = await this.auth.authorization(scopes, false, req.signal);
+    let authz = req.anonymous ? undefined : await this.auth.authorization(scopes, false, req.signal);
     for (;;) {
       let res: HttpResponse;
       try {
@@ -151,6 +153,7 @@ export class Transport {
         }
         continue;
       }
+      if (req.anonymous && (res.status === 401 || res.status === 403)) return res;
       if (res.status === 401 && res.url.origin === start.origin) {
         const ch = parseChallenge(res.headers['www-authenticate']);
         res.body.resume();

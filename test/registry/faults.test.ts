@@ -180,8 +180,14 @@ test('redirect to storage: Range kept, Authorization dropped for the other host,
   const bimg = await pushTestImage(basic, REPO, { layers: 1, layerBytes: 64 * 1024 });
   const bl = bimg.manifests[0]!.layers[0]!;
   const seen: IncomingHttpHeaders[] = [];
+  let denyNext = 0;
   const storage = createServer((req, res) => {
     seen.push(req.headers);
+    if (denyNext > 0) {
+      denyNext--;
+      res.writeHead(403, { 'content-length': 0 });
+      return res.end();
+    }
     const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '');
     if (!m) {
       res.writeHead(200, { 'content-length': bl.size });
@@ -205,9 +211,17 @@ test('redirect to storage: Range kept, Authorization dropped for the other host,
   assert.ok(whole.equals(bl.bytes));
   assert.equal(seen.length, 2);
   assert.equal(seen[0]!.range, 'bytes=1000-1999');
+  // later range reads go straight to the remembered storage URL …
+  assert.ok((await c.fetchBlobRange(REPO, bl.digest, 5, 10)).equals(bl.bytes.subarray(5, 10)));
+  assert.equal(seen.length, 3);
+  assert.equal(bproxy.count('GET', '/blobs/'), 2, 'registry not asked again');
+  // … until storage refuses (expired signature): then the registry is asked again
+  denyNext = 1;
+  assert.ok((await c.fetchBlobRange(REPO, bl.digest, 7, 9)).equals(bl.bytes.subarray(7, 9)));
+  assert.equal(seen.length, 5);
   assert.ok(seen.every((h) => h.authorization === undefined), 'no Authorization to storage');
   const blobReqs = bproxy.requests.filter((r) => r.path.includes('/blobs/'));
-  assert.equal(blobReqs.length, 2);
+  assert.equal(blobReqs.length, 3);
   assert.ok(blobReqs.every((r) => String(r.headers.authorization).startsWith('Basic ')), 'Authorization to the registry');
   assert.ok(!logs.join('\n').includes('topsecret'));
   assert.ok(logs.some((l) => l.includes(`localhost:${sport}/data?X-Amz-Signature=…`)));
