@@ -19,6 +19,8 @@
  *   kernel reference; `forget(ino, n)` drops n of them. A static inode table can ignore forget.
  * - `read` returns up to `size` bytes at `offset`; return fewer (or an empty Buffer) at EOF. A slice
  *   of a larger buffer is fine: it is written to the kernel before the promise chain continues.
+ * - xattrs: return null from getxattr for an absent name (ENODATA). To switch xattrs off for the
+ *   whole mount (like go-fuse DisableXAttrs), throw ErrnoError(ENOSYS): the kernel then stops asking.
  * - Names are decoded/encoded as UTF-8.
  */
 

@@ -206,6 +206,23 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       assert.equal(s.stdout, '1000 255 4096\n');
     });
 
+    it('soak: 4 concurrent mixed clients for 2 s, no errors, bytes right', async () => {
+      const failures0 = m.server.stats.replyFailures;
+      const timeouts0 = m.server.stats.timeouts;
+      const part = createHash('md5').update(generated(BIG_SEED, 3 * MiB, MiB)).digest('hex');
+      const loop = `end=$(( $(date +%s) + 2 )); n=0; while [ $(date +%s) -lt $end ]; do
+        dd if='${M}/big.bin' iflag=direct bs=64k skip=48 count=16 status=none | md5sum;
+        ls -la '${M}/many' > /dev/null; stat '${M}/dir/sub/deep.txt' > /dev/null;
+        getfattr --absolute-names -d '${M}/xattr.txt' > /dev/null; cat '${M}/link' > /dev/null; n=$((n+1)); done; echo loops=$n`;
+      const r = await sh(`for c in 1 2 3 4; do ( ${loop} ) & done; wait`, 30_000);
+      assert.equal(r.stderr, '');
+      const sums = r.stdout.split('\n').filter((l) => l.endsWith('  -'));
+      assert.ok(sums.length >= 8, `only ${sums.length} loops`);
+      assert.ok(sums.every((l) => l === `${part}  -`), 'every region md5 right');
+      assert.equal(m.server.stats.replyFailures, failures0);
+      assert.equal(m.server.stats.timeouts, timeouts0);
+    });
+
     it('FORGETs reach the filesystem after the kernel drops its inodes', async () => {
       await sh(`ls -la '${M}/many' > /dev/null; sync; echo 2 > /proc/sys/vm/drop_caches`);
       assert.ok(m.fs.forgotten.size > 0, 'some inode forgotten');
