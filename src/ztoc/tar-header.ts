@@ -29,14 +29,16 @@ export function parseOctal(field: Buffer): bigint {
   if (s === e) return 0n;
   const b = cString(field.subarray(s, e));
   if (b.length === 0) throw new TarFormatError('empty octal field');
-  let x = 0n;
-  for (const c of b) {
+  // Tar numeric fields are at most 12 bytes, so the value (< 8^12 = 2^36) is exact in a double
+  // and far below Go's uint64/int64 limits.
+  if (b.length > 12) throw new TarFormatError('octal field too long');
+  let x = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
     if (c < 0x30 || c > 0x37) throw new TarFormatError('invalid octal number');
-    x = (x << 3n) | BigInt(c - 0x30);
+    x = x * 8 + (c - 0x30);
   }
-  if (x >> 64n) throw new TarFormatError('octal number out of range');
-  // int64(x): fields are at most 12 bytes, so the value always fits below 2^63.
-  return x;
+  return BigInt(x);
 }
 
 /** Go `parser.parseNumeric`: base-256 two's complement when the top bit is set, else octal. */

@@ -226,8 +226,9 @@ export class TarWalker {
     if (!type) {
       throw new SociError('ERR_BAD_TAR', `unsupported tar entry type ${describeType(typeflag)} for ${printable(m.name)} at offset ${this.headerAt}`);
     }
+    // Go accepts a negative size on header-only entries; we refuse it (offset math downstream).
+    if (m.size < 0n) throw new TarFormatError('negative size');
     const dataSize = HEADER_ONLY.has(typeflag) ? 0n : m.size;
-    if (dataSize < 0n) throw new TarFormatError('negative size');
     const pax: PaxRecord[] = [];
     if (this.pax) {
       for (const e of this.pax.values()) pax.push({ key: e.key, value: e.value });
