@@ -12,12 +12,13 @@ import { toErrno } from './errno.js';
 import { abortConnection, findFuseMount, mountFd, readMountinfo, setReadaheadKb, umount, type MountInfo } from './mounts.js';
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, INIT_OUT_SIZE, InitFlag,
-  MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS, direntSize, encodeDirents,
+  MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS,
   parseInitIn, readCString, readU64, writeAttrOut, writeEntryOut, writeInitOut, writeOpenOut, writeOutHeader,
   writeStatfsOut,
 } from './protocol.js';
+import { DirHandles } from './dirs.js';
 import { startReader, type ReaderEnd, type ReaderKind, type RequestReader } from './readers.js';
-import { Errno, type Attr, type DirEntry, type Filesystem } from './types.js';
+import { Errno, type Filesystem } from './types.js';
 
 const openAsync = promisify(fs.open);
 const closeAsync = promisify(fs.close);
@@ -80,12 +81,6 @@ interface Pending {
   done: boolean;
 }
 
-interface DirHandle {
-  ino: number;
-  entries: DirEntry[] | null;
-  loading: Promise<DirEntry[]> | null;
-}
-
 const TWO32 = 4294967296;
 const MAX_READAHEAD = 1024 * 1024;
 const WANTED_FLAGS =
@@ -110,8 +105,7 @@ export class FuseServer extends EventEmitter {
   private readonly opts: Required<Pick<FuseServerOptions, 'requestTimeoutMs' | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout' | 'maxBackground'>> & FuseServerOptions;
   private reader: RequestReader | null = null;
   private readonly pending = new Map<number, Pending>();
-  private readonly dirs = new Map<number, DirHandle>();
-  private nextDirHandle = 1;
+  private readonly dirs: DirHandles;
   private readonly scratch = Buffer.alloc(4096);
   private sweeper: NodeJS.Timeout | null = null;
   private isClosed = false;
@@ -146,6 +140,7 @@ export class FuseServer extends EventEmitter {
     super();
     this.fd = fd;
     this.fsys = fsys;
+    this.dirs = new DirHandles(fsys);
     const entryTimeout = opts.entryTimeout ?? 3600;
     this.opts = {
       ...opts,
@@ -475,73 +470,22 @@ export class FuseServer extends EventEmitter {
   }
 
   private async opendir(_req: Buffer, ino: number, p: Pending): Promise<void> {
-    const fh = this.nextDirHandle++;
-    this.dirs.set(fh, { ino, entries: null, loading: null });
-    writeOpenOut(this.scratch, OUT_HEADER_SIZE, fh, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
+    writeOpenOut(this.scratch, OUT_HEADER_SIZE, this.dirs.open(ino), FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
     this.replyScratch(p, OPEN_OUT_SIZE);
   }
 
   private async releasedir(req: Buffer, _ino: number, p: Pending): Promise<void> {
-    this.dirs.delete(readU64(req, 40));
+    this.dirs.release(readU64(req, 40));
     this.replyEmpty(p);
   }
 
-  /** The full listing with `.` and `..` first, fetched once per directory handle. */
-  private async listing(fh: number, ino: number): Promise<DirEntry[]> {
-    let h = this.dirs.get(fh);
-    if (!h || h.ino !== ino) {
-      h = { ino, entries: null, loading: null };
-      this.dirs.set(fh, h);
-    }
-    if (h.entries) return h.entries;
-    const loading = (h.loading ??= this.fsys.readdir(ino).then((list) => {
-      const hasDot = list.some((e) => e.name === '.');
-      const hasDotDot = list.some((e) => e.name === '..');
-      const head: DirEntry[] = [];
-      if (!hasDot) head.push({ name: '.', ino, mode: 0o040000 });
-      if (!hasDotDot) head.push({ name: '..', ino, mode: 0o040000 });
-      return head.length ? head.concat(list) : list;
-    }));
-    const d = h;
-    try {
-      const list = await loading;
-      d.entries = list;
-      return list;
-    } finally {
-      d.loading = null;
-    }
-  }
-
   private async readdir(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const entries = await this.listing(readU64(req, 40), ino);
-    const { buf } = encodeDirents(entries, readU64(req, 48), req.readUInt32LE(56), null);
-    this.replyData(p, buf);
+    this.replyData(p, await this.dirs.page(readU64(req, 40), ino, readU64(req, 48), req.readUInt32LE(56), null));
   }
 
   private async readdirplus(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const entries = await this.listing(readU64(req, 40), ino);
-    const start = readU64(req, 48);
-    const size = req.readUInt32LE(56);
-    // Fill in missing attributes for the entries that can fit in this reply.
-    const end = Math.min(entries.length, start + Math.ceil(size / direntSize(1, true)));
-    const missing: Promise<void>[] = [];
-    const attrs = new Map<number, Attr>();
-    for (let i = start; i < end; i++) {
-      const e = entries[i]!;
-      if (!e.attr && e.name !== '.' && e.name !== '..') missing.push(this.fsys.getattr(e.ino).then((a) => void attrs.set(i, a)));
-    }
-    if (missing.length) await Promise.all(missing);
-    const et = this.opts.entryTimeout;
-    const at = this.opts.attrTimeout;
-    const { buf } = encodeDirents(entries, start, size, {
-      entry: (e, i) => {
-        if (e.name === '.' || e.name === '..') return null; // nodeid 0: not a lookup
-        const attr = e.attr ?? attrs.get(i);
-        if (!attr) return null;
-        return { nodeid: e.ino, generation: 0, entryTimeout: et, attrTimeout: at, attr };
-      },
-    });
-    this.replyData(p, buf);
+    const timeouts = { entryTimeout: this.opts.entryTimeout, attrTimeout: this.opts.attrTimeout };
+    this.replyData(p, await this.dirs.page(readU64(req, 40), ino, readU64(req, 48), req.readUInt32LE(56), timeouts));
   }
 
   private async statfs(_req: Buffer, ino: number, p: Pending): Promise<void> {
