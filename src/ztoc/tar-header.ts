@@ -191,6 +191,7 @@ const NUL_FREE_VALUE_KEYS = new Set(['path', 'linkpath', 'uname', 'gname']);
  */
 export function parsePaxRecords(buf: Buffer): Map<string, PaxEntry> {
   const out = new Map<string, PaxEntry>();
+  const sparseMap: string[] = [];
   let s = buf;
   while (s.length > 0) {
     const sp = s.indexOf(0x20);
@@ -214,8 +215,17 @@ export function parsePaxRecords(buf: Buffer): Map<string, PaxEntry> {
     if (NUL_FREE_VALUE_KEYS.has(k) ? value.includes(0) : key.includes(0)) {
       throw new TarFormatError(`PAX record ${JSON.stringify(k.slice(0, 60))} contains NUL`);
     }
-    if (k.startsWith('GNU.sparse.')) throw new TarFormatError('GNU sparse files are not supported');
+    if (k === 'GNU.sparse.offset' || k === 'GNU.sparse.numbytes') {
+      // GNU sparse 0.0: Go folds these into a GNU.sparse.map record (validating their order)
+      const wantOffset = sparseMap.length % 2 === 0;
+      if ((k === 'GNU.sparse.offset') !== wantOffset || value.includes(0x2c)) throw new TarFormatError('invalid GNU sparse 0.0 record');
+      sparseMap.push(value.toString('latin1'));
+      continue;
+    }
     out.set(k, { key: Buffer.from(key), value: Buffer.from(value) });
+  }
+  if (sparseMap.length > 0) {
+    out.set('GNU.sparse.map', { key: Buffer.from('GNU.sparse.map'), value: Buffer.from(sparseMap.join(','), 'latin1') });
   }
   return out;
 }
@@ -250,4 +260,16 @@ export function mergePax(h: RawHeader, pax: Map<string, PaxEntry> | undefined): 
   }
   m.modTime = mtime ?? goModTime(h.mtime, 0n);
   return m;
+}
+
+/** Go `readGNUSparsePAXHeaders`: whether these PAX records make the entry a GNU sparse file. */
+export function isGnuSparse(pax: Map<string, PaxEntry> | undefined): boolean {
+  if (!pax) return false;
+  const get = (k: string) => pax.get(k)?.value.toString('latin1') ?? '';
+  const major = get('GNU.sparse.major');
+  const minor = get('GNU.sparse.minor');
+  if (major === '0' && (minor === '0' || minor === '1')) return true;
+  if (major === '1' && minor === '0') return true;
+  if (major !== '' || minor !== '') return false; // unknown version: Go treats it as a plain file
+  return get('GNU.sparse.map') !== '';
 }

@@ -10,6 +10,7 @@ import {
   BLOCK,
   TarFormatError,
   cString,
+  isGnuSparse,
   mergePax,
   parseHeaderBlock,
   parsePaxRecords,
@@ -222,6 +223,9 @@ export class TarWalker {
     if (this.longLink && this.longLink.length > 0) m.linkname = this.longLink;
     let typeflag = t;
     if (typeflag === 0) typeflag = m.name.length > 0 && m.name[m.name.length - 1] === 0x2f ? 0x35 : 0x30;
+    if (isGnuSparse(this.pax)) {
+      throw new SociError('ERR_BAD_TAR', `unsupported GNU sparse file ${printable(m.name)} at offset ${this.headerAt}`);
+    }
     const type = TYPES[typeflag];
     if (!type) {
       throw new SociError('ERR_BAD_TAR', `unsupported tar entry type ${describeType(typeflag)} for ${printable(m.name)} at offset ${this.headerAt}`);

@@ -76,7 +76,12 @@ test('unsupported entry types abort with ERR_BAD_TAR naming the entry', () => {
     const data = type === 'g' ? paxPayload([['comment', 'global']]) : 'abc';
     badTar(rawTar([{ header: { name: 'ok' } }, { header: { name: `weird-${type}`, typeflag: type }, data }]), new RegExp(`${what}.*weird-${type}`));
   }
-  badTar(rawTar([{ header: { name: 'sparse', typeflag: 'x' }, data: paxPayload([['GNU.sparse.major', '1']]) }, { header: { name: 's' } }]), /sparse/);
+  const sparse = (records: Array<[string, string]>) => rawTar([{ header: { name: 'sparse', typeflag: 'x' }, data: paxPayload(records) }, { header: { name: 's' } }]);
+  badTar(sparse([['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0']]), /sparse/);
+  badTar(sparse([['GNU.sparse.offset', '0'], ['GNU.sparse.numbytes', '5']]), /sparse/);
+  badTar(sparse([['GNU.sparse.numbytes', '5']]), /sparse/);
+  // an unknown sparse version is a plain file to Go; the records are kept like any other
+  assert.deepEqual(walk(sparse([['GNU.sparse.major', '7'], ['GNU.sparse.minor', '1']])).entries[0]!.pax.map((p) => p.key.toString()), ['GNU.sparse.major', 'GNU.sparse.minor']);
 });
 
 test('type mapping and legacy NUL type', () => {
