@@ -128,10 +128,14 @@ export class FuseServer extends EventEmitter {
       // Reading before mount(2) attached the fd fails with EPERM, so start only now.
       await server.start();
       server.mountInfo = await findFuseMount(opts.mountpoint, subtype);
-      if (opts.readaheadKb) await server.setReadaheadKb(opts.readaheadKb);
     } catch (e) {
       await server.unmount({ lazy: true }).catch(() => undefined);
+      server.finish({ code: 'EMOUNT', message: String(e) }, 'error'); // no-op if already closed
       throw e;
+    }
+    if (opts.readaheadKb) {
+      // Only an optimisation: a read-only /sys (some containers) must not fail the mount.
+      await server.setReadaheadKb(opts.readaheadKb).catch((e: unknown) => opts.log?.('cannot set read_ahead_kb', { error: String(e) }));
     }
     return server;
   }

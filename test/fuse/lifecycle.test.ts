@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { rmdir } from 'node:fs/promises';
 import { needs } from '../helpers/env.js';
-import { readdir, readlink } from 'node:fs/promises';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import { FuseServer, cleanupStaleMounts } from '../../src/fuse/index.js';
 import { isMounted, makeMountDir, mountSynthetic, sh, waitFor } from './helpers.js';
 import { BIG_SEED, SyntheticFs, generatedMd5 } from './synthetic-fs.js';
@@ -99,6 +99,16 @@ describe('FUSE mount errors and reader choice', { skip }, () => {
       (e: unknown) => (e as { code?: string }).code === 'ERR_FUSE',
     );
     assert.equal(await fuseFds(), fuseFds0);
+  });
+
+  it('readaheadKb is written to the bdi of the mount', async (t) => {
+    const m = await mountSynthetic({ readaheadKb: 1024 }, { bigSize: 1024 });
+    t.after(() => m.cleanup());
+    const id = m.server.connectionId;
+    assert.equal(typeof id, 'number');
+    assert.equal((await readFile(`/sys/class/bdi/0:${id}/read_ahead_kb`, 'utf8')).trim(), '1024');
+    await m.server.setReadaheadKb(256);
+    assert.equal((await readFile(`/sys/class/bdi/0:${id}/read_ahead_kb`, 'utf8')).trim(), '256');
   });
 
   it('SOCI_FUSE_READER selects the reader when the option is auto', async (t) => {
