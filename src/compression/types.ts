@@ -46,6 +46,10 @@ export interface LayerIndexerOptions {
   spanSize: number;
   /** default: selectEngine() — SOCI_ZLIB_ENGINE=js|native, else native when the addon loads */
   engine?: EngineName;
+  /**
+   * Receives the uncompressed bytes, synchronously and in order. The buffer is a view into a reused
+   * output buffer, valid only during the call: copy (Buffer.from) whatever must outlive it.
+   */
   onData: (uncompressed: Buffer) => void;
 }
 

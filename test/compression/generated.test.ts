@@ -144,6 +144,20 @@ test('blocks ending exactly on span boundaries (full flushes), incl. an empty la
   assert.equal((await extractSpans(table, last.id, last.id, gz.subarray(last.cStart, last.cEnd))).length, 0);
 });
 
+test('uncompressed size short of the stream end (tar padding after end-of-archive): only the last span is trimmed', async () => {
+  const data = mixed(500_000, 41);
+  const gz = gzipSync(data, { level: 6 });
+  const { result } = indexBlob(gz, 'gzip', 60_000, engines[0]!);
+  const usize = data.length - 10_240; // what a zTOC records: the tar ends before its record padding
+  const table = parseCheckpoints(result.checkpoints, 'gzip', gz.length, usize);
+  const last = table.spans[table.maxSpanId]!;
+  const out = await extractSpans(table, last.id, last.id, gz.subarray(last.cStart, last.cEnd));
+  assert.ok(out.equals(data.subarray(last.uStart, usize)));
+  const prev = table.spans[last.id - 1]!;
+  const both = await extractSpans(table, prev.id, last.id, gz.subarray(prev.cStart, last.cEnd));
+  assert.ok(both.equals(data.subarray(prev.uStart, usize)));
+});
+
 test('input chunking does not change the result (1..300-byte writes)', async () => {
   const gz = gzipSync(mixed(300_000, 33), { level: 9 });
   const reference = indexBlob(gz, 'gzip', 30_000, engines[0]!, 1 << 20).result;
