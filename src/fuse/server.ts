@@ -62,7 +62,10 @@ export interface CloseInfo {
 
 export interface FuseStats {
   requests: number;
+  /** Filesystem calls that failed (threw) or timed out: the "FUSE op failure" metric. */
   errors: number;
+  /** All error replies, including ordinary ones (ENODATA for absent xattrs, ENOSYS, EROFS...). */
+  errorReplies: number;
   timeouts: number;
   interrupts: number;
   forgets: number;
@@ -92,7 +95,7 @@ type Handler = (this: FuseServer, req: Buffer, nodeid: number, p: Pending) => Pr
 export class FuseServer extends EventEmitter {
   readonly mountpoint: string;
   readonly subtype: string;
-  readonly stats: FuseStats = { requests: 0, errors: 0, timeouts: 0, interrupts: 0, forgets: 0, replyEnoent: 0, replyFailures: 0, inflight: 0, maxInflight: 0 };
+  readonly stats: FuseStats = { requests: 0, errors: 0, errorReplies: 0, timeouts: 0, interrupts: 0, forgets: 0, replyEnoent: 0, replyFailures: 0, inflight: 0, maxInflight: 0 };
   /** Resolves once the connection has ended (unmount, abort or error). Never rejects. */
   readonly closed: Promise<CloseInfo>;
   /** Negotiated protocol (after INIT). */
@@ -319,7 +322,11 @@ export class FuseServer extends EventEmitter {
     this.pending.set(key, p);
     if (this.pending.size > this.stats.maxInflight) this.stats.maxInflight = this.pending.size;
     this.stats.inflight = this.pending.size;
-    handler.call(this, req, nodeid, p).catch((e: unknown) => this.replyError(p, toErrno(e)));
+    handler.call(this, req, nodeid, p).catch((e: unknown) => {
+      if (p.done) return; // already answered (timeout, interrupt)
+      this.stats.errors++;
+      this.replyError(p, toErrno(e));
+    });
   }
 
   private forget(ino: number, n: number): void {
@@ -335,6 +342,7 @@ export class FuseServer extends EventEmitter {
     for (const p of this.pending.values()) {
       if (p.start <= limit && !p.done) {
         this.stats.timeouts++;
+        this.stats.errors++;
         this.replyError(p, Errno.EIO);
       }
     }
@@ -388,7 +396,7 @@ export class FuseServer extends EventEmitter {
 
   private replyError(p: Pending, errno: number): void {
     if (!this.take(p)) return;
-    this.stats.errors++;
+    this.stats.errorReplies++;
     writeOutHeader(this.scratch, OUT_HEADER_SIZE, errno, p.lo, p.hi);
     this.writeOut(this.scratch, OUT_HEADER_SIZE);
   }

@@ -197,6 +197,7 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       const r = await sh(`cat '${M}/gone.txt'; cat '${M}/eacces.txt'`);
       assert.match(r.stderr, /gone.txt: No such file or directory/);
       assert.match(r.stderr, /eacces.txt: Permission denied/);
+      assert.ok(m.server.stats.errors >= 2, 'failures counted');
     });
 
     it('writes fail with EROFS; statfs answers', async () => {
@@ -209,6 +210,8 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
     it('soak: 4 concurrent mixed clients for 2 s, no errors, bytes right', async () => {
       const failures0 = m.server.stats.replyFailures;
       const timeouts0 = m.server.stats.timeouts;
+      const errors0 = m.server.stats.errors;
+      const errorReplies0 = m.server.stats.errorReplies;
       const part = createHash('md5').update(generated(BIG_SEED, 3 * MiB, MiB)).digest('hex');
       const loop = `end=$(( $(date +%s) + 2 )); n=0; while [ $(date +%s) -lt $end ]; do
         dd if='${M}/big.bin' iflag=direct bs=64k skip=48 count=16 status=none | md5sum;
@@ -221,6 +224,8 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       assert.ok(sums.every((l) => l === `${part}  -`), 'every region md5 right');
       assert.equal(m.server.stats.replyFailures, failures0);
       assert.equal(m.server.stats.timeouts, timeouts0);
+      assert.equal(m.server.stats.errors, errors0, 'no filesystem failures');
+      assert.ok(m.server.stats.errorReplies > errorReplies0, 'ls -la asks for absent xattrs (ENODATA)');
     });
 
     it('FORGETs reach the filesystem after the kernel drops its inodes', async () => {
