@@ -168,3 +168,18 @@ test('golden: Go archive/tar corner cases give byte-identical zTOCs', { skip, ti
 function show(e: { name: Buffer; linkname: Buffer; uname: Buffer; gname: Buffer; pax: Array<{ key: Buffer; value: Buffer }> }) {
   return { ...e, name: e.name.toString('latin1'), linkname: e.linkname.toString('latin1'), uname: e.uname.toString('latin1'), gname: e.gname.toString('latin1'), pax: e.pax.map((p) => `${p.key.toString('latin1')}=${p.value.toString('hex')}`) };
 }
+
+test('golden: AWS soci also refuses layers with PAX global headers, GNU sparse or contiguous entries', { skip, timeout: 60_000 }, async (t) => {
+  for (const type of ['g', 'S', '7']) {
+    const dir = await tempDir(t, 'soci-ztoc-golden-bad-');
+    const data = type === 'g' ? '18 comment=hello\n' : 'abc';
+    const tar = rawTar([{ header: { name: 'ok' }, data: 'x' }, { header: { name: `bad-${type}`, typeflag: type, magic: type === 'S' ? 'gnu' : 'ustar' }, data }]);
+    writeLayout(join(dir, 'layout'), [{ bytes: gzipSync(tar), gzip: true }]);
+    mkdirSync(join(dir, 'aws-root'));
+    assert.throws(
+      () => execFileSync(AWS, ['--root', join(dir, 'aws-root'), 'convert', '--standalone', '--format', 'oci-dir', '--min-layer-size', '0', join(dir, 'layout'), join(dir, 'out')], { stdio: 'pipe' }),
+      `aws-soci accepted a layer with a '${type}' entry`,
+    );
+    await assert.rejects(buildZtoc(Readable.from([gzipSync(tar)]), { compression: 'gzip', spanSize: SPAN }), (e: unknown) => isSociError(e, 'ERR_BAD_TAR'));
+  }
+});
