@@ -1,0 +1,210 @@
+/**
+ * LayerFs: the read-only FUSE Filesystem of one lazily loaded layer (soci-reference.md §5.6).
+ * Metadata comes from the zTOC tree; file bytes from the SpanManager. Whiteouts are presented the
+ * way overlayfs wants them: `.wh.X` → char device 0:0 named X (unless a real X exists), a dir
+ * holding `.wh..wh..opq` reports `trusted.overlay.opaque=y`; `.wh.*` names themselves are hidden.
+ * The hidden `/.soci-snapshotter/<layer digest>.json` state file reports fetch progress and errors.
+ */
+import { Errno, ErrnoError, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG, makedev } from '../fuse/types.js';
+import type { Attr, DirEntry, Entry, Filesystem, OpenResult, StatfsResult } from '../fuse/types.js';
+import type { SpanManager } from './span-manager.js';
+import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX, type LayerTree, type Node } from './tree.js';
+
+export const STATE_DIR = '.soci-snapshotter';
+
+export interface LayerFsOptions {
+  /** layer digest (names the state file) */
+  digest: string;
+  /** the opaque xattr overlayfs reads: trusted (default) or user (overlay mounted with userxattr) */
+  opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';
+  /** zTOC annotation com.amazon.soci.disable-xattrs: report no xattrs at all */
+  disableXattrs?: boolean;
+  /** called when a read fails (after it is recorded in the state file) */
+  onError?: (err: Error) => void;
+}
+
+export class LayerFs implements Filesystem {
+  readonly tree: LayerTree;
+  readonly spans: SpanManager;
+  readonly digest: string;
+  /** the last error served to a reader, reported in the state file */
+  lastError: string | undefined;
+  private readonly stateDirIno: number;
+  private readonly stateFileIno: number;
+  private readonly stateFileName: string;
+  /** whiteout node id → the name it hides (for its char-device attrs) */
+  private readonly whiteouts = new Set<number>();
+  private readonly listings = new Map<number, DirEntry[]>();
+  private readonly opts: LayerFsOptions;
+
+  constructor(tree: LayerTree, spans: SpanManager, opts: LayerFsOptions) {
+    this.tree = tree;
+    this.spans = spans;
+    this.digest = opts.digest;
+    this.opts = opts;
+    this.stateDirIno = tree.maxId + 1;
+    this.stateFileIno = tree.maxId + 2;
+    this.stateFileName = `${opts.digest}.json`;
+    for (const n of tree.nodes) {
+      if (!n?.children) continue;
+      for (const [name, id] of n.children) {
+        if (name.startsWith(WHITEOUT_PREFIX) && name !== OPAQUE_WHITEOUT && !n.children.has(name.slice(WHITEOUT_PREFIX.length))) this.whiteouts.add(id);
+      }
+    }
+  }
+
+  /** The state file's JSON (§5.6), with its trailing newline. */
+  stateJson(): Buffer {
+    const st = this.spans.stats();
+    const size = this.spans.size;
+    const o: Record<string, unknown> = {};
+    if (this.lastError) o.error = this.lastError;
+    o.digest = this.digest;
+    o.size = size;
+    o.fetchedSize = st.fetchedSize;
+    o.fetchedPercent = size > 0 ? (st.fetchedSize / size) * 100 : 100;
+    // Not part of the reference format: the span manager counters, for tests and operators.
+    o.stats = st;
+    return Buffer.from(`${JSON.stringify(o)}\n`);
+  }
+
+  async lookup(parent: number, name: string): Promise<Entry | null> {
+    if (parent === ROOT_INO && name === STATE_DIR) return { ino: this.stateDirIno, attr: this.stateDirAttr() };
+    if (parent === this.stateDirIno) {
+      if (name !== this.stateFileName) return null;
+      return { ino: this.stateFileIno, attr: this.stateFileAttr(), attrTimeout: 0, entryTimeout: 0 };
+    }
+    const dir = this.dirNode(parent);
+    if (name.startsWith(WHITEOUT_PREFIX)) return null;
+    let id = dir.children!.get(name);
+    if (id === undefined) {
+      const wh = dir.children!.get(WHITEOUT_PREFIX + name);
+      if (wh === undefined || !this.whiteouts.has(wh)) return null;
+      id = wh;
+    }
+    return { ino: id, attr: this.attr(id) };
+  }
+
+  async getattr(ino: number): Promise<Attr> {
+    if (ino === this.stateDirIno) return this.stateDirAttr();
+    if (ino === this.stateFileIno) return this.stateFileAttr();
+    return this.attr(ino);
+  }
+
+  async readdir(ino: number): Promise<DirEntry[]> {
+    if (ino === this.stateDirIno) return [{ name: this.stateFileName, ino: this.stateFileIno, mode: S_IFREG | 0o400 }];
+    const cached = this.listings.get(ino);
+    if (cached) return cached;
+    const dir = this.dirNode(ino);
+    const out: DirEntry[] = [];
+    for (const [name, id] of dir.children!) {
+      if (name.startsWith(WHITEOUT_PREFIX)) {
+        if (!this.whiteouts.has(id)) continue;
+        const shown = name.slice(WHITEOUT_PREFIX.length);
+        const attr = this.attr(id);
+        out.push({ name: shown, ino: id, mode: attr.mode, attr });
+        continue;
+      }
+      const attr = this.attr(id);
+      out.push({ name, ino: id, mode: attr.mode, attr });
+    }
+    // Sorted by (byte-wise) name like the reference; latin1 strings compare byte-wise.
+    out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.listings.set(ino, out);
+    return out;
+  }
+
+  async open(ino: number): Promise<OpenResult> {
+    // The state file changes while mounted: bypass the page cache for it.
+    if (ino === this.stateFileIno) return { directIo: true, keepCache: false };
+    const n = this.fileNode(ino);
+    if ((n.mode & S_IFMT) === S_IFDIR) throw new ErrnoError(Errno.EISDIR);
+    return { keepCache: true };
+  }
+
+  async read(ino: number, offset: number, size: number): Promise<Buffer> {
+    if (ino === this.stateFileIno) return this.stateJson().subarray(offset, offset + size);
+    const n = this.fileNode(ino);
+    if ((n.mode & S_IFMT) !== S_IFREG || this.whiteouts.has(ino)) throw new ErrnoError(Errno.EINVAL);
+    if (offset >= n.size || size <= 0) return Buffer.alloc(0);
+    const len = Math.min(size, n.size - offset);
+    try {
+      const buf = await this.spans.read(n.dataOffset + offset, len);
+      if (buf.length !== len) throw new ErrnoError(Errno.EIO, `short read: ${buf.length} of ${len} bytes`);
+      return buf;
+    } catch (e) {
+      this.lastError = (e as Error).message ?? String(e);
+      this.opts.onError?.(e as Error);
+      throw e;
+    }
+  }
+
+  async readlink(ino: number): Promise<Buffer> {
+    const n = this.fileNode(ino);
+    if ((n.mode & S_IFMT) !== 0o120000) throw new ErrnoError(Errno.EINVAL);
+    return n.linkname;
+  }
+
+  async getxattr(ino: number, name: string): Promise<Buffer | null> {
+    if (ino === this.stateDirIno || ino === this.stateFileIno || this.whiteouts.has(ino)) return null;
+    if (this.opts.disableXattrs) return null;
+    const n = this.fileNode(ino);
+    if (n.opaque && name === this.opaqueName()) return Buffer.from('y');
+    return n.xattrs.get(name) ?? null;
+  }
+
+  async listxattr(ino: number): Promise<string[]> {
+    if (ino === this.stateDirIno || ino === this.stateFileIno || this.whiteouts.has(ino)) return [];
+    if (this.opts.disableXattrs) return [];
+    const n = this.fileNode(ino);
+    const names = [...n.xattrs.keys()];
+    if (n.opaque && !n.xattrs.has(this.opaqueName())) names.push(this.opaqueName());
+    return names;
+  }
+
+  async statfs(): Promise<StatfsResult> {
+    return { bsize: 4096, namelen: 255, files: this.tree.maxId, ffree: 0, blocks: 0, bfree: 0, bavail: 0 };
+  }
+
+  private opaqueName(): string {
+    return this.opts.opaqueXattr ?? 'trusted.overlay.opaque';
+  }
+
+  private attr(id: number): Attr {
+    if (this.whiteouts.has(id)) return { ino: id, mode: S_IFCHR, nlink: 1, uid: 0, gid: 0, size: 0, rdev: makedev(0, 0) };
+    const n = this.fileNode(id);
+    return {
+      ino: id,
+      mode: n.mode,
+      nlink: n.nlink || 1,
+      uid: n.uid,
+      gid: n.gid,
+      size: n.size,
+      blocks: Math.ceil(n.size / 4096) * 8,
+      blksize: 4096,
+      rdev: makedev(n.devmajor, n.devminor),
+      mtime: n.mtime,
+      mtimeNsec: n.mtimeNsec,
+    };
+  }
+
+  private stateDirAttr(): Attr {
+    return { ino: this.stateDirIno, mode: S_IFDIR | 0o500, nlink: 2 };
+  }
+
+  private stateFileAttr(): Attr {
+    return { ino: this.stateFileIno, mode: S_IFREG | 0o400, nlink: 1, size: this.stateJson().length };
+  }
+
+  private fileNode(id: number): Node {
+    const n = this.tree.node(id);
+    if (!n) throw new ErrnoError(Errno.ENOENT, `no inode ${id}`);
+    return n;
+  }
+
+  private dirNode(id: number): Node {
+    const n = this.fileNode(id);
+    if (!n.children) throw new ErrnoError(Errno.ENOTDIR);
+    return n;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * mountLayer: one lazily loaded layer mounted over FUSE (soci-reference.md §5.5): zTOC → tree +
+ * span manager → LayerFs → FuseServer on the mountpoint; registers with the background fetcher and
+ * resolves prefetch spans before returning. Used by `soci mount` and by the snapshotter.
+ */
+import { ANN } from '../oci/media-types.js';
+import type { Descriptor } from '../oci/types.js';
+import type { BlobSource } from '../oci/blob-source.js';
+import { FuseServer, type FuseServerOptions } from '../fuse/index.js';
+import { spanTable, type Ztoc } from '../ztoc/index.js';
+import { SociError } from '../errors.js';
+import type { BackgroundFetcher } from './background-fetcher.js';
+import { LayerFs } from './layer-fs.js';
+import type { SpanCache } from './span-cache.js';
+import { SpanManager, type SpanManagerStats } from './span-manager.js';
+import { LayerTree } from './tree.js';
+
+export interface PrefetchSpans {
+  start_span: number;
+  end_span: number;
+}
+
+export interface LayerMountOptions {
+  fetchTimeoutMs?: number;
+  retries?: number;
+  readTimeoutMs?: number;
+  /** FUSE request timeout (default: readTimeoutMs + 5 s, so the span manager answers first) */
+  requestTimeoutMs?: number;
+  readaheadKb?: number;
+  /** registered after mount; unregistered on unmount */
+  backgroundFetcher?: BackgroundFetcher;
+  /** spans to resolve before mountLayer returns (prefetch artifact); failures are logged and ignored */
+  prefetch?: PrefetchSpans[];
+  opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';
+  fuse?: Partial<FuseServerOptions>;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface MountLayerParams {
+  ztoc: Ztoc;
+  /** the zTOC descriptor from the index (its disable-xattrs annotation is honoured) */
+  ztocDesc?: Descriptor;
+  layer: Descriptor;
+  blob: BlobSource;
+  mountpoint: string;
+  cache: SpanCache;
+  options?: LayerMountOptions;
+}
+
+export interface LayerMountStats extends SpanManagerStats {
+  digest: string;
+  mountpoint: string;
+  fuseRequests: number;
+  fuseErrors: number;
+}
+
+export interface LayerMount {
+  readonly fs: LayerFs;
+  readonly server: FuseServer;
+  readonly mountpoint: string;
+  stats(): LayerMountStats;
+  /** Unmounts (lazily when busy) and drops the layer's cached spans. Idempotent. */
+  unmount(): Promise<void>;
+}
+
+let mountSeq = 0;
+
+/** Builds the LayerFs of a layer without mounting it (tests, benchmarks, other front ends). */
+export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs {
+  const o = p.options ?? {};
+  if (p.blob.size < p.ztoc.compressedArchiveSize) {
+    throw new SociError('ERR_INVALID_ZTOC', `zTOC of ${p.layer.digest} covers ${p.ztoc.compressedArchiveSize} bytes but the layer has ${p.blob.size}`);
+  }
+  const spans = new SpanManager({
+    // Unique per mount: two mounts of one layer must not drop each other's cached spans.
+    layerKey: `${p.layer.digest}-${++mountSeq}`,
+    table: spanTable(p.ztoc),
+    digests: p.ztoc.compression.spanDigests,
+    blob: p.blob,
+    cache: p.cache,
+    ...(o.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: o.fetchTimeoutMs } : {}),
+    ...(o.retries !== undefined ? { retries: o.retries } : {}),
+    ...(o.readTimeoutMs !== undefined ? { readTimeoutMs: o.readTimeoutMs } : {}),
+  });
+  const disableXattrs = /^(1|t|T|true|TRUE|True)$/.test(p.ztocDesc?.annotations?.[ANN.disableXattrs] ?? '');
+  return new LayerFs(LayerTree.fromZtoc(p.ztoc), spans, {
+    digest: p.layer.digest,
+    disableXattrs,
+    ...(o.opaqueXattr ? { opaqueXattr: o.opaqueXattr } : {}),
+    ...(o.log ? { onError: (e: Error) => o.log!('layer read failed', { layer: p.layer.digest, error: e.message }) } : {}),
+  });
+}
+
+export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
+  const o = p.options ?? {};
+  const fs = createLayerFs(p);
+  if (o.prefetch?.length) {
+    await Promise.all(
+      o.prefetch.map((r) =>
+        fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.log?.('prefetch failed', { layer: p.layer.digest, error: e.message })),
+      ),
+    );
+  }
+  const readTimeout = o.readTimeoutMs ?? 60_000;
+  const server = await FuseServer.mount(fs, {
+    mountpoint: p.mountpoint,
+    subtype: 'soci',
+    fsname: 'soci',
+    requestTimeoutMs: o.requestTimeoutMs ?? readTimeout + 5000,
+    ...(o.readaheadKb ? { readaheadKb: o.readaheadKb } : {}),
+    ...(o.log ? { log: o.log } : {}),
+    ...o.fuse,
+  });
+  o.backgroundFetcher?.register(fs.spans);
+  let done: Promise<void> | null = null;
+  const cleanup = async () => {
+    o.backgroundFetcher?.unregister(fs.spans);
+    fs.spans.close();
+    await p.cache.dropLayer(fs.spans.layerKey);
+  };
+  // The connection can also end from outside (umount by hand, abort): release the layer then too.
+  void server.closed.then(() => {
+    done ??= cleanup();
+  });
+  return {
+    fs,
+    server,
+    mountpoint: p.mountpoint,
+    stats: () => ({ ...fs.spans.stats(), digest: p.layer.digest, mountpoint: p.mountpoint, fuseRequests: server.stats.requests, fuseErrors: server.stats.errors }),
+    unmount: async () => {
+      await server.unmount({ lazy: 'fallback' }).catch((e: Error) => o.log?.('unmount failed', { mountpoint: p.mountpoint, error: e.message }));
+      done ??= cleanup();
+      await done;
+    },
+  };
+}

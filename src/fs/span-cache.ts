@@ -1,0 +1,158 @@
+/**
+ * SpanCache: a bounded on-disk cache of uncompressed spans shared by every layer of a process.
+ * One file per span under `<dir>/<layer key>/<span id>`, written to a temp name and renamed so a
+ * reader never sees a partial span. Eviction is LRU over all layers and skips pinned entries (a
+ * span being read), so the cap can be exceeded briefly but a read never loses its file mid-way.
+ * All I/O is async (the serving path must never block the event loop).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export const DEFAULT_CACHE_MAX_BYTES = 1024 * 1024 * 1024;
+
+interface Entry {
+  path: string;
+  size: number;
+  pins: number;
+}
+
+export interface SpanCacheStats {
+  bytes: number;
+  entries: number;
+  maxBytes: number;
+  evictions: number;
+  writes: number;
+  writeFailures: number;
+}
+
+export class SpanCache {
+  readonly dir: string;
+  readonly maxBytes: number;
+  /** Map iteration order is the LRU order: a hit re-inserts its key at the end. */
+  private readonly entries = new Map<string, Entry>();
+  private bytes = 0;
+  private evictions = 0;
+  private writes = 0;
+  private writeFailures = 0;
+  private readonly layerDirs = new Set<string>();
+  private wipReady: Promise<void> | null = null;
+
+  constructor(opts: { dir: string; maxBytes?: number }) {
+    this.dir = opts.dir;
+    this.maxBytes = opts.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
+  }
+
+  stats(): SpanCacheStats {
+    return { bytes: this.bytes, entries: this.entries.size, maxBytes: this.maxBytes, evictions: this.evictions, writes: this.writes, writeFailures: this.writeFailures };
+  }
+
+  has(layer: string, span: number): boolean {
+    const e = this.entries.get(key(layer, span));
+    return !!e;
+  }
+
+  /**
+   * Bytes [start, end) of a cached span, or null when it is not (or no longer) cached.
+   * The entry is pinned for the duration of the read.
+   */
+  async read(layer: string, span: number, start: number, end: number): Promise<Buffer | null> {
+    const k = key(layer, span);
+    const e = this.entries.get(k);
+    if (!e) return null;
+    this.entries.delete(k);
+    this.entries.set(k, e);
+    e.pins++;
+    try {
+      const fh = await open(e.path, 'r');
+      try {
+        const len = Math.max(0, Math.min(end, e.size) - start);
+        const buf = Buffer.allocUnsafe(len);
+        let got = 0;
+        while (got < len) {
+          const { bytesRead } = await fh.read(buf, got, len - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        if (got !== len) return null;
+        return buf;
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return null; // a vanished file is a miss: the caller fetches again
+    } finally {
+      this.unpin(k, e);
+    }
+  }
+
+  /** Stores a span (replacing any previous copy), then evicts down to the cap. */
+  async put(layer: string, span: number, data: Buffer): Promise<void> {
+    const k = key(layer, span);
+    if (this.entries.has(k)) return;
+    const dir = join(this.dir, safe(layer));
+    try {
+      if (!this.layerDirs.has(dir)) {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        this.layerDirs.add(dir);
+      }
+      this.wipReady ??= mkdir(join(this.dir, 'wip'), { recursive: true, mode: 0o700 }).then(() => undefined);
+      await this.wipReady;
+      const tmp = join(this.dir, 'wip', `${safe(layer)}-${span}-${randomBytes(6).toString('hex')}`);
+      const path = join(dir, String(span));
+      await writeFile(tmp, data);
+      await rename(tmp, path);
+      this.writes++;
+      const prev = this.entries.get(k);
+      if (prev) this.bytes -= prev.size;
+      this.entries.set(k, { path, size: data.length, pins: 0 });
+      this.bytes += data.length;
+    } catch {
+      // A full disk must not fail the read that fetched the span: it is served from memory.
+      this.writeFailures++;
+      return;
+    }
+    await this.evict();
+  }
+
+  /** Forgets every span of a layer and removes its directory (layer unmounted). */
+  async dropLayer(layer: string): Promise<void> {
+    const prefix = `${layer}\0`;
+    for (const [k, e] of [...this.entries]) {
+      if (!k.startsWith(prefix)) continue;
+      this.entries.delete(k);
+      this.bytes -= e.size;
+    }
+    const dir = join(this.dir, safe(layer));
+    this.layerDirs.delete(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  private async evict(): Promise<void> {
+    if (this.bytes <= this.maxBytes) return;
+    const victims: Entry[] = [];
+    for (const [k, e] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      if (e.pins > 0) continue;
+      this.entries.delete(k);
+      this.bytes -= e.size;
+      this.evictions++;
+      victims.push(e);
+    }
+    await Promise.all(victims.map((e) => unlink(e.path).catch(() => undefined)));
+  }
+
+  private unpin(_k: string, e: Entry): void {
+    e.pins--;
+    if (e.pins === 0 && this.bytes > this.maxBytes) void this.evict();
+  }
+}
+
+function key(layer: string, span: number): string {
+  return `${layer}\0${span}`;
+}
+
+/** A layer key ("sha256:…" or anything) as one safe path component. */
+function safe(layer: string): string {
+  return layer.replace(/[^A-Za-z0-9_.-]/g, '_');
+}

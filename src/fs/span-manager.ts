@@ -1,0 +1,312 @@
+/**
+ * SpanManager: serves uncompressed bytes of one layer from its spans (soci-reference.md §1.7–§1.8,
+ * §5.7). A missing span is fetched with a Range request through a BlobSource, verified against the
+ * zTOC span digest (never serving unverified bytes), inflated with the compression module's async
+ * extractSpans and stored in the shared SpanCache. Concurrent readers of a span share one fetch;
+ * adjacent missing spans of one read are fetched with ONE Range request. Every fetch attempt has a
+ * timeout and retries are bounded, and a whole read has a deadline, so a read never hangs.
+ */
+import { createHash } from 'node:crypto';
+import { SociError } from '../errors.js';
+import { extractSpans } from '../compression/index.js';
+import type { Span, SpanTable } from '../compression/types.js';
+import type { BlobSource } from '../oci/blob-source.js';
+import type { SpanCache } from './span-cache.js';
+
+export interface SpanManagerOptions {
+  /** key of this layer in the shared cache (the layer digest) */
+  layerKey: string;
+  table: SpanTable;
+  /** zTOC span digests, one per span */
+  digests: readonly string[];
+  blob: BlobSource;
+  cache: SpanCache;
+  /** one Range request may take this long (default 30 000 ms) */
+  fetchTimeoutMs?: number;
+  /** extra attempts after a failed or unverifiable fetch (default 2) */
+  retries?: number;
+  /** a read() that cannot be served rejects after this long (default 60 000 ms) */
+  readTimeoutMs?: number;
+  /** adjacent missing spans are merged into one request up to this many bytes (default 32 MiB) */
+  maxRequestBytes?: number;
+}
+
+export interface SpanManagerStats {
+  /** compressed bytes received from the blob source (all attempts) */
+  bytesFetched: number;
+  rangeRequests: number;
+  spansFetched: number;
+  cacheHits: number;
+  cacheMisses: number;
+  fetchFailures: number;
+  verifyFailures: number;
+  /** compressed bytes of spans fetched and verified at least once (the state file's fetchedSize) */
+  fetchedSize: number;
+  /** spans fetched at least once */
+  fetchedSpans: number;
+  totalSpans: number;
+}
+
+export class SpanManager {
+  readonly layerKey: string;
+  readonly table: SpanTable;
+  private readonly o: Required<Omit<SpanManagerOptions, 'layerKey' | 'table' | 'digests' | 'blob' | 'cache'>>;
+  private readonly digests: readonly string[];
+  private readonly blob: BlobSource;
+  private readonly cache: SpanCache;
+  /** spans being fetched: resolves to the uncompressed span */
+  private readonly inflight = new Map<number, Promise<Buffer>>();
+  private readonly fetched = new Set<number>();
+  private closed = false;
+  private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
+
+  constructor(opts: SpanManagerOptions) {
+    this.layerKey = opts.layerKey;
+    this.table = opts.table;
+    this.digests = opts.digests;
+    this.blob = opts.blob;
+    this.cache = opts.cache;
+    this.o = {
+      fetchTimeoutMs: opts.fetchTimeoutMs ?? 30_000,
+      retries: opts.retries ?? 2,
+      readTimeoutMs: opts.readTimeoutMs ?? 60_000,
+      maxRequestBytes: opts.maxRequestBytes ?? 32 << 20,
+    };
+    validate(opts.table, opts.digests, opts.blob.size);
+  }
+
+  stats(): SpanManagerStats {
+    return { ...this.s, fetchedSpans: this.fetched.size, totalSpans: this.table.spans.length };
+  }
+
+  /** The compressed blob size (the state file's `size`). */
+  get size(): number {
+    return this.blob.size;
+  }
+
+  isFetched(span: number): boolean {
+    return this.fetched.has(span);
+  }
+
+  /** Stops serving; pending fetches finish but nothing new starts. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Uncompressed archive bytes [offset, offset+length) (clamped to the archive). */
+  read(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(offset + length, this.table.spans.at(-1)?.uEnd ?? 0);
+    if (length <= 0 || offset >= end) return Promise.resolve(Buffer.alloc(0));
+    return withDeadline(this.readRange(offset, end), this.o.readTimeoutMs, `read of layer ${this.layerKey} bytes ${offset}-${end}`);
+  }
+
+  /** Ensures one span is fetched and cached (background fetch / prefetch); no data returned. */
+  async fetchSpan(id: number): Promise<void> {
+    if (this.cache.has(this.layerKey, id)) return;
+    const p = this.inflight.get(id);
+    if (p) {
+      await p;
+      return;
+    }
+    await withDeadline(this.fetchRun([id])[0]!, this.o.readTimeoutMs, `fetch of span ${id} of layer ${this.layerKey}`);
+  }
+
+  /** Fetches spans first..last (prefetch artifacts), merged into as few requests as allowed. */
+  async fetchSpans(first: number, last: number): Promise<void> {
+    const lo = Math.max(0, first);
+    const hi = Math.min(last, this.table.maxSpanId);
+    if (hi < lo) return;
+    const u0 = this.table.spans[lo]!.uStart;
+    const u1 = this.table.spans[hi]!.uEnd;
+    if (u1 > u0) await this.read(u0, u1 - u0).then(() => undefined);
+    else for (let i = lo; i <= hi; i++) await this.fetchSpan(i);
+  }
+
+  private async readRange(offset: number, end: number): Promise<Buffer> {
+    const t = this.table;
+    // The span holding the last byte (end-1): a read ending on a boundary does not pull the next span.
+    const first = t.spanIdForOffset(offset);
+    const last = t.spanIdForOffset(end - 1);
+    const parts: Array<Promise<Buffer>> = [];
+    let run: number[] = [];
+    let runBytes = 0;
+    const pending: Array<{ index: number; id: number }> = [];
+    const flush = () => {
+      if (run.length === 0) return;
+      const results = this.fetchRun(run);
+      for (const [j, id] of run.entries()) {
+        const p = pending.find((x) => x.id === id)!;
+        parts[p.index] = results[j]!.then((buf) => this.slice(id, buf, offset, end));
+      }
+      run = [];
+      runBytes = 0;
+    };
+    for (let id = first; id <= last; id++) {
+      const sp = t.spans[id]!;
+      const index = id - first;
+      const fl = this.inflight.get(id);
+      if (fl) {
+        flush();
+        parts[index] = fl.then((buf) => this.slice(id, buf, offset, end));
+        continue;
+      }
+      if (this.cache.has(this.layerKey, id)) {
+        flush();
+        parts[index] = this.fromCache(id, sp, offset, end);
+        continue;
+      }
+      this.s.cacheMisses++;
+      const bytes = sp.cEnd - sp.cStart;
+      if (run.length > 0 && runBytes + bytes > this.o.maxRequestBytes) flush();
+      run.push(id);
+      runBytes += bytes;
+      pending.push({ index, id });
+    }
+    flush();
+    const bufs = await Promise.all(parts);
+    return bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
+  }
+
+  private async fromCache(id: number, sp: Span, offset: number, end: number): Promise<Buffer> {
+    const a = Math.max(offset, sp.uStart) - sp.uStart;
+    const b = Math.min(end, sp.uEnd) - sp.uStart;
+    const got = await this.cache.read(this.layerKey, id, a, b);
+    if (got) {
+      this.s.cacheHits++;
+      return got;
+    }
+    // Evicted between the check and the read: fetch it again.
+    this.s.cacheMisses++;
+    const p = this.inflight.get(id) ?? this.fetchRun([id])[0]!;
+    return this.slice(id, await p, offset, end);
+  }
+
+  private slice(id: number, span: Buffer, offset: number, end: number): Buffer {
+    const sp = this.table.spans[id]!;
+    return span.subarray(Math.max(offset, sp.uStart) - sp.uStart, Math.min(end, sp.uEnd) - sp.uStart);
+  }
+
+  /**
+   * Starts one fetch for consecutive spans `ids` and returns one promise per span (its
+   * uncompressed bytes). The promises are registered as in flight before anything is awaited, so
+   * concurrent readers join them.
+   */
+  private fetchRun(ids: number[]): Array<Promise<Buffer>> {
+    if (this.closed) {
+      const err = Promise.reject(new SociError('ERR_IO', `layer ${this.layerKey} is unmounted`));
+      err.catch(() => undefined);
+      return ids.map(() => err);
+    }
+    const whole = this.fetchVerified(ids);
+    whole.catch(() => undefined);
+    const out = ids.map((id) => {
+      const p = whole.then(async (compressed) => {
+        const sp = this.table.spans[id]!;
+        const base = this.table.spans[ids[0]!]!.cStart;
+        const data = await extractSpans(this.table, id, id, compressed.subarray(sp.cStart - base, sp.cEnd - base));
+        if (data.length !== sp.uEnd - sp.uStart) throw new SociError('ERR_IO', `span ${id} inflated to ${data.length} bytes`);
+        if (!this.fetched.has(id)) {
+          this.fetched.add(id);
+          this.s.fetchedSize += sp.cEnd - sp.cStart;
+        }
+        this.s.spansFetched++;
+        await this.cache.put(this.layerKey, id, data);
+        return data;
+      });
+      const tracked = p.finally(() => {
+        if (this.inflight.get(id) === tracked) this.inflight.delete(id);
+      });
+      tracked.catch(() => undefined);
+      this.inflight.set(id, tracked);
+      return tracked;
+    });
+    return out;
+  }
+
+  /** One Range request for the spans' compressed bytes, retried until every span digest matches. */
+  private async fetchVerified(ids: number[]): Promise<Buffer> {
+    const start = this.table.spans[ids[0]!]!.cStart;
+    const end = this.table.spans[ids.at(-1)!]!.cEnd;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt <= this.o.retries; attempt++) {
+      if (this.closed) break;
+      if (attempt > 0) await sleep(Math.min(1000, 50 * 2 ** attempt));
+      let buf: Buffer;
+      try {
+        this.s.rangeRequests++;
+        buf = await this.rangeWithTimeout(start, end);
+        this.s.bytesFetched += buf.length;
+        if (buf.length !== end - start) throw new SociError('ERR_IO', `short read: ${buf.length} of ${end - start} bytes`);
+      } catch (e) {
+        this.s.fetchFailures++;
+        lastErr = e;
+        continue;
+      }
+      let bad: number | undefined;
+      for (const id of ids) {
+        const sp = this.table.spans[id]!;
+        if ((await sha256Chunked(buf.subarray(sp.cStart - start, sp.cEnd - start))) !== this.digests[id]) {
+          bad = id;
+          break;
+        }
+      }
+      if (bad === undefined) return buf;
+      this.s.verifyFailures++;
+      lastErr = new SociError('ERR_DIGEST_MISMATCH', `span ${bad} of layer ${this.layerKey} does not match its zTOC digest`);
+    }
+    const why = lastErr instanceof Error ? lastErr.message : String(lastErr);
+    throw new SociError(lastErr instanceof SociError && lastErr.code === 'ERR_DIGEST_MISMATCH' ? 'ERR_DIGEST_MISMATCH' : 'ERR_IO',
+      `cannot fetch spans ${ids[0]}..${ids.at(-1)} of layer ${this.layerKey}: ${why}`, { cause: lastErr });
+  }
+
+  private rangeWithTimeout(start: number, end: number): Promise<Buffer> {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new SociError('ERR_TIMEOUT', `range ${start}-${end} timed out`)), this.o.fetchTimeoutMs);
+    // Race the signal too: a source that ignores it must not hang the read.
+    const aborted = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true }));
+    aborted.catch(() => undefined);
+    return Promise.race([this.blob.read(start, end, ac.signal), aborted]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** The zTOC must describe a sane span layout (§1.7): monotonic extents and one digest per span. */
+function validate(t: SpanTable, digests: readonly string[], blobSize: number): void {
+  if (digests.length !== t.spans.length) {
+    throw new SociError('ERR_INVALID_ZTOC', `zTOC has ${digests.length} span digests for ${t.spans.length} spans`);
+  }
+  for (const [i, sp] of t.spans.entries()) {
+    const lastSpan = i === t.spans.length - 1;
+    if (sp.cEnd > blobSize) throw new SociError('ERR_INVALID_ZTOC', `span ${i} ends at ${sp.cEnd}, beyond the ${blobSize}-byte layer`);
+    if (!lastSpan && (sp.cStart >= sp.cEnd || sp.uStart >= sp.uEnd)) {
+      throw new SociError('ERR_INVALID_ZTOC', `span ${i} has non-monotonic checkpoints`);
+    }
+  }
+}
+
+async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  if (!(ms > 0)) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SociError('ERR_TIMEOUT', `${what} did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** sha256 in 1 MiB steps, yielding between them so big spans never stall the event loop. */
+async function sha256Chunked(buf: Buffer): Promise<string> {
+  const h = createHash('sha256');
+  const step = 1 << 20;
+  for (let o = 0; o < buf.length; o += step) {
+    h.update(buf.subarray(o, o + step));
+    if (o + step < buf.length) await new Promise<void>((r) => setImmediate(r));
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,178 @@
+/**
+ * The inode tree of one layer, built from its zTOC's TOC (soci-reference.md §2.6): cleaned paths,
+ * node ids from 1 (root), implicit parent dirs (0755), dir re-definition keeps nlink and children,
+ * hardlinks share their target's node (nlink++), repeated names: last wins. Names are raw tar bytes
+ * kept as latin1 strings (byte-preserving), which is also how FUSE names reach us.
+ */
+import { SociError } from '../errors.js';
+import { cleanPath, fileMode } from '../ztoc/index.js';
+import type { FileMetadata, Ztoc } from '../ztoc/index.js';
+import { S_IFDIR } from '../fuse/types.js';
+
+export interface Node {
+  id: number;
+  /** type bits | permissions incl. suid/sgid/sticky */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  mtimeNsec: number;
+  devmajor: number;
+  devminor: number;
+  /** symlink target (raw bytes) */
+  linkname: Buffer;
+  /** offset of the file data in the uncompressed archive */
+  dataOffset: number;
+  /** xattr name (latin1) → value, from PAX SCHILY.xattr.* */
+  xattrs: Map<string, Buffer>;
+  /** dirs only: child name (latin1) → node id */
+  children?: Map<string, number>;
+  /** dirs: holds `.wh..wh..opq` */
+  opaque?: boolean;
+}
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+const XATTR_PREFIX = 'SCHILY.xattr.';
+
+export class LayerTree {
+  /** nodes[id]; index 0 unused */
+  readonly nodes: Node[] = [];
+
+  static fromZtoc(z: Ztoc): LayerTree {
+    const t = new LayerTree();
+    t.build(z.toc);
+    return t;
+  }
+
+  get root(): Node {
+    return this.nodes[1]!;
+  }
+
+  get maxId(): number {
+    return this.nodes.length - 1;
+  }
+
+  node(id: number): Node | undefined {
+    return id > 0 ? this.nodes[id] : undefined;
+  }
+
+  private build(toc: FileMetadata[]): void {
+    this.nodes.push(undefined as unknown as Node);
+    const byPath = new Map<string, number>();
+    const root = this.newNode(implicitDir());
+    byPath.set('', root.id);
+
+    const dirOf = (path: string): Node => {
+      const existing = byPath.get(path);
+      if (existing !== undefined) {
+        const n = this.nodes[existing]!;
+        if (n.children) return n;
+      }
+      // Missing (or a non-dir in the way): create the dir on demand, like the reference.
+      const slash = path.lastIndexOf('/');
+      const parent = dirOf(slash < 0 ? '' : path.slice(0, slash));
+      const d = this.newNode(implicitDir());
+      parent.children!.set(path.slice(slash + 1), d.id);
+      parent.nlink++;
+      byPath.set(path, d.id);
+      return d;
+    };
+
+    for (const e of toc) {
+      const path = cleanPath(e.name);
+      if (e.type === 'dir' && path === '') {
+        Object.assign(root, attrsOf(e, root.nlink));
+        continue;
+      }
+      if (path === '') continue; // a non-dir entry named "/" or "." has no place in the tree
+      const slash = path.lastIndexOf('/');
+      const parent = dirOf(slash < 0 ? '' : path.slice(0, slash));
+      const base = path.slice(slash + 1);
+      if (e.type === 'hardlink') {
+        const target = byPath.get(cleanPath(e.linkname));
+        if (target === undefined) {
+          throw new SociError('ERR_INVALID_ZTOC', `hardlink ${JSON.stringify(path)} points to ${JSON.stringify(cleanPath(e.linkname))}, which does not precede it`);
+        }
+        const n = this.nodes[target]!;
+        n.nlink++;
+        parent.children!.set(base, target);
+        byPath.set(path, target);
+        continue;
+      }
+      if (e.type === 'dir') {
+        const existing = byPath.get(path);
+        const n = existing === undefined ? undefined : this.nodes[existing];
+        if (n?.children) {
+          Object.assign(n, attrsOf(e, n.nlink));
+          continue;
+        }
+        const d = this.newNode({ ...attrsOf(e, 2), children: new Map() });
+        parent.children!.set(base, d.id);
+        parent.nlink++;
+        byPath.set(path, d.id);
+        continue;
+      }
+      const n = this.newNode(attrsOf(e, 1));
+      parent.children!.set(base, n.id);
+      byPath.set(path, n.id);
+      if (base === OPAQUE_WHITEOUT) parent.opaque = true;
+    }
+  }
+
+  private newNode(fields: Omit<Node, 'id'>): Node {
+    const n = { ...fields, id: this.nodes.length } as Node;
+    this.nodes.push(n);
+    return n;
+  }
+}
+
+function implicitDir(): Omit<Node, 'id'> {
+  return {
+    mode: S_IFDIR | 0o755, nlink: 2, uid: 0, gid: 0, size: 0, mtime: 0, mtimeNsec: 0, devmajor: 0, devminor: 0,
+    linkname: Buffer.alloc(0), dataOffset: 0, xattrs: new Map(), children: new Map(),
+  };
+}
+
+function attrsOf(e: FileMetadata, nlink: number): Omit<Node, 'id' | 'children' | 'opaque'> {
+  const { sec, nsec } = parseModTime(e.modTime);
+  const xattrs = new Map<string, Buffer>();
+  for (const r of e.pax) {
+    const k = r.key.toString('latin1');
+    if (k.startsWith(XATTR_PREFIX) && k.length > XATTR_PREFIX.length) xattrs.set(k.slice(XATTR_PREFIX.length), r.value);
+  }
+  return {
+    mode: fileMode(e),
+    nlink,
+    uid: e.uid,
+    gid: e.gid,
+    size: e.type === 'symlink' ? e.linkname.length : e.type === 'reg' ? e.uncompressedSize : 0,
+    mtime: sec,
+    mtimeNsec: nsec,
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    linkname: e.linkname,
+    dataOffset: e.uncompressedOffset,
+    xattrs,
+  };
+}
+
+const RFC3339 = /^(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/;
+
+/** Go time.MarshalText (RFC 3339 with optional fraction) → seconds + nanoseconds since the epoch. */
+export function parseModTime(s: string): { sec: number; nsec: number } {
+  const m = RFC3339.exec(s);
+  if (!m) return { sec: 0, nsec: 0 };
+  const d = new Date(0);
+  d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  d.setUTCHours(Number(m[4]), Number(m[5]), Number(m[6]), 0);
+  let sec = Math.floor(d.getTime() / 1000);
+  if (m[8] !== 'Z') {
+    const sign = m[8]!.startsWith('-') ? -1 : 1;
+    sec -= sign * (Number(m[8]!.slice(1, 3)) * 3600 + Number(m[8]!.slice(4, 6)) * 60);
+  }
+  const nsec = m[7] ? Number(m[7].padEnd(9, '0')) : 0;
+  return { sec, nsec };
+}
