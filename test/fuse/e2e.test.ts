@@ -149,6 +149,15 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       assert.equal(r.stdout, `${bigMd5} ${probe}\n${bigMd5} ${probe}\n`);
     });
 
+    it('FOPEN_DIRECT_IO files bypass the page cache (every read reaches the daemon)', async () => {
+      const want = createHash('md5').update(generated(BIG_SEED, 0, 4 * MiB)).digest('hex');
+      const r1 = await sh(`md5sum < '${M}/direct.bin'`);
+      const reads1 = m.fs.calls.read ?? 0;
+      const r2 = await sh(`md5sum < '${M}/direct.bin'`);
+      assert.equal(r1.stdout + r2.stdout, `${want}  -\n${want}  -\n`);
+      assert.ok((m.fs.calls.read ?? 0) - reads1 >= 4, 'second pass served by the daemon again');
+    });
+
     it('executes a binary from the mount', async () => {
       const r = await sh(`'${M}/true' && echo ran`);
       assert.equal(r.stdout, 'ran\n', r.stderr);

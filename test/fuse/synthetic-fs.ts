@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { SociError } from '../../src/errors.js';
 import {
   ErrnoError, Errno, ROOT_INO, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, makedev,
-  type Attr, type DirEntry, type Entry, type Filesystem, type StatfsResult,
+  type Attr, type DirEntry, type Entry, type Filesystem, type OpenResult, type StatfsResult,
 } from '../../src/fuse/index.js';
 
 const MiB = 1024 * 1024;
@@ -59,7 +59,7 @@ interface Node {
   target?: string;
   xattrs?: Map<string, Buffer>;
   /** Special read behaviour for error/timeout tests. */
-  behavior?: 'slow' | 'gone' | 'eacces';
+  behavior?: 'slow' | 'gone' | 'eacces' | 'direct';
 }
 
 export interface SyntheticOptions {
@@ -111,6 +111,7 @@ export class SyntheticFs implements Filesystem {
     for (let i = 0; i < 2000; i++) this.file(many, `f${String(i).padStart(4, '0')}`, Buffer.from(`file ${i}\n`));
     this.genFile(root, 'big.bin', BIG_SEED, this.opts.bigSize);
     if (this.opts.hugeSize) this.genFile(root, 'huge.bin', HUGE_SEED, this.opts.hugeSize);
+    this.nodes.get(this.genFile(root, 'direct.bin', BIG_SEED, 4 * MiB))!.behavior = 'direct'; // opened FOPEN_DIRECT_IO
     this.nodes.get(this.file(root, 'slow.txt', Buffer.from('slow\n')))!.behavior = 'slow';
     this.dir(root, 'slow-lookup');
     this.nodes.get(this.file(root, 'gone.txt', Buffer.from('gone\n')))!.behavior = 'gone'; // SociError ERR_NOT_FOUND
@@ -217,6 +218,11 @@ export class SyntheticFs implements Filesystem {
       out.push({ name, ino: child, mode: a.mode, attr: withAttr ? a : undefined });
     }
     return out;
+  }
+
+  async open(ino: number): Promise<OpenResult> {
+    this.count('open');
+    return this.node(ino).behavior === 'direct' ? { directIo: true, keepCache: false } : {};
   }
 
   async read(ino: number, offset: number, size: number): Promise<Buffer> {
