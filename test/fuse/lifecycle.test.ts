@@ -111,6 +111,27 @@ describe('FUSE mount errors and reader choice', { skip }, () => {
     assert.equal((await readFile(`/sys/class/bdi/0:${id}/read_ahead_kb`, 'utf8')).trim(), '256');
   });
 
+  it('falls back to the worker reader when pipe_wrap is unavailable', async (t) => {
+    const proc = process as unknown as { binding: (name: string) => unknown };
+    const saved = proc.binding;
+    const savedEnv = process.env.SOCI_FUSE_READER;
+    delete process.env.SOCI_FUSE_READER;
+    proc.binding = (name: string) => {
+      if (name === 'pipe_wrap') throw new Error('No such module: pipe_wrap');
+      return saved.call(process, name);
+    };
+    let m;
+    try {
+      m = await mountSynthetic({ reader: 'auto' }, { bigSize: 1024 });
+    } finally {
+      proc.binding = saved;
+      if (savedEnv !== undefined) process.env.SOCI_FUSE_READER = savedEnv;
+    }
+    t.after(() => m.cleanup());
+    assert.equal(m.server.readerKind, 'worker');
+    assert.equal((await sh(`cat '${m.dir}/hello.txt'`)).stdout, 'hello world\n');
+  });
+
   it('SOCI_FUSE_READER selects the reader when the option is auto', async (t) => {
     for (const want of ['worker', 'pipe'] as const) {
       const saved = process.env.SOCI_FUSE_READER;
