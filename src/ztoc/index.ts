@@ -6,4 +6,4 @@ export { unmarshalZtoc } from './unmarshal.js';
 export { TarWalker, type TarWalkResult } from './tar-walker.js';
 export { goModTime } from './mod-time.js';
 export { fileSpans, findEntry, extractFile, fileMode, cleanPath, spanTable, type SpanLookup } from './spans.js';
-export { ztocInfo, type ZtocInfo, type ZtocFileInfo } from './info.js';
+export { ztocInfo, goString, type ZtocInfo, type ZtocFileInfo } from './info.js';

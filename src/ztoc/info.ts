@@ -27,6 +27,40 @@ export interface ZtocInfo {
   files: ZtocFileInfo[] | null;
 }
 
+/**
+ * Bytes → string the way Go's encoding/json sees a Go string: valid UTF-8 sequences decode, every
+ * byte of an invalid one becomes U+FFFD on its own (utf8.DecodeRune semantics; TextDecoder would
+ * merge a truncated sequence into one U+FFFD).
+ */
+export function goString(b: Buffer): string {
+  let out = '';
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      out += String.fromCharCode(c);
+      i++;
+      continue;
+    }
+    const n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    let ok = n > 0 && i + n <= b.length;
+    for (let k = 1; ok && k < n; k++) ok = (b[i + k]! & 0xc0) === 0x80;
+    if (ok) {
+      const c1 = b[i + 1]!;
+      // second-byte ranges that exclude overlongs, surrogates and code points above U+10FFFF
+      if ((c === 0xe0 && c1 < 0xa0) || (c === 0xed && c1 > 0x9f) || (c === 0xf0 && c1 < 0x90) || (c === 0xf4 && c1 > 0x8f)) ok = false;
+    }
+    if (!ok) {
+      out += '\ufffd';
+      i++;
+      continue;
+    }
+    out += b.subarray(i, i + n).toString('utf8');
+    i += n;
+  }
+  return out;
+}
+
 export function ztocInfo(z: Ztoc, artifact: { digest?: string; size: number }): ZtocInfo {
   const table = spanTable(z);
   let multi = 0;
@@ -34,8 +68,7 @@ export function ztocInfo(z: Ztoc, artifact: { digest?: string; size: number }): 
     const { start, end } = fileSpans(table, e);
     if (start !== end) multi++;
     return {
-      // Go json.Marshal of a string replaces invalid UTF-8 with U+FFFD, as Buffer#toString does.
-      filename: e.name.toString('utf8'),
+      filename: goString(e.name),
       offset: e.uncompressedOffset,
       size: e.uncompressedSize,
       type: e.type,

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { marshalZtoc, unmarshalZtoc, type FileMetadata, type Ztoc } from '../../src/ztoc/index.js';
+import { goString, marshalZtoc, unmarshalZtoc, type FileMetadata, type Ztoc } from '../../src/ztoc/index.js';
 import { isSociError } from '../../src/errors.js';
 
 function entry(over: Partial<FileMetadata> = {}): FileMetadata {
@@ -206,4 +206,14 @@ test('fuzz: 2400 mutated zTOCs decode or fail with ERR_INVALID_ZTOC only', { tim
   }
   assert.ok(decoded > 0 && decoded < 2400, `some mutations decode, most do not (decoded ${decoded})`);
   t.diagnostic(`decoded ${decoded} of 2400`);
+});
+
+test('goString: invalid UTF-8 bytes each become U+FFFD like Go', () => {
+  assert.equal(goString(Buffer.from('plain/ascii')), 'plain/ascii');
+  assert.equal(goString(Buffer.from('caf\u00e9 \u{1f600}')), 'caf\u00e9 \u{1f600}');
+  assert.equal(goString(Buffer.from([0x63, 0xe9, 0x2d, 0xff])), 'c\ufffd-\ufffd');
+  assert.equal(goString(Buffer.from([0xf0, 0x9f, 0x98])), '\ufffd\ufffd\ufffd', 'truncated 4-byte sequence: one per byte');
+  assert.equal(goString(Buffer.from([0xed, 0xa0, 0x80])), '\ufffd\ufffd\ufffd', 'surrogate');
+  assert.equal(goString(Buffer.from([0xc0, 0xaf])), '\ufffd\ufffd', 'overlong');
+  assert.equal(goString(Buffer.from([0xf4, 0x90, 0x80, 0x80])), '\ufffd\ufffd\ufffd\ufffd', 'above U+10FFFF');
 });
