@@ -10,7 +10,7 @@ import { encodeManifest, type Descriptor, type Manifest } from '../oci/types.js'
 import { BUILD_TOOL_IDENTIFIER } from '../version.js';
 import { buildZtoc, marshalZtoc, unmarshalZtoc } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
-import { buildPrefetchArtifacts } from './prefetch.js';
+import { buildPrefetchArtifacts, prefetchHits, type SpanRange } from './prefetch.js';
 
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_MIN_LAYER_SIZE = 10 * 1024 * 1024;
@@ -48,8 +48,6 @@ export interface BuiltIndex {
   desc: Descriptor;
   /** new or reused zTOC and prefetch blobs, in index order */
   blobs: Array<{ desc: Descriptor; bytes: Buffer; reused: boolean; layer: Descriptor }>;
-  /** zTOC models by layer digest (for prefetch, info and tests) */
-  ztocs: Map<string, Ztoc>;
 }
 
 export async function buildSociIndex(
@@ -66,7 +64,10 @@ export async function buildSociIndex(
   for (const o of optimizations) if (o !== 'xattr') throw new SociError('ERR_USAGE', `unknown optimization "${o}": valid values are [xattr]`);
 
   const layers = image.manifest.layers;
-  const results: Array<{ desc: Descriptor; bytes: Buffer; reused: boolean; ztoc: Ztoc; layer: Descriptor } | null> = new Array(layers.length).fill(null);
+  // Per layer only what the index needs (never the TOC model: it can be 100+ MB for big layers).
+  type Built = { desc: Descriptor; bytes: Buffer; reused: boolean; layer: Descriptor; needsXattrs: boolean; hits: Map<string, SpanRange> };
+  const results: Array<Built | null> = new Array(layers.length).fill(null);
+  const summarize = (ztoc: Ztoc) => ({ needsXattrs: needsXattrs(ztoc), hits: prefetchHits(ztoc, opts.prefetchFiles ?? []) });
 
   const work = async (i: number) => {
     const layer = layers[i]!;
@@ -85,7 +86,7 @@ export async function buildSociIndex(
       const hit = await cache.find(layer.digest, spanSize);
       if (hit) {
         log(`layer ${layer.digest} -> ztoc ${hit.desc.digest} (already exists)`);
-        results[i] = { ...hit, reused: true, ztoc: unmarshalZtoc(hit.bytes), layer };
+        results[i] = { ...hit, reused: true, layer, ...summarize(unmarshalZtoc(hit.bytes)) };
         return;
       }
     }
@@ -104,7 +105,7 @@ export async function buildSociIndex(
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const desc = { mediaType: MT.ztoc, digest, size: bytes.length };
     log(`layer ${layer.digest} -> ztoc ${digest}`);
-    results[i] = { desc, bytes, reused: false, ztoc, layer };
+    results[i] = { desc, bytes, reused: false, layer, ...summarize(ztoc) };
   };
   await runBounded(layers.length, opts.concurrency ?? 2, work);
 
@@ -112,7 +113,6 @@ export async function buildSociIndex(
   if (built.length === 0) throw new SociError('ERR_EMPTY_INDEX', 'no ztocs created, all layers either skipped or produced errors');
 
   const blobs: BuiltIndex['blobs'] = [];
-  const ztocs = new Map<string, Ztoc>();
   const indexLayers: Descriptor[] = [];
   for (const r of built) {
     const annotations: Record<string, string> = {
@@ -120,14 +120,13 @@ export async function buildSociIndex(
       [ANN.layerMediaType]: r.layer.mediaType,
       [ANN.spanSize]: String(spanSize),
     };
-    if (optimizations.has('xattr') && !needsXattrs(r.ztoc)) annotations[ANN.disableXattrs] = 'true';
+    if (optimizations.has('xattr') && !r.needsXattrs) annotations[ANN.disableXattrs] = 'true';
     const desc = { ...r.desc, annotations };
     indexLayers.push(desc);
     blobs.push({ desc, bytes: r.bytes, reused: r.reused, layer: r.layer });
-    ztocs.set(r.layer.digest, r.ztoc);
   }
   if (opts.prefetchFiles?.length) {
-    for (const p of buildPrefetchArtifacts(built.map((r) => ({ layer: r.layer, ztoc: r.ztoc })), opts.prefetchFiles, layers, log)) {
+    for (const p of buildPrefetchArtifacts(built.map((r) => ({ layer: r.layer, hits: r.hits })), opts.prefetchFiles, layers, log)) {
       indexLayers.push(p.desc);
       blobs.push({ desc: p.desc, bytes: p.bytes, reused: false, layer: p.layer });
     }
@@ -142,7 +141,7 @@ export async function buildSociIndex(
   if (opts.version === 'v1') manifest.subject = { mediaType: image.desc.mediaType, digest: image.desc.digest, size: image.desc.size };
   const bytes = encodeManifest(manifest);
   const desc = { mediaType: MT.ociManifest, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
-  return { manifest, bytes, desc, blobs, ztocs };
+  return { manifest, bytes, desc, blobs };
 }
 
 export function validateSizes(spanSize: number, minLayerSize: number): void {

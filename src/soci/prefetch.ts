@@ -14,8 +14,30 @@ export interface SpanRange {
   end_span: number;
 }
 
+/** The cleaned form a prefetch path is matched with (exact tar name, so `./x` never matches). */
+export function prefetchKey(raw: string): string {
+  return posix.normalize(`/${raw}`).replace(/^\/+/, '');
+}
+
+/**
+ * Per layer, right after its zTOC is built: the spans of the requested paths it holds. Computed
+ * early so the (large) TOC model need not be kept until the whole index is assembled.
+ */
+export function prefetchHits(ztoc: Ztoc, paths: string[]): Map<string, SpanRange> {
+  const wanted = new Set(paths.map((p) => Buffer.from(prefetchKey(p)).toString('latin1')));
+  const hits = new Map<string, SpanRange>();
+  if (!wanted.size) return hits;
+  for (const e of ztoc.toc) {
+    const name = e.name.toString('latin1');
+    if (!wanted.has(name) || hits.has(name)) continue;
+    const { start, end } = fileSpans(ztoc, e);
+    hits.set(name, { start_span: start, end_span: end });
+  }
+  return hits;
+}
+
 export function buildPrefetchArtifacts(
-  indexed: Array<{ layer: Descriptor; ztoc: Ztoc }>,
+  indexed: Array<{ layer: Descriptor; hits: Map<string, SpanRange> }>,
   paths: string[],
   imageLayers: Descriptor[],
   log: (line: string) => void = () => {},
@@ -23,19 +45,16 @@ export function buildPrefetchArtifacts(
   const byLayer = new Map<string, SpanRange[]>();
   const topDown = [...indexed].sort((a, b) => imageLayers.indexOf(b.layer) - imageLayers.indexOf(a.layer));
   for (const raw of paths) {
-    const want = posix.normalize(`/${raw}`).replace(/^\/+/, '');
-    let found = false;
-    for (const { layer, ztoc } of topDown) {
-      const entry = ztoc.toc.find((e) => e.name.toString('latin1') === Buffer.from(want).toString('latin1'));
-      if (!entry) continue;
-      const { start, end } = fileSpans(ztoc, entry);
-      const list = byLayer.get(layer.digest) ?? [];
-      list.push({ start_span: start, end_span: end });
-      byLayer.set(layer.digest, list);
-      found = true;
-      break;
+    const want = prefetchKey(raw);
+    const key = Buffer.from(want).toString('latin1');
+    const top = topDown.find((x) => x.hits.has(key));
+    if (!top) {
+      log(`warning: prefetch file ${want} not found in any layer`);
+      continue;
     }
-    if (!found) log(`warning: prefetch file ${want} not found in any layer`);
+    const list = byLayer.get(top.layer.digest) ?? [];
+    list.push(top.hits.get(key)!);
+    byLayer.set(top.layer.digest, list);
   }
   const out: Array<{ desc: Descriptor; bytes: Buffer; layer: Descriptor }> = [];
   for (const layer of imageLayers) {
