@@ -216,6 +216,7 @@ export class FuseServer extends EventEmitter {
 
   /** Aborts the connection via fusectl (last resort for a hung daemon); the server then lazily unmounts. */
   async abort(): Promise<CloseInfo> {
+    if (this.isClosed || this.ending) return this.closed;
     const m = this.mountInfo ?? (await findFuseMount(this.mountpoint, this.subtype));
     if (!m) throw new SociError('ERR_FUSE', `mount ${this.mountpoint} not found in mountinfo`);
     await abortConnection(m.minor);
@@ -445,6 +446,8 @@ export class FuseServer extends EventEmitter {
     } else {
       writeEntryOut(this.scratch, OUT_HEADER_SIZE, e.ino, e.generation ?? 0, e.entryTimeout ?? this.opts.entryTimeout, e.attrTimeout ?? this.opts.attrTimeout, e.attr);
     }
+    // Answered too late (timeout/interrupt): the kernel never took this reference, give it back.
+    if (p.done && e) return this.forget(e.ino, 1);
     this.replyScratch(p, ENTRY_OUT_SIZE);
   }
 
@@ -463,6 +466,8 @@ export class FuseServer extends EventEmitter {
     const flags = req.readUInt32LE(40);
     if ((flags & 3) !== 0) return this.replyError(p, Errno.EROFS); // O_WRONLY / O_RDWR
     const r = this.fsys.open ? await this.fsys.open(ino, flags) : undefined;
+    // Answered too late: no RELEASE will ever come for this handle, so release it now.
+    if (p.done) return void (await this.fsys.release?.(ino, r?.fh ?? 0));
     const of = (r?.keepCache === false ? 0 : FOPEN_KEEP_CACHE) | (r?.directIo ? FOPEN_DIRECT_IO : 0);
     writeOpenOut(this.scratch, OUT_HEADER_SIZE, r?.fh ?? 0, of);
     this.replyScratch(p, OPEN_OUT_SIZE);

@@ -17,6 +17,8 @@
  *   the entries when cheap: READDIRPLUS then needs no extra getattr per entry.
  * - Lookup counts: each successful `lookup` and each entry sent in a READDIRPLUS reply counts as one
  *   kernel reference; `forget(ino, n)` drops n of them. A static inode table can ignore forget.
+ *   A lookup answered after its request timed out or was interrupted is handed back at once as
+ *   forget(ino, 1); an open answered too late is released.
  * - `read` returns up to `size` bytes at `offset`; return fewer (or an empty Buffer) at EOF. A slice
  *   of a larger buffer is fine: it is written to the kernel before the promise chain continues.
  * - xattrs: return null from getxattr for an absent name (ENODATA). To switch xattrs off for the
