@@ -9,7 +9,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Writable } from 'node:stream';
@@ -30,6 +31,7 @@ async function child(file: string, engine: EngineName): Promise<void> {
   let out = 0;
   const ix = createLayerIndexer({ compression: 'gzip', spanSize: SPAN, engine, onData: (b) => (out += b.length) });
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   // one reused read buffer: the indexer never keeps its input (this is how a CLI reads a local blob)
   const fd = openSync(file, 'r');
   const buf = Buffer.allocUnsafe(1 << 20);
@@ -37,8 +39,18 @@ async function child(file: string, engine: EngineName): Promise<void> {
   closeSync(fd);
   const r = ix.end();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = cpuSince(c0);
   writeFileSync(`${file}.${engine}.zinfo`, r.checkpoints);
-  console.log(JSON.stringify({ seconds, out, spans: r.maxSpanId + 1, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
+  console.log(JSON.stringify({ seconds, cpu, out, spans: r.maxSpanId + 1, maxRssMB: peakRssMB() }));
+}
+
+/**
+ * VmHWM of this process. (getrusage's maxRSS is useless in a spawned child: Linux carries the
+ * parent's high-water mark across fork+exec.)
+ */
+function peakRssMB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
 function collect(dir: string, quota: number, picked: string[]): number {
@@ -55,7 +67,7 @@ function collect(dir: string, quota: number, picked: string[]): number {
       const p = join(d, n);
       let st;
       try {
-        st = statSync(p, { throwIfNoEntry: false });
+        st = lstatSync(p, { throwIfNoEntry: false }); // symlinks are not file data in the tar
       } catch {
         continue;
       }
@@ -113,11 +125,22 @@ function randomFill(n: number, seed: number): Uint8Array {
   return out;
 }
 
+function cpuSince(c0: NodeJS.CpuUsage): number {
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1e6;
+}
+
+interface Timing {
+  seconds: number;
+  cpu: number;
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-async function nodeGunzip(blob: Buffer): Promise<{ seconds: number; out: number }> {
+async function nodeGunzip(blob: Buffer): Promise<Timing & { out: number }> {
   let out = 0;
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   await pipeline(
     Readable.from((function* () {
       for (let o = 0; o < blob.length; o += 1 << 20) yield blob.subarray(o, o + (1 << 20));
@@ -130,17 +153,20 @@ async function nodeGunzip(blob: Buffer): Promise<{ seconds: number; out: number 
       },
     }),
   );
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, out };
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpu: cpuSince(c0), out };
 }
 
-function gzipDc(file: string): number {
+function gzipDc(file: string): Timing {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('sh', ['-c', `gzip -dc '${file}' > /dev/null`]);
+  // bash's `time` gives the child's user+sys CPU seconds
+  const r = spawnSync('bash', ['-c', `TIMEFORMAT='%U %S'; time gzip -dc '${file}' > /dev/null`], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error('gzip -dc failed');
-  return Number(process.hrtime.bigint() - t0) / 1e9;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const [u, sy] = r.stderr.trim().split('\n').pop()!.split(' ').map(Number);
+  return { seconds, cpu: u! + sy! };
 }
 
-function indexInChild(file: string, engine: EngineName): { seconds: number; out: number; spans: number; maxRssMB: number } {
+function indexInChild(file: string, engine: EngineName): Timing & { out: number; spans: number; maxRssMB: number } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/compression.ts'), '--child', engine, '--file', file], { encoding: 'utf8', cwd: root });
   if (r.status !== 0) throw new Error(`indexer child failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
@@ -155,19 +181,19 @@ async function main(): Promise<void> {
   const file = build(cache, sizeMB);
   const blob = readFileSync(file);
   const engines: EngineName[] = nativeAvailable() ? ['native', 'js'] : ['js'];
-  const rows = new Map<string, number[]>();
-  const add = (k: string, v: number) => rows.set(k, [...(rows.get(k) ?? []), v]);
+  const rows = new Map<string, Timing[]>();
+  const add = (k: string, v: Timing) => rows.set(k, [...(rows.get(k) ?? []), v]);
   let usize = 0;
   const rss = new Map<string, number>();
   for (let r = 0; r < rounds; r++) {
     const g = await nodeGunzip(blob);
     usize = g.out;
-    add('node:zlib createGunzip (chunkSize 1 MiB)', g.seconds);
+    add('node:zlib createGunzip (chunkSize 1 MiB)', g);
     add('gzip -dc', gzipDc(file));
     for (const e of engines) {
       const x = indexInChild(file, e);
       if (x.out !== usize) throw new Error(`${e} indexer produced ${x.out} bytes, expected ${usize}`);
-      add(`indexer, ${e} engine (+ span digests)`, x.seconds);
+      add(`indexer, ${e} engine (+ span digests)`, x);
       rss.set(e, Math.max(rss.get(e) ?? 0, x.maxRssMB));
     }
   }
@@ -181,24 +207,32 @@ async function main(): Promise<void> {
   for (let r = 0; r < rounds; r++) {
     const got = createHash('sha256');
     let secs = 0;
+    let cpu = 0;
     for (const s of table.spans) {
       const t0 = process.hrtime.bigint();
+      const c0 = process.cpuUsage();
       const out = await extractSpans(table, s.id, s.id, blob.subarray(s.cStart, s.cEnd));
       secs += Number(process.hrtime.bigint() - t0) / 1e9;
+      cpu += cpuSince(c0);
       got.update(out);
     }
     if (got.digest('hex') !== wantHex) throw new Error('extracted spans differ from the layer');
-    add(`extractSpans, all ${table.spans.length} spans (node:zlib async)`, secs);
+    add(`extractSpans, all ${table.spans.length} spans (node:zlib async)`, { seconds: secs, cpu });
   }
   const mbs = (s: number) => usize / 1e6 / s;
-  const base = mbs(median(rows.get('node:zlib createGunzip (chunkSize 1 MiB)')!));
-  console.log(`\nInput: ${(usize / 1e6).toFixed(1)} MB tar, ${(blob.length / 1e6).toFixed(1)} MB gzip -6 (${((100 * blob.length) / usize).toFixed(1)} %), span 4 MiB, ${table.spans.length} spans; median of ${rounds}; Node ${process.version}, zlib ${process.versions.zlib}\n`);
-  console.log('| decoder | MB/s | vs node:zlib | peak RSS |');
-  console.log('|---|---|---|---|');
-  for (const [k, v] of rows) {
+  const wall = (k: string) => mbs(median(rows.get(k)!.map((t) => t.seconds)));
+  const perCpu = (k: string) => mbs(median(rows.get(k)!.map((t) => t.cpu)));
+  const baseKey = 'node:zlib createGunzip (chunkSize 1 MiB)';
+  console.log(
+    `\nInput: ${(usize / 1e6).toFixed(1)} MB tar, ${(blob.length / 1e6).toFixed(1)} MB gzip -6 (${((100 * blob.length) / usize).toFixed(1)} %), span 4 MiB, ${table.spans.length} spans; median of ${rounds}; Node ${process.version}, zlib ${process.versions.zlib}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`,
+  );
+  console.log('| decoder | MB/s (wall) | MB/s per CPU-second | vs node:zlib (wall / CPU) | peak RSS |');
+  console.log('|---|---|---|---|---|');
+  for (const k of rows.keys()) {
     const e = k.includes('native') ? 'native' : k.includes(' js ') ? 'js' : '';
     const r = e ? `${rss.get(e)!.toFixed(0)} MB` : '';
-    console.log(`| ${k} | ${mbs(median(v)).toFixed(0)} | ${((100 * mbs(median(v))) / base).toFixed(0)} % | ${r} |`);
+    const rel = `${((100 * wall(k)) / wall(baseKey)).toFixed(0)} % / ${((100 * perCpu(k)) / perCpu(baseKey)).toFixed(0)} %`;
+    console.log(`| ${k} | ${wall(k).toFixed(0)} | ${perCpu(k).toFixed(0)} | ${rel} | ${r} |`);
   }
 }
 

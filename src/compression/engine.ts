@@ -89,16 +89,29 @@ class NativeInflater implements Inflater {
 class JsInflater implements Inflater {
   readonly engine = 'js' as const;
   private readonly strm = new ZStream();
+  private lastIn: Buffer | null = null;
+  private lastInView: Uint8Array | null = null;
+  private lastOut: Buffer | null = null;
+  private lastOutView: Uint8Array | null = null;
   constructor(windowBits: number) {
     const r = zlibInflateInit2(this.strm, windowBits);
     if (r !== Z_OK) throw new SociError('ERR_INTERNAL', `pako inflateInit2 failed (${r})`);
   }
   inflate(input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number, flush: number): number {
     const s = this.strm;
-    s.input = input;
+    // plain Uint8Array views: pako's hot loops stay monomorphic (Buffer is a subclass with another map)
+    if (input !== this.lastIn) {
+      this.lastIn = input;
+      this.lastInView = new Uint8Array(input.buffer, input.byteOffset, input.length);
+    }
+    if (out !== this.lastOut) {
+      this.lastOut = out;
+      this.lastOutView = new Uint8Array(out.buffer, out.byteOffset, out.length);
+    }
+    s.input = this.lastInView!;
     s.next_in = inOff;
     s.avail_in = inLen;
-    s.output = out as Uint8Array<ArrayBuffer>;
+    s.output = this.lastOutView as Uint8Array<ArrayBuffer>;
     s.next_out = outOff;
     s.avail_out = outLen;
     s.msg = '';
