@@ -25,22 +25,26 @@ export function runCmd(cmd: string, args: string[], opts: { timeoutMs?: number; 
     let stdout = '';
     let stderr = '';
     let timedOut = false;
+    let done = false;
+    const finish = (r: CmdResult): void => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      resolvePromise(r);
+    };
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = opts.timeoutMs
       ? setTimeout(() => {
           timedOut = true;
           child.kill('SIGKILL');
+          // A child stuck in a FUSE request of a hung daemon stays in D state even after SIGKILL:
+          // do not wait for its exit.
+          setTimeout(() => finish({ code: null, signal: 'SIGKILL', stdout, stderr, timedOut }), 200).unref();
         }, opts.timeoutMs)
       : null;
-    child.on('error', (err) => {
-      if (timer) clearTimeout(timer);
-      resolvePromise({ code: null, signal: null, stdout, stderr: stderr + err.message, timedOut });
-    });
-    child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
-      resolvePromise({ code, signal, stdout, stderr, timedOut });
-    });
+    child.on('error', (err) => finish({ code: null, signal: null, stdout, stderr: stderr + err.message, timedOut }));
+    child.on('close', (code, signal) => finish({ code, signal, stdout, stderr, timedOut }));
   });
 }
 

@@ -195,4 +195,28 @@ describe('stale mounts', { skip }, () => {
     const [code] = await liveExit;
     assert.equal(code, 0);
   });
+
+  it('cleanupStaleMounts reports a hung daemon without hanging itself', async (t) => {
+    const base = await makeMountDir('soci-stale-');
+    const dir = `${base}/hung`;
+    await sh(`mkdir '${dir}'`);
+    const child = spawn(process.execPath, ['--import', 'tsx', new URL('./stale-child.ts', import.meta.url).pathname, dir, 'socihung', 'hang'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(async () => {
+      child.kill('SIGKILL');
+      await waitFor(() => child.exitCode !== null || child.signalCode !== null, 5000);
+      if (await isMounted(dir)) await sh(`umount -l '${dir}'`);
+      await sh(`rmdir '${dir}'`);
+      await rmdir(base).catch(() => undefined);
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    assert.ok(await waitFor(() => out.includes('ready'), 20_000), 'child mounted');
+    const t0 = Date.now();
+    const res = await cleanupStaleMounts('socihung', base, 500);
+    assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+    assert.deepEqual(res, [{ mountpoint: dir, state: 'hung' }]);
+    assert.equal(await isMounted(dir), true, 'a hung mount is left alone');
+  });
 });

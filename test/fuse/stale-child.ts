@@ -1,11 +1,14 @@
 /**
- * Child process for the stale-mount test: mounts a SyntheticFs on argv[2] (subtype argv[3]), prints
- * "ready" and serves until killed. The test SIGKILLs it to leave a dead mount behind.
+ * Child process for the stale-mount tests: mounts a SyntheticFs on argv[2] (subtype argv[3]),
+ * prints "ready" and serves until killed. With argv[4] = 'hang', getattr never answers (and there
+ * is no request timeout): a hung daemon.
  */
 import { FuseServer } from '../../src/fuse/index.js';
 import { SyntheticFs } from './synthetic-fs.js';
 
-const [dir, subtype] = process.argv.slice(2);
-const server = await FuseServer.mount(new SyntheticFs({ bigSize: 1024 }), { mountpoint: dir!, subtype: subtype! });
+const [dir, subtype, mode] = process.argv.slice(2);
+const fs = new SyntheticFs({ bigSize: 1024 });
+if (mode === 'hang') fs.getattr = () => new Promise(() => undefined);
+const server = await FuseServer.mount(fs, { mountpoint: dir!, subtype: subtype!, requestTimeoutMs: mode === 'hang' ? 0 : undefined });
 process.stdout.write(`ready ${server.readerKind}\n`);
 await server.closed;
