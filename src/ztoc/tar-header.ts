@@ -20,42 +20,49 @@ function isSpaceOrNul(c: number): boolean {
   return c === 0x20 || c === 0;
 }
 
-/** Go `parser.parseOctal`: trim spaces/NULs both ends, cut at NUL, strconv.ParseUint(s, 8, 64). */
-export function parseOctal(field: Buffer): bigint {
-  let s = 0;
-  let e = field.length;
-  while (s < e && isSpaceOrNul(field[s]!)) s++;
-  while (e > s && isSpaceOrNul(field[e - 1]!)) e--;
+/**
+ * Go `parser.parseOctal` over buf[start, end): trim spaces/NULs both ends, cut at NUL,
+ * strconv.ParseUint(s, 8, 64). Works on offsets so no Buffer view is made per field.
+ */
+export function parseOctal(buf: Buffer, start = 0, end = buf.length): bigint {
+  let s = start;
+  let e = end;
+  while (s < e && isSpaceOrNul(buf[s]!)) s++;
+  while (e > s && isSpaceOrNul(buf[e - 1]!)) e--;
   if (s === e) return 0n;
-  const b = cString(field.subarray(s, e));
-  if (b.length === 0) throw new TarFormatError('empty octal field');
+  for (let i = s; i < e; i++) {
+    if (buf[i] === 0) {
+      e = i;
+      break;
+    }
+  }
   // Tar numeric fields are at most 12 bytes, so the value (< 8^12 = 2^36) is exact in a double
   // and far below Go's uint64/int64 limits.
-  if (b.length > 12) throw new TarFormatError('octal field too long');
+  if (e - s > 12) throw new TarFormatError('octal field too long');
   let x = 0;
-  for (let i = 0; i < b.length; i++) {
-    const c = b[i]!;
+  for (let i = s; i < e; i++) {
+    const c = buf[i]!;
     if (c < 0x30 || c > 0x37) throw new TarFormatError('invalid octal number');
     x = x * 8 + (c - 0x30);
   }
   return BigInt(x);
 }
 
-/** Go `parser.parseNumeric`: base-256 two's complement when the top bit is set, else octal. */
-export function parseNumeric(field: Buffer): bigint {
-  if (field.length > 0 && (field[0]! & 0x80) !== 0) {
-    const inv = (field[0]! & 0x40) !== 0 ? 0xff : 0;
+/** Go `parser.parseNumeric` over buf[start, end): base-256 two's complement when the top bit is set, else octal. */
+export function parseNumeric(buf: Buffer, start = 0, end = buf.length): bigint {
+  if (end > start && (buf[start]! & 0x80) !== 0) {
+    const inv = (buf[start]! & 0x40) !== 0 ? 0xff : 0;
     let x = 0n;
-    for (let i = 0; i < field.length; i++) {
-      let c = field[i]! ^ inv;
-      if (i === 0) c &= 0x7f;
+    for (let i = start; i < end; i++) {
+      let c = buf[i]! ^ inv;
+      if (i === start) c &= 0x7f;
       if (x >> 56n) throw new TarFormatError('base-256 number overflows int64');
       x = (x << 8n) | BigInt(c);
     }
     if (x >> 63n) throw new TarFormatError('base-256 number overflows int64');
     return inv === 0xff ? -x - 1n : x;
   }
-  return parseOctal(field);
+  return parseOctal(buf, start, end);
 }
 
 const DECIMAL = /^[+-]?[0-9]+$/;
@@ -106,26 +113,43 @@ const TRAILER_STAR = Buffer.from('tar\0', 'latin1');
 
 type Format = 'v7' | 'ustar' | 'star' | 'gnu';
 
+function bytesAt(b: Buffer, at: number, want: Buffer): boolean {
+  for (let i = 0; i < want.length; i++) if (b[at + i] !== want[i]) return false;
+  return true;
+}
+
 /** Go `block.getFormat`: checksum (unsigned or signed sum) and magic; throws for FormatUnknown. */
 function getFormat(b: Buffer): Format {
   let want: bigint;
   try {
-    want = parseOctal(b.subarray(148, 156));
+    want = parseOctal(b, 148, 156);
   } catch {
     throw new TarFormatError('invalid header checksum field');
   }
-  let unsigned = 0;
-  let signed = 0;
+  // Sum of all bytes with the checksum field counted as spaces; the signed sum is 256 less for
+  // every byte >= 0x80 outside that field.
+  let unsigned = 8 * 0x20;
+  let high = 0;
   for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : b[i]!;
+    if (i === 148) i = 156;
+    const c = b[i]!;
     unsigned += c;
-    signed += c >= 0x80 ? c - 256 : c;
+    high += c >> 7;
   }
+  const signed = unsigned - 256 * high;
   if (want !== BigInt(unsigned) && want !== BigInt(signed)) throw new TarFormatError('header checksum mismatch');
-  const magic = b.subarray(257, 263);
-  if (magic.equals(MAGIC_USTAR)) return b.subarray(508, 512).equals(TRAILER_STAR) ? 'star' : 'ustar';
-  if (magic.equals(MAGIC_GNU) && b.subarray(263, 265).equals(VERSION_GNU)) return 'gnu';
+  if (bytesAt(b, 257, MAGIC_USTAR)) return bytesAt(b, 508, TRAILER_STAR) ? 'star' : 'ustar';
+  if (bytesAt(b, 257, MAGIC_GNU) && bytesAt(b, 263, VERSION_GNU)) return 'gnu';
   return 'v7';
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A NUL-terminated header string field, copied out (the block buffer is reused). */
+function copyString(block: Buffer, start: number, end: number): Buffer {
+  let e = start;
+  while (e < end && block[e] !== 0) e++;
+  return e === start ? EMPTY : Buffer.from(block.subarray(start, e));
 }
 
 function isAscii(b: Buffer): boolean {
@@ -136,39 +160,38 @@ function isAscii(b: Buffer): boolean {
 /** Go `Reader.readHeader` for one non-zero block. Copies out every field (the block is reused). */
 export function parseHeaderBlock(block: Buffer): RawHeader {
   const format = getFormat(block);
-  const copy = (s: number, e: number) => Buffer.from(cString(block.subarray(s, e)));
   const h: RawHeader = {
     typeflag: block[156]!,
-    name: copy(0, 100),
-    linkname: copy(157, 257),
-    size: parseNumeric(block.subarray(124, 136)),
-    mode: parseNumeric(block.subarray(100, 108)),
-    uid: parseNumeric(block.subarray(108, 116)),
-    gid: parseNumeric(block.subarray(116, 124)),
-    mtime: parseNumeric(block.subarray(136, 148)),
-    uname: Buffer.alloc(0),
-    gname: Buffer.alloc(0),
+    name: copyString(block, 0, 100),
+    linkname: copyString(block, 157, 257),
+    size: parseNumeric(block, 124, 136),
+    mode: parseNumeric(block, 100, 108),
+    uid: parseNumeric(block, 108, 116),
+    gid: parseNumeric(block, 116, 124),
+    mtime: parseNumeric(block, 136, 148),
+    uname: EMPTY,
+    gname: EMPTY,
     devmajor: 0n,
     devminor: 0n,
   };
   if (format === 'v7') return h;
-  h.uname = copy(265, 297);
-  h.gname = copy(297, 329);
-  h.devmajor = parseNumeric(block.subarray(329, 337));
-  h.devminor = parseNumeric(block.subarray(337, 345));
+  h.uname = copyString(block, 265, 297);
+  h.gname = copyString(block, 297, 329);
+  h.devmajor = parseNumeric(block, 329, 337);
+  h.devminor = parseNumeric(block, 337, 345);
   let prefix: Buffer = Buffer.alloc(0);
   if (format === 'ustar') {
     prefix = cString(block.subarray(345, 500));
   } else if (format === 'star') {
     prefix = cString(block.subarray(345, 476));
-    parseNumeric(block.subarray(476, 488)); // atime/ctime errors fail the header in Go too
-    parseNumeric(block.subarray(488, 500));
+    parseNumeric(block, 476, 488); // atime/ctime errors fail the header in Go too
+    parseNumeric(block, 488, 500);
   } else {
     // GNU has no prefix; Go only falls back to reading one (pre-Go1.8 writer bug) when the
     // atime/ctime fields do not parse and the would-be prefix is ASCII.
     try {
-      if (block[345] !== 0) parseNumeric(block.subarray(345, 357));
-      if (block[357] !== 0) parseNumeric(block.subarray(357, 369));
+      if (block[345] !== 0) parseNumeric(block, 345, 357);
+      if (block[357] !== 0) parseNumeric(block, 357, 369);
     } catch {
       const p = cString(block.subarray(345, 500));
       if (isAscii(p)) prefix = p;
@@ -242,18 +265,17 @@ export function mergePax(h: RawHeader, pax: Map<string, PaxEntry> | undefined): 
   if (pax) {
     for (const [k, { value }] of pax) {
       if (value.length === 0) continue;
-      const v = () => value.toString('latin1');
       switch (k) {
         case 'path': m.name = value; break;
         case 'linkpath': m.linkname = value; break;
         case 'uname': m.uname = value; break;
         case 'gname': m.gname = value; break;
-        case 'uid': m.uid = parseInt64(v()); break;
-        case 'gid': m.gid = parseInt64(v()); break;
-        case 'size': m.size = parseInt64(v()); break;
-        case 'mtime': mtime = paxTimeToModTime(v()); break;
+        case 'uid': m.uid = parseInt64(value.toString('latin1')); break;
+        case 'gid': m.gid = parseInt64(value.toString('latin1')); break;
+        case 'size': m.size = parseInt64(value.toString('latin1')); break;
+        case 'mtime': mtime = paxTimeToModTime(value.toString('latin1')); break;
         case 'atime':
-        case 'ctime': paxTimeToModTime(v()); break; // validated only, like Go
+        case 'ctime': paxTimeToModTime(value.toString('latin1')); break; // validated only, like Go
         default: break;
       }
     }
