@@ -115,7 +115,8 @@ export function createHandlers(sn: Snapshotter, logger: Logger): grpc.UntypedSer
         for (let i = 0; i < infos.length; i += 100) call.write({ info: infos.slice(i, i + 100).map(toProtoInfo) });
         call.end();
       } catch (e) {
-        call.destroy(Object.assign(new Error(e instanceof Error ? e.message : String(e)), { code: grpcStatusOf(e) }));
+        const message = e instanceof Error ? e.message : String(e);
+        call.emit('error', { code: grpcStatusOf(e), details: message, message } as grpc.ServiceError);
       }
     },
     Usage: unary('Usage', async (r) => {

@@ -173,6 +173,8 @@ export class Snapshotter {
   }
 
   async commit(name: string, key: string, labels: Record<string, string>, remote = false): Promise<void> {
+    // Same check order as containerd's CommitActive: existing name, missing key, not active.
+    if (name && this.store.has(name)) throw alreadyExists(`committed snapshot ${name}: already exists`);
     const s = this.store.get(key);
     if (s.kind !== 'active') throw failedPrecondition(`snapshot "${key}" is not active: failed precondition`);
     // Remote layers are not walked: that would fetch the whole layer through FUSE.

@@ -1,0 +1,230 @@
+/**
+ * e2e helpers: a PRIVATE containerd 1.6 (own root/state/sockets under a temp dir, never the
+ * system one) wired to our snapshotter as `[proxy_plugins.soci]`, and our daemon as a child process.
+ *
+ *   const sn = await startSnapshotter(t);                       // our daemon, waits for its socket
+ *   const cd = await startContainerd(t, { snapshotterSocket: sn.address });
+ *   const r = await cd.ctr(['-n', 'test', 'snapshots', '--snapshotter', 'soci', 'ls']);
+ *
+ * Both register an after-hook on `t` that stops the process (by PID), kills the runc shims this
+ * containerd started, unmounts anything left under the temp dir, then deletes it.
+ * Needs root and containerd/ctr/runc: gate tests with `needs({ root: true, tools: [...] })`.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+type AfterHost = { after: (fn: () => unknown) => void };
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface ExecResult { stdout: string; stderr: string; code: number }
+
+export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<ExecResult> {
+  return new Promise((res) => {
+    const child = execFile(cmd, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      res({ stdout: String(stdout), stderr: String(stderr), code });
+    });
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc?: ChildProcess, logs?: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await ok()) return;
+    if (proc && proc.exitCode !== null) throw new Error(`${what}: process exited with ${proc.exitCode}\n${logs?.() ?? ''}`);
+    await sleep(100);
+  }
+  throw new Error(`${what}: timed out after ${timeoutMs} ms\n${logs?.() ?? ''}`);
+}
+
+/** Mount points under dir (deepest first), from /proc/self/mountinfo. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out = text.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m)
+    .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((m) => m === dir || m.startsWith(dir + '/'));
+  return [...new Set(out)].sort((a, b) => b.length - a.length);
+}
+
+/** Unmounts everything under dir then removes it; never deletes through a mount. */
+export async function removeTree(dir: string): Promise<void> {
+  for (const m of await mountsUnder(dir)) {
+    const r = await exec('umount', [m]);
+    if (r.code !== 0) await exec('umount', ['-l', m]);
+  }
+  if ((await mountsUnder(dir)).length > 0) throw new Error(`still mounted under ${dir}; not deleting`);
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  proc.kill(signal);
+  const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const code = await exited;
+  clearTimeout(t);
+  return code;
+}
+
+/** PIDs whose command line mentions `needle` (our unique socket path): the shims we caused. */
+async function pidsMentioning(needle: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    const cmd = await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes(needle)) pids.push(Number(d));
+  }
+  return pids;
+}
+
+export interface StartedSnapshotter {
+  /** Socket path of our daemon. */
+  address: string;
+  root: string;
+  configPath: string;
+  proc: ChildProcess;
+  /** Everything the daemon wrote to stderr so far (pino JSON lines). */
+  logs(): string;
+  /** Parsed JSON log lines. */
+  logLines(): Record<string, unknown>[];
+  /** Sends the signal (default SIGINT) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface SnapshotterOptions {
+  /** Daemon root; default a fresh dir inside the helper's temp dir. Reuse it to test restarts. */
+  root?: string;
+  /** TOML text written to the --config file (default empty = defaults). */
+  config?: string;
+  /** Entry script (default src/snapshotter/main.ts); a fixture can call main(argv, hooks). */
+  entry?: string;
+  env?: NodeJS.ProcessEnv;
+  logLevel?: string;
+  /** Directory for the socket/config (default: a new temp dir removed after the test). */
+  dir?: string;
+}
+
+export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = {}): Promise<StartedSnapshotter> {
+  let dir = opts.dir;
+  if (!dir) {
+    const d = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-sn-'));
+    t.after(() => removeTree(d));
+    dir = d;
+  }
+  const root = opts.root ?? join(dir, 'root');
+  const address = join(dir, `sn-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const configPath = join(dir, 'config.toml');
+  await writeFile(configPath, opts.config ?? '');
+  const entry = opts.entry ?? join(repoRoot, 'src', 'snapshotter', 'main.ts');
+  const proc = spawn(process.execPath, ['--import', 'tsx', entry, '--address', address, '--root', root, '--config', configPath, '--log-level', opts.logLevel ?? 'debug'], {
+    cwd: repoRoot,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+  proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  const logs = () => out;
+  t.after(() => stopProcess(proc, 'SIGTERM'));
+  await waitFor('snapshotter start', () => existsSync(address) && out.includes('successfully started'), 30_000, proc, logs);
+  return {
+    address, root, configPath, proc, logs,
+    logLines: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>),
+    stop: (signal: NodeJS.Signals = 'SIGINT') => stopProcess(proc, signal),
+  };
+}
+
+export interface StartedContainerd {
+  /** containerd's gRPC socket. */
+  address: string;
+  root: string;
+  state: string;
+  proc: ChildProcess;
+  logs(): string;
+  /** Runs `ctr --address <ours> ...args`. */
+  ctr(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<ExecResult>;
+  stop(): Promise<void>;
+}
+
+export interface ContainerdOptions {
+  /** Our snapshotter's socket; registered as proxy plugin "soci". */
+  snapshotterSocket: string;
+  /** Appended to the generated config.toml (version 2 format). */
+  extraToml?: string;
+  /** Enable the CRI plugin with snapshotter = "soci", disable_snapshot_annotations = false. */
+  cri?: boolean;
+}
+
+export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Promise<StartedContainerd> {
+  const dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-ctd-'));
+  const root = join(dir, 'root');
+  const state = join(dir, 'state');
+  const address = join(dir, 'containerd.sock');
+  const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.snapshotter.v1.devmapper'];
+  if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri');
+  const cri = opts.cri
+    ? `
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "soci"
+    disable_snapshot_annotations = false
+`
+    : '';
+  const toml = `version = 2
+root = "${root}"
+state = "${state}"
+disabled_plugins = ${JSON.stringify(disabled)}
+
+[grpc]
+  address = "${address}"
+
+[ttrpc]
+  address = "${address}.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${join(dir, 'opt')}"
+
+[proxy_plugins.soci]
+  type = "snapshot"
+  address = "${opts.snapshotterSocket}"
+${cri}
+${opts.extraToml ?? ''}
+`;
+  const configPath = join(dir, 'config.toml');
+  await writeFile(configPath, toml);
+  const proc = spawn('containerd', ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+  proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  const logs = () => out;
+  const ctr = (args: string[], o: { timeoutMs?: number; input?: string } = {}) => exec('ctr', ['--address', address, ...args], o);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    // Shims outlive containerd; they carry our socket path in their command line.
+    for (const pid of await pidsMentioning(address)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    await stopProcess(proc, 'SIGTERM');
+  };
+  t.after(async () => {
+    await stop();
+    await removeTree(dir);
+  });
+  await waitFor('containerd start', async () => existsSync(address) && (await ctr(['version'], { timeoutMs: 5000 })).code === 0, 30_000, proc, logs);
+  return { address, root, state, proc, logs, ctr, stop };
+}
