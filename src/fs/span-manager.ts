@@ -262,6 +262,7 @@ export class SpanManager {
   private rangeWithTimeout(start: number, end: number): Promise<Buffer> {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new SociError('ERR_TIMEOUT', `range ${start}-${end} timed out`)), this.o.fetchTimeoutMs);
+    timer.unref(); // an abandoned fetch must not keep a process alive
     // Race the signal too: a source that ignores it must not hang the read.
     const aborted = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true }));
     aborted.catch(() => undefined);
@@ -308,5 +309,5 @@ async function sha256Chunked(buf: Buffer): Promise<string> {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+  return new Promise((r) => setTimeout(r, ms).unref());
 }

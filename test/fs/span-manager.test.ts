@@ -1,0 +1,257 @@
+/**
+ * SpanManager / SpanCache / BackgroundFetcher against a real gzip layer and a file-backed BlobSource
+ * that counts Range reads and can corrupt, fail or stall them. The uncompressed tar is the oracle.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileBytes, makeLayer } from '../helpers/fixtures.js';
+import { needs } from '../helpers/env.js';
+import { pseudoRandom } from '../helpers/images.js';
+import { buildZtoc, spanTable, type Ztoc } from '../../src/ztoc/index.js';
+import type { BlobSource } from '../../src/oci/blob-source.js';
+import { BackgroundFetcher, SpanCache, SpanManager, fileBlobSource, mountLayer } from '../../src/fs/index.js';
+import { scratch } from './util.js';
+
+const pexec = promisify(execFile);
+
+interface FakeSource extends BlobSource {
+  calls: Array<[number, number]>;
+  /** corrupt the next n reads (flip a byte in the middle) */
+  corrupt: number;
+  /** fail the next n reads */
+  fail: number;
+  /** never answer (ignores the abort signal on purpose) */
+  stall: boolean;
+  delayMs: number;
+}
+
+async function fakeSource(path: string): Promise<FakeSource> {
+  const inner = await fileBlobSource(path);
+  const s: FakeSource = {
+    size: inner.size,
+    calls: [],
+    corrupt: 0,
+    fail: 0,
+    stall: false,
+    delayMs: 0,
+    async read(start, end) {
+      s.calls.push([start, end]);
+      if (s.stall) return new Promise<Buffer>(() => undefined);
+      if (s.delayMs) await new Promise((r) => setTimeout(r, s.delayMs));
+      if (s.fail > 0) {
+        s.fail--;
+        throw new Error('injected network failure');
+      }
+      const b = await inner.read(start, end);
+      if (s.corrupt > 0) {
+        s.corrupt--;
+        b[b.length >> 1] ^= 0x55;
+      }
+      return b;
+    },
+  };
+  return s;
+}
+
+interface Fixture {
+  dir: string;
+  tar: Buffer;
+  gz: string;
+  ztoc: Ztoc;
+  defer: (fn: () => unknown) => void;
+}
+
+async function fixture(t: { after: (fn: () => unknown) => void }): Promise<Fixture> {
+  const { dir, defer } = await scratch(t);
+  const layer = await makeLayer(dir, {
+    name: 'spans',
+    entries: [
+      // Poorly compressible data: deflate blocks stay small, so 64 KiB spans are many.
+      { type: 'file', name: 'a.bin', data: pseudoRandom(1_500_000, 1, 0.1) },
+      { type: 'file', name: 'small.txt', data: 'hello\n' },
+      { type: 'file', name: 'b.bin', data: pseudoRandom(700_000, 2, 0.1) },
+    ],
+  });
+  const ztoc = await buildZtoc(fileBytes(layer.gzPath), { compression: 'gzip', spanSize: 65536 });
+  return { dir, tar: await readFile(layer.tarPath), gz: layer.gzPath, ztoc, defer };
+}
+
+function manager(f: Fixture, blob: BlobSource, cache: SpanCache, extra: Partial<ConstructorParameters<typeof SpanManager>[0]> = {}): SpanManager {
+  return new SpanManager({ layerKey: 'sha256:test', table: spanTable(f.ztoc), digests: f.ztoc.compression.spanDigests, blob, cache, fetchTimeoutMs: 2000, readTimeoutMs: 5000, ...extra });
+}
+
+async function du(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).size;
+  }
+  return total;
+}
+
+test('span manager: concurrent readers share one fetch; adjacent spans in one request; reads are exact', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  src.delayMs = 50;
+  const cache = new SpanCache({ dir: join(f.dir, 'cache') });
+  const m = manager(f, src, cache);
+  const table = spanTable(f.ztoc);
+  assert.ok(table.spans.length >= 10, `want many spans, got ${table.spans.length}`);
+
+  // 8 concurrent readers inside span 3.
+  const sp = table.spans[3]!;
+  const reads = await Promise.all(Array.from({ length: 8 }, (_, i) => m.read(sp.uStart + i * 100, 1000)));
+  for (const [i, r] of reads.entries()) assert.ok(r.equals(f.tar.subarray(sp.uStart + i * 100, sp.uStart + i * 100 + 1000)));
+  assert.equal(src.calls.length, 1, 'one Range request for one span');
+  assert.deepEqual(src.calls[0], [sp.cStart, sp.cEnd]);
+
+  // A read spanning spans 5..8 (all missing) → one request covering exactly them.
+  const a = table.spans[5]!.uStart + 10;
+  const b = table.spans[8]!.uStart + 20;
+  const r = await m.read(a, b - a);
+  assert.ok(r.equals(f.tar.subarray(a, b)));
+  assert.equal(src.calls.length, 2);
+  assert.deepEqual(src.calls[1], [table.spans[5]!.cStart, table.spans[8]!.cEnd]);
+  assert.equal(m.stats().spansFetched, 5);
+
+  // Re-reading is served from the cache; a read mixing cached (4..5) and missing (4 is missing) spans.
+  const again = await m.read(sp.uStart, 5000);
+  assert.ok(again.equals(f.tar.subarray(sp.uStart, sp.uStart + 5000)));
+  assert.equal(src.calls.length, 2);
+  const mixed = await m.read(table.spans[2]!.uStart, table.spans[6]!.uEnd - table.spans[2]!.uStart);
+  assert.ok(mixed.equals(f.tar.subarray(table.spans[2]!.uStart, table.spans[6]!.uEnd)));
+  assert.equal(src.calls.length, 4, 'spans 2 and 4 fetched separately (3 and 5..6 cached in between)');
+  assert.ok(m.stats().cacheHits >= 3);
+
+  // A read ending exactly on a span boundary does not pull the next span.
+  const before = src.calls.length;
+  await m.read(table.spans[9]!.uStart, table.spans[9]!.uEnd - table.spans[9]!.uStart);
+  assert.equal(src.calls.length, before + 1);
+  assert.deepEqual(src.calls.at(-1), [table.spans[9]!.cStart, table.spans[9]!.cEnd]);
+});
+
+test('span manager: corrupted bytes are refetched, and never served when they stay wrong', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }), { retries: 2 });
+  const table = spanTable(f.ztoc);
+  const sp = table.spans[4]!;
+  src.corrupt = 1;
+  const r = await m.read(sp.uStart, 4096);
+  assert.ok(r.equals(f.tar.subarray(sp.uStart, sp.uStart + 4096)));
+  assert.equal(src.calls.length, 2);
+  assert.equal(m.stats().verifyFailures, 1);
+
+  const sp2 = table.spans[7]!;
+  src.corrupt = 100;
+  await assert.rejects(m.read(sp2.uStart, 4096), (e: Error & { code?: string }) => e.code === 'ERR_DIGEST_MISMATCH');
+  assert.equal(src.calls.length, 2 + 3, '1 try + 2 retries');
+  // Once the source is healthy again the span is fetched (no poisoned cache).
+  src.corrupt = 0;
+  assert.ok((await m.read(sp2.uStart, 4096)).equals(f.tar.subarray(sp2.uStart, sp2.uStart + 4096)));
+
+  // Transient network failures are retried.
+  const sp3 = table.spans[10]!;
+  src.fail = 2;
+  assert.ok((await m.read(sp3.uStart, 100)).equals(f.tar.subarray(sp3.uStart, sp3.uStart + 100)));
+  assert.equal(m.stats().fetchFailures, 2);
+});
+
+test('span manager: a stalled source fails the read within the timeout (never hangs)', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  src.stall = true;
+  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }), { fetchTimeoutMs: 300, retries: 1, readTimeoutMs: 1500 });
+  const t0 = Date.now();
+  await assert.rejects(m.read(0, 100), (e: Error & { code?: string }) => e.code === 'ERR_IO' || e.code === 'ERR_TIMEOUT');
+  const took = Date.now() - t0;
+  assert.ok(took < 1600, `took ${took} ms`);
+  assert.equal(src.calls.length, 2, 'one try and one retry, each timed out');
+  // A read deadline shorter than the fetch attempts bounds the read too.
+  const m2 = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache2') }), { fetchTimeoutMs: 10_000, retries: 3, readTimeoutMs: 400 });
+  const t1 = Date.now();
+  await assert.rejects(m2.read(0, 100), (e: Error & { code?: string }) => e.code === 'ERR_TIMEOUT');
+  assert.ok(Date.now() - t1 < 1000);
+});
+
+test('span cache: the cap is respected across a full scan and reads stay correct', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const table = spanTable(f.ztoc);
+  const cap = 4 * 70_000; // about four spans
+  const cacheDir = join(f.dir, 'cache');
+  const cache = new SpanCache({ dir: cacheDir, maxBytes: cap });
+  const m = manager(f, src, cache);
+  const total = table.spans.at(-1)!.uEnd;
+  let maxDu = 0;
+  // Sequential 128 KiB reads, then a random pattern: always the tar's bytes.
+  for (let o = 0; o < total; o += 131072) {
+    const r = await m.read(o, 131072);
+    assert.ok(r.equals(f.tar.subarray(o, Math.min(total, o + 131072))), `sequential read at ${o}`);
+    maxDu = Math.max(maxDu, await du(cacheDir));
+  }
+  let x = 12345;
+  for (let i = 0; i < 60; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const o = x % total;
+    const r = await m.read(o, 20000);
+    assert.ok(r.equals(f.tar.subarray(o, Math.min(total, o + 20000))), `random read at ${o}`);
+    maxDu = Math.max(maxDu, await du(cacheDir));
+  }
+  const cs = cache.stats();
+  assert.ok(cs.evictions > 0, 'evictions happened');
+  assert.ok(cs.bytes <= cap, `cache accounts ${cs.bytes} > cap ${cap}`);
+  assert.ok(maxDu <= cap, `disk usage ${maxDu} > cap ${cap}`);
+  assert.ok(src.calls.length > table.spans.length, 'evicted spans were fetched again');
+});
+
+test('background fetcher: waits for the quiet period, fetches every span one at a time, stops on unregister', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }));
+  const bg = new BackgroundFetcher({ silencePeriodMs: 300, fetchPeriodMs: 10 });
+  t.after(() => bg.stop());
+  bg.register(m);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(src.calls.length, 0, 'quiet period honoured');
+  const n = spanTable(f.ztoc).spans.length;
+  for (let i = 0; i < 300 && m.stats().fetchedSpans < n; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(m.stats().fetchedSpans, n);
+  assert.equal(src.calls.length, n, 'one request per span');
+  assert.equal(bg.pending, 0);
+
+  // Unregister stops a layer mid-way.
+  const src2 = await fakeSource(f.gz);
+  const m2 = manager(f, src2, new SpanCache({ dir: join(f.dir, 'cache2') }));
+  const bg2 = new BackgroundFetcher({ silencePeriodMs: 0, fetchPeriodMs: 30 });
+  t.after(() => bg2.stop());
+  bg2.register(m2);
+  await new Promise((r) => setTimeout(r, 150));
+  bg2.unregister(m2);
+  const after = src2.calls.length;
+  assert.ok(after > 0 && after < n, `fetched ${after} of ${n}`);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(src2.calls.length, after);
+});
+
+test('through FUSE: unverifiable spans give EIO to the reader and the error lands in the state file', { skip: needs({ root: true }), timeout: 60_000 }, async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  src.corrupt = 1_000_000;
+  const mnt = join(f.dir, 'mnt');
+  await mkdir(mnt);
+  const digest = `sha256:${'cd'.repeat(32)}`;
+  const lm = await mountLayer({ ztoc: f.ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size }, blob: src, mountpoint: mnt, cache: new SpanCache({ dir: join(f.dir, 'cache') }), options: { retries: 1, readTimeoutMs: 3000 } });
+  f.defer(() => lm.unmount());
+  const r = await pexec('cat', [join(mnt, 'small.txt')]).then(() => 'ok', (e: { stderr: string }) => e.stderr);
+  assert.match(r, /Input\/output error/);
+  const state = JSON.parse((await pexec('cat', [join(mnt, '.soci-snapshotter', `${digest}.json`)])).stdout) as { error?: string; fetchedSize: number };
+  assert.match(state.error ?? '', /does not match/);
+  assert.equal(state.fetchedSize, 0);
+  // Healthy again: the same file reads correctly (the failure was not cached).
+  src.corrupt = 0;
+  assert.equal((await pexec('cat', [join(mnt, 'small.txt')])).stdout, 'hello\n');
+});
