@@ -1,4 +1,11 @@
-/** Public surface of the zTOC module (tar walk → TOC, flatbuffer codec, span math). */
+/**
+ * Public surface of the zTOC module (tar walk → TOC, flatbuffer codec, span math).
+ *
+ * Byte-compatible with AWS SOCI's Go CLI on a UTC host (golden tests in test/ztoc/golden.test.ts).
+ * Deliberate differences from Go archive/tar, all refused with ERR_BAD_TAR where Go would accept:
+ * negative entry sizes, GNU sparse entries in PAX form (old-GNU 'S' fails in SOCI too), and
+ * mode/devmajor/devminor/size values beyond 2^53. mod_time is always rendered in UTC (`Z`).
+ */
 export type { EntryType, FileMetadata, PaxRecord, CompressionInfo, Ztoc } from './types.js';
 export { buildZtoc, ZTOC_VERSION, type BuildZtocOptions } from './build.js';
 export { marshalZtoc } from './marshal.js';
