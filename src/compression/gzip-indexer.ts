@@ -4,10 +4,10 @@
  * stream past (§1.7), and hands the uncompressed bytes to `onData` in order. Memory: one 32 KiB ring,
  * one reused 1 MiB output buffer, and the packed checkpoints (32 KiB each) — never the layer.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { SociError } from '../errors.js';
 import { encodeHeader, encodeRecord, WINDOW_SIZE } from './checkpoints.js';
 import { createInflater, Z_BLOCK, Z_BUF_ERROR, Z_NEED_DICT, Z_STREAM_END, type Inflater } from './engine.js';
+import { SpanDigester } from './span-hasher.js';
 import type { EngineName, IndexResult, LayerIndexer } from './types.js';
 
 /** gzip or zlib auto-detect, 32 KiB window — what SOCI passes to inflateInit2 / inflateReset2 */
@@ -31,18 +31,21 @@ export class GzipIndexer implements LayerIndexer {
   private ended = false;
   private failed: SociError | null = null;
   private readonly records: Buffer[] = [];
-  private readonly digests: string[] = [];
-  private hash: Hash | null = null;
+  private readonly hasher: SpanDigester;
+  private started = false;
 
   constructor(
     private readonly spanSize: number,
     engine: EngineName,
     private readonly onData: (b: Buffer) => void,
+    /** compressed bytes after which span hashing moves to a worker thread (tests set 0) */
+    offloadHashAfter?: number,
   ) {
     if (!Number.isSafeInteger(spanSize) || spanSize < 0) {
       throw new SociError('ERR_USAGE', `span size must be a non-negative integer, got ${spanSize}`);
     }
     this.inf = createInflater(engine, AUTO_WBITS);
+    this.hasher = new SpanDigester(offloadHashAfter);
   }
 
   write(chunk: Buffer): void {
@@ -51,7 +54,9 @@ export class GzipIndexer implements LayerIndexer {
     try {
       this.consume(chunk);
     } catch (e) {
-      if (e instanceof SociError && e.code === 'ERR_BAD_GZIP') this.failed = e;
+      // the indexer is unusable after any failure (corrupt data, or onData throwing)
+      this.failed = e instanceof SociError ? e : new SociError('ERR_INTERNAL', `layer indexing failed: ${(e as Error)?.message}`, { cause: e });
+      this.hasher.abort();
       throw e;
     }
   }
@@ -75,7 +80,7 @@ export class GzipIndexer implements LayerIndexer {
         throw new SociError('ERR_BAD_GZIP', `corrupt gzip data near compressed offset ${this.totin + consumed}: ${inf.message() ?? `zlib error ${ret}`}`);
       }
       if (consumed > 0) {
-        this.hash?.update(chunk.subarray(off, off + consumed));
+        if (this.started) this.hasher.update(chunk.subarray(off, off + consumed));
         this.lastByte = chunk[off + consumed - 1]!;
         this.totin += consumed;
         off += consumed;
@@ -120,10 +125,9 @@ export class GzipIndexer implements LayerIndexer {
     this.ring.copy(window, WINDOW_SIZE - this.ringPos, 0, this.ringPos);
     this.records.push(encodeRecord({ in: this.totin, out: this.totout, bits, window }));
     this.last = this.totout;
-    if (this.hash) this.digests.push(`sha256:${this.hash.digest('hex')}`);
-    this.hash = createHash('sha256');
     // a mid-byte boundary: byte in-1 belongs to both spans (§1.7)
-    if (bits !== 0) this.hash.update(Buffer.of(this.lastByte));
+    this.hasher.boundary(bits !== 0 ? this.lastByte : null);
+    this.started = true;
   }
 
   end(): IndexResult {
@@ -131,20 +135,24 @@ export class GzipIndexer implements LayerIndexer {
     if (this.ended) throw new SociError('ERR_INTERNAL', 'end called twice');
     this.ended = true;
     if (!this.memberDone) {
+      this.hasher.abort();
       throw new SociError('ERR_BAD_GZIP', `gzip stream is truncated (ends after ${this.totin} bytes without a complete member)`);
     }
-    if (this.records.length === 0 || !this.hash) {
+    if (this.records.length === 0) {
+      this.hasher.abort();
       throw new SociError('ERR_BAD_GZIP', 'gzip stream has no deflate data');
     }
-    this.digests.push(`sha256:${this.hash.digest('hex')}`);
-    this.hash = null;
+    const digests = this.hasher.finish();
+    if (digests.length !== this.records.length) {
+      throw new SociError('ERR_INTERNAL', `${digests.length} span digests for ${this.records.length} checkpoints`);
+    }
     const checkpoints = Buffer.concat([encodeHeader(this.records.length, this.spanSize), ...this.records]);
     this.records.length = 0;
     return {
       compression: 'gzip',
       checkpoints,
-      maxSpanId: this.digests.length - 1,
-      spanDigests: this.digests.slice(),
+      maxSpanId: digests.length - 1,
+      spanDigests: digests,
       compressedSize: this.totin,
     };
   }

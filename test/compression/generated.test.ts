@@ -8,6 +8,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants, createGzip, gzipSync } from 'node:zlib';
 import { needs, tempDir } from '../helpers/env.js';
+import { isSociError } from '../../src/errors.js';
 import { decodeCheckpoints, decodeTarZinfo, encodeTarZinfo, parseCheckpoints, extractSpans } from '../../src/compression/index.js';
 import type { IndexResult } from '../../src/compression/index.js';
 import { indexBlob, mixed, randomBytes, rng, run, sha256, testEngines, text, verifySpans } from './helpers.js';
@@ -207,4 +208,32 @@ test('TarZinfo bytes: the flatbuffer layout the Go builder emits', () => {
   // size 0 is the default and is omitted, like Go's PrependInt64Slot
   assert.ok(encodeTarZinfo(4096, 0).length < b.length);
   assert.deepEqual(decodeTarZinfo(encodeTarZinfo(4096, 0)), { version: 2, spanSize: 4096, size: 0 });
+});
+
+test('span hashing on the worker thread gives the same digests (switch at the first span, and mid-layer)', async () => {
+  const { GzipIndexer } = await import('../../src/compression/gzip-indexer.js');
+  const gz = Buffer.concat([gzipSync(mixed(3_000_000, 51), { level: 6 }), gzipSync(randomBytes(1_500_000, 52))]);
+  for (const e of engines) {
+    const ref = indexBlob(gz, 'gzip', 100_000, e).result;
+    for (const after of [0, 1_000_000]) {
+      const ix = new GzipIndexer(100_000, e, () => {}, after);
+      const r = rng(after + 1);
+      for (let o = 0; o < gz.length; ) {
+        const n = 1 + ((r() * 3_000_000) | 0); // some writes larger than the 4 MiB ring's free space
+        ix.write(gz.subarray(o, o + n));
+        o += n;
+      }
+      const got = ix.end();
+      assert.deepEqual(got.spanDigests, ref.spanDigests, `${e}, offload after ${after}`);
+      assert.ok(got.checkpoints.equals(ref.checkpoints));
+    }
+    // a failure with the worker running ends cleanly (no hang, the right error)
+    const bad = Buffer.from(gz);
+    bad[gz.length >> 1] = bad[gz.length >> 1]! ^ 0x55;
+    const ix = new GzipIndexer(100_000, e, () => {}, 0);
+    assert.throws(() => {
+      for (let o = 0; o < bad.length; o += 65536) ix.write(bad.subarray(o, o + 65536));
+      ix.end();
+    }, (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'));
+  }
 });
