@@ -6,12 +6,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface LayerSpec {
   /** path → content (string/Buffer), or { symlink } / { dir: true } */
-  files: Record<string, string | Buffer | { symlink: string } | { dir: true }>;
+  files: Record<string, string | Buffer | { symlink: string } | { dir: true } | { content: string | Buffer; mode: number }>;
   compression?: 'gzip' | 'none' | 'zstd';
   /** tar member names start with `./` (like `tar -C dir .`); default: plain `app/x` names */
   dotSlash?: boolean;
@@ -51,7 +51,10 @@ export function makeLayerTar(spec: LayerSpec): Buffer {
       mkdirSync(dirname(p), { recursive: true });
       if (typeof v === 'object' && !Buffer.isBuffer(v) && 'symlink' in v) execFileSync('ln', ['-s', v.symlink, p]);
       else if (typeof v === 'object' && !Buffer.isBuffer(v) && 'dir' in v) mkdirSync(p, { recursive: true });
-      else writeFileSync(p, v as string | Buffer);
+      else if (typeof v === 'object' && !Buffer.isBuffer(v) && 'content' in v) {
+        writeFileSync(p, v.content);
+        chmodSync(p, v.mode);
+      } else writeFileSync(p, v as string | Buffer);
       names.push(name);
     }
     const top = [...new Set(names.map((n) => n.split('/')[0]!))].sort();
