@@ -7,6 +7,7 @@ import { indexCommand } from './index-cmd.js';
 import { pushCommand } from './push.js';
 import { rebuildDbCommand } from './rebuild-db.js';
 import { ztocCommand } from './ztoc-cmd.js';
+import { mountCommand, umountCommand } from './mount.js';
 
 export function buildProgram(): Command {
   const program = new Command('soci');
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(indexCommand());
   program.addCommand(ztocCommand());
   program.addCommand(rebuildDbCommand());
+  program.addCommand(mountCommand()); program.addCommand(umountCommand());
   program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `soci: ${s.slice(7)}` : s) });
   return program;
 }

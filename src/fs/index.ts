@@ -6,3 +6,4 @@ export { LayerTree, parseModTime, type Node, WHITEOUT_PREFIX, OPAQUE_WHITEOUT } 
 export { LayerFs, STATE_DIR, type LayerFsOptions } from './layer-fs.js';
 export { mountLayer, createLayerFs, type LayerMount, type LayerMountOptions, type LayerMountStats, type MountLayerParams, type PrefetchSpans } from './mount-layer.js';
 export { fileBlobSource } from './file-blob-source.js';
+export { unpackLayer, type UnpackCompression, type UnpackStats } from './unpack.js';

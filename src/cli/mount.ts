@@ -1,0 +1,231 @@
+/**
+ * `soci mount IMAGE_REF DIR` / `soci umount DIR`: an image from a registry as a read-only tree,
+ * its SOCI-indexed layers lazily loaded over FUSE, the rest unpacked, joined by overlayfs.
+ * Foreground by default (SIGINT/SIGTERM unmount everything); `--detach` re-runs itself as a
+ * daemon and returns once the mount is ready; the state dir records the PID for `soci umount`.
+ */
+import { Command } from 'commander';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { SociError } from '../errors.js';
+import { isIndexType } from '../oci/media-types.js';
+import { hostPlatform, parsePlatform, platformMatches, formatPlatform } from '../oci/platform.js';
+import { parseReference } from '../oci/reference.js';
+import { decodeIndex, decodeManifest } from '../oci/types.js';
+import { resolveRoot } from '../store/index.js';
+import { BackgroundFetcher, SpanCache, DEFAULT_CACHE_MAX_BYTES } from '../fs/index.js';
+import { mountImage, planImage, umountPath, type ImagePlan } from '../fs/image-mount.js';
+import { globals, parseSize } from './common.js';
+import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
+
+type MountFlags = RegistryFlags & {
+  platform?: string;
+  sociIndexDigest?: string;
+  sociV1: boolean;
+  stateDir?: string;
+  cacheMaxBytes: number;
+  backgroundFetch: boolean;
+  backgroundFetchSilenceMs: number;
+  fetchTimeoutMs: number;
+  detach: boolean;
+  explain: boolean;
+  prefetch: boolean;
+};
+
+export interface MountState {
+  pid: number;
+  ready: boolean;
+  target: string;
+  image: string;
+  manifest: string;
+  layers: Array<{ digest: string; lazy: boolean; reason: string; dir: string }>;
+}
+
+const CHILD_ENV = 'SOCI_MOUNT_DAEMON';
+
+function defaultStateDir(root: string, target: string): string {
+  return join(root, 'mounts', createHash('sha256').update(resolve(target)).digest('hex').slice(0, 16));
+}
+
+export function mountCommand(): Command {
+  return addRegistryFlags(new Command('mount'))
+    .description('mount an image read-only, lazily loading its SOCI-indexed layers over FUSE (needs root)')
+    .argument('<image_ref>', 'image reference in a registry')
+    .argument('<dir>', 'existing directory to mount on')
+    .option('--platform <platform>', 'platform of a multi-platform image (default: this host)')
+    .option('--soci-index-digest <digest>', 'use this SOCI index instead of discovering one')
+    .option('--soci-v1', 'also discover SOCI v1 indexes through the referrers API', false)
+    .option('--state-dir <dir>', 'where layer mounts, unpacked layers and the span cache live (default <root>/mounts/<id>)')
+    .option('--cache-max-bytes <n>', 'span cache cap in bytes', parseSize('cache-max-bytes'), DEFAULT_CACHE_MAX_BYTES)
+    .option('--no-background-fetch', 'do not fetch the remaining spans in the background')
+    .option('--background-fetch-silence-ms <n>', 'quiet period before background fetching starts', parseSize('background-fetch-silence-ms'), 30_000)
+    .option('--fetch-timeout-ms <n>', 'timeout of one span fetch', parseSize('fetch-timeout-ms'), 30_000)
+    .option('--prefetch', 'resolve the index prefetch artifacts while mounting', false)
+    .option('--detach', 'run in the background; stop with `soci umount DIR`', false)
+    .option('--explain', 'print, per layer, whether it is lazily loaded and why not', false)
+    .action(async (image: string, dir: string, o: MountFlags, cmd: Command) => {
+      const root = resolveRoot(globals(cmd).root);
+      const target = resolve(dir);
+      const stateDir = resolve(o.stateDir ?? defaultStateDir(root, target));
+      if (o.detach && process.env[CHILD_ENV] !== '1') return detach(stateDir);
+      try {
+        await runMount(image, target, stateDir, o, Boolean(globals(cmd).debug));
+      } finally {
+        await closeClients();
+      }
+    });
+}
+
+export function umountCommand(): Command {
+  return new Command('umount')
+    .description('unmount a tree mounted by `soci mount` and stop its daemon')
+    .argument('<dir>', 'the mounted directory')
+    .option('--state-dir <dir>', 'state dir given to `soci mount`')
+    .action(async (dir: string, o: { stateDir?: string }, cmd: Command) => {
+      const target = resolve(dir);
+      const stateDir = resolve(o.stateDir ?? defaultStateDir(resolveRoot(globals(cmd).root), target));
+      const state = await readState(stateDir);
+      if (state && state.pid > 0 && alive(state.pid)) {
+        process.kill(state.pid, 'SIGTERM');
+        for (let i = 0; i < 150 && (await aliveAsync(state.pid)); i++) await sleep(100);
+        if (await aliveAsync(state.pid)) process.kill(state.pid, 'SIGKILL');
+      }
+      // Whatever the daemon left behind (crash, SIGKILL): lazily unmount the tree and the layers.
+      await umountPath(target);
+      for (const l of state?.layers ?? []) if (l.lazy) await umountPath(l.dir).catch(() => undefined);
+      if (state) await rm(join(stateDir, 'state.json'), { force: true });
+    });
+}
+
+async function runMount(image: string, target: string, stateDir: string, o: MountFlags, debug: boolean): Promise<void> {
+  const ref = parseReference(image);
+  const client = registryClient(ref.registry, o, debug);
+  const top = await client.getManifest(ref.repository, ref.reference());
+  let manifestDigest = top.digest;
+  let manifestBytes = top.bytes;
+  if (isIndexType(top.mediaType)) {
+    const want = o.platform ? parsePlatform(o.platform) : hostPlatform();
+    const d = decodeIndex(top.bytes).manifests.find((m) => platformMatches(want, m.platform));
+    if (!d) throw new SociError('ERR_NOT_FOUND', `image ${image} has no manifest for platform ${formatPlatform(want)}`);
+    const m = await client.getManifest(ref.repository, d.digest);
+    manifestDigest = m.digest;
+    manifestBytes = m.bytes;
+  }
+  const manifest = decodeManifest(manifestBytes, `manifest ${manifestDigest}`);
+  const plan = await planImage(client, ref.repository, manifestDigest, manifest.layers, {
+    v1: o.sociV1,
+    ...(o.sociIndexDigest ? { explicitDigest: o.sociIndexDigest } : {}),
+  });
+  if (o.explain) printPlan(plan);
+
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const cacheDir = join(stateDir, 'spancache');
+  await rm(cacheDir, { recursive: true, force: true });
+  const cache = new SpanCache({ dir: cacheDir, maxBytes: o.cacheMaxBytes });
+  const bg = o.backgroundFetch ? new BackgroundFetcher({ silencePeriodMs: o.backgroundFetchSilenceMs }) : undefined;
+  const mounted = await mountImage({
+    client,
+    repo: ref.repository,
+    plan,
+    target,
+    workDir: stateDir,
+    cache,
+    prefetch: o.prefetch,
+    layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, ...(bg ? { backgroundFetcher: bg } : {}) },
+  });
+  const state: MountState = {
+    pid: process.pid,
+    ready: true,
+    target,
+    image,
+    manifest: manifestDigest,
+    layers: mounted.layers.map((l) => ({ digest: l.plan.digest, lazy: l.plan.lazy, reason: l.plan.reason, dir: l.dir })),
+  };
+  await writeState(stateDir, state);
+  const lazy = state.layers.filter((l) => l.lazy).length;
+  process.stdout.write(`mounted ${image} on ${target} (${lazy} of ${state.layers.length} layers lazy)\n`);
+
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  await new Promise<void>((done) => {
+    const stop = () => done();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  clearInterval(keepAlive);
+  bg?.stop();
+  await mounted.unmount();
+  await rm(cacheDir, { recursive: true, force: true });
+  await rm(join(stateDir, 'state.json'), { force: true });
+}
+
+function printPlan(plan: ImagePlan): void {
+  if (plan.indexError) process.stdout.write(`index: none (${plan.indexError})\n`);
+  else if (plan.artifacts) process.stdout.write(`index: ${plan.artifacts.index.desc.digest} (${plan.artifacts.index.version})\n`);
+  for (const l of plan.layers) process.stdout.write(`layer ${l.index} ${l.digest} ${l.size} B: ${l.lazy ? 'lazy' : 'local'} - ${l.reason}\n`);
+}
+
+/** Re-runs this command as a daemon and returns when its mount is ready (or it failed). */
+async function detach(stateDir: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await rm(join(stateDir, 'state.json'), { force: true });
+  const logPath = join(stateDir, 'mount.log');
+  const log = await open(logPath, 'w');
+  const args = [...process.execArgv, ...process.argv.slice(1).filter((a) => a !== '--detach')];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: { ...process.env, [CHILD_ENV]: '1' } });
+  await log.close();
+  let exited: number | null = null;
+  child.on('exit', (code) => (exited = code ?? 1));
+  child.unref();
+  for (let i = 0; i < 6000; i++) {
+    const s = await readState(stateDir);
+    if (s?.ready && s.pid === child.pid) {
+      process.stdout.write((await readFile(logPath, 'utf8').catch(() => '')) || `mounted (pid ${child.pid})\n`);
+      return;
+    }
+    if (exited !== null) {
+      const text = (await readFile(logPath, 'utf8').catch(() => '')).trim();
+      throw new SociError('ERR_IO', text.split('\n').at(-1)?.replace(/^soci: /, '') || `mount daemon exited with ${exited}`);
+    }
+    await sleep(100);
+  }
+  throw new SociError('ERR_TIMEOUT', `mount daemon (pid ${child.pid}) not ready after 10 minutes; see ${logPath}`);
+}
+
+async function readState(stateDir: string): Promise<MountState | null> {
+  try {
+    return JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as MountState;
+  } catch {
+    return null;
+  }
+}
+
+async function writeState(stateDir: string, s: MountState): Promise<void> {
+  const tmp = join(stateDir, `state.json.${process.pid}`);
+  await writeFile(tmp, `${JSON.stringify(s, null, 2)}\n`);
+  await rename(tmp, join(stateDir, 'state.json'));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Alive and not a zombie (a reaped-late daemon still answers kill -0). */
+async function aliveAsync(pid: number): Promise<boolean> {
+  try {
+    const st = await readFile(`/proc/${pid}/status`, 'utf8');
+    return !/^State:\s+Z/m.test(st);
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
