@@ -94,11 +94,11 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     indexOff: overlayNeedsIndexOff(),
   });
   try {
+    // The hook (FUSE module) gets the first chance to release its mounts cleanly; anything
+    // still mounted below the snapshots dir is then force-unmounted (§5.11 restart).
     if (hooks.cleanupStaleMounts) await hooks.cleanupStaleMounts(snapshotter.snapshotsDir);
-    else {
-      const points = await unmountAllUnder(snapshotter.snapshotsDir);
-      if (points.length) logger.info({ count: points.length }, 'unmounted stale mounts');
-    }
+    const points = await unmountAllUnder(snapshotter.snapshotsDir);
+    if (points.length) logger.info({ count: points.length }, 'unmounted stale mounts');
     await snapshotter.restoreRemoteSnapshots();
   } catch (e) {
     snapshotter.close();

@@ -120,7 +120,8 @@ export class MetaStore {
       if (parent) {
         const pr = this.row(parent);
         if (!pr) throw notFound(`missing parent "${parent}" bucket: not found`);
-        if (pr.kind !== 'committed') throw failedPrecondition(`parent "${parent}" is not committed snapshot`);
+        // containerd's storage reports this as invalid argument (overlayfs adds the prefix)
+        if (pr.kind !== 'committed') throw invalidArgument(`failed to create snapshot: parent "${parent}" is not committed snapshot`);
       }
       if (this.row(key)) throw alreadyExists(`snapshot ${key}: already exists`);
       const now = Date.now();

@@ -17,39 +17,46 @@ export interface Mount {
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
 const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
-/** Mount points at or below `dir`, deepest first (the order to unmount them in). */
+/** Mount points at or below `dir`, deepest first; a path mounted twice (stacked) appears twice. */
 export async function mountPointsUnder(dir: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
   const prefix = dir.endsWith('/') ? dir : dir + '/';
-  const points = new Set<string>();
+  const points: string[] = [];
   for (const line of text.split('\n')) {
     const f = line.split(' ');
     if (f.length < 5) continue;
     const mp = unescape(f[4]!);
-    if (mp === dir || mp.startsWith(prefix)) points.add(mp);
+    if (mp === dir || mp.startsWith(prefix)) points.push(mp);
   }
-  return [...points].sort((a, b) => b.length - a.length);
+  return points.sort((a, b) => b.length - a.length);
 }
 
 export async function isMountPoint(path: string): Promise<boolean> {
   return (await mountPointsUnder(path)).includes(path);
 }
 
-/** umount(8), then a lazy detach if the mount is busy. Throws if it is still mounted. */
-export async function forceUnmount(path: string): Promise<void> {
+/** One umount(8), or a lazy detach if the mount is busy. */
+async function umountOnce(path: string): Promise<void> {
   try {
     await run('umount', [path]);
   } catch {
     await run('umount', ['-l', path]).catch(() => undefined);
   }
-  if (await isMountPoint(path)) throw new Error(`${path} is still mounted`);
 }
 
-/** Default stale-mount cleanup at start: unmount everything below the snapshots dir. */
+/**
+ * Unmounts everything at or below `dir` (stacked mounts included); throws if something stays
+ * mounted. Returns the mount points that were unmounted.
+ */
 export async function unmountAllUnder(dir: string): Promise<string[]> {
-  const points = await mountPointsUnder(dir);
-  for (const p of points) await forceUnmount(p);
-  return points;
+  const done: string[] = [];
+  for (let round = 0; round < 8; round++) {
+    const points = await mountPointsUnder(dir);
+    if (points.length === 0) return done;
+    for (const p of points) await umountOnce(p);
+    done.push(...points);
+  }
+  throw new Error(`${dir} is still mounted`);
 }
 
 /** containerd's fs.DiskUsage: st_blocks*512 over unique inodes, root included. */

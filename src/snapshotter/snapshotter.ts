@@ -11,7 +11,7 @@ import type { LayerMounter, LocalUnpacker, MountContext } from './layer-mounter.
 import type { Logger } from './logger.js';
 import { MetaStore, type Info, type Snapshot } from './metastore.js';
 import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } from './metrics.js';
-import { diskUsage, forceUnmount, isMountPoint, mountPointsUnder, type Mount } from './mounts.js';
+import { diskUsage, isMountPoint, mountPointsUnder, unmountAllUnder, type Mount } from './mounts.js';
 
 export const TARGET_SNAPSHOT_LABEL = 'containerd.io/snapshot.ref';
 export const REMOTE_LABEL = 'containerd.io/snapshot/remote';
@@ -168,7 +168,7 @@ export class Snapshotter {
 
   mounts(key: string): Mount[] {
     const s = this.store.get(key);
-    if (s.kind === 'committed') throw failedPrecondition(`snapshot ${key} is not active: failed precondition`);
+    if (s.kind === 'committed') throw failedPrecondition(`failed to get active mount: requested snapshot ${key} not active or view`);
     return this.mountsOf(s);
   }
 
@@ -194,7 +194,7 @@ export class Snapshotter {
     if (await isMountPoint(fsDir)) {
       await this.o.mounter.unmount(fsDir).catch((e: unknown) => this.o.logger.debug({ dir: fsDir, err: String(e) }, 'failed to unmount'));
     }
-    for (const mp of await mountPointsUnder(dir)) await forceUnmount(mp);
+    await unmountAllUnder(dir);
     // Never rm -r through a mount: that would delete the mounted content.
     if ((await mountPointsUnder(dir)).length > 0) throw new Error(`snapshot dir ${dir} still has mounts; not removing`);
     await rm(dir, { recursive: true, force: true });

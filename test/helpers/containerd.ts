@@ -45,13 +45,13 @@ async function waitFor(what: string, ok: () => Promise<boolean> | boolean, timeo
   throw new Error(`${what}: timed out after ${timeoutMs} ms\n${logs?.() ?? ''}`);
 }
 
-/** Mount points under dir (deepest first), from /proc/self/mountinfo. */
+/** Mount points under dir (deepest first; a path mounted twice appears twice), from /proc/self/mountinfo. */
 export async function mountsUnder(dir: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
   const out = text.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m)
     .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
     .filter((m) => m === dir || m.startsWith(dir + '/'));
-  return [...new Set(out)].sort((a, b) => b.length - a.length);
+  return out.sort((a, b) => b.length - a.length);
 }
 
 /** Unmounts everything under dir then removes it; never deletes through a mount. */
