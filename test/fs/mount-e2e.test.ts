@@ -1,0 +1,156 @@
+/**
+ * `soci mount` end to end against a real registry: a 3-layer image (a ≥ 20 MB layer, a mid layer
+ * with hardlinks/symlinks/whiteouts/an opaque dir, a small unindexed layer) is pushed, converted
+ * with `soci convert` (v2), mounted with `soci mount --detach`, and the merged tree is compared with
+ * `umoci unpack` of the original image. Laziness: reading one small file fetches only its spans.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { needs } from '../helpers/env.js';
+import { fixtureCacheDir, makeBigLayer, makeLayer } from '../helpers/fixtures.js';
+import { pseudoRandom } from '../helpers/images.js';
+import { startRegistry } from '../helpers/registry.js';
+import { compareDumps, isAscii, scratch } from './util.js';
+
+const pexec = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = join(here, 'soci-cli.ts');
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function soci(root: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return pexec(process.execPath, ['--import', 'tsx', CLI, '--root', root, ...args], { maxBuffer: 1 << 26, timeout: 300_000 });
+}
+
+/** An OCI layout from gzip'd tar layers (python-made tars: hardlinks, whiteouts, xattrs). */
+async function layout(dir: string, gzLayers: Array<{ gz: Buffer; tar: Buffer }>): Promise<void> {
+  const put = async (b: Buffer) => {
+    const d = sha(b);
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
+    return { digest: d, size: b.length };
+  };
+  const layers = [];
+  for (const l of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(l.gz)) });
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((l) => sha(l.tar)) } }));
+  const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
+  const m = await put(manifest);
+  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }] }));
+}
+
+type Dump = Record<string, Record<string, unknown>>;
+async function walk(path: string): Promise<Dump> {
+  const { stdout } = await pexec('python3', [join(here, 'tree_dump.py'), 'walk', path], { maxBuffer: 1 << 28, timeout: 180_000 });
+  return JSON.parse(stdout) as Dump;
+}
+
+/** Overlay hides trusted.overlay.* and lower inode numbers/nlink differ: compare the rest. */
+function normalize(d: Dump): Dump {
+  const out: Dump = {};
+  for (const [p, e] of Object.entries(d)) {
+    if (p === '') continue;
+    const xattrs = Object.fromEntries(Object.entries((e.xattrs as Record<string, string>) ?? {}).filter(([k]) => !k.startsWith('trusted.overlay.')));
+    const { ino: _i, nlink: _n, ...rest } = e;
+    const mode = e.mode as number;
+    // Directory mtimes depend on how the unpacker replays changes; files and symlinks must match.
+    if ((mode & 0o170000) === 0o040000) delete rest.mtime_ns;
+    out[p] = { ...rest, xattrs };
+  }
+  return out;
+}
+
+test('soci mount: merged lazy tree equals umoci unpack; one small read fetches only its spans', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'umoci', 'python3', 'pigz', 'setfattr', 'mknod'] }), timeout: 600_000 }, async (t) => {
+  const { dir, defer } = await scratch(t, 'soci-mount-e2e-');
+  const reg = await startRegistry(t);
+  const big = await makeBigLayer(fixtureCacheDir(), 22);
+  const mid = await makeLayer(dir, {
+    name: 'mid',
+    entries: [
+      { type: 'dir', name: 'etc/' },
+      { type: 'file', name: 'etc/hosts', data: '127.0.0.1 localhost\n', mode: 0o644 },
+      { type: 'hardlink', name: 'etc/hosts-link', linkname: 'etc/hosts' },
+      { type: 'symlink', name: 'etc/alias', linkname: 'hosts' },
+      { type: 'file', name: 'etc/suid', data: 'x', mode: 0o4755, uid: 1000, gid: 1000, pax: { 'SCHILY.xattr.user.note': 'mid-layer' } },
+      { type: 'file', name: 'data/d0/.wh.file-0000.bin', data: '' },
+      { type: 'file', name: 'data/d1/.wh..wh..opq', data: '' },
+      { type: 'file', name: 'data/d1/only-this.txt', data: 'opaque dir content\n' },
+      { type: 'dir', name: 'opq/' },
+      { type: 'file', name: 'opq/old.txt', data: 'hidden by the next layer\n' },
+      { type: 'file', name: 'blob.bin', data: pseudoRandom(2_500_000, 7, 0.2) },
+    ],
+  });
+  const small = await makeLayer(dir, {
+    name: 'small',
+    entries: [
+      { type: 'file', name: 'etc/.wh.alias', data: '' },
+      { type: 'file', name: 'opq/.wh..wh..opq', data: '' },
+      { type: 'file', name: 'opq/new.txt', data: 'new\n' },
+      { type: 'file', name: 'top.txt', data: 'top layer\n', mode: 0o600 },
+      { type: 'hardlink', name: 'top-link.txt', linkname: 'top.txt' },
+      { type: 'symlink', name: 'bin', linkname: 'usr/bin' },
+    ],
+  });
+  const oci = join(dir, 'oci');
+  await layout(oci, [
+    { gz: await readFile(big.gzPath), tar: await readFile(big.tarPath) },
+    { gz: await readFile(mid.gzPath), tar: await readFile(mid.tarPath) },
+    { gz: await readFile(small.gzPath), tar: await readFile(small.tarPath) },
+  ]);
+  await pexec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${oci}:v1`, `docker://${reg.host}/src/app:v1`]);
+  const root = join(dir, 'root');
+  await soci(root, ['convert', '--min-layer-size', '1000000', '--span-size', '1048576', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v1`]);
+
+  // Reference tree: umoci unpack of the original image.
+  await pexec('umoci', ['unpack', '--image', `${oci}:v1`, join(dir, 'bundle')], { maxBuffer: 1 << 26 });
+  const want = normalize(await walk(join(dir, 'bundle', 'rootfs')));
+
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  const stateDir = join(dir, 'state');
+  const r = await soci(root, ['mount', '--detach', '--explain', '--no-background-fetch', '--state-dir', stateDir, `${reg.host}/dst/app:v1`, mnt]);
+  defer(async () => {
+    await soci(root, ['umount', '--state-dir', stateDir, mnt]).catch((e: Error) => process.stderr.write(`umount: ${e.message}\n`));
+  });
+  t.diagnostic(r.stdout.trim());
+  assert.match(r.stdout, /layer 0 .*: lazy/);
+  assert.match(r.stdout, /layer 1 .*: lazy/);
+  assert.match(r.stdout, /layer 2 .*: local - not in the SOCI index/);
+  const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as { pid: number; layers: Array<{ digest: string; lazy: boolean; dir: string }> };
+  const layerState = async (i: number) => {
+    const l = state.layers[i]!;
+    return JSON.parse((await pexec('cat', [join(l.dir, '.soci-snapshotter', `${l.digest}.json`)])).stdout) as { size: number; fetchedSize: number; stats: { rangeRequests: number; spansFetched: number; totalSpans: number } };
+  };
+
+  // Nothing fetched yet; one small read fetches one (or two) 1 MiB spans of the big layer.
+  const s0 = await layerState(0);
+  assert.equal(s0.fetchedSize, 0);
+  const f = [...big.files].filter((x) => !x.name.includes('/d0/') && !x.name.includes('/d1/')).sort((a, b) => a.size - b.size)[0]!;
+  const head = (await pexec('head', ['-c', '100', join(mnt, f.name)], { encoding: 'buffer' })).stdout;
+  assert.equal(head.length, 100);
+  const s1 = await layerState(0);
+  t.diagnostic(`big layer: ${s1.size} B, ${s1.stats.totalSpans} spans; after reading 100 B: ${s1.stats.rangeRequests} range requests, ${s1.stats.spansFetched} spans, ${s1.fetchedSize} B fetched`);
+  assert.ok(s1.stats.totalSpans >= 8, `want many spans, got ${s1.stats.totalSpans}`);
+  assert.ok(s1.stats.spansFetched >= 1 && s1.stats.spansFetched <= 2, `spans fetched: ${s1.stats.spansFetched}`);
+  assert.ok(s1.fetchedSize < s1.size / 4, `fetched ${s1.fetchedSize} of ${s1.size}`);
+  const blobGets = (await reg.accessLog()).filter((e) => e.method === 'GET' && e.path.includes(`/dst/app/blobs/${state.layers[0]!.digest}`));
+  assert.equal(blobGets.length, s1.stats.rangeRequests, 'registry saw exactly the span manager range requests');
+
+  // The whole merged tree equals the reference unpack.
+  const got = normalize(await walk(mnt));
+  assert.ok(Object.keys(want).length > 150, `reference tree has only ${Object.keys(want).length} entries`);
+  const diffs = compareDumps(got, want, { skipNames: (p) => !isAscii(p) });
+  assert.deepEqual(diffs, []);
+  assert.ok(!got[Buffer.from('data/d0/file-0000.bin').toString('base64')], 'whiteout hides the big layer file');
+  assert.ok(!got[Buffer.from('opq/old.txt').toString('base64')], 'opaque dir hides lower content');
+  // Hardlinks within the lazy mid layer share one inode on its FUSE mount.
+  const ino = async (p: string) => (await pexec('stat', ['-c', '%i %h', join(state.layers[1]!.dir, p)])).stdout.trim();
+  assert.equal(await ino('etc/hosts'), await ino('etc/hosts-link'));
+  assert.match(await ino('etc/hosts'), / 2$/);
+});
