@@ -51,6 +51,7 @@ const ER = 3; // boundary events consumed
 const SEQ = 4; // bumped on every indexer action; the worker sleeps on it
 const DONE = 5; // 1: indexer finished; 2: worker flushed everything; -1: worker failed
 const CTRL_SLOTS = 8;
+const WAKE_EVERY = 256 << 10;
 
 /** Worker body (plain JS, so it runs the same under tsx and from dist). */
 const WORKER_JS = `
@@ -63,7 +64,6 @@ const ctrl = new Int32Array(ctrlSab);
 const ev = new Int32Array(evSab);
 let h = null;
 let r = Atomics.load(ctrl, ${R});
-let idle = 0;
 function hashTo(target) {
   while (r !== target) {
     const at = r & (RING - 1);
@@ -99,8 +99,9 @@ try {
       Atomics.notify(ctrl, ${DONE});
       break;
     }
-    // an abandoned indexer must not pin this thread forever
-    if (Atomics.wait(ctrl, ${SEQ}, seq, 10000) === 'timed-out' && ++idle >= 30) break;
+    // no idle exit: the indexer may legitimately pause (slow source); an abandoned one is cleaned
+    // up by its FinalizationRegistry, and the thread is unref'd
+    Atomics.wait(ctrl, ${SEQ}, seq, 10000);
   }
 } catch (e) {
   Atomics.store(ctrl, ${DONE}, -1);
@@ -110,6 +111,9 @@ try {
 }
 `;
 
+/** Terminates the worker of an indexer that was dropped without end() or a failure. */
+const orphans = new FinalizationRegistry<Worker>((w) => void w.terminate());
+
 /** Hashes on a worker thread; see the module comment. */
 class WorkerHasher implements SpanHasher {
   private readonly data = new Uint8Array(new SharedArrayBuffer(RING));
@@ -118,6 +122,7 @@ class WorkerHasher implements SpanHasher {
   private readonly worker: Worker;
   private readonly port: MessagePort;
   private w = 0;
+  private woken = 0;
   private ew = 0;
 
   constructor() {
@@ -129,6 +134,7 @@ class WorkerHasher implements SpanHasher {
       transferList: [port2],
     });
     this.worker.unref();
+    orphans.register(this, this.worker, this);
   }
 
   private bump(): void {
@@ -154,6 +160,7 @@ class WorkerHasher implements SpanHasher {
     while (off < chunk.length) {
       const used = (this.w - Atomics.load(this.ctrl, R)) | 0;
       if (used === RING) {
+        this.bump();
         this.waitFor(R, () => ((this.w - Atomics.load(this.ctrl, R)) | 0) < RING);
         continue;
       }
@@ -163,7 +170,11 @@ class WorkerHasher implements SpanHasher {
       off += n;
       this.w = (this.w + n) | 0;
       Atomics.store(this.ctrl, W, this.w);
-      this.bump();
+      // wake the worker per 256 KiB, not per write: fewer, larger hash calls and futex round trips
+      if (((this.w - this.woken) | 0) >= WAKE_EVERY) {
+        this.woken = this.w;
+        this.bump();
+      }
     }
   }
 
@@ -184,12 +195,14 @@ class WorkerHasher implements SpanHasher {
     const out: string[] = [];
     for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) out.push(`sha256:${m.message as string}`);
     this.port.close();
+    orphans.unregister(this);
     void this.worker.terminate();
     return out;
   }
 
   abort(): void {
     this.port.close();
+    orphans.unregister(this);
     void this.worker.terminate();
   }
 }
