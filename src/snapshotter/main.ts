@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { VERSION } from '../version.js';
 import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
+import { cleanupStaleSociMounts, SociLayerMounter } from './soci-mounter.js';
 import { createLogger } from './logger.js';
 
 interface GlobalOpts {
@@ -33,6 +34,9 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   const { path, explicit } = configPath(opts);
   const config = await loadConfig(path, explicit);
   const logger = createLogger(opts.logLevel);
+  // The lazy (SOCI) mounter unless a test injects another one.
+  const mounter = hooks.mounter ?? new SociLayerMounter({ config, root: opts.root, log: (msg, fields) => logger.info(fields ?? {}, msg) });
+  hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter };
   const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks });
   const onSignal = (sig: NodeJS.Signals) => {
     logger.info({ signal: sig }, sig === 'SIGINT' ? 'unmounting all remote snapshots and exiting' : 'exiting without cleanup');

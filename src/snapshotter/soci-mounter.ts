@@ -1,0 +1,175 @@
+/**
+ * The SOCI LayerMounter (soci-reference.md §3.6, §5.4, §5.5): for a Prepare carrying the CRI labels,
+ * find the image's SOCI index once per manifest digest (cached for the process, like the reference's
+ * sociContext), and mount the layer's zTOC lazily over FUSE. Layers without a zTOC → ERR_NO_ZTOC
+ * (local path); images without a usable index → ERR_NO_INDEX (deferred to containerd).
+ */
+import { join } from 'node:path';
+import { SociError } from '../errors.js';
+import { BackgroundFetcher, SpanCache, mountLayer, type LayerMount } from '../fs/index.js';
+import { cleanupStaleMounts, umount } from '../fuse/index.js';
+import { isLocalhost, parseReference } from '../oci/reference.js';
+import { defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
+import { fetchSociArtifacts, type SociArtifacts } from '../soci/discovery.js';
+import { VERSION } from '../version.js';
+import type { Config } from './config.js';
+import type { LayerMounter, MountContext } from './layer-mounter.js';
+
+export const LABELS = {
+  imageRef: 'containerd.io/snapshot/cri.image-ref',
+  layerDigest: 'containerd.io/snapshot/cri.layer-digest',
+  manifestDigest: 'containerd.io/snapshot/cri.manifest-digest',
+  indexDigest: 'containerd.io/snapshot/remote/soci.index.digest',
+  size: 'containerd.io/snapshot/remote/soci.size',
+} as const;
+
+type Log = (msg: string, fields?: Record<string, unknown>) => void;
+
+export interface SociMounterOptions {
+  config: Config;
+  root: string;
+  log: Log;
+  /** bytes of uncompressed spans kept on disk for all layers together */
+  cacheMaxBytes?: number;
+}
+
+interface Context {
+  artifacts: SociArtifacts;
+  client: RegistryClient;
+  repo: string;
+}
+
+export class SociLayerMounter implements LayerMounter {
+  private readonly hosts: RegistryHosts;
+  private readonly contexts = new Map<string, Promise<Context>>();
+  private readonly mounts = new Map<string, LayerMount>();
+  readonly cache: SpanCache;
+  readonly fetcher: BackgroundFetcher | undefined;
+
+  constructor(private readonly o: SociMounterOptions) {
+    const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
+    this.hosts = new RegistryHosts({
+      // Like the reference's resolver: http for localhost and for mirrors marked insecure.
+      plainHttp: [...insecure],
+      credentials: defaultCredentials(),
+      userAgent: `soci-snapshotter/${VERSION}`,
+      retry: { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) },
+    });
+    this.cache = new SpanCache({ dir: join(o.root, 'soci', 'spancache'), ...(o.cacheMaxBytes ? { maxBytes: o.cacheMaxBytes } : {}) });
+    const bg = o.config.background_fetch;
+    this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, log: o.log });
+  }
+
+  private client(host: string): RegistryClient {
+    return isLocalhost(host) ? this.localClient(host) : this.hosts.get(host);
+  }
+
+  private readonly local = new Map<string, RegistryClient>();
+  private localClient(host: string): RegistryClient {
+    let c = this.local.get(host);
+    if (!c) {
+      c = new RegistryHosts({ plainHttp: true, credentials: defaultCredentials(), userAgent: `soci-snapshotter/${VERSION}` }).get(host);
+      this.local.set(host, c);
+    }
+    return c;
+  }
+
+  /** The index and zTOCs of an image, fetched once per manifest digest (mirrors first, then the registry). */
+  private context(labels: Record<string, string>): Promise<Context> {
+    const manifestDigest = labels[LABELS.manifestDigest]!;
+    let p = this.contexts.get(manifestDigest);
+    if (!p) {
+      p = (async () => {
+        const ref = parseReference(labels[LABELS.imageRef]!);
+        const mirrors = this.o.config.resolver.host[ref.registry]?.mirrors.map((m) => m.host) ?? [];
+        const explicit = labels[LABELS.indexDigest];
+        const pm = this.o.config.pull_modes;
+        let last: unknown;
+        for (const host of [...mirrors, ref.registry]) {
+          const client = this.client(host);
+          try {
+            const artifacts = await fetchSociArtifacts(client, ref.repository, manifestDigest, {
+              ...(explicit ? { explicitDigest: explicit } : {}),
+              v1: pm.soci_v1.enable,
+              v2: pm.soci_v2.enable,
+            });
+            this.o.log('fetching SOCI artifacts using index descriptor', { digest: artifacts.index.desc.digest, host, version: artifacts.index.version });
+            return { artifacts, client, repo: ref.repository };
+          } catch (e) {
+            last = e;
+            if (e instanceof SociError && e.code === 'ERR_NO_INDEX') break; // a definite answer, not a host problem
+          }
+        }
+        throw last instanceof SociError && last.code === 'ERR_NO_INDEX'
+          ? last
+          : new SociError('ERR_NO_INDEX', `no valid SOCI index found for ${manifestDigest}: ${(last as Error)?.message ?? 'unknown error'}`);
+      })();
+      this.contexts.set(manifestDigest, p);
+    }
+    return p;
+  }
+
+  async mount(mountpoint: string, labels: Record<string, string>, ctx: MountContext): Promise<void> {
+    for (const k of [LABELS.imageRef, LABELS.layerDigest, LABELS.manifestDigest]) {
+      if (!labels[k]) throw new SociError('ERR_NO_INDEX', `label ${k} missing: cannot look up a SOCI index`);
+    }
+    const layerDigest = labels[LABELS.layerDigest]!;
+    const timeoutMs = this.o.config.mount_timeout_sec * 1000;
+    const work = (async () => {
+      const c = await this.context(labels);
+      const z = c.artifacts.ztocs.get(layerDigest);
+      if (!z) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.artifacts.index.desc.digest}`);
+      const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
+      const m = await mountLayer({
+        ztoc: z.ztoc,
+        ztocDesc: z.desc,
+        layer: { mediaType: '', digest: layerDigest, size },
+        blob: c.client.blobSource(c.repo, layerDigest, size),
+        mountpoint,
+        cache: this.cache,
+        options: {
+          readTimeoutMs: this.o.config.blob.fetching_timeout_sec * 1000,
+          ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
+          ...(this.o.config.prefetch.enable && c.artifacts.prefetch.get(layerDigest) ? { prefetch: c.artifacts.prefetch.get(layerDigest)! } : {}),
+          log: this.o.log,
+        },
+      });
+      this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
+      this.mounts.set(mountpoint, m);
+      this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new SociError('ERR_TIMEOUT', `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`)), timeoutMs);
+    });
+    try {
+      await Promise.race([work, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async unmount(mountpoint: string): Promise<void> {
+    const m = this.mounts.get(mountpoint);
+    this.mounts.delete(mountpoint);
+    if (m) await m.unmount();
+    else await umount(mountpoint, true).catch(() => undefined);
+  }
+
+  /** Per-layer fetch statistics of what is mounted now (metrics, tests, `--explain`-style answers). */
+  stats() {
+    return [...this.mounts.values()].map((m) => m.stats());
+  }
+
+  async close(): Promise<void> {
+    for (const mp of [...this.mounts.keys()]) await this.unmount(mp);
+    this.fetcher?.stop();
+    await this.hosts.close();
+    await Promise.all([...this.local.values()].map((c) => c.close()));
+  }
+}
+
+/** At start: lazily unmount FUSE mounts of ours left behind by a previous (killed) daemon. */
+export async function cleanupStaleSociMounts(snapshotsDir: string): Promise<void> {
+  await cleanupStaleMounts('soci', snapshotsDir);
+}
