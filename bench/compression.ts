@@ -3,7 +3,7 @@
  *
  * Builds (once, cached) a realistic ≥ size-mb uncompressed tar — shared libraries, text from
  * /usr/share and Go sources, some random data — compressed with `gzip -6 -n`, then reports the
- * median MB/s (10^6 B of uncompressed output per second) of: node:zlib createGunzip (chunkSize
+ * median and best MB/s (10^6 B of uncompressed output per second; CPU-second rates count all threads) of: node:zlib createGunzip (chunkSize
  * 1 MiB), `gzip -dc`, our indexer on the native and the JS engine (each in a fresh child process,
  * streaming from disk, with its peak RSS), and extractSpans over every span (checked by sha256).
  */
@@ -222,17 +222,18 @@ async function main(): Promise<void> {
   const mbs = (s: number) => usize / 1e6 / s;
   const wall = (k: string) => mbs(median(rows.get(k)!.map((t) => t.seconds)));
   const perCpu = (k: string) => mbs(median(rows.get(k)!.map((t) => t.cpu)));
+  const best = (k: string) => mbs(Math.min(...rows.get(k)!.map((t) => t.seconds)));
   const baseKey = 'node:zlib createGunzip (chunkSize 1 MiB)';
   console.log(
     `\nInput: ${(usize / 1e6).toFixed(1)} MB tar, ${(blob.length / 1e6).toFixed(1)} MB gzip -6 (${((100 * blob.length) / usize).toFixed(1)} %), span 4 MiB, ${table.spans.length} spans; median of ${rounds}; Node ${process.version}, zlib ${process.versions.zlib}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`,
   );
-  console.log('| decoder | MB/s (wall) | MB/s per CPU-second | vs node:zlib (wall / CPU) | peak RSS |');
-  console.log('|---|---|---|---|---|');
+  console.log('| decoder | MB/s (wall, median) | MB/s (wall, best) | MB/s per CPU-second | vs node:zlib (median wall / CPU) | peak RSS |');
+  console.log('|---|---|---|---|---|---|');
   for (const k of rows.keys()) {
     const e = k.includes('native') ? 'native' : k.includes(' js ') ? 'js' : '';
     const r = e ? `${rss.get(e)!.toFixed(0)} MB` : '';
     const rel = `${((100 * wall(k)) / wall(baseKey)).toFixed(0)} % / ${((100 * perCpu(k)) / perCpu(baseKey)).toFixed(0)} %`;
-    console.log(`| ${k} | ${wall(k).toFixed(0)} | ${perCpu(k).toFixed(0)} | ${rel} | ${r} |`);
+    console.log(`| ${k} | ${wall(k).toFixed(0)} | ${best(k).toFixed(0)} | ${perCpu(k).toFixed(0)} | ${rel} | ${r} |`);
   }
 }
 
