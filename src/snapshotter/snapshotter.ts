@@ -155,7 +155,10 @@ export class Snapshotter {
       await this.commit(target, key, labels, remote);
     } catch (e) {
       if (e instanceof SnapshotError && e.kind === 'already_exists') {
-        log.info({ target }, 'target snapshot already exists');
+        // Another Prepare (e.g. a second image sharing the layer) committed the target first:
+        // drop our duplicate so its mount does not leak until containerd's GC finds it.
+        log.info({ target }, 'target snapshot already exists; removing the duplicate');
+        await this.remove(key).catch((re: unknown) => log.warn({ err: String(re) }, 'failed to remove duplicate snapshot'));
         return;
       }
       throw e;

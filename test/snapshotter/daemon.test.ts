@@ -168,6 +168,20 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   const remoteFs: string = mountCall.mountpoint;
   assert.equal(await readFile(join(remoteFs, 'hello.txt'), 'utf8'), 'from the lazy layer\n');
   assert.ok(sn.logLines().some((l) => l['remote-snapshot-prepared'] === 'true'));
+  // the same target prepared again (two images sharing a layer): ALREADY_EXISTS, duplicate dropped
+  assert.equal(await c.code('Prepare', { key: 'extract-1b layer-1', labels }), status.ALREADY_EXISTS);
+  assert.equal(await c.code('Stat', { key: 'extract-1b layer-1' }), status.NOT_FOUND);
+  const dup = (await calls()).filter((x) => x.op === 'mount')[1].mountpoint;
+  assert.notEqual(dup, remoteFs);
+  assert.ok((await calls()).some((x) => x.op === 'unmount' && x.mountpoint === dup));
+  assert.ok(!existsSync(dup));
+  // Remove of a remote snapshot unmounts through the mounter and never deletes the layer's files
+  assert.equal(await c.code('Prepare', { key: 'extract-6', labels: { ...labels, [REF]: 'layer-6' } }), status.ALREADY_EXISTS);
+  const fs6 = (await calls()).filter((x) => x.op === 'mount').pop().mountpoint;
+  await c.call('Remove', { key: 'layer-6' });
+  assert.ok((await calls()).some((x) => x.op === 'unmount' && x.mountpoint === fs6));
+  assert.ok(!existsSync(fs6));
+  assert.equal(await readFile(join(src, 'hello.txt'), 'utf8'), 'from the lazy layer\n');
   // a child of the remote snapshot overlays it
   const ch = await c.call('Prepare', { key: 'ctr-1', parent: 'layer-1' });
   assert.ok(ch.mounts[0].options.includes(`lowerdir=${remoteFs}`));
@@ -218,4 +232,54 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   assert.deepEqual(await mountsUnder(remoteFs), []);
   assert.ok((await calls()).some((x) => x.op === 'unmount' && x.mountpoint === remoteFs));
   assert.equal(await readFile(join(src, 'hello.txt'), 'utf8'), 'from the lazy layer\n');
+});
+
+/** Spawns the daemon with raw args/env (no helper flags) and waits until `sock` answers. */
+async function spawnRaw(t: { after: (fn: () => unknown) => void }, cmd: string[], env: NodeJS.ProcessEnv, sock: string) {
+  const { spawn } = await import('node:child_process');
+  const proc = spawn(cmd[0]!, cmd.slice(1), { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (b) => (err += b));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+  t.after(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await exited; } });
+  const c = new TestClient(sock);
+  t.after(() => c.close());
+  for (let i = 0; ; i++) {
+    if (existsSync(sock) && (await c.code('Stat', { key: 'nope' }).catch(() => -1)) === status.NOT_FOUND) break;
+    if (i > 300 || proc.exitCode !== null) throw new Error(`daemon did not answer on ${sock}: ${err}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { proc, c, exited, stderr: () => err };
+}
+
+test('env configuration, tcp metrics, systemd socket activation (fd://)', { skip }, async (t) => {
+  const dir = await scratch(t);
+  const main = join(repoRoot, 'src', 'snapshotter', 'main.ts');
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  await writeFile(join(dir, 'env.toml'), `metrics_address = "127.0.0.1:${port}"\n`);
+  const sock = join(dir, 'run', 'env.sock');
+  const d = await spawnRaw(t, [process.execPath, '--import', 'tsx', main], {
+    SOCI_SNAPSHOTTER_ADDRESS: `unix://${sock}`,
+    SOCI_SNAPSHOTTER_ROOT: join(dir, 'envroot'),
+    SOCI_SNAPSHOTTER_CONFIG: join(dir, 'env.toml'),
+    SOCI_SNAPSHOTTER_LOG_LEVEL: 'debug',
+  }, sock);
+  assert.ok(existsSync(join(dir, 'envroot', 'snapshotter', 'metadata.db')));
+  assert.equal((await stat(join(dir, 'run'))).mode & 0o777, 0o711);
+  assert.equal((await stat(sock)).mode & 0o777, 0o660);
+  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  assert.match(body, /^soci_fs_operation_count\{operation_type="fuse_mount_failure_count",layer=""\} 0$/m);
+  assert.match(body, /^# TYPE soci_fs_operation_duration_milliseconds histogram$/m);
+  assert.ok(d.stderr().includes('"level":"debug"'), 'SOCI_SNAPSHOTTER_LOG_LEVEL=debug honoured');
+  d.proc.kill('SIGINT');
+  assert.equal(await d.exited, 0);
+  assert.ok(!existsSync(sock), 'socket removed on SIGINT');
+
+  if (needs({ tools: ['systemd-socket-activate'] })) return t.diagnostic('systemd-socket-activate missing: fd:// not tested');
+  const act = join(dir, 'act.sock');
+  const a = await spawnRaw(t, ['systemd-socket-activate', '-l', act, process.execPath, '--import', 'tsx', main, '--address', 'fd://', '--root', join(dir, 'actroot'), '--config', '/dev/null'], {}, act);
+  assert.ok(a.stderr().includes('serving on systemd socket'), a.stderr());
+  assert.ok(!existsSync('/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock') || !a.stderr().includes('falling back'));
+  a.proc.kill('SIGINT');
+  assert.equal(await a.exited, 0);
 });
