@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { needs } from '../helpers/env.js';
 import { startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
 import { buildTinyImage } from './tiny-image.js';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir } from 'node:fs/promises';
+import { TestClient } from './grpc-client.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeTree } from '../helpers/containerd.js';
@@ -70,6 +71,17 @@ test('ctr snapshots: soci behaves like overlayfs', { skip }, async (t) => {
   assert.match(soci.find((l) => l.startsWith('prepare --mounts c mid'))!, /"Type": "overlay".*workdir=<snap\d+>\/work.*upperdir=<snap\d+>\/fs.*lowerdir=<snap\d+>\/fs:<snap\d+>\/fs/);
   assert.match(soci.find((l) => l.startsWith('prepare bad nope'))!, /=> 1 .*not found/);
   assert.match(soci.find((l) => l.startsWith('rm base'))!, /=> 1 /);
+  // `ctr snapshots rm` only marks; containerd's GC then calls List → Remove → Cleanup on us
+  const c = new TestClient(sn.address, 'cmp');
+  t.after(() => c.close());
+  const keys = async () => (await c.list()).map((i) => String(i.name));
+  for (let i = 0; (await keys()).some((k) => k.endsWith('/c')); i++) {
+    assert.ok(i < 100, `GC never removed c: ${(await keys()).join(' ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok((await keys()).some((k) => k.endsWith('/mid')));
+  const dirs = await readdir(join(sn.root, 'snapshotter', 'snapshots'));
+  assert.equal(dirs.length, (await keys()).length, `dirs ${dirs.join(',')} vs keys ${(await keys()).join(',')}`);
 });
 
 test('ctr images import + run through the soci snapshotter', { skip }, async (t) => {

@@ -146,7 +146,7 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
     dir,
     entry: join(repoRoot, 'test', 'snapshotter', 'fixtures', 'fake-mounter-daemon.ts'),
     env: { FAKE_MOUNTER_LOG: logFile, FAKE_LAYER_SRC: src },
-    config: `metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n`,
+    config: `metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n[snapshotter]\nmin_layer_size = 1000\n`,
   };
   let sn = await startSnapshotter(t, opts);
   let c = new TestClient(sn.address, 'ns1');
@@ -212,6 +212,12 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   assert.equal(countOf(body, 'local_mount_failure_count'), 1);
   // a remote snapshot is never walked for Usage (that would fetch the whole layer)
   assert.equal((await c.call('Usage', { key: 'layer-1' })).size, '0');
+
+  // min_layer_size with a smaller soci.size label: straight to local, no mount attempt
+  const before7 = (await calls()).filter((x) => x.op === 'mount').length;
+  assert.equal(await c.code('Prepare', { key: 'extract-7', labels: { ...labels, [REF]: 'layer-7', 'containerd.io/snapshot/remote/soci.size': '10' } }), status.ALREADY_EXISTS);
+  assert.equal((await calls()).filter((x) => x.op === 'mount').length, before7);
+  assert.equal((await calls()).pop().op, 'unpack');
 
   // SIGTERM: exit without cleanup (mount stays); restart: stale mount cleaned, remote re-mounted
   c.close();
