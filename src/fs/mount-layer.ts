@@ -106,6 +106,8 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     mountpoint: p.mountpoint,
     subtype: 'soci',
     fsname: 'soci',
+    // tar names are raw bytes; the layer fs keys them as latin1 strings
+    names: 'latin1',
     requestTimeoutMs: o.requestTimeoutMs ?? readTimeout + 5000,
     ...(o.readaheadKb ? { readaheadKb: o.readaheadKb } : {}),
     ...(o.log ? { log: o.log } : {}),

@@ -2,7 +2,7 @@
  * Directory handles: the listing of a directory is fetched from the Filesystem once per OPENDIR and
  * paged out to READDIR / READDIRPLUS by offset cookie (entry i has cookie i+1).
  */
-import { direntSize, encodeDirents } from './protocol.js';
+import { direntSize, encodeDirents, type NameEncoding } from './protocol.js';
 import { S_IFDIR, type Attr, type DirEntry, type Filesystem } from './types.js';
 
 interface DirHandle {
@@ -15,7 +15,10 @@ export class DirHandles {
   private readonly handles = new Map<number, DirHandle>();
   private next = 1;
 
-  constructor(private readonly fsys: Filesystem) {}
+  constructor(
+    private readonly fsys: Filesystem,
+    private readonly enc: NameEncoding = 'utf8',
+  ) {}
 
   open(ino: number): number {
     const fh = this.next++;
@@ -62,7 +65,7 @@ export class DirHandles {
    */
   async page(fh: number, ino: number, offset: number, size: number, plus: { entryTimeout: number; attrTimeout: number } | null): Promise<Buffer> {
     const entries = await this.listing(fh, ino);
-    if (!plus) return encodeDirents(entries, offset, size, null).buf;
+    if (!plus) return encodeDirents(entries, offset, size, null, this.enc).buf;
     // Fetch missing attributes only for the entries that can fit in this reply.
     const end = Math.min(entries.length, offset + Math.ceil(size / direntSize(1, true)));
     const attrs = new Map<number, Attr>();
@@ -79,6 +82,6 @@ export class DirHandles {
         const attr = e.attr ?? attrs.get(i);
         return attr ? { nodeid: e.ino, generation: 0, entryTimeout, attrTimeout, attr } : null;
       },
-    }).buf;
+    }, this.enc).buf;
   }
 }

@@ -129,11 +129,17 @@ export function writeOutHeader(b: Buffer, len: number, error: number, lo: number
 }
 
 /** A NUL-terminated string at `off` (names in LOOKUP, GETXATTR). */
-export function readCString(b: Buffer, off: number, end = b.length): string {
+export function readCString(b: Buffer, off: number, end = b.length, enc: NameEncoding = 'utf8'): string {
   let z = b.indexOf(0, off);
   if (z < 0 || z > end) z = end;
-  return b.toString('utf8', off, z);
+  return b.toString(enc, off, z);
 }
+
+/**
+ * How names cross the protocol: 'utf8' (names are text), or 'latin1' where every byte maps to one
+ * char, so raw names that are not valid UTF-8 (tar members) round-trip exactly.
+ */
+export type NameEncoding = 'utf8' | 'latin1';
 
 /** Splits a timeout in seconds into (seconds, nanoseconds). */
 function splitSeconds(s: number): [number, number] {
@@ -267,13 +273,14 @@ export function encodeDirents(
   start: number,
   size: number,
   plus: { entry: (e: DirEntry, index: number) => { nodeid: number; generation: number; entryTimeout: number; attrTimeout: number; attr: Attr } | null } | null,
+  enc: NameEncoding = 'utf8',
 ): { buf: Buffer; count: number } {
   const buf = Buffer.alloc(size);
   let pos = 0;
   let i = start;
   for (; i < entries.length; i++) {
     const e = entries[i]!;
-    const nameLen = Buffer.byteLength(e.name);
+    const nameLen = Buffer.byteLength(e.name, enc);
     const rec = direntSize(nameLen, plus !== null);
     if (pos + rec > size) break;
     let d = pos;
@@ -287,7 +294,7 @@ export function encodeDirents(
     writeU64(buf, d + 8, i + 1);
     buf.writeUInt32LE(nameLen, d + 16);
     buf.writeUInt32LE(direntType(e.mode), d + 20);
-    buf.write(e.name, d + 24, nameLen, 'utf8');
+    buf.write(e.name, d + 24, nameLen, enc);
     pos += rec;
   }
   return { buf: buf.subarray(0, pos), count: i - start };

@@ -13,7 +13,7 @@ import { abortConnection, findFuseMount, mountFd, readMountinfo, setReadaheadKb,
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, INIT_OUT_SIZE, InitFlag,
   MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS,
-  parseInitIn, readCString, readU64, writeAttrOut, writeEntryOut, writeInitOut, writeOpenOut, writeOutHeader,
+  parseInitIn, readCString, readU64, writeAttrOut, writeEntryOut, writeInitOut, writeOpenOut, writeOutHeader, type NameEncoding,
   writeStatfsOut,
 } from './protocol.js';
 import { DirHandles } from './dirs.js';
@@ -49,6 +49,11 @@ export interface FuseServerOptions {
   abortError?: boolean;
   /** Unexpected conditions (reply write failures, reader errors). */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Name codec between the kernel's bytes and the Filesystem's strings (lookup, readdir, xattr
+   * names): 'utf8' (default) or 'latin1' for byte-exact names that may not be valid UTF-8.
+   */
+  names?: NameEncoding;
 }
 
 export type CloseReason = 'unmounted' | 'aborted' | 'error';
@@ -93,6 +98,7 @@ const WANTED_FLAGS =
 type Handler = (this: FuseServer, req: Buffer, nodeid: number, p: Pending) => Promise<void>;
 
 export class FuseServer extends EventEmitter {
+  private readonly names: NameEncoding;
   readonly mountpoint: string;
   readonly subtype: string;
   readonly stats: FuseStats = { requests: 0, errors: 0, errorReplies: 0, timeouts: 0, interrupts: 0, forgets: 0, replyEnoent: 0, replyFailures: 0, inflight: 0, maxInflight: 0 };
@@ -147,7 +153,8 @@ export class FuseServer extends EventEmitter {
     super();
     this.fd = fd;
     this.fsys = fsys;
-    this.dirs = new DirHandles(fsys);
+    this.names = opts.names ?? 'utf8';
+    this.dirs = new DirHandles(fsys, this.names);
     const entryTimeout = opts.entryTimeout ?? 3600;
     this.opts = {
       ...opts,
@@ -438,7 +445,7 @@ export class FuseServer extends EventEmitter {
   // ---- handlers ----
 
   private async lookup(req: Buffer, parent: number, p: Pending): Promise<void> {
-    const name = readCString(req, 40, req.readUInt32LE(0));
+    const name = readCString(req, 40, req.readUInt32LE(0), this.names);
     const e = await this.fsys.lookup(parent, name);
     if (!e) {
       if (this.opts.negativeTimeout <= 0) return this.replyError(p, Errno.ENOENT);
@@ -513,7 +520,7 @@ export class FuseServer extends EventEmitter {
 
   private async getxattr(req: Buffer, ino: number, p: Pending): Promise<void> {
     const size = req.readUInt32LE(40);
-    const name = readCString(req, 48, req.readUInt32LE(0));
+    const name = readCString(req, 48, req.readUInt32LE(0), this.names);
     // ENODATA, not ENOSYS: ENOSYS would disable xattrs on the whole mount.
     const v = this.fsys.getxattr ? await this.fsys.getxattr(ino, name) : null;
     if (!v) return this.replyError(p, Errno.ENODATA);
@@ -523,7 +530,7 @@ export class FuseServer extends EventEmitter {
   private async listxattr(req: Buffer, ino: number, p: Pending): Promise<void> {
     const size = req.readUInt32LE(40);
     const names = this.fsys.listxattr ? await this.fsys.listxattr(ino) : [];
-    const data = Buffer.from(names.map((n) => n + '\0').join(''));
+    const data = Buffer.from(names.map((n) => n + '\0').join(''), this.names);
     this.replySized(p, size, data);
   }
 
