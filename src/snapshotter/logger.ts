@@ -4,11 +4,24 @@ import { SociError } from '../errors.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
+let destination: ReturnType<typeof pino.destination> | null = null;
+
 export function createLogger(level: string): Logger {
   const l = level === 'panic' ? 'fatal' : level === 'warning' ? 'warn' : level;
   if (!LEVELS.includes(l)) throw new SociError('ERR_USAGE', `invalid log level "${level}" (one of ${LEVELS.join(', ')})`);
-  // Synchronous destination: logs are never lost when the process exits right after a signal.
-  return pino({ level: l, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ fd: 2, sync: true }));
+  // Asynchronous writes: a slow reader of stderr (journald, a pipe) must not stall the daemon.
+  // flushLogs() before exiting so the last lines are not lost.
+  destination = pino.destination({ fd: 2, sync: false });
+  return pino({ level: l, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, destination);
+}
+
+/** Writes out buffered log lines; call right before process.exit(). */
+export function flushLogs(): void {
+  try {
+    destination?.flushSync();
+  } catch {
+    // EAGAIN or not yet open: nothing more we can do while exiting.
+  }
 }
 
 export type { Logger };

@@ -9,8 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { VERSION } from '../version.js';
 import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
-import { cleanupStaleSociMounts, SociLayerMounter } from './soci-mounter.js';
-import { createLogger } from './logger.js';
+import { createLogger, flushLogs } from './logger.js';
 
 interface GlobalOpts {
   address: string;
@@ -20,6 +19,7 @@ interface GlobalOpts {
 }
 
 function fail(message: string): never {
+  flushLogs();
   process.stderr.write(`soci-snapshotter-grpc: ${message.split('\n')[0]}\n`);
   process.exit(1);
 }
@@ -34,16 +34,24 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   const { path, explicit } = configPath(opts);
   const config = await loadConfig(path, explicit);
   const logger = createLogger(opts.logLevel);
-  // The lazy (SOCI) mounter unless a test injects another one.
-  const mounter = hooks.mounter ?? new SociLayerMounter({ config, root: opts.root, log: (msg, fields) => logger.info(fields ?? {}, msg) });
-  hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter };
+  // The lazy (SOCI) mounter unless a test injects another one. Imported on demand so that
+  // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.
+  if (!hooks.mounter) {
+    const { SociLayerMounter, cleanupStaleSociMounts } = await import('./soci-mounter.js');
+    const mounter = new SociLayerMounter({ config, root: opts.root, log: (msg, fields) => logger.info(fields ?? {}, msg) });
+    hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter };
+  }
   const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks });
   const onSignal = (sig: NodeJS.Signals) => {
     logger.info({ signal: sig }, sig === 'SIGINT' ? 'unmounting all remote snapshots and exiting' : 'exiting without cleanup');
     daemon.stop(sig === 'SIGINT').then(
-      () => process.exit(0),
+      () => {
+        flushLogs();
+        process.exit(0);
+      },
       (e: unknown) => {
         logger.error({ err: String(e) }, 'shutdown failed');
+        flushLogs();
         process.exit(1);
       },
     );
@@ -91,5 +99,11 @@ export function main(argv: string[], hooks: DaemonHooks = {}): void {
 }
 
 // Run when executed directly (node --import tsx src/snapshotter/main.ts); bin/ calls main() itself.
-const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) main(process.argv);
+function isEntry(path: string | undefined): boolean {
+  try {
+    return !!path && import.meta.url === pathToFileURL(realpathSync(path)).href;
+  } catch {
+    return false; // e.g. `node -e`: argv[1] is not a file
+  }
+}
+if (isEntry(process.argv[1])) main(process.argv);
