@@ -152,6 +152,24 @@ function copyString(block: Buffer, start: number, end: number): Buffer {
   return e === start ? EMPTY : Buffer.from(block.subarray(start, e));
 }
 
+/**
+ * uname/gname repeat on nearly every entry ("root"): share one Buffer per distinct value so a TOC of
+ * 50k+ entries does not hold 100k tiny copies (bounded, so hostile input cannot grow it).
+ */
+const interned = new Map<string, Buffer>();
+function internString(block: Buffer, start: number, end: number): Buffer {
+  let e = start;
+  while (e < end && block[e] !== 0) e++;
+  if (e === start) return EMPTY;
+  const key = block.toString('latin1', start, e);
+  let b = interned.get(key);
+  if (!b) {
+    b = Buffer.from(block.subarray(start, e));
+    if (interned.size < 1024) interned.set(key, b);
+  }
+  return b;
+}
+
 function isAscii(b: Buffer): boolean {
   for (const c of b) if (c >= 0x80) return false;
   return true;
@@ -175,8 +193,8 @@ export function parseHeaderBlock(block: Buffer): RawHeader {
     devminor: 0n,
   };
   if (format === 'v7') return h;
-  h.uname = copyString(block, 265, 297);
-  h.gname = copyString(block, 297, 329);
+  h.uname = internString(block, 265, 297);
+  h.gname = internString(block, 297, 329);
   h.devmajor = parseNumeric(block, 329, 337);
   h.devminor = parseNumeric(block, 337, 345);
   let prefix: Buffer = Buffer.alloc(0);

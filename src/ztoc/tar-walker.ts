@@ -18,6 +18,8 @@ import {
   type RawHeader,
 } from './tar-header.js';
 
+const NO_PAX: PaxRecord[] = [];
+
 /** Go's maxSpecialFileSize: PAX and GNU long name/link payloads above 1 MiB are rejected. */
 const MAX_SPECIAL = 1 << 20;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
@@ -233,8 +235,10 @@ export class TarWalker {
     // Go accepts a negative size on header-only entries; we refuse it (offset math downstream).
     if (m.size < 0n) throw new TarFormatError('negative size');
     const dataSize = HEADER_ONLY.has(typeflag) ? 0n : m.size;
-    const pax: PaxRecord[] = [];
+    // Most entries have no PAX records: they share one empty list (never mutated downstream).
+    let pax: PaxRecord[] = NO_PAX;
     if (this.pax) {
+      pax = [];
       for (const e of this.pax.values()) pax.push({ key: e.key, value: e.value });
       pax.sort((a, b) => Buffer.compare(a.key, b.key));
     }
