@@ -152,7 +152,8 @@ class Unpacker {
       return;
     }
     if (existing) await rm(path, { recursive: true, force: true });
-    this.safeDirs.delete(rel);
+    // A dir replaced by a non-dir: forget it and everything under it as a safe parent.
+    for (const d of this.safeDirs) if (d === rel || d.startsWith(`${rel}/`)) this.safeDirs.delete(d);
     switch (e.type) {
       case 'reg': {
         const fh = await open(path, 'wx', 0o600);
