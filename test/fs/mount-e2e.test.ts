@@ -149,6 +149,18 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   assert.deepEqual(diffs, []);
   assert.ok(!got[Buffer.from('data/d0/file-0000.bin').toString('base64')], 'whiteout hides the big layer file');
   assert.ok(!got[Buffer.from('opq/old.txt').toString('base64')], 'opaque dir hides lower content');
+  // The unconverted image (no SOCI index): every layer unpacked locally, same tree.
+  const mnt2 = join(dir, 'mnt2');
+  await mkdir(mnt2);
+  const state2 = join(dir, 'state2');
+  const r2 = await soci(root, ['mount', '--detach', '--explain', '--state-dir', state2, `${reg.host}/src/app:v1`, mnt2]);
+  defer(async () => {
+    await soci(root, ['umount', '--state-dir', state2, mnt2]).catch((e: Error) => process.stderr.write(`umount: ${e.message}\n`));
+  });
+  assert.match(r2.stdout, /index: none/);
+  assert.match(r2.stdout, /layer 0 .*: local - no SOCI index/);
+  assert.deepEqual(compareDumps(normalize(await walk(mnt2)), want, { skipNames: (p) => !isAscii(p) }), []);
+
   // Hardlinks within the lazy mid layer share one inode on its FUSE mount.
   const ino = async (p: string) => (await pexec('stat', ['-c', '%i %h', join(state.layers[1]!.dir, p)])).stdout.trim();
   assert.equal(await ino('etc/hosts'), await ino('etc/hosts-link'));

@@ -255,3 +255,18 @@ test('through FUSE: unverifiable spans give EIO to the reader and the error land
   src.corrupt = 0;
   assert.equal((await pexec('cat', [join(mnt, 'small.txt')])).stdout, 'hello\n');
 });
+
+test('mountLayer: prefetch spans are resolved before the mount returns, in one request', { skip: needs({ root: true }), timeout: 60_000 }, async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const mnt = join(f.dir, 'mnt');
+  await mkdir(mnt);
+  const digest = `sha256:${'ef'.repeat(32)}`;
+  const lm = await mountLayer({ ztoc: f.ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size }, blob: src, mountpoint: mnt, cache: new SpanCache({ dir: join(f.dir, 'cache') }), options: { prefetch: [{ start_span: 2, end_span: 4 }] } });
+  f.defer(() => lm.unmount());
+  const st = lm.stats();
+  assert.equal(st.fetchedSpans, 3);
+  assert.equal(st.rangeRequests, 1);
+  const table = spanTable(f.ztoc);
+  assert.deepEqual(src.calls[0], [table.spans[2]!.cStart, table.spans[4]!.cEnd]);
+});
