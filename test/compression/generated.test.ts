@@ -216,7 +216,7 @@ test('span hashing on the worker thread gives the same digests (switch at the fi
   for (const e of engines) {
     const ref = indexBlob(gz, 'gzip', 100_000, e).result;
     for (const after of [0, 1_000_000]) {
-      const ix = new GzipIndexer(100_000, e, () => {}, after);
+      const ix = new GzipIndexer(100_000, e, () => {}, { offloadHashAfter: after });
       const r = rng(after + 1);
       for (let o = 0; o < gz.length; ) {
         const n = 1 + ((r() * 3_000_000) | 0); // some writes larger than the 4 MiB ring's free space
@@ -230,10 +230,63 @@ test('span hashing on the worker thread gives the same digests (switch at the fi
     // a failure with the worker running ends cleanly (no hang, the right error)
     const bad = Buffer.from(gz);
     bad[gz.length >> 1] = bad[gz.length >> 1]! ^ 0x55;
-    const ix = new GzipIndexer(100_000, e, () => {}, 0);
+    const ix = new GzipIndexer(100_000, e, () => {}, { offloadHashAfter: 0 });
     assert.throws(() => {
       for (let o = 0; o < bad.length; o += 65536) ix.write(bad.subarray(o, o + 65536));
       ix.end();
     }, (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'));
+  }
+});
+
+/** A gzip stream whose deflate blocks end exactly at the given uncompressed offsets (full flushes). */
+async function gzipWithBlockEnds(data: Buffer, ends: number[], level: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const z = createGzip({ level });
+    const out: Buffer[] = [];
+    z.on('data', (b: Buffer) => out.push(b));
+    z.on('end', () => resolve(Buffer.concat(out)));
+    z.on('error', reject);
+    let pos = 0;
+    const next = (i: number): void => {
+      if (i === ends.length) {
+        z.end(data.subarray(pos));
+        return;
+      }
+      z.write(data.subarray(pos, ends[i]));
+      pos = ends[i]!;
+      z.flush(constants.Z_FULL_FLUSH, () => next(i + 1));
+    };
+    next(0);
+  });
+}
+
+test('fast path (Z_NO_FLUSH up to last+span) gives exactly the literal Z_BLOCK loop\'s checkpoints', async () => {
+  const { GzipIndexer } = await import('../../src/compression/gzip-indexer.js');
+  const span = 50_000;
+  const data = mixed(700_000, 61);
+  const inputs: Array<[string, Buffer]> = [];
+  // block ends at span-1, span, span+1 (and +2) after the previous boundary, where the cap lands
+  for (const d of [-1, 0, 1, 2]) {
+    const ends: number[] = [];
+    for (let p = span + d; p < data.length - 1000; p += span + d) ends.push(p);
+    inputs.push([`ends every span${d >= 0 ? '+' : ''}${d}`, await gzipWithBlockEnds(data, ends, 6)]);
+  }
+  inputs.push(['empty stored block first', await gzipWithBlockEnds(data, [0, 0, 10], 6)]);
+  inputs.push(['gzip -1', gzipSync(data, { level: 1 })]);
+  inputs.push(['members', Buffer.concat([gzipSync(data.subarray(0, 123_456)), gzipSync(data.subarray(123_456, 123_457)), gzipSync(data.subarray(123_457))])]);
+  for (const [label, gz] of inputs) {
+    for (const e of engines) {
+      for (const sp of [0, 1, span - 1, span, span + 1]) {
+        const run1 = (zBlockEverywhere: boolean) => {
+          const ix = new GzipIndexer(sp, e, () => {}, { zBlockEverywhere, offloadHashAfter: Infinity });
+          for (let o = 0; o < gz.length; o += 30_011) ix.write(gz.subarray(o, o + 30_011));
+          return ix.end();
+        };
+        const ref = run1(true);
+        const fast = run1(false);
+        assert.ok(fast.checkpoints.equals(ref.checkpoints), `${label} [${e}] span ${sp}`);
+        assert.deepEqual(fast.spanDigests, ref.spanDigests);
+      }
+    }
   }
 });
