@@ -20,8 +20,6 @@ const OUT_CHUNK = 1 << 20;
 
 /** Knobs for tests and benchmarks; the defaults are what production uses. */
 export interface IndexerTuning {
-  /** compressed bytes after which span hashing moves to a worker thread (default 32 MiB) */
-  offloadHashAfter?: number;
   /** the literal zran loop (Z_BLOCK on every call): the reference the fast path is tested against */
   zBlockEverywhere?: boolean;
 }
@@ -40,7 +38,6 @@ export class GzipIndexer implements LayerIndexer {
   private failed: SociError | null = null;
   private readonly records: Buffer[] = [];
   private readonly hasher: SpanDigester;
-  private started = false;
 
   constructor(
     private readonly spanSize: number,
@@ -52,7 +49,7 @@ export class GzipIndexer implements LayerIndexer {
       throw new SociError('ERR_USAGE', `span size must be a non-negative integer, got ${spanSize}`);
     }
     this.inf = createInflater(engine, AUTO_WBITS);
-    this.hasher = new SpanDigester(tuning.offloadHashAfter);
+    this.hasher = new SpanDigester();
   }
 
   write(chunk: Buffer): void {
@@ -97,7 +94,7 @@ export class GzipIndexer implements LayerIndexer {
         throw new SociError('ERR_BAD_GZIP', `corrupt gzip data near compressed offset ${this.totin + consumed}: ${inf.message() ?? `zlib error ${ret}`}`);
       }
       if (consumed > 0) {
-        if (this.started) this.hasher.update(chunk.subarray(off, off + consumed));
+        this.hasher.update(chunk.subarray(off, off + consumed));
         this.lastByte = chunk[off + consumed - 1]!;
         this.totin += consumed;
         off += consumed;
@@ -144,7 +141,6 @@ export class GzipIndexer implements LayerIndexer {
     this.last = this.totout;
     // a mid-byte boundary: byte in-1 belongs to both spans (§1.7)
     this.hasher.boundary(bits !== 0 ? this.lastByte : null);
-    this.started = true;
   }
 
   end(): IndexResult {
