@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -16,6 +16,7 @@ import { needs } from '../helpers/env.js';
 import { fixtureCacheDir, makeBigLayer, makeLayer } from '../helpers/fixtures.js';
 import { pseudoRandom } from '../helpers/images.js';
 import { startRegistry } from '../helpers/registry.js';
+import { mountsUnder } from '../helpers/containerd.js';
 import { compareDumps, isAscii, scratch } from './util.js';
 
 const pexec = promisify(execFile);
@@ -165,4 +166,31 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   const ino = async (p: string) => (await pexec('stat', ['-c', '%i %h', join(state.layers[1]!.dir, p)])).stdout.trim();
   assert.equal(await ino('etc/hosts'), await ino('etc/hosts-link'));
   assert.match(await ino('etc/hosts'), / 2$/);
+
+  // A crashed daemon (SIGKILL): `soci umount` still cleans up the tree and its FUSE layers.
+  process.kill(state.pid, 'SIGKILL');
+  await soci(root, ['umount', '--state-dir', stateDir, mnt]);
+  assert.deepEqual(await mountsUnder(mnt), []);
+  assert.deepEqual(await mountsUnder(stateDir), []);
+
+  // Foreground mode: SIGTERM unmounts everything and exits 0.
+  const mnt3 = join(dir, 'mnt3');
+  await mkdir(mnt3);
+  const state3 = join(dir, 'state3');
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--root', root, 'mount', '--state-dir', state3, `${reg.host}/dst/app:v1`, mnt3], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  defer(async () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await soci(root, ['umount', '--state-dir', state3, mnt3]).catch(() => undefined);
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  for (let i = 0; i < 300 && !out.includes('mounted'); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(out, /mounted .* \(2 of 3 layers lazy\)/);
+  assert.equal((await pexec('cat', [join(mnt3, 'top.txt')])).stdout, 'top layer\n');
+  assert.ok((await mountsUnder(state3)).length === 2, 'two lazy layer mounts');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.deepEqual(await mountsUnder(mnt3), []);
+  assert.deepEqual(await mountsUnder(state3), []);
 });
