@@ -111,15 +111,35 @@ export class SpanManager {
     await withDeadline(this.fetchRun([id])[0]!, this.o.readTimeoutMs, `fetch of span ${id} of layer ${this.layerKey}`);
   }
 
-  /** Fetches spans first..last (prefetch artifacts), merged into as few requests as allowed. */
+  /**
+   * Fetches spans first..last (prefetch artifacts) into the cache, missing runs merged into as few
+   * requests as maxRequestBytes allows; nothing is concatenated or returned.
+   */
   async fetchSpans(first: number, last: number): Promise<void> {
     const lo = Math.max(0, first);
     const hi = Math.min(last, this.table.maxSpanId);
-    if (hi < lo) return;
-    const u0 = this.table.spans[lo]!.uStart;
-    const u1 = this.table.spans[hi]!.uEnd;
-    if (u1 > u0) await this.read(u0, u1 - u0).then(() => undefined);
-    else for (let i = lo; i <= hi; i++) await this.fetchSpan(i);
+    const waits: Array<Promise<Buffer>> = [];
+    let run: number[] = [];
+    let runBytes = 0;
+    const flush = () => {
+      if (run.length) waits.push(...this.fetchRun(run));
+      run = [];
+      runBytes = 0;
+    };
+    for (let id = lo; id <= hi; id++) {
+      const fl = this.inflight.get(id);
+      if (fl || this.cache.has(this.layerKey, id)) {
+        flush();
+        if (fl) waits.push(fl);
+        continue;
+      }
+      const sp = this.table.spans[id]!;
+      if (run.length > 0 && runBytes + (sp.cEnd - sp.cStart) > this.o.maxRequestBytes) flush();
+      run.push(id);
+      runBytes += sp.cEnd - sp.cStart;
+    }
+    flush();
+    await withDeadline(Promise.all(waits), this.o.readTimeoutMs, `prefetch of spans ${lo}..${hi} of layer ${this.layerKey}`);
   }
 
   private async readRange(offset: number, end: number): Promise<Buffer> {
