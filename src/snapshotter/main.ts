@@ -38,8 +38,12 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.
   if (!hooks.mounter) {
     const { SociLayerMounter, cleanupStaleSociMounts } = await import('./soci-mounter.js');
-    const mounter = new SociLayerMounter({ config, root: opts.root, log: (msg, fields) => logger.info(fields ?? {}, msg) });
-    hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter };
+    const { RegistryLocalUnpacker } = await import('./local-unpacker.js');
+    const log = (msg: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, msg);
+    const mounter = new SociLayerMounter({ config, root: opts.root, log });
+    // Layers an index does not cover are fetched, diff_id-verified and unpacked by us (§5.4 step 5).
+    const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), log);
+    hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };
   }
   const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks });
   const onSignal = (sig: NodeJS.Signals) => {

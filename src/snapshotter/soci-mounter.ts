@@ -60,6 +60,11 @@ export class SociLayerMounter implements LayerMounter {
     this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, log: o.log });
   }
 
+  /** The registry client for a host (shared with the local unpacker). */
+  clientFor(host: string): RegistryClient {
+    return this.client(host);
+  }
+
   private client(host: string): RegistryClient {
     return isLocalhost(host) ? this.localClient(host) : this.hosts.get(host);
   }

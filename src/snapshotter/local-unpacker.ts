@@ -1,0 +1,65 @@
+/**
+ * The local path for layers a SOCI index does not cover (soci-reference.md §5.4 step 5): download
+ * the layer, verify its compressed digest (the registry client does, at the end of the stream) and
+ * its uncompressed digest against the image config's `rootfs.diff_ids`, and apply it into the
+ * snapshot's dir in overlay lower-layer form. Any failure throws; the snapshotter then cleans the dir
+ * and defers the layer to containerd.
+ */
+import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { SociError } from '../errors.js';
+import { unpackLayer } from '../fs/unpack.js';
+import { layerCompression } from '../oci/media-types.js';
+import { parseReference } from '../oci/reference.js';
+import { decodeManifest } from '../oci/types.js';
+import type { RegistryClient } from '../registry/index.js';
+import type { LocalUnpacker, MountContext } from './layer-mounter.js';
+import { LABELS } from './soci-mounter.js';
+
+export class RegistryLocalUnpacker implements LocalUnpacker {
+  constructor(
+    private readonly clientFor: (registry: string) => RegistryClient,
+    private readonly log: (msg: string, fields?: Record<string, unknown>) => void,
+  ) {}
+
+  async unpack(dir: string, _parentDirs: string[], labels: Record<string, string>, ctx: MountContext): Promise<void> {
+    const imageRef = labels[LABELS.imageRef];
+    const layerDigest = labels[LABELS.layerDigest];
+    const manifestDigest = labels[LABELS.manifestDigest];
+    if (!imageRef || !layerDigest || !manifestDigest) throw new SociError('ERR_NO_INDEX', 'CRI labels missing: cannot fetch the layer');
+    const ref = parseReference(imageRef);
+    const client = this.clientFor(ref.registry);
+    const manifest = decodeManifest((await client.getManifest(ref.repository, manifestDigest)).bytes);
+    const i = manifest.layers.findIndex((l) => l.digest === layerDigest);
+    if (i < 0) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not in manifest ${manifestDigest}`);
+    const layer = manifest.layers[i]!;
+    const config = JSON.parse(Buffer.concat(await collect(client.fetchBlob(ref.repository, manifest.config.digest, { size: manifest.config.size }))).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
+    const diffId = config.rootfs?.diff_ids?.[i];
+    if (!diffId) throw new SociError('ERR_INVALID_MANIFEST', `image config has no diff_id for layer ${i}`);
+    const comp = layerCompression(layer.mediaType);
+    if (comp !== 'gzip' && comp !== 'uncompressed') throw new SociError('ERR_UNSUPPORTED', `layer ${layerDigest}: ${layer.mediaType} is unpacked by containerd`);
+
+    // compressed stream (digest-checked at its end) → gunzip → sha256 tap → unpack
+    const hash = createHash('sha256');
+    const tap = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    });
+    const blob = Readable.from(client.fetchBlob(ref.repository, layerDigest, { size: layer.size }));
+    const plain = comp === 'gzip' ? blob.pipe(createGunzip()) : blob;
+    blob.on('error', (e) => plain.destroy(e));
+    const stats = await unpackLayer(plain.pipe(tap) as AsyncIterable<Buffer>, 'uncompressed', dir);
+    const got = `sha256:${hash.digest('hex')}`;
+    if (got !== diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layerDigest}: uncompressed digest ${got} does not match diff_id ${diffId}`);
+    this.log('layer unpacked locally', { layer: layerDigest, entries: stats.entries, bytes: stats.bytes, namespace: ctx.namespace });
+  }
+}
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of it) out.push(c);
+  return out;
+}
