@@ -5,7 +5,7 @@
 import { status } from '@grpc/grpc-js';
 import { isSociError } from '../errors.js';
 
-export type SnapshotErrorKind = 'not_found' | 'already_exists' | 'failed_precondition' | 'invalid_argument' | 'internal';
+export type SnapshotErrorKind = 'not_found' | 'already_exists' | 'failed_precondition' | 'invalid_argument' | 'unavailable' | 'internal';
 
 export class SnapshotError extends Error {
   readonly kind: SnapshotErrorKind;
@@ -29,6 +29,7 @@ export function grpcStatusOf(e: unknown): status {
       case 'already_exists': return status.ALREADY_EXISTS;
       case 'failed_precondition': return status.FAILED_PRECONDITION;
       case 'invalid_argument': return status.INVALID_ARGUMENT;
+      case 'unavailable': return status.UNAVAILABLE;
       default: return status.INTERNAL;
     }
   }

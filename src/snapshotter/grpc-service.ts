@@ -98,7 +98,7 @@ export function createHandlers(sn: Snapshotter, logger: Logger): grpc.UntypedSer
   return {
     Prepare: unary('Prepare', async (r, ns) => ({ mounts: await sn.prepare({ namespace: ns, key: r.key }, r.key, r.parent, r.labels ?? {}) })),
     View: unary('View', async (r) => ({ mounts: await sn.view(r.key, r.parent, r.labels ?? {}) })),
-    Mounts: unary('Mounts', (r) => ({ mounts: sn.mounts(r.key) })),
+    Mounts: unary('Mounts', async (r) => ({ mounts: await sn.mounts(r.key) })),
     Commit: unary('Commit', async (r) => { await sn.commit(r.name, r.key, r.labels ?? {}); return {}; }),
     Remove: unary('Remove', async (r) => { await sn.remove(r.key); return {}; }),
     Stat: unary('Stat', (r) => ({ info: toProtoInfo(sn.stat(r.key)) })),

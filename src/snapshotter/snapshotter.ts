@@ -80,6 +80,29 @@ export class Snapshotter {
     return [{ type: 'overlay', source: 'overlay', target: '', options }];
   }
 
+  /**
+   * SOCI's checkAvailability: before handing out mounts, ask the mounter whether every remote
+   * layer in the chain starting at `checkKey` is still healthy (§5.5 Check); UNAVAILABLE if not.
+   */
+  private async checkedMounts(s: Snapshot, checkKey: string): Promise<Mount[]> {
+    const check = this.o.mounter.check?.bind(this.o.mounter);
+    if (check && checkKey) {
+      const probes: Promise<void>[] = [];
+      for (let k = checkKey; k; ) {
+        const cur = this.store.get(k);
+        if (cur.info.labels[REMOTE_LABEL] !== undefined) probes.push(check(this.upperPath(cur.id), cur.info.labels));
+        k = cur.info.parent;
+      }
+      try {
+        await Promise.all(probes);
+      } catch (e) {
+        this.o.logger.warn({ key: checkKey, err: e instanceof Error ? e.message : String(e) }, 'layer is unavailable');
+        throw new SnapshotError('unavailable', `layer "${s.id}" unavailable: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    return this.mountsOf(s);
+  }
+
   private async create(kind: 'active' | 'view', key: string, parent: string, labels: Record<string, string>): Promise<Snapshot> {
     const s = this.store.create(kind, key, parent, labels);
     try {
@@ -95,7 +118,7 @@ export class Snapshotter {
   async prepare(ctx: MountContext, key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
     const s = await this.create('active', key, parent, labels);
     const target = labels[TARGET_SNAPSHOT_LABEL];
-    if (!target) return this.mountsOf(s);
+    if (!target) return this.checkedMounts(s, parent);
     const log = this.log(ctx);
     const fsDir = this.upperPath(s.id);
     const size = Number(labels[SOCI_SIZE_LABEL] ?? NaN);
@@ -146,7 +169,7 @@ export class Snapshotter {
       }
     }
     log.info({ 'defer-snapshot-runtime': 'true', reason: deferReason }, 'deferring snapshot preparation to the container runtime');
-    return this.mountsOf(s);
+    return this.checkedMounts(s, parent);
   }
 
   /** Commit after a remote/local prepare; an existing target still means "already exists". */
@@ -166,13 +189,13 @@ export class Snapshotter {
   }
 
   async view(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
-    return this.mountsOf(await this.create('view', key, parent, labels));
+    return this.checkedMounts(await this.create('view', key, parent, labels), parent);
   }
 
-  mounts(key: string): Mount[] {
+  async mounts(key: string): Promise<Mount[]> {
     const s = this.store.get(key);
     if (s.kind === 'committed') throw failedPrecondition(`failed to get active mount: requested snapshot ${key} not active or view`);
-    return this.mountsOf(s);
+    return this.checkedMounts(s, key);
   }
 
   async commit(name: string, key: string, labels: Record<string, string>, remote = false): Promise<void> {

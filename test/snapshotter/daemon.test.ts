@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,6 +185,13 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   // a child of the remote snapshot overlays it
   const ch = await c.call('Prepare', { key: 'ctr-1', parent: 'layer-1' });
   assert.ok(ch.mounts[0].options.includes(`lowerdir=${remoteFs}`));
+  assert.ok((await calls()).some((x) => x.op === 'check' && x.mountpoint === remoteFs), 'remote parents are checked');
+  // an unhealthy remote layer below: UNAVAILABLE (SOCI's checkAvailability), healthy again: fine
+  await writeFile(`${logFile}.unavailable`, '');
+  assert.equal(await c.code('Mounts', { key: 'ctr-1' }), status.UNAVAILABLE);
+  assert.equal(await c.code('View', { key: 'view-x', parent: 'layer-1' }), status.UNAVAILABLE);
+  await rm(`${logFile}.unavailable`);
+  assert.deepEqual((await c.call('Mounts', { key: 'ctr-1' })).mounts, ch.mounts);
 
   // ERR_NO_INDEX → defer: mounts returned, active snapshot kept, logged with the reason
   const d = await c.call('Prepare', { key: 'extract-2', labels: { [REF]: 'layer-2', [DIGEST]: 'sha256:noindex' } });
