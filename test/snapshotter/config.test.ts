@@ -153,3 +153,24 @@ test('List filters follow containerd syntax', () => {
   assert.deepEqual(sel('name=="b"'), ['b']);
   assert.throws(() => sel('labels.foo=="unterminated'), /unterminated/);
 });
+
+test('systemd units: socket 0660, service uses fd:// and SIGINT; systemd-analyze accepts them', async (t) => {
+  const { readFile, cp } = await import('node:fs/promises');
+  const unitDir = join(repoRoot, 'systemd');
+  const socket = await readFile(join(unitDir, 'soci-snapshotter.socket'), 'utf8');
+  const service = await readFile(join(unitDir, 'soci-snapshotter.service'), 'utf8');
+  assert.match(socket, /^SocketMode=0660$/m);
+  assert.match(socket, /^ListenStream=\/run\/soci-snapshotter-grpc\/soci-snapshotter-grpc\.sock$/m);
+  assert.match(service, /^ExecStart=\S+soci-snapshotter-grpc --address fd:\/\/$/m);
+  assert.match(service, /^KillSignal=SIGINT$/m);
+  const { hasTool } = await import('../helpers/env.js');
+  if (!hasTool('systemd-analyze')) return t.diagnostic('systemd-analyze not installed: verify skipped');
+  const dir = await tempDir(t);
+  await cp(unitDir, dir, { recursive: true });
+  // verify wants an existing executable
+  const svc = join(dir, 'soci-snapshotter.service');
+  await writeFile(svc, service.replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath}`));
+  const r = await exec('systemd-analyze', ['verify', join(dir, 'soci-snapshotter.socket'), svc], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.trim(), '', r.stderr);
+});
