@@ -3,7 +3,7 @@
     {
       "target_name": "zinflate",
       "sources": ["native/zinflate.c"],
-      "cflags": ["-O2", "-Wall"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
     }
   ]
