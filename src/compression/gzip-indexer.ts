@@ -17,6 +17,7 @@ const AUTO_WBITS = 47;
  * chunk halves throughput — page faults on new memory — and inflates RSS.)
  */
 const OUT_CHUNK = 1 << 20;
+const MAX_IN = 1 << 30;
 
 /** Knobs for tests and benchmarks; the defaults are what production uses. */
 export interface IndexerTuning {
@@ -87,8 +88,9 @@ export class GzipIndexer implements LayerIndexer {
         flush = Z_NO_FLUSH;
         if (untilSpan < space) space = untilSpan;
       }
-      const ret = inf.inflate(chunk, off, len, this.out, 0, space, flush);
-      const consumed = len - inf.availIn;
+      const inLen = Math.min(len, MAX_IN); // zlib counts in 32-bit
+      const ret = inf.inflate(chunk, off, inLen, this.out, 0, space, flush);
+      const consumed = inLen - inf.availIn;
       const produced = space - inf.availOut;
       if ((ret < 0 && ret !== Z_BUF_ERROR) || ret === Z_NEED_DICT) {
         throw new SociError('ERR_BAD_GZIP', `corrupt gzip data near compressed offset ${this.totin + consumed}: ${inf.message() ?? `zlib error ${ret}`}`);
