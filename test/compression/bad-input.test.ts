@@ -182,3 +182,28 @@ test('bounded fuzz: 2000 mutated/truncated checkpoint blobs → success or SociE
   }
   assert.ok(ok < 2000, 'most mutations are rejected');
 });
+
+test('bounded fuzz: 300 corrupted span inputs → the exact length or SociError, never a crash', async () => {
+  const gz = gzipSync(mixed(400_000, 77), { level: 9 });
+  const { result, plain: p } = indexBlob(gz, 'gzip', 30_000, engines[0]!);
+  const table = parseCheckpoints(result.checkpoints, 'gzip', gz.length, p.length);
+  const r = rng(31337);
+  let rejected = 0;
+  for (let n = 0; n < 300; n++) {
+    const id = (r() * table.spans.length) | 0;
+    const s = table.spans[id]!;
+    const bytes = Buffer.from(gz.subarray(s.cStart, s.cEnd));
+    for (let k = 0; k < 1 + ((r() * 3) | 0); k++) {
+      const pos = (r() * bytes.length) | 0;
+      bytes[pos] = bytes[pos]! ^ (1 + ((r() * 255) | 0));
+    }
+    try {
+      const out = await extractSpans(table, id, id, bytes);
+      assert.equal(out.length, s.uEnd - s.uStart);
+    } catch (e) {
+      if (!isSociError(e)) throw new Error(`case ${n}: non-SociError ${(e as Error)?.stack}`);
+      rejected++;
+    }
+  }
+  assert.ok(rejected > 0, 'some corruptions are detected by inflate itself');
+});
