@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { needs } from '../helpers/env.js';
 import { mountsUnder, removeTree, repoRoot, startSnapshotter } from '../helpers/containerd.js';
 import { TestClient } from './grpc-client.js';
+import { freePort } from '../helpers/registry.js';
 
 const skip = needs({ root: true, tools: ['mount', 'umount'] });
 const REF = 'containerd.io/snapshot.ref';
@@ -268,7 +269,7 @@ async function spawnRaw(t: { after: (fn: () => unknown) => void }, cmd: string[]
 test('env configuration, tcp metrics, systemd socket activation (fd://)', { skip }, async (t) => {
   const dir = await scratch(t);
   const main = join(repoRoot, 'src', 'snapshotter', 'main.ts');
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   await writeFile(join(dir, 'env.toml'), `metrics_address = "127.0.0.1:${port}"\n`);
   const sock = join(dir, 'run', 'env.sock');
   const d = await spawnRaw(t, [process.execPath, '--import', 'tsx', main], {
