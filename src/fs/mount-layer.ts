@@ -118,6 +118,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   const cleanup = async () => {
     o.backgroundFetcher?.unregister(fs.spans);
     fs.spans.close();
+    await fs.spans.settled(); // a cache write landing after the drop would leak its span file
     await p.cache.dropLayer(fs.spans.layerKey);
   };
   // The connection can also end from outside (umount by hand, abort): release the layer then too.

@@ -57,6 +57,8 @@ export class SpanManager {
   /** spans being fetched: resolves to the uncompressed span */
   private readonly inflight = new Map<number, Promise<Buffer>>();
   private readonly fetched = new Set<number>();
+  /** cache writes of fetched spans still in progress */
+  private readonly writes = new Set<Promise<void>>();
   private closed = false;
   private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
 
@@ -86,6 +88,11 @@ export class SpanManager {
 
   isFetched(span: number): boolean {
     return this.fetched.has(span);
+  }
+
+  /** Resolves once every fetched span so far has been written to the cache (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.writes.size > 0) await Promise.all([...this.writes]);
   }
 
   /** Stops serving; pending fetches finish but nothing new starts. */
@@ -230,15 +237,18 @@ export class SpanManager {
           this.s.fetchedSize += sp.cEnd - sp.cStart;
         }
         this.s.spansFetched++;
-        await this.cache.put(this.layerKey, id, data);
         return data;
       });
-      const tracked = p.finally(() => {
-        if (this.inflight.get(id) === tracked) this.inflight.delete(id);
+      p.catch(() => undefined);
+      // Readers get the bytes as soon as they are inflated; the span stays "in flight" (so nobody
+      // fetches it again) until the cache write is done.
+      const settled = p.then((data) => this.cache.put(this.layerKey, id, data)).catch(() => undefined).finally(() => {
+        if (this.inflight.get(id) === p) this.inflight.delete(id);
       });
-      tracked.catch(() => undefined);
-      this.inflight.set(id, tracked);
-      return tracked;
+      this.writes.add(settled);
+      void settled.finally(() => this.writes.delete(settled));
+      this.inflight.set(id, p);
+      return p;
     });
     return out;
   }
