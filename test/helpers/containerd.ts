@@ -110,6 +110,8 @@ export interface SnapshotterOptions {
   logLevel?: string;
   /** Directory for the socket/config (default: a new temp dir removed after the test). */
   dir?: string;
+  /** Socket path (default: a fresh one in `dir`); reuse it with `root` to restart "the same" daemon. */
+  address?: string;
 }
 
 export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = {}): Promise<StartedSnapshotter> {
@@ -120,7 +122,7 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
     dir = d;
   }
   const root = opts.root ?? join(dir, 'root');
-  const address = join(dir, `sn-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const address = opts.address ?? join(dir, `sn-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.sock`);
   const configPath = join(dir, 'config.toml');
   await writeFile(configPath, opts.config ?? '');
   const entry = opts.entry ?? join(repoRoot, 'src', 'snapshotter', 'main.ts');
