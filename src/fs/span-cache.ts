@@ -24,7 +24,12 @@ export interface SpanCacheStats {
   evictions: number;
   writes: number;
   writeFailures: number;
+  /** bytes of spans held in memory, and reads served from there */
+  hotBytes: number;
+  hotHits: number;
 }
+
+export const DEFAULT_HOT_MAX_BYTES = 64 * 1024 * 1024;
 
 export class SpanCache {
   readonly dir: string;
@@ -38,13 +43,46 @@ export class SpanCache {
   private readonly layerDirs = new Set<string>();
   private wipReady: Promise<void> | null = null;
 
-  constructor(opts: { dir: string; maxBytes?: number }) {
+  /**
+   * Recently used spans also stay in memory (bounded LRU): a sequential reader then costs one disk
+   * read per span instead of an open/read/close per 1 MiB kernel request.
+   */
+  readonly hotMaxBytes: number;
+  private readonly hot = new Map<string, Buffer>();
+  private hotBytes = 0;
+  private hotHits = 0;
+
+  constructor(opts: { dir: string; maxBytes?: number; hotMaxBytes?: number }) {
     this.dir = opts.dir;
     this.maxBytes = opts.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
+    this.hotMaxBytes = Math.min(opts.hotMaxBytes ?? DEFAULT_HOT_MAX_BYTES, this.maxBytes);
+  }
+
+  private remember(k: string, data: Buffer): void {
+    if (data.length > this.hotMaxBytes / 4) return; // huge spans would flush everything else
+    // A slice of a multi-span buffer would keep the whole parent alive: keep a copy instead.
+    if (data.buffer.byteLength > data.length * 1.25) data = Buffer.from(data);
+    const prev = this.hot.get(k);
+    if (prev) this.hotBytes -= prev.length;
+    this.hot.delete(k);
+    this.hot.set(k, data);
+    this.hotBytes += data.length;
+    for (const [hk, hv] of this.hot) {
+      if (this.hotBytes <= this.hotMaxBytes) break;
+      this.hot.delete(hk);
+      this.hotBytes -= hv.length;
+    }
+  }
+
+  private forget(k: string): void {
+    const h = this.hot.get(k);
+    if (!h) return;
+    this.hot.delete(k);
+    this.hotBytes -= h.length;
   }
 
   stats(): SpanCacheStats {
-    return { bytes: this.bytes, entries: this.entries.size, maxBytes: this.maxBytes, evictions: this.evictions, writes: this.writes, writeFailures: this.writeFailures };
+    return { bytes: this.bytes, entries: this.entries.size, maxBytes: this.maxBytes, evictions: this.evictions, writes: this.writes, writeFailures: this.writeFailures, hotBytes: this.hotBytes, hotHits: this.hotHits };
   }
 
   has(layer: string, span: number): boolean {
@@ -62,11 +100,31 @@ export class SpanCache {
     if (!e) return null;
     this.entries.delete(k);
     this.entries.set(k, e);
+    const len = Math.max(0, Math.min(end, e.size) - start);
+    const h = this.hot.get(k);
+    if (h) {
+      this.hot.delete(k);
+      this.hot.set(k, h);
+      this.hotHits++;
+      return h.subarray(start, start + len);
+    }
     e.pins++;
     try {
       const fh = await open(e.path, 'r');
       try {
-        const len = Math.max(0, Math.min(end, e.size) - start);
+        if (e.size <= this.hotMaxBytes / 4) {
+          // Load the whole span once: the next reads of it are served from memory.
+          const whole = Buffer.allocUnsafe(e.size);
+          let n = 0;
+          while (n < e.size) {
+            const { bytesRead } = await fh.read(whole, n, e.size - n, n);
+            if (bytesRead === 0) break;
+            n += bytesRead;
+          }
+          if (n !== e.size) return null;
+          this.remember(k, whole);
+          return whole.subarray(start, start + len);
+        }
         const buf = Buffer.allocUnsafe(len);
         let got = 0;
         while (got < len) {
@@ -107,6 +165,7 @@ export class SpanCache {
       if (prev) this.bytes -= prev.size;
       this.entries.set(k, { path, size: data.length, pins: 0 });
       this.bytes += data.length;
+      this.remember(k, data);
     } catch {
       // A full disk must not fail the read that fetched the span: it is served from memory.
       this.writeFailures++;
@@ -121,6 +180,7 @@ export class SpanCache {
     for (const [k, e] of [...this.entries]) {
       if (!k.startsWith(prefix)) continue;
       this.entries.delete(k);
+      this.forget(k);
       this.bytes -= e.size;
     }
     const dir = join(this.dir, safe(layer));
@@ -135,6 +195,7 @@ export class SpanCache {
       if (this.bytes <= this.maxBytes) break;
       if (e.pins > 0) continue;
       this.entries.delete(k);
+      this.forget(k);
       this.bytes -= e.size;
       this.evictions++;
       victims.push(e);

@@ -8,9 +8,10 @@ import { SociError } from '../errors.js';
 import { ANN, EMPTY_CONFIG, MT, layerCompression } from '../oci/media-types.js';
 import { encodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
 import { BUILD_TOOL_IDENTIFIER } from '../version.js';
-import { buildZtoc, marshalZtoc, unmarshalZtoc } from '../ztoc/index.js';
+import { unmarshalZtoc } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
-import { buildPrefetchArtifacts, prefetchHits, type SpanRange } from './prefetch.js';
+import { buildPrefetchArtifacts, type SpanRange } from './prefetch.js';
+import { buildZtocBytes, summarize, type ZtocBuild } from './ztoc-worker.js';
 
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_MIN_LAYER_SIZE = 10 * 1024 * 1024;
@@ -30,7 +31,11 @@ export interface BuildOptions {
   optimizations?: string[];
   prefetchFiles?: string[];
   force?: boolean;
-  /** bounded parallelism of layer indexing (default 2: one per core here) */
+  /**
+   * Layers indexed at once. Default: 2 worker threads for sources that stream from a network (the
+   * download overlaps indexing on both cores); 1 layer at a time in-process for local layouts, where
+   * there is nothing to overlap and peak memory matters more (one TOC in memory at a time).
+   */
   concurrency?: number;
   log?: (line: string) => void;
   /** progress callback: bytes of a layer consumed so far */
@@ -39,6 +44,8 @@ export interface BuildOptions {
 
 export interface LayerSource {
   openBlob(digest: string): AsyncIterable<Buffer>;
+  /** true when openBlob itself fails on bytes that do not match the digest (registry client) */
+  readonly verifiesBlobs?: boolean;
 }
 
 export interface BuiltIndex {
@@ -67,7 +74,7 @@ export async function buildSociIndex(
   // Per layer only what the index needs (never the TOC model: it can be 100+ MB for big layers).
   type Built = { desc: Descriptor; bytes: Buffer; reused: boolean; layer: Descriptor; needsXattrs: boolean; hits: Map<string, SpanRange> };
   const results: Array<Built | null> = new Array(layers.length).fill(null);
-  const summarize = (ztoc: Ztoc) => ({ needsXattrs: needsXattrs(ztoc), hits: prefetchHits(ztoc, opts.prefetchFiles ?? []) });
+  const prefetchFiles = opts.prefetchFiles ?? [];
 
   const work = async (i: number) => {
     const layer = layers[i]!;
@@ -86,28 +93,29 @@ export async function buildSociIndex(
       const hit = await cache.find(layer.digest, spanSize);
       if (hit) {
         log(`layer ${layer.digest} -> ztoc ${hit.desc.digest} (already exists)`);
-        results[i] = { ...hit, reused: true, layer, ...summarize(unmarshalZtoc(hit.bytes)) };
+        const s = summarize(unmarshalZtoc(hit.bytes), prefetchFiles);
+        results[i] = { ...hit, reused: true, layer, needsXattrs: s.needsXattrs, hits: s.hits };
         return;
       }
     }
-    let ztoc: Ztoc;
+    let built: ZtocBuild;
     try {
-      ztoc = await buildZtoc(verified(source.openBlob(layer.digest), layer, opts.onProgress), { compression: comp, spanSize });
+      built = await buildZtocBytes(verified(source.openBlob(layer.digest), layer, opts.onProgress, !source.verifiesBlobs), { compression: comp, spanSize, prefetchFiles }, (opts.concurrency ?? (source.verifiesBlobs ? 2 : 1)) > 1);
     } catch (e) {
       // Name the layer: a corrupt byte or a wrong download must be traceable to its blob.
       if (e instanceof SociError && !e.message.includes(layer.digest)) throw new SociError(e.code, `layer ${layer.digest}: ${e.message}`, { cause: e });
       throw e;
     }
-    if (ztoc.compressedArchiveSize !== layer.size) {
-      throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest}: read ${ztoc.compressedArchiveSize} bytes, descriptor says ${layer.size}`);
+    if (built.compressedArchiveSize !== layer.size) {
+      throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest}: read ${built.compressedArchiveSize} bytes, descriptor says ${layer.size}`);
     }
-    const bytes = marshalZtoc(ztoc);
+    const bytes = built.bytes;
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const desc = { mediaType: MT.ztoc, digest, size: bytes.length };
     log(`layer ${layer.digest} -> ztoc ${digest}`);
-    results[i] = { desc, bytes, reused: false, layer, ...summarize(ztoc) };
+    results[i] = { desc, bytes, reused: false, layer, needsXattrs: built.needsXattrs, hits: built.hits };
   };
-  await runBounded(layers.length, opts.concurrency ?? 2, work);
+  await runBounded(layers.length, opts.concurrency ?? (source.verifiesBlobs ? 2 : 1), work);
 
   const built = results.filter((r): r is NonNullable<typeof r> => r !== null);
   if (built.length === 0) throw new SociError('ERR_EMPTY_INDEX', 'no ztocs created, all layers either skipped or produced errors');
@@ -149,26 +157,20 @@ export function validateSizes(spanSize: number, minLayerSize: number): void {
   if (!Number.isSafeInteger(minLayerSize) || minLayerSize < 0) throw new SociError('ERR_USAGE', 'min layer size must be >= 0');
 }
 
-/** xattrs can be disabled only when no entry has SCHILY.xattr.* records and no dir is opaque. */
-function needsXattrs(z: Ztoc): boolean {
-  for (const e of z.toc) {
-    if (e.name.toString('latin1').endsWith('.wh..wh..opq')) return true;
-    for (const p of e.pax) if (p.key.toString('latin1').startsWith('SCHILY.xattr.')) return true;
-  }
-  return false;
-}
-
-/** Passes the layer through while checking its sha256 and size; errors at the end on mismatch. */
-async function* verified(src: AsyncIterable<Buffer>, layer: Descriptor, onProgress?: BuildOptions['onProgress']): AsyncIterable<Buffer> {
-  const h = createHash('sha256');
+/**
+ * Passes the layer through while checking its size and (unless the source already does) its sha256;
+ * errors at the end on mismatch, before the zTOC is used.
+ */
+async function* verified(src: AsyncIterable<Buffer>, layer: Descriptor, onProgress: BuildOptions['onProgress'], hash: boolean): AsyncIterable<Buffer> {
+  const h = hash ? createHash('sha256') : null;
   let n = 0;
   for await (const chunk of src) {
-    h.update(chunk);
+    h?.update(chunk);
     n += chunk.length;
     onProgress?.(layer.digest, n, layer.size);
     yield chunk;
   }
-  const got = `sha256:${h.digest('hex')}`;
+  const got = h ? `sha256:${h.digest('hex')}` : layer.digest;
   if (got !== layer.digest || n !== layer.size) {
     throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest} content does not match its descriptor (got ${got}, ${n} bytes)`);
   }

@@ -11,6 +11,8 @@ import type { ConvertSource } from './convert.js';
 
 export class RegistryImageSource implements ConvertSource {
   private readonly manifests = new Map<string, Buffer>();
+  /** fetchBlob checks size and digest at the end of every stream */
+  readonly verifiesBlobs = true;
 
   constructor(
     readonly client: RegistryClient,
