@@ -134,6 +134,8 @@ export class SociLayerMounter implements LayerMounter {
         cache: this.cache,
         options: {
           readTimeoutMs: this.o.config.blob.fetching_timeout_sec * 1000,
+          // 1 MiB kernel readahead: +65 % sequential throughput, −35 % CPU/GB (fuse-notes §3)
+          readaheadKb: 1024,
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
           ...(this.o.config.prefetch.enable && c.artifacts.prefetch.get(layerDigest) ? { prefetch: c.artifacts.prefetch.get(layerDigest)! } : {}),
           log: this.o.log,

@@ -10,10 +10,10 @@ import { buildLayout, pseudoRandom, type BuiltLayout } from './images.js';
 
 export const APP_INDEX_HTML = '<html><body>hello from a lazily loaded image</body></html>\n';
 
-export function buildAppImage(dir: string, opts: { bulkMb?: number; tag?: string } = {}): BuiltLayout {
+export function buildAppImage(dir: string, opts: { bulkMb?: number; tag?: string; seed?: number } = {}): BuiltLayout {
   const bulkMb = opts.bulkMb ?? 24;
   const bulk: Record<string, Buffer> = {};
-  for (let i = 0; i < Math.ceil(bulkMb / 4); i++) bulk[`usr/share/bulk/part${i}.bin`] = pseudoRandom(4 << 20, 100 + i, 0.6);
+  for (let i = 0; i < Math.ceil(bulkMb / 4); i++) bulk[`usr/share/bulk/part${i}.bin`] = pseudoRandom(4 << 20, (opts.seed ?? 100) + i, 0.6);
   return buildLayout(dir, {
     tag: opts.tag ?? 'latest',
     images: [
