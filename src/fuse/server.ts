@@ -54,6 +54,8 @@ export interface FuseServerOptions {
    * names): 'utf8' (default) or 'latin1' for byte-exact names that may not be valid UTF-8.
    */
   names?: NameEncoding;
+  /** Called once per answered request: op name, latency in µs, and whether it was an error reply (metrics). */
+  onOp?: (op: string, micros: number, failed: boolean) => void;
 }
 
 export type CloseReason = 'unmounted' | 'aborted' | 'error';
@@ -87,7 +89,12 @@ interface Pending {
   opcode: number;
   start: number;
   done: boolean;
+  /** performance.now() at arrival, for the onOp latency hook */
+  t0: number;
 }
+
+/** Op code → lower-case name (`read`, `lookup`, …) for the onOp hook. */
+const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()]));
 
 const TWO32 = 4294967296;
 const MAX_READAHEAD = 1024 * 1024;
@@ -315,7 +322,7 @@ export class FuseServer extends EventEmitter {
         return;
       }
     }
-    const p: Pending = { lo, hi, opcode, start: Date.now(), done: false };
+    const p: Pending = { lo, hi, opcode, start: Date.now(), done: false, t0: performance.now() };
     if (opcode === Op.INIT) return this.init(req, p);
     if (opcode === Op.DESTROY) {
       this.replyEmpty(p);
@@ -381,10 +388,11 @@ export class FuseServer extends EventEmitter {
   // ---- reply writers (one synchronous write per reply) ----
 
   /** Marks `p` answered; false when it was already (timeout/interrupt) or the connection ended. */
-  private take(p: Pending): boolean {
+  private take(p: Pending, failed = false): boolean {
     if (p.done || this.isClosed) return false;
     p.done = true;
     if (this.pending.delete(p.lo + p.hi * TWO32)) this.stats.inflight = this.pending.size;
+    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, failed);
     return true;
   }
 
@@ -403,7 +411,7 @@ export class FuseServer extends EventEmitter {
   }
 
   private replyError(p: Pending, errno: number): void {
-    if (!this.take(p)) return;
+    if (!this.take(p, true)) return;
     this.stats.errorReplies++;
     writeOutHeader(this.scratch, OUT_HEADER_SIZE, errno, p.lo, p.hi);
     this.writeOut(this.scratch, OUT_HEADER_SIZE);

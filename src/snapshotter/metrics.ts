@@ -79,3 +79,55 @@ export async function serveMetrics(address: string, network: string): Promise<Se
   });
   return server;
 }
+
+/** Per mounted layer figures, read from the layer mounts at scrape time (no bookkeeping on the read path). */
+export interface LayerStatsLike {
+  digest: string;
+  mountpoint: string;
+  bytesFetched: number;
+  fetchedSize: number;
+  rangeRequests: number;
+  cacheHits: number;
+  cacheMisses: number;
+  fetchFailures: number;
+  verifyFailures: number;
+}
+let layerStats: () => LayerStatsLike[] = () => [];
+let layerSizes: () => Map<string, number> = () => new Map();
+
+/** The mounter registers where the per-layer figures come from. */
+export function setLayerStatsProvider(stats: () => LayerStatsLike[], sizes: () => Map<string, number>): void {
+  layerStats = stats;
+  layerSizes = sizes;
+}
+
+function layerGauge(name: string, help: string, pick: (s: LayerStatsLike) => number): void {
+  new Gauge({
+    name,
+    help,
+    labelNames: ['digest', 'mountpoint'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of layerStats()) this.set({ digest: s.digest, mountpoint: s.mountpoint }, pick(s));
+    },
+  });
+}
+
+layerGauge('soci_fs_layer_fetched_size_bytes', 'Compressed bytes of the layer fetched and verified so far', (s) => s.fetchedSize);
+layerGauge('soci_fs_layer_bytes_downloaded', 'Compressed bytes received from the registry for the layer (all attempts)', (s) => s.bytesFetched);
+layerGauge('soci_fs_layer_range_requests', 'Range requests made for the layer', (s) => s.rangeRequests);
+layerGauge('soci_fs_layer_span_cache_hits', 'Reads of the layer served from the span cache', (s) => s.cacheHits);
+layerGauge('soci_fs_layer_span_cache_misses', 'Reads of the layer that had to fetch a span', (s) => s.cacheMisses);
+layerGauge('soci_fs_layer_fetch_failures', 'Failed span fetches (network or digest) of the layer', (s) => s.fetchFailures + s.verifyFailures);
+new Gauge({
+  name: 'soci_fs_layer_size_bytes',
+  help: 'Compressed size of the mounted layer',
+  labelNames: ['digest', 'mountpoint'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    const sizes = layerSizes();
+    for (const s of layerStats()) this.set({ digest: s.digest, mountpoint: s.mountpoint }, sizes.get(s.digest) ?? 0);
+  },
+});

@@ -14,6 +14,14 @@ import { fetchSociArtifacts, type SociArtifacts } from '../soci/discovery.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
+import { operationCount, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
+
+/** FUSE op → the reference's operation_type names where it has one (§5.12). */
+function fuseOpType(op: string): string {
+  if (op === 'read') return 'synchronous_read';
+  if (op === 'readdir' || op === 'readdirplus') return 'node_readdir';
+  return `fuse_${op}`;
+}
 
 export const LABELS = {
   imageRef: 'containerd.io/snapshot/cri.image-ref',
@@ -43,6 +51,7 @@ export class SociLayerMounter implements LayerMounter {
   private readonly hosts: RegistryHosts;
   private readonly contexts = new Map<string, Promise<Context>>();
   private readonly mounts = new Map<string, LayerMount>();
+  private readonly sizes = new Map<string, number>();
   readonly cache: SpanCache;
   readonly fetcher: BackgroundFetcher | undefined;
 
@@ -56,6 +65,10 @@ export class SociLayerMounter implements LayerMounter {
       retry: { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) },
     });
     this.cache = new SpanCache({ dir: join(o.root, 'soci', 'spancache'), ...(o.cacheMaxBytes ? { maxBytes: o.cacheMaxBytes } : {}) });
+    setLayerStatsProvider(
+      () => this.stats(),
+      () => new Map([...this.sizes]),
+    );
     const bg = o.config.background_fetch;
     this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, log: o.log });
   }
@@ -120,6 +133,7 @@ export class SociLayerMounter implements LayerMounter {
     }
     const layerDigest = labels[LABELS.layerDigest]!;
     const timeoutMs = this.o.config.mount_timeout_sec * 1000;
+    const t0 = performance.now();
     const work = (async () => {
       const c = await this.context(labels);
       const z = c.artifacts.ztocs.get(layerDigest);
@@ -139,8 +153,16 @@ export class SociLayerMounter implements LayerMounter {
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
           ...(this.o.config.prefetch.enable && c.artifacts.prefetch.get(layerDigest) ? { prefetch: c.artifacts.prefetch.get(layerDigest)! } : {}),
           log: this.o.log,
+          fuse: {
+            onOp: (op, micros, failed) => {
+              operationDurationUs.observe({ operation_type: fuseOpType(op), layer: layerDigest }, micros);
+              if (failed) operationCount.inc({ operation_type: `fuse_${op}_failure_count`, layer: layerDigest });
+            },
+          },
         },
       });
+      this.sizes.set(layerDigest, size);
+      operationDurationMs.observe({ operation_type: 'mount', layer: layerDigest }, performance.now() - t0);
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
       this.mounts.set(mountpoint, m);
       this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });

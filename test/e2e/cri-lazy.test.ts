@@ -49,7 +49,8 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
   await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
   await exec(process.execPath, [SOCI, '--root', join(tmp, 'soci'), 'convert', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
 
-  const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n' });
+  const metricsPort = await freePort();
+  const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n` });
   const cd = await startContainerd(t, {
     snapshotterSocket: sn.address,
     cri: true,
@@ -83,4 +84,14 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
   assert.equal(state.digest, layer);
   assert.ok(state.fetchedSize > 0, 'busybox was read through FUSE');
   assert.ok(state.fetchedSize < state.size * 0.25, `fetched ${state.fetchedSize} of ${state.size} bytes`);
+
+  // Prometheus: per-layer fetch figures and FUSE read latencies of the lazy layer.
+  const metrics = (await exec('curl', ['-sf', `http://127.0.0.1:${metricsPort}/metrics`])).stdout;
+  const fetched = new RegExp(`soci_fs_layer_fetched_size_bytes\\{digest="${layer}",mountpoint="[^"]+"\\} (\\d+)`).exec(metrics);
+  assert.ok(fetched, metrics.slice(0, 3000));
+  assert.equal(Number(fetched[1]), state.fetchedSize);
+  assert.match(metrics, new RegExp(`soci_fs_layer_size_bytes\\{digest="${layer}",mountpoint="[^"]+"\\} ${state.size}`));
+  const reads = new RegExp(`soci_fs_operation_duration_microseconds_count\\{operation_type="synchronous_read",layer="${layer}"\\} (\\d+)`).exec(metrics);
+  assert.ok(reads && Number(reads[1]) > 0, 'FUSE read latencies recorded');
+  assert.match(metrics, /soci_fs_operation_count\{operation_type="fuse_mount_failure_count",layer=""\} 0/);
 });
