@@ -46,6 +46,19 @@ export function summarize(z: Ztoc, prefetchFiles: string[]): Omit<ZtocBuild, 'by
 const BUF_SIZE = 1 << 20;
 const POOL = 8;
 
+/**
+ * Runs this module on a worker. From source (tests, `node --import tsx`) the worker does not inherit
+ * the TypeScript loader, so it starts from a small bootstrap that registers tsx first.
+ */
+function startWorker(job: Job): Worker {
+  // A small young generation: the TOC is long-lived data, and each MB here is paid per layer in flight.
+  const opts = { workerData: job, resourceLimits: { maxYoungGenerationSizeMb: 4 } };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL(import.meta.url), opts);
+  const api = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); });`;
+  return new Worker(boot, { ...opts, eval: true });
+}
+
 /** `SOCI_INDEX_WORKERS=0` never uses worker threads, `=1` always does (tests compare both). */
 export function workersEnabled(): boolean {
   return process.env.SOCI_INDEX_WORKERS !== '0';
@@ -63,8 +76,7 @@ export async function buildZtocBytes(source: AsyncIterable<Buffer>, job: Job, on
     const z = await buildZtoc(source, { compression: job.compression, spanSize: job.spanSize });
     return { bytes: marshalZtoc(z), ...summarize(z, job.prefetchFiles) };
   }
-  // A small young generation: the TOC is long-lived data, and each MB here is paid per layer in flight.
-  const w = new Worker(new URL(import.meta.url), { workerData: job, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+  const w = startWorker(job);
   const free: ArrayBuffer[] = Array.from({ length: POOL }, () => new ArrayBuffer(BUF_SIZE));
   let wake: (() => void) | null = null;
   let failure: unknown;

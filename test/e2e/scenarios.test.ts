@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -101,7 +101,7 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
     assert.equal((await fuseMounts(root)).length, 1, 'the remote snapshot is mounted again, once');
   });
 
-  await t.test('registry gone: fetched data stays readable, unfetched reads fail with EIO (no hang)', async () => {
+  await t.test('registry gone: fetched data stays readable, unfetched reads fail with EIO (no hang), and succeed once it is back', async (st) => {
     const [mp] = await fuseMounts(root);
     await reg.stop();
     const cached = await exec('cat', [join(mp!, 'www', 'index.html')], { timeout: 20_000 });
@@ -115,5 +115,15 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
     assert.ok(!r.killed, 'the read hung');
     assert.match(r.stderr.toString(), /Input\/output error/);
     assert.ok(Date.now() - t0 < 45_000, `EIO took ${Date.now() - t0} ms`);
+
+    // The registry comes back (same port, same storage): the failed span is fetched and the read succeeds.
+    const back = spawn('docker-registry', ['serve', join(reg.workDir, 'config.yml')], { stdio: 'ignore' });
+    st.after(() => back.kill('SIGTERM'));
+    for (let i = 0; i < 100; i++) {
+      if (await exec('curl', ['-sf', `${reg.url}/v2/`]).then(() => true, () => false)) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const again = await exec('cat', [join(mp!, 'usr', 'share', 'bulk', 'part5.bin')], { timeout: 60_000, encoding: 'buffer', maxBuffer: 1 << 24 });
+    assert.equal(again.stdout.length, 4 << 20);
   });
 });
