@@ -1,7 +1,6 @@
 /** Registry client construction from CLI flags: --plain-http, --user, --insecure-registry, --debug. */
 import { Command } from 'commander';
-import { isLocalhost } from '../oci/reference.js';
-import { RegistryClient, defaultCredentials } from '../registry/index.js';
+import { RegistryHosts, defaultCredentials, type RegistryClient } from '../registry/index.js';
 import { VERSION } from '../version.js';
 
 export interface RegistryFlags {
@@ -19,26 +18,22 @@ export function addRegistryFlags(cmd: Command): Command {
     .option('--insecure-registry <host>', 'https without certificate verification for this registry (repeatable)', collect, []);
 }
 
-const clients = new Map<string, RegistryClient>();
+let hosts: RegistryHosts | null = null;
 
 /** One client per registry per process (keep-alive pool and token cache shared by all calls). */
 export function registryClient(registry: string, f: RegistryFlags, debug: boolean): RegistryClient {
-  let c = clients.get(registry);
-  if (!c) {
-    c = new RegistryClient({
-      registry,
-      plainHttp: f.plainHttp || isLocalhost(registry),
-      insecure: f.insecureRegistry?.includes(registry) ?? false,
-      credentials: defaultCredentials(f.user),
-      userAgent: `soci-ts/${VERSION}`,
-      ...(debug ? { debug: (line: string) => process.stderr.write(`debug: ${line}\n`) } : {}),
-    });
-    clients.set(registry, c);
-  }
-  return c;
+  hosts ??= new RegistryHosts({
+    plainHttp: f.plainHttp ? true : 'localhost',
+    insecure: f.insecureRegistry ?? [],
+    credentials: defaultCredentials(f.user),
+    userAgent: `soci-ts/${VERSION}`,
+    ...(debug ? { debug: (line: string) => process.stderr.write(`debug: ${line}\n`) } : {}),
+  });
+  return hosts.get(registry);
 }
 
 export async function closeClients(): Promise<void> {
-  await Promise.all([...clients.values()].map((c) => c.close()));
-  clients.clear();
+  const h = hosts;
+  hosts = null;
+  await h?.close();
 }

@@ -78,18 +78,11 @@ export class SociLayerMounter implements LayerMounter {
     return this.client(host);
   }
 
-  private client(host: string): RegistryClient {
-    return isLocalhost(host) ? this.localClient(host) : this.hosts.get(host);
-  }
+  /** localhost registries are spoken to over http, like the reference's resolver */
+  private readonly localHosts = new RegistryHosts({ plainHttp: true, credentials: defaultCredentials(), userAgent: `soci-snapshotter/${VERSION}` });
 
-  private readonly local = new Map<string, RegistryClient>();
-  private localClient(host: string): RegistryClient {
-    let c = this.local.get(host);
-    if (!c) {
-      c = new RegistryHosts({ plainHttp: true, credentials: defaultCredentials(), userAgent: `soci-snapshotter/${VERSION}` }).get(host);
-      this.local.set(host, c);
-    }
-    return c;
+  private client(host: string): RegistryClient {
+    return isLocalhost(host) ? this.localHosts.get(host) : this.hosts.get(host);
   }
 
   /** The index and zTOCs of an image, fetched once per manifest digest (mirrors first, then the registry). */
@@ -194,7 +187,7 @@ export class SociLayerMounter implements LayerMounter {
     for (const mp of [...this.mounts.keys()]) await this.unmount(mp);
     this.fetcher?.stop();
     await this.hosts.close();
-    await Promise.all([...this.local.values()].map((c) => c.close()));
+    await this.localHosts.close();
   }
 }
 
