@@ -25,6 +25,8 @@ export interface DaemonHooks {
   unpacker?: LocalUnpacker;
   /** Called at start before anything is mounted; default: umount everything under the dir. */
   cleanupStaleMounts?: (snapshotsDir: string) => Promise<void>;
+  /** Extra gRPC services on the same socket (the CRI image-service proxy); returns a closer. */
+  grpcServices?: (server: grpc.Server) => (() => void) | void;
 }
 
 export interface DaemonOptions {
@@ -114,6 +116,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
 
   const server = new grpc.Server();
   server.addService(loadSnapshotsService(), createHandlers(snapshotter, logger));
+  const closeExtra = hooks.grpcServices?.(server);
   let socketPath: string | null = null;
   let fdServer: NetServer | null = null;
   const fd = o.address.startsWith('fd://') ? systemdFd() : null;
@@ -137,6 +140,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       if (stopped) return;
       stopped = true;
       server.forceShutdown();
+      if (closeExtra) closeExtra();
       fdServer?.close();
       metrics?.close();
       if (unmount) await snapshotter.unmountAll();

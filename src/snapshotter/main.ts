@@ -40,7 +40,16 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
     const { SociLayerMounter, cleanupStaleSociMounts } = await import('./soci-mounter.js');
     const { RegistryLocalUnpacker } = await import('./local-unpacker.js');
     const log = (msg: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, msg);
-    const mounter = new SociLayerMounter({ config, root: opts.root, log });
+    let keychain: import('./cri-keychain.js').CriKeychain | undefined;
+    if (config.cri_keychain.enable_keychain) {
+      const { CriKeychain, addImageServiceProxy } = await import('./cri-keychain.js');
+      const kc = new CriKeychain();
+      keychain = kc;
+      const target = config.cri_keychain.image_service_path.replace(/^unix:\/\//, '');
+      hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, log) };
+      log('serving the CRI image service proxy', { target });
+    }
+    const mounter = new SociLayerMounter({ config, root: opts.root, log, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
     // Layers an index does not cover are fetched, diff_id-verified and unpacked by us (§5.4 step 5).
     const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), log);
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };

@@ -9,7 +9,8 @@ import { SociError } from '../errors.js';
 import { BackgroundFetcher, SpanCache, mountLayer, type LayerMount } from '../fs/index.js';
 import { cleanupStaleMounts, umount } from '../fuse/index.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
-import { defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
+import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
+import type { CredentialProvider } from '../registry/types.js';
 import { fetchSociArtifacts, type SociArtifacts } from '../soci/discovery.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
@@ -39,6 +40,8 @@ export interface SociMounterOptions {
   log: Log;
   /** bytes of uncompressed spans kept on disk for all layers together */
   cacheMaxBytes?: number;
+  /** consulted after Docker config (the reference's order): the CRI keychain */
+  extraCredentials?: CredentialProvider;
 }
 
 interface Context {
@@ -55,12 +58,16 @@ export class SociLayerMounter implements LayerMounter {
   readonly cache: SpanCache;
   readonly fetcher: BackgroundFetcher | undefined;
 
+  private readonly credentials: CredentialProvider;
+
   constructor(private readonly o: SociMounterOptions) {
+    this.credentials = o.extraCredentials ? chainCredentials(defaultCredentials(), o.extraCredentials) : defaultCredentials();
+    this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}` });
     const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
     this.hosts = new RegistryHosts({
       // Like the reference's resolver: http for localhost and for mirrors marked insecure.
       plainHttp: [...insecure],
-      credentials: defaultCredentials(),
+      credentials: this.credentials,
       userAgent: `soci-snapshotter/${VERSION}`,
       retry: { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) },
     });
@@ -79,7 +86,7 @@ export class SociLayerMounter implements LayerMounter {
   }
 
   /** localhost registries are spoken to over http, like the reference's resolver */
-  private readonly localHosts = new RegistryHosts({ plainHttp: true, credentials: defaultCredentials(), userAgent: `soci-snapshotter/${VERSION}` });
+  private readonly localHosts: RegistryHosts;
 
   private client(host: string): RegistryClient {
     return isLocalhost(host) ? this.localHosts.get(host) : this.hosts.get(host);

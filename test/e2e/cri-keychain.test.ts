@@ -1,0 +1,51 @@
+/**
+ * `[cri_keychain]`: kubelet talks CRI ImageService to our socket; we forward to containerd and keep
+ * the pull's registry credentials, so lazy mounts of an image in a password-protected registry work.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { needs } from '../helpers/env.js';
+import { startRegistry } from '../helpers/registry.js';
+import { removeTree, startContainerd, startSnapshotter } from '../helpers/containerd.js';
+import { criListImages, criPull } from '../helpers/cri.js';
+import { buildAppImage } from '../helpers/app-image.js';
+
+const exec = promisify(execFile);
+const SOCI = join(process.cwd(), 'bin/soci.js');
+
+test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: needs({ root: true, tools: ['containerd', 'ctr', 'docker-registry', 'skopeo'] }), timeout: 600_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'soci-kc-'));
+  const reg = await startRegistry(t, { auth: 'htpasswd' });
+  const creds = `${reg.user}:${reg.password}`;
+  const app = buildAppImage(join(dir, 'app'), { bulkMb: 16, seed: 7 });
+  await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
+  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '-q', '-u', creds, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+
+  const address = join(dir, 'sn.sock');
+  const cd = await startContainerd(t, {
+    snapshotterSocket: address,
+    cri: true,
+    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
+  });
+  const sn = await startSnapshotter(t, {
+    address,
+    dir,
+    config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${cd.address}"\n[background_fetch]\ndisable = true\n`,
+  });
+  t.after(() => removeTree(dir));
+
+  // kubelet's view: the image service is the snapshotter's socket
+  await criPull(sn.address, `${reg.host}/app:soci`, { username: reg.user!, password: reg.password! });
+  const images = await criListImages(sn.address);
+  assert.ok(images.some((i) => i.repo_tags.includes(`${reg.host}/app:soci`)), JSON.stringify(images));
+
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(' - fuse.soci ') && l.includes(dir));
+  assert.equal(mounts.length, 1, `lazy mount with the keychain's credentials\n${sn.logs().slice(-3000)}`);
+  assert.ok(sn.logLines().some((l) => l.msg === 'CRI PullImage proxied' && l.credentials === 'provided'));
+  assert.ok(!sn.logs().includes(reg.password!), 'the password never appears in the logs');
+});
