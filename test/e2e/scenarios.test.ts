@@ -15,6 +15,7 @@ import { startRegistry, freePort } from '../helpers/registry.js';
 import { removeTree, startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
 import { criPull } from '../helpers/cri.js';
 import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
+import { RegistryClient } from '../../src/registry/index.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
@@ -74,6 +75,24 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
     assert.ok(defer.length >= 2, `both layers deferred:\n${sn.logs().slice(-2000)}`);
     assert.equal((await fuseMounts(root)).length, 1, 'no new FUSE mount for the unindexed image');
     assert.equal(await runApp(st, cd, `${reg.host}/plain:v1`), APP_INDEX_HTML);
+  });
+
+  await t.test('a dangling v2 index annotation: deferred to containerd, no v1 fallback, still runs', async (st) => {
+    const other = buildAppImage(join(dir, 'dangling'), { bulkMb: 12, seed: 4242 });
+    await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${other.dir}:latest`, `docker://${reg.host}/dangling:v1`]);
+    const client = new RegistryClient({ registry: reg.host, plainHttp: true });
+    st.after(() => client.close());
+    const m = await client.getManifest('dangling', 'v1');
+    const j = JSON.parse(m.bytes.toString('utf8'));
+    const missing = `sha256:${'ab'.repeat(32)}`;
+    j.annotations = { 'com.amazon.soci.index-digest': missing };
+    await client.putManifest('dangling', 'annotated', Buffer.from(JSON.stringify(j)), m.mediaType);
+    const before = (await fuseMounts(root)).length;
+    await criPull(cd.address, `${reg.host}/dangling:annotated`);
+    assert.equal((await fuseMounts(root)).length, before, 'no lazy mount for a dangling index');
+    const deferred = sn.logLines().filter((l) => (l['defer-snapshot-runtime'] === 'true' || l['defer-snapshot-runtime'] === true) && String(l.reason ?? '').includes(missing));
+    assert.ok(deferred.length >= 1, sn.logs().slice(-3000));
+    assert.equal(await runApp(st, cd, `${reg.host}/dangling:annotated`), APP_INDEX_HTML);
   });
 
   await t.test('ctr snapshots ls / info / usage / rm', async () => {
