@@ -12,6 +12,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { RegistryClient } from '../src/registry/index.js';
 
@@ -29,7 +30,7 @@ function sha(b: Buffer) {
   return `sha256:${createHash('sha256').update(b).digest('hex')}`;
 }
 
-async function buildImage(dir: string): Promise<{ layers: Array<{ digest: string; size: number }> }> {
+export async function buildImage(dir: string): Promise<{ layers: Array<{ digest: string; size: number }> }> {
   const stamp = join(dir, 'built.json');
   if (existsSync(stamp)) return JSON.parse(readFileSync(stamp, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
@@ -156,7 +157,9 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

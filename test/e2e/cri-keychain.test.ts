@@ -26,16 +26,20 @@ test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: n
   await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
   await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '-q', '-u', creds, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
 
+  // The snapshotter first (containerd would otherwise be in dial backoff towards it), told where
+  // containerd's socket will be.
   const address = join(dir, 'sn.sock');
-  const cd = await startContainerd(t, {
-    snapshotterSocket: address,
-    cri: true,
-    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
-  });
+  const ctdSocket = join(dir, 'containerd.sock');
   const sn = await startSnapshotter(t, {
     address,
     dir,
-    config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${cd.address}"\n[background_fetch]\ndisable = true\n`,
+    config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${ctdSocket}"\n[background_fetch]\ndisable = true\n`,
+  });
+  await startContainerd(t, {
+    snapshotterSocket: address,
+    address: ctdSocket,
+    cri: true,
+    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
   });
   t.after(() => removeTree(dir));
 

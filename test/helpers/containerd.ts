@@ -163,13 +163,17 @@ export interface ContainerdOptions {
   extraToml?: string;
   /** Enable the CRI plugin with snapshotter = "soci", disable_snapshot_annotations = false. */
   cri?: boolean;
+  /** CRI's snapshotter (default "soci"; "overlayfs" for full-pull baselines) */
+  criSnapshotter?: string;
+  /** containerd's socket path (default: inside its temp dir); fix it when something must know it first */
+  address?: string;
 }
 
 export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Promise<StartedContainerd> {
   const dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-ctd-'));
   const root = join(dir, 'root');
   const state = join(dir, 'state');
-  const address = join(dir, 'containerd.sock');
+  const address = opts.address ?? join(dir, 'containerd.sock');
   const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.snapshotter.v1.devmapper'];
   if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri');
   const cri = opts.cri
@@ -178,7 +182,7 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "soci"
+    snapshotter = "${opts.criSnapshotter ?? 'soci'}"
     disable_snapshot_annotations = false
 `
     : '';
