@@ -6,7 +6,7 @@
  * All I/O is async (the serving path must never block the event loop).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const DEFAULT_CACHE_MAX_BYTES = 1024 * 1024 * 1024;
@@ -101,6 +101,14 @@ export class SpanCache {
     this.entries.delete(k);
     this.entries.set(k, e);
     const len = Math.max(0, Math.min(end, e.size) - start);
+    const pending = this.loading.get(k);
+    if (pending) {
+      const b = await pending; // a read-ahead of this span is in flight: share it
+      if (b) {
+        this.hotHits++;
+        return b.subarray(start, start + len);
+      }
+    }
     const h = this.hot.get(k);
     if (h) {
       this.hot.delete(k);
@@ -123,6 +131,7 @@ export class SpanCache {
           }
           if (n !== e.size) return null;
           this.remember(k, whole);
+          this.loadAhead(layer, span + 1);
           return whole.subarray(start, start + len);
         }
         const buf = Buffer.allocUnsafe(len);
@@ -142,6 +151,31 @@ export class SpanCache {
     } finally {
       this.unpin(k, e);
     }
+  }
+
+  private readonly loading = new Map<string, Promise<Buffer | null>>();
+
+  /**
+   * Sequential readers: after a span came from disk, bring the next cached span of the layer into
+   * memory in the background; a read of it meanwhile waits for this load instead of reading again.
+   */
+  private loadAhead(layer: string, span: number): void {
+    const k = key(layer, span);
+    const e = this.entries.get(k);
+    if (!e || this.hot.has(k) || this.loading.has(k) || e.size > this.hotMaxBytes / 4) return;
+    e.pins++;
+    const p = readFile(e.path)
+      .then((b) => {
+        if (b.length !== e.size) return null;
+        if (this.entries.get(k) === e) this.remember(k, b);
+        return b;
+      })
+      .catch(() => null)
+      .finally(() => {
+        this.loading.delete(k);
+        this.unpin(k, e);
+      });
+    this.loading.set(k, p);
   }
 
   /** Stores a span (replacing any previous copy), then evicts down to the cap. */
