@@ -19,16 +19,8 @@ export const MANIFEST_ACCEPT = [
 
 export const MANIFEST_MEDIA_TYPES: ReadonlySet<string> = new Set(Object.values(MEDIA_TYPES));
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  artifactType?: string;
-  platform?: Record<string, unknown>;
-  urls?: string[];
-  data?: string;
-}
+/** The OCI descriptor (one definition for the project: src/oci/types.ts). */
+export type { Descriptor } from '../oci/types.js';
 
 export interface Credentials {
   username?: string;
