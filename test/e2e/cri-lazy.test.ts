@@ -68,12 +68,14 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
 
   const port = await freePort();
   const id = `app-${Date.now()}`;
-  t.after(async () => {
+  // Stopped here, not in an after-hook: hooks run in registration order, after containerd's own stop.
+  const stopTask = async () => {
     await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
     await new Promise((r) => setTimeout(r, 500));
     await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
     await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
-  });
+  };
+  try {
   const run = await cd.ctr(['-n', 'k8s.io', 'run', '-d', '--net-host', '--snapshotter', 'soci', image, id, ...appCommand(port)]);
   assert.equal(run.code, 0, run.stderr);
   assert.equal(await waitHttp(`http://127.0.0.1:${port}/index.html`, 60_000), APP_INDEX_HTML);
@@ -94,4 +96,7 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
   const reads = new RegExp(`soci_fs_operation_duration_microseconds_count\\{operation_type="synchronous_read",layer="${layer}"\\} (\\d+)`).exec(metrics);
   assert.ok(reads && Number(reads[1]) > 0, 'FUSE read latencies recorded');
   assert.match(metrics, /soci_fs_operation_count\{operation_type="fuse_mount_failure_count",layer=""\} 0/);
+  } finally {
+    await stopTask();
+  }
 });
