@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { appCommand, buildAppImage } from '../test/helpers/app-image.js';
-import { removeTree, startContainerd, startSnapshotter } from '../test/helpers/containerd.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter } from '../test/helpers/containerd.js';
 import { criPull } from '../test/helpers/cri.js';
 import { freePort, startRegistry } from '../test/helpers/registry.js';
 
@@ -56,7 +56,7 @@ async function main() {
       await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
     });
   }
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(' - fuse.soci ')).length;
+  const mounts = (await sociFuseMounts()).length;
   const after = await status(sn.proc.pid!);
   console.log(`| daemon idle (no image) | ${idle.rss.toFixed(0)} MB RSS |`);
   console.log(`| ${n} images pulled lazily and started (${mounts} fuse.soci mounts) | ${after.rss.toFixed(0)} MB RSS, peak ${after.hwm.toFixed(0)} MB |`);

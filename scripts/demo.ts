@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { appCommand, buildAppImage, APP_INDEX_HTML } from '../test/helpers/app-image.js';
-import { startContainerd, startSnapshotter } from '../test/helpers/containerd.js';
+import { sociFuseMounts, startContainerd, startSnapshotter } from '../test/helpers/containerd.js';
 import { criPull } from '../test/helpers/cri.js';
 import { freePort, startRegistry } from '../test/helpers/registry.js';
 
@@ -57,8 +57,7 @@ async function main() {
   t0 = performance.now();
   await criPull(cd.address, image);
   console.log(`pulled in ${ms(t0)}`);
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const fuse = mountinfo.split('\n').filter((l) => l.includes(' - fuse.soci ')).map((l) => l.split(' ')[4]!);
+  const fuse = await sociFuseMounts();
   console.log(`FUSE mounts (mount | grep fuse.soci):\n${fuse.map((m) => `  soci on ${m} type fuse.soci`).join('\n')}`);
 
   say('running the container from the lazy snapshots (ctr run --snapshotter soci)');

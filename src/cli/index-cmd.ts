@@ -26,7 +26,7 @@ export function indexCommand(): Command {
         const want = o.platform.map((p) => formatPlatform(parsePlatform(p)));
         const rows = store.db.list({ type: 'soci_index', imageRef: o.ref }).filter((e) => !want.length || want.includes(e.platform));
         if (o.json) return printJson(rows);
-        if (o.quiet) return out(rows.map((r) => r.digest).join('\n') + (rows.length ? '' : ''));
+        if (o.quiet) return out(rows.map((r) => r.digest).join('\n'));
         out(
           table(
             ['DIGEST', 'SIZE', 'IMAGE REF', 'PLATFORM', 'MEDIA TYPE', 'MANIFEST VERSION', 'CREATED'],
@@ -71,22 +71,22 @@ export function indexCommand(): Command {
         for (const d of targets) {
           if (!store.db.list({ type: 'soci_index', digest: d }).length) throw new SociError('ERR_NOT_FOUND', `soci index ${d} not found`);
         }
+        const orphanCandidates = new Set<string>();
         for (const d of targets) {
-          const manifest = decodeManifest(await store.content.get(d).catch(() => Buffer.from('{"config":{}}')));
+          const manifest = await store.content.get(d).then((b) => decodeManifest(b), () => null);
+          manifest?.layers.forEach((l) => orphanCandidates.add(l.digest));
           store.db.remove(d, 'soci_index');
           await store.content.delete(d);
-          // zTOCs and prefetch blobs stay while another index still lists them.
-          const stillUsed = new Set<string>();
-          for (const other of store.db.list({ type: 'soci_index' })) {
-            const m = await store.content.get(other.digest).then((b) => decodeManifest(b), () => null);
-            m?.layers.forEach((l) => stillUsed.add(l.digest));
-          }
-          for (const l of manifest.layers) {
-            if (stillUsed.has(l.digest)) continue;
-            store.db.remove(l.digest);
-            await store.content.delete(l.digest);
-          }
           out(d);
+        }
+        // zTOCs and prefetch blobs stay while an index that is left still lists them.
+        for (const other of store.db.list({ type: 'soci_index' })) {
+          const m = await store.content.get(other.digest).then((b) => decodeManifest(b), () => null);
+          m?.layers.forEach((l) => orphanCandidates.delete(l.digest));
+        }
+        for (const digest of orphanCandidates) {
+          store.db.remove(digest);
+          await store.content.delete(digest);
         }
       } finally {
         store.close();

@@ -1,6 +1,6 @@
 /** `soci ztoc list|info|get-file`. */
 import { Command } from 'commander';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { SociError } from '../errors.js';
 import { parseDigest } from '../oci/digest.js';
@@ -101,7 +101,6 @@ async function layerReader(
     for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
     return Buffer.concat(parts);
   };
-  const { createReadStream } = await import('node:fs');
   if (await content.has(layerDigest)) {
     return { read: (s, e) => collect(content.open(layerDigest, s, e)), close: async () => {} };
   }

@@ -9,7 +9,6 @@ import { ANN, EMPTY_CONFIG, MT, layerCompression } from '../oci/media-types.js';
 import { encodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
 import { BUILD_TOOL_IDENTIFIER } from '../version.js';
 import { unmarshalZtoc } from '../ztoc/index.js';
-import type { Ztoc } from '../ztoc/types.js';
 import { buildPrefetchArtifacts, type SpanRange } from './prefetch.js';
 import { buildZtocBytes, summarize, type ZtocBuild } from './ztoc-worker.js';
 

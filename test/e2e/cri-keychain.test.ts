@@ -6,12 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needs } from '../helpers/env.js';
 import { startRegistry } from '../helpers/registry.js';
-import { removeTree, startContainerd, startSnapshotter } from '../helpers/containerd.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter } from '../helpers/containerd.js';
 import { criListImages, criPull } from '../helpers/cri.js';
 import { buildAppImage } from '../helpers/app-image.js';
 
@@ -48,7 +48,7 @@ test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: n
   const images = await criListImages(sn.address);
   assert.ok(images.some((i) => i.repo_tags.includes(`${reg.host}/app:soci`)), JSON.stringify(images));
 
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(' - fuse.soci ') && l.includes(dir));
+  const mounts = await sociFuseMounts(dir);
   assert.equal(mounts.length, 1, `lazy mount with the keychain's credentials\n${sn.logs().slice(-3000)}`);
   assert.ok(sn.logLines().some((l) => l.msg === 'CRI PullImage proxied' && l.credentials === 'provided'));
   assert.ok(!sn.logs().includes(reg.password!), 'the password never appears in the logs');

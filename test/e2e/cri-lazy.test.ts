@@ -11,22 +11,13 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, tempDir } from '../helpers/env.js';
 import { startRegistry, freePort } from '../helpers/registry.js';
-import { startContainerd, startSnapshotter } from '../helpers/containerd.js';
+import { sociFuseMounts, startContainerd, startSnapshotter } from '../helpers/containerd.js';
 import { criPull } from '../helpers/cri.js';
 import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'curl'] });
-
-async function fuseMounts(under: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.includes(' - fuse.soci '))
-    .map((l) => l.split(' ')[4]!)
-    .filter((mp) => mp.startsWith(under));
-}
 
 async function waitHttp(url: string, ms: number): Promise<string> {
   const deadline = Date.now() + ms;
@@ -59,7 +50,7 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
   const image = `${reg.host}/app:soci`;
   await criPull(cd.address, image);
 
-  const mounts = await fuseMounts(sn.root);
+  const mounts = await sociFuseMounts(sn.root);
   assert.equal(mounts.length, 1, `one indexed layer → one fuse.soci mount, got ${mounts.length}\n${sn.logs().slice(-3000)}`);
   const logs = sn.logLines();
   assert.ok(logs.some((l) => l['remote-snapshot-prepared'] === 'true' || l['remote-snapshot-prepared'] === true), 'remote snapshot prepared');

@@ -7,12 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needs } from '../helpers/env.js';
 import { startRegistry, freePort } from '../helpers/registry.js';
-import { removeTree, startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
 import { criPull } from '../helpers/cri.js';
 import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
@@ -21,11 +21,6 @@ const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'curl'] });
 const CONFIG = '[background_fetch]\ndisable = true\n[blob]\nfetching_timeout_sec = 5\nmax_retries = 1\n';
-
-async function fuseMounts(under: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').filter((l) => l.includes(' - fuse.soci ')).map((l) => l.split(' ')[4]!).filter((mp) => mp.startsWith(under));
-}
 
 async function runApp(t: { after: (fn: () => unknown) => void }, cd: StartedContainerd, image: string): Promise<string> {
   const port = await freePort();
@@ -67,13 +62,13 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
   t.after(() => removeTree(dir));
   const image = `${reg.host}/app:soci`;
   await criPull(cd.address, image);
-  assert.equal((await fuseMounts(root)).length, 1);
+  assert.equal((await sociFuseMounts(root)).length, 1);
 
   await t.test('an image without a SOCI index pulls and runs (deferred to containerd)', async (st) => {
     await criPull(cd.address, `${reg.host}/plain:v1`);
     const defer = sn.logLines().filter((l) => l['defer-snapshot-runtime'] === 'true' || l['defer-snapshot-runtime'] === true);
     assert.ok(defer.length >= 2, `both layers deferred:\n${sn.logs().slice(-2000)}`);
-    assert.equal((await fuseMounts(root)).length, 1, 'no new FUSE mount for the unindexed image');
+    assert.equal((await sociFuseMounts(root)).length, 1, 'no new FUSE mount for the unindexed image');
     assert.equal(await runApp(st, cd, `${reg.host}/plain:v1`), APP_INDEX_HTML);
   });
 
@@ -87,9 +82,9 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
     const missing = `sha256:${'ab'.repeat(32)}`;
     j.annotations = { 'com.amazon.soci.index-digest': missing };
     await client.putManifest('dangling', 'annotated', Buffer.from(JSON.stringify(j)), m.mediaType);
-    const before = (await fuseMounts(root)).length;
+    const before = (await sociFuseMounts(root)).length;
     await criPull(cd.address, `${reg.host}/dangling:annotated`);
-    assert.equal((await fuseMounts(root)).length, before, 'no lazy mount for a dangling index');
+    assert.equal((await sociFuseMounts(root)).length, before, 'no lazy mount for a dangling index');
     const deferred = sn.logLines().filter((l) => (l['defer-snapshot-runtime'] === 'true' || l['defer-snapshot-runtime'] === true) && String(l.reason ?? '').includes(missing));
     assert.ok(deferred.length >= 1, sn.logs().slice(-3000));
     assert.equal(await runApp(st, cd, `${reg.host}/dangling:annotated`), APP_INDEX_HTML);
@@ -117,11 +112,11 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
     await sn.stop('SIGTERM'); // exit without cleanup: the FUSE mount is left dead
     sn = await startSnapshotter(t, { root, address, dir, config: CONFIG });
     assert.equal(await runApp(st, cd, image), APP_INDEX_HTML);
-    assert.equal((await fuseMounts(root)).length, 1, 'the remote snapshot is mounted again, once');
+    assert.equal((await sociFuseMounts(root)).length, 1, 'the remote snapshot is mounted again, once');
   });
 
   await t.test('registry gone: fetched data stays readable, unfetched reads fail with EIO (no hang), and succeed once it is back', async (st) => {
-    const [mp] = await fuseMounts(root);
+    const [mp] = await sociFuseMounts(root);
     await reg.stop();
     const cached = await exec('cat', [join(mp!, 'www', 'index.html')], { timeout: 20_000 });
     assert.equal(cached.stdout, APP_INDEX_HTML);

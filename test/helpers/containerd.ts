@@ -54,6 +54,16 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return out.sort((a, b) => b.length - a.length);
 }
 
+/** Mount points of our lazy layers (`fuse.soci`), optionally only those under `dir`. */
+export async function sociFuseMounts(dir?: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l.includes(' - fuse.soci '))
+    .map((l) => l.split(' ')[4]!)
+    .filter((m) => !dir || m === dir || m.startsWith(dir + '/'));
+}
+
 /** Unmounts everything under dir then removes it; never deletes through a mount. */
 export async function removeTree(dir: string): Promise<void> {
   for (const m of await mountsUnder(dir)) {
