@@ -12,6 +12,7 @@ import { extractSpans } from '../compression/index.js';
 import type { Span, SpanTable } from '../compression/types.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import type { SpanCache } from './span-cache.js';
+import { ReadTracker, type ReadStats } from './read-tracker.js';
 
 export interface SpanManagerOptions {
   /** key of this layer in the shared cache (the layer digest) */
@@ -31,7 +32,7 @@ export interface SpanManagerOptions {
   maxRequestBytes?: number;
 }
 
-export interface SpanManagerStats {
+export interface SpanManagerStats extends ReadStats {
   /** compressed bytes received from the blob source (all attempts) */
   bytesFetched: number;
   rangeRequests: number;
@@ -60,6 +61,7 @@ export class SpanManager {
   /** cache writes of fetched spans still in progress */
   private readonly writes = new Set<Promise<void>>();
   private closed = false;
+  private readonly reads: ReadTracker;
   private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
 
   constructor(opts: SpanManagerOptions) {
@@ -75,10 +77,11 @@ export class SpanManager {
       maxRequestBytes: opts.maxRequestBytes ?? 32 << 20,
     };
     validate(opts.table, opts.digests, opts.blob.size);
+    this.reads = new ReadTracker(opts.table);
   }
 
   stats(): SpanManagerStats {
-    return { ...this.s, fetchedSpans: this.fetched.size, totalSpans: this.table.spans.length };
+    return { ...this.s, ...this.reads.stats(), fetchedSpans: this.fetched.size, totalSpans: this.table.spans.length };
   }
 
   /** The compressed blob size (the state file's `size`). */
@@ -104,7 +107,8 @@ export class SpanManager {
   read(offset: number, length: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.table.spans.at(-1)?.uEnd ?? 0);
     if (length <= 0 || offset >= end) return Promise.resolve(Buffer.alloc(0));
-    return withDeadline(this.readRange(offset, end), this.o.readTimeoutMs, `read of layer ${this.layerKey} bytes ${offset}-${end}`);
+    const p = withDeadline(this.readRange(offset, end), this.o.readTimeoutMs, `read of layer ${this.layerKey} bytes ${offset}-${end}`);
+    return p.then((buf) => (this.reads.record(offset, offset + buf.length), buf));
   }
 
   /** Ensures one span is fetched and cached (background fetch / prefetch); no data returned. */
