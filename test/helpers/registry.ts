@@ -64,7 +64,10 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startRegistry(t: After, opts: { auth?: 'none' | 'htpasswd' | 'token'; tokenServer?: TokenServer; tls?: boolean } = {}): Promise<TestRegistry> {
+export async function startRegistry(
+  t: After,
+  opts: { auth?: 'none' | 'htpasswd' | 'token'; tokenServer?: TokenServer; tls?: boolean; /** keep blobs here across runs (benchmarks) instead of the temp dir */ storageDir?: string } = {},
+): Promise<TestRegistry> {
   const dir = await tempDir(t, 'soci-registry-');
   const auth = opts.auth ?? 'none';
   let user: string | undefined;
@@ -103,7 +106,7 @@ log:
   formatter: text
 storage:
   filesystem:
-    rootdirectory: ${join(dir, 'root')}
+    rootdirectory: ${opts.storageDir ?? join(dir, 'root')}
   delete:
     enabled: true
   maintenance:
@@ -137,7 +140,7 @@ ${tlsYaml}${authYaml}`;
         ...(user !== undefined ? { user } : {}),
         ...(password !== undefined ? { password } : {}),
         ...(tokenServer ? { tokenServer } : {}),
-        root: join(dir, 'root'),
+        root: opts.storageDir ?? join(dir, 'root'),
         workDir: dir,
         logPath,
         accessLog: async () => parseAccessLog(await readFile(logPath, 'utf8')),

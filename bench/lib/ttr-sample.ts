@@ -1,0 +1,176 @@
+/**
+ * One cold sample of the time-to-ready experiment (issue 6). Every sample starts a fresh containerd
+ * (CRI on) and a fresh snapshotter on new roots, so nothing is cached; everything is stopped and
+ * wiped afterwards. Time-to-ready is measured like the seed's check_running_time.sh: from the pull
+ * command (CRI PullImage) to the first HTTP 200, or to the workload exiting with status 0.
+ *
+ *   full: CRI pull with overlayfs (download + unpack everything), then `ctr run` of each workload of
+ *         the image in turn (each row's TTR = the pull + that workload's first run), then a second
+ *         run of each: the `warm` rows (image local, page cache warm).
+ *   lazy: CRI pull with our snapshotter (index, zTOCs, FUSE mounts), then one workload's run. Fails
+ *         loudly when a layer that should be lazy was not mounted lazily (a silent fallback).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { removeTree, startContainerd, startSnapshotter, type StartedContainerd } from '../../test/helpers/containerd.js';
+import { criPull } from '../../test/helpers/cri.js';
+import { freePort } from '../../test/helpers/registry.js';
+import type { BenchImage, Workload } from '../images/index.js';
+import type { ShapeProxy } from './shape-proxy.js';
+import type { Sample } from './types.js';
+import { cpuMs, httpGet, parseMetrics, peakRssBytes, waitHttp200 } from './proc.js';
+
+const READY_TIMEOUT_MS = 900_000;
+const SNAPSHOTTER_ENTRY = resolve('bin/soci-snapshotter-grpc.js');
+
+export interface SampleContext {
+  proxy: ShapeProxy;
+  profile: string;
+  iteration: number;
+  /** images are pulled as `${proxy.host}/${repo}:v1` (original) and `:soci` (converted) */
+  repo(image: BenchImage): string;
+  /** layers that must be mounted lazily (indexed by soci convert) */
+  expectedLazyLayers(image: BenchImage): number;
+  log(msg: string): void;
+}
+
+type Cleanup = () => unknown;
+
+async function withCleanups<T>(fn: (after: (c: Cleanup) => void) => Promise<T>): Promise<T> {
+  const cleanups: Cleanup[] = [];
+  try {
+    return await fn((c) => void cleanups.push(c));
+  } finally {
+    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+  }
+}
+
+async function daemons(after: (c: Cleanup) => void, snapshotter: 'overlayfs' | 'soci', registryHost: string) {
+  const dir = await mkdtemp(join(tmpdir(), 'soci-ttr-'));
+  after(() => removeTree(dir));
+  const t = { after };
+  const metricsPort = await freePort();
+  const sn = await startSnapshotter(t, {
+    dir,
+    entry: SNAPSHOTTER_ENTRY,
+    logLevel: 'info',
+    config: `metrics_address = "127.0.0.1:${metricsPort}"\n`,
+  });
+  const cd = await startContainerd(t, {
+    snapshotterSocket: sn.address,
+    cri: true,
+    criSnapshotter: snapshotter,
+    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${registryHost}"]\n  endpoint = ["http://${registryHost}"]\n`,
+  });
+  return { sn, cd, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+}
+
+/** Runs one workload in a new container; resolves with ms from start to ready. */
+async function runWorkload(cd: StartedContainerd, after: (c: Cleanup) => void, image: string, snapshotter: string, w: Workload): Promise<{ startedAt: number; readyAt: number }> {
+  const port = await freePort();
+  const id = `ttr-${port}-${Math.random().toString(36).slice(2, 7)}`;
+  const args = ['--address', cd.address, '-n', 'k8s.io', 'run', '--net-host', '--snapshotter', snapshotter, image, id, ...w.command(port)];
+  const startedAt = performance.now();
+  const child: ChildProcess = spawn('ctr', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  after(async () => {
+    if (child.exitCode === null) {
+      await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    }
+    await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
+    await cd.ctr(['-n', 'k8s.io', 'container', 'rm', id]);
+  });
+  const deadline = startedAt + READY_TIMEOUT_MS;
+  let readyAt: number;
+  if (w.ready.kind === 'http') {
+    readyAt = await waitHttp200(`http://127.0.0.1:${port}${w.ready.path}`, deadline, () => child.exitCode === null).catch((e: Error) => {
+      throw new Error(`${w.name}: ${e.message}\n${out.slice(-2000)}`);
+    });
+  } else {
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), READY_TIMEOUT_MS).unref())]);
+    readyAt = performance.now();
+    if (code !== 0) throw new Error(`${w.name} exited with ${code}:\n${out.slice(-2000)}`);
+  }
+  return { startedAt, readyAt };
+}
+
+/** Full pull (overlayfs) of `image`, then each workload once (full rows) and again (warm rows). */
+export async function fullSample(ctx: SampleContext, image: BenchImage, workloads: Workload[]): Promise<Sample[]> {
+  return withCleanups(async (after) => {
+    const { cd } = await daemons(after, 'overlayfs', ctx.proxy.host);
+    const ref = `${ctx.proxy.host}/${ctx.repo(image)}:v1`;
+    const cpu0 = cpuMs(cd.proc.pid);
+    ctx.proxy.resetStats();
+    const t0 = performance.now();
+    await criPull(cd.address, ref, { timeoutMs: READY_TIMEOUT_MS });
+    const pullMs = performance.now() - t0;
+    const pulled = ctx.proxy.stats();
+    const out: Sample[] = [];
+    const base = { image: image.name, profile: ctx.profile, iteration: ctx.iteration };
+    for (const w of workloads) {
+      const r = await runWorkload(cd, after, ref, 'overlayfs', w);
+      const runMs = r.readyAt - r.startedAt;
+      out.push({
+        ...base, workload: w.name, mode: 'full', ttrMs: pullMs + runMs, pullMs, runMs,
+        bytesFetched: pulled.bytesDown, requests: pulled.requests, rangeRequests: pulled.rangeRequests, connections: pulled.connections,
+        daemonCpuMs: cpuMs(cd.proc.pid) - cpu0, daemonPeakRssBytes: peakRssBytes(cd.proc.pid),
+      });
+      ctx.log(`  full ${image.name}/${w.name}: pull ${(pullMs / 1000).toFixed(2)} s + run ${(runMs / 1000).toFixed(2)} s`);
+    }
+    for (const w of workloads) {
+      const r = await runWorkload(cd, after, ref, 'overlayfs', w);
+      const runMs = r.readyAt - r.startedAt;
+      out.push({ ...base, workload: w.name, mode: 'warm', ttrMs: runMs, pullMs: 0, runMs, bytesFetched: 0, requests: 0, rangeRequests: 0, connections: 0 });
+      ctx.log(`  warm ${image.name}/${w.name}: ${(runMs / 1000).toFixed(2)} s`);
+    }
+    return out;
+  });
+}
+
+/** Lazy pull with our snapshotter, then one workload. */
+export async function lazySample(ctx: SampleContext, image: BenchImage, w: Workload): Promise<Sample> {
+  return withCleanups(async (after) => {
+    const { sn, cd, metricsUrl } = await daemons(after, 'soci', ctx.proxy.host);
+    const ref = `${ctx.proxy.host}/${ctx.repo(image)}:soci`;
+    const cpu0 = cpuMs(sn.proc.pid);
+    ctx.proxy.resetStats();
+    const wall0 = Date.now();
+    const t0 = performance.now();
+    await criPull(cd.address, ref, { timeoutMs: READY_TIMEOUT_MS });
+    const pullMs = performance.now() - t0;
+    const pullBytes = ctx.proxy.stats().bytesDown;
+    const r = await runWorkload(cd, after, ref, 'soci', w);
+    const ttrMs = r.readyAt - t0;
+    const net = ctx.proxy.stats();
+    const cpu = cpuMs(sn.proc.pid) - cpu0;
+    const rss = peakRssBytes(sn.proc.pid);
+    const m = await httpGet(metricsUrl, 5000);
+    if (m.status !== 200) throw new Error(`snapshotter metrics unavailable (${m.status})`);
+    const fig = parseMetrics(m.body);
+    const expected = ctx.expectedLazyLayers(image);
+    if (fig.layers.length < expected || fig.fuseMountFailures > 0) {
+      throw new Error(
+        `${image.name}/${w.name}: silent fallback — ${fig.layers.length} of ${expected} indexed layers were mounted lazily` +
+          ` (fuse_mount_failure_count ${fig.fuseMountFailures}); the lazy figures would be a full pull in disguise`,
+      );
+    }
+    const firstReads = fig.layers.map((l) => l.firstReadAt).filter((x) => x > 0);
+    const sum = (k: 'bytesRead' | 'neededCompressed') => fig.layers.reduce((a, l) => a + l[k], 0);
+    ctx.log(`  lazy ${image.name}/${w.name}: pull ${(pullMs / 1000).toFixed(2)} s, ready ${(ttrMs / 1000).toFixed(2)} s, fetched ${(net.bytesDown / 1e6).toFixed(1)} MB`);
+    return {
+      image: image.name, workload: w.name, profile: ctx.profile, mode: 'lazy', iteration: ctx.iteration,
+      ttrMs, pullMs, runMs: r.readyAt - r.startedAt,
+      ...(firstReads.length ? { firstByteMs: Math.min(...firstReads) - wall0 } : {}),
+      bytesFetched: net.bytesDown, requests: net.requests, rangeRequests: net.rangeRequests, connections: net.connections,
+      bytesRead: sum('bytesRead'), neededCompressed: sum('neededCompressed'), pullBytes,
+      daemonCpuMs: cpu, daemonPeakRssBytes: rss,
+      lazyLayers: fig.layers.length, expectedLazyLayers: expected,
+    };
+  });
+}

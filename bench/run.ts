@@ -1,0 +1,172 @@
+/**
+ * Time-to-ready benchmark (issue 6): full pull vs lazy (our snapshotter) vs warm, for the images of
+ * bench/images, through a shaping proxy, cold containerd + snapshotter for every sample, order
+ * randomised per iteration. Results go to bench/results/ttr-<profile>.json (kept in git); the
+ * BENCHMARKS.md section and bench/results/ttr.svg are regenerated from every results file present.
+ *
+ *   npm run bench -- --profile p2 [--samples 5] [--images echo,python,node,hostile,fat-sparse]
+ *   npm run bench -- --profile p0,p2        several profiles, one after the other
+ *   npm run bench -- --report               only regenerate BENCHMARKS.md and the chart
+ * Needs root (containerd, FUSE), docker-registry, skopeo, containerd, runc (scripts/test.sh installs them).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { startRegistry } from '../test/helpers/registry.js';
+import { buildBenchImage, IMAGE_NAMES, type BenchImage, type ImageName } from './images/index.js';
+import { renderChart } from './lib/chart.js';
+import { renderReport, updateBenchmarksMd } from './lib/report.js';
+import { PROFILES, startShapeProxy, type ShapeProfile } from './lib/shape-proxy.js';
+import { p50 } from './lib/stats.js';
+import { fullSample, lazySample, type SampleContext } from './lib/ttr-sample.js';
+import type { ResultsFile, Sample } from './lib/types.js';
+
+const exec = promisify(execFile);
+const work = resolve('.bench-work');
+const resultsDir = resolve('bench', 'results');
+const MIN_LAYER_SIZE = 10 << 20; // soci convert's default --min-layer-size
+/** docker-registry's full-GET throughput on this box (benchmark-design.md §5.2): "unshaped" is not infinite */
+const UNSHAPED_BYTES_PER_S = 2e9;
+/** dependent round trips a lazy start needs at least: manifest, config + SOCI index, zTOCs, data */
+const MODEL_ROUND_TRIPS = 4;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+function shuffle<T>(xs: T[]): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+  }
+  return xs;
+}
+
+function writeAtomic(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+/** Pushes each image (skopeo) and converts it (`soci convert`, registry to registry), once per image build. */
+async function prepare(regHost: string, images: BenchImage[], log: (m: string) => void): Promise<void> {
+  const stampsPath = join(work, 'ttr-registry', 'stamps.json'); // next to the registry's storage: wiped together
+  const stamps: Record<string, string> = existsSync(stampsPath) ? JSON.parse(readFileSync(stampsPath, 'utf8')) : {};
+  for (const img of images) {
+    const id = img.layers.map((l) => l.digest).join(',');
+    if (stamps[img.name] === id) continue;
+    log(`pushing and converting ${img.name} (${(img.compressedBytes / 1e6).toFixed(0)} MB compressed)`);
+    await exec('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${img.layout}:latest`, `docker://${regHost}/${img.name}:v1`], { maxBuffer: 1 << 26 });
+    const t0 = performance.now();
+    await exec(process.execPath, ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '-q', `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:soci`], { maxBuffer: 1 << 26 });
+    log(`  soci convert: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    stamps[img.name] = id;
+    writeAtomic(stampsPath, JSON.stringify(stamps, null, 2));
+  }
+}
+
+/** The model lower bound (benchmark-design.md §5.1): T_app + (metadata + needed bytes) / B + k·RTT. */
+function addModel(samples: Sample[], profile: ShapeProfile): void {
+  const bytesPerMs = (profile.rateBitsPerSec > 0 ? profile.rateBitsPerSec / 8 : UNSHAPED_BYTES_PER_S) / 1000;
+  for (const s of samples) {
+    if (s.mode !== 'lazy' || s.neededCompressed === undefined) continue;
+    const warm = samples.filter((x) => x.mode === 'warm' && x.image === s.image && x.workload === s.workload).map((x) => x.runMs);
+    if (warm.length === 0) continue;
+    s.modelMs = p50(warm) + ((s.pullBytes ?? 0) + s.neededCompressed) / bytesPerMs + MODEL_ROUND_TRIPS * profile.rttMs;
+  }
+}
+
+function loadResults(): ResultsFile[] {
+  if (!existsSync(resultsDir)) return [];
+  return readdirSync(resultsDir)
+    .filter((f) => /^ttr-p\d\.json$/.test(f))
+    .sort()
+    .map((f) => JSON.parse(readFileSync(join(resultsDir, f), 'utf8')) as ResultsFile);
+}
+
+function report(): void {
+  const results = loadResults();
+  if (results.length === 0) throw new Error('no results in bench/results: run `npm run bench -- --profile p0` first');
+  writeAtomic(join(resultsDir, 'ttr.svg'), renderChart(results));
+  const intro =
+    'Regenerated by `npm run bench -- --profile <id>` (bench/run.ts; raw samples in `bench/results/ttr-<id>.json`).\n' +
+    'Every sample is cold (fresh containerd, snapshotter and roots); order randomised per iteration. TTR = CRI\n' +
+    'PullImage → first HTTP 200 or exit 0. full = containerd 1.6 overlayfs pull + `ctr run`; lazy = our snapshotter;\n' +
+    'warm = a second run of the fully pulled image. Model = warm run + (pull metadata + compressed bytes the\n' +
+    `workload read) ÷ bandwidth + ${MODEL_ROUND_TRIPS} RTTs (unshaped: ${UNSHAPED_BYTES_PER_S / 1e9} GB/s, 0 ms).\n\n` +
+    '![time-to-ready per image, profile and mode](bench/results/ttr.svg)\n\n';
+  updateBenchmarksMd(resolve('BENCHMARKS.md'), intro + renderReport(results));
+}
+
+async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: number, regHost: string): Promise<void> {
+  const log = (m: string) => console.log(`[${profile.id} ${new Date().toISOString().slice(11, 19)}] ${m}`);
+  const proxy = await startShapeProxy({ upstream: regHost, profile });
+  const file: ResultsFile = {
+    profile: profile.id, profileLabel: profile.label, startedAt: new Date().toISOString(), finishedAt: '',
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`, samplesPerMode: samples,
+    machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, kernel ${release()}, Node ${process.version}`,
+    images: images.map((i) => ({ name: i.name, compressedBytes: i.compressedBytes, uncompressedBytes: i.uncompressedBytes, layers: i.layers.length, workloads: i.workloads.map((w) => ({ name: w.name, description: w.description })) })),
+    samples: [],
+  };
+  const path = join(resultsDir, `ttr-${profile.id}.json`);
+  const save = () => writeAtomic(path, JSON.stringify(file, null, 1));
+  try {
+    for (let it = 0; it < samples; it++) {
+      const ctx: SampleContext = {
+        proxy, profile: profile.id, iteration: it, log,
+        repo: (img) => img.name,
+        expectedLazyLayers: (img) => img.layers.filter((l) => l.size >= MIN_LAYER_SIZE).length,
+      };
+      const tasks = shuffle(images.flatMap((img) => [() => fullSample(ctx, img, img.workloads), ...img.workloads.map((w) => () => lazySample(ctx, img, w).then((s) => [s]))]));
+      log(`iteration ${it + 1}/${samples}: ${tasks.length} cold samples`);
+      for (const task of tasks) {
+        file.samples.push(...(await task()));
+        addModel(file.samples, profile);
+        save();
+      }
+    }
+  } finally {
+    file.finishedAt = new Date().toISOString();
+    save();
+    await proxy.close();
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--report')) return report();
+  if (process.getuid?.() !== 0) throw new Error('the time-to-ready benchmark needs root (containerd, runc, FUSE)');
+  const profiles = (arg('profile') ?? 'p0').split(',').map((id) => {
+    const p = PROFILES[id as ShapeProfile['id']];
+    if (!p) throw new Error(`unknown profile ${id} (known: ${Object.keys(PROFILES).join(', ')})`);
+    return p;
+  });
+  const samples = Number(arg('samples') ?? '5');
+  const names = (arg('images')?.split(',') ?? IMAGE_NAMES) as ImageName[];
+  for (const n of names) if (!IMAGE_NAMES.includes(n)) throw new Error(`unknown image ${n} (known: ${IMAGE_NAMES.join(', ')})`);
+  mkdirSync(resultsDir, { recursive: true });
+  console.log('building the product (tsc) and the images …');
+  await exec('npx', ['tsc', '-p', 'tsconfig.build.json']);
+  const images: BenchImage[] = [];
+  for (const n of names) images.push(await buildBenchImage(n, work));
+  const cleanups: Array<() => unknown> = [];
+  const storageDir = join(work, 'ttr-registry');
+  mkdirSync(storageDir, { recursive: true });
+  const reg = await startRegistry({ after: (fn) => void cleanups.push(fn) }, { storageDir });
+  try {
+    await prepare(reg.host, images, (m) => console.log(m));
+    for (const p of profiles) await runProfile(p, images, samples, reg.host);
+  } finally {
+    for (const f of cleanups.reverse()) await Promise.resolve().then(f).catch(() => undefined);
+  }
+  report();
+}
+
+main().then(
+  () => process.exit(0),
+  (e: Error) => {
+    console.error(`bench: ${e.message}`);
+    process.exit(1);
+  },
+);
