@@ -122,14 +122,19 @@ export class LayerFs implements Filesystem {
     return { keepCache: true };
   }
 
-  async read(ino: number, offset: number, size: number): Promise<Buffer> {
+  read(ino: number, offset: number, size: number): Promise<Buffer> {
+    return this.readInto(ino, offset, size, 0, null);
+  }
+
+  /** read() into the server's scratch buffer when given (cached spans are read straight into it). */
+  async readInto(ino: number, offset: number, size: number, _fh: number, dst: Buffer | null): Promise<Buffer> {
     if (ino === this.stateFileIno) return this.stateJson().subarray(offset, offset + size);
     const n = this.fileNode(ino);
     if ((n.mode & S_IFMT) !== S_IFREG || this.whiteouts.has(ino)) throw new ErrnoError(Errno.EINVAL);
     if (offset >= n.size || size <= 0) return Buffer.alloc(0);
     const len = Math.min(size, n.size - offset);
     try {
-      const buf = await this.spans.read(n.dataOffset + offset, len);
+      const buf = dst ? await this.spans.readInto(n.dataOffset + offset, len, dst) : await this.spans.read(n.dataOffset + offset, len);
       if (buf.length !== len) throw new ErrnoError(Errno.EIO, `short read: ${buf.length} of ${len} bytes`);
       return buf;
     } catch (e) {

@@ -6,15 +6,27 @@
  * All I/O is async (the serving path must never block the event loop).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { close, constants, open, read } from 'node:fs';
+import { mkdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const openAsync = promisify(open);
+const readAsync = (fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> =>
+  new Promise((res, rej) => read(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
 
 export const DEFAULT_CACHE_MAX_BYTES = 1024 * 1024 * 1024;
 
 interface Entry {
   path: string;
   size: number;
+  /** reads in progress: the entry is neither evicted nor its descriptor closed meanwhile */
   pins: number;
+  /** read-only descriptor of the span file while it is in the fd LRU (-1: closed) */
+  fd: number;
+  opening: Promise<number> | null;
+  /** removed from the cache (evicted, dropped): its descriptor closes once unpinned */
+  gone: boolean;
 }
 
 export interface SpanCacheStats {
@@ -27,9 +39,13 @@ export interface SpanCacheStats {
   /** bytes of spans held in memory, and reads served from there */
   hotBytes: number;
   hotHits: number;
+  /** reads served from span files, and how many span files are held open */
+  diskReads: number;
+  openFiles: number;
 }
 
 export const DEFAULT_HOT_MAX_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_OPEN_FILES = 64;
 
 export class SpanCache {
   readonly dir: string;
@@ -44,18 +60,24 @@ export class SpanCache {
   private wipReady: Promise<void> | null = null;
 
   /**
-   * Recently used spans also stay in memory (bounded LRU): a sequential reader then costs one disk
-   * read per span instead of an open/read/close per 1 MiB kernel request.
+   * Spans just fetched also stay in memory (bounded LRU), so readers right behind a fetch need no
+   * disk read. Other reads pread just the requested range from the span file, whose descriptor
+   * stays open in a bounded LRU (no open/close per kernel request, no whole-span loads).
    */
   readonly hotMaxBytes: number;
   private readonly hot = new Map<string, Buffer>();
   private hotBytes = 0;
   private hotHits = 0;
+  readonly maxOpenFiles: number;
+  /** entries holding an open descriptor, least recently used first */
+  private readonly fds = new Map<string, Entry>();
+  private diskReads = 0;
 
-  constructor(opts: { dir: string; maxBytes?: number; hotMaxBytes?: number }) {
+  constructor(opts: { dir: string; maxBytes?: number; hotMaxBytes?: number; maxOpenFiles?: number }) {
     this.dir = opts.dir;
     this.maxBytes = opts.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
     this.hotMaxBytes = Math.min(opts.hotMaxBytes ?? DEFAULT_HOT_MAX_BYTES, this.maxBytes);
+    this.maxOpenFiles = Math.max(1, opts.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES);
   }
 
   private remember(k: string, data: Buffer): void {
@@ -82,7 +104,7 @@ export class SpanCache {
   }
 
   stats(): SpanCacheStats {
-    return { bytes: this.bytes, entries: this.entries.size, maxBytes: this.maxBytes, evictions: this.evictions, writes: this.writes, writeFailures: this.writeFailures, hotBytes: this.hotBytes, hotHits: this.hotHits };
+    return { bytes: this.bytes, entries: this.entries.size, maxBytes: this.maxBytes, evictions: this.evictions, writes: this.writes, writeFailures: this.writeFailures, hotBytes: this.hotBytes, hotHits: this.hotHits, diskReads: this.diskReads, openFiles: this.fds.size };
   }
 
   has(layer: string, span: number): boolean {
@@ -91,91 +113,111 @@ export class SpanCache {
   }
 
   /**
-   * Bytes [start, end) of a cached span, or null when it is not (or no longer) cached.
-   * The entry is pinned for the duration of the read.
+   * The span's bytes if it is in the memory tier (no copy; the caller must not keep it beyond the
+   * current reply), else undefined. Counts as a use of the span.
+   */
+  hotSpan(layer: string, span: number): Buffer | undefined {
+    const k = key(layer, span);
+    const h = this.hot.get(k);
+    if (!h) return undefined;
+    const e = this.entries.get(k);
+    if (e) {
+      this.entries.delete(k);
+      this.entries.set(k, e);
+    }
+    this.hot.delete(k);
+    this.hot.set(k, h);
+    this.hotHits++;
+    return h;
+  }
+
+  /**
+   * Bytes [start, end) of a cached span, or null when it is not (or no longer) cached. From the
+   * memory tier this is a view of the cached span; from disk a new buffer.
    */
   async read(layer: string, span: number, start: number, end: number): Promise<Buffer | null> {
     const k = key(layer, span);
     const e = this.entries.get(k);
     if (!e) return null;
+    const len = Math.max(0, Math.min(end, e.size) - start);
+    const h = this.hotSpan(layer, span);
+    if (h) return h.subarray(start, start + len);
+    const buf = Buffer.allocUnsafe(len);
+    return (await this.readInto(layer, span, start, start + len, buf, 0)) ? buf : null;
+  }
+
+  /**
+   * Copies bytes [start, end) of a cached span into dst at dstOff: from the memory tier, or with
+   * one positioned read of just that range from the span's file (kept open in a bounded LRU of
+   * descriptors). False when the span is not (or no longer) cached; the caller fetches it again.
+   * The entry is pinned meanwhile, so neither eviction nor the fd LRU closes its file under the read.
+   */
+  async readInto(layer: string, span: number, start: number, end: number, dst: Buffer, dstOff: number): Promise<boolean> {
+    const k = key(layer, span);
+    const e = this.entries.get(k);
+    if (!e) return false;
+    if (end > e.size || start > end) return false;
+    const len = end - start;
+    const h = this.hotSpan(layer, span);
+    if (h) {
+      h.copy(dst, dstOff, start, end);
+      return true;
+    }
     this.entries.delete(k);
     this.entries.set(k, e);
-    const len = Math.max(0, Math.min(end, e.size) - start);
-    const pending = this.loading.get(k);
-    if (pending) {
-      const b = await pending; // a read-ahead of this span is in flight: share it
-      if (b) {
-        this.hotHits++;
-        return b.subarray(start, start + len);
-      }
-    }
-    const h = this.hot.get(k);
-    if (h) {
-      this.hot.delete(k);
-      this.hot.set(k, h);
-      this.hotHits++;
-      return h.subarray(start, start + len);
-    }
     e.pins++;
     try {
-      const fh = await open(e.path, 'r');
-      try {
-        if (e.size <= this.hotMaxBytes / 4) {
-          // Load the whole span once: the next reads of it are served from memory.
-          const whole = Buffer.allocUnsafe(e.size);
-          let n = 0;
-          while (n < e.size) {
-            const { bytesRead } = await fh.read(whole, n, e.size - n, n);
-            if (bytesRead === 0) break;
-            n += bytesRead;
-          }
-          if (n !== e.size) return null;
-          this.remember(k, whole);
-          this.loadAhead(layer, span + 1);
-          return whole.subarray(start, start + len);
-        }
-        const buf = Buffer.allocUnsafe(len);
-        let got = 0;
-        while (got < len) {
-          const { bytesRead } = await fh.read(buf, got, len - got, start + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        if (got !== len) return null;
-        return buf;
-      } finally {
-        await fh.close();
+      const fd = await this.fdOf(k, e);
+      let got = 0;
+      while (got < len) {
+        const n = await readAsync(fd, dst, dstOff + got, len - got, start + got);
+        if (n === 0) break;
+        got += n;
       }
+      if (got === len) this.diskReads++;
+      return got === len;
     } catch {
-      return null; // a vanished file is a miss: the caller fetches again
+      return false; // a vanished file is a miss: the caller fetches again
     } finally {
       this.unpin(k, e);
     }
   }
 
-  private readonly loading = new Map<string, Promise<Buffer | null>>();
+  /** The entry's open descriptor (opened once, then kept in the fd LRU). Caller holds a pin. */
+  private fdOf(k: string, e: Entry): Promise<number> | number {
+    if (e.fd >= 0) {
+      if (!e.gone) {
+        this.fds.delete(k);
+        this.fds.set(k, e);
+      }
+      return e.fd;
+    }
+    if (e.opening) return e.opening;
+    const p = openAsync(e.path, constants.O_RDONLY).then((fd) => {
+      e.opening = null;
+      e.fd = fd;
+      if (!e.gone) {
+        this.fds.set(k, e);
+        this.trimFds();
+      }
+      return fd;
+    }, (err: unknown) => {
+      e.opening = null;
+      throw err;
+    });
+    e.opening = p;
+    return p;
+  }
 
-  /**
-   * Sequential readers: after a span came from disk, bring the next cached span of the layer into
-   * memory in the background; a read of it meanwhile waits for this load instead of reading again.
-   */
-  private loadAhead(layer: string, span: number): void {
-    const k = key(layer, span);
-    const e = this.entries.get(k);
-    if (!e || this.hot.has(k) || this.loading.has(k) || e.size > this.hotMaxBytes / 4) return;
-    e.pins++;
-    const p = readFile(e.path)
-      .then((b) => {
-        if (b.length !== e.size) return null;
-        if (this.entries.get(k) === e) this.remember(k, b);
-        return b;
-      })
-      .catch(() => null)
-      .finally(() => {
-        this.loading.delete(k);
-        this.unpin(k, e);
-      });
-    this.loading.set(k, p);
+  /** Closes idle descriptors beyond maxOpenFiles, least recently used first (pinned ones stay). */
+  private trimFds(): void {
+    if (this.fds.size <= this.maxOpenFiles) return;
+    for (const [k, e] of this.fds) {
+      if (this.fds.size <= this.maxOpenFiles) break;
+      if (e.pins > 0) continue;
+      this.fds.delete(k);
+      closeFd(e);
+    }
   }
 
   /** Stores a span (replacing any previous copy), then evicts down to the cap. */
@@ -197,7 +239,7 @@ export class SpanCache {
       this.writes++;
       const prev = this.entries.get(k);
       if (prev) this.bytes -= prev.size;
-      this.entries.set(k, { path, size: data.length, pins: 0 });
+      this.entries.set(k, { path, size: data.length, pins: 0, fd: -1, opening: null, gone: false });
       this.bytes += data.length;
       this.remember(k, data);
     } catch {
@@ -216,6 +258,7 @@ export class SpanCache {
       this.entries.delete(k);
       this.forget(k);
       this.bytes -= e.size;
+      this.retire(k, e);
     }
     const dir = join(this.dir, safe(layer));
     this.layerDirs.delete(dir);
@@ -232,15 +275,33 @@ export class SpanCache {
       this.forget(k);
       this.bytes -= e.size;
       this.evictions++;
+      this.retire(k, e);
       victims.push(e);
     }
     await Promise.all(victims.map((e) => unlink(e.path).catch(() => undefined)));
   }
 
+  /** An entry leaves the cache: close its descriptor now, or when its last read finishes. */
+  private retire(k: string, e: Entry): void {
+    e.gone = true;
+    if (this.fds.get(k) === e) this.fds.delete(k);
+    if (e.pins === 0) closeFd(e);
+  }
+
   private unpin(_k: string, e: Entry): void {
     e.pins--;
-    if (e.pins === 0 && this.bytes > this.maxBytes) void this.evict();
+    if (e.pins > 0) return;
+    if (e.gone) closeFd(e);
+    else if (this.fds.size > this.maxOpenFiles) this.trimFds();
+    if (this.bytes > this.maxBytes) void this.evict();
   }
+}
+
+function closeFd(e: Entry): void {
+  if (e.fd < 0) return;
+  const fd = e.fd;
+  e.fd = -1;
+  close(fd, () => undefined);
 }
 
 function key(layer: string, span: number): string {

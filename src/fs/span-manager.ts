@@ -111,6 +111,47 @@ export class SpanManager {
     return p.then((buf) => (this.reads.record(offset, offset + buf.length), buf));
   }
 
+  /**
+   * Like read(), for a caller that owns a scratch buffer (the FUSE reply path): bytes of cached
+   * spans are read straight into `dst` (one pread per span file, no intermediate buffers), and a
+   * range inside one span held in memory comes back as a view of it without a copy. The result is
+   * `dst` or a view valid until the caller's next await; it is never longer than `length`. Anything
+   * not cached takes the read() path (fetch, verify, inflate).
+   */
+  async readInto(offset: number, length: number, dst: Buffer): Promise<Buffer> {
+    const end = Math.min(offset + length, this.table.spans.at(-1)?.uEnd ?? 0);
+    if (length <= 0 || offset >= end) return Buffer.alloc(0);
+    if (end - offset > dst.length) return this.read(offset, length);
+    const t = this.table;
+    const first = t.spanIdForOffset(offset);
+    const last = t.spanIdForOffset(end - 1);
+    for (let id = first; id <= last; id++) {
+      if (this.inflight.has(id) || !this.cache.has(this.layerKey, id)) return this.read(offset, length);
+    }
+    if (first === last) {
+      const hot = this.cache.hotSpan(this.layerKey, first);
+      if (hot) {
+        const base = t.spans[first]!.uStart;
+        this.s.cacheHits++;
+        this.reads.record(offset, end);
+        return hot.subarray(offset - base, end - base);
+      }
+    }
+    const parts: Array<Promise<boolean>> = [];
+    for (let id = first; id <= last; id++) {
+      const sp = t.spans[id]!;
+      const a = Math.max(offset, sp.uStart);
+      const b = Math.min(end, sp.uEnd);
+      parts.push(this.cache.readInto(this.layerKey, id, a - sp.uStart, b - sp.uStart, dst, a - offset));
+    }
+    const ok = await Promise.all(parts);
+    // A span evicted between the check and the read: the ordinary path fetches it again.
+    if (ok.includes(false)) return this.read(offset, length);
+    this.s.cacheHits += ok.length;
+    this.reads.record(offset, end);
+    return dst.subarray(0, end - offset);
+  }
+
   /** Ensures one span is fetched and cached (background fetch / prefetch); no data returned. */
   async fetchSpan(id: number): Promise<void> {
     if (this.cache.has(this.layerKey, id)) return;

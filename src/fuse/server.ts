@@ -98,6 +98,15 @@ const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).m
 
 const TWO32 = 4294967296;
 const MAX_READAHEAD = 1024 * 1024;
+const MAX_PAGES = 256;
+/** The largest READ the kernel sends (MAX_PAGES pages): the size of a read scratch buffer. */
+const READ_SCRATCH_SIZE = MAX_PAGES * 4096;
+/**
+ * Scratch buffers for Filesystem.readInto, shared by every server of the process. At most this
+ * many stay pooled (8 MiB); more concurrent READs allocate and drop theirs.
+ */
+const MAX_POOLED_SCRATCH = 8;
+const scratchPool: Buffer[] = [];
 const WANTED_FLAGS =
   InitFlag.ASYNC_READ | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS |
   InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO | InitFlag.ABORT_ERROR | InitFlag.ASYNC_DIO;
@@ -377,7 +386,7 @@ export class FuseServer extends EventEmitter {
     const bg = this.opts.maxBackground;
     const size = minor < 23 ? 24 : INIT_OUT_SIZE;
     writeInitOut(this.scratch, OUT_HEADER_SIZE, {
-      minor, maxReadahead, flags, maxBackground: bg, congestionThreshold: Math.floor((bg * 3) / 4), maxWrite: 4096, maxPages: 256,
+      minor, maxReadahead, flags, maxBackground: bg, congestionThreshold: Math.floor((bg * 3) / 4), maxWrite: 4096, maxPages: MAX_PAGES,
     });
     this.replyScratch(p, size);
     this.initWaiters?.resolve();
@@ -492,6 +501,18 @@ export class FuseServer extends EventEmitter {
     const fh = readU64(req, 40);
     const offset = readU64(req, 48);
     const size = req.readUInt32LE(56);
+    if (this.fsys.readInto && size <= READ_SCRATCH_SIZE) {
+      // The scratch buffer goes back to the pool only once the filesystem is done with it (a
+      // request answered by timeout or interrupt may still be filling it).
+      const scratch = scratchPool.pop() ?? Buffer.allocUnsafeSlow(READ_SCRATCH_SIZE);
+      try {
+        const data = await this.fsys.readInto(ino, offset, size, fh, scratch.subarray(0, size));
+        this.replyData(p, data.length > size ? data.subarray(0, size) : data);
+      } finally {
+        if (scratchPool.length < MAX_POOLED_SCRATCH) scratchPool.push(scratch);
+      }
+      return;
+    }
     const data = await this.fsys.read(ino, offset, size, fh);
     this.replyData(p, data.length > size ? data.subarray(0, size) : data);
   }

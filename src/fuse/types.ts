@@ -156,6 +156,12 @@ export interface Filesystem {
   /** Default: fh 0, keepCache. */
   open?(ino: number, flags: number): Promise<OpenResult | void>;
   read(ino: number, offset: number, size: number, fh: number): Promise<Buffer>;
+  /**
+   * Optional read() variant with a scratch buffer of at least `size` bytes owned by the server:
+   * fill it and return a view of it (or return any other buffer, as read() does). The server
+   * reuses the scratch buffer once the returned promise has settled and the reply is written.
+   */
+  readInto?(ino: number, offset: number, size: number, fh: number, scratch: Buffer): Promise<Buffer>;
   release?(ino: number, fh: number): Promise<void>;
   readlink(ino: number): Promise<string | Buffer>;
   /** null → ENODATA. */
