@@ -21,6 +21,8 @@ export interface Sample {
   daemonCpuMs?: number; daemonPeakRssBytes?: number; // lazy: our snapshotter; full: containerd
   modelMs?: number;        // model lower bound (computed by run.ts)
   lazyLayers?: number; expectedLazyLayers?: number;
+  /** optional: bytes received during the pull command alone (lazy: manifests, index, zTOCs) */
+  pullBytes?: number;
   /** optional: set when the sample failed (not ready); such samples are left out of the statistics */
   error?: string;
 }

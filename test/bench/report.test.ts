@@ -1,0 +1,162 @@
+/** bench/lib/{stats,report,chart}.ts on synthetic results: figures, target verdicts, markers, SVG. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { renderChart } from '../../bench/lib/chart.js';
+import { evaluateTargets, renderReport, updateBenchmarksMd } from '../../bench/lib/report.js';
+import { median, p50, p90 } from '../../bench/lib/stats.js';
+import type { Mode, ResultsFile, Sample } from '../../bench/lib/types.js';
+
+const MB = 1e6;
+const images = [
+  { name: 'echo', compressedBytes: 500 * MB, uncompressedBytes: 1400 * MB, layers: 4, workloads: [{ name: 'http', description: 'busybox httpd' }] },
+  { name: 'hostile', compressedBytes: 200 * MB, uncompressedBytes: 400 * MB, layers: 2, workloads: [{ name: 'readall', description: 'reads every file' }] },
+  { name: 'fat-sparse', compressedBytes: 1000 * MB, uncompressedBytes: 1000 * MB, layers: 3, workloads: [{ name: '1pct', description: 'reads 1 %' }, { name: '5pct', description: 'reads 5 %' }] },
+];
+
+/** 5 samples of one series; ttr in seconds (shuffled order on purpose), the rest scaled per sample. */
+function series(profile: string, image: string, workload: string, mode: Mode, ttrS: number[], o: { bytes?: number; model?: number } = {}): Sample[] {
+  return ttrS.map((t, i) => ({
+    image, workload, profile, mode, iteration: i, ttrMs: t * 1000, pullMs: mode === 'warm' ? 0 : t * 800, runMs: t * 200,
+    bytesFetched: mode === 'warm' ? 0 : o.bytes ?? 0, requests: 10, rangeRequests: mode === 'lazy' ? 7 : 0, connections: 2,
+    ...(mode === 'lazy' ? { firstByteMs: 300, neededCompressed: (o.bytes ?? 0) / 2, daemonCpuMs: 1500, daemonPeakRssBytes: 120 * MB, modelMs: (o.model ?? 1) * 1000 } : {}),
+  }));
+}
+
+/** full/lazy/warm of one row: p50s full F, lazy L (the samples are p50 × [0.9, 1.2, 1, 0.8, 1.5]). */
+function row(profile: string, image: string, workload: string, F: number, L: number, o: { lazyBytes: number; model?: number }): Sample[] {
+  const spread = (m: number) => [0.9, 1.2, 1, 0.8, 1.5].map((k) => m * k);
+  return [
+    ...series(profile, image, workload, 'full', spread(F), { bytes: 999 * MB }),
+    ...series(profile, image, workload, 'lazy', spread(L), { bytes: o.lazyBytes, ...(o.model ? { model: o.model } : {}) }),
+    ...series(profile, image, workload, 'warm', spread(0.5)),
+  ];
+}
+
+function file(profile: string, label: string, samples: Sample[]): ResultsFile {
+  return { profile, profileLabel: label, startedAt: '2026-11-23T10:00:00Z', finishedAt: '2026-11-23T11:00:00Z', command: `node --import tsx bench/run.ts --profile ${profile}`, samplesPerMode: 5, machine: '2 vCPU', images, samples };
+}
+
+const P0 = file('p0', 'unshaped', [
+  ...row('p0', 'echo', 'http', 20, 2, { lazyBytes: 25 * MB }),
+  ...row('p0', 'hostile', 'readall', 10, 11, { lazyBytes: 210 * MB }), // 1.10× full: pass
+  ...row('p0', 'fat-sparse', '1pct', 9, 2, { lazyBytes: 30 * MB, model: 1.5 }), // 4.5×: pass; model 1.33: pass
+  ...row('p0', 'fat-sparse', '5pct', 9, 3, { lazyBytes: 120 * MB }), // 12 %: fail
+]);
+const P2 = file('p2', '100 Mbit/s, 20 ms RTT', [
+  ...row('p2', 'echo', 'http', 60, 12, { lazyBytes: 25 * MB }), // 0.20: pass
+  ...row('p2', 'hostile', 'readall', 30, 42, { lazyBytes: 210 * MB }), // 1.40: fail
+  ...row('p2', 'fat-sparse', '1pct', 40, 10, { lazyBytes: 30 * MB, model: 8 }), // 4×: fail; model 1.25: pass
+  ...row('p2', 'fat-sparse', '5pct', 40, 12, { lazyBytes: 120 * MB }),
+]);
+
+const line = (md: string, profile: string, label: string) => {
+  const section = md.slice(md.indexOf(`### ${profile} `));
+  return section.split('\n').find((l) => l.startsWith(`| ${label} |`)) ?? '';
+};
+
+test('stats: nearest-rank percentiles and median', () => {
+  assert.equal(p50([5, 1, 4, 2, 3]), 3);
+  assert.equal(p90([5, 1, 4, 2, 3]), 5);
+  assert.equal(p90([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), 9);
+  assert.equal(p50([1, 2, 3, 4]), 2);
+  assert.equal(median([1, 2, 3, 4]), 2.5);
+  assert.ok(Number.isNaN(p50([])));
+});
+
+test('the profile tables carry p50/p90 and the derived columns', () => {
+  const md = renderReport([P2, P0]);
+  assert.ok(md.indexOf('### p0 — unshaped') < md.indexOf('### p2 — 100 Mbit/s, 20 ms RTT'), 'profiles in order');
+  assert.match(md, /`node --import tsx bench\/run.ts --profile p2`/);
+  const echo = line(md, 'p0', 'echo / http').split('|').map((c) => c.trim());
+  // full 20 s × [0.9, 1.2, 1, 0.8, 1.5] → p50 20, p90 30; lazy 2 → p50 2, p90 3; warm 0.5
+  assert.deepEqual(echo.slice(2, 8), ['20.00', '30.00', '**2.00**', '3.00', '0.50', '0.10']);
+  assert.equal(echo[8], '1.60'); // lazy pull = 0.8 × ttr
+  assert.equal(echo[9], '0.30'); // first byte
+  assert.equal(echo[10], '25.0 (5.0 %)');
+  assert.equal(echo[11], '999.0 (199.8 %)');
+  assert.equal(echo[12], '7'); // range requests
+  assert.equal(echo[13], '2.00'); // amplification
+  assert.deepEqual(echo.slice(16, 18), ['1.50', '120.0']); // CPU s, RSS MB
+  const fs1 = line(md, 'p2', 'fat-sparse / 1pct').split('|').map((c) => c.trim());
+  assert.deepEqual([fs1[14], fs1[15]], ['8.00', '1.25']); // model p50, lazy ÷ model
+});
+
+test('targets: pass and fail cases, and not measured', () => {
+  const v = evaluateTargets([P0, P2]);
+  const get = (target: string, row: string) => v.filter((x) => x.target.includes(target) && x.row === row);
+  assert.deepEqual(get('(a)', 'echo / http').map((x) => [x.pass, x.figure]), [[true, 'lazy ÷ full = 0.20']]);
+  assert.deepEqual(get('faster than full at p0', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]), [[true, 'full ÷ lazy = 4.5×']]);
+  assert.deepEqual(get('faster than full at p2', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]), [[false, 'full ÷ lazy = 4.0×']]);
+  assert.deepEqual(get('model bound', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]), [[true, 'lazy ÷ model: p0 1.33 · p2 1.25']]);
+  assert.deepEqual(get('(c)', 'hostile / readall').map((x) => [x.pass, x.figure]), [[false, 'lazy ÷ full: p0 1.10 · p2 1.40']]);
+  assert.deepEqual(get('(d)', 'fat-sparse / 1pct').map((x) => x.pass), [true]);
+  assert.deepEqual(get('(d)', 'fat-sparse / 5pct').map((x) => [x.pass, x.figure]), [[false, 'p0 12.0 % · p2 12.0 %']]);
+  assert.deepEqual(get('(d)', 'echo / http').map((x) => x.pass), [true]);
+  assert.equal(get('(d)', 'hostile / readall').length, 0, 'hostile is not a sparse workload');
+  for (const missing of ['python', 'node']) assert.deepEqual(get('(b)', missing).map((x) => x.pass), [undefined]);
+
+  // p0 only: the p2 targets are not measured, the p0 ones still are
+  const v0 = evaluateTargets([P0]);
+  assert.equal(v0.find((x) => x.target.startsWith('(a)'))!.pass, undefined);
+  assert.equal(v0.find((x) => x.target.includes('faster than full at p2') && x.row === 'fat-sparse / 1pct')!.pass, undefined);
+  assert.equal(v0.find((x) => x.target.startsWith('(c)'))!.pass, true);
+  const md = renderReport([P0]);
+  assert.match(md, /\| \(a\) echo at p2[^\n]*\| echo \/ http \| – \| not measured \|/);
+  assert.match(md, /\| \(c\) hostile[^\n]*\| hostile \/ readall \| lazy ÷ full: p0 1\.10 \| ✅ \|/);
+  assert.match(renderReport([P0, P2]), /\| \(c\) hostile[^\n]*\| ❌ \|/);
+});
+
+test('failed samples are left out and reported', () => {
+  const bad = file('p0', 'unshaped', [...row('p0', 'echo', 'http', 20, 2, { lazyBytes: 1 }), { ...series('p0', 'echo', 'http', 'lazy', [500])[0]!, error: 'timeout' }]);
+  const md = renderReport([bad]);
+  assert.equal(line(md, 'p0', 'echo / http').split('|')[4]!.trim(), '**2.00**');
+  assert.match(md, /echo \/ http: 1 failed sample\(s\) left out \(lazy: timeout\)/);
+});
+
+test('updateBenchmarksMd replaces between the markers, or appends a section', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttr-report-'));
+  try {
+    const path = join(dir, 'BENCHMARKS.md');
+    writeFileSync(path, '# Benchmarks\n\n## Issue 4\n\ntext\n');
+    updateBenchmarksMd(path, 'first');
+    assert.equal(readFileSync(path, 'utf8'), '# Benchmarks\n\n## Issue 4\n\ntext\n\n## Issue 6 — time-to-ready\n\n<!-- ttr:begin -->\nfirst\n<!-- ttr:end -->\n');
+    writeFileSync(path, readFileSync(path, 'utf8') + '\n## Issue 7\n\nafter\n');
+    updateBenchmarksMd(path, 'second\n');
+    assert.equal(readFileSync(path, 'utf8'), '# Benchmarks\n\n## Issue 4\n\ntext\n\n## Issue 6 — time-to-ready\n\n<!-- ttr:begin -->\nsecond\n<!-- ttr:end -->\n\n## Issue 7\n\nafter\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A tiny XML well-formedness check: tags balance, attributes quoted, no stray '<' or '&'. */
+function assertWellFormed(xml: string): void {
+  const stack: string[] = [];
+  const re = /<(\/?)([a-zA-Z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<|&(?!(amp|lt|gt|quot|apos);)/g;
+  for (const m of xml.matchAll(re)) {
+    assert.ok(m[2], `stray markup at ${m.index}: ${xml.slice(m.index, m.index! + 40)}`);
+    if (m[4]) continue;
+    if (m[1]) assert.equal(stack.pop(), m[2], `unbalanced </${m[2]}> at ${m.index}`);
+    else stack.push(m[2]!);
+  }
+  assert.deepEqual(stack, []);
+}
+
+test('the SVG chart: well-formed, one bar per series, legend', () => {
+  const svg = renderChart([P0, P2]);
+  assert.ok(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>'));
+  assertWellFormed(svg);
+  const series = [...svg.matchAll(/class="bar" data-series="([^"]+)"/g)].map((m) => m[1]);
+  assert.equal(series.length, 2 * 4 * 3, '2 profiles × 4 image/workloads × 3 modes');
+  assert.equal(new Set(series).size, series.length);
+  assert.ok(series.includes('p2|fat-sparse|5pct|warm'));
+  for (const name of ['full pull', 'lazy (SOCI)', 'warm']) assert.ok(svg.includes(name), `legend ${name}`);
+  assert.equal((svg.match(/class="legend"/g) ?? []).length, 3);
+  assert.match(svg, /p2 — 100 Mbit\/s, 20 ms RTT/);
+  // the log axis covers 0.4 s (warm) … 90 s (p90 of full echo at p2)
+  assert.match(svg, />0\.1 s</);
+  assert.match(svg, />100 s</);
+  assertWellFormed(renderChart([]));
+});
