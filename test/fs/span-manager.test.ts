@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileBytes, makeLayer } from '../helpers/fixtures.js';
@@ -209,6 +209,85 @@ test('span cache: the cap is respected across a full scan and reads stay correct
   assert.ok(cs.bytes <= cap, `cache accounts ${cs.bytes} > cap ${cap}`);
   assert.ok(maxDu <= cap, `disk usage ${maxDu} > cap ${cap}`);
   assert.ok(src.calls.length > table.spans.length, 'evicted spans were fetched again');
+});
+
+/** Descriptors of this process open on files under `dir` (deleted ones included). */
+async function openFilesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.startsWith(dir + '/')) out.push(target);
+  }
+  return out;
+}
+
+test('span cache: readInto preads cached ranges into the caller buffer; descriptors bounded and closed on eviction and drop', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const table = spanTable(f.ztoc);
+  const cacheDir = join(f.dir, 'cache');
+  // No memory tier: every cached read goes to a span file.
+  const cache = new SpanCache({ dir: cacheDir, hotMaxBytes: 0, maxOpenFiles: 3 });
+  const m = manager(f, src, cache);
+  const total = table.spans.at(-1)!.uEnd;
+  await m.read(0, total);
+  await m.settled();
+  const fetches = src.calls.length;
+  const dst = Buffer.alloc(131072);
+  let x = 777;
+  for (let i = 0; i < 80; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const o = x % total;
+    const len = 1 + (x % dst.length);
+    dst.fill(0xaa);
+    const r = await m.readInto(o, len, dst);
+    assert.ok(r.equals(f.tar.subarray(o, Math.min(total, o + len))), `readInto at ${o}+${len}`);
+    assert.equal(r.buffer, dst.buffer, 'served in the caller buffer');
+  }
+  // Concurrent reads straddling span boundaries, each into its own buffer.
+  const bufs = Array.from({ length: 6 }, () => Buffer.alloc(100_000));
+  const offs = bufs.map((_, i) => table.spans[i + 2]!.uEnd - 50_000);
+  const rs = await Promise.all(bufs.map((b, i) => m.readInto(offs[i]!, b.length, b)));
+  for (const [i, r] of rs.entries()) assert.ok(r.equals(f.tar.subarray(offs[i]!, offs[i]! + 100_000)));
+  assert.equal(src.calls.length, fetches, 'nothing fetched again');
+  const cs = cache.stats();
+  assert.ok(cs.diskReads >= 80, `disk reads ${cs.diskReads}`);
+  assert.equal(cs.hotHits, 0);
+  assert.ok(cs.openFiles <= 3, `${cs.openFiles} span files open`);
+  assert.ok((await openFilesUnder(cacheDir)).length <= 3);
+  // A range longer than the buffer, or beyond the end, still reads right (read() path / clamped).
+  assert.ok((await m.readInto(10, 200_000, dst)).equals(f.tar.subarray(10, 200_010)));
+  assert.ok((await m.readInto(total - 5, 100, dst)).equals(f.tar.subarray(total - 5, total)));
+  assert.equal((await m.readInto(total, 100, dst)).length, 0);
+
+  // With the memory tier, a range inside one just-fetched span is a view of it (no copy).
+  const hotCache = new SpanCache({ dir: join(f.dir, 'cache-hot') });
+  const mh = manager(f, await fakeSource(f.gz), hotCache);
+  const sp = table.spans[4]!;
+  await mh.read(sp.uStart, 10);
+  await mh.settled();
+  const v = await mh.readInto(sp.uStart + 100, 5000, dst);
+  assert.ok(v.equals(f.tar.subarray(sp.uStart + 100, sp.uStart + 5100)));
+  assert.notEqual(v.buffer, dst.buffer);
+  assert.equal(hotCache.stats().hotHits, 1);
+
+  // Evicted spans (small cap) leave no descriptor behind on their deleted files.
+  const small = new SpanCache({ dir: join(f.dir, 'cache-small'), maxBytes: 3 * 70_000, hotMaxBytes: 0, maxOpenFiles: 2 });
+  const ms = manager(f, await fakeSource(f.gz), small);
+  for (let o = 0; o < total; o += 50_000) {
+    await ms.read(o, 50_000);
+    await ms.settled();
+    const r = await ms.readInto(Math.max(0, o - 60_000), 100_000, dst);
+    assert.ok(r.equals(f.tar.subarray(Math.max(0, o - 60_000), Math.min(total, Math.max(0, o - 60_000) + 100_000))));
+  }
+  assert.ok(small.stats().evictions > 0);
+  const left = await openFilesUnder(join(f.dir, 'cache-small'));
+  assert.ok(left.length <= 2 && !left.some((p) => p.endsWith('(deleted)')), `open: ${left.join(', ')}`);
+
+  // Dropping the layer closes its descriptors.
+  await cache.dropLayer('sha256:test');
+  assert.equal(cache.stats().openFiles, 0);
+  assert.deepEqual(await openFilesUnder(cacheDir), []);
 });
 
 test('background fetcher: waits for the quiet period, fetches every span one at a time, stops on unregister', async (t) => {
