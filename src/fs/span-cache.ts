@@ -3,7 +3,9 @@
  * One file per span under `<dir>/<layer key>/<span id>`, written to a temp name and renamed so a
  * reader never sees a partial span. Eviction is LRU over all layers and skips pinned entries (a
  * span being read), so the cap can be exceeded briefly but a read never loses its file mid-way.
- * All I/O is async (the serving path must never block the event loop).
+ * Cached reads pread only the requested range from the span file, through a bounded LRU of open
+ * descriptors; spans just fetched are also kept in a bounded memory LRU. All I/O is async (the
+ * serving path must never block the event loop).
  */
 import { randomBytes } from 'node:crypto';
 import { close, constants, open, read } from 'node:fs';
@@ -113,8 +115,8 @@ export class SpanCache {
   }
 
   /**
-   * The span's bytes if it is in the memory tier (no copy; the caller must not keep it beyond the
-   * current reply), else undefined. Counts as a use of the span.
+   * The span's bytes if it is in the memory tier (the cached buffer itself, not a copy: never
+   * written to), else undefined. Counts as a use of the span.
    */
   hotSpan(layer: string, span: number): Buffer | undefined {
     const k = key(layer, span);
