@@ -1,0 +1,87 @@
+/**
+ * The time-to-ready harness's samples (bench/lib/ttr-sample.ts) on a small app image, through the
+ * shaping proxy at 100 Mbit/s / 20 ms: a full sample downloads the whole image and yields full + warm
+ * rows; a lazy sample mounts the indexed layer lazily, fetches a fraction of it and reports what the
+ * workload read; and a lazy sample of an image without a SOCI index fails loudly (silent fallback),
+ * never passing a full pull off as lazy.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import type { BenchImage } from '../../bench/images/index.js';
+import { startShapeProxy } from '../../bench/lib/shape-proxy.js';
+import { fullSample, lazySample, type SampleContext } from '../../bench/lib/ttr-sample.js';
+import { appCommand, buildAppImage } from '../helpers/app-image.js';
+import { needs, tempDir } from '../helpers/env.js';
+import { startRegistry } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo'] });
+
+function benchImage(layout: string): BenchImage {
+  const idx = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const blob = (d: string) => readFileSync(join(layout, 'blobs', 'sha256', d.slice(7)));
+  const m = JSON.parse(blob(idx.manifests[0].digest).toString('utf8'));
+  const layers = (m.layers as Array<{ digest: string; size: number }>).map((l) => ({
+    digest: l.digest,
+    size: l.size,
+    uncompressedSize: Number(gzipISize(blob(l.digest))),
+  }));
+  return {
+    name: 'echo',
+    layout,
+    compressedBytes: layers.reduce((a, l) => a + l.size, 0),
+    uncompressedBytes: layers.reduce((a, l) => a + l.uncompressedSize, 0),
+    layers,
+    packages: [],
+    workloads: [{ name: 'http', description: 'busybox httpd', command: appCommand, ready: { kind: 'http', path: '/index.html' } }],
+  };
+}
+
+/** gzip's ISIZE trailer: the uncompressed size mod 2^32 (these layers are far below 4 GiB). */
+function gzipISize(gz: Buffer): number {
+  return gz.readUInt32LE(gz.length - 4);
+}
+
+test('time-to-ready samples: full, warm and lazy rows; a missing index is a loud failure', { skip, timeout: 600_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const layout = buildAppImage(join(dir, 'app'), { bulkMb: 48, tag: 'latest' }).dir;
+  const img = benchImage(layout);
+  const reg = await startRegistry(t);
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${reg.host}/app:v1`]);
+  // `nosoci:soci` is the same image with no SOCI index at all.
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${reg.host}/nosoci:soci`]);
+  await run(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci-root'), 'convert', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  const proxy = await startShapeProxy({ upstream: reg.host, profile: { id: 'p2', label: '100 Mbit/s, 20 ms', rateBitsPerSec: 100e6, rttMs: 20 } });
+  t.after(() => proxy.close());
+  const logs: string[] = [];
+  const ctx: SampleContext = {
+    proxy, profile: 'p2', iteration: 0, log: (m) => logs.push(m),
+    repo: () => 'app',
+    expectedLazyLayers: (i) => i.layers.filter((l) => l.size >= 10 << 20).length,
+  };
+  assert.equal(ctx.expectedLazyLayers(img), 1, 'the bulk layer is indexed, the config layer is not');
+
+  const full = await fullSample(ctx, img, img.workloads);
+  assert.deepEqual(full.map((s) => s.mode), ['full', 'warm']);
+  const [f, w] = full as [typeof full[0], typeof full[0]];
+  assert.ok(f.bytesFetched >= img.compressedBytes, `a full pull downloads every layer (${f.bytesFetched} < ${img.compressedBytes})`);
+  assert.ok(f.ttrMs >= f.pullMs && f.pullMs > (img.compressedBytes * 8) / 100e6 * 1000 * 0.8, 'shaped: the pull takes at least size ÷ bandwidth');
+  assert.ok(w.runMs > 0 && w.pullMs === 0 && w.bytesFetched === 0);
+  assert.ok(f.daemonCpuMs! > 0 && f.daemonPeakRssBytes! > 0);
+
+  const lazy = await lazySample(ctx, img, img.workloads[0]!);
+  assert.equal(lazy.mode, 'lazy');
+  assert.equal(lazy.lazyLayers, 1);
+  assert.ok(lazy.bytesFetched < img.compressedBytes / 2, `lazy fetched ${lazy.bytesFetched} of ${img.compressedBytes}`);
+  assert.ok(lazy.rangeRequests >= 1, 'spans come by Range requests');
+  assert.ok(lazy.bytesRead! > 0 && lazy.neededCompressed! > 0 && lazy.neededCompressed! <= lazy.bytesFetched);
+  assert.ok(lazy.firstByteMs! > 0 && lazy.firstByteMs! <= lazy.ttrMs, `first byte ${lazy.firstByteMs} within ready ${lazy.ttrMs}`);
+  assert.ok(lazy.pullBytes! > 0 && lazy.pullBytes! < lazy.bytesFetched);
+
+  t.diagnostic(`full ${(f.ttrMs / 1000).toFixed(2)} s (${(f.bytesFetched / 1e6).toFixed(1)} MB), warm ${(w.runMs / 1000).toFixed(2)} s, lazy ${(lazy.ttrMs / 1000).toFixed(2)} s (${(lazy.bytesFetched / 1e6).toFixed(1)} MB, ${lazy.rangeRequests} ranges, read ${(lazy.bytesRead! / 1e6).toFixed(2)} MB ≈ ${(lazy.neededCompressed! / 1e6).toFixed(2)} MB compressed, first byte ${lazy.firstByteMs} ms)`);
+  await assert.rejects(lazySample({ ...ctx, repo: () => 'nosoci' }, img, img.workloads[0]!), /silent fallback — 0 of 1 indexed layers were mounted lazily/);
+});
