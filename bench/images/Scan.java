@@ -1,6 +1,6 @@
 // The "hostile" image's app: a JVM start that reads most of the image, like a big app server that
 // touches hundreds of modules and scans its whole classpath before it serves.
-//   1. walks jrt:/modules and reads every resource of every JDK module (≈ all of lib/modules);
+//   1. walks jrt:/modules and reads every resource of every JDK module (about all of lib/modules);
 //   2. opens every jar in /usr/share/java and inflates every entry (a classpath scan);
 //   3. with a port argument: serves HTTP 200 on 127.0.0.1:<port>; without: exits 0.
 // Compiled at image build time with the image's own JDK (bench/images/recipes.ts).

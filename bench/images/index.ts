@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { extractDebs, fetchDebs, pkgId, resolveClosure } from './apt.js';
 import { cachedLayer, COMPRESSOR, type LayerMeta } from './layer.js';
 import { RECIPE, RECIPES, type Ctx } from './recipes.js';
-import { removeTree, sha256 } from './sh.js';
+import { removeTree, sha256, sweepStale } from './sh.js';
 
 export type ImageName = 'echo' | 'python' | 'node' | 'hostile' | 'fat-sparse';
 export interface Workload {
@@ -100,6 +100,7 @@ export async function buildBenchImage(name: ImageName, workDir: string): Promise
     const s = JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as Stored;
     if (s.recipe === RECIPE) return hydrate(name, dir, s);
   }
+  for (const d of ['layers', 'images', 'debs'].map((d) => join(workDir, d))) await sweepStale(d);
   const metas = await buildLayers(name, workDir);
 
   const tmp = join(workDir, 'images', `.${name}.tmp-${process.pid}`);

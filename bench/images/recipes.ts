@@ -30,7 +30,7 @@ export interface Recipe { name: ImageName; layers: LayerDef[]; env: string[]; wo
 
 const here = dirname(fileURLToPath(import.meta.url));
 const JAVA = '/usr/lib/jvm/java-17-openjdk-amd64/bin/java';
-const stageDir = (ctx: Ctx) => join(ctx.workDir, `stage-${process.pid}`);
+const stageDir = (ctx: Ctx) => join(ctx.workDir, 'images', `.stage-${process.pid}`);
 const chrootEnv = { PATH: PATH_ENV.slice(5), LC_ALL: 'C', PYTHONHASHSEED: '0', HOME: '/root' };
 
 // ---- base: libc, libstdc++, zlib, OpenSSL, CA certificates ----
@@ -174,7 +174,7 @@ const hostile: Recipe = {
           await withStage(ctx.lower.map((l) => l.blob), stageDir(ctx), async (root) => {
             mkdirSync(join(root, 'tmp/src'), { recursive: true });
             writeFileSync(join(root, 'tmp/src/Scan.java'), scanSource);
-            await run(['chroot', root, JAVA, '-m', 'jdk.compiler/com.sun.tools.javac.Main', '--release', '17', '-d', '/tmp/out', '/tmp/src/Scan.java'], { env: chrootEnv });
+            await run(['chroot', root, JAVA, '-m', 'jdk.compiler/com.sun.tools.javac.Main', '-encoding', 'UTF-8', '--release', '17', '-d', '/tmp/out', '/tmp/src/Scan.java'], { env: chrootEnv });
             mkdirSync(join(dir, 'app'), { recursive: true });
             copyFileSync(join(root, 'tmp/out/Scan.class'), join(dir, 'app/Scan.class'));
             copyFileSync(join(root, 'tmp/src/Scan.java'), join(dir, 'app/Scan.java'));

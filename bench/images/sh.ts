@@ -12,11 +12,11 @@ export interface RunOpts { cwd?: string; env?: NodeJS.ProcessEnv; input?: string
 /** Runs argv, resolves stdout; rejects with the command and its stderr tail on a non-zero exit. */
 export function run(argv: string[], opts: RunOpts = {}): Promise<string> {
   return new Promise((res, rej) => {
-    const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    p.stdout.on('data', (b: Buffer) => out.push(b));
-    p.stderr.on('data', (b: Buffer) => err.push(b));
+    p.stdout!.on('data', (b: Buffer) => out.push(b));
+    p.stderr!.on('data', (b: Buffer) => err.push(b));
     p.on('error', rej);
     p.on('close', (code, sig) => {
       const stderr = Buffer.concat(err).toString();
@@ -25,7 +25,10 @@ export function run(argv: string[], opts: RunOpts = {}): Promise<string> {
         res(Buffer.concat(out).toString());
       } else rej(new Error(`${argv.slice(0, 6).join(' ')}${argv.length > 6 ? ' …' : ''} → ${code ?? sig}\n${stderr.slice(-2000)}`));
     });
-    p.stdin.end(opts.input ?? '');
+    if (opts.input !== undefined) {
+      p.stdin!.on('error', () => undefined); // the child may exit without reading it
+      p.stdin!.end(opts.input);
+    }
   });
 }
 
@@ -80,6 +83,20 @@ export async function fileBytes(dir: string): Promise<{ bytes: number; files: nu
   };
   await walk(dir);
   return { bytes, files };
+}
+
+/** Removes leftovers (`*.tmp-<pid>`, `*.old-<pid>`, `.stage-<pid>`, …) of builder processes that no longer run. */
+export async function sweepStale(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  for (const e of await readdir(dir)) {
+    const m = /\.(?:tmp|old|stage|verify|partial)-(\d+)$/.exec(e);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch {
+      await removeTree(join(dir, e));
+    }
+  }
 }
 
 export const mb = (n: number) => (n / 1e6).toFixed(1);
