@@ -46,6 +46,8 @@ export async function resolveClosure(roots: string[], workDir: string): Promise<
   return pkgs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+let downloads = 0;
+
 /** Makes sure every package's .deb is in `cacheDir`; returns their paths in `pkgs` order. */
 export async function fetchDebs(pkgs: Pkg[], cacheDir: string): Promise<string[]> {
   mkdirSync(cacheDir, { recursive: true });
@@ -53,7 +55,7 @@ export async function fetchDebs(pkgs: Pkg[], cacheDir: string): Promise<string[]
   if (missing.length > 0) {
     // Download into a private dir and move complete files in, so an interrupted download never
     // leaves a truncated .deb under its final name.
-    const tmp = join(cacheDir, `.partial-${process.pid}`);
+    const tmp = join(cacheDir, `.partial${downloads++}-${process.pid}`);
     await removeTree(tmp);
     mkdirSync(tmp, { recursive: true });
     try {

@@ -91,14 +91,26 @@ function writeBlob(layout: string, content: string): { digest: string; size: num
   return { digest: `sha256:${hex}`, size: Buffer.byteLength(content) };
 }
 
-export async function buildBenchImage(name: ImageName, workDir: string): Promise<BenchImage> {
+const building = new Map<string, Promise<BenchImage>>();
+
+export function buildBenchImage(name: ImageName, workDir: string): Promise<BenchImage> {
+  const k = `${resolve(workDir)}:${name}`;
+  let p = building.get(k);
+  if (!p) {
+    p = build(name, workDir).finally(() => building.delete(k));
+    building.set(k, p);
+  }
+  return p;
+}
+
+async function build(name: ImageName, workDir: string): Promise<BenchImage> {
   const recipe = RECIPES[name];
   if (!recipe) throw new Error(`unknown image ${name}; one of ${IMAGE_NAMES.join(', ')}`);
   workDir = resolve(workDir);
   const dir = join(workDir, 'images', name);
-  if (existsSync(join(dir, 'image.json'))) {
-    const s = JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as Stored;
-    if (s.recipe === RECIPE) return hydrate(name, dir, s);
+  // `stamp` (the recipe version) is written last inside the temp dir, and the dir renamed in whole.
+  if (existsSync(join(dir, 'stamp')) && readFileSync(join(dir, 'stamp'), 'utf8').trim() === RECIPE) {
+    return hydrate(name, dir, JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as Stored);
   }
   for (const d of ['layers', 'images', 'debs'].map((d) => join(workDir, d))) await sweepStale(d);
   const metas = await buildLayers(name, workDir);
@@ -149,7 +161,7 @@ export async function buildBenchImage(name: ImageName, workDir: string): Promise
       layerMetas: metas.map(({ blob: _blob, ...m }) => m),
     };
     writeFileSync(join(tmp, 'image.json'), JSON.stringify(stored, null, 1) + '\n');
-    // Swap in atomically: image.json only ever exists in a complete build.
+    writeFileSync(join(tmp, 'stamp'), RECIPE + '\n');
     const old = `${dir}.old-${process.pid}`;
     if (existsSync(dir)) renameSync(dir, old);
     renameSync(tmp, dir);

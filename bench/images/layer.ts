@@ -81,9 +81,20 @@ export async function packDir(dir: string, out: string): Promise<Pick<LayerMeta,
  * empty dir, which is then packed. Built in a temp dir and renamed when complete, so an
  * interrupted build is never reused.
  */
-export async function cachedLayer(workDir: string, id: string, key: string, fill: (dir: string) => Promise<FillResult>): Promise<LayerMeta> {
-  const base = join(workDir, 'layers');
-  const final = join(base, `${id}-${key.slice(0, 16)}`);
+export function cachedLayer(workDir: string, id: string, key: string, fill: (dir: string) => Promise<FillResult>): Promise<LayerMeta> {
+  const final = join(workDir, 'layers', `${id}-${key.slice(0, 16)}`);
+  // concurrent builds in this process (e.g. Promise.all over images) share one build per layer
+  let p = inflight.get(final);
+  if (!p) {
+    p = buildLayer(final, id, key, fill).finally(() => inflight.delete(final));
+    inflight.set(final, p);
+  }
+  return p;
+}
+
+const inflight = new Map<string, Promise<LayerMeta>>();
+
+async function buildLayer(final: string, id: string, key: string, fill: (dir: string) => Promise<FillResult>): Promise<LayerMeta> {
   if (existsSync(join(final, 'meta.json'))) return { ...JSON.parse(readFileSync(join(final, 'meta.json'), 'utf8')), blob: join(final, 'layer.tar.gz') };
   const tmp = `${final}.tmp-${process.pid}`;
   await removeTree(tmp);
@@ -96,8 +107,12 @@ export async function cachedLayer(workDir: string, id: string, key: string, fill
     await removeTree(join(tmp, 'root'));
     const meta = { id, key, ...packed, fileBytes: fb.bytes, files: fb.files, packages: filled.packages ?? [], notes: filled.notes };
     writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1) + '\n');
-    await removeTree(final);
-    renameSync(tmp, final);
+    // Another builder may have finished the same layer meanwhile: same key, same bytes, keep theirs.
+    if (existsSync(join(final, 'meta.json'))) await removeTree(tmp);
+    else {
+      await removeTree(final);
+      renameSync(tmp, final);
+    }
     console.error(`  layer ${id}: ${(packed.uncompressedSize / 1e6).toFixed(1)} MB tar → ${(packed.size / 1e6).toFixed(1)} MB gz, ${fb.files} files (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     return { ...meta, blob: join(final, 'layer.tar.gz') };
   } catch (e) {

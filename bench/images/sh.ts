@@ -89,7 +89,7 @@ export async function fileBytes(dir: string): Promise<{ bytes: number; files: nu
 export async function sweepStale(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
   for (const e of await readdir(dir)) {
-    const m = /\.(?:tmp|old|stage|verify|partial)-(\d+)$/.exec(e);
+    const m = /\.(?:tmp|old|stage\d*|verify|partial\d*)-(\d+)$/.exec(e);
     if (!m || Number(m[1]) === process.pid) continue;
     try {
       process.kill(Number(m[1]), 0);
