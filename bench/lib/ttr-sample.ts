@@ -11,7 +11,7 @@
  *         loudly when a layer that should be lazy was not mounted lazily (a silent fallback).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { removeTree, startContainerd, startSnapshotter, type StartedContainerd } from '../../test/helpers/containerd.js';
@@ -64,6 +64,12 @@ async function daemons(after: (c: Cleanup) => void, snapshotter: 'overlayfs' | '
     criSnapshotter: snapshotter,
     extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${registryHost}"]\n  endpoint = ["http://${registryHost}"]\n`,
   });
+  // TTR_LOG_DIR keeps each sample's daemon logs (to profile a slow sample from its timestamps).
+  const logDir = process.env.TTR_LOG_DIR;
+  if (logDir) {
+    const tag = `${Date.now()}-${snapshotter}`;
+    after(() => Promise.all([writeFile(join(logDir, `${tag}-snapshotter.log`), sn.logs()), writeFile(join(logDir, `${tag}-containerd.log`), cd.logs())]));
+  }
   return { sn, cd, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
 }
 

@@ -1,0 +1,267 @@
+/**
+ * The worker side of local unpack (./unpack.ts): applies an uncompressed layer tar to a directory in
+ * the form overlayfs expects for a lower layer: `.wh.X` → char device 0:0 named X, `.wh..wh..opq` →
+ * xattr trusted.overlay.opaque=y on its dir. Names are cleaned and never escape the root: no
+ * component of a parent may be a symlink (checked before every create). It runs on a worker thread
+ * with synchronous fs calls: a layer is thousands of small metadata syscalls, and a round trip
+ * through the libuv pool per call made unpack 2–3× slower than `tar -x`; the daemon's event loop
+ * never waits for any of it.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync, closeSync, fchmodSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, utimesSync, writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { SociError } from '../errors.js';
+import { postError, workerInput } from '../worker-pipe.js';
+import { TarWalker, cleanPath, type FileMetadata } from '../ztoc/index.js';
+import { parseModTime, OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './tree.js';
+import type { UnpackStats } from './unpack.js';
+
+const ROOT_UID = 0;
+const ROOT_GID = 0;
+
+/** Applies tar bytes, chunk by chunk, to the empty directory `root`. */
+export class TarApplier {
+  private readonly u: Unpacker;
+  private readonly walker: TarWalker;
+  private pos = 0;
+
+  constructor(root: string) {
+    this.u = new Unpacker(root);
+    this.walker = new TarWalker((e) => this.u.queue.push(e));
+  }
+
+  write(chunk: Buffer): void {
+    this.walker.write(chunk);
+    this.u.feed(chunk, this.pos);
+    this.pos += chunk.length;
+  }
+
+  end(): UnpackStats {
+    this.walker.end();
+    this.u.finish();
+    return this.u.stats;
+  }
+}
+
+interface Open {
+  e: FileMetadata;
+  fd: number;
+  end: number;
+  path: string;
+}
+
+class Unpacker {
+  readonly queue: FileMetadata[] = [];
+  readonly stats: UnpackStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0 };
+  private current: Open | null = null;
+  private readonly dirTimes: Array<{ path: string; e: FileMetadata }> = [];
+  private readonly safeDirs = new Set<string>(['']);
+  /** absolute paths this layer created so far */
+  private readonly created = new Set<string>();
+
+  constructor(private readonly root: string) {}
+
+  /** Handles the entries parsed from `chunk` and routes its data bytes to the open file. */
+  feed(chunk: Buffer, pos: number): void {
+    const end = pos + chunk.length;
+    // Data of the current file can precede the next header in this chunk.
+    for (;;) {
+      if (this.current) {
+        const c = this.current;
+        const from = Math.max(pos, c.e.uncompressedOffset);
+        const to = Math.min(end, c.end);
+        if (to > from) {
+          writeAll(c.fd, chunk.subarray(from - pos, to - pos));
+          this.stats.bytes += to - from;
+        }
+        if (c.end > end) return; // more data in later chunks
+        this.close();
+      }
+      const e = this.queue.shift();
+      if (!e) return;
+      this.apply(e);
+    }
+  }
+
+  finish(): void {
+    if (this.current) throw new SociError('ERR_BAD_TAR', 'layer ended inside a file');
+    // Directory times last: creating children changed them.
+    for (const { path, e } of this.dirTimes.reverse()) {
+      const t = parseModTime(e.modTime);
+      try {
+        utimesSync(path, t.sec + t.nsec / 1e9, t.sec + t.nsec / 1e9);
+      } catch {
+        /* best effort, as tar */
+      }
+    }
+  }
+
+  private close(): void {
+    const c = this.current!;
+    this.current = null;
+    try {
+      this.meta(c.path, c.e, c.fd);
+    } finally {
+      closeSync(c.fd);
+    }
+  }
+
+  private apply(e: FileMetadata): void {
+    this.stats.entries++;
+    const rel = cleanPath(e.name);
+    if (rel === '') {
+      if (e.type === 'dir') this.dirTimes.push({ path: this.root, e });
+      return;
+    }
+    const slash = rel.lastIndexOf('/');
+    const parentRel = slash < 0 ? '' : rel.slice(0, slash);
+    const base = rel.slice(slash + 1);
+    const parent = this.ensureDir(parentRel);
+    if (base === OPAQUE_WHITEOUT) {
+      setXattr(parent, 'trusted.overlay.opaque', Buffer.from('y'));
+      this.stats.opaqueDirs++;
+      return;
+    }
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      const target = join(parent, fsName(base.slice(WHITEOUT_PREFIX.length)));
+      rmSync(target, { recursive: true, force: true });
+      run('mknod', [target, 'c', '0', '0']);
+      this.created.add(target);
+      this.stats.whiteouts++;
+      return;
+    }
+    const path = join(parent, fsName(base));
+    // The root starts empty: only a path this layer already created can exist (tar may repeat names).
+    const existing = this.created.has(path) ? lstatSync(path, { throwIfNoEntry: false }) ?? null : null;
+    this.created.add(path);
+    if (e.type === 'dir') {
+      if (existing && !existing.isDirectory()) rmSync(path, { force: true });
+      if (!existing?.isDirectory()) mkdirSync(path);
+      this.safeDirs.add(rel);
+      this.meta(path, e);
+      this.dirTimes.push({ path, e });
+      return;
+    }
+    if (existing) rmSync(path, { recursive: true, force: true });
+    // A dir replaced by a non-dir: forget it and everything under it as a safe parent.
+    for (const d of this.safeDirs) if (d === rel || d.startsWith(`${rel}/`)) this.safeDirs.delete(d);
+    switch (e.type) {
+      case 'reg': {
+        const fd = openSync(path, 'wx', 0o600);
+        this.current = { e, fd, end: e.uncompressedOffset + e.uncompressedSize, path };
+        return; // data follows; meta() after the last byte
+      }
+      case 'hardlink': {
+        const target = cleanPath(e.linkname);
+        const tpath = join(this.root, fsName(target));
+        const st = lstatSync(tpath, { throwIfNoEntry: false });
+        if (!st || st.isDirectory()) throw new SociError('ERR_BAD_TAR', `hardlink ${JSON.stringify(rel)} to missing ${JSON.stringify(target)}`);
+        this.ensureDir(target.includes('/') ? target.slice(0, target.lastIndexOf('/')) : '');
+        linkSync(tpath, path);
+        return;
+      }
+      case 'symlink':
+        symlinkSync(fsName(e.linkname.toString('latin1')), path);
+        break;
+      case 'char':
+      case 'block':
+        run('mknod', [path, e.type === 'char' ? 'c' : 'b', String(e.devmajor), String(e.devminor)]);
+        break;
+      case 'fifo':
+        run('mkfifo', [path]);
+        break;
+    }
+    this.meta(path, e);
+  }
+
+  /** Owner, mode, xattrs and times of a created entry (lchown before chmod: chown clears suid). */
+  private meta(path: string, e: FileMetadata, fd?: number): void {
+    // Files are created by root as 0:0 already: chown only when the layer says otherwise.
+    if (e.uid !== ROOT_UID || e.gid !== ROOT_GID) {
+      try {
+        lchownSync(path, e.uid, e.gid);
+      } catch {
+        /* not root: keep our ids */
+      }
+    }
+    if (fd !== undefined) fchmodSync(fd, e.mode & 0o7777);
+    else if (e.type !== 'symlink') chmodSync(path, e.mode & 0o7777);
+    for (const r of e.pax) {
+      const k = r.key.toString('latin1');
+      if (!k.startsWith('SCHILY.xattr.')) continue;
+      try {
+        setXattr(path, k.slice('SCHILY.xattr.'.length), r.value);
+      } catch {
+        /* filesystem without that xattr namespace: as tar, keep going */
+      }
+    }
+    const t = parseModTime(e.modTime);
+    if (e.type === 'dir') return;
+    try {
+      if (fd !== undefined) futimesSync(fd, t.sec + t.nsec / 1e9, t.sec + t.nsec / 1e9);
+      else lutimesSync(path, t.sec + t.nsec / 1e9, t.sec + t.nsec / 1e9);
+    } catch {
+      /* best effort, as tar */
+    }
+  }
+
+  /** The dir for a cleaned relative path, created on demand; refuses symlinks on the way. */
+  private ensureDir(rel: string): string {
+    const abs = rel === '' ? this.root : join(this.root, fsName(rel));
+    if (this.safeDirs.has(rel)) return abs;
+    let cur = this.root;
+    let curRel = '';
+    for (const part of rel.split('/')) {
+      cur = join(cur, fsName(part));
+      curRel = curRel ? `${curRel}/${part}` : part;
+      if (this.safeDirs.has(curRel)) continue;
+      const st = lstatSync(cur, { throwIfNoEntry: false });
+      if (!st) {
+        mkdirSync(cur, { mode: 0o755 });
+        this.created.add(cur);
+      }
+      else if (!st.isDirectory()) throw new SociError('ERR_BAD_TAR', `layer path ${JSON.stringify(curRel)} is not a directory (a symlink or file is in the way)`);
+      this.safeDirs.add(curRel);
+    }
+    return abs;
+  }
+}
+
+/** latin1 names back to the raw bytes Node's fs expects (Buffer paths are not joinable). */
+function fsName(latin1: string): string {
+  // Node fs takes strings as UTF-8; raw non-UTF-8 bytes cannot round-trip through a string path.
+  // Bytes that form valid UTF-8 are decoded; anything else stays as latin1 (documented limitation).
+  const b = Buffer.from(latin1, 'latin1');
+  const s = b.toString('utf8');
+  return Buffer.from(s, 'utf8').equals(b) ? s : latin1;
+}
+
+function setXattr(path: string, name: string, value: Buffer): void {
+  run('setfattr', ['-h', '-n', name, '-v', `0x${value.toString('hex')}`, path]);
+}
+
+function run(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.error) throw new SociError('ERR_IO', `${cmd}: ${r.error.message}`);
+  if (r.status !== 0) throw new SociError('ERR_IO', `${cmd} ${args.join(' ')}: ${r.stderr.toString().trim() || `exit ${r.status}`}`);
+}
+
+function writeAll(fd: number, b: Buffer): void {
+  for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off);
+}
+
+// ---- the worker side: workerData { unpackRoot } ----
+if (!isMainThread && parentPort && typeof (workerData as { unpackRoot?: unknown } | undefined)?.unpackRoot === 'string') {
+  const port = parentPort;
+  const applier = new TarApplier((workerData as { unpackRoot: string }).unpackRoot);
+  (async () => {
+    for await (const chunk of workerInput(port)) applier.write(chunk);
+    return applier.end();
+  })().then(
+    (stats) => port.postMessage({ done: stats }),
+    (e: unknown) => postError(port, e),
+  );
+}

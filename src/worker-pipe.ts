@@ -1,0 +1,119 @@
+/**
+ * Streams a byte source into a worker thread with flow control, for CPU- or syscall-bound layer work
+ * (zTOC building, local unpack) that must not run on the daemon's event loop. Chunks travel in a
+ * fixed pool of buffers that ping-pong between the threads (packed by the main thread, handed back by
+ * the worker once consumed): memory stays at POOL × BUF_SIZE per stream and no garbage is made per
+ * chunk (transferring fresh buffers let external memory pile up to 500+ MB).
+ *
+ * Protocol: main → worker `{ buf, len }` … `{ end: true }`; worker → main `{ recycle }` per chunk,
+ * then `{ done }` or `{ error: { code, message } }`.
+ */
+import { Worker, type MessagePort } from 'node:worker_threads';
+import { SociError, type ErrorCode } from './errors.js';
+
+const BUF_SIZE = 1 << 20;
+const POOL = 8;
+
+/**
+ * Runs module `url` on a worker. From source (tests, `node --import tsx`) the worker does not inherit
+ * the TypeScript loader, so it starts from a small bootstrap that registers tsx first.
+ */
+export function startModuleWorker(url: string, workerData: unknown, maxYoungGenerationSizeMb?: number): Worker {
+  const opts = { workerData, ...(maxYoungGenerationSizeMb ? { resourceLimits: { maxYoungGenerationSizeMb } } : {}) };
+  if (!url.endsWith('.ts')) return new Worker(new URL(url), opts);
+  const api = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); });`;
+  return new Worker(boot, { ...opts, eval: true });
+}
+
+/** Feeds `source` to worker `w` and resolves with its `done` payload; the worker is terminated after. */
+export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>): Promise<T> {
+  const free: ArrayBuffer[] = Array.from({ length: POOL }, () => new ArrayBuffer(BUF_SIZE));
+  let wake: (() => void) | null = null;
+  let failure: unknown;
+  const result = new Promise<T>((resolve, reject) => {
+    w.on('message', (m: { recycle?: ArrayBuffer; done?: T; error?: { code: ErrorCode; message: string } }) => {
+      if (m.recycle) {
+        free.push(m.recycle);
+        wake?.();
+      } else if (m.error) reject(new SociError(m.error.code, m.error.message));
+      else if ('done' in m) resolve(m.done as T);
+    });
+    w.on('error', reject);
+    w.on('exit', (code) => reject(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
+  });
+  result.catch((e) => {
+    failure = e;
+    wake?.();
+  });
+  let cur: ArrayBuffer | null = null;
+  let view: Uint8Array | null = null;
+  let fill = 0;
+  const flush = () => {
+    if (!cur || fill === 0) return;
+    w.postMessage({ buf: cur, len: fill }, [cur]);
+    cur = null;
+    view = null;
+    fill = 0;
+  };
+  try {
+    for await (const chunk of source) {
+      let off = 0;
+      while (off < chunk.length && failure === undefined) {
+        if (!cur) {
+          while (free.length === 0 && failure === undefined) await new Promise<void>((r) => (wake = r));
+          if (failure !== undefined) break;
+          cur = free.pop()!;
+          view = new Uint8Array(cur);
+        }
+        const n = Math.min(chunk.length - off, BUF_SIZE - fill);
+        view!.set(chunk.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+        if (fill === BUF_SIZE) flush();
+      }
+      if (failure !== undefined) break;
+    }
+    if (failure === undefined) {
+      flush();
+      w.postMessage({ end: true });
+    }
+    return await result;
+  } finally {
+    void w.terminate();
+  }
+}
+
+/**
+ * Worker side: the chunks as an async iterable. A chunk is handed back when the consumer asks for
+ * the next one, so the consumer must be done with it by then (copy what it keeps).
+ */
+export function workerInput(port: MessagePort): AsyncIterable<Buffer> {
+  const chunks: Array<{ buf: ArrayBuffer; len: number }> = [];
+  let notify: (() => void) | null = null;
+  let ended = false;
+  port.on('message', (m: { buf?: ArrayBuffer; len?: number; end?: boolean }) => {
+    if (m.buf) chunks.push({ buf: m.buf, len: m.len! });
+    if (m.end) ended = true;
+    notify?.();
+  });
+  return (async function* input(): AsyncIterable<Buffer> {
+    for (;;) {
+      const c = chunks.shift();
+      if (c) {
+        yield Buffer.from(c.buf, 0, c.len);
+        port.postMessage({ recycle: c.buf }, [c.buf]);
+        continue;
+      }
+      if (ended) return;
+      await new Promise<void>((r) => (notify = r));
+      notify = null;
+    }
+  })();
+}
+
+/** Worker side: reports a failure to the main thread as a SociError code + message. */
+export function postError(port: MessagePort, e: unknown): void {
+  const code: ErrorCode = e instanceof SociError ? e.code : 'ERR_INTERNAL';
+  port.postMessage({ error: { code, message: e instanceof Error ? e.message : String(e) } });
+}
