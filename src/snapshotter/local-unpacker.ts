@@ -17,7 +17,17 @@ import type { RegistryClient } from '../registry/index.js';
 import type { LocalUnpacker, MountContext } from './layer-mounter.js';
 import { LABELS } from './soci-mounter.js';
 
+interface ImageMeta {
+  manifest: ReturnType<typeof decodeManifest>;
+  diffIds: string[];
+}
+
+/** Manifests and configs of recent images: containerd prepares an image's layers one by one. */
+const META_CACHE = 16;
+
 export class RegistryLocalUnpacker implements LocalUnpacker {
+  private readonly meta = new Map<string, Promise<ImageMeta>>();
+
   constructor(
     private readonly clientFor: (registry: string) => RegistryClient,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void,
@@ -30,12 +40,11 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     if (!imageRef || !layerDigest || !manifestDigest) throw new SociError('ERR_NO_INDEX', 'CRI labels missing: cannot fetch the layer');
     const ref = parseReference(imageRef);
     const client = this.clientFor(ref.registry);
-    const manifest = decodeManifest((await client.getManifest(ref.repository, manifestDigest)).bytes);
+    const { manifest, diffIds } = await this.imageMeta(client, ref.registry, ref.repository, manifestDigest);
     const i = manifest.layers.findIndex((l) => l.digest === layerDigest);
     if (i < 0) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not in manifest ${manifestDigest}`);
     const layer = manifest.layers[i]!;
-    const config = JSON.parse(Buffer.concat(await collect(client.fetchBlob(ref.repository, manifest.config.digest, { size: manifest.config.size }))).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
-    const diffId = config.rootfs?.diff_ids?.[i];
+    const diffId = diffIds[i];
     if (!diffId) throw new SociError('ERR_INVALID_MANIFEST', `image config has no diff_id for layer ${i}`);
     const comp = layerCompression(layer.mediaType);
     if (comp !== 'gzip' && comp !== 'uncompressed') throw new SociError('ERR_UNSUPPORTED', `layer ${layerDigest}: ${layer.mediaType} is unpacked by containerd`);
@@ -55,6 +64,24 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     const got = `sha256:${hash.digest('hex')}`;
     if (got !== diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layerDigest}: uncompressed digest ${got} does not match diff_id ${diffId}`);
     this.log('layer unpacked locally', { layer: layerDigest, entries: stats.entries, bytes: stats.bytes, namespace: ctx.namespace });
+  }
+
+
+/** The manifest and diff_ids (both digest-verified by the client), fetched once per image. */
+  private imageMeta(client: RegistryClient, registry: string, repository: string, manifestDigest: string): Promise<ImageMeta> {
+    const key = `${registry}/${repository}@${manifestDigest}`;
+    let p = this.meta.get(key);
+    if (!p) {
+      p = (async () => {
+        const manifest = decodeManifest((await client.getManifest(repository, manifestDigest)).bytes);
+        const config = JSON.parse(Buffer.concat(await collect(client.fetchBlob(repository, manifest.config.digest, { size: manifest.config.size }))).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
+        return { manifest, diffIds: config.rootfs?.diff_ids ?? [] };
+      })();
+      p.catch(() => this.meta.delete(key)); // a failure is not remembered
+      this.meta.set(key, p);
+      while (this.meta.size > META_CACHE) this.meta.delete(this.meta.keys().next().value!);
+    }
+    return p;
   }
 }
 
