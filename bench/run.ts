@@ -101,14 +101,21 @@ function report(): void {
 async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: number, regHost: string): Promise<void> {
   const log = (m: string) => console.log(`[${profile.id} ${new Date().toISOString().slice(11, 19)}] ${m}`);
   const proxy = await startShapeProxy({ upstream: regHost, profile });
+  const path = join(resultsDir, `ttr-${profile.id}.json`);
+  // Images not in this run keep their earlier samples (one image can be re-measured alone).
+  const names = new Set(images.map((i) => i.name as string));
+  const prev: ResultsFile | undefined = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined;
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
   const file: ResultsFile = {
     profile: profile.id, profileLabel: profile.label, startedAt: new Date().toISOString(), finishedAt: '',
-    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`, samplesPerMode: samples,
+    command: prev && prev.command !== command ? `${prev.command}; ${command}` : command, samplesPerMode: samples,
     machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, kernel ${release()}, Node ${process.version}`,
-    images: images.map((i) => ({ name: i.name, compressedBytes: i.compressedBytes, uncompressedBytes: i.uncompressedBytes, layers: i.layers.length, workloads: i.workloads.map((w) => ({ name: w.name, description: w.description })) })),
-    samples: [],
+    images: [
+      ...(prev?.images.filter((i) => !names.has(i.name)) ?? []),
+      ...images.map((i) => ({ name: i.name, compressedBytes: i.compressedBytes, uncompressedBytes: i.uncompressedBytes, layers: i.layers.length, workloads: i.workloads.map((w) => ({ name: w.name, description: w.description })) })),
+    ],
+    samples: prev?.samples.filter((x) => !names.has(x.image)) ?? [],
   };
-  const path = join(resultsDir, `ttr-${profile.id}.json`);
   const save = () => writeAtomic(path, JSON.stringify(file, null, 1));
   try {
     for (let it = 0; it < samples; it++) {
