@@ -108,8 +108,10 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
   if (!recipe) throw new Error(`unknown image ${name}; one of ${IMAGE_NAMES.join(', ')}`);
   workDir = resolve(workDir);
   const dir = join(workDir, 'images', name);
-  // `stamp` (the recipe version) is written last inside the temp dir, and the dir renamed in whole.
-  if (existsSync(join(dir, 'stamp')) && readFileSync(join(dir, 'stamp'), 'utf8').trim() === RECIPE) {
+  // `stamp` (the recipe version + this image's layer list) is written last inside the temp dir, and
+  // the dir renamed in whole; editing an image's layers rebuilds it (the layer cache keeps what it can).
+  const stamp = `${RECIPE}:${sha256(JSON.stringify(recipe.layers.map((l) => [l.id, typeof l.debs === 'function' ? 'fn' : l.debs ?? [], l.post?.version ?? '', typeof l.gen?.key === 'string' ? l.gen.key : ''])))}`;
+  if (existsSync(join(dir, 'stamp')) && readFileSync(join(dir, 'stamp'), 'utf8').trim() === stamp) {
     return hydrate(name, dir, JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as Stored);
   }
   for (const d of ['layers', 'images', 'debs'].map((d) => join(workDir, d))) await sweepStale(d);
@@ -161,7 +163,7 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
       layerMetas: metas.map(({ blob: _blob, ...m }) => m),
     };
     writeFileSync(join(tmp, 'image.json'), JSON.stringify(stored, null, 1) + '\n');
-    writeFileSync(join(tmp, 'stamp'), RECIPE + '\n');
+    writeFileSync(join(tmp, 'stamp'), stamp + '\n');
     const old = `${dir}.old-${process.pid}`;
     if (existsSync(dir)) renameSync(dir, old);
     renameSync(tmp, dir);
