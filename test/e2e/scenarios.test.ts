@@ -31,7 +31,15 @@ async function runApp(t: { after: (fn: () => unknown) => void }, cd: StartedCont
     await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
     await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
   });
-  const r = await cd.ctr(['-n', 'k8s.io', 'run', '-d', '--net-host', '--snapshotter', 'soci', image, id, ...appCommand(port)]);
+  const run = () => cd.ctr(['-n', 'k8s.io', 'run', '-d', '--net-host', '--snapshotter', 'soci', image, id, ...appCommand(port)]);
+  let r = await run();
+  if (r.code !== 0 && /server handshake|unavailable/.test(r.stderr)) {
+    // A loaded 2-core box can time out ctr's gRPC handshake with containerd (seen once with a benchmark
+    // running alongside); that says nothing about the snapshotter, so try once more.
+    await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
+    await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
+    r = await run();
+  }
   assert.equal(r.code, 0, r.stderr);
   for (let i = 0; i < 300; i++) {
     const body = await exec('curl', ['-sf', '--max-time', '2', `http://127.0.0.1:${port}/index.html`]).then((x) => x.stdout, () => '');
