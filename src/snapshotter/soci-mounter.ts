@@ -11,7 +11,7 @@ import { cleanupStaleMounts, umount } from '../fuse/index.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
 import type { CredentialProvider } from '../registry/types.js';
-import { fetchSociArtifacts, type SociArtifacts } from '../soci/discovery.js';
+import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../soci/discovery.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
@@ -45,7 +45,11 @@ export interface SociMounterOptions {
 }
 
 interface Context {
-  artifacts: SociArtifacts;
+  index: FoundSociIndex;
+  /** layers the index has a zTOC for: known as soon as the index manifest is in */
+  indexed: Set<string>;
+  /** the zTOCs and prefetch artifacts, still arriving while non-indexed layers unpack */
+  artifacts: Promise<SociArtifacts>;
   client: RegistryClient;
   repo: string;
 }
@@ -92,7 +96,12 @@ export class SociLayerMounter implements LayerMounter {
     return isLocalhost(host) ? this.localHosts.get(host) : this.hosts.get(host);
   }
 
-  /** The index and zTOCs of an image, fetched once per manifest digest (mirrors first, then the registry). */
+  /**
+   * The index of an image, found once per manifest digest (mirrors first, then the registry). Its
+   * zTOCs are fetched from then on, concurrently and in the background: containerd prepares the
+   * layers one by one, bottom first, and the bottom layers are often too small to be indexed, so
+   * their download and unpack overlap the zTOC downloads instead of waiting for them.
+   */
   private context(labels: Record<string, string>): Promise<Context> {
     const manifestDigest = labels[LABELS.manifestDigest]!;
     let p = this.contexts.get(manifestDigest);
@@ -102,17 +111,17 @@ export class SociLayerMounter implements LayerMounter {
         const mirrors = this.o.config.resolver.host[ref.registry]?.mirrors.map((m) => m.host) ?? [];
         const explicit = labels[LABELS.indexDigest];
         const pm = this.o.config.pull_modes;
+        const opts: FindSociIndexOptions = { ...(explicit ? { explicitDigest: explicit } : {}), v1: pm.soci_v1.enable, v2: pm.soci_v2.enable };
+        const hosts = [...mirrors, ref.registry];
         let last: unknown;
-        for (const host of [...mirrors, ref.registry]) {
+        for (const [i, host] of hosts.entries()) {
           const client = this.client(host);
           try {
-            const artifacts = await fetchSociArtifacts(client, ref.repository, manifestDigest, {
-              ...(explicit ? { explicitDigest: explicit } : {}),
-              v1: pm.soci_v1.enable,
-              v2: pm.soci_v2.enable,
-            });
-            this.o.log('fetching SOCI artifacts using index descriptor', { digest: artifacts.index.desc.digest, host, version: artifacts.index.version });
-            return { artifacts, client, repo: ref.repository };
+            const index = await findSociIndex(client, ref.repository, manifestDigest, opts);
+            this.o.log('fetching SOCI artifacts using index descriptor', { digest: index.desc.digest, host, version: index.version });
+            const artifacts = this.artifacts(hosts.slice(i), ref.repository, index, opts);
+            artifacts.catch(() => undefined); // observed by mount(); a layer that never asks must not crash the daemon
+            return { index, indexed: new Set(layerZtocMap(index.manifest).keys()), artifacts, client, repo: ref.repository };
           } catch (e) {
             last = e;
             if (e instanceof SociError && e.code === 'ERR_NO_INDEX') break; // a definite answer, not a host problem
@@ -127,6 +136,19 @@ export class SociLayerMounter implements LayerMounter {
     return p;
   }
 
+  /** The index's zTOCs and prefetch artifacts from the first host that serves them all. */
+  private async artifacts(hosts: string[], repo: string, index: FoundSociIndex, opts: FindSociIndexOptions): Promise<SociArtifacts> {
+    let first: unknown;
+    for (const host of hosts) {
+      try {
+        return await fetchIndexArtifacts(this.client(host), repo, index, opts);
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    throw first;
+  }
+
   async mount(mountpoint: string, labels: Record<string, string>, ctx: MountContext): Promise<void> {
     for (const k of [LABELS.imageRef, LABELS.layerDigest, LABELS.manifestDigest]) {
       if (!labels[k]) throw new SociError('ERR_NO_INDEX', `label ${k} missing: cannot look up a SOCI index`);
@@ -136,8 +158,9 @@ export class SociLayerMounter implements LayerMounter {
     const t0 = performance.now();
     const work = (async () => {
       const c = await this.context(labels);
-      const z = c.artifacts.ztocs.get(layerDigest);
-      if (!z) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.artifacts.index.desc.digest}`);
+      if (!c.indexed.has(layerDigest)) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
+      const artifacts = await c.artifacts;
+      const z = artifacts.ztocs.get(layerDigest)!;
       const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
       const m = await mountLayer({
         ztoc: z.ztoc,
@@ -151,7 +174,7 @@ export class SociLayerMounter implements LayerMounter {
           // 1 MiB kernel readahead: +65 % sequential throughput, −35 % CPU/GB (fuse-notes §3)
           readaheadKb: 1024,
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
-          ...(this.o.config.prefetch.enable && c.artifacts.prefetch.get(layerDigest) ? { prefetch: c.artifacts.prefetch.get(layerDigest)! } : {}),
+          ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest) ? { prefetch: artifacts.prefetch.get(layerDigest)! } : {}),
           log: this.o.log,
           fuse: {
             onOp: (op, micros, failed) => {

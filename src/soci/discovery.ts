@@ -119,7 +119,14 @@ export interface SociArtifacts {
  * reference (the image then gets no lazy loading).
  */
 export async function fetchSociArtifacts(client: RegistryClient, repo: string, manifestDigest: string, opts: FindSociIndexOptions = {}): Promise<SociArtifacts> {
-  const index = await findSociIndex(client, repo, manifestDigest, opts);
+  return fetchIndexArtifacts(client, repo, await findSociIndex(client, repo, manifestDigest, opts), opts);
+}
+
+/**
+ * The second half of fetchSociArtifacts, for callers that act on the index before its zTOCs
+ * arrive (the snapshotter starts unpacking non-indexed layers meanwhile).
+ */
+export async function fetchIndexArtifacts(client: RegistryClient, repo: string, index: FoundSociIndex, opts: FindSociIndexOptions = {}): Promise<SociArtifacts> {
   const ztocs = new Map<string, { desc: Descriptor; ztoc: Ztoc }>();
   const prefetch = new Map<string, PrefetchSpans[]>();
   try {

@@ -15,6 +15,7 @@
  *       {kind: 'stall', afterBytes}              forward, send afterBytes (-1: not even headers), then hang
  *       {kind: 'redirect', location, status?}    answer 307 (default) to location(path)
  *       {kind: 'headers', set}                   forward, overriding response headers (e.g. content-type)
+ *       {kind: 'hold', until}                    forward only once the promise `until` settles
  * The Host header is passed through, so registry Location headers keep pointing at the proxy.
  */
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -27,7 +28,8 @@ export type Fault =
   | { kind: 'flip'; offset: number }
   | { kind: 'stall'; afterBytes: number }
   | { kind: 'redirect'; location: (path: string) => string; status?: number }
-  | { kind: 'headers'; set: Record<string, string> };
+  | { kind: 'headers'; set: Record<string, string> }
+  | { kind: 'hold'; until: Promise<unknown> };
 
 export interface FaultRule {
   method?: string;
@@ -89,42 +91,50 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
       req.resume();
       return; // never answer; the socket is destroyed at stop()
     }
-    const up = request({ host: uhost, port: uport, method, path, headers: req.headers }, (ures) => {
-      res.writeHead(ures.statusCode ?? 502, fault?.kind === 'headers' ? { ...ures.headers, ...fault.set } : ures.headers);
-      let sent = 0;
-      if (!fault || fault.kind === 'headers') {
-        ures.pipe(res);
-        return;
-      }
-      ures.on('data', (chunk: Buffer) => {
-        let c = chunk;
-        if (fault.kind === 'flip') {
-          if (fault.offset >= sent && fault.offset < sent + c.length) {
-            c = Buffer.from(c);
-            c[fault.offset - sent]! ^= 0xff;
-          }
-          sent += c.length;
-          res.write(c);
+    if (fault?.kind === 'hold') {
+      void fault.until.finally(() => forward(undefined));
+      return;
+    }
+    forward(fault as Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' }> | undefined);
+
+    function forward(fault: Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' }> | undefined) {
+      const up = request({ host: uhost, port: uport, method, path, headers: req.headers }, (ures) => {
+        res.writeHead(ures.statusCode ?? 502, fault?.kind === 'headers' ? { ...ures.headers, ...fault.set } : ures.headers);
+        let sent = 0;
+        if (!fault || fault.kind === 'headers') {
+          ures.pipe(res);
           return;
         }
-        const limit = fault.afterBytes;
-        if (sent >= limit) return;
-        const part = c.subarray(0, Math.min(c.length, limit - sent));
-        sent += part.length;
-        res.write(part);
-        if (sent >= limit) {
-          ures.destroy();
-          if (fault.kind === 'reset') setImmediate(() => res.socket?.destroy());
-          else if (fault.kind === 'truncate') res.socket?.end(); // short body, then close
-          // stall: keep the socket open and silent
-        }
+        ures.on('data', (chunk: Buffer) => {
+          let c = chunk;
+          if (fault.kind === 'flip') {
+            if (fault.offset >= sent && fault.offset < sent + c.length) {
+              c = Buffer.from(c);
+              c[fault.offset - sent]! ^= 0xff;
+            }
+            sent += c.length;
+            res.write(c);
+            return;
+          }
+          const limit = fault.afterBytes;
+          if (sent >= limit) return;
+          const part = c.subarray(0, Math.min(c.length, limit - sent));
+          sent += part.length;
+          res.write(part);
+          if (sent >= limit) {
+            ures.destroy();
+            if (fault.kind === 'reset') setImmediate(() => res.socket?.destroy());
+            else if (fault.kind === 'truncate') res.socket?.end(); // short body, then close
+            // stall: keep the socket open and silent
+          }
+        });
+        ures.on('end', () => {
+          if (!res.writableEnded && (fault.kind === 'flip' || sent < (fault as { afterBytes?: number }).afterBytes!)) res.end();
+        });
       });
-      ures.on('end', () => {
-        if (!res.writableEnded && (fault.kind === 'flip' || sent < (fault as { afterBytes?: number }).afterBytes!)) res.end();
-      });
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    }
   });
   server.on('connection', (s: Socket) => {
     sockets.add(s);
