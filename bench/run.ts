@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+
 import { startRegistry } from '../test/helpers/registry.js';
 import { buildBenchImage, IMAGE_NAMES, type BenchImage, type ImageName } from './images/index.js';
 import { renderChart } from './lib/chart.js';
@@ -117,6 +118,7 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
     samples: prev?.samples.filter((x) => !names.has(x.image)) ?? [],
   };
   const save = () => writeAtomic(path, JSON.stringify(file, null, 1));
+  const build = await currentBuild();
   try {
     for (let it = 0; it < samples; it++) {
       const ctx: SampleContext = {
@@ -127,7 +129,7 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
       const tasks = shuffle(images.flatMap((img) => [() => fullSample(ctx, img, img.workloads), ...img.workloads.map((w) => () => lazySample(ctx, img, w).then((s) => [s]))]));
       log(`iteration ${it + 1}/${samples}: ${tasks.length} cold samples`);
       for (const task of tasks) {
-        file.samples.push(...(await task()));
+        file.samples.push(...(await task()).map((s) => ({ ...s, build })));
         addModel(file.samples, profile);
         save();
       }
@@ -175,3 +177,14 @@ main().then(
     process.exit(1);
   },
 );
+
+/** The commit being measured, so a results file mixing runs says which code each sample measured. */
+async function currentBuild(): Promise<string> {
+  try {
+    const head = (await exec('git', ['rev-parse', '--short', 'HEAD'])).stdout.trim();
+    const dirty = (await exec('git', ['status', '--porcelain', '--', 'src'])).stdout.trim() !== '';
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}

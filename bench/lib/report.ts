@@ -201,7 +201,7 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
   for (const d of data) {
     out.push(`### ${d.profile} — ${d.label}`, '');
     out.push(...d.commands.map((c) => `\`${c}\``));
-    out.push(`(${d.machine}; ${d.samplesPerMode} samples per mode; ${d.startedAt} → ${d.finishedAt})`, '');
+    out.push(`(${d.machine}; ${d.samplesPerMode} samples per mode; ${d.startedAt} → ${d.finishedAt}; code measured: ${builds(d.samples)})`, '');
     out.push(profileTable(d, rows, images), '');
   }
   if (!data.length) out.push('No results.', '');
@@ -227,4 +227,11 @@ export function updateBenchmarksMd(path: string, section: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, text);
   renameSync(tmp, path);
+}
+
+/** "abc1234 (120 samples), not recorded (60 samples)": which commit each sample measured. */
+export function builds(samples: Sample[]): string {
+  const n = new Map<string, number>();
+  for (const s of samples) n.set(s.build ?? 'not recorded', (n.get(s.build ?? 'not recorded') ?? 0) + 1);
+  return [...n].map(([b, c]) => `${b} (${c} samples)`).join(', ');
 }

@@ -23,6 +23,8 @@ export interface Sample {
   lazyLayers?: number; expectedLazyLayers?: number;
   /** optional: bytes received during the pull command alone (lazy: manifests, index, zTOCs) */
   pullBytes?: number;
+  /** optional: the commit of the code measured (`-dirty` when src/ had uncommitted changes) */
+  build?: string;
   /** optional: set when the sample failed (not ready); such samples are left out of the statistics */
   error?: string;
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderChart } from '../../bench/lib/chart.js';
-import { evaluateTargets, renderReport, updateBenchmarksMd } from '../../bench/lib/report.js';
+import { builds, evaluateTargets, renderReport, updateBenchmarksMd } from '../../bench/lib/report.js';
 import { median, p50, p90 } from '../../bench/lib/stats.js';
 import type { Mode, ResultsFile, Sample } from '../../bench/lib/types.js';
 
@@ -159,4 +159,13 @@ test('the SVG chart: well-formed, one bar per series, legend', () => {
   assert.match(svg, />0\.1 s</);
   assert.match(svg, />100 s</);
   assertWellFormed(renderChart([]));
+});
+
+test('each profile says which commit its samples measured', () => {
+  const tagged = file('p3', '1 Gbit/s, 50 ms RTT', [
+    ...row('p3', 'echo', 'http', 20, 2, { lazyBytes: 25 * MB }).map((s) => ({ ...s, build: 'abc1234' })),
+    ...row('p3', 'hostile', 'readall', 10, 11, { lazyBytes: 210 * MB }),
+  ]);
+  assert.equal(builds(tagged.samples), 'abc1234 (15 samples), not recorded (15 samples)');
+  assert.match(renderReport([tagged]), /code measured: abc1234 \(15 samples\), not recorded \(15 samples\)\)/);
 });
