@@ -178,10 +178,11 @@ main().then(
   },
 );
 
-/** The commit being measured, so a results file mixing runs says which code each sample measured. */
+/** The code being measured, so a results file mixing runs says which code each sample measured. */
 async function currentBuild(): Promise<string> {
   try {
-    const head = (await exec('git', ['rev-parse', '--short', 'HEAD'])).stdout.trim();
+    // The last commit that changed the product code: later bench- or doc-only commits measure the same thing.
+    const head = (await exec('git', ['log', '-1', '--format=%h', '--', 'src'])).stdout.trim();
     const dirty = (await exec('git', ['status', '--porcelain', '--', 'src'])).stdout.trim() !== '';
     return dirty ? `${head}-dirty` : head;
   } catch {
