@@ -232,6 +232,9 @@ export function updateBenchmarksMd(path: string, section: string): void {
 /** "abc1234 (120 samples), not recorded (60 samples)": which commit each sample measured. */
 export function builds(samples: Sample[]): string {
   const n = new Map<string, number>();
-  for (const s of samples) n.set(s.build ?? 'not recorded', (n.get(s.build ?? 'not recorded') ?? 0) + 1);
+  for (const s of samples) {
+    const b = s.build ?? 'not recorded';
+    n.set(b, (n.get(b) ?? 0) + 1);
+  }
   return [...n].map(([b, c]) => `${b} (${c} samples)`).join(', ');
 }

@@ -46,12 +46,15 @@ export interface SociMounterOptions {
 
 interface Context {
   index: FoundSociIndex;
-  /** layers the index has a zTOC for: known as soon as the index manifest is in */
-  indexed: Set<string>;
   /** the zTOCs and prefetch artifacts, still arriving while non-indexed layers unpack */
-  artifacts: Promise<SociArtifacts>;
-  client: RegistryClient;
+  artifacts: Promise<Artifacts>;
   repo: string;
+}
+
+interface Artifacts {
+  artifacts: SociArtifacts;
+  /** the host that served them, which then serves the layers' spans */
+  client: RegistryClient;
 }
 
 export class SociLayerMounter implements LayerMounter {
@@ -121,7 +124,7 @@ export class SociLayerMounter implements LayerMounter {
             this.o.log('fetching SOCI artifacts using index descriptor', { digest: index.desc.digest, host, version: index.version });
             const artifacts = this.artifacts(hosts.slice(i), ref.repository, index, opts);
             artifacts.catch(() => undefined); // observed by mount(); a layer that never asks must not crash the daemon
-            return { index, indexed: new Set(layerZtocMap(index.manifest).keys()), artifacts, client, repo: ref.repository };
+            return { index, artifacts, repo: ref.repository };
           } catch (e) {
             last = e;
             if (e instanceof SociError && e.code === 'ERR_NO_INDEX') break; // a definite answer, not a host problem
@@ -137,11 +140,12 @@ export class SociLayerMounter implements LayerMounter {
   }
 
   /** The index's zTOCs and prefetch artifacts from the first host that serves them all. */
-  private async artifacts(hosts: string[], repo: string, index: FoundSociIndex, opts: FindSociIndexOptions): Promise<SociArtifacts> {
+  private async artifacts(hosts: string[], repo: string, index: FoundSociIndex, opts: FindSociIndexOptions): Promise<Artifacts> {
     let first: unknown;
     for (const host of hosts) {
+      const client = this.client(host);
       try {
-        return await fetchIndexArtifacts(this.client(host), repo, index, opts);
+        return { artifacts: await fetchIndexArtifacts(client, repo, index, opts), client };
       } catch (e) {
         first ??= e;
       }
@@ -158,15 +162,15 @@ export class SociLayerMounter implements LayerMounter {
     const t0 = performance.now();
     const work = (async () => {
       const c = await this.context(labels);
-      if (!c.indexed.has(layerDigest)) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
-      const artifacts = await c.artifacts;
+      if (!layerZtocMap(c.index.manifest).has(layerDigest)) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
+      const { artifacts, client } = await c.artifacts;
       const z = artifacts.ztocs.get(layerDigest)!;
       const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
       const m = await mountLayer({
         ztoc: z.ztoc,
         ztocDesc: z.desc,
         layer: { mediaType: '', digest: layerDigest, size },
-        blob: c.client.blobSource(c.repo, layerDigest, size),
+        blob: client.blobSource(c.repo, layerDigest, size),
         mountpoint,
         cache: this.cache,
         options: {

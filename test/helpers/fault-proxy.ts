@@ -31,6 +31,9 @@ export type Fault =
   | { kind: 'headers'; set: Record<string, string> }
   | { kind: 'hold'; until: Promise<unknown> };
 
+/** The faults applied to a forwarded response (the others answer without the upstream). */
+type Forwarded = Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' }>;
+
 export interface FaultRule {
   method?: string;
   path?: RegExp | string;
@@ -95,9 +98,9 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
       void fault.until.finally(() => forward(undefined));
       return;
     }
-    forward(fault as Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' }> | undefined);
+    forward(fault);
 
-    function forward(fault: Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' }> | undefined) {
+    function forward(fault: Forwarded | undefined) {
       const up = request({ host: uhost, port: uport, method, path, headers: req.headers }, (ures) => {
         res.writeHead(ures.statusCode ?? 502, fault?.kind === 'headers' ? { ...ures.headers, ...fault.set } : ures.headers);
         let sent = 0;
