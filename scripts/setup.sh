@@ -9,9 +9,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     case "$p" in ''|'#'*) continue;; esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done < scripts/debian-packages.txt
+  # The bench image builder (and its test) resolves packages with apt-get, so the lists must exist.
+  if [ ${#missing[@]} -gt 0 ] || ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+    apt-get update -qq
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
-    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
