@@ -135,6 +135,8 @@ export class FuseServer extends EventEmitter {
   private sweeper: NodeJS.Timeout | null = null;
   private isClosed = false;
   private ending = false;
+  /** We detached the mount ourselves (umount -l): its teardown is an unmount, however the kernel words it. */
+  private detached = false;
   private resolveClosed!: (c: CloseInfo) => void;
   private initWaiters: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
@@ -234,6 +236,7 @@ export class FuseServer extends EventEmitter {
     }
     const r = await umount(this.mountpoint, true);
     if (!r.ok && !this.isClosed) throw new SociError('ERR_FUSE', `umount -l ${this.mountpoint}: ${r.message}`);
+    this.detached = r.ok;
     return { lazy: true };
   }
 
@@ -263,13 +266,21 @@ export class FuseServer extends EventEmitter {
     let still = false;
     try {
       const own = this.mountInfo;
+      // Mount ids are reused (lowest free) once a detached mount is freed, so an id alone can
+      // name some newer mount: ours only if the connection's device and mountpoint match too.
       still = own
-        ? (await readMountinfo()).some((m) => m.mountId === own.mountId)
+        ? (await readMountinfo()).some((m) => m.mountId === own.mountId && m.major === own.major && m.minor === own.minor && m.mountpoint === own.mountpoint)
         : e.code === 'ECONNABORTED' && (await findFuseMount(this.mountpoint, this.subtype)) !== undefined;
     } catch {
       // mountinfo unreadable: keep the default
     }
-    const reason: CloseReason = e.code === 'ECONNABORTED' || (still && e.code === 'ENODEV') ? 'aborted' : e.code === 'ENODEV' ? 'unmounted' : 'error';
+    // The kernel (6.x) may end a lazily detached connection with ECONNABORTED rather than ENODEV
+    // when ABORT_ERROR was negotiated, so our own detach decides, not the errno.
+    const gone = e.code === 'ENODEV' || e.code === 'ECONNABORTED';
+    const reason: CloseReason =
+      this.detached && !still && gone ? 'unmounted'
+      : e.code === 'ECONNABORTED' || (still && e.code === 'ENODEV') ? 'aborted'
+      : e.code === 'ENODEV' ? 'unmounted' : 'error';
     if (still) {
       const r = await umount(this.mountpoint, true);
       if (!r.ok) this.opts.log?.('umount -l after connection loss failed', { mountpoint: this.mountpoint, message: r.message });
