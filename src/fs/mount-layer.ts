@@ -27,6 +27,8 @@ export interface LayerMountOptions {
   /** FUSE request timeout (default: readTimeoutMs + 5 s, so the span manager answers first) */
   requestTimeoutMs?: number;
   readaheadKb?: number;
+  /** largest span readahead window for sequential readers (SpanManager default 8; 0 = off) */
+  readaheadMaxSpans?: number;
   /** registered after mount; unregistered on unmount */
   backgroundFetcher?: BackgroundFetcher;
   /** spans to resolve before mountLayer returns (prefetch artifact); failures are logged and ignored */
@@ -81,6 +83,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
     ...(o.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: o.fetchTimeoutMs } : {}),
     ...(o.retries !== undefined ? { retries: o.retries } : {}),
     ...(o.readTimeoutMs !== undefined ? { readTimeoutMs: o.readTimeoutMs } : {}),
+    ...(o.readaheadMaxSpans !== undefined ? { readaheadMaxSpans: o.readaheadMaxSpans } : {}),
   });
   const disableXattrs = /^(1|t|T|true|TRUE|True)$/.test(p.ztocDesc?.annotations?.[ANN.disableXattrs] ?? '');
   return new LayerFs(LayerTree.fromZtoc(p.ztoc), spans, {

@@ -3,8 +3,9 @@
  * §5.7). A missing span is fetched with a Range request through a BlobSource, verified against the
  * zTOC span digest (never serving unverified bytes), inflated with the compression module's async
  * extractSpans and stored in the shared SpanCache. Concurrent readers of a span share one fetch;
- * adjacent missing spans of one read are fetched with ONE Range request. Every fetch attempt has a
- * timeout and retries are bounded, and a whole read has a deadline, so a read never hangs.
+ * adjacent missing spans of one read are fetched with ONE Range request, and sequential readers get
+ * the spans after theirs fetched ahead (readahead.ts). Every fetch attempt has a timeout and
+ * retries are bounded, and a whole read has a deadline, so a read never hangs.
  */
 import { createHash } from 'node:crypto';
 import { SociError } from '../errors.js';
@@ -13,6 +14,7 @@ import type { Span, SpanTable } from '../compression/types.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import type { SpanCache } from './span-cache.js';
 import { ReadTracker, type ReadStats } from './read-tracker.js';
+import { Readahead, type Ahead } from './readahead.js';
 
 export interface SpanManagerOptions {
   /** key of this layer in the shared cache (the layer digest) */
@@ -30,6 +32,8 @@ export interface SpanManagerOptions {
   readTimeoutMs?: number;
   /** adjacent missing spans are merged into one request up to this many bytes (default 32 MiB) */
   maxRequestBytes?: number;
+  /** largest readahead window for sequential readers, in spans (default 8; 0 = no readahead) */
+  readaheadMaxSpans?: number;
 }
 
 export interface SpanManagerStats extends ReadStats {
@@ -37,6 +41,8 @@ export interface SpanManagerStats extends ReadStats {
   bytesFetched: number;
   rangeRequests: number;
   spansFetched: number;
+  /** spans requested ahead of sequential readers */
+  readaheadSpans: number;
   cacheHits: number;
   cacheMisses: number;
   fetchFailures: number;
@@ -62,7 +68,8 @@ export class SpanManager {
   private readonly writes = new Set<Promise<void>>();
   private closed = false;
   private readonly reads: ReadTracker;
-  private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
+  private readonly ahead: Readahead;
+  private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, readaheadSpans: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
 
   constructor(opts: SpanManagerOptions) {
     this.layerKey = opts.layerKey;
@@ -75,9 +82,11 @@ export class SpanManager {
       retries: opts.retries ?? 2,
       readTimeoutMs: opts.readTimeoutMs ?? 60_000,
       maxRequestBytes: opts.maxRequestBytes ?? 32 << 20,
+      readaheadMaxSpans: opts.readaheadMaxSpans ?? 8,
     };
     validate(opts.table, opts.digests, opts.blob.size);
     this.reads = new ReadTracker(opts.table);
+    this.ahead = new Readahead(this.o.readaheadMaxSpans, opts.table.maxSpanId);
   }
 
   stats(): SpanManagerStats {
@@ -131,6 +140,7 @@ export class SpanManager {
     if (first === last) {
       const hot = this.cache.hotSpan(this.layerKey, first);
       if (hot) {
+        this.fetchAhead(this.ahead.hit(first, last));
         const base = t.spans[first]!.uStart;
         this.s.cacheHits++;
         this.reads.record(offset, end);
@@ -144,6 +154,7 @@ export class SpanManager {
       const b = Math.min(end, sp.uEnd);
       parts.push(this.cache.readInto(this.layerKey, id, a - sp.uStart, b - sp.uStart, dst, a - offset));
     }
+    this.fetchAhead(this.ahead.hit(first, last));
     const ok = await Promise.all(parts);
     // A span evicted between the check and the read: the ordinary path fetches it again.
     if (ok.includes(false)) return this.read(offset, length);
@@ -203,6 +214,8 @@ export class SpanManager {
     let run: number[] = [];
     let runBytes = 0;
     const pending: Array<{ index: number; id: number }> = [];
+    let missFirst = -1;
+    let missLast = -1;
     const flush = () => {
       if (run.length === 0) return;
       const results = this.fetchRun(run);
@@ -228,6 +241,8 @@ export class SpanManager {
         continue;
       }
       this.s.cacheMisses++;
+      if (missFirst < 0) missFirst = id;
+      missLast = id;
       const bytes = sp.cEnd - sp.cStart;
       if (run.length > 0 && runBytes + bytes > this.o.maxRequestBytes) flush();
       run.push(id);
@@ -235,8 +250,37 @@ export class SpanManager {
       pending.push({ index, id });
     }
     flush();
+    this.fetchAhead(missFirst < 0 ? this.ahead.hit(first, last) : this.ahead.miss(missFirst, missLast));
     const bufs = await Promise.all(parts);
     return bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
+  }
+
+  /**
+   * Starts fetches for the spans of `ahead` that are neither cached nor in flight, in requests of
+   * their own, so the reader's spans never wait behind them. Nobody awaits them: a failure only
+   * means a later read fetches the span itself.
+   */
+  private fetchAhead(ahead: Ahead | undefined): void {
+    if (!ahead || this.closed) return;
+    let run: number[] = [];
+    let runBytes = 0;
+    const flush = () => {
+      if (run.length) this.fetchRun(run);
+      this.s.readaheadSpans += run.length;
+      run = [];
+      runBytes = 0;
+    };
+    for (let id = ahead[0]; id <= ahead[1]; id++) {
+      if (this.inflight.has(id) || this.cache.has(this.layerKey, id)) {
+        flush();
+        continue;
+      }
+      const sp = this.table.spans[id]!;
+      if (run.length > 0 && runBytes + (sp.cEnd - sp.cStart) > this.o.maxRequestBytes) flush();
+      run.push(id);
+      runBytes += sp.cEnd - sp.cStart;
+    }
+    flush();
   }
 
   private async fromCache(id: number, sp: Span, offset: number, end: number): Promise<Buffer> {

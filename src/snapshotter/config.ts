@@ -49,6 +49,9 @@ export function defaultConfig() {
       max_wait_msec: 300000,
       force_single_range_mode: false,
       max_span_verification_retries: 0,
+      // Ours (AWS has no such key): largest readahead window for sequential readers, in 4 MiB
+      // spans; -1 turns it off (0 means the default, as for every key).
+      readahead_max_spans: 8,
     },
     directory_cache: { max_lru_cache_entry: 10, max_cache_fds: 10, sync_add: false, direct: true },
     fuse: { attr_timeout: 1, entry_timeout: 1, negative_timeout: 1, log_fuse_operations: false },

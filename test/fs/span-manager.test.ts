@@ -97,7 +97,8 @@ test('span manager: concurrent readers share one fetch; adjacent spans in one re
   const src = await fakeSource(f.gz);
   src.delayMs = 50;
   const cache = new SpanCache({ dir: join(f.dir, 'cache') });
-  const m = manager(f, src, cache);
+  // Readahead off: this test pins down the requests that reads alone make.
+  const m = manager(f, src, cache, { readaheadMaxSpans: 0 });
   const table = spanTable(f.ztoc);
   assert.ok(table.spans.length >= 10, `want many spans, got ${table.spans.length}`);
 
@@ -132,6 +133,55 @@ test('span manager: concurrent readers share one fetch; adjacent spans in one re
   await m.read(table.spans[9]!.uStart, table.spans[9]!.uEnd - table.spans[9]!.uStart);
   assert.equal(src.calls.length, before + 1);
   assert.deepEqual(src.calls.at(-1), [table.spans[9]!.cStart, table.spans[9]!.cEnd]);
+});
+
+test('span manager: a sequential reader gets the spans after its own fetched ahead, in requests of their own', async (t) => {
+  const f = await fixture(t);
+  const table = spanTable(f.ztoc);
+  const n = table.spans.length;
+  const total = table.spans.at(-1)!.uEnd;
+  const scan = async (m: SpanManager, step: number, useInto: boolean) => {
+    const dst = Buffer.alloc(step);
+    for (let o = 0; o < total; o += step) {
+      const r = useInto ? await m.readInto(o, step, dst) : await m.read(o, step);
+      assert.ok(r.equals(f.tar.subarray(o, Math.min(total, o + step))), `read at ${o}`);
+    }
+  };
+  for (const useInto of [false, true]) {
+    const src = await fakeSource(f.gz);
+    src.delayMs = 20;
+    const m = manager(f, src, new SpanCache({ dir: join(f.dir, `cache-seq-${useInto}`) }), { readaheadMaxSpans: 4 });
+    await scan(m, 16384, useInto);
+    await m.settled();
+    const st = m.stats();
+    // Only the first two spans are waited for by the reader; every later one was already on its way.
+    assert.equal(st.cacheMisses, 2, `misses ${st.cacheMisses} (readInto: ${useInto})`);
+    assert.equal(st.readaheadSpans, n - 2);
+    // Each span fetched exactly once, needed spans apart from the spans ahead: [0] [1] [2..3] [4..7] [8..11] ...
+    const ids = src.calls.map(([a, b]) => [table.spans.findIndex((sp) => sp.cStart === a), table.spans.findIndex((sp) => sp.cEnd === b)]);
+    assert.deepEqual(ids.slice(0, 4), [[0, 0], [1, 1], [2, 3], [4, 7]]);
+    const fetched = ids.flatMap(([a, b]) => Array.from({ length: b! - a! + 1 }, (_, i) => a! + i));
+    assert.deepEqual(fetched.sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), 'every span fetched once, none skipped');
+  }
+
+  // Off: one request per span, each waited for.
+  const src = await fakeSource(f.gz);
+  const off = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache-off') }), { readaheadMaxSpans: 0 });
+  await scan(off, 16384, false);
+  assert.equal(off.stats().readaheadSpans, 0);
+  assert.equal(src.calls.length, n);
+  assert.equal(off.stats().cacheMisses, n);
+
+  // Random reads with readahead in flight stay exact (whether they start a stream is readahead.test.ts's).
+  const rsrc = await fakeSource(f.gz);
+  const rnd = manager(f, rsrc, new SpanCache({ dir: join(f.dir, 'cache-rnd') }));
+  let x = 4242;
+  for (let i = 0; i < 25; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const o = x % total;
+    assert.ok((await rnd.read(o, 2000)).equals(f.tar.subarray(o, Math.min(total, o + 2000))));
+  }
+  await rnd.settled();
 });
 
 test('span manager: corrupted bytes are refetched, and never served when they stay wrong', async (t) => {

@@ -1,0 +1,48 @@
+/** Readahead decisions: when a miss continues a stream, how windows grow, markers, streams, off. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readahead } from '../../src/fs/readahead.js';
+
+test('readahead: a second in-order miss starts a window of 2; reaching its marker starts the next, doubling to the cap', () => {
+  const ra = new Readahead(8, 100);
+  assert.equal(ra.miss(10, 10), undefined, 'one miss is no stream yet');
+  assert.deepEqual(ra.miss(11, 11), [12, 13]);
+  assert.equal(ra.hit(11, 11), undefined, 'not yet at the marker');
+  assert.deepEqual(ra.hit(12, 12), [14, 17], 'marker 12 reached: 4 more');
+  assert.equal(ra.hit(13, 13), undefined);
+  assert.deepEqual(ra.hit(14, 15), [18, 25], 'window 8');
+  assert.deepEqual(ra.hit(18, 18), [26, 33], 'capped at 8');
+  assert.deepEqual(ra.hit(26, 26), [34, 41]);
+});
+
+test('readahead: a miss at the frontier (reader outran the window) continues the stream; windows stop at the last span', () => {
+  const ra = new Readahead(4, 20);
+  ra.miss(0, 1);
+  assert.deepEqual(ra.miss(2, 2), [3, 4]);
+  // The reader skipped the marker and missed at the frontier: the window grows all the same.
+  assert.deepEqual(ra.miss(5, 5), [6, 9]);
+  assert.deepEqual(ra.hit(6, 6), [10, 13]);
+  assert.deepEqual(ra.hit(10, 10), [14, 17]);
+  assert.deepEqual(ra.hit(14, 14), [18, 20], 'clipped to the last span');
+  assert.equal(ra.hit(18, 18), undefined, 'nothing left');
+});
+
+test('readahead: random misses never read ahead; concurrent streams are tracked apart, the oldest dropped', () => {
+  const ra = new Readahead(8, 1000, 2);
+  for (const s of [500, 20, 730, 41, 300, 999, 5]) assert.equal(ra.miss(s, s), undefined, `random miss ${s}`);
+  const b = new Readahead(8, 1000, 2);
+  b.miss(100, 100);
+  b.miss(500, 500);
+  assert.deepEqual(b.miss(101, 101), [102, 103], 'stream A');
+  assert.deepEqual(b.miss(501, 501), [502, 503], 'stream B, interleaved');
+  b.miss(900, 900); // a third stream pushes out the least recent (A)
+  assert.deepEqual(b.hit(502, 502), [504, 507], 'B still tracked');
+  assert.equal(b.miss(104, 104), undefined, 'A forgotten');
+});
+
+test('readahead: maxSpans 0 turns it off', () => {
+  const ra = new Readahead(0, 100);
+  assert.equal(ra.miss(0, 0), undefined);
+  assert.equal(ra.miss(1, 1), undefined);
+  assert.equal(ra.hit(2, 2), undefined);
+});
