@@ -67,6 +67,9 @@ export class SpanManager {
   /** cache writes of fetched spans still in progress */
   private readonly writes = new Set<Promise<void>>();
   private closed = false;
+  /** fetches for readers (misses, readahead, prefetch) in flight, and when one last started or ended */
+  private fgInflight = 0;
+  private fgLast = 0;
   private readonly reads: ReadTracker;
   private readonly ahead: Readahead;
   private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, readaheadSpans: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
@@ -100,6 +103,11 @@ export class SpanManager {
 
   isFetched(span: number): boolean {
     return this.fetched.has(span);
+  }
+
+  /** Readers are fetching now, or were within the last `ms` (the background fetcher yields to them). */
+  foregroundActiveWithin(ms: number): boolean {
+    return this.fgInflight > 0 || performance.now() - this.fgLast < ms;
   }
 
   /** Resolves once every fetched span so far has been written to the cache (tests, shutdown). */
@@ -171,7 +179,7 @@ export class SpanManager {
       await p;
       return;
     }
-    await withDeadline(this.fetchRun([id])[0]!, this.o.readTimeoutMs, `fetch of span ${id} of layer ${this.layerKey}`);
+    await withDeadline(this.fetchRun([id], false)[0]!, this.o.readTimeoutMs, `fetch of span ${id} of layer ${this.layerKey}`);
   }
 
   /**
@@ -305,9 +313,9 @@ export class SpanManager {
   /**
    * Starts one fetch for consecutive spans `ids` and returns one promise per span (its
    * uncompressed bytes). The promises are registered as in flight before anything is awaited, so
-   * concurrent readers join them.
+   * concurrent readers join them. `foreground` is false only for the background fetcher's spans.
    */
-  private fetchRun(ids: number[]): Array<Promise<Buffer>> {
+  private fetchRun(ids: number[], foreground = true): Array<Promise<Buffer>> {
     if (this.closed) {
       const err = Promise.reject(new SociError('ERR_IO', `layer ${this.layerKey} is unmounted`));
       err.catch(() => undefined);
@@ -315,6 +323,14 @@ export class SpanManager {
     }
     const whole = this.fetchVerified(ids);
     whole.catch(() => undefined);
+    if (foreground) {
+      this.fgInflight++;
+      this.fgLast = performance.now();
+      void whole.catch(() => undefined).finally(() => {
+        this.fgInflight--;
+        this.fgLast = performance.now();
+      });
+    }
     const out = ids.map((id) => {
       const p = whole.then(async (compressed) => {
         const sp = this.table.spans[id]!;

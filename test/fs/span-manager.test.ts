@@ -369,6 +369,30 @@ test('background fetcher: waits for the quiet period, fetches every span one at 
   assert.equal(src2.calls.length, after);
 });
 
+test('background fetcher: yields while readers of a registered layer are fetching, then resumes', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }), { readaheadMaxSpans: 0 });
+  const table = spanTable(f.ztoc);
+  const n = table.spans.length;
+  const bg = new BackgroundFetcher({ silencePeriodMs: 0, fetchPeriodMs: 20 });
+  t.after(() => bg.stop());
+  // A slow reader: each of its misses takes 150 ms, one after another, from the last span down.
+  src.delayMs = 150;
+  bg.register(m);
+  const reading = (async () => {
+    for (let id = n - 1; id >= n - 4; id--) await m.read(table.spans[id]!.uStart, 100);
+  })();
+  await reading;
+  const during = src.calls.length;
+  assert.equal(during, 4, 'only the reader fetched while it was reading');
+  assert.ok(bg.counters.yielded > 5, `yielded ${bg.counters.yielded} times`);
+  src.delayMs = 0;
+  for (let i = 0; i < 300 && m.stats().fetchedSpans < n; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(m.stats().fetchedSpans, n, 'the fetcher resumed once the reader was done');
+  assert.equal(src.calls.length, n, 'spans the reader fetched were skipped');
+});
+
 test('through FUSE: unverifiable spans give EIO to the reader and the error lands in the state file', { skip: needs({ root: true }), timeout: 60_000 }, async (t) => {
   const f = await fixture(t);
   const src = await fakeSource(f.gz);
