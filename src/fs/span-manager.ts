@@ -189,11 +189,23 @@ export class SpanManager {
   async fetchSpans(first: number, last: number): Promise<void> {
     const lo = Math.max(0, first);
     const hi = Math.min(last, this.table.maxSpanId);
+    const { waits } = this.fetchMissing(lo, hi);
+    await withDeadline(Promise.all(waits), this.o.readTimeoutMs, `prefetch of spans ${lo}..${hi} of layer ${this.layerKey}`);
+  }
+
+  /**
+   * Starts fetches for the spans lo..hi that are neither cached nor in flight, missing runs merged
+   * into as few requests as maxRequestBytes allows. Returns a promise per span being fetched (new or
+   * already in flight) and how many spans it started.
+   */
+  private fetchMissing(lo: number, hi: number): { waits: Array<Promise<Buffer>>; started: number } {
     const waits: Array<Promise<Buffer>> = [];
+    let started = 0;
     let run: number[] = [];
     let runBytes = 0;
     const flush = () => {
       if (run.length) waits.push(...this.fetchRun(run));
+      started += run.length;
       run = [];
       runBytes = 0;
     };
@@ -210,7 +222,7 @@ export class SpanManager {
       runBytes += sp.cEnd - sp.cStart;
     }
     flush();
-    await withDeadline(Promise.all(waits), this.o.readTimeoutMs, `prefetch of spans ${lo}..${hi} of layer ${this.layerKey}`);
+    return { waits, started };
   }
 
   private async readRange(offset: number, end: number): Promise<Buffer> {
@@ -270,25 +282,7 @@ export class SpanManager {
    */
   private fetchAhead(ahead: Ahead | undefined): void {
     if (!ahead || this.closed) return;
-    let run: number[] = [];
-    let runBytes = 0;
-    const flush = () => {
-      if (run.length) this.fetchRun(run);
-      this.s.readaheadSpans += run.length;
-      run = [];
-      runBytes = 0;
-    };
-    for (let id = ahead[0]; id <= ahead[1]; id++) {
-      if (this.inflight.has(id) || this.cache.has(this.layerKey, id)) {
-        flush();
-        continue;
-      }
-      const sp = this.table.spans[id]!;
-      if (run.length > 0 && runBytes + (sp.cEnd - sp.cStart) > this.o.maxRequestBytes) flush();
-      run.push(id);
-      runBytes += sp.cEnd - sp.cStart;
-    }
-    flush();
+    this.s.readaheadSpans += this.fetchMissing(ahead[0], ahead[1]).started;
   }
 
   private async fromCache(id: number, sp: Span, offset: number, end: number): Promise<Buffer> {
