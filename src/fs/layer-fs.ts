@@ -134,7 +134,8 @@ export class LayerFs implements Filesystem {
     if (offset >= n.size || size <= 0) return Buffer.alloc(0);
     const len = Math.min(size, n.size - offset);
     try {
-      const buf = dst ? await this.spans.readInto(n.dataOffset + offset, len, dst) : await this.spans.read(n.dataOffset + offset, len);
+      const fileEnd = n.dataOffset + n.size; // readahead stays inside the file
+      const buf = dst ? await this.spans.readInto(n.dataOffset + offset, len, dst, fileEnd) : await this.spans.read(n.dataOffset + offset, len, fileEnd);
       if (buf.length !== len) throw new ErrnoError(Errno.EIO, `short read: ${buf.length} of ${len} bytes`);
       return buf;
     } catch (e) {

@@ -120,11 +120,14 @@ export class SpanManager {
     this.closed = true;
   }
 
-  /** Uncompressed archive bytes [offset, offset+length) (clamped to the archive). */
-  read(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Uncompressed archive bytes [offset, offset+length) (clamped to the archive). `fileEnd`: where
+   * the file being read ends in the archive; readahead stays before it (default: no bound).
+   */
+  read(offset: number, length: number, fileEnd?: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.table.spans.at(-1)?.uEnd ?? 0);
     if (length <= 0 || offset >= end) return Promise.resolve(Buffer.alloc(0));
-    const p = withDeadline(this.readRange(offset, end), this.o.readTimeoutMs, `read of layer ${this.layerKey} bytes ${offset}-${end}`);
+    const p = withDeadline(this.readRange(offset, end, this.limitSpan(fileEnd)), this.o.readTimeoutMs, `read of layer ${this.layerKey} bytes ${offset}-${end}`);
     return p.then((buf) => (this.reads.record(offset, offset + buf.length), buf));
   }
 
@@ -135,20 +138,21 @@ export class SpanManager {
    * `dst` or a view valid until the caller's next await; it is never longer than `length`. Anything
    * not cached takes the read() path (fetch, verify, inflate).
    */
-  async readInto(offset: number, length: number, dst: Buffer): Promise<Buffer> {
+  async readInto(offset: number, length: number, dst: Buffer, fileEnd?: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.table.spans.at(-1)?.uEnd ?? 0);
     if (length <= 0 || offset >= end) return Buffer.alloc(0);
-    if (end - offset > dst.length) return this.read(offset, length);
+    if (end - offset > dst.length) return this.read(offset, length, fileEnd);
     const t = this.table;
     const first = t.spanIdForOffset(offset);
     const last = t.spanIdForOffset(end - 1);
     for (let id = first; id <= last; id++) {
-      if (this.inflight.has(id) || !this.cache.has(this.layerKey, id)) return this.read(offset, length);
+      if (this.inflight.has(id) || !this.cache.has(this.layerKey, id)) return this.read(offset, length, fileEnd);
     }
+    const limit = this.limitSpan(fileEnd);
     if (first === last) {
       const hot = this.cache.hotSpan(this.layerKey, first);
       if (hot) {
-        this.fetchAhead(this.ahead.hit(first, last));
+        this.fetchAhead(this.ahead.hit(first, last, limit));
         const base = t.spans[first]!.uStart;
         this.s.cacheHits++;
         this.reads.record(offset, end);
@@ -162,10 +166,10 @@ export class SpanManager {
       const b = Math.min(end, sp.uEnd);
       parts.push(this.cache.readInto(this.layerKey, id, a - sp.uStart, b - sp.uStart, dst, a - offset));
     }
-    this.fetchAhead(this.ahead.hit(first, last));
+    this.fetchAhead(this.ahead.hit(first, last, limit));
     const ok = await Promise.all(parts);
     // A span evicted between the check and the read: the ordinary path fetches it again.
-    if (ok.includes(false)) return this.read(offset, length);
+    if (ok.includes(false)) return this.read(offset, length, fileEnd);
     this.s.cacheHits += ok.length;
     this.reads.record(offset, end);
     return dst.subarray(0, end - offset);
@@ -225,7 +229,13 @@ export class SpanManager {
     return { waits, started };
   }
 
-  private async readRange(offset: number, end: number): Promise<Buffer> {
+  /** The last span readahead may reach for a file ending at `fileEnd`. */
+  private limitSpan(fileEnd: number | undefined): number {
+    const t = this.table;
+    return fileEnd === undefined || fileEnd >= (t.spans.at(-1)?.uEnd ?? 0) ? t.maxSpanId : t.spanIdForOffset(Math.max(0, fileEnd - 1));
+  }
+
+  private async readRange(offset: number, end: number, limit: number): Promise<Buffer> {
     const t = this.table;
     // The span holding the last byte (end-1): a read ending on a boundary does not pull the next span.
     const first = t.spanIdForOffset(offset);
@@ -270,7 +280,7 @@ export class SpanManager {
       pending.push({ index, id });
     }
     flush();
-    this.fetchAhead(missFirst < 0 ? this.ahead.hit(first, last) : this.ahead.miss(missFirst, missLast));
+    this.fetchAhead(missFirst < 0 ? this.ahead.hit(first, last, limit) : this.ahead.miss(missFirst, missLast, limit));
     const bufs = await Promise.all(parts);
     return bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
   }

@@ -46,3 +46,13 @@ test('readahead: maxSpans 0 turns it off', () => {
   assert.equal(ra.miss(1, 1), undefined);
   assert.equal(ra.hit(2, 2), undefined);
 });
+
+test('readahead: windows stop at the end of the file being read; the next file in tar order keeps the stream', () => {
+  const ra = new Readahead(8, 100);
+  ra.miss(10, 10, 12);
+  assert.deepEqual(ra.miss(11, 11, 12), [12, 12], 'clipped to the span holding the end of the file');
+  assert.equal(ra.hit(12, 12, 12), undefined, 'nothing past the file');
+  // The next file starts at span 13, where the stream stopped: it continues with a grown window.
+  assert.deepEqual(ra.miss(13, 13, 40), [14, 21]);
+  assert.equal(ra.miss(5, 5, 5), undefined, 'a file inside one span never reads ahead');
+});

@@ -164,6 +164,18 @@ test('span manager: a sequential reader gets the spans after its own fetched ahe
     assert.deepEqual(fetched.sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), 'every span fetched once, none skipped');
   }
 
+  // A reader of a file that ends at span 5 gets nothing fetched past span 5.
+  const fsrc = await fakeSource(f.gz);
+  const fm = manager(f, fsrc, new SpanCache({ dir: join(f.dir, 'cache-file') }), { readaheadMaxSpans: 8 });
+  const fileEnd = table.spans[5]!.uStart + 100;
+  for (let o = 0; o < fileEnd; o += 16384) {
+    const len = Math.min(16384, fileEnd - o);
+    assert.ok((await fm.read(o, len, fileEnd)).equals(f.tar.subarray(o, o + len)));
+  }
+  await fm.settled();
+  assert.equal(fm.stats().fetchedSpans, 6, 'spans 0..5, none past the file');
+  assert.ok(fm.stats().readaheadSpans > 0);
+
   // Off: one request per span, each waited for.
   const src = await fakeSource(f.gz);
   const off = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache-off') }), { readaheadMaxSpans: 0 });
