@@ -148,11 +148,10 @@ export class SpanManager {
     for (let id = first; id <= last; id++) {
       if (this.inflight.has(id) || !this.cache.has(this.layerKey, id)) return this.read(offset, length, fileEnd);
     }
-    const limit = this.limitSpan(fileEnd);
+    this.fetchAhead(this.ahead.hit(first, last, this.limitSpan(fileEnd)));
     if (first === last) {
       const hot = this.cache.hotSpan(this.layerKey, first);
       if (hot) {
-        this.fetchAhead(this.ahead.hit(first, last, limit));
         const base = t.spans[first]!.uStart;
         this.s.cacheHits++;
         this.reads.record(offset, end);
@@ -166,7 +165,6 @@ export class SpanManager {
       const b = Math.min(end, sp.uEnd);
       parts.push(this.cache.readInto(this.layerKey, id, a - sp.uStart, b - sp.uStart, dst, a - offset));
     }
-    this.fetchAhead(this.ahead.hit(first, last, limit));
     const ok = await Promise.all(parts);
     // A span evicted between the check and the read: the ordinary path fetches it again.
     if (ok.includes(false)) return this.read(offset, length, fileEnd);

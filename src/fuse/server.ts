@@ -274,18 +274,21 @@ export class FuseServer extends EventEmitter {
     } catch {
       // mountinfo unreadable: keep the default
     }
-    // The kernel (6.x) may end a lazily detached connection with ECONNABORTED rather than ENODEV
-    // when ABORT_ERROR was negotiated, so our own detach decides, not the errno.
-    const gone = e.code === 'ENODEV' || e.code === 'ECONNABORTED';
-    const reason: CloseReason =
-      this.detached && !still && gone ? 'unmounted'
-      : e.code === 'ECONNABORTED' || (still && e.code === 'ENODEV') ? 'aborted'
-      : e.code === 'ENODEV' ? 'unmounted' : 'error';
+    const reason = this.closeReason(e.code, still);
     if (still) {
       const r = await umount(this.mountpoint, true);
       if (!r.ok) this.opts.log?.('umount -l after connection loss failed', { mountpoint: this.mountpoint, message: r.message });
     }
     this.finish(e, reason);
+  }
+
+  private closeReason(code: string, still: boolean): CloseReason {
+    if (code !== 'ENODEV' && code !== 'ECONNABORTED') return 'error';
+    if (still) return 'aborted'; // the connection died under a live mount
+    // The kernel (6.x) may end a lazily detached connection with ECONNABORTED rather than ENODEV
+    // when ABORT_ERROR was negotiated, so our own detach decides, not the errno.
+    if (this.detached) return 'unmounted';
+    return code === 'ECONNABORTED' ? 'aborted' : 'unmounted';
   }
 
   private finish(e: { code: string; message: string }, reason: CloseReason): void {
