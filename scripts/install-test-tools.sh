@@ -22,3 +22,19 @@ if [ ! -x "$dest/aws-soci" ]; then
   (cd "$ws/soci/cmd" && go build -o "$dest/aws-soci.tmp" ./soci) && mv "$dest/aws-soci.tmp" "$dest/aws-soci"
   echo "install-test-tools: built aws-soci $AWS_SOCI_VERSION"
 fi
+
+# containerd 2.2 (ctr and the runc shim too), from the Go module proxy: the e2e suites run on it as
+# well as on Debian's containerd 1.6. Installed in a directory of its own, so a test puts it first in
+# PATH (containerd finds its shim through PATH) without shadowing Debian's binaries.
+CONTAINERD2_VERSION=v2.2.9
+ctd2=${SOCI_TEST_TOOLS_CONTAINERD2:-$(dirname "$dest")/containerd-2.2/bin}
+if [ ! -x "$ctd2/containerd" ] || [ ! -x "$ctd2/ctr" ] || [ ! -x "$ctd2/containerd-shim-runc-v2" ]; then
+  command -v go >/dev/null || { echo "install-test-tools: go not found" >&2; exit 1; }
+  mkdir -p "$ctd2"
+  tmpbin=$(mktemp -d)
+  for c in containerd ctr containerd-shim-runc-v2; do
+    GOBIN="$tmpbin" GOFLAGS=-mod=mod CGO_ENABLED=1 go install "github.com/containerd/containerd/v2/cmd/$c@$CONTAINERD2_VERSION"
+  done
+  mv "$tmpbin"/* "$ctd2"/ && rmdir "$tmpbin"
+  echo "install-test-tools: built containerd $CONTAINERD2_VERSION into $ctd2"
+fi

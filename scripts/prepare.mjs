@@ -1,7 +1,7 @@
 // `prepare`: compile TypeScript to dist/. `npm install -g .` from a fresh clone runs this before the
 // package's own dev dependencies exist, so install them first (in this folder, not globally).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,4 +14,7 @@ if (!existsSync(tsc)) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
-process.exit(r.status ?? 1);
+if (r.status !== 0) process.exit(r.status ?? 1);
+// `--version` names the commit; an installed copy has no checkout to ask.
+const rev = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' });
+if (rev.status === 0) writeFileSync(join(root, 'dist', 'revision.txt'), rev.stdout.trim() + '\n');

@@ -21,6 +21,10 @@ export type ErrorCode =
   | 'ERR_REGISTRY'
   | 'ERR_NETWORK'
   | 'ERR_TIMEOUT'
+  // containerd
+  | 'ERR_CONTAINERD' // containerd unreachable, refused the call, or its store lacks what we need
+  | 'ERR_ALREADY_EXISTS'
+  | 'ERR_INTERRUPTED' // the command was stopped (Ctrl-C)
   // runtime
   | 'ERR_NO_INDEX' // image has no (usable) SOCI index
   | 'ERR_NO_ZTOC' // layer not in the index

@@ -5,26 +5,6 @@ import { SociError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
 import { DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE } from '../soci/index-builder.js';
-import { openLocalStore, resolveRoot, type LocalStore } from '../store/index.js';
-
-export interface GlobalOpts {
-  root?: string;
-  contentStore?: string;
-  debug?: boolean;
-  namespace?: string;
-  address?: string;
-}
-
-export function globals(cmd: Command): GlobalOpts {
-  return cmd.optsWithGlobals() as GlobalOpts;
-}
-
-export async function openStore(g: GlobalOpts): Promise<LocalStore> {
-  if (g.contentStore && g.contentStore !== 'soci') {
-    throw new SociError('ERR_UNSUPPORTED', `--content-store ${g.contentStore} is not supported: this soci keeps its own store (use --content-store soci)`);
-  }
-  return openLocalStore(resolveRoot(g.root));
-}
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

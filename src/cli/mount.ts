@@ -17,7 +17,8 @@ import { decodeIndex, decodeManifest } from '../oci/types.js';
 import { resolveRoot } from '../store/index.js';
 import { BackgroundFetcher, SpanCache, DEFAULT_CACHE_MAX_BYTES } from '../fs/index.js';
 import { mountImage, planImage, umountPath, type ImagePlan } from '../fs/image-mount.js';
-import { globals, parseSize } from './common.js';
+import { parseSize } from './common.js';
+import { globals } from './session.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 
 type MountFlags = RegistryFlags & {

@@ -10,8 +10,9 @@ import { formatPlatform, hostPlatform, parsePlatform } from '../oci/platform.js'
 import { parseReference } from '../oci/reference.js';
 import { decodeManifest } from '../oci/types.js';
 import { runBounded } from '../soci/index-builder.js';
-import { globals, openStore } from './common.js';
-import { info, out } from './output.js';
+import { globals, openSession } from './session.js';
+import { imageManifestDigests } from './images.js';
+import { out } from './output.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -27,38 +28,51 @@ export function pushCommand(): Command {
     .option('-q, --quiet', 'print only the pushed index digests', false)
     .option('-p, --platform <platform>', 'platform to push (repeatable)', collect, [])
     .option('--all-platforms', 'push the indexes of all platforms', false)
+    .option('--snapshotter <name>', 'snapshotter name (accepted as by AWS\'s CLI; the push does not use it)', process.env.CONTAINERD_SNAPSHOTTER)
     .action(async (refStr: string, o: PushFlags, cmd: Command) => {
-      if (!['warn', 'skip', 'allow'].includes(o.existingIndex)) throw new SociError('ERR_USAGE', `invalid --existing-index "${o.existingIndex}": use warn, skip or allow`);
+      if (!['warn', 'skip', 'allow'].includes(o.existingIndex)) throw new SociError('ERR_USAGE', `unexpected value for flag existing-index: ${o.existingIndex}, expected types [warn skip allow]`);
       const ref = parseReference(refStr);
       const g = globals(cmd);
-      const store = await openStore(g);
+      const say = o.quiet ? () => {} : out;
+      const s = await openSession(g);
       try {
-        const all = store.db.list({ type: 'soci_index' }).filter((e) => e.imageRef === refStr || e.imageRef === ref.string());
+        const wanted = o.allPlatforms ? [] : o.platform.length ? o.platform.map(parsePlatform) : [hostPlatform()];
+        const manifests = await imageManifestDigests(s, refStr, wanted);
+        const all = s.db.list({ type: 'soci_index' }).filter((e) => (manifests ? manifests.includes(e.originalDigest) : e.imageRef === refStr || e.imageRef === ref.string()));
         const v1 = all.filter((e) => e.artifactType === MT.sociIndexV1);
-        if (all.length && !v1.length) throw new SociError('ERR_USAGE', `the indexes of ${refStr} are v2: push the converted image instead (soci convert pushes it)`);
-        const wanted = o.allPlatforms ? null : (o.platform.length ? o.platform.map(parsePlatform) : [hostPlatform()]).map(formatPlatform);
+        if (v1.length < all.length) out('[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.');
+        const platforms = manifests ? null : wanted.map(formatPlatform);
         const latest = new Map<string, (typeof v1)[number]>();
-        for (const e of v1) if ((!wanted || wanted.includes(e.platform)) && !latest.has(e.platform)) latest.set(e.platform, e);
-        if (!latest.size) throw new SociError('ERR_NOT_FOUND', `no SOCI index found for ${refStr}${wanted ? ` (${wanted.join(', ')})` : ''}: not found`);
+        for (const e of v1) if ((!platforms || !platforms.length || platforms.includes(e.platform)) && !latest.has(e.originalDigest)) latest.set(e.originalDigest, e);
+        if (!latest.size) throw new SociError('ERR_NOT_FOUND', `could not find any soci index manifest v1 to push for ${refStr}${wanted.length ? ` (platform ${wanted.map(formatPlatform).join(', ')})` : ''}`);
         const client = registryClient(ref.registry, o, Boolean(g.debug));
         for (const entry of latest.values()) {
-          const bytes = await store.content.get(entry.digest);
+          const bytes = await s.readArtifact(entry.digest);
           const m = decodeManifest(bytes);
           if (!m.subject) throw new SociError('ERR_INVALID_MANIFEST', `index ${entry.digest} has no subject`);
-          const existing = (await client.referrers(ref.repository, m.subject.digest, MT.sociIndexV1)).filter((d) => d.digest !== entry.digest);
-          if (existing.length) {
-            if (o.existingIndex === 'skip') {
-              info(`soci index for ${refStr} (${entry.platform}) already exists in the registry (${existing[0]!.digest}); skipping`);
-              continue;
+          if (o.existingIndex !== 'allow') {
+            say('checking if a soci index already exists in remote repository...');
+            const existing = (await client.referrers(ref.repository, m.subject.digest, MT.sociIndexV1)).filter((d) => d.digest !== entry.digest);
+            if (existing.length) {
+              const found = existing.length > 1 ? 'multiple soci indices found in remote repository' : `soci index found in remote repository with digest: ${existing[0]!.digest}`;
+              if (o.existingIndex === 'skip') {
+                say(`${found}: skipping pushing artifacts for image manifest: ${m.subject.digest}`);
+                continue;
+              }
+              out(`[WARN] ${found}: pushing index anyway`);
             }
-            if (o.existingIndex === 'warn') info(`warning: ${refStr} (${entry.platform}) already has a SOCI index in the registry (${existing[0]!.digest}); pushing another`);
           }
+          if (o.quiet) out(entry.digest);
+          else out(`pushing soci index with digest: ${entry.digest}`);
           const blobs = [{ digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size }, ...m.layers.map((l) => ({ digest: l.digest, size: l.size }))];
-          await runBounded(blobs.length, o.maxConcurrentUploads, async (i) => {
+          await runBounded(blobs.length, o.maxConcurrentUploads || 3, async (i) => {
             const b = blobs[i]!;
-            const data = b.digest === EMPTY_CONFIG.digest ? EMPTY_CONFIG.bytes : await store.content.get(b.digest);
-            await client.pushBlob(ref.repository, b.digest, b.size, data);
+            say(`pushing artifact with digest: ${b.digest}`);
+            const data = b.digest === EMPTY_CONFIG.digest ? Buffer.from(EMPTY_CONFIG.bytes) : await s.readArtifact(b.digest);
+            const how = await client.pushBlob(ref.repository, b.digest, b.size, data);
+            say(how === 'exists' ? `skipped artifact with digest: ${b.digest}` : `successfully pushed artifact with digest: ${b.digest}`);
           });
+          say(`pushing artifact with digest: ${entry.digest}`);
           await client.putManifest(ref.repository, entry.digest, bytes, MT.ociManifest);
           const listed = await client.referrers(ref.repository, m.subject.digest, MT.sociIndexV1);
           if (!listed.some((d) => d.digest === entry.digest)) {
@@ -70,12 +84,11 @@ export function pushCommand(): Command {
               annotations: m.annotations ?? {},
             });
           }
-          if (o.quiet) out(entry.digest);
-          else out(`pushed soci index ${entry.digest} (${entry.platform}) with ${m.layers.length} ztoc(s) to ${ref.registry}/${ref.repository}`);
+          say(`successfully pushed artifact with digest: ${entry.digest}`);
         }
       } finally {
-        store.close();
+        await s.close();
         await closeClients();
       }
-    });
+  });
 }

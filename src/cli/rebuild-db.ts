@@ -1,58 +1,102 @@
 /**
- * `soci rebuild-db`: re-derives the artifacts DB from the content store. Indexes (v1 and v2) are
- * recognised by their config media type; rows whose blobs vanished are dropped; what we knew about
- * still-present artifacts (image ref, platform, location) is kept.
+ * `soci rebuild-db`: reconciles the artifacts DB with the content store in use, as AWS's does.
+ *  - rows whose blob is neither in that store nor in ours are dropped (after `nerdctl rmi` and
+ *    containerd's GC, or `index rm` elsewhere);
+ *  - SOCI indexes found in the store that the DB does not know are added with their zTOCs: v1 ones
+ *    by their subject, v2 ones through the image index that lists them (its descriptor names the
+ *    image manifest and platform). What was known about a kept row (image ref, location) stays.
  */
 import { Command } from 'commander';
-import { ANN, MT } from '../oci/media-types.js';
-import { decodeManifest } from '../oci/types.js';
-import type { ArtifactEntry } from '../store/index.js';
-import { globals, openStore } from './common.js';
+import { ANN, MT, isIndexType } from '../oci/media-types.js';
+import { formatPlatform } from '../oci/platform.js';
+import { decodeIndex, decodeManifest, type Manifest } from '../oci/types.js';
+import type { ArtifactBlobs, ArtifactEntry } from '../store/index.js';
+import { localBlobs } from '../store/index.js';
 import { info } from './output.js';
+import { globals, openSession } from './session.js';
+
+const MAX_INDEX_BYTES = 4 << 20;
+
+interface Found {
+  manifest: Manifest;
+  size: number;
+}
 
 export function rebuildDbCommand(): Command {
-  return new Command('rebuild-db').description('rebuild the artifacts database from the content store').action(async (_o: unknown, c: Command) => {
-    const store = await openStore(globals(c));
+  return new Command('rebuild-db').description('rebuilds the artifacts database').action(async (_o: unknown, c: Command) => {
+    const s = await openSession(globals(c));
     try {
-      const known = new Map(store.db.list().map((e) => [`${e.type}|${e.digest}|${e.originalDigest}`, e]));
-      const fresh: ArtifactEntry[] = [];
+      const inUse = await s.blobs();
+      const ours = localBlobs(s.local.content);
+      const stores = s.storeType === 'soci' ? [inUse] : [inUse, ours];
+      const present = new Set<string>();
+      for (const st of stores) for (const b of await st.list()) present.add(b.digest);
+
+      const known = s.db.list().filter((e) => present.has(e.digest));
+      const byDigest = new Map(known.map((e) => [`${e.type}|${e.digest}`, e]));
+      // SOCI index manifests, and what the image indexes say about v2 ones.
+      const indexes = new Map<string, Found>();
+      const v2 = new Map<string, { imageDigest: string; manifestDigest: string; platform: string }>();
+      for (const st of stores) await scan(st, indexes, v2);
+
       const now = new Date().toISOString();
-      for (const d of await store.content.list()) {
-        const size = await store.content.size(d);
-        if (size < 10 || size > 4 << 20) continue;
-        let m;
-        try {
-          m = decodeManifest(await store.content.get(d));
-        } catch {
-          continue;
-        }
-        if (m.config.mediaType !== MT.sociIndexV1 && m.config.mediaType !== MT.sociIndexV2) continue;
-        const prev = [...known.values()].find((e) => e.type === 'soci_index' && e.digest === d);
-        const imageDigest = m.subject?.digest ?? prev?.imageDigest ?? '';
-        const base = { imageDigest, imageRef: prev?.imageRef ?? '', platform: prev?.platform ?? '', location: prev?.location ?? '' };
-        fresh.push({ ...base, digest: d, size, type: 'soci_index', originalDigest: imageDigest, mediaType: MT.ociManifest, artifactType: m.config.mediaType, spanSize: 0, createdAt: prev?.createdAt ?? now });
+      const rows: ArtifactEntry[] = [...known];
+      for (const [digest, { manifest: m, size }] of indexes) {
+        if (byDigest.has(`soci_index|${digest}`)) continue;
+        const isV2 = m.config.mediaType === MT.sociIndexV2;
+        const ref = isV2 ? v2.get(digest) : m.subject ? { imageDigest: m.subject.digest, manifestDigest: m.subject.digest, platform: '' } : undefined;
+        if (!ref) continue;
+        const spanSize = Number(m.layers.find((l) => l.mediaType === MT.ztoc)?.annotations?.[ANN.spanSize] ?? 0);
+        const base = { imageDigest: ref.imageDigest, imageRef: '', platform: ref.platform, location: '', createdAt: now, spanSize };
+        rows.push({ ...base, digest, size, type: 'soci_index', originalDigest: ref.manifestDigest, mediaType: MT.ociManifest, artifactType: m.config.mediaType });
         for (const l of m.layers) {
-          if (!(await store.content.has(l.digest))) continue;
           const type = l.mediaType === MT.ztoc ? 'soci_layer' : 'soci_prefetch';
-          const layerDigest = l.annotations?.[ANN.layerDigest] ?? '';
-          const old = known.get(`${type}|${l.digest}|${layerDigest}`);
-          fresh.push({
-            ...base,
-            digest: l.digest,
-            size: l.size,
-            type,
-            originalDigest: layerDigest,
-            mediaType: l.annotations?.[ANN.layerMediaType] ?? '',
-            artifactType: '',
-            spanSize: Number(l.annotations?.[ANN.spanSize] ?? 0),
-            createdAt: old?.createdAt ?? now,
-          });
+          if (!present.has(l.digest) || byDigest.has(`${type}|${l.digest}`)) continue;
+          rows.push({ ...base, digest: l.digest, size: l.size, type, originalDigest: l.annotations?.[ANN.layerDigest] ?? '', mediaType: l.annotations?.[ANN.layerMediaType] ?? '', artifactType: '' });
         }
       }
-      store.db.replaceAll(fresh);
-      info(`artifacts database rebuilt: ${fresh.filter((e) => e.type === 'soci_index').length} indexes, ${fresh.filter((e) => e.type !== 'soci_index').length} zTOCs/prefetch artifacts`);
+      s.db.replaceAll(rows);
+      info(`artifacts database rebuilt: ${rows.filter((e) => e.type === 'soci_index').length} indexes, ${rows.filter((e) => e.type !== 'soci_index').length} zTOCs/prefetch artifacts`);
     } finally {
-      store.close();
+      await s.close();
     }
   });
+}
+
+async function scan(st: ArtifactBlobs, indexes: Map<string, Found>, v2: Map<string, { imageDigest: string; manifestDigest: string; platform: string }>): Promise<void> {
+  for (const { digest, size } of await st.list()) {
+    if (size < 10 || size > MAX_INDEX_BYTES || indexes.has(digest)) continue;
+    let bytes: Buffer;
+    try {
+      bytes = await st.get(digest);
+    } catch {
+      continue; // collected while we looked
+    }
+    if (bytes[0] !== 0x7b) continue;
+    let j: { mediaType?: string; manifests?: unknown; config?: unknown };
+    try {
+      j = JSON.parse(bytes.toString('utf8')) as typeof j;
+    } catch {
+      continue;
+    }
+    if (Array.isArray(j.manifests) && (!j.mediaType || isIndexType(j.mediaType))) {
+      let list;
+      try {
+        list = decodeIndex(bytes).manifests;
+      } catch {
+        continue;
+      }
+      for (const d of list) {
+        const m = d.annotations?.[ANN.imageManifestDigest];
+        if (d.artifactType === MT.sociIndexV2 && m) v2.set(d.digest, { imageDigest: digest, manifestDigest: m, platform: d.platform ? formatPlatform(d.platform) : '' });
+      }
+    } else if (j.config) {
+      try {
+        const m = decodeManifest(bytes);
+        if (m.config.mediaType === MT.sociIndexV1 || m.config.mediaType === MT.sociIndexV2) indexes.set(digest, { manifest: m, size });
+      } catch {
+        /* not a manifest */
+      }
+    }
+  }
 }

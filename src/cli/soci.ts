@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isSociError } from '../errors.js';
-import { VERSION } from '../version.js';
+import { versionLine } from '../version.js';
 import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
 import { indexCommand } from './index-cmd.js';
@@ -12,14 +12,14 @@ import { mountCommand, umountCommand } from './mount.js';
 export function buildProgram(): Command {
   const program = new Command('soci');
   program
-    .version(VERSION, '-v, --version')
+    .version(versionLine('soci'), '-v, --version')
     .description('Seekable OCI: build, convert, push and inspect SOCI indexes')
-    .option('--root <dir>', 'root directory of the local store (env SOCI_ROOT)', undefined)
-    .option('--content-store <type>', 'content store to use (soci)', 'soci')
-    .option('-a, --address <socket>', 'containerd address (accepted for compatibility)', process.env.CONTAINERD_ADDRESS ?? '/run/containerd/containerd.sock')
-    .option('-n, --namespace <ns>', 'containerd namespace (accepted for compatibility)', process.env.CONTAINERD_NAMESPACE ?? 'default')
-    .option('--timeout <duration>', 'timeout for commands (accepted for compatibility)')
-    .option('--debug', 'debug output (each HTTP request, without secrets)', false);
+    .option('-a, --address <socket>', "address for containerd's GRPC server (env CONTAINERD_ADDRESS)", process.env.CONTAINERD_ADDRESS || '/run/containerd/containerd.sock')
+    .option('-n, --namespace <ns>', 'namespace to use with commands (env CONTAINERD_NAMESPACE)', process.env.CONTAINERD_NAMESPACE || 'default')
+    .option('--timeout <duration>', 'timeout for commands, e.g. 30s or 2m')
+    .option('--debug', 'enable debug output (each HTTP request, without secrets)', false)
+    .option('--content-store <type>', 'use a specific content store (soci or containerd)', 'containerd')
+    .option('--root <dir>', 'path to the root directory for this snapshotter (env SOCI_ROOT)', undefined);
   program.addCommand(createCommand());
   program.addCommand(convertCommand());
   program.addCommand(pushCommand());

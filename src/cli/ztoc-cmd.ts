@@ -6,31 +6,40 @@ import { SociError } from '../errors.js';
 import { parseDigest } from '../oci/digest.js';
 import { OciLayout } from '../store/oci-layout.js';
 import { extractFile, findEntry, unmarshalZtoc, ztocInfo } from '../ztoc/index.js';
-import { globals, openStore } from './common.js';
+import { globals, openSession, type Session } from './session.js';
 import { parseReference } from '../oci/reference.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 import { out, printJson, table } from './output.js';
+import { imageManifestDigests } from './images.js';
+import { MT } from '../oci/media-types.js';
+import { decodeManifest } from '../oci/types.js';
 
 export function ztocCommand(): Command {
   const cmd = new Command('ztoc').description('inspect zTOCs');
   cmd
     .command('list')
     .alias('ls')
-    .description('list zTOCs')
-    .option('--ztoc-digest <digest>', 'only this zTOC')
-    .option('--image-ref <ref>', 'only zTOCs of this image reference')
-    .option('-q, --quiet', 'print only digests', false)
-    .option('--json', 'JSON output', false)
+    .description('list ztocs')
+    .option('--ztoc-digest <digest>', 'filter ztocs by digest')
+    .option('--image-ref <ref>', 'filter ztocs to those that are associated with a specific image')
+    .option('-q, --quiet', 'only display the ztoc digests', false)
+    .option('--json', 'JSON output (ours)', false)
     .action(async (o: { ztocDigest?: string; imageRef?: string; quiet: boolean; json: boolean }, c: Command) => {
-      const store = await openStore(globals(c));
+      const s = await openSession(globals(c));
       try {
+        let rows = s.db.list({ type: 'soci_layer', digest: o.ztocDigest });
+        if (o.imageRef) {
+          const ztocs = await ztocsOfImage(s, o.imageRef);
+          rows = rows.filter((e) => (ztocs ? ztocs.has(e.digest) : e.imageRef === o.imageRef));
+          if (o.ztocDigest && !rows.length) throw new SociError('ERR_NOT_FOUND', "the specified ztoc doesn't exist or is not associated with the specified image");
+        }
         const seen = new Set<string>();
-        const rows = store.db.list({ type: 'soci_layer', digest: o.ztocDigest, imageRef: o.imageRef }).filter((e) => !seen.has(e.digest) && seen.add(e.digest));
+        rows = rows.filter((e) => !seen.has(e.digest) && seen.add(e.digest));
         if (o.json) return printJson(rows.map((r) => ({ digest: r.digest, size: r.size, layerDigest: r.originalDigest, spanSize: r.spanSize })));
-        if (o.quiet) return out(rows.map((r) => r.digest).join('\n'));
+        if (o.quiet) return rows.forEach((r) => out(r.digest));
         out(table(['DIGEST', 'SIZE', 'LAYER DIGEST'], rows.map((r) => [r.digest, String(r.size), r.originalDigest])));
       } finally {
-        store.close();
+        await s.close();
       }
     });
   cmd
@@ -39,14 +48,15 @@ export function ztocCommand(): Command {
     .argument('<digest>')
     .action(async (digest: string, _o: unknown, c: Command) => {
       parseDigest(digest);
-      const store = await openStore(globals(c));
+      const s = await openSession(globals(c));
       try {
-        const bytes = await store.content.get(digest).catch(() => {
-          throw new SociError('ERR_NOT_FOUND', `ztoc ${digest} not found`);
-        });
+        const entries = s.db.list({ digest });
+        if (!entries.length) throw new SociError('ERR_NOT_FOUND', `ztoc ${digest} not found (try "soci rebuild-db" first)`);
+        if (entries.every((e) => e.type === 'soci_index')) throw new SociError('ERR_USAGE', 'the provided digest belongs to a SOCI index. Use `soci index info` to get the detailed information about it');
+        const bytes = await s.readArtifact(digest);
         printJson(ztocInfo(unmarshalZtoc(bytes), { digest, size: bytes.length }));
       } finally {
-        store.close();
+        await s.close();
       }
     });
   addRegistryFlags(cmd
@@ -57,14 +67,14 @@ export function ztocCommand(): Command {
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .action(async (digest: string, file: string, o: RegistryFlags & { output?: string }, c: Command) => {
       parseDigest(digest);
-      const store = await openStore(globals(c));
+      const s = await openSession(globals(c));
       try {
-        const entry = store.db.list({ type: 'soci_layer', digest })[0];
+        const entry = s.db.list({ type: 'soci_layer', digest })[0];
         if (!entry) throw new SociError('ERR_NOT_FOUND', `ztoc ${digest} not found`);
-        const ztoc = unmarshalZtoc(await store.content.get(digest));
+        const ztoc = unmarshalZtoc(await s.readArtifact(digest));
         const meta = findEntry(ztoc, file);
         if (!meta) throw new SociError('ERR_NOT_FOUND', `file ${file} not found in ztoc ${digest}`);
-        const read = await layerReader(store.content, entry.originalDigest, entry.location, o, Boolean(globals(c).debug));
+        const read = await layerReader(s, entry.originalDigest, entry.location, o, Boolean(globals(c).debug));
         try {
           const data = await extractFile(ztoc, meta, read.read);
           if (o.output) {
@@ -82,15 +92,18 @@ export function ztocCommand(): Command {
           await read.close();
         }
       } finally {
-        store.close();
+        await s.close();
       }
     });
   return cmd;
 }
 
-/** Random access to a layer blob: our content store first, else the layout it was indexed from. */
+/**
+ * Random access to a layer blob: containerd's content store (where AWS's CLI reads it), then ours,
+ * then the layout or registry it was indexed from.
+ */
 async function layerReader(
-  content: { has(d: string): Promise<boolean>; open(d: string, s?: number, e?: number): NodeJS.ReadableStream },
+  s: Session,
   layerDigest: string,
   location: string,
   flags: RegistryFlags,
@@ -101,10 +114,16 @@ async function layerReader(
     for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
     return Buffer.concat(parts);
   };
+  const cd = await s.containerd().catch(() => undefined);
+  if (cd && (await cd.content.stat(layerDigest).catch(() => undefined))) {
+    return { read: (a, b) => cd.content.readRange(layerDigest, a, b), close: async () => {} };
+  }
+  const content = s.local.content;
   if (await content.has(layerDigest)) {
-    return { read: (s, e) => collect(content.open(layerDigest, s, e)), close: async () => {} };
+    return { read: (a, b) => collect(content.open(layerDigest, a, b)), close: async () => {} };
   }
   if (!location) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not available locally`);
+  if (location.startsWith('containerd:')) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is no longer in containerd's content store: pull the image again`);
   if (!location.startsWith('/')) {
     // Indexed from a registry: fetch the needed byte ranges (span digests are checked by extraction callers).
     const ref = parseReference(location);
@@ -122,4 +141,17 @@ async function layerReader(
     read: (s, e) => collect(createReadStream(layout.blobPath(layerDigest), { start: s, end: e - 1 })),
     close: () => layout.close(),
   };
+}
+
+/** The zTOCs of a containerd image's SOCI indexes, or undefined when containerd does not have it. */
+async function ztocsOfImage(s: Session, ref: string): Promise<Set<string> | undefined> {
+  const manifests = await imageManifestDigests(s, ref, []);
+  if (!manifests) return undefined;
+  const ztocs = new Set<string>();
+  for (const idx of s.db.list({ type: 'soci_index' }).filter((e) => manifests.includes(e.originalDigest))) {
+    const bytes = await s.readArtifact(idx.digest).catch(() => undefined);
+    if (!bytes) continue;
+    for (const l of decodeManifest(bytes).layers) if (l.mediaType === MT.ztoc) ztocs.add(l.digest);
+  }
+  return ztocs;
 }

@@ -94,7 +94,12 @@ export class Transport {
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: opts.connections ?? 8,
-      connect: { rejectUnauthorized: !opts.insecure, ...(ca ? { ca } : {}), timeout: 10_000 },
+      connect: {
+        rejectUnauthorized: !opts.insecure,
+        ...(ca ? { ca } : {}),
+        ...(opts.clientCert ? { cert: opts.clientCert.cert, key: opts.clientCert.key } : {}),
+        timeout: 10_000,
+      },
     });
     this.base = new URL(`${opts.plainHttp ? 'http' : 'https'}://${apiHost(opts.registry)}`);
     this.userAgent = opts.userAgent ?? `soci-ts/${VERSION}`;

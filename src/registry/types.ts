@@ -49,6 +49,11 @@ export interface RetryOptions {
   maxTotalMs?: number;
 }
 
+export interface ClientCert {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
 export interface RegistryClientOptions {
   /** registry name as in the reference: docker.io, ghcr.io, 127.0.0.1:5000 */
   registry: string;
@@ -58,6 +63,8 @@ export interface RegistryClientOptions {
   insecure?: boolean;
   /** extra CA certificate(s) (PEM) trusted in addition to the system store */
   ca?: string | Buffer | Array<string | Buffer>;
+  /** TLS client certificate and its private key (PEM; both may be the same combined file) */
+  clientCert?: ClientCert;
   credentials?: CredentialProvider;
   retry?: RetryOptions;
   /** ms to wait for response headers (default 30 000) */

@@ -1,53 +1,27 @@
 /**
- * containerd.services.snapshots.v1.Snapshots over @grpc/grpc-js, loaded at run time from
- * src/snapshotter/proto (the package ships that folder). Translates protobuf messages to
+ * containerd.services.snapshots.v1.Snapshots over @grpc/grpc-js (containerd's proto, loaded at run
+ * time by src/containerd/proto.ts). Translates protobuf messages to
  * Snapshotter calls and errors to gRPC status codes.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { serviceConstructor } from '../containerd/proto.js';
 import { grpcStatusOf } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Info } from './metastore.js';
 import type { Snapshotter } from './snapshotter.js';
 
-/** Works from src/ (tsx) and dist/ (compiled): dist has no proto copy, so fall back to src. */
-function protoDir(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const local = join(here, 'proto');
-  return existsSync(join(local, 'snapshots.proto')) ? local : join(here, '..', '..', 'src', 'snapshotter', 'proto');
-}
+const SNAPSHOTS_PROTO = 'services/snapshots/v1/snapshots.proto';
+const SNAPSHOTS = 'containerd.services.snapshots.v1.Snapshots';
 
 export function loadSnapshotsService(): grpc.ServiceDefinition {
-  const dir = protoDir();
-  const def = protoLoader.loadSync(join(dir, 'snapshots.proto'), {
-    includeDirs: [dir],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    arrays: true,
-    objects: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
-  };
-  return pkg.containerd.services.snapshots.v1.Snapshots.service;
+  return serviceConstructor(SNAPSHOTS_PROTO, SNAPSHOTS).service;
 }
 
-/** Client constructor for tests and tools that talk to the daemon directly. */
+/** Client for tests and tools that talk to the daemon directly. */
 export function snapshotsClient(address: string): grpc.Client & Record<string, Function> {
-  const dir = protoDir();
-  const def = protoLoader.loadSync(join(dir, 'snapshots.proto'), {
-    includeDirs: [dir], keepCase: true, longs: String, enums: String, defaults: true, arrays: true, objects: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
-  };
   const target = address.startsWith('unix://') ? address : `unix://${address}`;
-  return new pkg.containerd.services.snapshots.v1.Snapshots(target, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+  const Ctor = serviceConstructor(SNAPSHOTS_PROTO, SNAPSHOTS);
+  return new Ctor(target, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
 }
 
 interface Timestamp { seconds: string; nanos: number }

@@ -6,7 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { VERSION } from '../version.js';
+import { versionLine } from '../version.js';
 import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
 import { createLogger, flushLogs } from './logger.js';
@@ -77,7 +77,7 @@ export function main(argv: string[], hooks: DaemonHooks = {}): void {
   const program = new Command('soci-snapshotter-grpc');
   program
     .description('containerd snapshotter that lazily loads SOCI-indexed images')
-    .version(`soci-snapshotter-grpc ${VERSION}`, '-v, --version', 'print the version')
+    .version(versionLine('soci-snapshotter-grpc'), '-v, --version', 'print the version')
     .option('--address <address>', 'address for the snapshotter gRPC server (path, unix://path or fd://)', process.env.SOCI_SNAPSHOTTER_ADDRESS || DEFAULT_ADDRESS)
     .option('--config <path>', `path to the configuration file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--log-level <level>', 'log level: trace, debug, info, warn, error, fatal', process.env.SOCI_SNAPSHOTTER_LOG_LEVEL || 'info')

@@ -68,10 +68,10 @@ export class ArtifactsDb {
     this.db.transaction((es: ArtifactEntry[]) => es.forEach((e) => this.put(e)))(entries);
   }
 
-  list(filter: Partial<Pick<ArtifactEntry, 'type' | 'digest' | 'imageRef' | 'originalDigest' | 'platform'>> = {}): ArtifactEntry[] {
+  list(filter: Partial<Pick<ArtifactEntry, 'type' | 'digest' | 'imageRef' | 'imageDigest' | 'originalDigest' | 'platform'>> = {}): ArtifactEntry[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    const col: Record<string, string> = { type: 'type', digest: 'digest', imageRef: 'image_ref', originalDigest: 'original_digest', platform: 'platform' };
+    const col: Record<string, string> = { type: 'type', digest: 'digest', imageRef: 'image_ref', imageDigest: 'image_digest', originalDigest: 'original_digest', platform: 'platform' };
     for (const [k, v] of Object.entries(filter)) {
       if (v === undefined) continue;
       where.push(`${col[k]} = ?`);

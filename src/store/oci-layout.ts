@@ -168,6 +168,7 @@ async function unpackArchive(file: string, dir: string): Promise<void> {
 
 /** Writes a layout dir: all blobs of `src` plus `extra`, and an index.json pointing at `root`. */
 export async function writeLayoutDir(out: string, src: OciLayout, extra: Map<string, Buffer>, root: Descriptor): Promise<void> {
+  await checkOutputDir(out);
   const tmp = `${out}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(join(tmp, 'blobs', 'sha256'), { recursive: true });
@@ -184,11 +185,17 @@ export async function writeLayoutDir(out: string, src: OciLayout, extra: Map<str
 
 /** Writes an oci-archive tar with the same content as writeLayoutDir. */
 export async function writeLayoutArchive(out: string, src: OciLayout, extra: Map<string, Buffer>, root: Descriptor): Promise<void> {
+  await checkOutputDir(out);
   const tmp = `${out}.tmp-${process.pid}`;
   const pack = tar.pack();
   const done = pipeline(pack, createWriteStream(tmp));
+  // A failing output (disk full, EACCES) must end the adds below, not leave them waiting or the
+  // pipeline's rejection unobserved.
+  const broken = new Promise<never>((_, rej) => done.catch(rej));
+  broken.catch(() => {});
+  const step = (fn: (res: () => void, rej: (e: unknown) => void) => void) => Promise.race([new Promise<void>(fn), broken]);
   const add = (name: string, body: Buffer) =>
-    new Promise<void>((res, rej) => pack.entry({ name, size: body.length, mode: 0o644, mtime: new Date(0) }, body, (e) => (e ? rej(e) : res())));
+    step((res, rej) => pack.entry({ name, size: body.length, mode: 0o644, mtime: new Date(0) }, body, (e) => (e ? rej(e) : res())));
   try {
     await add('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
     await add('index.json', layoutIndex(root));
@@ -200,7 +207,7 @@ export async function writeLayoutArchive(out: string, src: OciLayout, extra: Map
     for (const d of await src.listBlobs()) {
       if (seen.has(d)) continue;
       const size = (await stat(src.blobPath(d))).size;
-      await new Promise<void>((res, rej) => {
+      await step((res, rej) => {
         const entry = pack.entry({ name: `blobs/sha256/${digestHex(d)}`, size, mode: 0o644, mtime: new Date(0) }, (e) => (e ? rej(e) : res()));
         pipeline(createReadStream(src.blobPath(d)), entry).catch(rej);
       });
@@ -213,6 +220,13 @@ export async function writeLayoutArchive(out: string, src: OciLayout, extra: Map
     await rm(tmp, { force: true });
     throw e;
   }
+}
+
+/** The output's directory must exist: we never create directories the user did not ask for. */
+async function checkOutputDir(out: string): Promise<void> {
+  const dir = dirname(resolve(out));
+  const st = await stat(dir).catch(() => null);
+  if (!st?.isDirectory()) throw new SociError('ERR_NOT_FOUND', `cannot write ${out}: directory ${dir} does not exist`);
 }
 
 function layoutIndex(root: Descriptor): Buffer {

@@ -161,7 +161,8 @@ export interface StartedContainerd {
   state: string;
   proc: ChildProcess;
   logs(): string;
-  /** Runs `ctr --address <ours> ...args`. */
+  version: ContainerdVersion;
+  /** Runs `ctr --address <ours> ...args` (the ctr of the same version). */
   ctr(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<ExecResult>;
   stop(): Promise<void>;
 }
@@ -177,6 +178,19 @@ export interface ContainerdOptions {
   criSnapshotter?: string;
   /** containerd's socket path (default: inside its temp dir); fix it when something must know it first */
   address?: string;
+  /** Debian's 1.6 (default) or 2.2, built from the Go module proxy by scripts/install-test-tools.sh */
+  version?: ContainerdVersion;
+}
+
+export type ContainerdVersion = '1.6' | '2.2';
+/** Every containerd the e2e suites run on. */
+export const CONTAINERD_VERSIONS: ContainerdVersion[] = ['1.6', '2.2'];
+export const CONTAINERD2_BIN = process.env.SOCI_TEST_TOOLS_CONTAINERD2 ?? '/opt/soci-test-tools/containerd-2.2/bin';
+
+/** containerd and ctr of a version; 2.2's directory also goes first in PATH (its shim is found there). */
+export function containerdTools(version: ContainerdVersion = '1.6'): { containerd: string; ctr: string; env: NodeJS.ProcessEnv } {
+  if (version === '1.6') return { containerd: 'containerd', ctr: 'ctr', env: process.env };
+  return { containerd: join(CONTAINERD2_BIN, 'containerd'), ctr: join(CONTAINERD2_BIN, 'ctr'), env: { ...process.env, PATH: `${CONTAINERD2_BIN}:${process.env.PATH ?? ''}` } };
 }
 
 export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Promise<StartedContainerd> {
@@ -221,12 +235,13 @@ ${opts.extraToml ?? ''}
 `;
   const configPath = join(dir, 'config.toml');
   await writeFile(configPath, toml);
-  const proc = spawn('containerd', ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tools = containerdTools(opts.version);
+  const proc = spawn(tools.containerd, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: tools.env });
   let out = '';
   proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
   proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
   const logs = () => out;
-  const ctr = (args: string[], o: { timeoutMs?: number; input?: string } = {}) => exec('ctr', ['--address', address, ...args], o);
+  const ctr = (args: string[], o: { timeoutMs?: number; input?: string } = {}) => exec(tools.ctr, ['--address', address, ...args], { ...o, env: tools.env });
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -242,5 +257,5 @@ ${opts.extraToml ?? ''}
     await removeTree(dir);
   });
   await waitFor('containerd start', async () => existsSync(address) && (await ctr(['version'], { timeoutMs: 5000 })).code === 0, 30_000, proc, logs);
-  return { address, root, state, proc, logs, ctr, stop };
+  return { address, root, state, proc, logs, ctr, stop, version: opts.version ?? '1.6' };
 }
