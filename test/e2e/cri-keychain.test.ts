@@ -39,7 +39,7 @@ test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: n
     snapshotterSocket: address,
     address: ctdSocket,
     cri: true,
-    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
+    plainHttpRegistries: [reg.host],
   });
   t.after(() => removeTree(dir));
 

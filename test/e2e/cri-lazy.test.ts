@@ -45,7 +45,7 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
   const cd = await startContainerd(t, {
     snapshotterSocket: sn.address,
     cri: true,
-    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
+    plainHttpRegistries: [reg.host],
   });
   const image = `${reg.host}/app:soci`;
   await criPull(cd.address, image);

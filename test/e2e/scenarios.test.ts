@@ -65,7 +65,7 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
   const cd = await startContainerd(t, {
     snapshotterSocket: address,
     cri: true,
-    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
+    plainHttpRegistries: [reg.host],
   });
   // Registered after the services, so it runs after they are stopped and their mounts are gone.
   t.after(() => removeTree(dir));

@@ -9,7 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { appCommand, APP_INDEX_HTML, buildAppImage } from '../helpers/app-image.js';
@@ -53,24 +53,20 @@ for (const version of CONTAINERD_VERSIONS) {
       const app = buildAppImage(join(tmp, 'app'), { bulkMb: 16, seed: 11 });
       await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${app.dir}:latest`, `docker://${reg.host}/library/app:latest`]);
 
-      // containerd resolves the private registry over http, with the credentials, as docker.io would be.
-      const hosts = join(tmp, 'certs.d');
-      await mkdir(join(hosts, reg.host), { recursive: true });
-      await writeFile(join(hosts, reg.host, 'hosts.toml'), `server = "http://${reg.host}"\n[host."http://${reg.host}"]\n  capabilities = ["pull", "resolve", "push"]\n`);
-      const address = join(tmp, 'sn.sock');
       const ctdSocket = join(tmp, 'containerd.sock');
+      // The snapshotter first (containerd would otherwise be in dial backoff towards it), told where
+      // containerd's socket will be; it keeps its own temp dir (its FUSE mounts are unmounted first).
       const sn = await startSnapshotter(t, {
-        address,
-        dir: tmp,
         config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${ctdSocket}"\n[background_fetch]\ndisable = true\n`,
       });
       const cd = await startContainerd(t, {
         version,
-        snapshotterSocket: address,
+        snapshotterSocket: sn.address,
         address: ctdSocket,
         cri: true,
-        extraToml: `[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "${hosts}"\n`,
+        plainHttpRegistries: [reg.host],
       });
+      const hosts = cd.hostsDir;
       const root = join(tmp, 'soci-root');
       const soci = async (args: string[], input?: string) => run(process.execPath, [SOCI, '--address', ctdSocket, '--root', root, ...args], input === undefined ? {} : { input });
       const ok = async (args: string[]) => {

@@ -12,7 +12,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,6 +162,8 @@ export interface StartedContainerd {
   proc: ChildProcess;
   logs(): string;
   version: ContainerdVersion;
+  /** containerd's hosts directory (CRI's registry config_path; pass it to `ctr images pull --hosts-dir`) */
+  hostsDir: string;
   /** Runs `ctr --address <ours> ...args` (the ctr of the same version). */
   ctr(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<ExecResult>;
   stop(): Promise<void>;
@@ -180,6 +182,8 @@ export interface ContainerdOptions {
   address?: string;
   /** Debian's 1.6 (default) or 2.2, built from the Go module proxy by scripts/install-test-tools.sh */
   version?: ContainerdVersion;
+  /** registries that CRI (and `ctr --hosts-dir <hostsDir>`) reach over plain http */
+  plainHttpRegistries?: string[];
 }
 
 export type ContainerdVersion = '1.6' | '2.2';
@@ -198,41 +202,13 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const address = opts.address ?? join(dir, 'containerd.sock');
-  const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.snapshotter.v1.devmapper'];
-  if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri');
-  const cri = opts.cri
-    ? `
-[plugins."io.containerd.grpc.v1.cri"]
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "${opts.criSnapshotter ?? 'soci'}"
-    disable_snapshot_annotations = false
-`
-    : '';
-  const toml = `version = 2
-root = "${root}"
-state = "${state}"
-disabled_plugins = ${JSON.stringify(disabled)}
-
-[grpc]
-  address = "${address}"
-
-[ttrpc]
-  address = "${address}.ttrpc"
-
-[debug]
-  level = "info"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "${join(dir, 'opt')}"
-
-[proxy_plugins.soci]
-  type = "snapshot"
-  address = "${opts.snapshotterSocket}"
-${cri}
-${opts.extraToml ?? ''}
-`;
+  // Registries reached over plain http, the way containerd's docs set it: a hosts.toml per host.
+  const hostsDir = join(dir, 'certs.d');
+  for (const host of opts.plainHttpRegistries ?? []) {
+    await mkdir(join(hostsDir, host), { recursive: true });
+    await writeFile(join(hostsDir, host, 'hosts.toml'), `server = "http://${host}"\n[host."http://${host}"]\n  capabilities = ["pull", "resolve", "push"]\n`);
+  }
+  const toml = (opts.version ?? '1.6') === '1.6' ? configV2(opts, root, state, address, dir, hostsDir) : configV3(opts, root, state, address, hostsDir);
   const configPath = join(dir, 'config.toml');
   await writeFile(configPath, toml);
   const tools = containerdTools(opts.version);
@@ -257,5 +233,85 @@ ${opts.extraToml ?? ''}
     await removeTree(dir);
   });
   await waitFor('containerd start', async () => existsSync(address) && (await ctr(['version'], { timeoutMs: 5000 })).code === 0, 30_000, proc, logs);
-  return { address, root, state, proc, logs, ctr, stop, version: opts.version ?? '1.6' };
+  return { address, root, state, proc, logs, ctr, stop, version: opts.version ?? '1.6', hostsDir };
+}
+
+/** containerd 1.6's config (version 2). */
+function configV2(opts: ContainerdOptions, root: string, state: string, address: string, dir: string, hostsDir: string): string {
+  const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.snapshotter.v1.devmapper'];
+  if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri');
+  const cri = opts.cri
+    ? `
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "${opts.criSnapshotter ?? 'soci'}"
+    disable_snapshot_annotations = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${hostsDir}"
+`
+    : '';
+  return `version = 2
+root = "${root}"
+state = "${state}"
+disabled_plugins = ${JSON.stringify(disabled)}
+
+[grpc]
+  address = "${address}"
+
+[ttrpc]
+  address = "${address}.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${join(dir, 'opt')}"
+
+[proxy_plugins.soci]
+  type = "snapshot"
+  address = "${opts.snapshotterSocket}"
+${cri}
+${opts.extraToml ?? ''}
+`;
+}
+
+/** containerd 2.x's config (version 3: CRI is split into the images and runtime plugins). */
+function configV3(opts: ContainerdOptions, root: string, state: string, address: string, hostsDir: string): string {
+  const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.blockfile', 'io.containerd.snapshotter.v1.erofs'];
+  if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri', 'io.containerd.cri.v1.images', 'io.containerd.cri.v1.runtime', 'io.containerd.podsandbox.controller.v1.podsandbox');
+  const cri = opts.cri
+    ? `
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "${opts.criSnapshotter ?? 'soci'}"
+  disable_snapshot_annotations = false
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "${hostsDir}"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`
+    : '';
+  return `version = 3
+root = "${root}"
+state = "${state}"
+disabled_plugins = ${JSON.stringify(disabled)}
+
+[grpc]
+  address = "${address}"
+
+[ttrpc]
+  address = "${address}.ttrpc"
+
+[debug]
+  level = "info"
+
+[proxy_plugins.soci]
+  type = "snapshot"
+  address = "${opts.snapshotterSocket}"
+${cri}
+${opts.extraToml ?? ''}
+`;
 }

@@ -41,7 +41,7 @@ for (const mode of ['remote', 'noindex'] as const) {
     const cd = await startContainerd(t, {
       snapshotterSocket: sn.address,
       cri: true,
-      extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
+      plainHttpRegistries: [reg.host],
     });
     const image = `${reg.host}/hello:v1`;
     await criPull(cd.address, image, { timeoutMs: 60_000 });
