@@ -33,7 +33,7 @@ async function main() {
   for (let i = 0; i < n; i++) {
     const app = buildAppImage(join(dir, `app${i}`), { bulkMb, seed: 1000 * (i + 1) });
     await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app${i}:v1`]);
-    await exec(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci'), 'convert', '-q', `${reg.host}/app${i}:v1`, `${reg.host}/app${i}:soci`]);
+    await exec(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app${i}:v1`, `${reg.host}/app${i}:soci`]);
   }
   const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n', logLevel: 'info' });
   const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n` });

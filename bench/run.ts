@@ -60,7 +60,7 @@ async function prepare(regHost: string, images: BenchImage[], log: (m: string) =
     log(`pushing and converting ${img.name} (${(img.compressedBytes / 1e6).toFixed(0)} MB compressed)`);
     await exec('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${img.layout}:latest`, `docker://${regHost}/${img.name}:v1`], { maxBuffer: 1 << 26 });
     const t0 = performance.now();
-    await exec(process.execPath, ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '-q', `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:soci`], { maxBuffer: 1 << 26 });
+    await exec(process.execPath, ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '--remote', '-q', `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:soci`], { maxBuffer: 1 << 26 });
     log(`  soci convert: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     stamps[img.name] = id;
     writeAtomic(stampsPath, JSON.stringify(stamps, null, 2));

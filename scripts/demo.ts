@@ -38,7 +38,7 @@ async function main() {
 
   say('soci convert: registry → registry, SOCI index v2 (no containerd, no root needed for this step)');
   let t0 = performance.now();
-  const conv = await exec(process.execPath, ['bin/soci.js', '--root', join(tmp, 'soci'), 'convert', '--json', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:v1-soci`]);
+  const conv = await exec(process.execPath, ['bin/soci.js', '--root', join(tmp, 'soci'), 'convert', '--remote', '--json', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:v1-soci`]);
   const r = JSON.parse(conv.stdout);
   console.log(`converted in ${ms(t0)}: ${reg.host}/demo/app:v1-soci = ${r.digest}`);
   for (const i of r.indexes) console.log(`  SOCI index ${i.sociIndex} (${i.ztocs.length} zTOC) for ${i.platform.os}/${i.platform.architecture}`);

@@ -48,7 +48,10 @@ export function convertCommand(): Command {
       if (o.format !== 'oci-archive' && o.format !== 'oci-dir') throw new SociError('ERR_USAGE', `unsupported output format "${o.format}": must be "oci-archive" or "oci-dir"`);
       const progress = new Progress(o.quiet || o.json);
       const flags: Flags = { ...buildFlagValues(o), log: o.quiet ? () => {} : o.json ? info : out, onProgress: progress.update };
-      if (!o.standalone) verifyDest(dst);
+      if (!o.standalone) {
+        parseReference(src);
+        verifyDest(dst);
+      }
       const g = globals(cmd);
       let r: ConvertResult;
       if (o.standalone) r = await standalone(g, src, dst, o.format, flags);

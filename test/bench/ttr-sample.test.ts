@@ -54,7 +54,7 @@ test('time-to-ready samples: full, warm and lazy rows; a missing index is a loud
   await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${reg.host}/app:v1`]);
   // `nosoci:soci` is the same image with no SOCI index at all.
   await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${reg.host}/nosoci:soci`]);
-  await run(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci-root'), 'convert', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  await run(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci-root'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
   const proxy = await startShapeProxy({ upstream: reg.host, profile: { id: 'p2', label: '100 Mbit/s, 20 ms', rateBitsPerSec: 100e6, rttMs: 20 } });
   t.after(() => proxy.close());
   const logs: string[] = [];

@@ -13,7 +13,7 @@ const SOCI = join(process.cwd(), 'bin/soci.js');
 const MB = 1 << 20;
 
 async function soci(root: string, args: string[]) {
-  return exec(process.execPath, [SOCI, '--root', root, ...args], { maxBuffer: 1 << 26 });
+  return exec(process.execPath, [SOCI, '--content-store', 'soci', '--root', root, ...args], { maxBuffer: 1 << 26 });
 }
 async function sociFail(root: string, args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
   try {
@@ -102,7 +102,7 @@ test('bad input: one-line errors, non-zero exit, nothing partial', { timeout: 12
   oneLineError(await sociFail(root, ['ztoc', 'info', 'sha256:1234']), /invalid digest/);
   oneLineError(await sociFail(root, ['ztoc', 'info', `sha256:${'a'.repeat(64)}`]), /not found/);
   oneLineError(await sociFail(root, ['index', 'info', `sha256:${'b'.repeat(64)}`]), /not found/);
-  oneLineError(await sociFail(root, ['convert', '--standalone', '--format', 'zip', join(tmp, 'x'), join(tmp, 'y')]), /invalid --format/);
+  oneLineError(await sociFail(root, ['convert', '--standalone', '--format', 'zip', join(tmp, 'x'), join(tmp, 'y')]), /unsupported output format "zip"/);
 
   // every layer below min size → no index, nothing stored
   const small = buildLayout(join(tmp, 'small'), { images: [{ layers: [{ files: { a: 'a' } }] }] });

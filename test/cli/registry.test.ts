@@ -51,7 +51,7 @@ test('convert registry → registry equals standalone conversion; layers/configs
   const layout = buildLayout(join(tmp, 'in'), SPEC);
   await pushLayout(reg, layout.dir, 'src/app:v1');
 
-  const r = await soci(join(tmp, 'root'), ['convert', '--all-platforms', '--json', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v1`]);
+  const r = await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v1`]);
   const result = JSON.parse(r.stdout);
   await soci(join(tmp, 'root'), ['convert', '--standalone', '--all-platforms', '--format', 'oci-dir', layout.dir, join(tmp, 'out')]);
   const standalone = JSON.parse(readFileSync(join(tmp, 'out', 'index.json'), 'utf8')).manifests[0];
@@ -78,9 +78,9 @@ test('convert registry → registry equals standalone conversion; layers/configs
     }
   }
   // Converting again gives the same digest; converting the converted image too.
-  const again = JSON.parse((await soci(join(tmp, 'root'), ['convert', '--all-platforms', '--json', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v2`])).stdout);
+  const again = JSON.parse((await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v2`])).stdout);
   assert.equal(again.digest, result.digest);
-  const reconv = JSON.parse((await soci(join(tmp, 'root'), ['convert', '--all-platforms', '--json', `${reg.host}/dst/app:v1`, `${reg.host}/dst/app:v3`])).stdout);
+  const reconv = JSON.parse((await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/dst/app:v1`, `${reg.host}/dst/app:v3`])).stdout);
   assert.equal(reconv.digest, result.digest);
 });
 
@@ -90,7 +90,7 @@ test('create + push: v1 index discoverable through the referrers fallback tag; -
   const layout = buildLayout(join(tmp, 'in'), { images: [SPEC.images[0]!] });
   await pushLayout(reg, layout.dir, 'app:v1');
   const root = join(tmp, 'root');
-  await soci(root, ['create', '-q', `${reg.host}/app:v1`]);
+  await soci(root, ['create', '--remote', '-q', `${reg.host}/app:v1`]);
   const indexDigest = (await soci(root, ['index', 'ls', '-q'])).stdout.trim();
   const pushed = await soci(root, ['push', '-q', `${reg.host}/app:v1`]);
   assert.equal(pushed.stdout.trim(), indexDigest);
@@ -101,12 +101,14 @@ test('create + push: v1 index discoverable through the referrers fallback tag; -
   const idx = await inspectRaw(reg, `app@${indexDigest}`);
   assert.equal(idx.subject.digest, layout.manifests[0]);
   // a second, different index (other span size) meets the existing one
-  await soci(root, ['create', '-q', '--span-size', String(MB), `${reg.host}/app:v1`]);
+  await soci(root, ['create', '--remote', '-q', '--span-size', String(MB), `${reg.host}/app:v1`]);
   const skipped = await soci(root, ['push', '--existing-index', 'skip', `${reg.host}/app:v1`]);
-  assert.match(skipped.stderr, /already exists/);
+  // AWS's lines, on stdout
+  assert.match(skipped.stdout, /^checking if a soci index already exists in remote repository\.\.\.\nsoci index found in remote repository with digest: sha256:[0-9a-f]{64}: skipping pushing artifacts for image manifest: sha256:/);
   assert.equal((await inspectRaw(reg, `app:${layout.manifests[0]!.replace(':', '-')}`)).manifests.length, 1);
   const warned = await soci(root, ['push', `${reg.host}/app:v1`]);
-  assert.match(warned.stderr, /warning: .* already has a SOCI index/);
+  assert.match(warned.stdout, /\[WARN\] soci index found in remote repository with digest: sha256:[0-9a-f]{64}: pushing index anyway\npushing soci index with digest: sha256:/);
+  assert.match(warned.stdout, /successfully pushed artifact with digest: sha256:/);
   assert.equal((await inspectRaw(reg, `app:${layout.manifests[0]!.replace(':', '-')}`)).manifests.length, 2);
 });
 
@@ -115,12 +117,12 @@ test('auth: Basic credentials work; wrong password fails naming the registry, ne
   const reg = await startRegistry(t, { auth: 'htpasswd' });
   const layout = buildLayout(join(tmp, 'in'), { images: [SPEC.images[0]!] });
   await pushLayout(reg, layout.dir, 'app:v1', `${reg.user}:${reg.password}`);
-  await soci(join(tmp, 'root'), ['convert', '-q', '-u', `${reg.user}:${reg.password}`, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
-  const bad = await sociFail(join(tmp, 'root'), ['convert', '-u', `${reg.user}:wrong-secret-xyz`, `${reg.host}/app:v1`, `${reg.host}/app:soci2`]);
+  await soci(join(tmp, 'root'), ['convert', '--remote', '-q', '-u', `${reg.user}:${reg.password}`, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  const bad = await sociFail(join(tmp, 'root'), ['convert', '--remote', '-u', `${reg.user}:wrong-secret-xyz`, `${reg.host}/app:v1`, `${reg.host}/app:soci2`]);
   assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
   assert.match(bad.stderr, new RegExp(`^soci: .*${reg.host.replace(/\./g, '\\.')}`));
   assert.doesNotMatch(bad.stderr, /wrong-secret-xyz/);
-  const bad2 = await sociFail(join(tmp, 'root'), ['convert', `${reg.host}/app:v1`, `${reg.host}/app:soci3`]);
+  const bad2 = await sociFail(join(tmp, 'root'), ['convert', '--remote', `${reg.host}/app:v1`, `${reg.host}/app:soci3`]);
   assert.match(bad2.stderr, /auth/i);
 });
 
@@ -128,9 +130,9 @@ test('bad input and faults: malformed refs, unknown tags, wrong bytes never push
   const tmp = await tempDir(t);
   const reg = await startRegistry(t);
   const root = join(tmp, 'root');
-  assert.match((await sociFail(root, ['convert', 'Bad Ref!!', `${reg.host}/x:y`])).stderr, /^soci: invalid reference/);
-  assert.match((await sociFail(root, ['convert', `${reg.host}/a:b`, `${reg.host}/x@sha256:${'a'.repeat(64)}`])).stderr, /tagged reference/);
-  assert.match((await sociFail(root, ['convert', `${reg.host}/nope:missing`, `${reg.host}/x:y`])).stderr, /^soci: .*not found/i);
+  assert.match((await sociFail(root, ['convert', '--remote', 'Bad Ref!!', `${reg.host}/x:y`])).stderr, /^soci: invalid reference/);
+  assert.match((await sociFail(root, ['convert', '--remote', `${reg.host}/a:b`, `${reg.host}/x@sha256:${'a'.repeat(64)}`])).stderr, /must be a tagged ref .*must not contain a digest/);
+  assert.match((await sociFail(root, ['convert', '--remote', `${reg.host}/nope:missing`, `${reg.host}/x:y`])).stderr, /^soci: .*not found/i);
 
   const layout = buildLayout(join(tmp, 'in'), { images: [SPEC.images[0]!] });
   await pushLayout(reg, layout.dir, 'app:v1');
@@ -138,7 +140,7 @@ test('bad input and faults: malformed refs, unknown tags, wrong bytes never push
   const bigLayer = layout.layers[0]![0]!;
   // wrong bytes on every layer download: conversion fails, nothing tagged at the destination
   proxy.add({ method: 'GET', path: `/blobs/${bigLayer}`, times: 1000, fault: { kind: 'flip', offset: 5000 } });
-  const r = await sociFail(root, ['convert', '-q', `${proxy.host}/app:v1`, `${proxy.host}/app:bad`]);
+  const r = await sociFail(root, ['convert', '--remote', '-q', `${proxy.host}/app:v1`, `${proxy.host}/app:bad`]);
   assert.match(r.stderr, new RegExp(`^soci: .*${bigLayer}`));
   await assert.rejects(inspectRaw(reg, 'app:bad'));
   // transient faults are retried and the result is the normal one
@@ -146,7 +148,7 @@ test('bad input and faults: malformed refs, unknown tags, wrong bytes never push
   proxy.add({ method: 'GET', path: '/manifests/', times: 2, fault: { kind: 'status', status: 503 } });
   proxy.add({ method: 'GET', path: `/blobs/${bigLayer}`, times: 1, fault: { kind: 'reset', afterBytes: 100_000 } });
   proxy.add({ method: 'GET', path: `/blobs/${bigLayer}`, times: 1, fault: { kind: 'status', status: 429, retryAfter: '1' } });
-  const ok = JSON.parse((await soci(root, ['convert', '--json', `${proxy.host}/app:v1`, `${proxy.host}/app:good`])).stdout);
+  const ok = JSON.parse((await soci(root, ['convert', '--remote', '--json', `${proxy.host}/app:v1`, `${proxy.host}/app:good`])).stdout);
   await soci(root, ['convert', '--standalone', '--format', 'oci-dir', layout.dir, join(tmp, 'out')]);
   assert.equal(ok.digest, JSON.parse(readFileSync(join(tmp, 'out', 'index.json'), 'utf8')).manifests[0].digest);
 });

@@ -24,7 +24,7 @@ test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: n
   const creds = `${reg.user}:${reg.password}`;
   const app = buildAppImage(join(dir, 'app'), { bulkMb: 16, seed: 7 });
   await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '-q', '-u', creds, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', '-u', creds, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
 
   // The snapshotter first (containerd would otherwise be in dial backoff towards it), told where
   // containerd's socket will be.

@@ -38,7 +38,7 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
   const reg = await startRegistry(t);
   const app = buildAppImage(join(tmp, 'app'), { bulkMb: 32 });
   await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-  await exec(process.execPath, [SOCI, '--root', join(tmp, 'soci'), 'convert', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  await exec(process.execPath, [SOCI, '--root', join(tmp, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
 
   const metricsPort = await freePort();
   const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n` });

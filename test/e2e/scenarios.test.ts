@@ -55,7 +55,7 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
   const reg = await startRegistry(t);
   const app = buildAppImage(join(dir, 'app'), { bulkMb: 32 });
   await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
   const plain = buildAppImage(join(dir, 'plain'), { bulkMb: 12 }); // other layers, never converted
   await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${plain.dir}:latest`, `docker://${reg.host}/plain:v1`]);
 

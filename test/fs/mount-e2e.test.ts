@@ -106,7 +106,7 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   ]);
   await pexec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${oci}:v1`, `docker://${reg.host}/src/app:v1`]);
   const root = join(dir, 'root');
-  await soci(root, ['convert', '--min-layer-size', '1000000', '--span-size', '1048576', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v1`]);
+  await soci(root, ['convert', '--remote', '--min-layer-size', '1000000', '--span-size', '1048576', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v1`]);
 
   // Reference tree: umoci unpack of the original image.
   await pexec('umoci', ['unpack', '--image', `${oci}:v1`, join(dir, 'bundle')], { maxBuffer: 1 << 26 });
