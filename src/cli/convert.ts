@@ -19,7 +19,7 @@ import { convertImage, type ConvertResult } from '../soci/convert.js';
 import { pushImageGraph } from '../soci/push-graph.js';
 import { RegistryImageSource } from '../soci/registry-source.js';
 import { localBlobs } from '../store/index.js';
-import { OciLayout, parseLayoutRef, writeLayoutArchive, writeLayoutDir } from '../store/oci-layout.js';
+import { OciLayout, checkOutputDir, parseLayoutRef, writeLayoutArchive, writeLayoutDir } from '../store/oci-layout.js';
 import { addBuildFlags, buildFlagValues, type BuildFlags } from './common.js';
 import { findContainerdImage } from './images.js';
 import { info, out, printJson } from './output.js';
@@ -138,6 +138,7 @@ async function remote(g: GlobalOpts, src: string, dst: string, o: ConvertFlags, 
 async function standalone(g: GlobalOpts, src: string, dst: string, format: string, flags: Flags): Promise<ConvertResult> {
   const local = await parseLayoutRef(src);
   if (!local) throw new SociError('ERR_NOT_FOUND', `input ${src} does not exist`);
+  await checkOutputDir(dst);
   const layout = await OciLayout.open(local.path);
   try {
     const root = await layout.resolve(local.tag);

@@ -1,6 +1,6 @@
 /**
- * Per-layer progress: a redrawn block (bytes, MB/s, ETA) on a TTY, one plain line per layer start and
- * finish otherwise; nothing with --quiet. Output goes to stderr so stdout stays for results.
+ * Per-layer progress: a redrawn block (bytes, MB/s, ETA) on a TTY; nothing otherwise (a script sees
+ * only the lines AWS's CLI prints) or with --quiet. Output goes to stderr so stdout stays for results.
  */
 interface Row {
   digest: string;
@@ -14,10 +14,10 @@ export class Progress {
   private readonly rows = new Map<string, Row>();
   private drawn = 0;
   private lastDraw = 0;
-  private readonly tty: boolean;
+  private readonly quiet: boolean;
 
-  constructor(private readonly quiet: boolean) {
-    this.tty = !quiet && process.stderr.isTTY === true;
+  constructor(quiet: boolean) {
+    this.quiet = quiet || process.stderr.isTTY !== true;
   }
 
   update = (digest: string, bytes: number, total: number): void => {
@@ -26,14 +26,10 @@ export class Progress {
     if (!r) {
       r = { digest, bytes: 0, total, started: Date.now(), done: false };
       this.rows.set(digest, r);
-      if (!this.tty) process.stderr.write(`indexing layer ${digest} (${mb(total)})\n`);
     }
     r.bytes = bytes;
-    if (bytes >= total && !r.done) {
-      r.done = true;
-      if (!this.tty) process.stderr.write(`indexed layer ${digest}: ${mb(total)} in ${secs(r)}s (${rate(r)})\n`);
-    }
-    if (this.tty && (Date.now() - this.lastDraw > 100 || r.done)) this.draw();
+    if (bytes >= total) r.done = true;
+    if (Date.now() - this.lastDraw > 100 || r.done) this.draw();
   };
 
   private draw(): void {
@@ -50,7 +46,6 @@ export class Progress {
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
-const secs = (r: Row) => ((Date.now() - r.started) / 1000).toFixed(1);
 function rate(r: Row): string {
   const s = (Date.now() - r.started) / 1000;
   return s > 0 ? `${(r.bytes / 1e6 / s).toFixed(1)} MB/s` : '-';

@@ -223,7 +223,7 @@ export async function writeLayoutArchive(out: string, src: OciLayout, extra: Map
 }
 
 /** The output's directory must exist: we never create directories the user did not ask for. */
-async function checkOutputDir(out: string): Promise<void> {
+export async function checkOutputDir(out: string): Promise<void> {
   const dir = dirname(resolve(out));
   const st = await stat(dir).catch(() => null);
   if (!st?.isDirectory()) throw new SociError('ERR_NOT_FOUND', `cannot write ${out}: directory ${dir} does not exist`);
