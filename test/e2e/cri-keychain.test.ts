@@ -11,14 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needs } from '../helpers/env.js';
 import { startRegistry } from '../helpers/registry.js';
-import { removeTree, sociFuseMounts, startContainerd, startSnapshotter } from '../helpers/containerd.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
 import { criListImages, criPull } from '../helpers/cri.js';
 import { buildAppImage } from '../helpers/app-image.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
 
-test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: needs({ root: true, tools: ['containerd', 'ctr', 'docker-registry', 'skopeo'] }), timeout: 600_000 }, async (t) => {
+for (const version of CONTAINERD_VERSIONS) test(`CRI keychain: credentials from PullImage reach the lazy mounts (containerd ${version})`, { skip: needs({ root: true, tools: ['containerd', 'ctr', 'docker-registry', 'skopeo'] }), timeout: 600_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'soci-kc-'));
   const reg = await startRegistry(t, { auth: 'htpasswd' });
   const creds = `${reg.user}:${reg.password}`;
@@ -35,7 +35,7 @@ test('CRI keychain: credentials from PullImage reach the lazy mounts', { skip: n
     dir,
     config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${ctdSocket}"\n[background_fetch]\ndisable = true\n`,
   });
-  await startContainerd(t, {
+  await startContainerd(t, { version,
     snapshotterSocket: address,
     address: ctdSocket,
     cri: true,

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, tempDir } from '../helpers/env.js';
 import { startRegistry, freePort } from '../helpers/registry.js';
-import { sociFuseMounts, startContainerd, startSnapshotter } from '../helpers/containerd.js';
+import { sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
 import { criPull } from '../helpers/cri.js';
 import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
 
@@ -33,7 +33,7 @@ async function waitHttp(url: string, ms: number): Promise<string> {
   throw new Error(`${url} never answered: ${last}`);
 }
 
-test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTTP, few bytes fetched', { skip, timeout: 600_000 }, async (t) => {
+for (const version of CONTAINERD_VERSIONS) test(`CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTTP, few bytes fetched (containerd ${version})`, { skip, timeout: 600_000 }, async (t) => {
   const tmp = await tempDir(t);
   const reg = await startRegistry(t);
   const app = buildAppImage(join(tmp, 'app'), { bulkMb: 32 });
@@ -42,7 +42,7 @@ test('CRI pull with the soci snapshotter: lazy FUSE layers, container serves HTT
 
   const metricsPort = await freePort();
   const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n` });
-  const cd = await startContainerd(t, {
+  const cd = await startContainerd(t, { version,
     snapshotterSocket: sn.address,
     cri: true,
     plainHttpRegistries: [reg.host],

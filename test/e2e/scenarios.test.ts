@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needs } from '../helpers/env.js';
 import { startRegistry, freePort } from '../helpers/registry.js';
-import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
 import { criPull } from '../helpers/cri.js';
 import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
@@ -50,7 +50,7 @@ async function runApp(t: { after: (fn: () => unknown) => void }, cd: StartedCont
   throw new Error(`container ${id} never answered`);
 }
 
-test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
+for (const version of CONTAINERD_VERSIONS) test(`snapshotter scenarios (containerd ${version})`, { skip, timeout: 900_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'soci-scn-'));
   const reg = await startRegistry(t);
   const app = buildAppImage(join(dir, 'app'), { bulkMb: 32 });
@@ -62,7 +62,7 @@ test('snapshotter scenarios', { skip, timeout: 900_000 }, async (t) => {
   const root = join(dir, 'sn-root');
   const address = join(dir, 'sn.sock');
   let sn = await startSnapshotter(t, { root, address, dir, config: CONFIG });
-  const cd = await startContainerd(t, {
+  const cd = await startContainerd(t, { version,
     snapshotterSocket: address,
     cri: true,
     plainHttpRegistries: [reg.host],

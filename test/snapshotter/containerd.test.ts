@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/env.js';
-import { startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
+import { startContainerd, startSnapshotter, type StartedContainerd, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
 import { buildTinyImage } from './tiny-image.js';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { TestClient } from './grpc-client.js';
@@ -61,9 +61,9 @@ async function script(cd: StartedContainerd, snapshotter: string): Promise<strin
   return out;
 }
 
-test('ctr snapshots: soci behaves like overlayfs', { skip }, async (t) => {
+for (const version of CONTAINERD_VERSIONS) test(`ctr snapshots: soci behaves like overlayfs (containerd ${version})`, { skip }, async (t) => {
   const sn = await startSnapshotter(t);
-  const cd = await startContainerd(t, { snapshotterSocket: sn.address });
+  const cd = await startContainerd(t, { version, snapshotterSocket: sn.address });
   const overlay = await script(cd, 'overlayfs');
   const soci = await script(cd, 'soci');
   assert.deepEqual(soci, overlay);
@@ -84,12 +84,12 @@ test('ctr snapshots: soci behaves like overlayfs', { skip }, async (t) => {
   assert.equal(dirs.length, (await keys()).length, `dirs ${dirs.join(',')} vs keys ${(await keys()).join(',')}`);
 });
 
-test('ctr images import + run through the soci snapshotter', { skip }, async (t) => {
+for (const version of CONTAINERD_VERSIONS) test(`ctr images import + run through the soci snapshotter (containerd ${version})`, { skip }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'soci-img-'));
   t.after(() => removeTree(dir));
   const image = await buildTinyImage(dir, 'docker.io/library/soci-hello:latest');
   const sn = await startSnapshotter(t);
-  const cd = await startContainerd(t, { snapshotterSocket: sn.address });
+  const cd = await startContainerd(t, { version, snapshotterSocket: sn.address });
   const imp = await cd.ctr(['-n', 'test', 'images', 'import', '--snapshotter', 'soci', image]);
   assert.equal(imp.code, 0, imp.stderr);
   const run = await cd.ctr(['-n', 'test', 'run', '--snapshotter', 'soci', '--rm', 'docker.io/library/soci-hello:latest', 'hello-1'], { timeoutMs: 60_000 });
