@@ -9,7 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm as rmFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { appCommand, APP_INDEX_HTML, buildAppImage } from '../helpers/app-image.js';
@@ -125,6 +125,29 @@ for (const version of CONTAINERD_VERSIONS) {
       assert.match(list, new RegExp(`sha256:[0-9a-f]{64}\\s+\\d+\\s+${dst.replace(/[.]/g, '\\.')}\\s+linux/amd64\\s+application/vnd\\.oci\\.image\\.manifest\\.v1\\+json\\s+v2\\s+\\d+(m\\d+)?s ago`));
       const index = (await ok(['index', 'list', '-q'])).trim().split('\n')[0]!;
       assert.equal(JSON.parse(await ok(['index', 'info', index])).config.mediaType, 'application/vnd.amazon.soci.index.v2+json');
+
+      // rebuild-db finds the indexes in containerd's content store again (here: after losing the DB)
+      for (const f of ['soci-artifacts.sqlite', 'soci-artifacts.sqlite-wal', 'soci-artifacts.sqlite-shm']) await rmFile(join(root, f), { force: true });
+      assert.equal(await ok(['index', 'list', '-q']), '');
+      await ok(['rebuild-db']);
+      assert.ok((await ok(['index', 'list', '-q'])).split('\n').includes(index), 'rebuild-db found the v2 index');
+      assert.match(await ok(['ztoc', 'ls', '-q']), new RegExp(ztoc));
+
+      // v1: soci create + soci push from containerd's store, the same index as AWS's create
+      const created = await soci(['create', '--min-layer-size', String(1 << 20), src]);
+      assert.equal(created.code, 0, created.stderr);
+      const v1 = (await ok(['index', 'list', '-q', '--ref', src])).trim().split('\n')[0]!;
+      const awsV1 = await run(AWS, ['--address', ctdSocket, '--root', join(tmp, 'aws-root'), 'create', '--min-layer-size', String(1 << 20), src]);
+      assert.equal(awsV1.code, 0, awsV1.stderr);
+      const awsList = await run(AWS, ['--address', ctdSocket, '--root', join(tmp, 'aws-root'), 'index', 'list', '-q', '--ref', src]);
+      assert.ok(awsList.stdout.split('\n').includes(v1), `AWS's create made the same v1 index ${v1}:\n${awsList.stdout}`);
+      const pushed = await soci(['push', '-u', creds, '-q', src]);
+      assert.equal(pushed.code, 0, pushed.stderr);
+      assert.equal(pushed.stdout.trim(), v1);
+      const subject = JSON.parse(await ok(['index', 'info', v1])).subject.digest as string;
+      const referrers = await run('curl', ['-sf', '-u', creds, `http://${reg.host}/v2/library/app/manifests/${subject.replace(':', '-')}`]);
+      assert.equal(referrers.code, 0, 'the v1 index is discoverable through the referrers tag');
+      assert.match(referrers.stdout, new RegExp(v1));
 
       // 6. sudo nerdctl rmi -f $(sudo nerdctl images -q); soci index list -q | xargs -r soci index rm
       for (const name of (await cd.ctr(['images', 'ls', '-q'])).stdout.trim().split('\n')) assert.equal((await cd.ctr(['images', 'rm', '--sync', name])).code, 0);
