@@ -36,7 +36,7 @@ async function main() {
     await exec(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app${i}:v1`, `${reg.host}/app${i}:soci`]);
   }
   const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n', logLevel: 'info' });
-  const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n` });
+  const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host] });
   cleanups.push(() => removeTree(dir));
   const idle = await status(sn.proc.pid!);
   for (let i = 0; i < n; i++) {

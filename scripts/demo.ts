@@ -36,21 +36,25 @@ async function main() {
   const layerSize = (await stat(join(app.dir, 'blobs', 'sha256', app.layers[0]![0]!.slice(7)))).size;
   console.log(`pushed ${reg.host}/demo/app:v1 (app layer ${(layerSize / 1e6).toFixed(1)} MB compressed)`);
 
-  say('soci convert: registry → registry, SOCI index v2 (no containerd, no root needed for this step)');
+  say('starting soci-snapshotter-grpc and a private containerd (CRI plugin: snapshotter = "soci")');
+  const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n', logLevel: 'info' });
+  const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host] });
+  console.log(`snapshotter: ${sn.address}\ncontainerd:  ${cd.address}`);
+
+  // AWS's walkthrough: pull, convert in containerd's image store, push (ctr stands in for nerdctl).
+  const must = (what: string, r: { code: number; stderr: string }) => {
+    if (r.code !== 0) throw new Error(`${what}: ${r.stderr.trim()}`);
+  };
+  say(`ctr images pull ${reg.host}/demo/app:v1`);
+  must('pull', await cd.ctr(['images', 'pull', '--hosts-dir', cd.hostsDir, `${reg.host}/demo/app:v1`], { timeoutMs: 300_000 }));
+  say("soci convert: in containerd's image store, SOCI index v2 (zTOCs from containerd's content store)");
   let t0 = performance.now();
-  const conv = await exec(process.execPath, ['bin/soci.js', '--root', join(tmp, 'soci'), 'convert', '--remote', '--json', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:v1-soci`]);
+  const conv = await exec(process.execPath, ['bin/soci.js', '--address', cd.address, '--root', join(tmp, 'soci'), 'convert', '--json', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:v1-soci`]);
   const r = JSON.parse(conv.stdout);
   console.log(`converted in ${ms(t0)}: ${reg.host}/demo/app:v1-soci = ${r.digest}`);
   for (const i of r.indexes) console.log(`  SOCI index ${i.sociIndex} (${i.ztocs.length} zTOC) for ${i.platform.os}/${i.platform.architecture}`);
-
-  say('starting soci-snapshotter-grpc and a private containerd (CRI plugin: snapshotter = "soci")');
-  const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n', logLevel: 'info' });
-  const cd = await startContainerd(t, {
-    snapshotterSocket: sn.address,
-    cri: true,
-    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${reg.host}"]\n  endpoint = ["http://${reg.host}"]\n`,
-  });
-  console.log(`snapshotter: ${sn.address}\ncontainerd:  ${cd.address}`);
+  say(`ctr images push ${reg.host}/demo/app:v1-soci (the whole graph, zTOCs included)`);
+  must('push', await cd.ctr(['images', 'push', '--hosts-dir', cd.hostsDir, `${reg.host}/demo/app:v1-soci`], { timeoutMs: 300_000 }));
 
   const image = `${reg.host}/demo/app:v1-soci`;
   say(`pulling ${image} through CRI (lazily: only the zTOCs are fetched)`);

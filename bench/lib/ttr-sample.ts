@@ -62,7 +62,7 @@ async function daemons(after: (c: Cleanup) => void, snapshotter: 'overlayfs' | '
     snapshotterSocket: sn.address,
     cri: true,
     criSnapshotter: snapshotter,
-    extraToml: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${registryHost}"]\n  endpoint = ["http://${registryHost}"]\n`,
+    plainHttpRegistries: [registryHost],
   });
   // TTR_LOG_DIR keeps each sample's daemon logs (to profile a slow sample from its timestamps).
   const logDir = process.env.TTR_LOG_DIR;
