@@ -145,7 +145,7 @@ for (const version of CONTAINERD_VERSIONS) {
       assert.equal(pushed.code, 0, pushed.stderr);
       assert.equal(pushed.stdout.trim(), v1);
       const subject = JSON.parse(await ok(['index', 'info', v1])).subject.digest as string;
-      const referrers = await run('curl', ['-sf', '-u', creds, `http://${reg.host}/v2/library/app/manifests/${subject.replace(':', '-')}`]);
+      const referrers = await run('curl', ['-sf', '-u', creds, '-H', 'Accept: application/vnd.oci.image.index.v1+json', `http://${reg.host}/v2/library/app/manifests/${subject.replace(':', '-')}`]);
       assert.equal(referrers.code, 0, 'the v1 index is discoverable through the referrers tag');
       assert.match(referrers.stdout, new RegExp(v1));
 
