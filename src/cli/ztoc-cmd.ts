@@ -5,7 +5,8 @@ import { rename, rm } from 'node:fs/promises';
 import { SociError } from '../errors.js';
 import { parseDigest } from '../oci/digest.js';
 import { OciLayout } from '../store/oci-layout.js';
-import { extractFile, findEntry, unmarshalZtoc, ztocInfo } from '../ztoc/index.js';
+import { findEntry, unmarshalZtoc, ztocInfo } from '../ztoc/index.js';
+import { readFileVerified } from '../ztoc/read-file.js';
 import { globals, openSession, type Session } from './session.js';
 import { parseReference } from '../oci/reference.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
@@ -76,7 +77,7 @@ export function ztocCommand(): Command {
         if (!meta) throw new SociError('ERR_NOT_FOUND', `file ${file} not found in ztoc ${digest}`);
         const read = await layerReader(s, entry.originalDigest, entry.location, o, Boolean(globals(c).debug));
         try {
-          const data = await extractFile(ztoc, meta, read.read);
+          const data = await readFileVerified(ztoc, meta, read.read, entry.originalDigest);
           if (o.output) {
             const tmp = `${o.output}.tmp-${process.pid}`;
             await new Promise<void>((res, rej) => createWriteStream(tmp).on('error', rej).end(data, res));
@@ -125,7 +126,7 @@ async function layerReader(
   if (!location) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not available locally`);
   if (location.startsWith('containerd:')) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is no longer in containerd's content store: pull the image again`);
   if (!location.startsWith('/')) {
-    // Indexed from a registry: fetch the needed byte ranges (span digests are checked by extraction callers).
+    // Indexed from a registry: fetch the needed byte ranges (every span is verified before use).
     const ref = parseReference(location);
     const client = registryClient(ref.registry, flags, debug);
     return { read: (s, e) => client.fetchBlobRange(ref.repository, layerDigest, s, e), close: closeClients };
@@ -155,3 +156,4 @@ async function ztocsOfImage(s: Session, ref: string): Promise<Set<string> | unde
   }
   return ztocs;
 }
+

@@ -4,11 +4,16 @@
  * way overlayfs wants them: `.wh.X` → char device 0:0 named X (unless a real X exists), a dir
  * holding `.wh..wh..opq` reports `trusted.overlay.opaque=y`; `.wh.*` names themselves are hidden.
  * The hidden `/.soci-snapshotter/<layer digest>.json` state file reports fetch progress and errors.
+ * Before a file's first byte is served, its tar header is checked against its zTOC entry
+ * (../ztoc/entry-check.ts): a zTOC that lies about where a file's bytes are gets EIO, never wrong bytes.
  */
 import { Errno, ErrnoError, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG, makedev } from '../fuse/types.js';
 import type { Attr, DirEntry, Entry, Filesystem, OpenResult, StatfsResult } from '../fuse/types.js';
 import type { SpanManager } from './span-manager.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX, type LayerTree, type Node } from './tree.js';
+import { SociError, isSociError } from '../errors.js';
+import { TocHeaders, checkHeader } from '../ztoc/entry-check.js';
+import type { FileMetadata } from '../ztoc/types.js';
 
 export const STATE_DIR = '.soci-snapshotter';
 
@@ -21,6 +26,11 @@ export interface LayerFsOptions {
   disableXattrs?: boolean;
   /** called when a read fails (after it is recorded in the state file) */
   onError?: (err: Error) => void;
+  /**
+   * The zTOC's TOC: each file's tar header is checked against its entry before its data is served
+   * the first time (a mismatch is EIO for that file). Left out only by tests of synthetic trees.
+   */
+  toc?: { entries: readonly FileMetadata[]; uncompressedArchiveSize: number };
 }
 
 export class LayerFs implements Filesystem {
@@ -36,12 +46,18 @@ export class LayerFs implements Filesystem {
   private readonly whiteouts = new Set<number>();
   private readonly listings = new Map<number, DirEntry[]>();
   private readonly opts: LayerFsOptions;
+  private readonly headers: TocHeaders | undefined;
+  /** data offset → the check of that file's header: passed, or failed for good */
+  private readonly checked = new Map<number, Promise<void>>();
+  /** files whose tar header did not match their zTOC entry */
+  headerMismatches = 0;
 
   constructor(tree: LayerTree, spans: SpanManager, opts: LayerFsOptions) {
     this.tree = tree;
     this.spans = spans;
     this.digest = opts.digest;
     this.opts = opts;
+    if (opts.toc) this.headers = new TocHeaders(opts.toc.entries, opts.toc.uncompressedArchiveSize, opts.digest);
     this.stateDirIno = tree.maxId + 1;
     this.stateFileIno = tree.maxId + 2;
     this.stateFileName = `${opts.digest}.json`;
@@ -64,7 +80,7 @@ export class LayerFs implements Filesystem {
     o.fetchedSize = st.fetchedSize;
     o.fetchedPercent = size > 0 ? (st.fetchedSize / size) * 100 : 100;
     // Not part of the reference format: the span manager counters, for tests and operators.
-    o.stats = st;
+    o.stats = { ...st, headerMismatches: this.headerMismatches };
     return Buffer.from(`${JSON.stringify(o)}\n`);
   }
 
@@ -134,6 +150,7 @@ export class LayerFs implements Filesystem {
     if (offset >= n.size || size <= 0) return Buffer.alloc(0);
     const len = Math.min(size, n.size - offset);
     try {
+      await this.checkHeader(n);
       const fileEnd = n.dataOffset + n.size; // readahead stays inside the file
       const buf = dst ? await this.spans.readInto(n.dataOffset + offset, len, dst, fileEnd) : await this.spans.read(n.dataOffset + offset, len, fileEnd);
       if (buf.length !== len) throw new ErrnoError(Errno.EIO, `short read: ${buf.length} of ${len} bytes`);
@@ -143,6 +160,31 @@ export class LayerFs implements Filesystem {
       this.opts.onError?.(e as Error);
       throw e;
     }
+  }
+
+  /** Once per file, before its first byte is served: its tar header must be its zTOC entry. */
+  private checkHeader(n: Node): Promise<void> {
+    if (!this.headers) return Promise.resolve();
+    let p = this.checked.get(n.dataOffset);
+    if (!p) {
+      const region = this.headers.region(n.dataOffset);
+      p = (async () => {
+        if (!region) throw new SociError('ERR_INVALID_ZTOC', `layer ${this.digest}: no zTOC entry has its data at ${n.dataOffset}`);
+        const bytes = await this.spans.read(region.start, region.end - region.start);
+        try {
+          checkHeader(region, bytes, this.digest);
+        } catch (e) {
+          this.headerMismatches++;
+          throw e;
+        }
+      })();
+      this.checked.set(n.dataOffset, p);
+      // A fetch that failed may work next time; a mismatch stays a mismatch.
+      p.catch((e: unknown) => {
+        if (!isSociError(e, 'ERR_INVALID_ZTOC')) this.checked.delete(n.dataOffset);
+      });
+    }
+    return p;
   }
 
   async readlink(ino: number): Promise<Buffer> {

@@ -89,6 +89,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
   return new LayerFs(LayerTree.fromZtoc(p.ztoc), spans, {
     digest: p.layer.digest,
     disableXattrs,
+    toc: { entries: p.ztoc.toc, uncompressedArchiveSize: p.ztoc.uncompressedArchiveSize },
     ...(o.opaqueXattr ? { opaqueXattr: o.opaqueXattr } : {}),
     ...(o.log ? { onError: (e: Error) => o.log!('layer read failed', { layer: p.layer.digest, error: e.message }) } : {}),
   });

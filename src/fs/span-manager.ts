@@ -7,7 +7,7 @@
  * the spans after theirs fetched ahead (readahead.ts). Every fetch attempt has a timeout and
  * retries are bounded, and a whole read has a deadline, so a read never hangs.
  */
-import { createHash } from 'node:crypto';
+import { firstBadSpan } from '../compression/span-verify.js';
 import { SociError } from '../errors.js';
 import { extractSpans } from '../compression/index.js';
 import type { Span, SpanTable } from '../compression/types.js';
@@ -379,14 +379,7 @@ export class SpanManager {
         lastErr = e;
         continue;
       }
-      let bad: number | undefined;
-      for (const id of ids) {
-        const sp = this.table.spans[id]!;
-        if ((await sha256Chunked(buf.subarray(sp.cStart - start, sp.cEnd - start))) !== this.digests[id]) {
-          bad = id;
-          break;
-        }
-      }
+      const bad = await firstBadSpan(this.table, this.digests, ids, buf);
       if (bad === undefined) return buf;
       this.s.verifyFailures++;
       lastErr = new SociError('ERR_DIGEST_MISMATCH', `span ${bad} of layer ${this.layerKey} does not match its zTOC digest`);
@@ -432,17 +425,6 @@ async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** sha256 in 1 MiB steps, yielding between them so big spans never stall the event loop. */
-async function sha256Chunked(buf: Buffer): Promise<string> {
-  const h = createHash('sha256');
-  const step = 1 << 20;
-  for (let o = 0; o < buf.length; o += step) {
-    h.update(buf.subarray(o, o + step));
-    if (o + step < buf.length) await new Promise<void>((r) => setImmediate(r));
-  }
-  return `sha256:${h.digest('hex')}`;
 }
 
 function sleep(ms: number): Promise<void> {
