@@ -73,11 +73,10 @@ export function ztocCommand(): Command {
         const entry = s.db.list({ type: 'soci_layer', digest })[0];
         if (!entry) throw new SociError('ERR_NOT_FOUND', `ztoc ${digest} not found`);
         const ztoc = unmarshalZtoc(await s.readArtifact(digest));
-        const meta = findEntry(ztoc, file);
-        if (!meta) throw new SociError('ERR_NOT_FOUND', `file ${file} not found in ztoc ${digest}`);
+        if (!findEntry(ztoc, file)) throw new SociError('ERR_NOT_FOUND', `file ${file} not found in ztoc ${digest}`);
         const read = await layerReader(s, entry.originalDigest, entry.location, o, Boolean(globals(c).debug));
         try {
-          const data = await readFileVerified(ztoc, meta, read.read, entry.originalDigest);
+          const data = await readFileVerified(ztoc, file, read.read, entry.originalDigest);
           if (o.output) {
             const tmp = `${o.output}.tmp-${process.pid}`;
             await new Promise<void>((res, rej) => createWriteStream(tmp).on('error', rej).end(data, res));

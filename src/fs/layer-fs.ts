@@ -13,6 +13,7 @@ import type { SpanManager } from './span-manager.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX, type LayerTree, type Node } from './tree.js';
 import { SociError, isSociError } from '../errors.js';
 import { TocHeaders, checkHeader } from '../ztoc/entry-check.js';
+import { cleanPath } from '../ztoc/spans.js';
 import type { FileMetadata } from '../ztoc/types.js';
 
 export const STATE_DIR = '.soci-snapshotter';
@@ -51,13 +52,27 @@ export class LayerFs implements Filesystem {
   private readonly checked = new Map<number, Promise<void>>();
   /** files whose tar header did not match their zTOC entry */
   headerMismatches = 0;
+  /** `<parent ino>/<name>` of hardlink entries → the offset their header ends at */
+  private readonly links = new Map<string, number>();
 
   constructor(tree: LayerTree, spans: SpanManager, opts: LayerFsOptions) {
     this.tree = tree;
     this.spans = spans;
     this.digest = opts.digest;
     this.opts = opts;
-    if (opts.toc) this.headers = new TocHeaders(opts.toc.entries, opts.toc.uncompressedArchiveSize, opts.digest);
+    if (opts.toc) {
+      this.headers = new TocHeaders(opts.toc.entries, opts.toc.uncompressedArchiveSize, opts.digest);
+      // A hardlink's name shows its target's inode, so the link's own header is checked when the
+      // name is looked up (the target's when its data is read).
+      for (const e of opts.toc.entries) {
+        if (e.type !== 'hardlink') continue;
+        const parts = cleanPath(e.name).split('/');
+        const base = parts.pop()!;
+        let dir: Node | undefined = tree.root;
+        for (const p of parts) dir = dir?.children?.get(p) !== undefined ? tree.node(dir.children.get(p)!) : undefined;
+        if (dir) this.links.set(`${dir.id}/${base}`, e.uncompressedOffset);
+      }
+    }
     this.stateDirIno = tree.maxId + 1;
     this.stateFileIno = tree.maxId + 2;
     this.stateFileName = `${opts.digest}.json`;
@@ -92,6 +107,8 @@ export class LayerFs implements Filesystem {
     }
     const dir = this.dirNode(parent);
     if (name.startsWith(WHITEOUT_PREFIX)) return null;
+    const link = this.links.get(`${parent}/${name}`);
+    if (link !== undefined) await this.checkAt(link);
     let id = dir.children!.get(name);
     if (id === undefined) {
       const wh = dir.children!.get(WHITEOUT_PREFIX + name);
@@ -135,6 +152,9 @@ export class LayerFs implements Filesystem {
     if (ino === this.stateFileIno) return { directIo: true, keepCache: false };
     const n = this.fileNode(ino);
     if ((n.mode & S_IFMT) === S_IFDIR) throw new ErrnoError(Errno.EISDIR);
+    // An empty file is never read, so its header is checked here: a zTOC must not be able to hide a
+    // file's bytes by calling it empty.
+    if ((n.mode & S_IFMT) === S_IFREG && n.size === 0 && !this.whiteouts.has(ino)) await this.checkAt(n.dataOffset);
     return { keepCache: true };
   }
 
@@ -150,38 +170,43 @@ export class LayerFs implements Filesystem {
     if (offset >= n.size || size <= 0) return Buffer.alloc(0);
     const len = Math.min(size, n.size - offset);
     try {
-      await this.checkHeader(n);
+      await this.checkAt(n.dataOffset);
       const fileEnd = n.dataOffset + n.size; // readahead stays inside the file
       const buf = dst ? await this.spans.readInto(n.dataOffset + offset, len, dst, fileEnd) : await this.spans.read(n.dataOffset + offset, len, fileEnd);
       if (buf.length !== len) throw new ErrnoError(Errno.EIO, `short read: ${buf.length} of ${len} bytes`);
       return buf;
     } catch (e) {
-      this.lastError = (e as Error).message ?? String(e);
-      this.opts.onError?.(e as Error);
+      // A header mismatch was reported once, when it was found; later reads just fail.
+      if (!isSociError(e, 'ERR_INVALID_ZTOC')) {
+        this.lastError = (e as Error).message ?? String(e);
+        this.opts.onError?.(e as Error);
+      }
       throw e;
     }
   }
 
-  /** Once per file, before its first byte is served: its tar header must be its zTOC entry. */
-  private checkHeader(n: Node): Promise<void> {
+  /** Once per entry, before it is served: its tar header must be its zTOC entry. */
+  private checkAt(dataOffset: number): Promise<void> {
     if (!this.headers) return Promise.resolve();
-    let p = this.checked.get(n.dataOffset);
+    let p = this.checked.get(dataOffset);
     if (!p) {
-      const region = this.headers.region(n.dataOffset);
+      const region = this.headers.region(dataOffset);
       p = (async () => {
-        if (!region) throw new SociError('ERR_INVALID_ZTOC', `layer ${this.digest}: no zTOC entry has its data at ${n.dataOffset}`);
+        if (!region) throw new SociError('ERR_INVALID_ZTOC', `layer ${this.digest}: no zTOC entry has its data at ${dataOffset}`);
         const bytes = await this.spans.read(region.start, region.end - region.start);
         try {
           checkHeader(region, bytes, this.digest);
         } catch (e) {
           this.headerMismatches++;
+          this.lastError = (e as Error).message;
+          this.opts.onError?.(e as Error);
           throw e;
         }
       })();
-      this.checked.set(n.dataOffset, p);
+      this.checked.set(dataOffset, p);
       // A fetch that failed may work next time; a mismatch stays a mismatch.
       p.catch((e: unknown) => {
-        if (!isSociError(e, 'ERR_INVALID_ZTOC')) this.checked.delete(n.dataOffset);
+        if (!isSociError(e, 'ERR_INVALID_ZTOC')) this.checked.delete(dataOffset);
       });
     }
     return p;

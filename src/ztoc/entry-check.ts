@@ -43,12 +43,12 @@ export class TocHeaders {
       if (e.uncompressedOffset < next + BLOCK) throw bad(`starts at ${e.uncompressedOffset}, inside the previous entry or its header (next header at ${next})`);
       if (e.uncompressedOffset + e.uncompressedSize > uncompressedArchiveSize) throw bad(`ends beyond the ${uncompressedArchiveSize}-byte archive`);
       if (e.uncompressedOffset - next > MAX_HEADER_REGION) throw bad(`has ${e.uncompressedOffset - next} bytes of headers`);
-      if (e.type === 'reg' && e.uncompressedSize > 0) this.byData.set(e.uncompressedOffset, { entry: e, start: next, end: e.uncompressedOffset });
+      this.byData.set(e.uncompressedOffset, { entry: e, start: next, end: e.uncompressedOffset });
       next = align(e.uncompressedOffset + (e.type === 'reg' ? e.uncompressedSize : 0));
     }
   }
 
-  /** The regular file whose data starts at `dataOffset`, and where its headers are. */
+  /** The entry whose data (or, header-only entries, whose header's end) is at `dataOffset`. */
   region(dataOffset: number): HeaderRegion | undefined {
     return this.byData.get(dataOffset);
   }
