@@ -12,7 +12,7 @@ import { SociError } from '../errors.js';
 import type { BackgroundFetcher } from './background-fetcher.js';
 import { LayerFs } from './layer-fs.js';
 import type { SpanCache } from './span-cache.js';
-import { SpanManager, type SpanManagerStats } from './span-manager.js';
+import { DEFAULT_READ_DEADLINE_MS, SpanManager, type SpanManagerStats } from './span-manager.js';
 import { LayerTree } from './tree.js';
 
 export interface PrefetchSpans {
@@ -105,7 +105,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
       ),
     );
   }
-  const readTimeout = o.readTimeoutMs ?? 60_000;
+  const readTimeout = o.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS;
   const server = await FuseServer.mount(fs, {
     mountpoint: p.mountpoint,
     subtype: 'soci',

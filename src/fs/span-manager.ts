@@ -8,13 +8,17 @@
  * retries are bounded, and a whole read has a deadline, so a read never hangs.
  */
 import { firstBadSpan } from '../compression/span-verify.js';
-import { SociError } from '../errors.js';
+import { SociError, isSociError } from '../errors.js';
 import { extractSpans } from '../compression/index.js';
 import type { Span, SpanTable } from '../compression/types.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import type { SpanCache } from './span-cache.js';
 import { ReadTracker, type ReadStats } from './read-tracker.js';
 import { Readahead, type Ahead } from './readahead.js';
+
+/** A reader waits at most this long by default; a fetch may go on after it for later readers. */
+export const DEFAULT_READ_DEADLINE_MS = 30_000;
+const OVERDUE_GRACE_MS = 300;
 
 export interface SpanManagerOptions {
   /** key of this layer in the shared cache (the layer digest) */
@@ -28,7 +32,7 @@ export interface SpanManagerOptions {
   fetchTimeoutMs?: number;
   /** extra attempts after a failed or unverifiable fetch (default 2) */
   retries?: number;
-  /** a read() that cannot be served rejects after this long (default 60 000 ms) */
+  /** the read deadline: a read() that cannot be served rejects after this long (default 30 000 ms) */
   readTimeoutMs?: number;
   /** adjacent missing spans are merged into one request up to this many bytes (default 32 MiB) */
   maxRequestBytes?: number;
@@ -63,6 +67,12 @@ export class SpanManager {
   private readonly cache: SpanCache;
   /** spans being fetched: resolves to the uncompressed span */
   private readonly inflight = new Map<number, Promise<Buffer>>();
+  /**
+   * Spans still being fetched after a reader gave up on them. A new reader of such a span waits only
+   * OVERDUE_GRACE_MS, not a deadline of its own: the kernel retries a failed readahead with a plain
+   * read, and applications retry too, so each would otherwise wait the whole deadline again.
+   */
+  private readonly overdue = new Set<number>();
   private readonly fetched = new Set<number>();
   /** cache writes of fetched spans still in progress */
   private readonly writes = new Set<Promise<void>>();
@@ -83,7 +93,7 @@ export class SpanManager {
     this.o = {
       fetchTimeoutMs: opts.fetchTimeoutMs ?? 30_000,
       retries: opts.retries ?? 2,
-      readTimeoutMs: opts.readTimeoutMs ?? 60_000,
+      readTimeoutMs: opts.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS,
       maxRequestBytes: opts.maxRequestBytes ?? 32 << 20,
       readaheadMaxSpans: opts.readaheadMaxSpans ?? 8,
     };
@@ -127,8 +137,28 @@ export class SpanManager {
   read(offset: number, length: number, fileEnd?: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.table.spans.at(-1)?.uEnd ?? 0);
     if (length <= 0 || offset >= end) return Promise.resolve(Buffer.alloc(0));
-    const p = withDeadline(this.readRange(offset, end, this.limitSpan(fileEnd)), this.o.readTimeoutMs, `read of layer ${this.layerKey} bytes ${offset}-${end}`);
+    const first = this.table.spanIdForOffset(offset);
+    const last = this.table.spanIdForOffset(end - 1);
+    let deadline = this.o.readTimeoutMs;
+    for (let id = first; id <= last; id++) if (this.overdue.has(id)) deadline = Math.min(deadline, OVERDUE_GRACE_MS);
+    const what = `read of layer ${this.layerKey} bytes ${offset}-${end}`;
+    const p = withDeadline(this.readRange(offset, end, this.limitSpan(fileEnd)), deadline, what).catch((e: unknown) => {
+      if (isSociError(e, 'ERR_TIMEOUT')) this.markOverdue(first, last);
+      throw e;
+    });
     return p.then((buf) => (this.reads.record(offset, offset + buf.length), buf));
+  }
+
+  private markOverdue(first: number, last: number): void {
+    for (let id = first; id <= last; id++) {
+      const f = this.inflight.get(id);
+      if (!f || this.overdue.has(id)) continue;
+      this.overdue.add(id);
+      void f.then(
+        () => this.overdue.delete(id),
+        () => this.overdue.delete(id),
+      );
+    }
   }
 
   /**

@@ -52,6 +52,9 @@ export function defaultConfig() {
       // Ours (AWS has no such key): largest readahead window for sequential readers, in 4 MiB
       // spans; -1 turns it off (0 means the default, as for every key).
       readahead_max_spans: 8,
+      // Ours: a FUSE read that cannot be served within this many seconds fails with EIO (the span
+      // fetch goes on for later readers, bounded by fetching_timeout_sec per request).
+      read_deadline_sec: 30,
     },
     directory_cache: { max_lru_cache_entry: 10, max_cache_fds: 10, sync_add: false, direct: true },
     fuse: { attr_timeout: 1, entry_timeout: 1, negative_timeout: 1, log_fuse_operations: false },

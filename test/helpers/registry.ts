@@ -53,6 +53,8 @@ export interface TestRegistry {
   workDir: string;
   logPath: string;
   accessLog(): Promise<AccessLogEntry[]>;
+  /** the docker-registry process (tests that freeze it with SIGSTOP) */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -134,6 +136,7 @@ ${tlsYaml}${authYaml}`;
     const host = `127.0.0.1:${port}`;
     if (await waitUp(`${scheme}://${host}/v2/`, child)) {
       const reg: TestRegistry = {
+        pid: child.pid!,
         host,
         url: `${scheme}://${host}`,
         ...(caPem ? { caPem } : {}),
