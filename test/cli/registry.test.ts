@@ -149,6 +149,16 @@ test('bad input and faults: malformed refs, unknown tags, wrong bytes never push
   proxy.add({ method: 'GET', path: `/blobs/${bigLayer}`, times: 1, fault: { kind: 'reset', afterBytes: 100_000 } });
   proxy.add({ method: 'GET', path: `/blobs/${bigLayer}`, times: 1, fault: { kind: 'status', status: 429, retryAfter: '1' } });
   const ok = JSON.parse((await soci(root, ['convert', '--remote', '--json', `${proxy.host}/app:v1`, `${proxy.host}/app:good`])).stdout);
+  // ztoc get-file reads the layer from the registry it was converted from: a flipped bit in a Range
+  // response is refused (span digest), never printed; without the fault the file comes back right.
+  const ztoc = ok.indexes[0].ztocs[0].digest as string;
+  proxy.clear();
+  proxy.add({ method: 'GET', path: `/blobs/${bigLayer}`, times: 1000, fault: { kind: 'flip', offset: 100 } });
+  const flipped = await sociFail(root, ['ztoc', 'get-file', ztoc, 'app/big']);
+  assert.match(flipped.stderr, /^soci: span \d+ of layer sha256:[0-9a-f]{64} does not match its zTOC digest\n$/);
+  proxy.clear();
+  const file = await exec(process.execPath, [SOCI, '--root', root, 'ztoc', 'get-file', ztoc, 'app/big'], { maxBuffer: 1 << 26, encoding: 'buffer' });
+  assert.ok((file.stdout as Buffer).subarray(0, 12 * MB).equals(pseudoRandom(12 * MB, 21, 0.3)));
   await soci(root, ['convert', '--standalone', '--format', 'oci-dir', layout.dir, join(tmp, 'out')]);
   assert.equal(ok.digest, JSON.parse(readFileSync(join(tmp, 'out', 'index.json'), 'utf8')).manifests[0].digest);
 });
