@@ -13,6 +13,7 @@ import { SociError, type ErrorCode } from './errors.js';
 
 const BUF_SIZE = 1 << 20;
 const POOL = 8;
+const FAILED = Symbol('failed');
 
 /**
  * Runs module `url` on a worker. From source (tests, `node --import tsx`) the worker does not inherit
@@ -39,12 +40,17 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
       } else if (m.error) reject(new SociError(m.error.code, m.error.message));
       else if ('done' in m) resolve(m.done as T);
     });
-    w.on('error', reject);
+    w.on('error', (e: Error) => reject(e instanceof SociError ? e : new SociError('ERR_INTERNAL', `worker failed: ${String(e.message).split('\n')[0]}`, { cause: e })));
     w.on('exit', (code) => reject(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
   });
-  result.catch((e) => {
+  // The worker's failure (or exit) also ends a wait on the source: a stalled download does not
+  // keep a dead unpack alive.
+  let failed!: () => void;
+  const failedP = new Promise<typeof FAILED>((r) => (failed = () => r(FAILED)));
+  result.catch((e: unknown) => {
     failure = e;
     wake?.();
+    failed();
   });
   let cur: ArrayBuffer | null = null;
   let view: Uint8Array | null = null;
@@ -56,12 +62,25 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
     view = null;
     fill = 0;
   };
+  const it = source[Symbol.asyncIterator]();
+  let sourceDone = false;
   try {
-    for await (const chunk of source) {
+    while (failure === undefined) {
+      const next = it.next();
+      const r = await Promise.race([next, failedP]);
+      if (r === FAILED) {
+        next.catch(() => undefined); // its outcome no longer matters
+        break;
+      }
+      if (r.done) {
+        sourceDone = true;
+        break;
+      }
+      const chunk = r.value;
       let off = 0;
       while (off < chunk.length && failure === undefined) {
         if (!cur) {
-          while (free.length === 0 && failure === undefined) await new Promise<void>((r) => (wake = r));
+          while (free.length === 0 && failure === undefined) await new Promise<void>((res) => (wake = res));
           if (failure !== undefined) break;
           cur = free.pop()!;
           view = new Uint8Array(cur);
@@ -72,7 +91,6 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
         off += n;
         if (fill === BUF_SIZE) flush();
       }
-      if (failure !== undefined) break;
     }
     if (failure === undefined) {
       flush();
@@ -80,7 +98,10 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
     }
     return await result;
   } finally {
-    void w.terminate();
+    // Stop the source (download, decoder) when we leave early; never wait on it.
+    if (!sourceDone) void Promise.resolve(it.return?.()).catch(() => undefined);
+    // Waited for: once this returns, the worker writes nothing more (the caller may clean its output).
+    await w.terminate().catch(() => undefined);
   }
 }
 

@@ -3,11 +3,14 @@
  * its SOCI-indexed layers lazily loaded over FUSE, the rest unpacked, joined by overlayfs.
  * Foreground by default (SIGINT/SIGTERM unmount everything); `--detach` re-runs itself as a
  * daemon and returns once the mount is ready; the state dir records the PID for `soci umount`.
+ * The tree is nosuid,nodev unless `--allow-suid` / `--allow-dev`. A failure (registry, bad layer,
+ * even an unexpected throw while serving) ends in one `soci: …` line, with everything unmounted and
+ * the unpacked layers removed.
  */
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SociError } from '../errors.js';
 import { isIndexType } from '../oci/media-types.js';
@@ -16,7 +19,7 @@ import { parseReference } from '../oci/reference.js';
 import { decodeIndex, decodeManifest } from '../oci/types.js';
 import { resolveRoot } from '../store/index.js';
 import { BackgroundFetcher, SpanCache, DEFAULT_CACHE_MAX_BYTES } from '../fs/index.js';
-import { mountImage, planImage, umountPath, type ImagePlan } from '../fs/image-mount.js';
+import { mountImage, planImage, releaseLayers, removeLayerDirs, umountPath, type ImageMount, type ImagePlan } from '../fs/image-mount.js';
 import { parseSize } from './common.js';
 import { globals } from './session.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
@@ -33,6 +36,8 @@ type MountFlags = RegistryFlags & {
   detach: boolean;
   explain: boolean;
   prefetch: boolean;
+  allowSuid: boolean;
+  allowDev: boolean;
 };
 
 export interface MountState {
@@ -66,6 +71,8 @@ export function mountCommand(): Command {
     .option('--prefetch', 'resolve the index prefetch artifacts while mounting', false)
     .option('--detach', 'run in the background; stop with `soci umount DIR`', false)
     .option('--explain', 'print, per layer, whether it is lazily loaded and why not', false)
+    .option('--allow-suid', 'honour setuid/setgid bits of the image (default: the mount is nosuid)', false)
+    .option('--allow-dev', "allow opening the image's device nodes (default: the mount is nodev)", false)
     .action(async (image: string, dir: string, o: MountFlags, cmd: Command) => {
       const root = resolveRoot(globals(cmd).root);
       const target = resolve(dir);
@@ -96,7 +103,11 @@ export function umountCommand(): Command {
       // Whatever the daemon left behind (crash, SIGKILL): lazily unmount the tree and the layers.
       await umountPath(target);
       for (const l of state?.layers ?? []) if (l.lazy) await umountPath(l.dir).catch(() => undefined);
-      if (state) await rm(join(stateDir, 'state.json'), { force: true });
+      if (state) {
+        await removeLayerDirs(stateDir);
+        await rm(join(stateDir, 'spancache'), { recursive: true, force: true });
+        await rm(join(stateDir, 'state.json'), { force: true });
+      }
     });
 }
 
@@ -121,44 +132,76 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
   });
   if (o.explain) printPlan(plan);
 
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const createdStateDir = (await mkdir(stateDir, { recursive: true, mode: 0o700 })) !== undefined;
   const cacheDir = join(stateDir, 'spancache');
   await rm(cacheDir, { recursive: true, force: true });
   const cache = new SpanCache({ dir: cacheDir, maxBytes: o.cacheMaxBytes });
   const bg = o.backgroundFetch ? new BackgroundFetcher({ silencePeriodMs: o.backgroundFetchSilenceMs }) : undefined;
-  const mounted = await mountImage({
-    client,
-    repo: ref.repository,
-    plan,
-    target,
-    workDir: stateDir,
-    cache,
-    prefetch: o.prefetch,
-    layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, ...(bg ? { backgroundFetcher: bg } : {}) },
-  });
-  const state: MountState = {
-    pid: process.pid,
-    ready: true,
-    target,
-    image,
-    manifest: manifestDigest,
-    layers: mounted.layers.map((l) => ({ digest: l.plan.digest, lazy: l.plan.lazy, reason: l.plan.reason, dir: l.dir })),
+  let mounted: ImageMount | undefined;
+  let dying = false;
+  const cleanup = async () => {
+    bg?.stop();
+    if (mounted) await mounted.unmount();
+    else if (dying) await releaseLayers(stateDir); // cut short inside mountImage
+    await rm(cacheDir, { recursive: true, force: true });
+    await rm(join(stateDir, 'state.json'), { force: true });
+    if (createdStateDir) await rmdir(stateDir).catch(() => undefined); // only if nothing else is in it
   };
-  await writeState(stateDir, state);
-  const lazy = state.layers.filter((l) => l.lazy).length;
-  process.stdout.write(`mounted ${image} on ${target} (${lazy} of ${state.layers.length} layers lazy)\n`);
+  // While the tree is served, a throw nobody catches must still unmount it and end in one line.
+  const fatal = (e: unknown) => {
+    if (dying) return;
+    dying = true;
+    process.stderr.write(`soci: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}\n`);
+    setTimeout(() => process.exit(1), 10_000).unref();
+    cleanup().then(
+      () => process.exit(1),
+      () => process.exit(1),
+    );
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+  let ok = false;
+  try {
+    mounted = await mountImage({
+      client,
+      repo: ref.repository,
+      plan,
+      target,
+      workDir: stateDir,
+      cache,
+      prefetch: o.prefetch,
+      allowSuid: o.allowSuid,
+      allowDev: o.allowDev,
+      layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, ...(bg ? { backgroundFetcher: bg } : {}) },
+    });
+    const state: MountState = {
+      pid: process.pid,
+      ready: true,
+      target,
+      image,
+      manifest: manifestDigest,
+      layers: mounted.layers.map((l) => ({ digest: l.plan.digest, lazy: l.plan.lazy, reason: l.plan.reason, dir: l.dir })),
+    };
+    await writeState(stateDir, state);
+    const lazy = state.layers.filter((l) => l.lazy).length;
+    process.stdout.write(`mounted ${image} on ${target} (${lazy} of ${state.layers.length} layers lazy)\n`);
 
-  const keepAlive = setInterval(() => undefined, 1 << 30);
-  await new Promise<void>((done) => {
-    const stop = () => done();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  clearInterval(keepAlive);
-  bg?.stop();
-  await mounted.unmount();
-  await rm(cacheDir, { recursive: true, force: true });
-  await rm(join(stateDir, 'state.json'), { force: true });
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    await new Promise<void>((done) => {
+      const stop = () => done();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    clearInterval(keepAlive);
+    ok = true;
+  } finally {
+    // A cleanup failure is reported only when it is the first thing that went wrong.
+    await cleanup().catch((e: unknown) => {
+      if (ok) throw e;
+    });
+    process.off('uncaughtException', fatal);
+    process.off('unhandledRejection', fatal);
+  }
 }
 
 function printPlan(plan: ImagePlan): void {
@@ -186,8 +229,10 @@ async function detach(stateDir: string): Promise<void> {
       return;
     }
     if (exited !== null) {
+      // The daemon's own one-line error; anything else (a crash dump) is only pointed at.
       const text = (await readFile(logPath, 'utf8').catch(() => '')).trim();
-      throw new SociError('ERR_IO', text.split('\n').at(-1)?.replace(/^soci: /, '') || `mount daemon exited with ${exited}`);
+      const line = text.split('\n').filter((l) => l.startsWith('soci: ')).at(-1)?.slice(6);
+      throw new SociError('ERR_IO', line || `mount daemon exited with ${exited}; see ${logPath}`);
     }
     await sleep(100);
   }

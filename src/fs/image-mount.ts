@@ -2,11 +2,17 @@
  * A whole image as a read-only tree: each layer with a zTOC is mounted lazily over FUSE, the others
  * are downloaded, verified and unpacked into directories; a read-only overlayfs (or a read-only bind
  * mount for a single layer) joins them on the target. `planImage` says, per layer, lazy or why not.
+ *
+ * The target is visible to every user of the host, so it is mounted nosuid,nodev unless the caller
+ * opts in (allowSuid / allowDev): an image's setuid-root binaries and device nodes must not become
+ * a way for an unprivileged user to gain root. The layer FUSE mounts are always nosuid,nodev, and the
+ * unpacked layers sit in a root-only (0700) directory.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SociError, isSociError } from '../errors.js';
+import { readMountinfo } from '../fuse/mounts.js';
 import { layerCompression } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
@@ -65,7 +71,23 @@ export interface MountImageParams {
   layerOptions?: LayerMountOptions;
   /** resolve prefetch artifacts at mount (default false, like `[prefetch] enable`) */
   prefetch?: boolean;
+  /** honour setuid/setgid bits on the target (default false: nosuid) */
+  allowSuid?: boolean;
+  /** allow opening device nodes through the target (default false: nodev) */
+  allowDev?: boolean;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** The per-mount flags of the merged target: always ro; nosuid and nodev unless allowed. */
+export function targetMountFlags(o: { allowSuid?: boolean; allowDev?: boolean }): string[] {
+  return ['ro', ...(o.allowSuid ? [] : ['nosuid']), ...(o.allowDev ? [] : ['nodev'])];
+}
+
+/** FUSE mount options that would lift the layer mounts' nosuid/nodev/ro are dropped. */
+function safeFuseOptions(o: LayerMountOptions | undefined): LayerMountOptions {
+  const mo = o?.fuse?.mountOptions;
+  if (!o || !mo) return o ?? {};
+  return { ...o, fuse: { ...o.fuse, mountOptions: mo.filter((x) => !/^(suid|dev|rw)$/.test(x.trim())) } };
 }
 
 export interface ImageMount {
@@ -76,6 +98,7 @@ export interface ImageMount {
 
 export async function mountImage(p: MountImageParams): Promise<ImageMount> {
   const layers: ImageMount['layers'] = [];
+  const layersDir = join(p.workDir, 'layers');
   let merged = false;
   const unmountAll = async () => {
     if (merged) {
@@ -85,9 +108,13 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
     for (const l of [...layers].reverse()) await l.mount?.unmount();
   };
   try {
+    // Unpacked layers keep their setuid bits and device nodes: only root may reach them.
+    await mkdir(layersDir, { recursive: true, mode: 0o700 });
+    await chmod(layersDir, 0o700);
+    const layerOptions = safeFuseOptions(p.layerOptions);
     for (const plan of p.plan.layers) {
-      const dir = join(p.workDir, 'layers', String(plan.index));
-      await rm(dir, { recursive: true, force: true });
+      const dir = join(layersDir, String(plan.index));
+      await removeUnmounted(dir);
       await mkdir(dir, { recursive: true });
       if (plan.lazy) {
         const z = p.plan.artifacts!.ztocs.get(plan.digest)!;
@@ -99,33 +126,81 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
           blob: p.client.blobSource(p.repo, plan.digest, plan.size),
           mountpoint: dir,
           cache: p.cache,
-          options: { ...p.layerOptions, ...(prefetch ? { prefetch } : {}) },
+          options: { ...layerOptions, ...(prefetch ? { prefetch } : {}) },
         });
         layers.push({ plan, dir, mount });
       } else {
         const comp = layerCompression(plan.mediaType);
         if (comp !== 'gzip' && comp !== 'uncompressed' && comp !== 'zstd') throw new SociError('ERR_UNSUPPORTED', `layer ${plan.digest} has unsupported media type ${plan.mediaType}`);
         // fetchBlob verifies the digest at the end and throws before the layer is ever exposed.
-        await unpackLayer(p.client.fetchBlob(p.repo, plan.digest, { size: plan.size }), comp, dir);
+        try {
+          await unpackLayer(p.client.fetchBlob(p.repo, plan.digest, { size: plan.size }), comp, dir);
+        } catch (e) {
+          if (e instanceof SociError) throw new SociError(e.code, `layer ${plan.index}${e.message.includes(plan.digest) ? '' : ` (${plan.digest})`}: ${e.message}`, { cause: e });
+          throw e;
+        }
         layers.push({ plan, dir });
         p.log?.('layer unpacked', { digest: plan.digest, reason: plan.reason });
       }
     }
     if (layers.length === 0) throw new SociError('ERR_INVALID_MANIFEST', 'image has no layers');
+    const flags = targetMountFlags(p);
     if (layers.length === 1) {
-      await sh('mount', ['--bind', layers[0]!.dir, p.target]);
+      // mount(8) binds, then remounts the bind with the flags (a bind takes no flags of its own).
+      await sh('mount', ['--bind', '-o', flags.join(','), layers[0]!.dir, p.target]);
       merged = true;
-      await sh('mount', ['-o', 'remount,bind,ro', p.target]);
     } else {
       const lower = [...layers].reverse().map((l) => l.dir).join(':');
-      await sh('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lower}`, p.target]);
+      await sh('mount', ['-t', 'overlay', 'overlay', '-o', `${flags.join(',')},lowerdir=${lower}`, p.target]);
       merged = true;
     }
+    await checkTargetFlags(p.target, flags);
   } catch (e) {
     await unmountAll().catch(() => undefined);
+    // Nothing half-written stays behind: the unpacked layers go with the failed mount.
+    await removeUnmounted(layersDir).catch(() => undefined);
     throw e;
   }
-  return { target: p.target, layers, unmount: unmountAll };
+  return {
+    target: p.target,
+    layers,
+    unmount: async () => {
+      await unmountAll();
+      await removeUnmounted(layersDir).catch((e: Error) => p.log?.('cleanup failed', { dir: layersDir, error: e.message }));
+    },
+  };
+}
+
+/** Mount points at or below `dir`, from /proc/self/mountinfo. */
+async function mountsAtOrUnder(dir: string): Promise<string[]> {
+  return (await readMountinfo()).map((m) => m.mountpoint).filter((m) => m === dir || m.startsWith(`${dir}/`));
+}
+
+/** Removes `dir` unless something is still mounted in it (never deletes through a mount). */
+async function removeUnmounted(dir: string): Promise<void> {
+  const left = await mountsAtOrUnder(dir);
+  if (left.length) throw new SociError('ERR_IO', `${left[0]} is still mounted; not removing ${dir}`);
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** The target's per-mount options must carry every flag asked for; otherwise it is taken down. */
+async function checkTargetFlags(target: string, flags: string[]): Promise<void> {
+  const m = (await readMountinfo()).filter((x) => x.mountpoint === target).pop();
+  const have = new Set((m?.options ?? '').split(','));
+  const missing = flags.filter((f) => !have.has(f));
+  if (!m || missing.length) throw new SociError('ERR_IO', `mount on ${target} lacks ${missing.join(',') || 'an entry in mountinfo'}`);
+}
+
+/** Removes the unpacked layers of `workDir` (after a crash: once `soci umount` took the mounts down). */
+export async function removeLayerDirs(workDir: string): Promise<void> {
+  await removeUnmounted(join(workDir, 'layers'));
+}
+
+/** Last resort (a mount cut short by a crash): lazily unmounts whatever is left under `workDir`'s layers, then removes them. */
+export async function releaseLayers(workDir: string): Promise<void> {
+  const dir = join(workDir, 'layers');
+  for (const m of (await mountsAtOrUnder(dir)).sort((a, b) => b.length - a.length)) await sh('umount', ['-l', m]).catch(() => undefined);
+  await removeUnmounted(dir);
 }
 
 /** umount, falling back to a lazy umount when busy; a path that is not mounted is fine. */

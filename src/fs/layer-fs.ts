@@ -10,10 +10,11 @@
 import { Errno, ErrnoError, ROOT_INO, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG, makedev } from '../fuse/types.js';
 import type { Attr, DirEntry, Entry, Filesystem, OpenResult, StatfsResult } from '../fuse/types.js';
 import type { SpanManager } from './span-manager.js';
-import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX, type LayerTree, type Node } from './tree.js';
+import { WHITEOUT_PREFIX, type LayerTree, type Node } from './tree.js';
 import { SociError, isSociError } from '../errors.js';
 import { TocHeaders, checkHeader } from '../ztoc/entry-check.js';
 import { cleanPath } from '../ztoc/spans.js';
+import { whiteoutTarget } from '../ztoc/names.js';
 import type { FileMetadata } from '../ztoc/types.js';
 
 export const STATE_DIR = '.soci-snapshotter';
@@ -79,7 +80,9 @@ export class LayerFs implements Filesystem {
     for (const n of tree.nodes) {
       if (!n?.children) continue;
       for (const [name, id] of n.children) {
-        if (name.startsWith(WHITEOUT_PREFIX) && name !== OPAQUE_WHITEOUT && !n.children.has(name.slice(WHITEOUT_PREFIX.length))) this.whiteouts.add(id);
+        // Only a usable whiteout (`.wh.X`, X a plain name) shows as X; `.wh..` and the like stay hidden.
+        const hides = whiteoutTarget(name);
+        if (hides !== null && !n.children.has(hides)) this.whiteouts.add(id);
       }
     }
   }

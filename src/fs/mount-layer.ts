@@ -1,7 +1,8 @@
 /**
- * mountLayer: one lazily loaded layer mounted over FUSE (soci-reference.md §5.5): zTOC → tree +
- * span manager → LayerFs → FuseServer on the mountpoint; registers with the background fetcher and
- * resolves prefetch spans before returning. Used by `soci mount` and by the snapshotter.
+ * mountLayer: one lazily loaded layer mounted over FUSE: zTOC → tree + span manager → LayerFs →
+ * FuseServer on the mountpoint; registers with the background fetcher and resolves prefetch spans
+ * before returning. Used by `soci mount` and by the snapshotter. The FUSE mount is always
+ * nosuid,nodev (src/fuse/mounts.ts); what the layer's users see is up to the mount stacked on it.
  */
 import { ANN } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';

@@ -1,11 +1,13 @@
 /**
- * The inode tree of one layer, built from its zTOC's TOC (soci-reference.md §2.6): cleaned paths,
- * node ids from 1 (root), implicit parent dirs (0755), dir re-definition keeps nlink and children,
- * hardlinks share their target's node (nlink++), repeated names: last wins. Names are raw tar bytes
- * kept as latin1 strings (byte-preserving), which is also how FUSE names reach us.
+ * The inode tree of one layer, built from its zTOC's TOC: node ids from 1 (root), implicit parent
+ * dirs (0755), dir re-definition keeps nlink and children, hardlinks share their target's node
+ * (nlink++), repeated names: last wins. Every name goes through ../ztoc/names.ts `layerName`, the
+ * same rules as the local unpacker: nothing lands outside the root, invalid whiteouts (`.wh..`) and
+ * a symlink or file on the way to a name fail the layer. Names are raw tar bytes kept as latin1
+ * strings (byte-preserving), which is also how FUSE names reach us.
  */
 import { SociError } from '../errors.js';
-import { cleanPath, fileMode } from '../ztoc/index.js';
+import { fileMode, layerName, quoteName, OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../ztoc/index.js';
 import type { FileMetadata, Ztoc } from '../ztoc/index.js';
 import { S_IFDIR } from '../fuse/types.js';
 
@@ -33,13 +35,14 @@ export interface Node {
   opaque?: boolean;
 }
 
-export const WHITEOUT_PREFIX = '.wh.';
-export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+export { OPAQUE_WHITEOUT, WHITEOUT_PREFIX };
 const XATTR_PREFIX = 'SCHILY.xattr.';
 
 export class LayerTree {
   /** nodes[id]; index 0 unused */
   readonly nodes: Node[] = [];
+  /** entries left out (a non-directory naming the layer root; see ../ztoc/names.ts) */
+  skipped = 0;
 
   static fromZtoc(z: Ztoc): LayerTree {
     const t = new LayerTree();
@@ -65,13 +68,14 @@ export class LayerTree {
     const root = this.newNode(implicitDir());
     byPath.set('', root.id);
 
+    /** The dir at a cleaned path, created on demand; a non-dir on the way fails the layer (as the unpacker). */
     const dirOf = (path: string): Node => {
       const existing = byPath.get(path);
       if (existing !== undefined) {
         const n = this.nodes[existing]!;
         if (n.children) return n;
+        throw new SociError('ERR_BAD_TAR', `layer path ${quoteName(path)} is not a directory (a symlink or file is in the way)`);
       }
-      // Missing (or a non-dir in the way): create the dir on demand, like the reference.
       const slash = path.lastIndexOf('/');
       const parent = dirOf(slash < 0 ? '' : path.slice(0, slash));
       const d = this.newNode(implicitDir());
@@ -80,31 +84,43 @@ export class LayerTree {
       byPath.set(path, d.id);
       return d;
     };
+    /** A dir replaced by a non-dir: the paths under it are gone (a later hardlink cannot reach them). */
+    const forgetUnder = (path: string, old: number | undefined): void => {
+      if (old === undefined || !this.nodes[old]!.children) return;
+      for (const p of byPath.keys()) if (p.startsWith(`${path}/`)) byPath.delete(p);
+    };
 
     for (const e of toc) {
-      const path = cleanPath(e.name);
-      if (e.type === 'dir' && path === '') {
+      const name = layerName(e);
+      if (name.kind === 'root') {
         Object.assign(root, attrsOf(e, root.nlink));
         continue;
       }
-      if (path === '') continue; // a non-dir entry named "/" or "." has no place in the tree
-      const slash = path.lastIndexOf('/');
-      const parent = dirOf(slash < 0 ? '' : path.slice(0, slash));
-      const base = path.slice(slash + 1);
-      if (e.type === 'hardlink') {
-        const target = byPath.get(cleanPath(e.linkname));
+      if (name.kind === 'skip') {
+        this.skipped++;
+        continue;
+      }
+      const { path, parent: parentPath } = name;
+      const parent = dirOf(parentPath);
+      const base = path.slice(parentPath === '' ? 0 : parentPath.length + 1);
+      const old = byPath.get(path);
+      if (name.kind === 'entry' && name.linkTarget !== undefined) {
+        const target = byPath.get(name.linkTarget);
         if (target === undefined) {
-          throw new SociError('ERR_INVALID_ZTOC', `hardlink ${JSON.stringify(path)} points to ${JSON.stringify(cleanPath(e.linkname))}, which does not precede it`);
+          // The target must precede the link (tar order), as the unpacker needs it to exist.
+          throw new SociError('ERR_BAD_TAR', `hardlink ${quoteName(path)} to missing ${quoteName(name.linkTarget)}`);
         }
         const n = this.nodes[target]!;
+        if (n.children) throw new SociError('ERR_BAD_TAR', `hardlink ${quoteName(path)} to missing ${quoteName(name.linkTarget)}`);
+        if (old === target) continue;
+        forgetUnder(path, old);
         n.nlink++;
         parent.children!.set(base, target);
         byPath.set(path, target);
         continue;
       }
-      if (e.type === 'dir') {
-        const existing = byPath.get(path);
-        const n = existing === undefined ? undefined : this.nodes[existing];
+      if (e.type === 'dir' && name.kind === 'entry') {
+        const n = old === undefined ? undefined : this.nodes[old];
         if (n?.children) {
           Object.assign(n, attrsOf(e, n.nlink));
           continue;
@@ -115,10 +131,12 @@ export class LayerTree {
         byPath.set(path, d.id);
         continue;
       }
+      // Files, and the whiteout markers (`.wh.X`, `.wh..wh..opq`) whatever their tar type.
+      forgetUnder(path, old);
       const n = this.newNode(attrsOf(e, 1));
       parent.children!.set(base, n.id);
       byPath.set(path, n.id);
-      if (base === OPAQUE_WHITEOUT) parent.opaque = true;
+      if (name.kind === 'opaque') parent.opaque = true;
     }
   }
 

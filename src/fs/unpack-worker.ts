@@ -1,26 +1,35 @@
 /**
  * The worker side of local unpack (./unpack.ts): applies an uncompressed layer tar to a directory in
  * the form overlayfs expects for a lower layer: `.wh.X` → char device 0:0 named X, `.wh..wh..opq` →
- * xattr trusted.overlay.opaque=y on its dir. Names are cleaned and never escape the root: no
- * component of a parent may be a symlink (checked before every create). It runs on a worker thread
- * with synchronous fs calls: a layer is thousands of small metadata syscalls, and a round trip
- * through the libuv pool per call made unpack 2–3× slower than `tar -x`; the daemon's event loop
- * never waits for any of it.
+ * xattr trusted.overlay.opaque=y on its dir. Names are cleaned and classified by ../ztoc/names.ts
+ * `layerName`, the same function the FUSE tree uses, and never escape the root: an invalid whiteout
+ * (`.wh.`, `.wh..`, `.wh...`) fails the layer with ERR_BAD_TAR, as does a symlink or file on the way
+ * to an entry, a whiteout, an opaque marker or a hardlink's target (checked before every create); a
+ * non-directory naming the root is skipped and counted (`skipped`). Nothing is created, removed or
+ * touched outside the root, nor the root itself (only its times, from a `./` entry). It runs on a
+ * worker thread with synchronous fs calls: a layer is thousands of small metadata syscalls, and a
+ * round trip through the libuv pool per call made unpack 2–3× slower than `tar -x`; the daemon's
+ * event loop never waits for any of it.
  */
 import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, fchmodSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, utimesSync, writeSync,
+  chmodSync, closeSync, fchmodSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, unlinkSync, writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SociError } from '../errors.js';
 import { postError, workerInput } from '../worker-pipe.js';
-import { TarWalker, cleanPath, type FileMetadata } from '../ztoc/index.js';
-import { parseModTime, OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './tree.js';
+import { TarWalker, layerName, quoteName, type FileMetadata } from '../ztoc/index.js';
+import { parseModTime } from './tree.js';
 import type { UnpackStats } from './unpack.js';
 
 const ROOT_UID = 0;
 const ROOT_GID = 0;
+
+/** UnpackStats, plus the entries left out (a non-directory naming the root, see ../ztoc/names.ts). */
+export interface ApplyStats extends UnpackStats {
+  skipped: number;
+}
 
 /** Applies tar bytes, chunk by chunk, to the empty directory `root`. */
 export class TarApplier {
@@ -39,7 +48,7 @@ export class TarApplier {
     this.pos += chunk.length;
   }
 
-  end(): UnpackStats {
+  end(): ApplyStats {
     this.walker.end();
     this.u.finish();
     return this.u.stats;
@@ -55,14 +64,22 @@ interface Open {
 
 class Unpacker {
   readonly queue: FileMetadata[] = [];
-  readonly stats: UnpackStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0 };
+  readonly stats: ApplyStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0, skipped: 0 };
   private current: Open | null = null;
-  private readonly dirTimes: Array<{ path: string; e: FileMetadata }> = [];
+  private readonly dirTimes: Array<{ path: string; rel: string; e: FileMetadata }> = [];
   private readonly safeDirs = new Set<string>(['']);
   /** absolute paths this layer created so far */
   private readonly created = new Set<string>();
+  /** absolute paths that currently hold a whiteout device (never a hardlink target) */
+  private readonly whiteoutDevs = new Set<string>();
+  private readonly root: string;
+  /** the root with a trailing separator: everything created starts with it */
+  private readonly rootPrefix: string;
 
-  constructor(private readonly root: string) {}
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.rootPrefix = this.root.endsWith(sep) ? this.root : this.root + sep;
+  }
 
   /** Handles the entries parsed from `chunk` and routes its data bytes to the open file. */
   feed(chunk: Buffer, pos: number): void {
@@ -89,10 +106,12 @@ class Unpacker {
   finish(): void {
     if (this.current) throw new SociError('ERR_BAD_TAR', 'layer ended inside a file');
     // Directory times last: creating children changed them.
-    for (const { path, e } of this.dirTimes.reverse()) {
+    for (const { path, rel, e } of this.dirTimes.reverse()) {
+      // A dir removed or replaced since (by a whiteout, a file or a symlink) keeps no times of its own.
+      if (rel !== '' && !this.safeDirs.has(rel)) continue;
       const t = parseModTime(e.modTime);
       try {
-        utimesSync(path, t.sec + t.nsec / 1e9, t.sec + t.nsec / 1e9);
+        lutimesSync(path, t.sec + t.nsec / 1e9, t.sec + t.nsec / 1e9);
       } catch {
         /* best effort, as tar */
       }
@@ -111,43 +130,50 @@ class Unpacker {
 
   private apply(e: FileMetadata): void {
     this.stats.entries++;
-    const rel = cleanPath(e.name);
-    if (rel === '') {
-      if (e.type === 'dir') this.dirTimes.push({ path: this.root, e });
+    // Every name is cleaned and classified by the same function as the FUSE tree's (../ztoc/names.ts).
+    const name = layerName(e);
+    if (name.kind === 'root') {
+      this.dirTimes.push({ path: this.root, rel: '', e });
       return;
     }
-    const slash = rel.lastIndexOf('/');
-    const parentRel = slash < 0 ? '' : rel.slice(0, slash);
-    const base = rel.slice(slash + 1);
-    const parent = this.ensureDir(parentRel);
-    if (base === OPAQUE_WHITEOUT) {
+    if (name.kind === 'skip') {
+      this.stats.skipped++;
+      return;
+    }
+    const parent = this.ensureDir(name.parent);
+    if (name.kind === 'opaque') {
       setXattr(parent, 'trusted.overlay.opaque', Buffer.from('y'));
       this.stats.opaqueDirs++;
       return;
     }
-    if (base.startsWith(WHITEOUT_PREFIX)) {
-      const target = join(parent, fsName(base.slice(WHITEOUT_PREFIX.length)));
-      rmSync(target, { recursive: true, force: true });
+    if (name.kind === 'whiteout') {
+      // X is a plain name (never empty, `.` or `..`) in a verified directory of this layer.
+      const target = this.inside(join(parent, fsName(name.target)), name.path);
+      removePath(target);
+      this.forgetDirs(name.parent === '' ? name.target : `${name.parent}/${name.target}`);
       run('mknod', [target, 'c', '0', '0']);
       this.created.add(target);
+      this.whiteoutDevs.add(target);
       this.stats.whiteouts++;
       return;
     }
-    const path = join(parent, fsName(base));
+    const rel = name.path;
+    const path = this.inside(join(parent, fsName(name.base)), rel);
     // The root starts empty: only a path this layer already created can exist (tar may repeat names).
     const existing = this.created.has(path) ? lstatSync(path, { throwIfNoEntry: false }) ?? null : null;
     this.created.add(path);
+    this.whiteoutDevs.delete(path);
     if (e.type === 'dir') {
-      if (existing && !existing.isDirectory()) rmSync(path, { force: true });
+      if (existing && !existing.isDirectory()) removePath(path);
       if (!existing?.isDirectory()) mkdirSync(path);
       this.safeDirs.add(rel);
       this.meta(path, e);
-      this.dirTimes.push({ path, e });
+      this.dirTimes.push({ path, rel, e });
       return;
     }
-    if (existing) rmSync(path, { recursive: true, force: true });
+    if (existing) removePath(path);
     // A dir replaced by a non-dir: forget it and everything under it as a safe parent.
-    for (const d of this.safeDirs) if (d === rel || d.startsWith(`${rel}/`)) this.safeDirs.delete(d);
+    this.forgetDirs(rel);
     switch (e.type) {
       case 'reg': {
         const fd = openSync(path, 'wx', 0o600);
@@ -155,11 +181,15 @@ class Unpacker {
         return; // data follows; meta() after the last byte
       }
       case 'hardlink': {
-        const target = cleanPath(e.linkname);
-        const tpath = join(this.root, fsName(target));
+        // The target must be a non-directory this layer created, reached through verified dirs only.
+        const target = name.linkTarget!;
+        const slash = target.lastIndexOf('/');
+        const missing = () => new SociError('ERR_BAD_TAR', `hardlink ${quoteName(rel)} to missing ${quoteName(target)}`);
+        const tdir = this.ensureDir(slash < 0 ? '' : target.slice(0, slash), false);
+        if (tdir === null) throw missing();
+        const tpath = this.inside(join(tdir, fsName(target.slice(slash + 1))), target);
         const st = lstatSync(tpath, { throwIfNoEntry: false });
-        if (!st || st.isDirectory()) throw new SociError('ERR_BAD_TAR', `hardlink ${JSON.stringify(rel)} to missing ${JSON.stringify(target)}`);
-        this.ensureDir(target.includes('/') ? target.slice(0, target.lastIndexOf('/')) : '');
+        if (!st || st.isDirectory() || !this.created.has(tpath) || this.whiteoutDevs.has(tpath)) throw missing();
         linkSync(tpath, path);
         return;
       }
@@ -175,6 +205,19 @@ class Unpacker {
         break;
     }
     this.meta(path, e);
+  }
+
+  /** `abs` when it lies strictly inside the root (never the root or above it); else the layer fails. */
+  private inside(abs: string, rel: string): string {
+    if (!abs.startsWith(this.rootPrefix)) throw new SociError('ERR_BAD_TAR', `layer entry ${quoteName(rel)} resolves outside the layer root`);
+    return abs;
+  }
+
+  /** `rel` and every dir under it are no longer known directories (removed or replaced). */
+  private forgetDirs(rel: string): void {
+    // Every known dir's parents are known too: when `rel` is not, nothing under it is.
+    if (!this.safeDirs.has(rel)) return;
+    for (const d of this.safeDirs) if (d === rel || d.startsWith(`${rel}/`)) this.safeDirs.delete(d);
   }
 
   /** Owner, mode, xattrs and times of a created entry (lchown before chmod: chown clears suid). */
@@ -208,26 +251,41 @@ class Unpacker {
     }
   }
 
-  /** The dir for a cleaned relative path, created on demand; refuses symlinks on the way. */
-  private ensureDir(rel: string): string {
+  /**
+   * The dir for a cleaned relative path, created on demand (or `null` when missing and `create` is
+   * false); a symlink or file on the way fails the layer, so nothing is ever reached through a link.
+   */
+  private ensureDir(rel: string, create?: true): string;
+  private ensureDir(rel: string, create: false): string | null;
+  private ensureDir(rel: string, create = true): string | null {
     const abs = rel === '' ? this.root : join(this.root, fsName(rel));
     if (this.safeDirs.has(rel)) return abs;
     let cur = this.root;
     let curRel = '';
     for (const part of rel.split('/')) {
-      cur = join(cur, fsName(part));
+      cur = this.inside(join(cur, fsName(part)), rel);
       curRel = curRel ? `${curRel}/${part}` : part;
       if (this.safeDirs.has(curRel)) continue;
       const st = lstatSync(cur, { throwIfNoEntry: false });
       if (!st) {
+        if (!create) return null;
         mkdirSync(cur, { mode: 0o755 });
         this.created.add(cur);
+      } else if (!st.isDirectory()) {
+        throw new SociError('ERR_BAD_TAR', `layer path ${quoteName(curRel)} is not a directory (a symlink or file is in the way)`);
       }
-      else if (!st.isDirectory()) throw new SociError('ERR_BAD_TAR', `layer path ${JSON.stringify(curRel)} is not a directory (a symlink or file is in the way)`);
       this.safeDirs.add(curRel);
     }
     return abs;
   }
+}
+
+/** Removes what is at `path` without following it: a symlink is unlinked, never its target. */
+function removePath(path: string): void {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (!st) return;
+  if (st.isDirectory()) rmSync(path, { recursive: true, force: true });
+  else unlinkSync(path);
 }
 
 /** latin1 names back to the raw bytes Node's fs expects (Buffer paths are not joinable). */
@@ -246,7 +304,10 @@ function setXattr(path: string, name: string, value: Buffer): void {
 function run(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.error) throw new SociError('ERR_IO', `${cmd}: ${r.error.message}`);
-  if (r.status !== 0) throw new SociError('ERR_IO', `${cmd} ${args.join(' ')}: ${r.stderr.toString().trim() || `exit ${r.status}`}`);
+  if (r.status !== 0) {
+    const why = r.stderr.toString().trim().replace(/\s*\n\s*/g, '; ') || `exit ${r.status}`;
+    throw new SociError('ERR_IO', `${cmd} ${args.map((a) => JSON.stringify(a)).join(' ')}: ${why}`);
+  }
 }
 
 function writeAll(fd: number, b: Buffer): void {

@@ -4,10 +4,13 @@
  * (./unpack-worker.ts: Go-compatible tar walk, whiteouts, names that never escape the root). The
  * caller must only use the result after the blob's digest has been verified (fetchBlob does that at
  * the end of the stream and throws otherwise).
+ *
+ * Every stream here has an error path: a registry failure, a reset connection or corrupt data
+ * rejects the unpack with a one-line SociError and never surfaces as an unhandled 'error' event.
  */
 import { spawn } from 'node:child_process';
 import { extname } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { SociError } from '../errors.js';
@@ -28,26 +31,66 @@ export async function unpackLayer(blob: AsyncIterable<Buffer>, compression: Unpa
   return pipeToWorker<UnpackStats>(w, decompress(blob, compression));
 }
 
-async function* decompress(blob: AsyncIterable<Buffer>, c: UnpackCompression): AsyncIterable<Buffer> {
-  if (c === 'uncompressed') {
-    yield* blob;
-    return;
-  }
-  if (c === 'gzip') {
-    yield* Readable.from(blob).pipe(createGunzip()) as AsyncIterable<Buffer>;
-    return;
-  }
-  // zstd: the Debian zstd tool, streamed (no npm dependency).
-  const p = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const exited = new Promise<number>((r) => p.on('close', (code) => r(code ?? 1)));
-  p.on('error', () => undefined);
-  const pump = (async () => {
-    for await (const c2 of blob) if (!p.stdin.write(c2)) await new Promise((r) => p.stdin.once('drain', r));
-    p.stdin.end();
-  })();
-  pump.catch(() => p.kill());
-  yield* p.stdout as AsyncIterable<Buffer>;
-  await pump;
-  if ((await exited) !== 0) throw new SociError('ERR_IO', 'zstd -d failed on the layer');
+/** The uncompressed bytes of a layer blob; any failure of the source or the decoder is thrown by the iteration. */
+export function decompress(blob: AsyncIterable<Buffer>, c: UnpackCompression): AsyncIterable<Buffer> {
+  if (c === 'uncompressed') return blob;
+  if (c === 'gzip') return gunzip(blob);
+  return zstdDecompress(blob);
 }
 
+/** gunzip over node:zlib: pipeline() wires the errors of both streams and destroys both on either. */
+async function* gunzip(blob: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  const gz = pipeline(Readable.from(blob), createGunzip(), () => undefined); // errors surface through the iteration below
+  try {
+    yield* gz as AsyncIterable<Buffer>;
+  } catch (e) {
+    throw asDecodeError(e, 'gzip');
+  } finally {
+    gz.destroy();
+  }
+}
+
+/** zstd: the Debian zstd tool, streamed (no npm dependency). */
+async function* zstdDecompress(blob: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  const p = spawn('zstd', ['-dcq'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let spawnError: Error | undefined;
+  const exited = new Promise<number>((r) => {
+    p.on('error', (e) => {
+      spawnError = e;
+      r(1);
+    });
+    p.on('close', (code) => r(code ?? 1));
+  });
+  let stderr = '';
+  p.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString();
+  });
+  p.stderr.on('error', () => undefined);
+  p.stdout.on('error', () => undefined);
+  // The source → zstd's stdin; a failed source or a zstd that exits early ends it (EPIPE is handled).
+  const pump = new Promise<void>((resolve, reject) => pipeline(Readable.from(blob), p.stdin, (e) => (e ? reject(e) : resolve())));
+  pump.catch(() => p.kill());
+  try {
+    for await (const chunk of p.stdout as AsyncIterable<Buffer>) yield chunk;
+    try {
+      await pump;
+    } catch (e) {
+      // The source's own failure says more than zstd's complaint about a truncated frame.
+      if (e instanceof SociError || (e as NodeJS.ErrnoException).code !== 'EPIPE') throw asDecodeError(e, 'zstd');
+    }
+    const code = await exited;
+    if (spawnError) throw new SociError('ERR_UNSUPPORTED', `cannot decompress a zstd layer: zstd: ${spawnError.message}`);
+    if (code !== 0) throw new SociError('ERR_IO', `zstd -d failed on the layer${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
+  } finally {
+    if (p.exitCode === null && p.signalCode === null) p.kill();
+  }
+}
+
+/** A SociError passes through (registry, digest); a decoder error becomes a one-line ERR_BAD_GZIP. */
+function asDecodeError(e: unknown, what: 'gzip' | 'zstd'): Error {
+  if (e instanceof SociError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (what === 'gzip' && typeof code === 'string' && code.startsWith('Z_')) return new SociError('ERR_BAD_GZIP', `layer is not valid gzip: ${msg.split('\n')[0]}`, { cause: e });
+  return new SociError('ERR_IO', `reading the layer failed: ${msg.split('\n')[0]}`, { cause: e });
+}

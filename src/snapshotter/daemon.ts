@@ -97,7 +97,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   });
   try {
     // The hook (FUSE module) gets the first chance to release its mounts cleanly; anything
-    // still mounted below the snapshots dir is then force-unmounted (§5.11 restart).
+    // still mounted below the snapshots dir is then force-unmounted.
     if (hooks.cleanupStaleMounts) await hooks.cleanupStaleMounts(snapshotter.snapshotsDir);
     const points = await unmountAllUnder(snapshotter.snapshotsDir);
     if (points.length) logger.info({ count: points.length }, 'unmounted stale mounts');

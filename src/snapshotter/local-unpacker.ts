@@ -1,15 +1,12 @@
 /**
- * The local path for layers a SOCI index does not cover (soci-reference.md §5.4 step 5): download
- * the layer, verify its compressed digest (the registry client does, at the end of the stream) and
- * its uncompressed digest against the image config's `rootfs.diff_ids`, and apply it into the
- * snapshot's dir in overlay lower-layer form. Any failure throws; the snapshotter then cleans the dir
- * and defers the layer to containerd.
+ * The local path for layers a SOCI index does not cover: download the layer, verify its compressed
+ * digest (the registry client does, at the end of the stream) and its uncompressed digest against
+ * the image config's `rootfs.diff_ids`, and apply it into the snapshot's dir in overlay lower-layer
+ * form. Any failure throws; the snapshotter then cleans the dir and defers the layer to containerd.
  */
 import { createHash } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { SociError } from '../errors.js';
-import { unpackLayer } from '../fs/unpack.js';
+import { decompress, unpackLayer } from '../fs/unpack.js';
 import { layerCompression } from '../oci/media-types.js';
 import { parseReference } from '../oci/reference.js';
 import { decodeManifest } from '../oci/types.js';
@@ -49,18 +46,17 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     const comp = layerCompression(layer.mediaType);
     if (comp !== 'gzip' && comp !== 'uncompressed') throw new SociError('ERR_UNSUPPORTED', `layer ${layerDigest}: ${layer.mediaType} is unpacked by containerd`);
 
-    // compressed stream (digest-checked at its end) → gunzip → sha256 tap → unpack
+    // compressed stream (digest-checked at its end) → gunzip → sha256 tap → unpack. Plain async
+    // iteration end to end: a failed download or corrupt data rejects this Prepare, nothing else.
     const hash = createHash('sha256');
-    const tap = new Transform({
-      transform(chunk: Buffer, _e, cb) {
+    const plain = decompress(client.fetchBlob(ref.repository, layerDigest, { size: layer.size }), comp);
+    const tapped = (async function* tap() {
+      for await (const chunk of plain) {
         hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    const blob = Readable.from(client.fetchBlob(ref.repository, layerDigest, { size: layer.size }));
-    const plain = comp === 'gzip' ? blob.pipe(createGunzip()) : blob;
-    blob.on('error', (e) => plain.destroy(e));
-    const stats = await unpackLayer(plain.pipe(tap) as AsyncIterable<Buffer>, 'uncompressed', dir);
+        yield chunk;
+      }
+    })();
+    const stats = await unpackLayer(tapped, 'uncompressed', dir);
     const got = `sha256:${hash.digest('hex')}`;
     if (got !== diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layerDigest}: uncompressed digest ${got} does not match diff_id ${diffId}`);
     this.log('layer unpacked locally', { layer: layerDigest, entries: stats.entries, bytes: stats.bytes, namespace: ctx.namespace });

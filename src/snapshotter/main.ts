@@ -1,5 +1,5 @@
 /**
- * soci-snapshotter-grpc entry point: flags/env (§5.1), `config default|dump`, and the daemon.
+ * soci-snapshotter-grpc entry point: flags/env, `config default|dump`, and the daemon.
  * `main(argv)` is what bin/soci-snapshotter-grpc.js calls; `main(argv, hooks)` lets the FUSE
  * module (or a test) plug its LayerMounter in.
  */
@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { versionLine } from '../version.js';
 import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
-import { createLogger, flushLogs } from './logger.js';
+import { createLogger, flushLogs, type Logger } from './logger.js';
 
 interface GlobalOpts {
   address: string;
@@ -34,6 +34,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   const { path, explicit } = configPath(opts);
   const config = await loadConfig(path, explicit);
   const logger = createLogger(opts.logLevel);
+  installFatalHandlers(logger);
   // The lazy (SOCI) mounter unless a test injects another one. Imported on demand so that
   // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.
   if (!hooks.mounter) {
@@ -50,7 +51,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
       log('serving the CRI image service proxy', { target });
     }
     const mounter = new SociLayerMounter({ config, root: opts.root, log, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
-    // Layers an index does not cover are fetched, diff_id-verified and unpacked by us (§5.4 step 5).
+    // Layers an index does not cover are fetched, diff_id-verified and unpacked by us.
     const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), log);
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };
   }
@@ -71,6 +72,32 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+}
+
+/** What every fatal line starts with (the e2e harness looks for it). */
+export const FATAL_MSG_PREFIX = 'fatal:';
+
+/**
+ * A throw nobody catches leaves the daemon in an unknown state: log one recognisable fatal line
+ * (message on one line, stack in its own field), flush, and exit non-zero so a supervisor (systemd
+ * Restart=, a test harness) notices, instead of Node's multi-line dump.
+ */
+function installFatalHandlers(logger: Logger): void {
+  let dying = false;
+  const die = (kind: string) => (e: unknown) => {
+    if (dying) return;
+    dying = true;
+    const message = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    try {
+      logger.fatal({ err: message, stack: e instanceof Error ? e.stack : undefined }, `${FATAL_MSG_PREFIX} ${kind}: ${message}`);
+    } finally {
+      flushLogs();
+      process.stderr.write(`soci-snapshotter-grpc: ${kind}: ${message}\n`);
+      process.exit(70);
+    }
+  };
+  process.on('uncaughtException', die('uncaught exception'));
+  process.on('unhandledRejection', die('unhandled rejection'));
 }
 
 export function main(argv: string[], hooks: DaemonHooks = {}): void {

@@ -12,5 +12,6 @@ export { marshalZtoc } from './marshal.js';
 export { unmarshalZtoc } from './unmarshal.js';
 export { TarWalker, type TarWalkResult } from './tar-walker.js';
 export { goModTime } from './mod-time.js';
-export { fileSpans, findEntry, extractFile, fileMode, cleanPath, spanTable, type SpanLookup } from './spans.js';
+export { fileSpans, findEntry, extractFile, fileMode, spanTable, type SpanLookup } from './spans.js';
+export { cleanPath, layerName, whiteoutTarget, quoteName, WHITEOUT_PREFIX, OPAQUE_WHITEOUT, type LayerName, type NamedEntry } from './names.js';
 export { ztocInfo, goString, type ZtocInfo, type ZtocFileInfo } from './info.js';

@@ -2,11 +2,13 @@
  * Span math over a zTOC (soci-reference.md §1.8, §2.6): which spans a file touches, name lookup
  * with hardlink resolution, whole-file extraction, and the Unix mode of an entry.
  */
-import { posix } from 'node:path';
 import { SociError } from '../errors.js';
 import { extractSpans, parseCheckpoints } from '../compression/index.js';
 import type { Span, SpanTable } from '../compression/types.js';
 import type { FileMetadata, Ztoc } from './types.js';
+import { cleanPath, quoteName } from './names.js';
+
+export { cleanPath };
 
 /** The part of compression's SpanTable this module relies on. */
 export interface SpanLookup {
@@ -43,12 +45,6 @@ export function fileSpans(tableOrZtoc: SpanLookup | Ztoc, entry: FileMetadata): 
   };
 }
 
-/** Go `strings.TrimPrefix(filepath.Clean("/"+name), "/")`, on raw bytes (latin1 is byte-exact). */
-export function cleanPath(name: string | Buffer): string {
-  const s = typeof name === 'string' ? Buffer.from(name, 'utf8').toString('latin1') : name.toString('latin1');
-  return posix.normalize('/' + s).replace(/^\/+/, '').replace(/\/+$/, '');
-}
-
 /**
  * The entry whose cleaned name equals the cleaned `name` (last one wins, like the Go map), with
  * hardlinks resolved to their target entry (Go `GetMetadataEntry`). `undefined` when absent.
@@ -62,10 +58,10 @@ export function findEntry(z: Ztoc, name: string | Buffer): FileMetadata | undefi
     const target = cleanPath(found.linkname);
     let next: FileMetadata | undefined;
     for (const e of z.toc) if (cleanPath(e.name) === target) next = e;
-    if (!next) throw new SociError('ERR_NOT_FOUND', `hardlink ${JSON.stringify(want)} points to missing ${JSON.stringify(target)}`);
+    if (!next) throw new SociError('ERR_NOT_FOUND', `hardlink ${quoteName(want)} points to missing ${quoteName(target)}`);
     found = next;
   }
-  if (found && found.type === 'hardlink') throw new SociError('ERR_INVALID_ZTOC', `hardlink loop at ${JSON.stringify(want)}`);
+  if (found && found.type === 'hardlink') throw new SociError('ERR_INVALID_ZTOC', `hardlink loop at ${quoteName(want)}`);
   return found;
 }
 
@@ -81,15 +77,15 @@ export async function extractFile(
   let e = entry;
   if (e.type === 'hardlink') {
     const t = findEntry(z, e.linkname);
-    if (!t) throw new SociError('ERR_NOT_FOUND', `hardlink target ${JSON.stringify(e.linkname.toString('utf8'))} not found`);
+    if (!t) throw new SociError('ERR_NOT_FOUND', `hardlink target ${quoteName(e.linkname)} not found`);
     e = t;
   }
-  if (e.type !== 'reg') throw new SociError('ERR_UNSUPPORTED', `${JSON.stringify(e.name.toString('utf8'))} is a ${e.type}, not a regular file`);
+  if (e.type !== 'reg') throw new SociError('ERR_UNSUPPORTED', `${quoteName(e.name)} is a ${e.type}, not a regular file`);
   if (e.uncompressedSize === 0) return Buffer.alloc(0);
   const t = spanTable(z);
   const endOffset = e.uncompressedOffset + e.uncompressedSize;
   if (endOffset > z.uncompressedArchiveSize) {
-    throw new SociError('ERR_INVALID_ZTOC', `entry ${JSON.stringify(e.name.toString('utf8'))} ends beyond the archive`);
+    throw new SociError('ERR_INVALID_ZTOC', `entry ${quoteName(e.name)} ends beyond the archive`);
   }
   // Only the spans holding the file's bytes (the last byte is endOffset - 1).
   const first = t.spanIdForOffset(e.uncompressedOffset);

@@ -6,6 +6,7 @@
  */
 import { SociError } from '../errors.js';
 import type { EntryType, FileMetadata, PaxRecord } from './types.js';
+import { quoteName } from './names.js';
 import {
   BLOCK,
   TarFormatError,
@@ -47,8 +48,7 @@ function describeType(t: number): string {
 }
 
 function printable(name: Buffer): string {
-  const s = name.toString('utf8');
-  return JSON.stringify(s.length > 200 ? s.slice(0, 200) + '…' : s);
+  return quoteName(name);
 }
 
 function toSafe(v: bigint, what: string): number {

@@ -1,11 +1,12 @@
 /**
- * flatbuffer bytes → zTOC (soci-reference.md §1.3), with a hand-written, fully bounds-checked
+ * flatbuffer bytes → zTOC (the zTOC FlatBuffers schema of AWS's soci-snapshotter), with a hand-written, fully bounds-checked
  * reader: a zTOC may come from a registry, so any malformed input must end in
  * SociError('ERR_INVALID_ZTOC') — never a RangeError, a hang or a huge allocation.
  */
 import { SociError } from '../errors.js';
 import type { EntryType, FileMetadata, PaxRecord, Ztoc } from './types.js';
 import { ALGORITHM_GZIP, ALGORITHM_UNCOMPRESSED } from './marshal.js';
+import { quoteName } from './names.js';
 
 const ENTRY_TYPES = new Set<string>(['reg', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo']);
 
@@ -27,12 +28,14 @@ class FbReader {
   }
 
   private need(pos: number, len: number): void {
-    if (!(pos >= 0 && len >= 0 && pos + len <= this.buf.length)) throw new Invalid(`offset ${pos}+${len} outside buffer`);
+    if (!(pos >= 0 && len >= 0 && pos + len <= this.buf.length)) {
+      throw new Invalid(pos >= 0 && pos <= this.buf.length ? `a ${len}-byte field at byte ${pos} lies outside the data (${this.buf.length} bytes)` : `a reference points outside the data (${this.buf.length} bytes)`);
+    }
   }
 
   private spend(n: number): void {
     this.budget -= n;
-    if (this.budget < 0) throw new Invalid('too many objects for the buffer size');
+    if (this.budget < 0) throw new Invalid('it references more objects than its size allows');
   }
 
   u32(p: number): number {
@@ -51,10 +54,10 @@ class FbReader {
     const vt = p - this.buf.readInt32LE(p);
     this.need(vt, 4);
     const vtLen = this.buf.readUInt16LE(vt);
-    if (vtLen < 4 || vtLen % 2 !== 0) throw new Invalid('bad vtable length');
+    if (vtLen < 4 || vtLen % 2 !== 0) throw new Invalid('a table layout (vtable) has an impossible length');
     this.need(vt, vtLen);
     const objLen = this.buf.readUInt16LE(vt + 2);
-    if (objLen < 4) throw new Invalid('bad object length');
+    if (objLen < 4) throw new Invalid('a table object has an impossible length');
     this.need(p, objLen);
     return { pos: p, vt, vtLen };
   }
@@ -123,7 +126,7 @@ class FbReader {
 function readEntry(r: FbReader, pos: number, index: number): FileMetadata {
   const t = r.table(r.deref(pos));
   const type = r.str(t, 1).toString('latin1');
-  if (!ENTRY_TYPES.has(type)) throw new Invalid(`entry #${index} has unknown type ${JSON.stringify(type.slice(0, 20))}`);
+  if (!ENTRY_TYPES.has(type)) throw new Invalid(`entry #${index} has unknown type ${quoteName(type.slice(0, 20))}`);
   const pax: PaxRecord[] = [];
   for (const xp of r.offsets(t, 13)) {
     const x = r.table(r.deref(xp));
@@ -151,12 +154,12 @@ function readEntry(r: FbReader, pos: number, index: number): FileMetadata {
 
 function decode(buf: Buffer): Ztoc {
   const r = new FbReader(buf);
-  if (buf.length < 8) throw new Invalid('buffer too short');
+  if (buf.length < 8) throw new Invalid(`too short (${buf.length} bytes)`);
   const root = r.table(r.deref(0));
   const tocPos = r.field(root, 4, 4);
   const ciPos = r.field(root, 5, 4);
-  if (tocPos === 0) throw new Invalid('missing toc');
-  if (ciPos === 0) throw new Invalid('missing compression_info');
+  if (tocPos === 0) throw new Invalid('it has no file table');
+  if (ciPos === 0) throw new Invalid('it has no compression info');
 
   const ci = r.table(r.deref(ciPos));
   const alg = r.i8f(ci, 0, ALGORITHM_GZIP);
@@ -182,11 +185,15 @@ function decode(buf: Buffer): Ztoc {
     headerOffset = Math.ceil((e.uncompressedOffset + e.uncompressedSize) / 512) * 512;
   }
 
+  const compressedArchiveSize = r.i64(root, 2, 'compressed_archive_size');
+  const uncompressedArchiveSize = r.i64(root, 3, 'uncompressed_archive_size');
+  if (compressedArchiveSize < 0 || uncompressedArchiveSize < 0) throw new Invalid('it has a negative archive size');
+
   return {
     version: r.str(root, 0).toString('utf8'),
     buildToolIdentifier: r.str(root, 1).toString('utf8'),
-    compressedArchiveSize: r.i64(root, 2, 'compressed_archive_size'),
-    uncompressedArchiveSize: r.i64(root, 3, 'uncompressed_archive_size'),
+    compressedArchiveSize,
+    uncompressedArchiveSize,
     toc: entries,
     compression: {
       algorithm: alg === ALGORITHM_GZIP ? 'gzip' : 'uncompressed',
@@ -202,7 +209,8 @@ export function unmarshalZtoc(buf: Buffer): Ztoc {
     return decode(buf);
   } catch (e) {
     if (e instanceof Invalid) throw new SociError('ERR_INVALID_ZTOC', `invalid zTOC: ${e.message}`);
-    // Anything else (e.g. a RangeError we failed to foresee) is still a malformed zTOC.
-    throw new SociError('ERR_INVALID_ZTOC', `invalid zTOC: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    // Anything else (e.g. a RangeError we failed to foresee) is still a malformed zTOC; the runtime's
+    // own wording stays in `cause`, out of the one-line message.
+    throw new SociError('ERR_INVALID_ZTOC', 'invalid zTOC: its data is malformed', { cause: e });
   }
 }

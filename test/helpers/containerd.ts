@@ -7,7 +7,9 @@
  *   const r = await cd.ctr(['-n', 'test', 'snapshots', '--snapshotter', 'soci', 'ls']);
  *
  * Both register an after-hook on `t` that stops the process (by PID), kills the runc shims this
- * containerd started, unmounts anything left under the temp dir, then deletes it.
+ * containerd started, unmounts anything left under the temp dir, then deletes it. The snapshotter's
+ * hook also fails the test when the daemon exited on its own or logged a crash (uncaught exception,
+ * unhandled rejection, unhandled 'error' event).
  * Needs root and containerd/ctr/runc: gate tests with `needs({ root: true, tools: [...] })`.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
@@ -124,6 +126,12 @@ export interface SnapshotterOptions {
   address?: string;
 }
 
+/**
+ * Lines that mean the daemon crashed or nearly did: its own fatal handler's line (main.ts), or
+ * Node's reports when no handler ran.
+ */
+const DAEMON_FATAL = /"level":"fatal"|"msg":"fatal:|Unhandled 'error' event|uncaughtException|unhandledRejection|UnhandledPromiseRejection|triggerUncaughtException|uncaught exception|unhandled rejection/i;
+
 export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = {}): Promise<StartedSnapshotter> {
   let dir = opts.dir;
   if (!dir) {
@@ -145,12 +153,26 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
   proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
   const logs = () => out;
-  t.after(() => stopProcess(proc, 'SIGTERM'));
+  // Health: the daemon must not die on its own, nor log an uncaught exception / unhandled rejection.
+  let stopAsked = false;
+  let died: string | null = null;
+  proc.once('exit', (code, signal) => {
+    if (!stopAsked && (code !== 0 || signal)) died = signal ? `killed by ${signal}` : `exited with code ${code}`;
+  });
+  t.after(async () => {
+    stopAsked = true;
+    await stopProcess(proc, 'SIGTERM');
+    const fatal = out.split('\n').find((l) => DAEMON_FATAL.test(l));
+    if (died || fatal) throw new Error(`snapshotter unhealthy: ${died ?? 'crash logged'}${fatal ? `: ${fatal.slice(0, 2000)}` : ''}\n${out.slice(-4000)}`);
+  });
   await waitFor('snapshotter start', () => existsSync(address) && out.includes('successfully started'), 30_000, proc, logs);
   return {
     address, root, configPath, proc, logs,
     logLines: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>),
-    stop: (signal: NodeJS.Signals = 'SIGINT') => stopProcess(proc, signal),
+    stop: (signal: NodeJS.Signals = 'SIGINT') => {
+      stopAsked = true;
+      return stopProcess(proc, signal);
+    },
   };
 }
 

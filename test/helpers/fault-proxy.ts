@@ -108,6 +108,14 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
           ures.pipe(res);
           return;
         }
+        if ((fault.kind === 'reset' || fault.kind === 'truncate') && fault.afterBytes === 0) {
+          // headers only, then the cut (a resumed download that makes no progress)
+          res.flushHeaders();
+          ures.destroy();
+          if (fault.kind === 'reset') setImmediate(() => res.socket?.destroy());
+          else res.socket?.end();
+          return;
+        }
         ures.on('data', (chunk: Buffer) => {
           let c = chunk;
           if (fault.kind === 'flip') {

@@ -1,0 +1,157 @@
+/**
+ * Local unpack under failure: a blob stream that throws (registry 404/500, reset connection, digest
+ * mismatch at the end), corrupt gzip/zstd/tar data, or a stream that stalls. Every case must reject
+ * with a one-line SociError; nothing may escape as an unhandled 'error' event or rejection (the
+ * test process itself would die, and the snapshotter daemon with it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { SociError } from '../../src/errors.js';
+import { unpackLayer, type UnpackCompression } from '../../src/fs/unpack.js';
+import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
+import { LABELS } from '../../src/snapshotter/soci-mounter.js';
+import type { RegistryClient } from '../../src/registry/index.js';
+import { hasTool } from '../helpers/env.js';
+import { pseudoRandom } from '../helpers/images.js';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+// Anything that slips out as a process-level error fails this file loudly.
+const stray: unknown[] = [];
+process.on('uncaughtException', (e) => stray.push(e));
+process.on('unhandledRejection', (e) => stray.push(e));
+
+function layerTar(): Buffer {
+  const src = execFileSync('mktemp', ['-d']).toString().trim();
+  try {
+    execFileSync('sh', ['-c', `mkdir -p ${src}/a/b && head -c 300000 /dev/urandom > ${src}/a/b/r.bin && echo hi > ${src}/a/t.txt`]);
+    return execFileSync('tar', ['-C', src, '-cf', '-', 'a'], { maxBuffer: 1 << 26 });
+  } finally {
+    execFileSync('rm', ['-rf', src]);
+  }
+}
+
+const TAR = layerTar();
+const BLOBS: Record<UnpackCompression, Buffer> = {
+  uncompressed: TAR,
+  gzip: gzipSync(TAR),
+  zstd: hasTool('zstd') ? execFileSync('zstd', ['-q', '-c'], { input: TAR }) : Buffer.alloc(0),
+};
+
+async function* chunks(b: Buffer, size = 16384): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += size) {
+    yield b.subarray(i, i + size);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** The first `at` bytes, then the failure a registry client throws. */
+async function* failing(b: Buffer, at: number, err = new SociError('ERR_NOT_FOUND', 'blob sha256:abc in r/x not found')): AsyncGenerator<Buffer> {
+  yield* chunks(b.subarray(0, at));
+  await new Promise((r) => setTimeout(r, 5));
+  throw err;
+}
+
+async function scratchDir(t: { after: (fn: () => unknown) => void }): Promise<string> {
+  const d = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-unpack-err-'));
+  t.after(() => rm(d, { recursive: true, force: true }));
+  return d;
+}
+
+function assertOneLine(e: unknown, re: RegExp): true {
+  assert.ok(e instanceof SociError, `a SociError, got ${String(e)}`);
+  assert.ok(!e.message.includes('\n'), `one line: ${JSON.stringify(e.message)}`);
+  assert.match(e.message, re);
+  return true;
+}
+
+for (const c of ['gzip', 'uncompressed', 'zstd'] as const) {
+  test(`unpackLayer (${c}): a source that fails at the start, mid-stream or at the end rejects with its error`, { skip: c === 'zstd' && !hasTool('zstd') ? 'needs zstd' : false }, async (t) => {
+    const b = BLOBS[c];
+    for (const at of [0, 100, Math.floor(b.length / 2), b.length]) {
+      const dir = await scratchDir(t);
+      await assert.rejects(unpackLayer(failing(b, at), c, dir), (e) => assertOneLine(e, /blob sha256:abc in r\/x not found/), `failure after ${at} bytes`);
+    }
+    // a digest mismatch noticed after the last byte (as fetchBlob reports it)
+    const dir = await scratchDir(t);
+    await assert.rejects(unpackLayer(failing(b, b.length, new SociError('ERR_DIGEST_MISMATCH', 'digest mismatch')), c, dir), (e) => assertOneLine(e, /digest mismatch/));
+    assert.deepEqual(stray, []);
+  });
+
+  test(`unpackLayer (${c}): corrupt data rejects with a one-line error; intact data still unpacks`, { skip: c === 'zstd' && !hasTool('zstd') ? 'needs zstd' : false }, async (t) => {
+    const b = Buffer.from(BLOBS[c]);
+    b.fill(0x5a, 30, 600);
+    await assert.rejects(unpackLayer(chunks(b), c, await scratchDir(t)), (e) => assertOneLine(e, /gzip|zstd|tar/i));
+    // truncated
+    await assert.rejects(unpackLayer(chunks(BLOBS[c].subarray(0, Math.floor(BLOBS[c].length / 3))), c, await scratchDir(t)), (e) => assertOneLine(e, /./));
+    const ok = await scratchDir(t);
+    const stats = await unpackLayer(chunks(BLOBS[c]), c, ok);
+    assert.equal(stats.entries, 4);
+    assert.deepEqual((await readdir(join(ok, 'a'))).sort(), ['b', 't.txt']);
+    assert.deepEqual(stray, []);
+  });
+}
+
+test('unpackLayer: the caller stopping early (worker failure) ends a stalled source without waiting for it', async (t) => {
+  // Bad tar data (more than one 1 MiB transfer buffer, so the worker sees it) makes the worker fail,
+  // while the source then never yields again.
+  async function* stalls(): AsyncGenerator<Buffer> {
+    yield Buffer.alloc(3 << 20, 0x41);
+    await new Promise((r) => setTimeout(r, 60_000).unref());
+  }
+  const started = Date.now();
+  await assert.rejects(unpackLayer(stalls(), 'uncompressed', await scratchDir(t)), (e) => assertOneLine(e, /tar/i));
+  assert.ok(Date.now() - started < 10_000, 'did not wait for the stalled source');
+  assert.deepEqual(stray, []);
+});
+
+/** A registry client double: manifest + config served, the layer stream scripted. */
+function fakeClient(layer: Buffer, diffId: string, stream: () => AsyncGenerator<Buffer>): { client: RegistryClient; manifestDigest: string; layerDigest: string } {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] } }));
+  const layerDigest = sha(layer);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
+    }),
+  );
+  const client = {
+    getManifest: async () => ({ bytes: manifest, digest: sha(manifest), mediaType: 'application/vnd.oci.image.manifest.v1+json' }),
+    fetchBlob: (_repo: string, digest: string) => (digest === layerDigest ? stream() : chunks(config)),
+  } as unknown as RegistryClient;
+  return { client, manifestDigest: sha(manifest), layerDigest };
+}
+
+test('RegistryLocalUnpacker: a layer download that fails rejects that unpack only, with a one-line error', async (t) => {
+  const gz = BLOBS.gzip;
+  const cases: Array<[string, () => AsyncGenerator<Buffer>, RegExp]> = [
+    ['404 before any byte', () => failing(gz, 0), /not found/],
+    ['reset mid-body', () => failing(gz, 5000, new SociError('ERR_NETWORK', 'blob x: ECONNRESET after 9 attempts')), /ECONNRESET/],
+    ['corrupt gzip', () => chunks(Buffer.concat([gz.subarray(0, 40), pseudoRandom(4000, 3, 0)])), /gzip/],
+  ];
+  for (const [name, stream, re] of cases) {
+    const { client, manifestDigest, layerDigest } = fakeClient(gz, sha(TAR), stream);
+    const u = new RegistryLocalUnpacker(() => client, () => undefined);
+    const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
+    await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, re), name);
+  }
+  // a wrong diff_id is caught after the stream
+  const { client, manifestDigest, layerDigest } = fakeClient(gz, sha(Buffer.from('other')), () => chunks(gz));
+  const u = new RegistryLocalUnpacker(() => client, () => undefined);
+  const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
+  await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, /does not match diff_id/));
+  // and an intact one unpacks
+  const good = fakeClient(gz, sha(TAR), () => chunks(gz));
+  const dir = await scratchDir(t);
+  await new RegistryLocalUnpacker(() => good.client, () => undefined).unpack(dir, [], { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest }, { namespace: 'default', key: 'k' });
+  assert.deepEqual((await readdir(join(dir, 'a'))).sort(), ['b', 't.txt']);
+  assert.deepEqual(stray, []);
+});

@@ -1,0 +1,88 @@
+/**
+ * Images for the hostile-layer and nosuid tests:
+ *   ociLayout(dir, layers, tag)   → an OCI layout of gzip'd tar layers (any tar writer), diff_ids set
+ *   twoLayerImage(dir, name)      → a 1.5 MB incompressible layer (lazy with --min-layer-size 1048576)
+ *                                   and a tiny one (~150 B gzip'd: never indexed, unpacked locally)
+ *   buildEuidProbe(dir)           → a static binary printing "<ruid> <euid>"; named `drop`, it execs
+ *                                   its arguments as uid/gid 65534 (a setpriv for images without one)
+ *   blobPath(reg, digest)         → where docker-registry keeps a blob's bytes (to delete them)
+ * Busybox cannot serve as the setuid probe: built with FEATURE_SUID it drops privileges for `id`.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { buildLayout, pseudoRandom, type BuiltLayout } from './images.js';
+import type { TestRegistry } from './registry.js';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */
+export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Promise<string[]> {
+  const put = async (b: Buffer) => {
+    const d = sha(b);
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
+    return { digest: d, size: b.length };
+  };
+  const layers = [];
+  for (const gz of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(gz)) });
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((g) => sha(gunzipSync(g))) } }));
+  const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
+  const m = await put(manifest);
+  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+  return layers.map((l) => l.digest);
+}
+
+export const BIG_FILE = 'big/blob.bin';
+export const BIG_SIZE = 1_572_864;
+
+/** The big file's bytes of image `seed` (incompressible, so its gzip'd layer stays above 1 MiB). */
+export function bigFile(seed: number): Buffer {
+  return pseudoRandom(BIG_SIZE, seed, 0);
+}
+
+/** [1.5 MB layer with big/blob.bin (+ extra files), tiny layer with etc/<name>.txt]; tag latest. */
+export function twoLayerImage(dir: string, name: string, seed: number, extra: Record<string, Buffer | { content: Buffer; mode: number }> = {}): BuiltLayout & { tiny: string; big: string } {
+  const built = buildLayout(dir, {
+    images: [{ layers: [{ files: { [BIG_FILE]: bigFile(seed), ...extra } }, { files: { [`etc/${name}.txt`]: `${name}\n` } }] }],
+  });
+  return { ...built, big: built.layers[0]![0]!, tiny: built.layers[0]![1]! };
+}
+
+const PROBE_C = String.raw`
+#include <grp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  if (strcmp(name, "drop") == 0) {
+    if (argc < 2) { fprintf(stderr, "usage: drop PROGRAM [ARG...]\n"); return 2; }
+    if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0) { perror("drop"); return 111; }
+    execv(argv[1], argv + 1);
+    perror("execv");
+    return 112;
+  }
+  printf("%d %d\n", (int)getuid(), (int)geteuid());
+  return 0;
+}
+`;
+
+/** Compiles the probe (gcc -static) into dir; returns its bytes. */
+export async function buildEuidProbe(dir: string): Promise<Buffer> {
+  const src = join(dir, 'probe.c');
+  const out = join(dir, 'probe');
+  await writeFile(src, PROBE_C);
+  execFileSync('gcc', ['-static', '-O2', '-o', out, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return readFile(out);
+}
+
+/** docker-registry's filesystem driver: the blob's data file. */
+export function blobPath(reg: TestRegistry, digest: string): string {
+  const hex = digest.slice('sha256:'.length);
+  return join(reg.root, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+}
