@@ -151,6 +151,6 @@ main(process.argv, { grpcServices: () => { setTimeout(() => { ${kind === 'except
     }
     hooks.length = 0;
     assert.ok(hookError, 'the health check failed the test');
-    assert.match(hookError.message, /snapshotter unhealthy: exited with code 70: .*fatal: /);
+    assert.match(hookError.message, /snapshotter unhealthy: exited with code 70: [\s\S]*fatal: /);
   }
 });
