@@ -26,7 +26,6 @@ import { info, out, printJson } from './output.js';
 import { Progress } from './progress.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 import { globals, openSession, type GlobalOpts, type Session } from './session.js';
-import { containerdBlobs } from '../containerd/index.js';
 import { resolve } from 'node:path';
 
 type ConvertFlags = BuildFlags & RegistryFlags & { standalone: boolean; remote: boolean; format: string; json: boolean; quiet: boolean; maxConcurrentUploads: number };
@@ -105,7 +104,7 @@ async function fromContainerd(s: Session, src: string, dst: string, flags: Flags
   const r = await convertImage(img.target, new ContainerdImageSource(cd.content, img.name), ztocCache(s.db, blobs), flags);
   await saveBlobs(blobs, r.blobs);
   // With our content store in use, containerd still gets the graph: DST must be pushable.
-  if (s.storeType === 'soci') await saveBlobs(containerdBlobs(cd.content, cd.namespace), r.blobs);
+  if (s.storeType === 'soci') await saveBlobs(await s.containerdBlobs(), r.blobs);
   await cd.images.put(name, r.desc);
   record(s, r, name, `containerd:${cd.namespace}`);
   return r;

@@ -29,15 +29,16 @@ export function rebuildDbCommand(): Command {
       const inUse = await s.blobs();
       const ours = localBlobs(s.local.content);
       const stores = s.storeType === 'soci' ? [inUse] : [inUse, ours];
-      const present = new Set<string>();
-      for (const st of stores) for (const b of await st.list()) present.add(b.digest);
+      // Each store is listed once; the listing serves both the presence check and the scan.
+      const listed = await Promise.all(stores.map(async (st) => ({ st, blobs: await st.list() })));
+      const present = new Set(listed.flatMap((l) => l.blobs.map((b) => b.digest)));
 
       const known = s.db.list().filter((e) => present.has(e.digest));
       const byDigest = new Map(known.map((e) => [`${e.type}|${e.digest}`, e]));
       // SOCI index manifests, and what the image indexes say about v2 ones.
       const indexes = new Map<string, Found>();
       const v2 = new Map<string, { imageDigest: string; manifestDigest: string; platform: string }>();
-      for (const st of stores) await scan(st, indexes, v2);
+      for (const { st, blobs } of listed) await scan(st, blobs, indexes, v2);
 
       const now = new Date().toISOString();
       const rows: ArtifactEntry[] = [...known];
@@ -63,8 +64,13 @@ export function rebuildDbCommand(): Command {
   });
 }
 
-async function scan(st: ArtifactBlobs, indexes: Map<string, Found>, v2: Map<string, { imageDigest: string; manifestDigest: string; platform: string }>): Promise<void> {
-  for (const { digest, size } of await st.list()) {
+async function scan(
+  st: ArtifactBlobs,
+  blobs: ReadonlyArray<{ digest: string; size: number }>,
+  indexes: Map<string, Found>,
+  v2: Map<string, { imageDigest: string; manifestDigest: string; platform: string }>,
+): Promise<void> {
+  for (const { digest, size } of blobs) {
     if (size < 10 || size > MAX_INDEX_BYTES || indexes.has(digest)) continue;
     let bytes: Buffer;
     try {

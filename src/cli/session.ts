@@ -7,7 +7,8 @@
  * conversion recorded (always kept in our store) stays readable in either mode.
  */
 import type { Command } from 'commander';
-import { Containerd, containerdBlobs } from '../containerd/index.js';
+import type { Containerd } from '../containerd/index.js';
+import { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from '../containerd/defaults.js';
 import { SociError, isSociError } from '../errors.js';
 import { localBlobs, openLocalStore, resolveRoot, DB_NAME, AWS_DB_NAME, type ArtifactBlobs, type ArtifactsDb, type LocalStore } from '../store/index.js';
 import { parseGoDuration } from './duration.js';
@@ -33,6 +34,8 @@ export interface Session {
   containerd(): Promise<Containerd>;
   /** the content store in use */
   blobs(): Promise<ArtifactBlobs>;
+  /** containerd's content store, whichever store is in use */
+  containerdBlobs(): Promise<ArtifactBlobs>;
   /** a blob from the store in use, else from ours */
   readArtifact(digest: string): Promise<Buffer>;
   /** takes a containerd lease for the writes that follow; Ctrl-C releases it too */
@@ -61,20 +64,24 @@ export async function openSession(g: GlobalOpts): Promise<Session> {
   }
   let cd: Promise<Containerd> | undefined;
   let unhook: (() => void) | undefined;
+  // Loaded on first use: commands that never talk to containerd do not load gRPC.
   const containerd = () =>
-    (cd ??= Containerd.connect({
-      address: g.address || process.env.CONTAINERD_ADDRESS || '/run/containerd/containerd.sock',
-      namespace: g.namespace || process.env.CONTAINERD_NAMESPACE || 'default',
+    (cd ??= import('../containerd/index.js').then(({ Containerd }) => Containerd.connect({
+      address: g.address || process.env.CONTAINERD_ADDRESS || DEFAULT_ADDRESS,
+      namespace: g.namespace || process.env.CONTAINERD_NAMESPACE || DEFAULT_NAMESPACE,
       ...(deadline ? { deadline } : {}),
-    }));
+    })));
   const ours = localBlobs(local.content);
-  const blobs = async () => (storeType === 'soci' ? ours : containerdBlobs((await containerd()).content, (await containerd()).namespace));
+  let theirs: Promise<ArtifactBlobs> | undefined;
+  const containerdStore = () => (theirs ??= Promise.all([containerd(), import('../containerd/index.js')]).then(([c, m]) => m.containerdBlobs(c.content)));
+  const blobs = () => (storeType === 'soci' ? Promise.resolve(ours) : containerdStore());
   return {
     storeType,
     local,
     db: local.db,
     containerd,
     blobs,
+    containerdBlobs: containerdStore,
     async readArtifact(digest) {
       if (storeType === 'containerd') {
         try {

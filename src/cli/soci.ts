@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isSociError } from '../errors.js';
 import { versionLine } from '../version.js';
+import { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from '../containerd/defaults.js';
 import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
 import { indexCommand } from './index-cmd.js';
@@ -14,8 +15,8 @@ export function buildProgram(): Command {
   program
     .version(versionLine('soci'), '-v, --version')
     .description('Seekable OCI: build, convert, push and inspect SOCI indexes')
-    .option('-a, --address <socket>', "address for containerd's GRPC server (env CONTAINERD_ADDRESS)", process.env.CONTAINERD_ADDRESS || '/run/containerd/containerd.sock')
-    .option('-n, --namespace <ns>', 'namespace to use with commands (env CONTAINERD_NAMESPACE)', process.env.CONTAINERD_NAMESPACE || 'default')
+    .option('-a, --address <socket>', "address for containerd's GRPC server (env CONTAINERD_ADDRESS)", process.env.CONTAINERD_ADDRESS || DEFAULT_ADDRESS)
+    .option('-n, --namespace <ns>', 'namespace to use with commands (env CONTAINERD_NAMESPACE)', process.env.CONTAINERD_NAMESPACE || DEFAULT_NAMESPACE)
     .option('--timeout <duration>', 'timeout for commands, e.g. 30s or 2m')
     .option('--debug', 'enable debug output (each HTTP request, without secrets)', false)
     .option('--content-store <type>', 'use a specific content store (soci or containerd)', 'containerd')

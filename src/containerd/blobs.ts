@@ -3,9 +3,8 @@ import { isSociError } from '../errors.js';
 import type { ArtifactBlobs } from '../store/artifact-blobs.js';
 import type { ContentService } from './content.js';
 
-export function containerdBlobs(content: ContentService, namespace: string): ArtifactBlobs {
+export function containerdBlobs(content: ContentService): ArtifactBlobs {
   return {
-    where: `containerd's content store (namespace ${namespace})`,
     has: async (d) => (await content.stat(d)) !== undefined,
     get: (d) => content.get(d),
     readRange: (d, s, e) => content.readRange(d, s, e),

@@ -13,13 +13,10 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { SociError } from '../errors.js';
 import { serviceConstructor } from './proto.js';
 
-export const DEFAULT_ADDRESS = '/run/containerd/containerd.sock';
-export const DEFAULT_NAMESPACE = 'default';
 
 export interface ContainerdOptions {
   /** socket path; a `unix://` prefix is accepted, as by AWS's CLI */
   address: string;
-  /** changed only by Containerd.namespacesWith, for one call at a time */
   namespace: string;
   /** every call must end by then (the whole command's `--timeout`) */
   deadline?: Date;
@@ -75,7 +72,7 @@ export class ContainerdConnection {
     } catch {
       throw this.permissionError();
     }
-    const v = (await this.unary('version', 'Version', {}, { noNamespace: true })) as { version: string; revision: string };
+    const v = (await this.unary('version', 'Version', {}, { namespace: null })) as { version: string; revision: string };
     return v;
   }
 
@@ -97,9 +94,10 @@ export class ContainerdConnection {
     return s;
   }
 
-  metadata(noNamespace = false): grpc.Metadata {
+  /** `namespace`: the connection's by default; null sends none (namespace-less services). */
+  metadata(namespace: string | null = this.opts.namespace): grpc.Metadata {
     const md = new grpc.Metadata();
-    if (!noNamespace) md.set('containerd-namespace', this.opts.namespace);
+    if (namespace !== null) md.set('containerd-namespace', namespace);
     if (this.lease) md.set('containerd-lease', this.lease);
     return md;
   }
@@ -108,10 +106,10 @@ export class ContainerdConnection {
     return this.opts.deadline ? { deadline: this.opts.deadline } : {};
   }
 
-  unary(service: ServiceName, method: string, req: unknown, o: { noNamespace?: boolean } = {}): Promise<unknown> {
+  unary(service: ServiceName, method: string, req: unknown, o: { namespace?: string | null } = {}): Promise<unknown> {
     const fn = this.stub(service)[method] as Unary;
     return new Promise((resolve, reject) => {
-      fn.call(this.stub(service), req, this.metadata(o.noNamespace), this.callOptions(), (e, res) => (e ? reject(this.error(e, `${service}.${method}`)) : resolve(res)));
+      fn.call(this.stub(service), req, this.metadata(o.namespace), this.callOptions(), (e, res) => (e ? reject(this.error(e, `${service}.${method}`)) : resolve(res)));
     });
   }
 

@@ -28,9 +28,10 @@ const toProto = (i: ImageRecord): PImage => ({
 export class ImageService {
   constructor(private readonly c: ContainerdConnection) {}
 
-  async get(name: string): Promise<ImageRecord | undefined> {
+  /** The record in the connection's namespace, or in `namespace`. */
+  async get(name: string, namespace?: string): Promise<ImageRecord | undefined> {
     try {
-      const r = (await this.c.unary('images', 'Get', { name })) as { image: PImage };
+      const r = (await this.c.unary('images', 'Get', { name }, namespace === undefined ? {} : { namespace })) as { image: PImage };
       return fromProto(r.image);
     } catch (e) {
       if (isSociError(e, 'ERR_NOT_FOUND')) return undefined;

@@ -9,7 +9,8 @@ import { createLease, deleteLease } from './leases.js';
 import { parseReference } from '../oci/reference.js';
 import type { ImageRecord } from './images.js';
 
-export { DEFAULT_ADDRESS, DEFAULT_NAMESPACE, socketPath, type ContainerdOptions } from './client.js';
+export { socketPath, type ContainerdOptions } from './client.js';
+export { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from './defaults.js';
 export { containerdBlobs } from './blobs.js';
 export type { ContentInfo, ContentService } from './content.js';
 export type { ImageRecord, ImageService } from './images.js';
@@ -47,8 +48,8 @@ export class Containerd {
    * An image record by name as typed, else by its normalised name (`rabbitmq:latest` is stored by
    * nerdctl and ctr as `docker.io/library/rabbitmq:latest`).
    */
-  async findImage(name: string): Promise<ImageRecord | undefined> {
-    const exact = await this.images.get(name);
+  async findImage(name: string, namespace?: string): Promise<ImageRecord | undefined> {
+    const exact = await this.images.get(name, namespace);
     if (exact) return exact;
     let full: string;
     try {
@@ -56,27 +57,18 @@ export class Containerd {
     } catch {
       return undefined;
     }
-    return full === name ? undefined : this.images.get(full);
+    return full === name ? undefined : this.images.get(full, namespace);
   }
 
   /** Namespaces other than ours that hold an image of this name (for "wrong namespace" hints). */
   async namespacesWith(name: string): Promise<string[]> {
     const out: string[] = [];
-    const mine = this.conn.opts.namespace;
-    for (const ns of await this.namespaces()) {
-      if (ns === mine) continue;
-      this.conn.opts.namespace = ns;
-      try {
-        if (await this.findImage(name)) out.push(ns);
-      } finally {
-        this.conn.opts.namespace = mine;
-      }
-    }
+    for (const ns of await this.namespaces()) if (ns !== this.namespace && (await this.findImage(name, ns))) out.push(ns);
     return out;
   }
 
   async namespaces(): Promise<string[]> {
-    const r = (await this.conn.unary('namespaces', 'List', { filter: '' }, { noNamespace: true })) as { namespaces: Array<{ name: string }> };
+    const r = (await this.conn.unary('namespaces', 'List', { filter: '' }, { namespace: null })) as { namespaces: Array<{ name: string }> };
     return r.namespaces.map((n) => n.name);
   }
 

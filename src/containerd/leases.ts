@@ -18,8 +18,3 @@ export async function createLease(c: ContainerdConnection): Promise<string> {
 export async function deleteLease(c: ContainerdConnection, id: string): Promise<void> {
   await c.unary('leases', 'Delete', { id, sync: false });
 }
-
-export async function listLeases(c: ContainerdConnection): Promise<string[]> {
-  const r = (await c.unary('leases', 'List', { filters: [] })) as { leases: Array<{ id: string }> };
-  return r.leases.map((l) => l.id);
-}

@@ -7,8 +7,6 @@ import { SociError } from '../errors.js';
 import type { ContentStore } from './content-store.js';
 
 export interface ArtifactBlobs {
-  /** for messages: "containerd's content store", "the soci content store (/root/content)" */
-  readonly where: string;
   has(digest: string): Promise<boolean>;
   get(digest: string): Promise<Buffer>;
   /** bytes [start, end) */
@@ -22,7 +20,6 @@ export interface ArtifactBlobs {
 
 export function localBlobs(store: ContentStore): ArtifactBlobs {
   return {
-    where: `the soci content store (${store.root})`,
     has: (d) => store.has(d),
     get: (d) => store.get(d),
     async readRange(d, start, end) {

@@ -3,7 +3,8 @@
  * with hardlink resolution, whole-file extraction, and the Unix mode of an entry.
  */
 import { SociError } from '../errors.js';
-import { extractSpans, parseCheckpoints } from '../compression/index.js';
+import { parseCheckpoints } from '../compression/index.js';
+import { readVerifiedRange } from '../compression/span-verify.js';
 import type { Span, SpanTable } from '../compression/types.js';
 import type { FileMetadata, Ztoc } from './types.js';
 import { cleanPath, quoteName } from './names.js';
@@ -67,12 +68,15 @@ export function findEntry(z: Ztoc, name: string | Buffer): FileMetadata | undefi
 
 /**
  * The file's bytes, fetched span by span through `read(start, end)` (compressed blob range,
- * end exclusive) and inflated from the spans' checkpoints. Hardlinks are resolved first.
+ * end exclusive), verified and inflated from the spans' checkpoints. Hardlinks are resolved first.
+ * No tar-header check: `readFileVerified` (read-file.ts) is the one for untrusted zTOCs.
  */
 export async function extractFile(
   z: Ztoc,
   entry: FileMetadata,
   read: (start: number, end: number) => Promise<Buffer>,
+  /** the layer's digest, for messages */
+  layer = '(digest not given)',
 ): Promise<Buffer> {
   let e = entry;
   if (e.type === 'hardlink') {
@@ -82,23 +86,12 @@ export async function extractFile(
   }
   if (e.type !== 'reg') throw new SociError('ERR_UNSUPPORTED', `${quoteName(e.name)} is a ${e.type}, not a regular file`);
   if (e.uncompressedSize === 0) return Buffer.alloc(0);
-  const t = spanTable(z);
   const endOffset = e.uncompressedOffset + e.uncompressedSize;
   if (endOffset > z.uncompressedArchiveSize) {
     throw new SociError('ERR_INVALID_ZTOC', `entry ${quoteName(e.name)} ends beyond the archive`);
   }
-  // Only the spans holding the file's bytes (the last byte is endOffset - 1).
-  const first = t.spanIdForOffset(e.uncompressedOffset);
-  const last = t.spanIdForOffset(endOffset - 1);
-  const fs = t.spans[first]!;
-  const ls = t.spans[last]!;
-  const compressed = await read(fs.cStart, ls.cEnd);
-  if (compressed.length !== ls.cEnd - fs.cStart) {
-    throw new SociError('ERR_IO', `short read of layer bytes ${fs.cStart}-${ls.cEnd}: got ${compressed.length}`);
-  }
-  const data = await extractSpans(t, first, last, compressed);
-  const from = e.uncompressedOffset - fs.uStart;
-  return data.subarray(from, from + e.uncompressedSize);
+  // Only the spans holding the file's bytes, each verified against its digest before inflating.
+  return readVerifiedRange(spanTable(z), z.compression.spanDigests, read, e.uncompressedOffset, endOffset, layer);
 }
 
 const S_IFMT = { reg: 0o100000, hardlink: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
