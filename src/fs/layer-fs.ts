@@ -49,8 +49,10 @@ export class LayerFs implements Filesystem {
   private readonly listings = new Map<number, DirEntry[]>();
   private readonly opts: LayerFsOptions;
   private readonly headers: TocHeaders | undefined;
-  /** data offset → the check of that file's header: passed, or failed for good */
+  /** data offset → the check of that file's header: running, or failed for good */
   private readonly checked = new Map<number, Promise<void>>();
+  /** data offsets whose header check passed */
+  private readonly passed = new Set<number>();
   /** files whose tar header did not match their zTOC entry */
   headerMismatches = 0;
   /** `<parent ino>/<name>` of hardlink entries → the offset their header ends at */
@@ -173,7 +175,8 @@ export class LayerFs implements Filesystem {
     if (offset >= n.size || size <= 0) return Buffer.alloc(0);
     const len = Math.min(size, n.size - offset);
     try {
-      await this.checkAt(n.dataOffset);
+      // Checked once per file; afterwards no await on the read path.
+      if (!this.passed.has(n.dataOffset)) await this.checkAt(n.dataOffset);
       const fileEnd = n.dataOffset + n.size; // readahead stays inside the file
       const buf = dst ? await this.spans.readInto(n.dataOffset + offset, len, dst, fileEnd) : await this.spans.read(n.dataOffset + offset, len, fileEnd);
       if (buf.length !== len) throw new ErrnoError(Errno.EIO, `short read: ${buf.length} of ${len} bytes`);
@@ -199,6 +202,7 @@ export class LayerFs implements Filesystem {
         const bytes = await this.spans.read(region.start, region.end - region.start);
         try {
           checkHeader(region, bytes, this.digest);
+          this.passed.add(dataOffset);
         } catch (e) {
           this.headerMismatches++;
           this.lastError = (e as Error).message;
