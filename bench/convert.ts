@@ -120,7 +120,7 @@ async function main() {
         rmSync(root, { recursive: true, force: true });
         if (k === 'a') r.a.push(await download(reg.host, img.layers));
         if (k === 'b') {
-          const t = await timed(process.execPath, [SOCI, '--root', root, 'convert', '--remote', '-q', '--standalone', '--format', 'oci-dir', layout, join(work, `out-${i}`)]);
+          const t = await timed(process.execPath, [SOCI, '--root', root, 'convert', '-q', '--standalone', '--format', 'oci-dir', layout, join(work, `out-${i}`)]);
           r.b.push(t.s);
           rss.b.push(t.rssMb);
           rmSync(join(work, `out-${i}`), { recursive: true, force: true });
