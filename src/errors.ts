@@ -44,3 +44,17 @@ export class SociError extends Error {
 export function isSociError(e: unknown, code?: ErrorCode): e is SociError {
   return e instanceof SociError && (code === undefined || e.code === code);
 }
+
+const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Control characters that came from the input (a file name, a registry's error body) shown as
+ * escapes, so a message stays one line: `\n`, `\r`, `\t`, other C0/C1 controls and DEL as `\xHH`,
+ * the Unicode line/paragraph separators as `\u2028`/`\u2029`.
+ */
+export function escapeControls(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return ESCAPES[c] ?? (code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`);
+  });
+}

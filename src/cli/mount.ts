@@ -12,13 +12,13 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { SociError } from '../errors.js';
+import { SociError, escapeControls } from '../errors.js';
 import { isIndexType } from '../oci/media-types.js';
 import { hostPlatform, parsePlatform, platformMatches, formatPlatform } from '../oci/platform.js';
 import { parseReference } from '../oci/reference.js';
 import { decodeIndex, decodeManifest } from '../oci/types.js';
 import { resolveRoot } from '../store/index.js';
-import { BackgroundFetcher, SpanCache, DEFAULT_CACHE_MAX_BYTES } from '../fs/index.js';
+import { BackgroundFetcher, FailureLog, SpanCache, DEFAULT_CACHE_MAX_BYTES, failureLine } from '../fs/index.js';
 import { mountImage, planImage, releaseLayers, removeLayerDirs, umountPath, type ImageMount, type ImagePlan } from '../fs/image-mount.js';
 import { parseSize } from './common.js';
 import { globals } from './session.js';
@@ -160,6 +160,9 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
   };
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
+  // Each failed verification, registry error, deadline and zTOC lie: one line on stderr (the log
+  // file with --detach), at most once a minute per layer and span or file.
+  const failures = new FailureLog({ write: (f, n) => process.stderr.write(`soci: ${escapeControls(failureLine(f, n))}\n`) });
   let ok = false;
   try {
     mounted = await mountImage({
@@ -172,7 +175,7 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
       prefetch: o.prefetch,
       allowSuid: o.allowSuid,
       allowDev: o.allowDev,
-      layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, ...(bg ? { backgroundFetcher: bg } : {}) },
+      layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, onFailure: (f) => failures.report(f), ...(bg ? { backgroundFetcher: bg } : {}) },
     });
     const state: MountState = {
       pid: process.pid,

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { isSociError } from '../errors.js';
+import { escapeControls, isSociError } from '../errors.js';
 import { versionLine } from '../version.js';
 import { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from '../containerd/defaults.js';
 import { convertCommand } from './convert.js';
@@ -49,20 +49,10 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 /**
- * The final `soci: …` line: always one line. Control characters that came from the input (a file
- * name, a registry's error body) are shown as escapes: `\n`, `\r`, `\t`, other C0/C1 controls and
- * DEL as `\xHH`, the Unicode line/paragraph separators as `\u2028`/`\u2029`.
+ * The final `soci: …` line: always one line, control characters from the input escaped.
  */
 export function errorLine(e: unknown): string {
   const msg = isSociError(e) || e instanceof Error ? e.message : String(e);
   return escapeControls(msg.trim()) || 'error';
 }
 
-const ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-function escapeControls(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return ESCAPES[c] ?? (code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`);
-  });
-}

@@ -7,3 +7,4 @@ export { LayerFs, STATE_DIR, type LayerFsOptions } from './layer-fs.js';
 export { mountLayer, createLayerFs, type LayerMount, type LayerMountOptions, type LayerMountStats, type MountLayerParams, type PrefetchSpans } from './mount-layer.js';
 export { fileBlobSource } from './file-blob-source.js';
 export { unpackLayer, type UnpackCompression, type UnpackStats } from './unpack.js';
+export { FailureLog, FAILURE_MESSAGES, failureFields, failureLine, type FailureKind, type FailureReport, type LayerFailure } from './failure-log.js';

@@ -16,6 +16,7 @@ import { TocHeaders, checkHeader } from '../ztoc/entry-check.js';
 import { cleanPath } from '../ztoc/spans.js';
 import { whiteoutTarget } from '../ztoc/names.js';
 import type { FileMetadata } from '../ztoc/types.js';
+import type { FailureReport } from './failure-log.js';
 
 export const STATE_DIR = '.soci-snapshotter';
 
@@ -26,8 +27,8 @@ export interface LayerFsOptions {
   opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';
   /** zTOC annotation com.amazon.soci.disable-xattrs: report no xattrs at all */
   disableXattrs?: boolean;
-  /** called when a read fails (after it is recorded in the state file) */
-  onError?: (err: Error) => void;
+  /** told of each read answered with an error and each header that disagrees with its zTOC entry */
+  onFailure?: (r: FailureReport) => void;
   /**
    * The zTOC's TOC: each file's tar header is checked against its entry before its data is served
    * the first time (a mismatch is EIO for that file). Left out only by tests of synthetic trees.
@@ -185,7 +186,7 @@ export class LayerFs implements Filesystem {
       // A header mismatch was reported once, when it was found; later reads just fail.
       if (!isSociError(e, 'ERR_INVALID_ZTOC')) {
         this.lastError = (e as Error).message ?? String(e);
-        this.opts.onError?.(e as Error);
+        this.opts.onFailure?.({ kind: 'read', entry: this.entryName(n.dataOffset), cause: this.lastError });
       }
       throw e;
     }
@@ -206,7 +207,7 @@ export class LayerFs implements Filesystem {
         } catch (e) {
           this.headerMismatches++;
           this.lastError = (e as Error).message;
-          this.opts.onError?.(e as Error);
+          this.opts.onFailure?.({ kind: 'toc_mismatch', entry: region.entry.name.toString('utf8'), cause: this.lastError });
           throw e;
         }
       })();
@@ -217,6 +218,11 @@ export class LayerFs implements Filesystem {
       });
     }
     return p;
+  }
+
+  /** The zTOC name of the file whose data starts at `dataOffset` (for failure reports). */
+  private entryName(dataOffset: number): string | undefined {
+    return this.headers?.region(dataOffset)?.entry.name.toString('utf8');
   }
 
   async readlink(ino: number): Promise<Buffer> {

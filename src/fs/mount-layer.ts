@@ -12,6 +12,7 @@ import { spanTable, type Ztoc } from '../ztoc/index.js';
 import { SociError } from '../errors.js';
 import type { BackgroundFetcher } from './background-fetcher.js';
 import { LayerFs } from './layer-fs.js';
+import type { LayerFailure } from './failure-log.js';
 import type { SpanCache } from './span-cache.js';
 import { DEFAULT_READ_DEADLINE_MS, SpanManager, type SpanManagerStats } from './span-manager.js';
 import { LayerTree } from './tree.js';
@@ -37,6 +38,8 @@ export interface LayerMountOptions {
   opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';
   fuse?: Partial<FuseServerOptions>;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** every span verification failure, registry error, missed deadline, zTOC lie and failed read */
+  onFailure?: (f: LayerFailure) => void;
 }
 
 export interface MountLayerParams {
@@ -74,7 +77,10 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
   if (p.blob.size < p.ztoc.compressedArchiveSize) {
     throw new SociError('ERR_INVALID_ZTOC', `zTOC of ${p.layer.digest} covers ${p.ztoc.compressedArchiveSize} bytes but the layer has ${p.blob.size}`);
   }
+  const onFailure = o.onFailure;
+  const report = onFailure ? { onFailure: (r: Omit<LayerFailure, 'layer'>) => onFailure({ ...r, layer: p.layer.digest }) } : {};
   const spans = new SpanManager({
+    ...report,
     // Unique per mount: two mounts of one layer must not drop each other's cached spans.
     layerKey: `${p.layer.digest}-${++mountSeq}`,
     table: spanTable(p.ztoc),
@@ -92,7 +98,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
     disableXattrs,
     toc: { entries: p.ztoc.toc, uncompressedArchiveSize: p.ztoc.uncompressedArchiveSize },
     ...(o.opaqueXattr ? { opaqueXattr: o.opaqueXattr } : {}),
-    ...(o.log ? { onError: (e: Error) => o.log!('layer read failed', { layer: p.layer.digest, error: e.message }) } : {}),
+    ...report,
   });
 }
 

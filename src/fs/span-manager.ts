@@ -15,6 +15,7 @@ import type { BlobSource } from '../oci/blob-source.js';
 import type { SpanCache } from './span-cache.js';
 import { ReadTracker, type ReadStats } from './read-tracker.js';
 import { Readahead, type Ahead } from './readahead.js';
+import type { FailureReport } from './failure-log.js';
 
 /** A reader waits at most this long by default; a fetch may go on after it for later readers. */
 export const DEFAULT_READ_DEADLINE_MS = 30_000;
@@ -38,6 +39,8 @@ export interface SpanManagerOptions {
   maxRequestBytes?: number;
   /** largest readahead window for sequential readers, in spans (default 8; 0 = no readahead) */
   readaheadMaxSpans?: number;
+  /** sees every failed fetch attempt, digest mismatch and missed read deadline (logs, metrics) */
+  onFailure?: (r: FailureReport) => void;
 }
 
 export interface SpanManagerStats extends ReadStats {
@@ -61,7 +64,8 @@ export interface SpanManagerStats extends ReadStats {
 export class SpanManager {
   readonly layerKey: string;
   readonly table: SpanTable;
-  private readonly o: Required<Omit<SpanManagerOptions, 'layerKey' | 'table' | 'digests' | 'blob' | 'cache'>>;
+  private readonly o: Required<Omit<SpanManagerOptions, 'layerKey' | 'table' | 'digests' | 'blob' | 'cache' | 'onFailure'>>;
+  private readonly report: (r: FailureReport) => void;
   private readonly digests: readonly string[];
   private readonly blob: BlobSource;
   private readonly cache: SpanCache;
@@ -97,6 +101,7 @@ export class SpanManager {
       maxRequestBytes: opts.maxRequestBytes ?? 32 << 20,
       readaheadMaxSpans: opts.readaheadMaxSpans ?? 8,
     };
+    this.report = opts.onFailure ?? (() => undefined);
     validate(opts.table, opts.digests, opts.blob.size);
     this.reads = new ReadTracker(opts.table);
     this.ahead = new Readahead(this.o.readaheadMaxSpans, opts.table.maxSpanId);
@@ -143,7 +148,10 @@ export class SpanManager {
     for (let id = first; id <= last; id++) if (this.overdue.has(id)) deadline = Math.min(deadline, OVERDUE_GRACE_MS);
     const what = `read of layer ${this.layerKey} bytes ${offset}-${end}`;
     const p = withDeadline(this.readRange(offset, end, this.limitSpan(fileEnd)), deadline, what).catch((e: unknown) => {
-      if (isSociError(e, 'ERR_TIMEOUT')) this.markOverdue(first, last);
+      if (isSociError(e, 'ERR_TIMEOUT')) {
+        this.markOverdue(first, last);
+        this.report({ kind: 'read_deadline', spans: [first, last], cause: (e as Error).message });
+      }
       throw e;
     });
     return p.then((buf) => (this.reads.record(offset, offset + buf.length), buf));
@@ -407,12 +415,14 @@ export class SpanManager {
       } catch (e) {
         this.s.fetchFailures++;
         lastErr = e;
+        this.report({ kind: 'registry', spans: [ids[0]!, ids.at(-1)!], cause: `attempt ${attempt + 1} of ${this.o.retries + 1}: ${(e as Error)?.message ?? String(e)}` });
         continue;
       }
       const bad = await firstBadSpan(this.table, this.digests, ids, buf);
       if (bad === undefined) return buf;
       this.s.verifyFailures++;
       lastErr = new SociError('ERR_DIGEST_MISMATCH', `span ${bad} of layer ${this.layerKey} does not match its zTOC digest`);
+      this.report({ kind: 'span_verification', spans: [bad, bad], cause: `attempt ${attempt + 1} of ${this.o.retries + 1}: compressed bytes ${this.table.spans[bad]!.cStart}-${this.table.spans[bad]!.cEnd} from the registry do not match the span's zTOC digest` });
     }
     const why = lastErr instanceof Error ? lastErr.message : String(lastErr);
     throw new SociError(lastErr instanceof SociError && lastErr.code === 'ERR_DIGEST_MISMATCH' ? 'ERR_DIGEST_MISMATCH' : 'ERR_IO',

@@ -54,8 +54,8 @@ export interface FuseServerOptions {
    * names): 'utf8' (default) or 'latin1' for byte-exact names that may not be valid UTF-8.
    */
   names?: NameEncoding;
-  /** Called once per answered request: op name, latency in µs, and whether it was an error reply (metrics). */
-  onOp?: (op: string, micros: number, failed: boolean) => void;
+  /** Called once per answered request: op name, latency in µs, and the errno of an error reply, else 0 (metrics). */
+  onOp?: (op: string, micros: number, errno: number) => void;
 }
 
 export type CloseReason = 'unmounted' | 'aborted' | 'error';
@@ -411,11 +411,11 @@ export class FuseServer extends EventEmitter {
   // ---- reply writers (one synchronous write per reply) ----
 
   /** Marks `p` answered; false when it was already (timeout/interrupt) or the connection ended. */
-  private take(p: Pending, failed = false): boolean {
+  private take(p: Pending, errno = 0): boolean {
     if (p.done || this.isClosed) return false;
     p.done = true;
     if (this.pending.delete(p.lo + p.hi * TWO32)) this.stats.inflight = this.pending.size;
-    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, failed);
+    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, errno);
     return true;
   }
 
@@ -434,7 +434,7 @@ export class FuseServer extends EventEmitter {
   }
 
   private replyError(p: Pending, errno: number): void {
-    if (!this.take(p, true)) return;
+    if (!this.take(p, errno)) return;
     this.stats.errorReplies++;
     writeOutHeader(this.scratch, OUT_HEADER_SIZE, errno, p.lo, p.hi);
     this.writeOut(this.scratch, OUT_HEADER_SIZE);

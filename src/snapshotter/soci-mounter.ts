@@ -6,8 +6,9 @@
  */
 import { join } from 'node:path';
 import { SociError } from '../errors.js';
-import { BackgroundFetcher, SpanCache, mountLayer, type LayerMount } from '../fs/index.js';
+import { BackgroundFetcher, FAILURE_MESSAGES, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
 import { cleanupStaleMounts, umount } from '../fuse/index.js';
+import { Errno } from '../fuse/types.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
 import type { CredentialProvider } from '../registry/types.js';
@@ -34,10 +35,40 @@ export const LABELS = {
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
+/** The soci_fs_operation_count operation_type of each failure kind (failed reads are counted by FUSE op). */
+export const FAILURE_COUNTERS: Partial<Record<FailureKind, string>> = {
+  span_verification: 'span_verification_failure_count',
+  registry: 'remote_registry_fetch_failure_count',
+  read_deadline: 'read_deadline_exceeded_count',
+  toc_mismatch: 'ztoc_entry_mismatch_count',
+};
+
+/** Bytes that cannot be trusted are errors; a slow or failing registry is a warning. */
+const FAILURE_LEVEL: Record<FailureKind, 'warn' | 'error'> = { span_verification: 'error', toc_mismatch: 'error', registry: 'warn', read_deadline: 'warn', read: 'warn' };
+
+/** FUSE op → AWS's name for its failure counter (others: fuse_<op>_failure_count). */
+const FUSE_FAILURE_COUNTERS: Record<string, string> = {
+  read: 'fuse_file_read_failure_count',
+  getattr: 'fuse_node_getattr_failure_count',
+  lookup: 'fuse_node_lookup_failure_count',
+  open: 'fuse_node_open_failure_count',
+  readdir: 'fuse_node_readdir_failure_count',
+  readdirplus: 'fuse_node_readdir_failure_count',
+  listxattr: 'fuse_node_listxattr_failure_count',
+};
+
+/** Answers that are part of normal operation, not failures: no such name or xattr, a size probe. */
+const EXPECTED_ERRNOS = new Set<number>([Errno.ENOENT, Errno.ENODATA, Errno.ERANGE]);
+
+/** AWS's fuse_failure_state: incremented at most once per this long per layer. */
+const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
+
 export interface SociMounterOptions {
   config: Config;
   root: string;
   log: Log;
+  /** warnings and errors (layer failures); default: `log` */
+  logAt?: (level: 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
   /** bytes of uncompressed spans kept on disk for all layers together */
   cacheMaxBytes?: number;
   /** consulted after Docker config (the reference's order): the CRI keychain */
@@ -66,6 +97,9 @@ export class SociLayerMounter implements LayerMounter {
   readonly fetcher: BackgroundFetcher | undefined;
 
   private readonly credentials: CredentialProvider;
+  private readonly failures: FailureLog;
+  /** layer → when fuse_failure_state was last incremented */
+  private readonly failureState = new Map<string, number>();
 
   constructor(private readonly o: SociMounterOptions) {
     this.credentials = o.extraCredentials ? chainCredentials(defaultCredentials(), o.extraCredentials) : defaultCredentials();
@@ -73,7 +107,8 @@ export class SociLayerMounter implements LayerMounter {
     // (AWS's response-header timeout; the same bound between body chunks, so a registry that stalls
     // mid-body does not hold a reader for minutes).
     const stall = { headersTimeoutMs: o.config.http.ResponseHeaderTimeoutMsec, bodyTimeoutMs: Math.max(o.config.http.ResponseHeaderTimeoutMsec, 3000) };
-    this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...stall });
+    const retry = { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) };
+    this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...stall, retry });
     const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
     this.hosts = new RegistryHosts({
       // Like the reference's resolver: http for localhost and for mirrors marked insecure.
@@ -81,13 +116,21 @@ export class SociLayerMounter implements LayerMounter {
       credentials: this.credentials,
       userAgent: `soci-snapshotter/${VERSION}`,
       ...stall,
-      retry: { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) },
+      retry,
     });
     this.cache = new SpanCache({ dir: join(o.root, 'soci', 'spancache'), ...(o.cacheMaxBytes ? { maxBytes: o.cacheMaxBytes } : {}) });
     setLayerStatsProvider(
       () => this.stats(),
       () => new Map([...this.sizes]),
     );
+    const logAt = o.logAt ?? ((_level, msg, fields) => o.log(msg, fields));
+    this.failures = new FailureLog({
+      write: (f, suppressed) => logAt(FAILURE_LEVEL[f.kind], FAILURE_MESSAGES[f.kind], failureFields(f, suppressed)),
+      count: (f) => {
+        const name = FAILURE_COUNTERS[f.kind];
+        if (name) operationCount.inc({ operation_type: name, layer: f.layer });
+      },
+    });
     const bg = o.config.background_fetch;
     this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, log: o.log });
   }
@@ -187,10 +230,11 @@ export class SociLayerMounter implements LayerMounter {
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
           ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest) ? { prefetch: artifacts.prefetch.get(layerDigest)! } : {}),
           log: this.o.log,
+          onFailure: (f) => this.failures.report(f),
           fuse: {
-            onOp: (op, micros, failed) => {
+            onOp: (op, micros, errno) => {
               operationDurationUs.observe({ operation_type: fuseOpType(op), layer: layerDigest }, micros);
-              if (failed) operationCount.inc({ operation_type: `fuse_${op}_failure_count`, layer: layerDigest });
+              if (errno && !EXPECTED_ERRNOS.has(errno)) this.fuseFailed(op, layerDigest);
             },
           },
         },
@@ -209,6 +253,16 @@ export class SociLayerMounter implements LayerMounter {
       await Promise.race([work, timeout]);
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  private fuseFailed(op: string, layer: string): void {
+    operationCount.inc({ operation_type: FUSE_FAILURE_COUNTERS[op] ?? `fuse_${op}_failure_count`, layer });
+    const now = performance.now();
+    const last = this.failureState.get(layer);
+    if (last === undefined || now - last >= FUSE_FAILURE_STATE_PERIOD_MS) {
+      this.failureState.set(layer, now);
+      operationCount.inc({ operation_type: 'fuse_failure_state', layer });
     }
   }
 

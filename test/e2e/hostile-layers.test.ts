@@ -20,7 +20,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { needs, tempDir } from '../helpers/env.js';
-import { startRegistry } from '../helpers/registry.js';
+import { freePort, startRegistry } from '../helpers/registry.js';
 import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
 import { exec as run, sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
 import { criPull } from '../helpers/cri.js';
@@ -39,7 +39,7 @@ for (const version of CONTAINERD_VERSIONS) test(`hostile layers: a failed layer 
   const proxy = await startFaultProxy(t, reg.host);
   const probe = await buildEuidProbe(tmp);
   const images: Record<string, { tiny: string; big: string }> = {};
-  for (const [i, name] of ['healthy', 'gone', 'e500', 'reset'].entries()) {
+  for (const [i, name] of ['healthy', 'gone', 'e500', 'reset', 'corrupt'].entries()) {
     const extra: Record<string, { content: Buffer; mode: number }> = name === 'healthy'
       ? { 'bin/euid': { content: probe, mode: 0o4755 }, 'bin/drop': { content: probe, mode: 0o755 }, 'bin/busybox': { content: readFileSync('/bin/busybox'), mode: 0o755 } }
       : {};
@@ -49,7 +49,8 @@ for (const version of CONTAINERD_VERSIONS) test(`hostile layers: a failed layer 
     await exec(process.execPath, [SOCI, '--root', join(tmp, 'soci'), 'convert', '--remote', '-q', '--min-layer-size', '1048576', '--span-size', String(SPAN), `${reg.host}/${name}:v1`, `${reg.host}/${name}:soci`]);
   }
 
-  const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n[blob]\nmax_retries = 2\n' });
+  const metricsPort = await freePort();
+  const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n[blob]\nmax_retries = 2\n` });
   const cd = await startContainerd(t, { version, snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host, proxy.host] });
 
   // The healthy image: its big layer lazily mounted (FUSE), its tiny one unpacked by us.
@@ -117,6 +118,29 @@ for (const version of CONTAINERD_VERSIONS) test(`hostile layers: a failed layer 
   const again = await cd.ctr(['-n', 'k8s.io', 'run', '--rm', '--net-host', '--snapshotter', 'soci', healthy, `${cid}-again`, '/bin/euid'], { timeoutMs: 120_000 });
   assert.equal(again.code, 0, again.stderr);
   assert.equal(again.stdout.trim(), '0 0');
+
+  // Every Range response for a lazy layer corrupted (the image pulls: nothing reads the layer until
+  // a container does): readers get EIO, the daemon logs one error line per span (not one per
+  // attempt or reader) and counts every failed verification.
+  const big = images.corrupt!.big;
+  proxy.add({ path: `/blobs/${big}`, times: 1_000_000, fault: { kind: 'flip', offset: 1000 } });
+  const before = new Set(await sociFuseMounts(sn.root));
+  await criPull(cd.address, `${proxy.host}/corrupt:soci`);
+  const lazy = (await sociFuseMounts(sn.root)).filter((m) => !before.has(m));
+  assert.equal(lazy.length, 1, 'the corrupt image has one lazy layer');
+  for (let i = 0; i < 3; i++) {
+    const r = await run('dd', [`if=${join(lazy[0]!, BIG_FILE)}`, 'of=/dev/null', 'bs=4096', 'count=1', 'status=none'], { timeoutMs: 60_000 });
+    assert.notEqual(r.code, 0, 'corrupt bytes are never served');
+    assert.match(r.stderr, /Input\/output error/);
+  }
+  const bad = sn.logLines().filter((l) => l.msg === 'span verification failed' && l.layer === big);
+  assert.ok(bad.length >= 1, `an error line for the span\n${sn.logs().slice(-3000)}`);
+  assert.ok(bad.every((l) => l.level === 'error'));
+  assert.equal(new Set(bad.map((l) => l.span)).size, bad.length, 'one line per span');
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const counted = Number(new RegExp(`soci_fs_operation_count\\{operation_type="span_verification_failure_count",layer="${big}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+  assert.ok(counted >= 3 && counted > bad.length, `every failed verification counted (${counted}), lines ${bad.length}`);
+  assert.match(metrics, new RegExp(`soci_fs_operation_count\\{operation_type="fuse_file_read_failure_count",layer="${big}"\\} [1-9]`));
 });
 
 test('a throw nobody catches in the daemon: one fatal log line, exit non-zero; the harness after-hook fails the test', { skip: needs({ root: true }), timeout: 120_000 }, async (t) => {

@@ -13,7 +13,7 @@ import { needs } from '../helpers/env.js';
 import { pseudoRandom } from '../helpers/images.js';
 import { buildZtoc, spanTable, type Ztoc } from '../../src/ztoc/index.js';
 import type { BlobSource } from '../../src/oci/blob-source.js';
-import { BackgroundFetcher, SpanCache, SpanManager, fileBlobSource, mountLayer } from '../../src/fs/index.js';
+import { BackgroundFetcher, FailureLog, SpanCache, SpanManager, fileBlobSource, mountLayer, type FailureReport, type LayerFailure } from '../../src/fs/index.js';
 import { scratch } from './util.js';
 
 const pexec = promisify(execFile);
@@ -199,7 +199,8 @@ test('span manager: a sequential reader gets the spans after its own fetched ahe
 test('span manager: corrupted bytes are refetched, and never served when they stay wrong', async (t) => {
   const f = await fixture(t);
   const src = await fakeSource(f.gz);
-  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }), { retries: 2 });
+  const reports: FailureReport[] = [];
+  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }), { retries: 2, onFailure: (r) => reports.push(r) });
   const table = spanTable(f.ztoc);
   const sp = table.spans[4]!;
   src.corrupt = 1;
@@ -207,11 +208,17 @@ test('span manager: corrupted bytes are refetched, and never served when they st
   assert.ok(r.equals(f.tar.subarray(sp.uStart, sp.uStart + 4096)));
   assert.equal(src.calls.length, 2);
   assert.equal(m.stats().verifyFailures, 1);
+  // every failed attempt is reported, naming the span and the bytes
+  assert.equal(reports.length, 1);
+  assert.deepEqual(reports[0]!.spans, [4, 4]);
+  assert.equal(reports[0]!.kind, 'span_verification');
+  assert.match(reports[0]!.cause, new RegExp(`attempt 1 of 3: compressed bytes ${sp.cStart}-${sp.cEnd} .*do not match`));
 
   const sp2 = table.spans[7]!;
   src.corrupt = 100;
   await assert.rejects(m.read(sp2.uStart, 4096), (e: Error & { code?: string }) => e.code === 'ERR_DIGEST_MISMATCH');
   assert.equal(src.calls.length, 2 + 3, '1 try + 2 retries');
+  assert.equal(reports.filter((x) => x.kind === 'span_verification' && x.spans?.[0] === 7).length, 3, 'one report per attempt');
   // Once the source is healthy again the span is fetched (no poisoned cache).
   src.corrupt = 0;
   assert.ok((await m.read(sp2.uStart, 4096)).equals(f.tar.subarray(sp2.uStart, sp2.uStart + 4096)));
@@ -221,6 +228,9 @@ test('span manager: corrupted bytes are refetched, and never served when they st
   src.fail = 2;
   assert.ok((await m.read(sp3.uStart, 100)).equals(f.tar.subarray(sp3.uStart, sp3.uStart + 100)));
   assert.equal(m.stats().fetchFailures, 2);
+  const net = reports.filter((x) => x.kind === 'registry');
+  assert.deepEqual(net.map((x) => x.cause), ['attempt 1 of 3: injected network failure', 'attempt 2 of 3: injected network failure']);
+  assert.deepEqual(net[0]!.spans, [10, 10]);
 });
 
 test('span manager: a stalled source fails the read within the timeout (never hangs)', async (t) => {
@@ -234,10 +244,15 @@ test('span manager: a stalled source fails the read within the timeout (never ha
   assert.ok(took < 1600, `took ${took} ms`);
   assert.equal(src.calls.length, 2, 'one try and one retry, each timed out');
   // A read deadline shorter than the fetch attempts bounds the read too.
-  const m2 = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache2') }), { fetchTimeoutMs: 10_000, retries: 3, readTimeoutMs: 400 });
+  const reports: FailureReport[] = [];
+  const m2 = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache2') }), { fetchTimeoutMs: 10_000, retries: 3, readTimeoutMs: 400, onFailure: (r) => reports.push(r) });
   const t1 = Date.now();
   await assert.rejects(m2.read(0, 100), (e: Error & { code?: string }) => e.code === 'ERR_TIMEOUT');
   assert.ok(Date.now() - t1 < 1000);
+  assert.equal(reports.length, 1);
+  assert.equal(reports[0]!.kind, 'read_deadline');
+  assert.deepEqual(reports[0]!.spans, [0, 0]);
+  assert.match(reports[0]!.cause, /did not finish within 400 ms/);
 });
 
 test('span cache: the cap is respected across a full scan and reads stay correct', async (t) => {
@@ -412,10 +427,21 @@ test('through FUSE: unverifiable spans give EIO to the reader and the error land
   const mnt = join(f.dir, 'mnt');
   await mkdir(mnt);
   const digest = `sha256:${'cd'.repeat(32)}`;
-  const lm = await mountLayer({ ztoc: f.ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size }, blob: src, mountpoint: mnt, cache: new SpanCache({ dir: join(f.dir, 'cache') }), options: { retries: 1, readTimeoutMs: 3000 } });
+  const lines: Array<[LayerFailure, number]> = [];
+  const counted: LayerFailure[] = [];
+  const failures = new FailureLog({ write: (x, n) => lines.push([x, n]), count: (x) => counted.push(x) });
+  const lm = await mountLayer({ ztoc: f.ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size }, blob: src, mountpoint: mnt, cache: new SpanCache({ dir: join(f.dir, 'cache') }), options: { retries: 1, readTimeoutMs: 3000, onFailure: (x) => failures.report(x) } });
   f.defer(() => lm.unmount());
-  const r = await pexec('cat', [join(mnt, 'small.txt')]).then(() => 'ok', (e: { stderr: string }) => e.stderr);
-  assert.match(r, /Input\/output error/);
+  for (let i = 0; i < 3; i++) {
+    const r = await pexec('cat', [join(mnt, 'small.txt')]).then(() => 'ok', (e: { stderr: string }) => e.stderr);
+    assert.match(r, /Input\/output error/);
+  }
+  // Three readers, two attempts each: six verification failures counted, one line written for the
+  // span (and one for the file that got EIO), each naming the layer.
+  assert.ok(counted.filter((x) => x.kind === 'span_verification').length >= 6);
+  assert.deepEqual(lines.map(([x]) => [x.kind, x.layer]), [['span_verification', digest], ['read', digest]]);
+  assert.equal(lines[1]![0].entry, 'small.txt');
+  assert.match(lines[1]![0].cause, /does not match its zTOC digest/);
   const state = JSON.parse((await pexec('cat', [join(mnt, '.soci-snapshotter', `${digest}.json`)])).stdout) as { error?: string; fetchedSize: number };
   assert.match(state.error ?? '', /does not match/);
   assert.equal(state.fetchedSize, 0);

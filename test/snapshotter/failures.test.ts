@@ -1,0 +1,153 @@
+/**
+ * Failures of lazily loaded layers are visible: the snapshotter's SOCI mounter against a real
+ * registry (behind a fault proxy) and FUSE. For each of a zTOC that lies about where a file's bytes
+ * are, a registry that corrupts every Range response, one that answers 500, and one that stalls
+ * past the read deadline, a reader gets EIO, the log has ONE line for the failure (however often it
+ * is read again) naming the layer and the span or file, and soci_fs_operation_count counts every
+ * occurrence.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { needs, tempDir } from '../helpers/env.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { pushTestImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
+import { encodeManifest } from '../../src/oci/types.js';
+import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
+import { defaultConfig } from '../../src/snapshotter/config.js';
+import { registry as metrics } from '../../src/snapshotter/metrics.js';
+import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+
+const pexec = promisify(execFile);
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** A one-platform image with a SOCI index (zTOC for the top layer, optionally altered first). */
+async function indexedImage(reg: TestRegistry, client: RegistryClient, repo: string, alter?: (z: Ztoc) => void) {
+  const img = await pushTestImage(reg, repo, { layers: 2 });
+  const m = img.manifests[0]!;
+  const top = m.layers[1]!;
+  const z = await buildZtoc(Readable.from([top.bytes]), { compression: 'gzip', spanSize: 16 * 1024 });
+  alter?.(z);
+  const ztoc = marshalZtoc(z);
+  for (const b of [ztoc, EMPTY_CONFIG.bytes]) await client.pushBlob(repo, sha(b), b.length, b);
+  const index = encodeManifest({
+    schemaVersion: 2,
+    mediaType: MT.ociManifest,
+    artifactType: MT.sociIndexV2,
+    config: { mediaType: MT.sociIndexV2, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
+    layers: [{ mediaType: MT.ztoc, digest: sha(ztoc), size: ztoc.length, annotations: { [ANN.layerDigest]: top.digest } }],
+  });
+  const indexDigest = await client.putManifest(repo, sha(index), index, MT.ociManifest);
+  return { repo, manifestDigest: m.digest, top: top.digest, indexDigest };
+}
+
+/** soci_fs_operation_count for one operation type and layer (0 when absent). */
+async function count(operation: string, layer: string): Promise<number> {
+  const text = await metrics.metrics();
+  const m = new RegExp(`^soci_fs_operation_count\\{operation_type="${operation}",layer="${layer}"\\} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+test('layer failures: one log line per span or file, every occurrence counted (lying zTOC, corrupt, 500, stalled registry)', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 180_000 }, async (t) => {
+  const reg = await startRegistry(t);
+  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
+  t.after(() => client.close());
+  const proxy = await startFaultProxy(t, reg.host);
+  const lie = await indexedImage(reg, client, 'fail/lie', (z) => {
+    // text.txt's data said to start one block later than it does: its bytes would be off by 512.
+    const e = z.toc.find((x) => x.name.toString() === 'layer1/text.txt')!;
+    e.uncompressedOffset += 512;
+  });
+  const flip = await indexedImage(reg, client, 'fail/flip');
+  const e500 = await indexedImage(reg, client, 'fail/e500');
+  const stall = await indexedImage(reg, client, 'fail/stall');
+  const forever = 1_000_000;
+  proxy.add({ path: `/blobs/${flip.top}`, times: forever, fault: { kind: 'flip', offset: 100 } });
+  proxy.add({ path: `/blobs/${e500.top}`, times: forever, fault: { kind: 'status', status: 500 } });
+  proxy.add({ path: `/blobs/${stall.top}`, times: forever, fault: { kind: 'stall', afterBytes: -1 } });
+
+  const config = defaultConfig();
+  config.blob.max_retries = 0; // the span manager's own retries are enough here
+  config.blob.read_deadline_sec = 2;
+  config.background_fetch.disable = true;
+  const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+  const root = await tempDir(t, 'soci-failures-');
+  const mounter = new SociLayerMounter({ config, root, log: () => undefined, logAt: (level, msg, fields) => lines.push({ level, msg, fields }) });
+  t.after(() => mounter.close());
+
+  const mountTop = async (img: Awaited<ReturnType<typeof indexedImage>>) => {
+    const dir = join(root, img.repo.replace('/', '-'));
+    await mkdir(dir);
+    await mounter.mount(dir, {
+      [LABELS.imageRef]: `${proxy.host}/${img.repo}:latest`,
+      [LABELS.manifestDigest]: img.manifestDigest,
+      [LABELS.indexDigest]: img.indexDigest,
+      [LABELS.layerDigest]: img.top,
+    }, { namespace: 'default', key: img.repo });
+    return dir;
+  };
+  /** cat a file of the mount three times: EIO each time */
+  const readFails = async (dir: string, file: string) => {
+    for (let i = 0; i < 3; i++) {
+      const r = await pexec('cat', [join(dir, file)], { timeout: 30_000 }).then(() => 'read fine', (e: { stderr: string }) => e.stderr);
+      assert.match(r, /Input\/output error/, `${dir}/${file} read ${i + 1}`);
+    }
+  };
+  const linesFor = (layer: string, msg: string) => lines.filter((l) => l.fields.layer === layer && l.msg === msg);
+
+  // A lying zTOC: the header check catches it before a byte is served; one error line naming the
+  // entry and what differed; the mismatch is final (not re-checked, not re-logged).
+  const lieDir = await mountTop(lie);
+  await readFails(lieDir, 'layer1/text.txt');
+  const lied = linesFor(lie.top, 'zTOC entry does not match the layer');
+  assert.equal(lied.length, 1, JSON.stringify(lines));
+  assert.equal(lied[0]!.level, 'error');
+  assert.equal(lied[0]!.fields.entry, 'layer1/text.txt');
+  assert.match(String(lied[0]!.fields.error), /data starts at \d+, the zTOC says \d+/);
+  assert.equal(await count('ztoc_entry_mismatch_count', lie.top), 1);
+  assert.ok((await count('fuse_file_read_failure_count', lie.top)) >= 3);
+  assert.equal(await count('fuse_failure_state', lie.top), 1, 'at most once per 5 minutes');
+  // the honest file of the same layer still reads
+  assert.equal((await pexec('cat', [join(lieDir, 'layer1/random.bin')], { encoding: 'buffer' })).stdout.length, 32 * 1024);
+
+  // Every Range response corrupted: each attempt counted, one error line per span.
+  const flipDir = await mountTop(flip);
+  await readFails(flipDir, 'layer1/random.bin');
+  const bad = linesFor(flip.top, 'span verification failed');
+  assert.ok(bad.length >= 1, JSON.stringify(lines));
+  assert.equal(new Set(bad.map((l) => l.fields.span)).size, bad.length, 'one line per span');
+  assert.ok(bad.every((l) => l.level === 'error' && /attempt \d of 3: compressed bytes \d+-\d+ from the registry do not match/.test(String(l.fields.error))));
+  const verifications = await count('span_verification_failure_count', flip.top);
+  assert.ok(verifications >= 3 * 3, `3 reads × 3 attempts at least, counted ${verifications}`);
+  assert.ok(verifications > bad.length, 'more occurrences counted than lines written');
+  assert.equal(linesFor(flip.top, 'layer read failed').length, 1, 'one line for the file that got EIO');
+
+  // 500 on every Range request: warnings, one per span, every attempt counted.
+  const e500Dir = await mountTop(e500);
+  await readFails(e500Dir, 'layer1/random.bin');
+  const net = linesFor(e500.top, 'registry fetch failed');
+  assert.ok(net.length >= 1 && net.every((l) => l.level === 'warn' && /500/.test(String(l.fields.error))), JSON.stringify(net));
+  assert.equal(new Set(net.map((l) => l.fields.span)).size, net.length);
+  assert.ok((await count('remote_registry_fetch_failure_count', e500.top)) >= 3 * 3);
+
+  // A registry that never answers: the reader gets EIO at the read deadline, and it is said.
+  const stallDir = await mountTop(stall);
+  const t0 = performance.now();
+  await readFails(stallDir, 'layer1/random.bin');
+  const late = linesFor(stall.top, 'read deadline exceeded');
+  assert.ok(late.length >= 1 && late.every((l) => l.level === 'warn' && /did not finish within 2000 ms/.test(String(l.fields.error))), JSON.stringify(late));
+  assert.ok((await count('read_deadline_exceeded_count', stall.top)) >= 1);
+  t.diagnostic(`3 stalled reads took ${Math.round(performance.now() - t0)} ms`);
+
+  // Nothing of this reached the healthy parts of the log: every line names one of these layers.
+  const layers = new Set([lie.top, flip.top, e500.top, stall.top]);
+  assert.ok(lines.every((l) => layers.has(String(l.fields.layer))));
+  await mounter.close(); // before the temp dir's cleanup, which would meet busy mountpoints
+});
