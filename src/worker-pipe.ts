@@ -44,13 +44,13 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
     w.on('exit', (code) => reject(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
   });
   // The worker's failure (or exit) also ends a wait on the source: a stalled download does not
-  // keep a dead unpack alive.
-  let failed!: () => void;
-  const failedP = new Promise<typeof FAILED>((r) => (failed = () => r(FAILED)));
+  // keep a dead unpack alive. One settle function per wait, not a Promise.race against a promise
+  // that lives as long as the pipe: every race would stay attached to it, and with it every chunk.
+  let stopWait: (() => void) | null = null;
   result.catch((e: unknown) => {
     failure = e;
     wake?.();
-    failed();
+    stopWait?.();
   });
   let cur: ArrayBuffer | null = null;
   let view: Uint8Array | null = null;
@@ -67,7 +67,11 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
   try {
     while (failure === undefined) {
       const next = it.next();
-      const r = await Promise.race([next, failedP]);
+      const r = await new Promise<IteratorResult<Buffer> | typeof FAILED>((res, rej) => {
+        stopWait = () => res(FAILED);
+        next.then(res, rej);
+      });
+      stopWait = null;
       if (r === FAILED) {
         next.catch(() => undefined); // its outcome no longer matters
         break;
