@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'smol-toml';
 import { SociError } from '../errors.js';
+import { checkKeys, type KeyReport } from './config-keys.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/soci-snapshotter-grpc/config.toml';
 
@@ -22,11 +23,12 @@ export function defaultConfig() {
     debug_address: '',
     metadata_store: 'db',
     metadata_db_no_sync: false,
-    metadata_insertion_chunk_size: 5000,
+    // AWS prints 0 for these four and applies its default where the value is used.
+    metadata_insertion_chunk_size: 0,
     skip_check_snapshotter_supported: false,
     http_cache_type: '',
     filesystem_cache_type: '',
-    resolve_result_entry: 30,
+    resolve_result_entry: 0,
     debug: false,
     disable_verification: false,
     max_concurrency: 100,
@@ -56,7 +58,7 @@ export function defaultConfig() {
       // fetch goes on for later readers, bounded by fetching_timeout_sec per request).
       read_deadline_sec: 30,
     },
-    directory_cache: { max_lru_cache_entry: 10, max_cache_fds: 10, sync_add: false, direct: true },
+    directory_cache: { max_lru_cache_entry: 0, max_cache_fds: 0, sync_add: false, direct: true },
     fuse: { attr_timeout: 1, entry_timeout: 1, negative_timeout: 1, log_fuse_operations: false },
     background_fetch: {
       disable: false,
@@ -99,16 +101,20 @@ export type Config = ReturnType<typeof defaultConfig>;
 type Plain = Record<string, unknown>;
 const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 
-/** Copies known keys of `src` over `dst` (same shape as the defaults); free-form maps are taken as-is. */
-function merge(dst: Plain, src: Plain, where: string): void {
+/**
+ * Copies known keys of `src` over `dst` (same shape as the defaults); free-form maps are taken
+ * as-is. Every scalar key the file sets lands in `set` under its dotted name.
+ */
+function merge(dst: Plain, src: Plain, where: string, set: Map<string, unknown>): void {
   for (const [k, v] of Object.entries(src)) {
     if (!(k in dst)) continue; // unknown keys are ignored, like the Go TOML decoder
     const d = dst[k];
     const name = where ? `${where}.${k}` : k;
+    if (!isPlain(d)) set.set(name, v);
     if (isPlain(d)) {
       if (!isPlain(v)) throw new SociError('ERR_USAGE', `config: ${name} must be a table`);
       if (Object.keys(d).length === 0) dst[k] = v; // free-form map (mirrors, decompress_streams)
-      else merge(d, v, name);
+      else merge(d, v, name, set);
     } else if (typeof d === 'number') {
       const n = typeof v === 'bigint' ? Number(v) : v;
       if (typeof n !== 'number' || !Number.isFinite(n)) throw new SociError('ERR_USAGE', `config: ${name} must be a number`);
@@ -146,13 +152,30 @@ function normalizeMirrors(cfg: Config): void {
   }
 }
 
-/** "8mb" style sizes: b/kb/mb/gb × 1024ⁿ; "" or 0 = whole layer (0). */
+/**
+ * AWS's chunk sizes: a number, decimals allowed, and a unit b/kb/mb/gb (any case, powers of 1024),
+ * truncated to whole bytes: "8mb", "1.5MB" (1572864). "" or "0" = whole layer (0).
+ */
 export function parseChunkSize(s: string): number {
   if (s === '' || s === '0') return 0;
-  const m = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(s.trim());
-  if (!m) throw new SociError('ERR_USAGE', `config: invalid concurrent_download_chunk_size "${s}"`);
-  const mult = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
-  return Number(m[1]) * mult;
+  const m = /^(\d+(?:\.\d+)?)(b|kb|mb|gb)$/i.exec(s.trim());
+  if (!m) throw new SociError('ERR_USAGE', `config: invalid concurrent_download_chunk_size "${s}" (a size such as "8mb" or "1.5mb")`);
+  const mult = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[m[2]!.toLowerCase() as 'b'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+/** metrics_network values: what Go's net.Listen takes for a stream listener, less what Node has not. */
+const METRICS_NETWORKS = ['tcp', 'tcp4', 'tcp6', 'unix'];
+
+function oneOf(key: string, value: string, allowed: string[]): void {
+  if (!allowed.includes(value)) throw new SociError('ERR_USAGE', `config: ${key} = ${JSON.stringify(value)} is not supported (one of ${allowed.join(', ')})`);
+}
+
+const reports = new WeakMap<Config, KeyReport[]>();
+
+/** The keys of the loaded file that have no effect here (logged once at start). */
+export function configReports(cfg: Config): KeyReport[] {
+  return reports.get(cfg) ?? [];
 }
 
 export function parseConfig(text: string, source = 'config'): Config {
@@ -164,11 +187,22 @@ export function parseConfig(text: string, source = 'config'): Config {
     throw new SociError('ERR_USAGE', `${source}: invalid TOML: ${first}`);
   }
   const cfg = defaultConfig();
-  merge(cfg as unknown as Plain, doc, '');
+  const set = new Map<string, unknown>();
+  merge(cfg as unknown as Plain, doc, '', set);
   fillZeros(cfg as unknown as Plain, defaultConfig() as unknown as Plain);
   normalizeMirrors(cfg);
+  for (const h of Object.values(cfg.resolver.host)) {
+    const t = h.mirrors.find((m) => m.request_timeout_sec !== 0);
+    if (t) set.set('resolver.host.*.mirrors.request_timeout_sec', t.request_timeout_sec);
+  }
   parseChunkSize(cfg.pull_modes.parallel_pull_unpack.concurrent_download_chunk_size);
-  if (!['tcp', 'unix'].includes(cfg.metrics_network)) throw new SociError('ERR_USAGE', `config: metrics_network must be "tcp" or "unix"`);
+  if (cfg.metrics_network === 'unixpacket') throw new SociError('ERR_USAGE', 'config: metrics_network = "unixpacket" is not supported: Node has no SOCK_SEQPACKET listener (use tcp, tcp4, tcp6 or unix)');
+  oneOf('metrics_network', cfg.metrics_network, METRICS_NETWORKS);
+  oneOf('metadata_store', cfg.metadata_store, ['db', 'db-multi']);
+  oneOf('background_fetch.drop_policy', cfg.background_fetch.drop_policy, ['newest', 'oldest']);
+  reports.set(cfg, checkKeys(set, (line) => {
+    throw new SociError('ERR_USAGE', line);
+  }));
   return cfg;
 }
 
@@ -182,7 +216,8 @@ export async function loadConfig(path: string, explicit: boolean): Promise<Confi
     text = await readFile(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && !explicit) return defaultConfig();
+    // Like AWS's: the default path may be missing even when named explicitly.
+    if (code === 'ENOENT' && (!explicit || path === DEFAULT_CONFIG_PATH)) return defaultConfig();
     throw new SociError(code === 'ENOENT' ? 'ERR_NOT_FOUND' : 'ERR_IO', `cannot read config file ${path}: ${code ?? (e as Error).message}`);
   }
   return parseConfig(text, path);

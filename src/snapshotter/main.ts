@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { versionLine } from '../version.js';
-import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
+import { configReports, configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
 import { createLogger, flushLogs, type Logger } from './logger.js';
 
@@ -35,6 +35,9 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   const config = await loadConfig(path, explicit);
   const logger = createLogger(opts.logLevel);
   installFatalHandlers(logger);
+  for (const r of configReports(config)) {
+    logger.warn({ key: r.key, reason: r.why }, r.kind === 'moot' ? `config: ${r.key} has no effect here: ${r.why}` : `config: ${r.key} is not supported yet and has no effect: ${r.why}`);
+  }
   // The lazy (SOCI) mounter unless a test injects another one. Imported on demand so that
   // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.
   if (!hooks.mounter) {

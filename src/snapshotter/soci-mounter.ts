@@ -60,6 +60,11 @@ const FUSE_FAILURE_COUNTERS: Record<string, string> = {
 /** Answers that are part of normal operation, not failures: no such name or xattr, a size probe. */
 const EXPECTED_ERRNOS = new Set<number>([Errno.ENOENT, Errno.ENODATA, Errno.ERANGE]);
 
+/** A [fuse] timeout in seconds for the kernel; a negative one, as with AWS's, means "cache for good". */
+function kernelTtl(sec: number): number {
+  return sec < 0 ? 365 * 24 * 3600 : sec;
+}
+
 /** AWS's fuse_failure_state: incremented at most once per this long per layer. */
 const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
 
@@ -232,6 +237,10 @@ export class SociLayerMounter implements LayerMounter {
           log: this.o.log,
           onFailure: (f) => this.failures.report(f),
           fuse: {
+            // AWS's [fuse] timeouts (1 s by default): how long the kernel may cache names and attributes.
+            entryTimeout: kernelTtl(this.o.config.fuse.entry_timeout),
+            attrTimeout: kernelTtl(this.o.config.fuse.attr_timeout),
+            negativeTimeout: kernelTtl(this.o.config.fuse.negative_timeout),
             onOp: (op, micros, errno) => {
               operationDurationUs.observe({ operation_type: fuseOpType(op), layer: layerDigest }, micros);
               if (errno && !EXPECTED_ERRNOS.has(errno)) this.fuseFailed(op, layerDigest);

@@ -1,13 +1,14 @@
 /** Config parsing (§5.13), `config default|dump`, CLI flag/env errors, List filter syntax. No root needed. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { tempDir } from '../helpers/env.js';
 import { exec, repoRoot } from '../helpers/containerd.js';
-import { defaultConfig, parseConfig, DEFAULT_CONFIG_PATH } from '../../src/snapshotter/config.js';
+import { configReports, defaultConfig, parseChunkSize, parseConfig, DEFAULT_CONFIG_PATH } from '../../src/snapshotter/config.js';
 import { compileFilters } from '../../src/snapshotter/filters.js';
 import { VERSION } from '../../src/version.js';
 
@@ -41,6 +42,12 @@ test('config default prints the documented defaults as TOML', async () => {
   assert.equal(doc.pull_modes.parallel_pull_unpack.max_concurrent_downloads_per_image, 3);
   assert.equal(doc.resolver.auth_client_ttl_sec, 3600);
   assert.equal(doc.cri_keychain.image_service_path, '/run/containerd/containerd.sock');
+  // AWS prints 0 for the keys whose default it applies only where they are used
+  assert.equal(doc.resolve_result_entry, 0);
+  assert.equal(doc.directory_cache.max_lru_cache_entry, 0);
+  assert.equal(doc.directory_cache.max_cache_fds, 0);
+  assert.equal(doc.metadata_insertion_chunk_size, 0);
+  assert.equal(doc.fuse.attr_timeout, 1);
 });
 
 test('config dump: overrides applied, zero → default, unknown keys ignored, round-trips', async (t) => {
@@ -76,7 +83,7 @@ min_layer_size = 1000
   assert.equal(doc.mount_timeout_sec, 30); // zero → default
   assert.equal(doc.max_concurrency, -1);
   assert.equal(doc.directory_cache.direct, false);
-  assert.equal(doc.directory_cache.max_lru_cache_entry, 10);
+  assert.equal(doc.directory_cache.max_lru_cache_entry, 0); // as AWS's: its default applies where it is used
   assert.equal(doc.background_fetch.drop_policy, 'oldest');
   assert.equal(doc.background_fetch.fetch_period_msec, 250);
   assert.equal(doc.pull_modes.soci_v1.enable, true);
@@ -117,6 +124,90 @@ test('config errors: missing explicit file, bad TOML, bad values → one line, e
   assert.throws(() => parseConfig('mount_timeout_sec = "x"'), /must be a number/);
   assert.throws(() => parseConfig('[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "8 parsecs"'), /concurrent_download_chunk_size/);
   assert.throws(() => parseConfig('metrics_network = "udp"'), /metrics_network/);
+});
+
+test('config values as AWS validates them: enums, sizes with decimals, refused and no-effect keys reported', () => {
+  // sizes: decimals and units in any case, powers of 1024, truncated
+  for (const [v, want] of [['8mb', 8 << 20], ['1.5mb', 1572864], ['1.5MB', 1572864], ['2kb', 2048], ['0.5gb', 1 << 29], ['10b', 10], ['', 0]] as const) {
+    assert.equal(parseChunkSize(v), want, v);
+    parseConfig(`[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "${v}"`);
+  }
+  for (const v of ['8', '8m', '8MiB', '1e3', '.5mb', '-1', '1.5 parsecs']) assert.throws(() => parseChunkSize(v), /concurrent_download_chunk_size/, v);
+  // enums
+  for (const n of ['tcp', 'tcp4', 'tcp6', 'unix']) assert.equal(parseConfig(`metrics_network = "${n}"`).metrics_network, n);
+  assert.throws(() => parseConfig('metrics_network = "unixpacket"'), /unixpacket.*not supported/);
+  for (const m of ['db', 'db-multi']) parseConfig(`metadata_store = "${m}"`);
+  assert.throws(() => parseConfig('metadata_store = "bogus"'), /^SociError: config: metadata_store = "bogus" is not supported \(one of db, db-multi\)$/);
+  assert.throws(() => parseConfig('[background_fetch]\ndrop_policy = "random"'), /drop_policy = "random" is not supported \(one of newest, oldest\)/);
+  // refused values: one line naming the key and why
+  for (const [text, key] of [
+    ['disable_verification = true', 'disable_verification'],
+    ['debug_address = "127.0.0.1:6060"', 'debug_address'],
+    ['[pull_modes.parallel_pull_unpack]\nenable = true', 'pull_modes.parallel_pull_unpack.enable'],
+    ['[kubeconfig_keychain]\nenable_keychain = true', 'kubeconfig_keychain.enable_keychain'],
+  ]) {
+    assert.throws(() => parseConfig(text), (e: Error) => e.message.startsWith(`config: ${key} = `) && /is not supported: /.test(e.message) && !e.message.includes('\n'), text);
+  }
+  // the same keys at their defaults are fine and say nothing
+  const quiet = parseConfig('disable_verification = false\ndebug_address = ""\n[pull_modes.parallel_pull_unpack]\nenable = false\n[fuse]\nattr_timeout = 5');
+  assert.deepEqual(configReports(quiet), []);
+  // keys that cannot apply: reported once each, with why
+  const r = configReports(parseConfig('metadata_store = "db-multi"\nmetadata_db_no_sync = true\nfilesystem_cache_type = "memory"\n[directory_cache]\nmax_lru_cache_entry = 5\n[blob]\ncheck_always = true\n[background_fetch]\ndrop_policy = "oldest"\n[[resolver.host."r.example".mirrors]]\nhost = "m.example"\nrequest_timeout_sec = 5\n'));
+  assert.deepEqual(r.map((x) => [x.key, x.kind]), [
+    ['metadata_store', 'moot'],
+    ['metadata_db_no_sync', 'moot'],
+    ['filesystem_cache_type', 'moot'],
+    ['directory_cache.max_lru_cache_entry', 'moot'],
+    ['blob.check_always', 'unsupported'],
+    ['background_fetch.drop_policy', 'unsupported'],
+    ['resolver.host.*.mirrors.request_timeout_sec', 'unsupported'],
+  ]);
+  assert.ok(r.every((x) => x.why.length > 10 && !x.why.includes('\n')));
+  assert.deepEqual(configReports(parseConfig('[background_fetch]\ndrop_policy = "newest"')), [], 'the policy we have says nothing');
+});
+
+/** Starts the daemon, waits for its "successfully started" line, stops it (SIGTERM); its stderr. */
+function startedDaemonLog(args: string[]): Promise<string> {
+  const e = { ...process.env };
+  delete e.SOCI_SNAPSHOTTER_CONFIG;
+  const p = spawn(process.execPath, ['--import', 'tsx', main, ...args], { env: e, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+    p.stderr!.on('data', (c: Buffer) => {
+      err += c.toString();
+      if (err.includes('successfully started')) p.kill('SIGTERM');
+    });
+    p.on('error', rej);
+    p.on('exit', () => {
+      clearTimeout(timer);
+      res(err);
+    });
+  });
+}
+
+test('the daemon reports each no-effect key in one line at start and goes on; a refused key stops it', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'config.toml');
+  await writeFile(file, 'metadata_store = "db-multi"\n[directory_cache]\nmax_cache_fds = 20\n');
+  const stderr = await startedDaemonLog(['--config', file, '--root', join(dir, 'root'), '--address', join(dir, 's.sock')]);
+  const lines = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string; key?: string });
+  const cfgLines = lines.filter((l) => l.msg.startsWith('config: '));
+  assert.deepEqual(cfgLines.map((l) => [l.level, l.key]), [['warn', 'metadata_store'], ['warn', 'directory_cache.max_cache_fds']], stderr);
+  assert.ok(lines.some((l) => l.msg === 'soci-snapshotter-grpc successfully started'), 'and it went on');
+  assert.match(cfgLines[0]!.msg, /^config: metadata_store has no effect here: /);
+  await writeFile(file, 'disable_verification = true\n');
+  const refused = await cli(['--config', file, '--root', join(dir, 'root2'), '--address', join(dir, 's2.sock')]);
+  assert.notEqual(refused.code, 0);
+  assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+  assert.match(refused.stderr, /disable_verification = true is not supported: every span digest and every file header is always verified/);
+  assert.ok(!existsSync(join(dir, 'root2')), 'nothing created');
+});
+
+test('--config naming the default path falls back to the defaults when that file is missing (as AWS)', { skip: existsSync(DEFAULT_CONFIG_PATH) ? `${DEFAULT_CONFIG_PATH} exists on this machine` : false }, async () => {
+  const r = await cli(['--config', DEFAULT_CONFIG_PATH, 'config', 'dump']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(parse(r.stdout), parse((await cli(['config', 'default'])).stdout));
 });
 
 test('missing default config file means defaults; --version; bad flag', async (t) => {

@@ -1,0 +1,78 @@
+/**
+ * What each key of AWS's config.toml does here. A key works as in AWS's docs/config.md unless it is
+ * listed below:
+ *  - moot: our design has nothing for it to tune; when the file sets it, the daemon says so in one
+ *    line at start and goes on;
+ *  - unsupported: not built yet; likewise one line at start, and the daemon goes on;
+ *  - refused: the daemon does not start with this value (one line, exit ≠ 0).
+ * Keys are dotted paths as written in the file ("blob.check_always").
+ */
+
+/** `when`: the values the rule is about (default: any value the file sets). */
+export interface KeyRule {
+  kind: 'moot' | 'unsupported' | 'refused';
+  why: string;
+  when?: (v: unknown) => boolean;
+}
+
+const METADATA = 'layer metadata is an in-memory inode tree per layer, built from its zTOC; there is no bbolt store';
+const CACHE = 'spans are kept in one on-disk span cache shared by all layers and bounded in bytes (plus a small in-memory LRU), so there is no per-layer cache to choose';
+
+const moot = (why: string): KeyRule => ({ kind: 'moot', why });
+const unsupported = (why: string, when?: (v: unknown) => boolean): KeyRule => ({ kind: 'unsupported', why, ...(when ? { when } : {}) });
+const refusedWhenTrue = (why: string): KeyRule => ({ kind: 'refused', when: (v) => v === true, why });
+const RETRIES = 'every registry request retries as [blob] max_retries, min_wait_msec and max_wait_msec say';
+
+export const KEY_RULES: Record<string, KeyRule> = {
+  metadata_store: moot(METADATA),
+  metadata_db_no_sync: moot(METADATA),
+  metadata_insertion_chunk_size: moot(METADATA),
+  http_cache_type: moot('registry responses are not cached; verified spans are'),
+  filesystem_cache_type: moot(CACHE),
+  'directory_cache.max_lru_cache_entry': moot(CACHE),
+  'directory_cache.max_cache_fds': moot(CACHE),
+  'directory_cache.sync_add': moot(CACHE),
+  'directory_cache.direct': moot(CACHE),
+  disable_verification: refusedWhenTrue('every span digest and every file header is always verified'),
+  debug_address: { kind: 'refused', when: (v) => v !== '', why: 'there is no Go pprof server in this daemon; unset it' },
+  'pull_modes.parallel_pull_unpack.enable': refusedWhenTrue('parallel pull and unpack is not built yet'),
+  'pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback': refusedWhenTrue('parallel pull and unpack is not built yet'),
+  'kubeconfig_keychain.enable_keychain': refusedWhenTrue('the kubeconfig keychain is not built yet; use [cri_keychain]'),
+  'blob.valid_interval': unsupported('mounted layers are not re-checked against the registry; each read fetches with retries and a deadline'),
+  'blob.check_always': unsupported('mounted layers are not re-checked against the registry; each read fetches with retries and a deadline'),
+  'blob.force_single_range_mode': moot('every Range request already asks for one range'),
+  'background_fetch.emit_metric_period_sec': unsupported('the background fetch queue size is not emitted as a metric yet'),
+  fuse_metrics_emit_wait_duration_sec: unsupported('per-image FUSE operation counts are not emitted yet; per-layer counts are'),
+  'resolver.auth_client_ttl_sec': unsupported('registry clients and their tokens live as long as the daemon'),
+  'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
+  'prefetch.max_concurrency': unsupported('prefetch spans of each layer are fetched as its mount asks for them'),
+  max_concurrency: unsupported('layers are resolved as containerd prepares them; no pre-resolve queue to bound'),
+  resolve_result_entry: unsupported('the resolved-index cache is not bounded yet'),
+  'http.MaxRetries': unsupported(RETRIES),
+  'http.MinWaitMsec': unsupported(RETRIES),
+  'http.MaxWaitMsec': unsupported(RETRIES),
+  'http.RequestTimeoutMsec': unsupported('a request is bounded by [http] ResponseHeaderTimeoutMsec between bytes and by [blob] fetching_timeout_sec per span fetch'),
+  'blob.max_span_verification_retries': unsupported('a span that fails its digest is fetched again up to 2 more times, like a failed fetch'),
+  'background_fetch.drop_policy': unsupported('a full background fetch queue always drops the newest layer', (v) => v === 'oldest'),
+  'resolver.host.*.mirrors.request_timeout_sec': unsupported('mirror requests use the [http] and [blob] timeouts'),
+  'content_store.type': unsupported('the snapshotter keeps SOCI artifacts in its own store', (v) => v === 'containerd'),
+};
+
+export interface KeyReport {
+  key: string;
+  kind: 'moot' | 'unsupported';
+  why: string;
+}
+
+/** The reports for the keys `set` in the file; throws the first refusal as its one line. */
+export function checkKeys(set: ReadonlyMap<string, unknown>, refuse: (line: string) => never): KeyReport[] {
+  const out: KeyReport[] = [];
+  for (const [key, value] of set) {
+    const rule = KEY_RULES[key];
+    if (!rule) continue;
+    if (rule.when && !rule.when(value)) continue;
+    if (rule.kind === 'refused') refuse(`config: ${key} = ${JSON.stringify(value)} is not supported: ${rule.why}`);
+    out.push({ key, kind: rule.kind, why: rule.why });
+  }
+  return out;
+}
