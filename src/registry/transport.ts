@@ -98,7 +98,7 @@ export class Transport {
         rejectUnauthorized: !opts.insecure,
         ...(ca ? { ca } : {}),
         ...(opts.clientCert ? { cert: opts.clientCert.cert, key: opts.clientCert.key } : {}),
-        timeout: 10_000,
+        timeout: opts.connectTimeoutMs ?? 10_000,
       },
     });
     this.base = new URL(`${opts.plainHttp ? 'http' : 'https'}://${apiHost(opts.registry)}`);

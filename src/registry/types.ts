@@ -67,6 +67,8 @@ export interface RegistryClientOptions {
   clientCert?: ClientCert;
   credentials?: CredentialProvider;
   retry?: RetryOptions;
+  /** ms a TCP (and TLS) connect may take (default 10 000) */
+  connectTimeoutMs?: number;
   /** ms to wait for response headers (default 30 000) */
   headersTimeoutMs?: number;
   /** ms a response body may stall between chunks (default 30 000) */

@@ -48,6 +48,8 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'prefetch.max_concurrency': unsupported('prefetch spans of each layer are fetched as its mount asks for them'),
   max_concurrency: unsupported('layers are resolved as containerd prepares them; no pre-resolve queue to bound'),
   resolve_result_entry: unsupported('the resolved-index cache is not bounded yet'),
+  debug: unsupported('FUSE requests are not traced; failed ones are logged and counted'),
+  'fuse.log_fuse_operations': unsupported('FUSE requests are not traced; failed ones are logged and counted'),
   'http.MaxRetries': unsupported(RETRIES),
   'http.MinWaitMsec': unsupported(RETRIES),
   'http.MaxWaitMsec': unsupported(RETRIES),

@@ -111,7 +111,12 @@ export class SociLayerMounter implements LayerMounter {
     // A connection that sends nothing for this long is abandoned and the request retried on a new one
     // (AWS's response-header timeout; the same bound between body chunks, so a registry that stalls
     // mid-body does not hold a reader for minutes).
-    const stall = { headersTimeoutMs: o.config.http.ResponseHeaderTimeoutMsec, bodyTimeoutMs: Math.max(o.config.http.ResponseHeaderTimeoutMsec, 3000) };
+    const stall = {
+      headersTimeoutMs: o.config.http.ResponseHeaderTimeoutMsec,
+      bodyTimeoutMs: Math.max(o.config.http.ResponseHeaderTimeoutMsec, 3000),
+      // AWS's dial timeout; a negative one fails every dial there, so it is taken as "at once" here too
+      connectTimeoutMs: Math.max(1, o.config.http.DialTimeoutMsec),
+    };
     const retry = { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) };
     this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...stall, retry });
     const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
