@@ -3,13 +3,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { tempDir } from '../helpers/env.js';
 import { exec, repoRoot } from '../helpers/containerd.js';
 import { configReports, defaultConfig, parseChunkSize, parseConfig, DEFAULT_CONFIG_PATH } from '../../src/snapshotter/config.js';
 import { compileFilters } from '../../src/snapshotter/filters.js';
+import { KEY_RULES } from '../../src/snapshotter/config-keys.js';
 import { VERSION } from '../../src/version.js';
 
 /** smol-toml returns null-prototype objects; normalise for deepEqual. */
@@ -264,4 +265,14 @@ test('systemd units: socket 0660, service uses fd:// and SIGINT; systemd-analyze
   const r = await exec('systemd-analyze', ['verify', join(dir, 'soci-snapshotter.socket'), svc], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr.trim(), '', r.stderr);
+});
+
+test('the README lists every key that is refused, moot or not built yet', async () => {
+  const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf("### Configuration: where it differs from AWS's"), readme.indexOf('## Security'));
+  for (const key of Object.keys(KEY_RULES)) {
+    const leaf = key.split('.').at(-1)!;
+    const table = key.includes('.') ? key.split('.').at(-2)! : '';
+    assert.ok(section.includes(leaf) || (leaf !== '*' && section.includes(`[${table}] *`)), `README's config section names ${key}`);
+  }
 });
