@@ -9,44 +9,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { needs, tempDir } from '../helpers/env.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { pushTestImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startRegistry } from '../helpers/registry.js';
+import { pushIndexedImage, type IndexedImage } from '../helpers/indexed-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
-import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
-import { encodeManifest } from '../../src/oci/types.js';
-import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
 import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const pexec = promisify(execFile);
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** A one-platform image with a SOCI index (zTOC for the top layer, optionally altered first). */
-async function indexedImage(reg: TestRegistry, client: RegistryClient, repo: string, alter?: (z: Ztoc) => void) {
-  const img = await pushTestImage(reg, repo, { layers: 2 });
-  const m = img.manifests[0]!;
-  const top = m.layers[1]!;
-  const z = await buildZtoc(Readable.from([top.bytes]), { compression: 'gzip', spanSize: 16 * 1024 });
-  alter?.(z);
-  const ztoc = marshalZtoc(z);
-  for (const b of [ztoc, EMPTY_CONFIG.bytes]) await client.pushBlob(repo, sha(b), b.length, b);
-  const index = encodeManifest({
-    schemaVersion: 2,
-    mediaType: MT.ociManifest,
-    artifactType: MT.sociIndexV2,
-    config: { mediaType: MT.sociIndexV2, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
-    layers: [{ mediaType: MT.ztoc, digest: sha(ztoc), size: ztoc.length, annotations: { [ANN.layerDigest]: top.digest } }],
-  });
-  const indexDigest = await client.putManifest(repo, sha(index), index, MT.ociManifest);
-  return { repo, manifestDigest: m.digest, top: top.digest, indexDigest };
-}
 
 /** soci_fs_operation_count for one operation type and layer (0 when absent). */
 async function count(operation: string, layer: string): Promise<number> {
@@ -60,14 +35,14 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
   const proxy = await startFaultProxy(t, reg.host);
-  const lie = await indexedImage(reg, client, 'fail/lie', (z) => {
+  const lie = await pushIndexedImage(reg, client, 'fail/lie', (z) => {
     // text.txt's data said to start one block later than it does: its bytes would be off by 512.
     const e = z.toc.find((x) => x.name.toString() === 'layer1/text.txt')!;
     e.uncompressedOffset += 512;
   });
-  const flip = await indexedImage(reg, client, 'fail/flip');
-  const e500 = await indexedImage(reg, client, 'fail/e500');
-  const stall = await indexedImage(reg, client, 'fail/stall');
+  const flip = await pushIndexedImage(reg, client, 'fail/flip');
+  const e500 = await pushIndexedImage(reg, client, 'fail/e500');
+  const stall = await pushIndexedImage(reg, client, 'fail/stall');
   const forever = 1_000_000;
   proxy.add({ path: `/blobs/${flip.top}`, times: forever, fault: { kind: 'flip', offset: 100 } });
   proxy.add({ path: `/blobs/${e500.top}`, times: forever, fault: { kind: 'status', status: 500 } });
@@ -82,7 +57,7 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   const mounter = new SociLayerMounter({ config, root, log: () => undefined, logAt: (level, msg, fields) => lines.push({ level, msg, fields }) });
   t.after(() => mounter.close());
 
-  const mountTop = async (img: Awaited<ReturnType<typeof indexedImage>>) => {
+  const mountTop = async (img: IndexedImage) => {
     const dir = join(root, img.repo.replace('/', '-'));
     await mkdir(dir);
     await mounter.mount(dir, {

@@ -7,48 +7,25 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { needs, tempDir } from '../helpers/env.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { pushTestImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startRegistry } from '../helpers/registry.js';
+import { pushIndexedImage } from '../helpers/indexed-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
-import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
-import { encodeManifest } from '../../src/oci/types.js';
-import { buildZtoc, marshalZtoc } from '../../src/ztoc/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const code = (e: unknown) => (e as { code?: string }).code ?? String(e);
-
-/** A two-layer image whose SOCI index has a zTOC for the top layer only; returns what the labels need. */
-async function indexedImage(reg: TestRegistry, client: RegistryClient, repo: string) {
-  const img = await pushTestImage(reg, repo, { layers: 2 });
-  const m = img.manifests[0]!;
-  const [base, top] = [m.layers[0]!, m.layers[1]!];
-  const ztoc = marshalZtoc(await buildZtoc(Readable.from([top.bytes]), { compression: 'gzip', spanSize: 16 * 1024 }));
-  for (const b of [ztoc, EMPTY_CONFIG.bytes]) await client.pushBlob(repo, sha(b), b.length, b);
-  const index = encodeManifest({
-    schemaVersion: 2,
-    mediaType: MT.ociManifest,
-    artifactType: MT.sociIndexV2,
-    config: { mediaType: MT.sociIndexV2, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
-    layers: [{ mediaType: MT.ztoc, digest: sha(ztoc), size: ztoc.length, annotations: { [ANN.layerDigest]: top.digest } }],
-  });
-  const indexDigest = await client.putManifest(repo, sha(index), index, MT.ociManifest);
-  return { manifestDigest: m.digest, base: base.digest, top: top.digest, ztocHex: sha(ztoc).slice(7), indexDigest };
-}
 
 test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do; a missing zTOC defers them', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
-  const good = await indexedImage(reg, client, 'overlap/good');
-  const bad = await indexedImage(reg, client, 'overlap/bad');
+  const good = await pushIndexedImage(reg, client, 'overlap/good');
+  const bad = await pushIndexedImage(reg, client, 'overlap/bad');
   const proxy = await startFaultProxy(t, reg.host);
 
   const root = await tempDir(t, 'soci-mounter-');

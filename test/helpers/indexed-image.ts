@@ -1,0 +1,43 @@
+/**
+ * A two-layer test image pushed to a registry with a hand-made SOCI v2 index: a zTOC for the top
+ * layer only (16 KiB spans), optionally altered before it is marshalled (a lying zTOC). Returns what
+ * the snapshotter's Prepare labels need.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { RegistryClient } from '../../src/registry/index.js';
+import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
+import { encodeManifest } from '../../src/oci/types.js';
+import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
+import { pushTestImage, type TestRegistry } from './registry.js';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export interface IndexedImage {
+  repo: string;
+  manifestDigest: string;
+  base: string;
+  top: string;
+  /** hex of the zTOC blob digest (for fault-proxy paths) */
+  ztocHex: string;
+  indexDigest: string;
+}
+
+export async function pushIndexedImage(reg: TestRegistry, client: RegistryClient, repo: string, alter?: (z: Ztoc) => void): Promise<IndexedImage> {
+  const img = await pushTestImage(reg, repo, { layers: 2 });
+  const m = img.manifests[0]!;
+  const [base, top] = [m.layers[0]!, m.layers[1]!];
+  const z = await buildZtoc(Readable.from([top.bytes]), { compression: 'gzip', spanSize: 16 * 1024 });
+  alter?.(z);
+  const ztoc = marshalZtoc(z);
+  for (const b of [ztoc, EMPTY_CONFIG.bytes]) await client.pushBlob(repo, sha(b), b.length, b);
+  const index = encodeManifest({
+    schemaVersion: 2,
+    mediaType: MT.ociManifest,
+    artifactType: MT.sociIndexV2,
+    config: { mediaType: MT.sociIndexV2, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
+    layers: [{ mediaType: MT.ztoc, digest: sha(ztoc), size: ztoc.length, annotations: { [ANN.layerDigest]: top.digest } }],
+  });
+  const indexDigest = await client.putManifest(repo, sha(index), index, MT.ociManifest);
+  return { repo, manifestDigest: m.digest, base: base.digest, top: top.digest, ztocHex: sha(ztoc).slice(7), indexDigest };
+}
