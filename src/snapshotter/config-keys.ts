@@ -57,6 +57,7 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'blob.max_span_verification_retries': unsupported('a span that fails its digest is fetched again up to 2 more times, like a failed fetch'),
   'background_fetch.drop_policy': unsupported('a full background fetch queue always drops the newest layer', (v) => v === 'oldest'),
   'resolver.host.*.mirrors.request_timeout_sec': unsupported('mirror requests use the [http] and [blob] timeouts'),
+  'resolver.custom_headers': unsupported('snapshot labels do not add request headers yet', (v) => Array.isArray(v) && v.length > 0),
   'content_store.type': unsupported('the snapshotter keeps SOCI artifacts in its own store', (v) => v === 'containerd'),
 };
 
@@ -66,12 +67,16 @@ export interface KeyReport {
   why: string;
 }
 
-/** The reports for the keys `set` in the file; throws the first refusal as its one line. */
-export function checkKeys(set: ReadonlyMap<string, unknown>, refuse: (line: string) => never): KeyReport[] {
+/**
+ * The reports for the keys `set` in the file to something else than their default (AWS's own
+ * config.toml lists every key at its default: that says nothing); throws the first refusal as its
+ * one line.
+ */
+export function checkKeys(set: ReadonlyMap<string, unknown>, isDefault: (key: string, v: unknown) => boolean, refuse: (line: string) => never): KeyReport[] {
   const out: KeyReport[] = [];
   for (const [key, value] of set) {
     const rule = KEY_RULES[key];
-    if (!rule) continue;
+    if (!rule || isDefault(key, value)) continue;
     if (rule.when && !rule.when(value)) continue;
     if (rule.kind === 'refused') refuse(`config: ${key} = ${JSON.stringify(value)} is not supported: ${rule.why}`);
     out.push({ key, kind: rule.kind, why: rule.why });

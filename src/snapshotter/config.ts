@@ -90,6 +90,7 @@ export function defaultConfig() {
     resolver: {
       auth_client_ttl_sec: 3600,
       enable_auth_client_sharing: false,
+      custom_headers: [] as string[],
       host: {} as Record<string, { mirrors: MirrorConfig[] }>,
     },
     snapshotter: { min_layer_size: 0, allow_invalid_mounts_on_restart: false },
@@ -124,6 +125,9 @@ function merge(dst: Plain, src: Plain, where: string, set: Map<string, unknown>)
       dst[k] = v;
     } else if (typeof d === 'string') {
       if (typeof v !== 'string') throw new SociError('ERR_USAGE', `config: ${name} must be a string`);
+      dst[k] = v;
+    } else if (Array.isArray(d)) {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new SociError('ERR_USAGE', `config: ${name} must be a list of strings`);
       dst[k] = v;
     }
   }
@@ -171,6 +175,17 @@ function oneOf(key: string, value: string, allowed: string[]): void {
   if (!allowed.includes(value)) throw new SociError('ERR_USAGE', `config: ${key} = ${JSON.stringify(value)} is not supported (one of ${allowed.join(', ')})`);
 }
 
+/** Headers a snapshot label may never set (AWS's list), and what a header name may be (RFC 9110 token). */
+const RESERVED_HEADERS = ['authorization', 'range', 'accept', 'accept-encoding', 'content-type', 'content-length', 'user-agent', 'referer'];
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function checkHeaderNames(names: string[]): void {
+  for (const n of names) {
+    if (!TOKEN.test(n)) throw new SociError('ERR_USAGE', `config: resolver.custom_headers: ${JSON.stringify(n)} is not a valid header name`);
+    if (RESERVED_HEADERS.includes(n.toLowerCase())) throw new SociError('ERR_USAGE', `config: resolver.custom_headers: ${n} is reserved`);
+  }
+}
+
 const reports = new WeakMap<Config, KeyReport[]>();
 
 /** The keys of the loaded file that have no effect here (logged once at start). */
@@ -199,8 +214,14 @@ export function parseConfig(text: string, source = 'config'): Config {
   if (cfg.metrics_network === 'unixpacket') throw new SociError('ERR_USAGE', 'config: metrics_network = "unixpacket" is not supported: Node has no SOCK_SEQPACKET listener (use tcp, tcp4, tcp6 or unix)');
   oneOf('metrics_network', cfg.metrics_network, METRICS_NETWORKS);
   oneOf('metadata_store', cfg.metadata_store, ['db', 'db-multi']);
+  checkHeaderNames(cfg.resolver.custom_headers);
   oneOf('background_fetch.drop_policy', cfg.background_fetch.drop_policy, ['newest', 'oldest']);
-  reports.set(cfg, checkKeys(set, (line) => {
+  const defaults = defaultConfig() as unknown as Plain;
+  const isDefault = (key: string, v: unknown) => {
+    const d = key.includes('*') ? 0 : key.split('.').reduce<unknown>((o, k) => (isPlain(o) ? o[k] : undefined), defaults);
+    return JSON.stringify(typeof v === 'bigint' ? Number(v) : v) === JSON.stringify(d);
+  };
+  reports.set(cfg, checkKeys(set, isDefault, (line) => {
     throw new SociError('ERR_USAGE', line);
   }));
   return cfg;
