@@ -1,0 +1,67 @@
+/**
+ * AWS's [fuse] attr_timeout, entry_timeout and negative_timeout reach the kernel: through the
+ * snapshotter's SOCI mounter (real registry, FUSE), a name looked up twice 1.5 s apart is asked of
+ * the daemon again with the default 1 s timeouts, and once only with 3600 s. The lookups are counted
+ * by the daemon's FUSE op latency histogram.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { needs, tempDir } from '../helpers/env.js';
+import { pushIndexedImage } from '../helpers/indexed-image.js';
+import { startRegistry } from '../helpers/registry.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { defaultConfig } from '../../src/snapshotter/config.js';
+import { registry as metrics } from '../../src/snapshotter/metrics.js';
+import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+
+const pexec = promisify(execFile);
+
+async function lookups(layer: string): Promise<number> {
+  const m = new RegExp(`^soci_fs_operation_duration_microseconds_count\\{operation_type="fuse_lookup",layer="${layer}"\\} (\\d+)$`, 'm').exec(await metrics.metrics());
+  return m ? Number(m[1]) : 0;
+}
+
+test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs 3600 s)', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'stat'] }), timeout: 120_000 }, async (t) => {
+  const reg = await startRegistry(t);
+  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
+  t.after(() => client.close());
+  const root = await tempDir(t, 'soci-fuse-ttl-');
+  const results: Record<string, { found: number; missing: number }> = {};
+  const mounters: SociLayerMounter[] = [];
+  t.after(async () => {
+    for (const m of mounters) await m.close();
+  });
+  for (const ttl of [0, 3600]) {
+    const img = await pushIndexedImage(reg, client, `ttl/t${ttl}`);
+    const config = defaultConfig();
+    if (ttl) Object.assign(config.fuse, { attr_timeout: ttl, entry_timeout: ttl, negative_timeout: ttl });
+    config.background_fetch.disable = true;
+    const mounter = new SociLayerMounter({ config, root: join(root, `r${ttl}`), log: () => undefined });
+    mounters.push(mounter);
+    const dir = join(root, `m${ttl}`);
+    await mkdir(dir);
+    await mounter.mount(dir, { [LABELS.imageRef]: `${reg.host}/${img.repo}:latest`, [LABELS.manifestDigest]: img.manifestDigest, [LABELS.indexDigest]: img.indexDigest, [LABELS.layerDigest]: img.top }, { namespace: 'default', key: img.repo });
+    const statTwice = async (path: string) => {
+      const before = await lookups(img.top);
+      for (let i = 0; i < 2; i++) {
+        await pexec('stat', [path]).catch(() => undefined);
+        if (i === 0) await sleep(1500);
+      }
+      return (await lookups(img.top)) - before;
+    };
+    // `layer1` is looked up once by the first stat of each path; what the second costs is the point.
+    await pexec('stat', [join(dir, 'layer1')]);
+    results[ttl ? 'long' : 'default'] = { found: await statTwice(join(dir, 'layer1', 'text.txt')), missing: await statTwice(join(dir, 'layer1', 'nope')) };
+    await mounter.unmount(dir);
+  }
+  t.diagnostic(JSON.stringify(results));
+  assert.ok(results.default!.found >= 2, `1 s entry/attr timeout: the name is asked again (${results.default!.found} lookups)`);
+  assert.ok(results.default!.missing >= 2, `1 s negative timeout: the missing name is asked again (${results.default!.missing})`);
+  assert.equal(results.long!.found, 1, '3600 s: the kernel answers the second stat itself');
+  assert.equal(results.long!.missing, 1, '3600 s negative timeout: the missing name is not asked again');
+});
