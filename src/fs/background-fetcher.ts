@@ -14,8 +14,13 @@ export interface BackgroundFetcherOptions {
   silencePeriodMs?: number;
   /** one span is dispatched per period (default 500 ms) */
   fetchPeriodMs?: number;
-  /** layers queued at most (default 300); more are dropped (drop policy "newest") */
+  /** layers queued at most (default 300; negative: no bound) */
   maxQueueSize?: number;
+  /**
+   * Which layer leaves a full queue (AWS's drop_policy): 'newest' (default) does not queue the layer
+   * being added; 'oldest' drops the one queued longest. A dropped layer stays lazily loaded.
+   */
+  dropPolicy?: 'newest' | 'oldest';
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -43,6 +48,7 @@ export class BackgroundFetcher {
       silencePeriodMs: opts.silencePeriodMs ?? 30_000,
       fetchPeriodMs: opts.fetchPeriodMs ?? 500,
       maxQueueSize: opts.maxQueueSize ?? 300,
+      dropPolicy: opts.dropPolicy ?? 'newest',
     };
     this.log = opts.log;
   }
@@ -53,7 +59,8 @@ export class BackgroundFetcher {
     if (this.active.has(spans)) return;
     if (this.o.maxQueueSize >= 0 && this.queue.length >= this.o.maxQueueSize) {
       this.counters.dropped++;
-      return;
+      if (this.o.dropPolicy === 'newest' || this.queue.length === 0) return;
+      this.active.delete(this.queue.shift()!.spans);
     }
     const c = { spans, next: 0 };
     this.active.set(spans, c);
@@ -88,6 +95,11 @@ export class BackgroundFetcher {
     this.active.clear();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  /** The layer is registered (queued or being fetched). */
+  has(spans: SpanManager): boolean {
+    return this.active.has(spans);
   }
 
   get pending(): number {

@@ -55,7 +55,6 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'http.MaxWaitMsec': unsupported(RETRIES),
   'http.RequestTimeoutMsec': unsupported('a request is bounded by [http] ResponseHeaderTimeoutMsec between bytes and by [blob] fetching_timeout_sec per span fetch'),
   'blob.max_span_verification_retries': unsupported('a span that fails its digest is fetched again up to 2 more times, like a failed fetch'),
-  'background_fetch.drop_policy': unsupported('a full background fetch queue always drops the newest layer', (v) => v === 'oldest'),
   'resolver.host.*.mirrors.request_timeout_sec': unsupported('mirror requests use the [http] and [blob] timeouts'),
   'resolver.custom_headers': unsupported('snapshot labels do not add request headers yet', (v) => Array.isArray(v) && v.length > 0),
   'content_store.type': unsupported('the snapshotter keeps SOCI artifacts in its own store', (v) => v === 'containerd'),

@@ -142,7 +142,7 @@ export class SociLayerMounter implements LayerMounter {
       },
     });
     const bg = o.config.background_fetch;
-    this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, log: o.log });
+    this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest', log: o.log });
   }
 
   /** The registry client for a host (shared with the local unpacker). */

@@ -396,6 +396,22 @@ test('background fetcher: waits for the quiet period, fetches every span one at 
   assert.equal(src2.calls.length, after);
 });
 
+test('background fetcher: a full queue drops the newest layer by default, the oldest with drop policy "oldest"', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const layers = [0, 1, 2].map((i) => manager(f, src, new SpanCache({ dir: join(f.dir, `cache-drop-${i}`) })));
+  for (const [policy, kept] of [['newest', [0, 1]], ['oldest', [1, 2]]] as const) {
+    // A long quiet period: nothing is fetched, the queue is all there is to see.
+    const bg = new BackgroundFetcher({ silencePeriodMs: 60_000, maxQueueSize: 2, dropPolicy: policy });
+    t.after(() => bg.stop());
+    for (const m of layers) bg.register(m);
+    assert.equal(bg.pending, 2, policy);
+    assert.equal(bg.counters.dropped, 1, policy);
+    assert.deepEqual(layers.map((m) => bg.has(m)), [0, 1, 2].map((i) => (kept as readonly number[]).includes(i)), policy);
+    bg.stop();
+  }
+});
+
 test('background fetcher: yields while readers of a registered layer are fetching, then resumes', async (t) => {
   const f = await fixture(t);
   const src = await fakeSource(f.gz);

@@ -49,7 +49,7 @@ const KEYS: Array<[string, string, Outcome, boolean]> = [
   ['background_fetch.silence_period_msec', '1000', 'applied', true],
   ['background_fetch.fetch_period_msec', '100', 'applied', true],
   ['background_fetch.max_queue_size', '10', 'applied', true],
-  ['background_fetch.drop_policy', '"oldest"', 'unsupported', false],
+  ['background_fetch.drop_policy', '"oldest"', 'applied', false],
   ['background_fetch.emit_metric_period_sec', '5', 'unsupported', true],
   ['content_store.type', '"containerd"', 'unsupported', true],
   ['prefetch.enable', 'true', 'applied', false],
