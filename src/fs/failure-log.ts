@@ -22,7 +22,7 @@ export interface LayerFailure {
   cause: string;
 }
 
-/** What a report source sees: the layer is added by whoever knows it (mountLayer). */
+/** What a report source (span manager, layer fs) gives: mountLayer adds the layer. */
 export type FailureReport = Omit<LayerFailure, 'layer'>;
 
 export interface FailureLogOptions {
@@ -70,11 +70,6 @@ export class FailureLog {
     this.seen.set(key, { at: now, held: 0 });
     if (this.seen.size > this.maxKeys) this.seen.delete(this.seen.keys().next().value!);
     this.o.write(f, held);
-  }
-
-  /** A sink for one layer (what mountLayer hands its span manager and layer fs). */
-  forLayer(layer: string): (r: FailureReport) => void {
-    return (r) => this.report({ ...r, layer });
   }
 }
 

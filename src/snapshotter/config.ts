@@ -202,9 +202,10 @@ export function parseConfig(text: string, source = 'config'): Config {
     throw new SociError('ERR_USAGE', `${source}: invalid TOML: ${first}`);
   }
   const cfg = defaultConfig();
+  const defaults = defaultConfig() as unknown as Plain;
   const set = new Map<string, unknown>();
   merge(cfg as unknown as Plain, doc, '', set);
-  fillZeros(cfg as unknown as Plain, defaultConfig() as unknown as Plain);
+  fillZeros(cfg as unknown as Plain, defaults);
   normalizeMirrors(cfg);
   for (const h of Object.values(cfg.resolver.host)) {
     const t = h.mirrors.find((m) => m.request_timeout_sec !== 0);
@@ -216,7 +217,6 @@ export function parseConfig(text: string, source = 'config'): Config {
   oneOf('metadata_store', cfg.metadata_store, ['db', 'db-multi']);
   checkHeaderNames(cfg.resolver.custom_headers);
   oneOf('background_fetch.drop_policy', cfg.background_fetch.drop_policy, ['newest', 'oldest']);
-  const defaults = defaultConfig() as unknown as Plain;
   const isDefault = (key: string, v: unknown) => {
     const d = key.includes('*') ? 0 : key.split('.').reduce<unknown>((o, k) => (isPlain(o) ? o[k] : undefined), defaults);
     return JSON.stringify(typeof v === 'bigint' ? Number(v) : v) === JSON.stringify(d);

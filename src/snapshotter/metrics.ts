@@ -5,6 +5,8 @@
 import { createServer, type Server } from 'node:http';
 import { rm } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FailureKind, LayerFailure } from '../fs/index.js';
+import { Errno } from '../fuse/types.js';
 
 export const registry = new Registry();
 
@@ -53,6 +55,49 @@ export const LOCAL_MOUNT_FAILURE_COUNT = 'local_mount_failure_count';
 export function initFallbackCounters(): void {
   operationCount.inc({ operation_type: FUSE_MOUNT_FAILURE_COUNT, layer: '' }, 0);
   operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: '' }, 0);
+}
+
+/** The operation_type counting each kind of layer failure (failed reads are counted by FUSE op). */
+export const FAILURE_COUNTERS: Partial<Record<FailureKind, string>> = {
+  span_verification: 'span_verification_failure_count',
+  registry: 'remote_registry_fetch_failure_count',
+  read_deadline: 'read_deadline_exceeded_count',
+  toc_mismatch: 'ztoc_entry_mismatch_count',
+};
+
+export function countLayerFailure(f: LayerFailure): void {
+  const name = FAILURE_COUNTERS[f.kind];
+  if (name) operationCount.inc({ operation_type: name, layer: f.layer });
+}
+
+/** FUSE op → AWS's name for its failure counter (others: fuse_<op>_failure_count). */
+const FUSE_FAILURE_COUNTERS: Record<string, string> = {
+  read: 'fuse_file_read_failure_count',
+  getattr: 'fuse_node_getattr_failure_count',
+  lookup: 'fuse_node_lookup_failure_count',
+  open: 'fuse_node_open_failure_count',
+  readdir: 'fuse_node_readdir_failure_count',
+  readdirplus: 'fuse_node_readdir_failure_count',
+  listxattr: 'fuse_node_listxattr_failure_count',
+};
+
+/** Answers that are part of normal operation, not failures: no such name or xattr, a size probe. */
+const EXPECTED_ERRNOS = new Set<number>([Errno.ENOENT, Errno.ENODATA, Errno.ERANGE]);
+
+/** AWS's fuse_failure_state: incremented at most once per this long per layer. */
+const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
+const failureStateAt = new Map<string, number>();
+
+/** A FUSE request of `layer` answered with `errno`: counted unless the errno is an ordinary answer. */
+export function countFuseFailure(op: string, errno: number, layer: string): void {
+  if (EXPECTED_ERRNOS.has(errno)) return;
+  operationCount.inc({ operation_type: FUSE_FAILURE_COUNTERS[op] ?? `fuse_${op}_failure_count`, layer });
+  const now = performance.now();
+  const last = failureStateAt.get(layer);
+  if (last === undefined || now - last >= FUSE_FAILURE_STATE_PERIOD_MS) {
+    failureStateAt.set(layer, now);
+    operationCount.inc({ operation_type: 'fuse_failure_state', layer });
+  }
 }
 
 /** Serves GET /metrics on a tcp "host:port" or a unix socket path. */

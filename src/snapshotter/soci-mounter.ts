@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { SociError } from '../errors.js';
 import { BackgroundFetcher, FAILURE_MESSAGES, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
 import { cleanupStaleMounts, umount } from '../fuse/index.js';
-import { Errno } from '../fuse/types.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
 import type { CredentialProvider } from '../registry/types.js';
@@ -16,7 +15,7 @@ import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type FindSociIndexOpt
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
-import { operationCount, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
+import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
 
 /** FUSE op → the reference's operation_type names where it has one (§5.12). */
 function fuseOpType(op: string): string {
@@ -35,38 +34,13 @@ export const LABELS = {
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
-/** The soci_fs_operation_count operation_type of each failure kind (failed reads are counted by FUSE op). */
-export const FAILURE_COUNTERS: Partial<Record<FailureKind, string>> = {
-  span_verification: 'span_verification_failure_count',
-  registry: 'remote_registry_fetch_failure_count',
-  read_deadline: 'read_deadline_exceeded_count',
-  toc_mismatch: 'ztoc_entry_mismatch_count',
-};
-
 /** Bytes that cannot be trusted are errors; a slow or failing registry is a warning. */
 const FAILURE_LEVEL: Record<FailureKind, 'warn' | 'error'> = { span_verification: 'error', toc_mismatch: 'error', registry: 'warn', read_deadline: 'warn', read: 'warn' };
-
-/** FUSE op → AWS's name for its failure counter (others: fuse_<op>_failure_count). */
-const FUSE_FAILURE_COUNTERS: Record<string, string> = {
-  read: 'fuse_file_read_failure_count',
-  getattr: 'fuse_node_getattr_failure_count',
-  lookup: 'fuse_node_lookup_failure_count',
-  open: 'fuse_node_open_failure_count',
-  readdir: 'fuse_node_readdir_failure_count',
-  readdirplus: 'fuse_node_readdir_failure_count',
-  listxattr: 'fuse_node_listxattr_failure_count',
-};
-
-/** Answers that are part of normal operation, not failures: no such name or xattr, a size probe. */
-const EXPECTED_ERRNOS = new Set<number>([Errno.ENOENT, Errno.ENODATA, Errno.ERANGE]);
 
 /** A [fuse] timeout in seconds for the kernel; a negative one, as with AWS's, means "cache for good". */
 function kernelTtl(sec: number): number {
   return sec < 0 ? 365 * 24 * 3600 : sec;
 }
-
-/** AWS's fuse_failure_state: incremented at most once per this long per layer. */
-const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
 
 export interface SociMounterOptions {
   config: Config;
@@ -103,8 +77,6 @@ export class SociLayerMounter implements LayerMounter {
 
   private readonly credentials: CredentialProvider;
   private readonly failures: FailureLog;
-  /** layer → when fuse_failure_state was last incremented */
-  private readonly failureState = new Map<string, number>();
 
   constructor(private readonly o: SociMounterOptions) {
     this.credentials = o.extraCredentials ? chainCredentials(defaultCredentials(), o.extraCredentials) : defaultCredentials();
@@ -136,10 +108,7 @@ export class SociLayerMounter implements LayerMounter {
     const logAt = o.logAt ?? ((_level, msg, fields) => o.log(msg, fields));
     this.failures = new FailureLog({
       write: (f, suppressed) => logAt(FAILURE_LEVEL[f.kind], FAILURE_MESSAGES[f.kind], failureFields(f, suppressed)),
-      count: (f) => {
-        const name = FAILURE_COUNTERS[f.kind];
-        if (name) operationCount.inc({ operation_type: name, layer: f.layer });
-      },
+      count: countLayerFailure,
     });
     const bg = o.config.background_fetch;
     this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest', log: o.log });
@@ -248,7 +217,7 @@ export class SociLayerMounter implements LayerMounter {
             negativeTimeout: kernelTtl(this.o.config.fuse.negative_timeout),
             onOp: (op, micros, errno) => {
               operationDurationUs.observe({ operation_type: fuseOpType(op), layer: layerDigest }, micros);
-              if (errno && !EXPECTED_ERRNOS.has(errno)) this.fuseFailed(op, layerDigest);
+              if (errno) countFuseFailure(op, errno, layerDigest);
             },
           },
         },
@@ -267,16 +236,6 @@ export class SociLayerMounter implements LayerMounter {
       await Promise.race([work, timeout]);
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  private fuseFailed(op: string, layer: string): void {
-    operationCount.inc({ operation_type: FUSE_FAILURE_COUNTERS[op] ?? `fuse_${op}_failure_count`, layer });
-    const now = performance.now();
-    const last = this.failureState.get(layer);
-    if (last === undefined || now - last >= FUSE_FAILURE_STATE_PERIOD_MS) {
-      this.failureState.set(layer, now);
-      operationCount.inc({ operation_type: 'fuse_failure_state', layer });
     }
   }
 
