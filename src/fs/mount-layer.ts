@@ -10,6 +10,7 @@ import type { BlobSource } from '../oci/blob-source.js';
 import { FuseServer, type FuseServerOptions } from '../fuse/index.js';
 import { spanTable, type Ztoc } from '../ztoc/index.js';
 import { SociError } from '../errors.js';
+import type { Semaphore } from '../semaphore.js';
 import type { BackgroundFetcher } from './background-fetcher.js';
 import { LayerFs } from './layer-fs.js';
 import type { LayerFailure } from './failure-log.js';
@@ -25,6 +26,7 @@ export interface PrefetchSpans {
 export interface LayerMountOptions {
   fetchTimeoutMs?: number;
   retries?: number;
+  verifyRetries?: number;
   readTimeoutMs?: number;
   /** FUSE request timeout (default: readTimeoutMs + 5 s, so the span manager answers first) */
   requestTimeoutMs?: number;
@@ -35,6 +37,8 @@ export interface LayerMountOptions {
   backgroundFetcher?: BackgroundFetcher;
   /** spans to resolve before mountLayer returns (prefetch artifact); failures are logged and ignored */
   prefetch?: PrefetchSpans[];
+  /** the prefetch of each layer takes a turn here (a bound across layers) */
+  prefetchGate?: Semaphore;
   opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';
   fuse?: Partial<FuseServerOptions>;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
@@ -89,6 +93,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
     cache: p.cache,
     ...(o.fetchTimeoutMs !== undefined ? { fetchTimeoutMs: o.fetchTimeoutMs } : {}),
     ...(o.retries !== undefined ? { retries: o.retries } : {}),
+    ...(o.verifyRetries !== undefined ? { verifyRetries: o.verifyRetries } : {}),
     ...(o.readTimeoutMs !== undefined ? { readTimeoutMs: o.readTimeoutMs } : {}),
     ...(o.readaheadMaxSpans !== undefined ? { readaheadMaxSpans: o.readaheadMaxSpans } : {}),
   });
@@ -106,11 +111,14 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   const o = p.options ?? {};
   const fs = createLayerFs(p);
   if (o.prefetch?.length) {
-    await Promise.all(
-      o.prefetch.map((r) =>
-        fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.log?.('prefetch failed', { layer: p.layer.digest, error: e.message })),
-      ),
-    );
+    const prefetch = o.prefetch;
+    const all = () =>
+      Promise.all(
+        prefetch.map((r) =>
+          fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.log?.('prefetch failed', { layer: p.layer.digest, error: e.message })),
+        ),
+      );
+    await (o.prefetchGate ? o.prefetchGate.run(all) : all());
   }
   const readTimeout = o.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS;
   const server = await FuseServer.mount(fs, {

@@ -31,8 +31,10 @@ export interface SpanManagerOptions {
   cache: SpanCache;
   /** one Range request may take this long (default 30 000 ms) */
   fetchTimeoutMs?: number;
-  /** extra attempts after a failed or unverifiable fetch (default 2) */
+  /** extra attempts after a failed fetch (default 2; the blob source may retry within each) */
   retries?: number;
+  /** extra fetches after bytes that fail their span digest (default: `retries`; AWS's max_span_verification_retries) */
+  verifyRetries?: number;
   /** the read deadline: a read() that cannot be served rejects after this long (default 30 000 ms) */
   readTimeoutMs?: number;
   /** adjacent missing spans are merged into one request up to this many bytes (default 32 MiB) */
@@ -97,6 +99,7 @@ export class SpanManager {
     this.o = {
       fetchTimeoutMs: opts.fetchTimeoutMs ?? 30_000,
       retries: opts.retries ?? 2,
+      verifyRetries: opts.verifyRetries ?? opts.retries ?? 2,
       readTimeoutMs: opts.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS,
       maxRequestBytes: opts.maxRequestBytes ?? 32 << 20,
       readaheadMaxSpans: opts.readaheadMaxSpans ?? 8,
@@ -398,12 +401,18 @@ export class SpanManager {
     return out;
   }
 
-  /** One Range request for the spans' compressed bytes, retried until every span digest matches. */
+  /**
+   * One Range request for the spans' compressed bytes, fetched again while it fails (up to `retries`
+   * times) or its bytes fail a span digest (up to `verifyRetries` times), whichever runs out first.
+   */
   private async fetchVerified(ids: number[]): Promise<Buffer> {
     const start = this.table.spans[ids[0]!]!.cStart;
     const end = this.table.spans[ids.at(-1)!]!.cEnd;
+    const { retries, verifyRetries } = this.o;
     let lastErr: unknown;
-    for (let attempt = 0; attempt <= this.o.retries; attempt++) {
+    let fetchFailures = 0;
+    let verifyFailures = 0;
+    for (let attempt = 0; fetchFailures <= retries && verifyFailures <= verifyRetries; attempt++) {
       if (this.closed) break;
       if (attempt > 0) await sleep(Math.min(1000, 50 * 2 ** attempt));
       let buf: Buffer;
@@ -415,14 +424,16 @@ export class SpanManager {
       } catch (e) {
         this.s.fetchFailures++;
         lastErr = e;
-        this.report({ kind: 'registry', spans: [ids[0]!, ids.at(-1)!], cause: `attempt ${attempt + 1} of ${this.o.retries + 1}: ${(e as Error)?.message ?? String(e)}` });
+        fetchFailures++;
+        this.report({ kind: 'registry', spans: [ids[0]!, ids.at(-1)!], cause: `attempt ${fetchFailures} of ${retries + 1}: ${(e as Error)?.message ?? String(e)}` });
         continue;
       }
       const bad = await firstBadSpan(this.table, this.digests, ids, buf);
       if (bad === undefined) return buf;
       this.s.verifyFailures++;
+      verifyFailures++;
       lastErr = new SociError('ERR_DIGEST_MISMATCH', `span ${bad} of layer ${this.layerKey} does not match its zTOC digest`);
-      this.report({ kind: 'span_verification', spans: [bad, bad], cause: `attempt ${attempt + 1} of ${this.o.retries + 1}: compressed bytes ${this.table.spans[bad]!.cStart}-${this.table.spans[bad]!.cEnd} from the registry do not match the span's zTOC digest` });
+      this.report({ kind: 'span_verification', spans: [bad, bad], cause: `attempt ${verifyFailures} of ${verifyRetries + 1}: compressed bytes ${this.table.spans[bad]!.cStart}-${this.table.spans[bad]!.cEnd} from the registry do not match the span's zTOC digest` });
     }
     const why = lastErr instanceof Error ? lastErr.message : String(lastErr);
     throw new SociError(lastErr instanceof SociError && lastErr.code === 'ERR_DIGEST_MISMATCH' ? 'ERR_DIGEST_MISMATCH' : 'ERR_IO',

@@ -229,7 +229,7 @@ export class RegistryClient {
     let out: { res: HttpResponse; body: Buffer } | undefined;
     if (cached && cached.expiresAt > Date.now()) {
       // Straight to the storage URL the registry redirected to before (S3/CDN), as SOCI does.
-      out = await this.transport.sendRead({ method: 'GET', url: cached.url, headers, scopes: [], what, anonymous: true, ...(signal ? { signal } : {}) }, Infinity, ok);
+      out = await this.transport.sendRead({ method: 'GET', url: cached.url, headers, scopes: [], what, anonymous: true, ...(signal ? { signal } : {}) }, Infinity, ok, this.options.blobRetry);
       if (!ok(out.res.status)) {
         out.res.body.resume();
         this.redirects.delete(key); // expired signature or moved: ask the registry again
@@ -237,7 +237,7 @@ export class RegistryClient {
       }
     }
     if (!out) {
-      out = await this.transport.sendRead({ method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) }, Infinity, ok);
+      out = await this.transport.sendRead({ method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) }, Infinity, ok, this.options.blobRetry);
       if (ok(out.res.status) && out.res.url.origin !== this.transport.base.origin) {
         if (this.redirects.size >= 1024) this.redirects.delete(this.redirects.keys().next().value!);
         this.redirects.set(key, { url: out.res.url.href, expiresAt: Date.now() + REDIRECT_TTL_MS });

@@ -16,6 +16,8 @@ export interface RegistryHostsOptions extends Omit<RegistryClientOptions, 'regis
   plainHttp?: boolean | 'localhost' | string[];
   insecure?: boolean | string[];
   hostsDir?: string;
+  /** requestTimeoutMs for these hosts instead (0 = no limit) */
+  requestTimeoutByHost?: Record<string, number>;
 }
 
 export class RegistryHosts {
@@ -27,14 +29,15 @@ export class RegistryHosts {
   get(registry: string): RegistryClient {
     let c = this.clients.get(registry);
     if (!c) {
-      const { plainHttp, insecure, hostsDir, ca, clientCert, ...rest } = this.opts;
+      const { plainHttp, insecure, hostsDir, ca, clientCert, requestTimeoutByHost, ...rest } = this.opts;
       const h = hostsDir ? readHostsDir(hostsDir, registry) : {};
       const listed = plainHttp === true || (Array.isArray(plainHttp) && plainHttp.includes(registry));
       const plain = listed || (h.plainHttp ?? (plainHttp === 'localhost' && isLocalhost(registry)));
       const skipVerify = insecure === true || (Array.isArray(insecure) && insecure.includes(registry)) || h.skipVerify === true;
       const cas = [...(ca === undefined ? [] : Array.isArray(ca) ? ca : [ca]), ...(h.ca ?? [])];
       const cert = h.clientCert ?? clientCert;
-      c = new RegistryClient({ ...rest, registry, plainHttp: plain, insecure: skipVerify, ...(cas.length ? { ca: cas } : {}), ...(cert ? { clientCert: cert } : {}) });
+      const timeout = requestTimeoutByHost?.[registry];
+      c = new RegistryClient({ ...rest, ...(timeout !== undefined ? { requestTimeoutMs: timeout } : {}), registry, plainHttp: plain, insecure: skipVerify, ...(cas.length ? { ca: cas } : {}), ...(cert ? { clientCert: cert } : {}) });
       this.clients.set(registry, c);
     }
     return c;

@@ -22,13 +22,19 @@ const RETRIABLE_CODES = new Set([
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
   'ERR_SHORT_BODY',
+  'ERR_REQUEST_TIMEOUT',
 ]);
 
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUT_CODES = new Set(['ERR_REQUEST_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
 /** A body that ended before the announced/expected length (a retriable transport failure). */
 export class ShortBodyError extends Error {
   readonly code = 'ERR_SHORT_BODY';
+}
+
+/** An attempt that outlived the whole-request timeout (retriable, like Go's http.Client.Timeout). */
+export class RequestTimeoutError extends Error {
+  readonly code = 'ERR_REQUEST_TIMEOUT';
 }
 
 function errCode(e: unknown): string | undefined {

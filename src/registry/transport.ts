@@ -11,8 +11,8 @@ import { VERSION } from '../version.js';
 import { apiHost } from '../oci/reference.js';
 import { Authenticator, type TokenHttpResponse } from './auth.js';
 import { parseChallenge } from './challenge.js';
-import { RetryBudget, ShortBodyError, isRetriableError, isRetriableStatus, networkError, parseRetryAfter } from './retry.js';
-import type { RegistryClientOptions } from './types.js';
+import { RequestTimeoutError, RetryBudget, ShortBodyError, isRetriableError, isRetriableStatus, networkError, parseRetryAfter } from './retry.js';
+import type { RegistryClientOptions, RetryOptions } from './types.js';
 
 export type Body = Buffer | (() => AsyncIterable<Buffer>);
 
@@ -110,14 +110,28 @@ export class Transport {
     return this.agent.close();
   }
 
-  newBudget(signal?: AbortSignal): RetryBudget {
-    return new RetryBudget(this.opts.retry, signal);
+  newBudget(signal?: AbortSignal, retry: RetryOptions | undefined = this.opts.retry): RetryBudget {
+    return new RetryBudget(retry, signal);
+  }
+
+  /**
+   * The signal of one attempt: the caller's, plus the whole-request timeout when one is set. `done`
+   * clears the timer; the caller calls it when the body is consumed or abandoned.
+   */
+  private attemptSignal(signal: AbortSignal | undefined): { signal: AbortSignal | undefined; done: () => void } {
+    const limit = this.opts.requestTimeoutMs;
+    if (!limit || limit <= 0) return { signal, done: () => undefined };
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new RequestTimeoutError(`request timeout of ${limit} ms exceeded`)), limit);
+    timer.unref();
+    return { signal: signal ? AbortSignal.any([signal, ac.signal]) : ac.signal, done: () => clearTimeout(timer) };
   }
 
   /** One HTTP round trip without auth/retry/redirect handling. */
   async once(method: string, url: URL, headers: Record<string, string>, body: Body | undefined, signal?: AbortSignal): Promise<HttpResponse> {
     const t0 = Date.now();
     const log = this.opts.debug;
+    const attempt = this.attemptSignal(signal);
     try {
       const res = await this.agent.request({
         origin: url.origin,
@@ -125,13 +139,15 @@ export class Transport {
         method: method as Dispatcher.HttpMethod,
         headers: { 'user-agent': this.userAgent, ...headers },
         body: body === undefined ? null : Buffer.isBuffer(body) ? body : Readable.from(body()),
-        signal: signal ?? null,
+        signal: attempt.signal ?? null,
         headersTimeout: this.opts.headersTimeoutMs ?? 30_000,
         bodyTimeout: this.opts.bodyTimeoutMs ?? 30_000,
       });
       log?.(`${method} ${redactUrl(url)} ${res.statusCode} ${Date.now() - t0}ms`);
+      res.body.once('close', attempt.done);
       return { status: res.statusCode, headers: res.headers, body: res.body, url };
     } catch (e) {
+      attempt.done();
       log?.(`${method} ${redactUrl(url)} failed ${(e as { code?: string }).code ?? 'error'} ${Date.now() - t0}ms`);
       throw e;
     }
@@ -206,8 +222,8 @@ export class Transport {
   }
 
   /** Like send, then reads the body; a body that fails mid-way is retried within the same budget. */
-  async sendRead(req: SendRequest, limit = Infinity, okStatus: (s: number) => boolean = (s) => s >= 200 && s < 300): Promise<{ res: HttpResponse; body: Buffer }> {
-    const budget = this.newBudget(req.signal);
+  async sendRead(req: SendRequest, limit = Infinity, okStatus: (s: number) => boolean = (s) => s >= 200 && s < 300, retry?: RetryOptions): Promise<{ res: HttpResponse; body: Buffer }> {
+    const budget = this.newBudget(req.signal, retry ?? this.opts.retry);
     for (;;) {
       const res = await this.send(req, budget);
       if (!okStatus(res.status)) return { res, body: Buffer.alloc(0) };

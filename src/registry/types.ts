@@ -67,6 +67,10 @@ export interface RegistryClientOptions {
   clientCert?: ClientCert;
   credentials?: CredentialProvider;
   retry?: RetryOptions;
+  /** retries of blob Range reads (default: `retry`), like AWS's [blob] settings beside [http] */
+  blobRetry?: RetryOptions;
+  /** ms one attempt may take as a whole, headers and body (default: no limit; AWS's RequestTimeoutMsec) */
+  requestTimeoutMs?: number;
   /** ms a TCP (and TLS) connect may take (default 10 000) */
   connectTimeoutMs?: number;
   /** ms to wait for response headers (default 30 000) */

@@ -21,7 +21,6 @@ const CACHE = 'spans are kept in one on-disk span cache shared by all layers and
 const moot = (why: string): KeyRule => ({ kind: 'moot', why });
 const unsupported = (why: string, when?: (v: unknown) => boolean): KeyRule => ({ kind: 'unsupported', why, ...(when ? { when } : {}) });
 const refusedWhenTrue = (why: string): KeyRule => ({ kind: 'refused', when: (v) => v === true, why });
-const RETRIES = 'every registry request retries as [blob] max_retries, min_wait_msec and max_wait_msec say';
 
 export const KEY_RULES: Record<string, KeyRule> = {
   metadata_store: moot(METADATA),
@@ -45,17 +44,9 @@ export const KEY_RULES: Record<string, KeyRule> = {
   fuse_metrics_emit_wait_duration_sec: unsupported('per-image FUSE operation counts are not emitted yet; per-layer counts are'),
   'resolver.auth_client_ttl_sec': unsupported('registry clients and their tokens live as long as the daemon'),
   'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
-  'prefetch.max_concurrency': unsupported('prefetch spans of each layer are fetched as its mount asks for them'),
-  max_concurrency: unsupported('layers are resolved as containerd prepares them; no pre-resolve queue to bound'),
   resolve_result_entry: unsupported('the resolved-index cache is not bounded yet'),
   debug: unsupported('FUSE requests are not traced; failed ones are logged and counted'),
   'fuse.log_fuse_operations': unsupported('FUSE requests are not traced; failed ones are logged and counted'),
-  'http.MaxRetries': unsupported(RETRIES),
-  'http.MinWaitMsec': unsupported(RETRIES),
-  'http.MaxWaitMsec': unsupported(RETRIES),
-  'http.RequestTimeoutMsec': unsupported('a request is bounded by [http] ResponseHeaderTimeoutMsec between bytes and by [blob] fetching_timeout_sec per span fetch'),
-  'blob.max_span_verification_retries': unsupported('a span that fails its digest is fetched again up to 2 more times, like a failed fetch'),
-  'resolver.host.*.mirrors.request_timeout_sec': unsupported('mirror requests use the [http] and [blob] timeouts'),
   'resolver.custom_headers': unsupported('snapshot labels do not add request headers yet', (v) => Array.isArray(v) && v.length > 0),
   'content_store.type': unsupported('the snapshotter keeps SOCI artifacts in its own store', (v) => v === 'containerd'),
 };

@@ -207,10 +207,6 @@ export function parseConfig(text: string, source = 'config'): Config {
   merge(cfg as unknown as Plain, doc, '', set);
   fillZeros(cfg as unknown as Plain, defaults);
   normalizeMirrors(cfg);
-  for (const h of Object.values(cfg.resolver.host)) {
-    const t = h.mirrors.find((m) => m.request_timeout_sec !== 0);
-    if (t) set.set('resolver.host.*.mirrors.request_timeout_sec', t.request_timeout_sec);
-  }
   parseChunkSize(cfg.pull_modes.parallel_pull_unpack.concurrent_download_chunk_size);
   if (cfg.metrics_network === 'unixpacket') throw new SociError('ERR_USAGE', 'config: metrics_network = "unixpacket" is not supported: Node has no SOCK_SEQPACKET listener (use tcp, tcp4, tcp6 or unix)');
   oneOf('metrics_network', cfg.metrics_network, METRICS_NETWORKS);
@@ -218,7 +214,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   checkHeaderNames(cfg.resolver.custom_headers);
   oneOf('background_fetch.drop_policy', cfg.background_fetch.drop_policy, ['newest', 'oldest']);
   const isDefault = (key: string, v: unknown) => {
-    const d = key.includes('*') ? 0 : key.split('.').reduce<unknown>((o, k) => (isPlain(o) ? o[k] : undefined), defaults);
+    const d = key.split('.').reduce<unknown>((o, k) => (isPlain(o) ? o[k] : undefined), defaults);
     return JSON.stringify(typeof v === 'bigint' ? Number(v) : v) === JSON.stringify(d);
   };
   reports.set(cfg, checkKeys(set, isDefault, (line) => {

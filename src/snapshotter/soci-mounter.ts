@@ -12,9 +12,11 @@ import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
 import type { CredentialProvider } from '../registry/types.js';
 import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../soci/discovery.js';
+import { Semaphore } from '../semaphore.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
+import { daemonRegistryOptions } from './registry-config.js';
 import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
 
 /** FUSE op → the reference's operation_type names where it has one (§5.12). */
@@ -77,28 +79,24 @@ export class SociLayerMounter implements LayerMounter {
 
   private readonly credentials: CredentialProvider;
   private readonly failures: FailureLog;
+  /** AWS's max_concurrency: layers whose zTOCs download at once, across images (0 = no bound) */
+  private readonly resolveGate: Semaphore;
+  /** AWS's [prefetch] max_concurrency: layers prefetching at once (0 = no bound) */
+  private readonly prefetchGate: Semaphore;
 
   constructor(private readonly o: SociMounterOptions) {
     this.credentials = o.extraCredentials ? chainCredentials(defaultCredentials(), o.extraCredentials) : defaultCredentials();
-    // A connection that sends nothing for this long is abandoned and the request retried on a new one
-    // (AWS's response-header timeout; the same bound between body chunks, so a registry that stalls
-    // mid-body does not hold a reader for minutes).
-    const stall = {
-      headersTimeoutMs: o.config.http.ResponseHeaderTimeoutMsec,
-      bodyTimeoutMs: Math.max(o.config.http.ResponseHeaderTimeoutMsec, 3000),
-      // AWS's dial timeout; a negative one fails every dial there, so it is taken as "at once" here too
-      connectTimeoutMs: Math.max(1, o.config.http.DialTimeoutMsec),
-    };
-    const retry = { maxAttempts: Math.max(1, o.config.blob.max_retries + 1), baseDelayMs: Math.max(1, o.config.blob.min_wait_msec), maxDelayMs: Math.min(o.config.blob.max_wait_msec, 30_000) };
-    this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...stall, retry });
+    this.resolveGate = new Semaphore(o.config.max_concurrency);
+    this.prefetchGate = new Semaphore(o.config.prefetch.max_concurrency);
+    const net = daemonRegistryOptions(o.config);
+    this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...net });
     const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
     this.hosts = new RegistryHosts({
       // Like the reference's resolver: http for localhost and for mirrors marked insecure.
       plainHttp: [...insecure],
       credentials: this.credentials,
       userAgent: `soci-snapshotter/${VERSION}`,
-      ...stall,
-      retry,
+      ...net,
     });
     this.cache = new SpanCache({ dir: join(o.root, 'soci', 'spancache'), ...(o.cacheMaxBytes ? { maxBytes: o.cacheMaxBytes } : {}) });
     setLayerStatsProvider(
@@ -141,7 +139,7 @@ export class SociLayerMounter implements LayerMounter {
         const mirrors = this.o.config.resolver.host[ref.registry]?.mirrors.map((m) => m.host) ?? [];
         const explicit = labels[LABELS.indexDigest];
         const pm = this.o.config.pull_modes;
-        const opts: FindSociIndexOptions = { ...(explicit ? { explicitDigest: explicit } : {}), v1: pm.soci_v1.enable, v2: pm.soci_v2.enable };
+        const opts: FindSociIndexOptions = { ...(explicit ? { explicitDigest: explicit } : {}), v1: pm.soci_v1.enable, v2: pm.soci_v2.enable, gate: this.resolveGate };
         const hosts = [...mirrors, ref.registry];
         let last: unknown;
         for (const [i, host] of hosts.entries()) {
@@ -203,11 +201,13 @@ export class SociLayerMounter implements LayerMounter {
         options: {
           readTimeoutMs: this.o.config.blob.read_deadline_sec * 1000,
           fetchTimeoutMs: this.o.config.blob.fetching_timeout_sec * 1000,
+          // AWS's: bytes that fail a span digest are fetched again this many times (0 by default)
+          verifyRetries: Math.max(0, this.o.config.blob.max_span_verification_retries),
           // 1 MiB kernel readahead: +65 % sequential throughput, −35 % CPU/GB (fuse-notes §3)
           readaheadKb: 1024,
           readaheadMaxSpans: Math.max(0, this.o.config.blob.readahead_max_spans),
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
-          ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest) ? { prefetch: artifacts.prefetch.get(layerDigest)! } : {}),
+          ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest) ? { prefetch: artifacts.prefetch.get(layerDigest)!, prefetchGate: this.prefetchGate } : {}),
           log: this.o.log,
           onFailure: (f) => this.failures.report(f),
           fuse: {

@@ -4,6 +4,7 @@
  * an error, never a v1 fallback), then v1 referrers (off by default; first match wins). Every fetched
  * artifact is digest-verified; a local ContentStore, when given, is read first and filled.
  */
+import type { Semaphore } from '../semaphore.js';
 import { SociError, isSociError } from '../errors.js';
 import { ANN, MT } from '../oci/media-types.js';
 import { decodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
@@ -24,6 +25,8 @@ export interface FindSociIndexOptions {
   v2?: boolean;
   store?: ContentStore;
   signal?: AbortSignal;
+  /** each artifact download takes a turn here (the daemon's bound across images) */
+  gate?: Semaphore;
 }
 
 export interface FoundSociIndex {
@@ -132,11 +135,11 @@ export async function fetchIndexArtifacts(client: RegistryClient, repo: string, 
   try {
     await Promise.all([
       ...[...layerZtocMap(index.manifest)].map(async ([layer, desc]) => {
-        const bytes = await fetchVerifiedBlob(client, repo, desc, opts);
+        const bytes = await gated(opts, () => fetchVerifiedBlob(client, repo, desc, opts));
         ztocs.set(layer, { desc, ztoc: unmarshalZtoc(bytes) });
       }),
       ...[...layerPrefetchMap(index.manifest)].map(async ([layer, desc]) => {
-        const bytes = await fetchVerifiedBlob(client, repo, desc, opts);
+        const bytes = await gated(opts, () => fetchVerifiedBlob(client, repo, desc, opts));
         const spans = parsePrefetch(bytes);
         if (spans) prefetch.set(layer, spans);
       }),
@@ -146,6 +149,10 @@ export async function fetchIndexArtifacts(client: RegistryClient, repo: string, 
     throw new SociError('ERR_NO_INDEX', `SOCI index ${index.desc.digest}: cannot fetch its artifacts: ${(e as Error).message}`, { cause: e });
   }
   return { index, ztocs, prefetch };
+}
+
+function gated<T>(opts: FindSociIndexOptions, fn: () => Promise<T>): Promise<T> {
+  return opts.gate ? opts.gate.run(fn) : fn();
 }
 
 async function fetchVerifiedBlob(client: RegistryClient, repo: string, desc: Descriptor, opts: FindSociIndexOptions): Promise<Buffer> {

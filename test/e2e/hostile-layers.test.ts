@@ -50,7 +50,7 @@ for (const version of CONTAINERD_VERSIONS) test(`hostile layers: a failed layer 
   }
 
   const metricsPort = await freePort();
-  const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n[blob]\nmax_retries = 2\n` });
+  const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n[blob]\nmax_retries = 2\nmax_span_verification_retries = 2\n` });
   const cd = await startContainerd(t, { version, snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host, proxy.host] });
 
   // The healthy image: its big layer lazily mounted (FUSE), its tiny one unpacked by us.

@@ -233,6 +233,30 @@ test('span manager: corrupted bytes are refetched, and never served when they st
   assert.deepEqual(net[0]!.spans, [10, 10]);
 });
 
+test('span manager: verifyRetries bounds refetches of bad bytes apart from fetch retries (AWS max_span_verification_retries)', async (t) => {
+  const f = await fixture(t);
+  const src = await fakeSource(f.gz);
+  const reports: FailureReport[] = [];
+  // AWS's default: 0, one fetch per read when the bytes are wrong; network failures still retried
+  const m = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache') }), { retries: 2, verifyRetries: 0, onFailure: (r) => reports.push(r) });
+  const table = spanTable(f.ztoc);
+  src.corrupt = 100;
+  await assert.rejects(m.read(table.spans[3]!.uStart, 4096), (e: Error & { code?: string }) => e.code === 'ERR_DIGEST_MISMATCH');
+  assert.equal(src.calls.length, 1, 'no refetch after a digest mismatch');
+  assert.match(reports[0]!.cause, /^attempt 1 of 1: /);
+  src.corrupt = 0;
+  src.fail = 2;
+  assert.ok((await m.read(table.spans[5]!.uStart, 100)).equals(f.tar.subarray(table.spans[5]!.uStart, table.spans[5]!.uStart + 100)));
+  assert.equal(m.stats().fetchFailures, 2);
+  // and one failed fetch beside a bad body: each budget counts its own kind
+  const m2 = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache2') }), { retries: 1, verifyRetries: 1, onFailure: () => undefined });
+  src.calls.length = 0;
+  src.fail = 1;
+  src.corrupt = 1;
+  assert.ok((await m2.read(table.spans[6]!.uStart, 100)).equals(f.tar.subarray(table.spans[6]!.uStart, table.spans[6]!.uStart + 100)));
+  assert.equal(src.calls.length, 3, 'a failed fetch, a bad body, then good bytes');
+});
+
 test('span manager: a stalled source fails the read within the timeout (never hangs)', async (t) => {
   const f = await fixture(t);
   const src = await fakeSource(f.gz);

@@ -160,7 +160,6 @@ test('config values as AWS validates them: enums, sizes with decimals, refused a
     ['filesystem_cache_type', 'moot'],
     ['directory_cache.max_lru_cache_entry', 'moot'],
     ['blob.check_always', 'unsupported'],
-    ['resolver.host.*.mirrors.request_timeout_sec', 'unsupported'],
   ]);
   assert.ok(r.every((x) => x.why.length > 10 && !x.why.includes('\n')));
   assert.deepEqual(configReports(parseConfig('[background_fetch]\ndrop_policy = "oldest"')), [], 'both policies work');

@@ -50,6 +50,7 @@ test('layer failures: one log line per span or file, every occurrence counted (l
 
   const config = defaultConfig();
   config.blob.max_retries = 0; // the span manager's own retries are enough here
+  config.blob.max_span_verification_retries = 2; // AWS's key: bytes that fail their digest are fetched 3 times
   config.blob.read_deadline_sec = 2;
   config.background_fetch.disable = true;
   const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
