@@ -37,8 +37,6 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'pull_modes.parallel_pull_unpack.enable': refusedWhenTrue('parallel pull and unpack is not built yet'),
   'pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback': refusedWhenTrue('parallel pull and unpack is not built yet'),
   'kubeconfig_keychain.enable_keychain': refusedWhenTrue('the kubeconfig keychain is not built yet; use [cri_keychain]'),
-  'blob.valid_interval': unsupported('mounted layers are not re-checked against the registry; each read fetches with retries and a deadline'),
-  'blob.check_always': unsupported('mounted layers are not re-checked against the registry; each read fetches with retries and a deadline'),
   'blob.force_single_range_mode': moot('every Range request already asks for one range'),
   'background_fetch.emit_metric_period_sec': unsupported('the background fetch queue size is not emitted as a metric yet'),
   fuse_metrics_emit_wait_duration_sec: unsupported('per-image FUSE operation counts are not emitted yet; per-layer counts are'),
@@ -48,6 +46,13 @@ export const KEY_RULES: Record<string, KeyRule> = {
   debug: unsupported('FUSE requests are not traced; failed ones are logged and counted'),
   'fuse.log_fuse_operations': unsupported('FUSE requests are not traced; failed ones are logged and counted'),
   'resolver.custom_headers': unsupported('snapshot labels do not add request headers yet', (v) => Array.isArray(v) && v.length > 0),
+  'content_store.namespace': moot('the snapshotter keeps SOCI artifacts in its own store, so no containerd namespace is read'),
+  ...Object.fromEntries(
+    ['max_concurrent_downloads', 'max_concurrent_downloads_per_image', 'concurrent_download_chunk_size', 'max_concurrent_unpacks', 'max_concurrent_unpacks_per_image', 'discard_unpacked_layers', 'decompress_streams'].map((k) => [
+      `pull_modes.parallel_pull_unpack.${k}`,
+      moot('it tunes parallel pull and unpack, which is not built (enabling it is refused)'),
+    ]),
+  ),
   'content_store.type': unsupported('the snapshotter keeps SOCI artifacts in its own store', (v) => v === 'containerd'),
 };
 

@@ -68,7 +68,7 @@ export function defaultConfig() {
       drop_policy: 'newest',
       emit_metric_period_sec: 10,
     },
-    content_store: { type: 'soci', containerd_address: '/run/containerd/containerd.sock' },
+    content_store: { type: 'soci', namespace: 'default', containerd_address: '/run/containerd/containerd.sock' },
     prefetch: { enable: false, max_concurrency: 0 },
     pull_modes: {
       soci_v1: { enable: false },
@@ -111,7 +111,7 @@ function merge(dst: Plain, src: Plain, where: string, set: Map<string, unknown>)
     if (!(k in dst)) continue; // unknown keys are ignored, like the Go TOML decoder
     const d = dst[k];
     const name = where ? `${where}.${k}` : k;
-    if (!isPlain(d)) set.set(name, v);
+    if (!isPlain(d) || Object.keys(d).length === 0) set.set(name, v);
     if (isPlain(d)) {
       if (!isPlain(v)) throw new SociError('ERR_USAGE', `config: ${name} must be a table`);
       if (Object.keys(d).length === 0) dst[k] = v; // free-form map (mirrors, decompress_streams)

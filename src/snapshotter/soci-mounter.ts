@@ -73,6 +73,8 @@ export class SociLayerMounter implements LayerMounter {
   private readonly hosts: RegistryHosts;
   private readonly contexts = new Map<string, Promise<Context>>();
   private readonly mounts = new Map<string, LayerMount>();
+  /** per mountpoint: how to probe its blob, and when a probe (or the mount) last succeeded */
+  private readonly probes = new Map<string, { probe: () => Promise<unknown>; lastOk: number }>();
   private readonly sizes = new Map<string, number>();
   readonly cache: SpanCache;
   readonly fetcher: BackgroundFetcher | undefined;
@@ -226,6 +228,7 @@ export class SociLayerMounter implements LayerMounter {
       operationDurationMs.observe({ operation_type: 'mount', layer: layerDigest }, performance.now() - t0);
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
       this.mounts.set(mountpoint, m);
+      this.probes.set(mountpoint, { probe: () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size)), lastOk: Date.now() });
       this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });
     })();
     let timer: NodeJS.Timeout | undefined;
@@ -239,9 +242,33 @@ export class SociLayerMounter implements LayerMounter {
     }
   }
 
+  /**
+   * AWS's availability check, asked for by the snapshotter before it hands out mounts: a layer that
+   * is not wholly fetched yet must still be reachable. Its blob is probed with a 2-byte Range request
+   * (AWS's bytes=0-1) when the last good probe is older than [blob] valid_interval, or always with
+   * check_always; a failed probe is asked again next time.
+   */
+  async check(mountpoint: string): Promise<void> {
+    const m = this.mounts.get(mountpoint);
+    const p = this.probes.get(mountpoint);
+    if (!m || !p) throw new SociError('ERR_NOT_FOUND', `no layer is mounted at ${mountpoint}`);
+    const st = m.stats();
+    if (st.fetchedSpans >= st.totalSpans) return;
+    const interval = this.o.config.blob.check_always ? 0 : this.o.config.blob.valid_interval * 1000;
+    const now = Date.now();
+    if (now - p.lastOk < interval) return;
+    try {
+      await p.probe();
+    } catch (e) {
+      throw new SociError('ERR_NETWORK', `layer ${st.digest} cannot be fetched: ${(e as Error).message}`, { cause: e });
+    }
+    p.lastOk = now;
+  }
+
   async unmount(mountpoint: string): Promise<void> {
     const m = this.mounts.get(mountpoint);
     this.mounts.delete(mountpoint);
+    this.probes.delete(mountpoint);
     if (m) await m.unmount();
     else await umount(mountpoint, true).catch(() => undefined);
   }

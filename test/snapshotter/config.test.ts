@@ -153,13 +153,13 @@ test('config values as AWS validates them: enums, sizes with decimals, refused a
   const quiet = parseConfig('disable_verification = false\ndebug_address = ""\n[pull_modes.parallel_pull_unpack]\nenable = false\n[fuse]\nattr_timeout = 5');
   assert.deepEqual(configReports(quiet), []);
   // keys that cannot apply: reported once each, with why
-  const r = configReports(parseConfig('metadata_store = "db-multi"\nmetadata_db_no_sync = true\nfilesystem_cache_type = "memory"\n[directory_cache]\nmax_lru_cache_entry = 5\n[blob]\ncheck_always = true\n[background_fetch]\ndrop_policy = "oldest"\n[[resolver.host."r.example".mirrors]]\nhost = "m.example"\nrequest_timeout_sec = 5\n'));
+  const r = configReports(parseConfig('metadata_store = "db-multi"\nmetadata_db_no_sync = true\nfilesystem_cache_type = "memory"\n[directory_cache]\nmax_lru_cache_entry = 5\n[blob]\nforce_single_range_mode = true\n[background_fetch]\ndrop_policy = "oldest"\n[[resolver.host."r.example".mirrors]]\nhost = "m.example"\nrequest_timeout_sec = 5\n'));
   assert.deepEqual(r.map((x) => [x.key, x.kind]), [
     ['metadata_store', 'moot'],
     ['metadata_db_no_sync', 'moot'],
     ['filesystem_cache_type', 'moot'],
     ['directory_cache.max_lru_cache_entry', 'moot'],
-    ['blob.check_always', 'unsupported'],
+    ['blob.force_single_range_mode', 'moot'],
   ]);
   assert.ok(r.every((x) => x.why.length > 10 && !x.why.includes('\n')));
   assert.deepEqual(configReports(parseConfig('[background_fetch]\ndrop_policy = "oldest"')), [], 'both policies work');
