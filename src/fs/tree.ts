@@ -62,6 +62,27 @@ export class LayerTree {
     return id > 0 ? this.nodes[id] : undefined;
   }
 
+  private paths: string[] | undefined;
+
+  /** A path of node `id` ("" for the root; a hard link's first name), for traces; built on first use. */
+  pathOf(id: number): string | undefined {
+    if (!this.paths) {
+      const paths: string[] = [];
+      paths[1] = '';
+      const dirs = [1];
+      while (dirs.length) {
+        const d = dirs.pop()!;
+        for (const [name, c] of this.nodes[d]!.children ?? []) {
+          if (paths[c] !== undefined) continue;
+          paths[c] = paths[d] ? `${paths[d]}/${name}` : name;
+          if (this.nodes[c]!.children) dirs.push(c);
+        }
+      }
+      this.paths = paths;
+    }
+    return this.paths[id];
+  }
+
   private build(toc: FileMetadata[]): void {
     this.nodes.push(undefined as unknown as Node);
     const byPath = new Map<string, number>();

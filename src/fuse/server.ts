@@ -54,8 +54,8 @@ export interface FuseServerOptions {
    * names): 'utf8' (default) or 'latin1' for byte-exact names that may not be valid UTF-8.
    */
   names?: NameEncoding;
-  /** Called once per answered request: op name, latency in µs, and the errno of an error reply, else 0 (metrics). */
-  onOp?: (op: string, micros: number, errno: number) => void;
+  /** Called once per answered request: op name, latency in µs, the errno of an error reply (else 0), and the node asked about (metrics, tracing). */
+  onOp?: (op: string, micros: number, errno: number, nodeid: number) => void;
 }
 
 export type CloseReason = 'unmounted' | 'aborted' | 'error';
@@ -91,6 +91,7 @@ interface Pending {
   done: boolean;
   /** performance.now() at arrival, for the onOp latency hook */
   t0: number;
+  nodeid: number;
 }
 
 /** Op code → lower-case name (`read`, `lookup`, …) for the onOp hook. */
@@ -345,7 +346,7 @@ export class FuseServer extends EventEmitter {
         return;
       }
     }
-    const p: Pending = { lo, hi, opcode, start: Date.now(), done: false, t0: performance.now() };
+    const p: Pending = { lo, hi, opcode, start: Date.now(), done: false, t0: performance.now(), nodeid };
     if (opcode === Op.INIT) return this.init(req, p);
     if (opcode === Op.DESTROY) {
       this.replyEmpty(p);
@@ -415,7 +416,7 @@ export class FuseServer extends EventEmitter {
     if (p.done || this.isClosed) return false;
     p.done = true;
     if (this.pending.delete(p.lo + p.hi * TWO32)) this.stats.inflight = this.pending.size;
-    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, errno);
+    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, errno, p.nodeid);
     return true;
   }
 

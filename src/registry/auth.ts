@@ -37,11 +37,14 @@ export class Authenticator {
   private readonly tokens = new Map<string, CachedToken>();
   private readonly inflight = new Map<string, Promise<CachedToken>>();
   private credsPromise: Promise<Credentials | undefined> | undefined;
+  private since = Date.now();
 
+  /** `ttlMs` > 0: credentials and tokens are resolved again once they are this old (AWS's auth_client_ttl_sec). */
   constructor(
     private readonly registry: string,
     private readonly credentials: CredentialProvider | undefined,
     private readonly request: TokenRequester,
+    private readonly ttlMs = 0,
   ) {}
 
   /** Remember how this registry wants to be authenticated (from a 401's WWW-Authenticate). */
@@ -62,6 +65,11 @@ export class Authenticator {
   async authorization(scopes: string[], fresh = false, signal?: AbortSignal): Promise<string | undefined> {
     const ch = this.challenge;
     if (!ch) return undefined;
+    if (this.ttlMs > 0 && Date.now() - this.since >= this.ttlMs) {
+      this.since = Date.now();
+      this.credsPromise = undefined;
+      this.tokens.clear();
+    }
     // After a refusal, read credentials again: helpers and config files may have rotated them.
     if (fresh) this.credsPromise = undefined;
     if (ch.scheme === 'basic') {

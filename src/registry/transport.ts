@@ -103,7 +103,7 @@ export class Transport {
     });
     this.base = new URL(`${opts.plainHttp ? 'http' : 'https'}://${apiHost(opts.registry)}`);
     this.userAgent = opts.userAgent ?? `soci-ts/${VERSION}`;
-    this.auth = new Authenticator(opts.registry, opts.credentials, (m, u, h, b, s) => this.tokenRequest(m, u, h, b, s));
+    this.auth = new Authenticator(opts.registry, opts.credentials, (m, u, h, b, s) => this.tokenRequest(m, u, h, b, s), opts.authTtlMs);
   }
 
   close(): Promise<void> {

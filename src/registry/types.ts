@@ -69,6 +69,8 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** retries of blob Range reads (default: `retry`), like AWS's [blob] settings beside [http] */
   blobRetry?: RetryOptions;
+  /** ms after which credentials and tokens are resolved again (default: never) */
+  authTtlMs?: number;
   /** ms one attempt may take as a whole, headers and body (default: no limit; AWS's RequestTimeoutMsec) */
   requestTimeoutMs?: number;
   /** ms a TCP (and TLS) connect may take (default 10 000) */

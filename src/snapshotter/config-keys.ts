@@ -38,13 +38,7 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback': refusedWhenTrue('parallel pull and unpack is not built yet'),
   'kubeconfig_keychain.enable_keychain': refusedWhenTrue('the kubeconfig keychain is not built yet; use [cri_keychain]'),
   'blob.force_single_range_mode': moot('every Range request already asks for one range'),
-  'background_fetch.emit_metric_period_sec': unsupported('the background fetch queue size is not emitted as a metric yet'),
-  fuse_metrics_emit_wait_duration_sec: unsupported('per-image FUSE operation counts are not emitted yet; per-layer counts are'),
-  'resolver.auth_client_ttl_sec': unsupported('registry clients and their tokens live as long as the daemon'),
   'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
-  resolve_result_entry: unsupported('the resolved-index cache is not bounded yet'),
-  debug: unsupported('FUSE requests are not traced; failed ones are logged and counted'),
-  'fuse.log_fuse_operations': unsupported('FUSE requests are not traced; failed ones are logged and counted'),
   'resolver.custom_headers': unsupported('snapshot labels do not add request headers yet', (v) => Array.isArray(v) && v.length > 0),
   'content_store.namespace': moot('the snapshotter keeps SOCI artifacts in its own store, so no containerd namespace is read'),
   ...Object.fromEntries(

@@ -53,7 +53,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
       hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, log) };
       log('serving the CRI image service proxy', { target });
     }
-    const logAt = (level: 'warn' | 'error', msg: string, fields: Record<string, unknown>) => logger[level](fields, msg);
+    const logAt = (level: 'debug' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => logger[level](fields, msg);
     const mounter = new SociLayerMounter({ config, root: opts.root, log, logAt, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
     // Layers an index does not cover are fetched, diff_id-verified and unpacked by us.
     const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), log);

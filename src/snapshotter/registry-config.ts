@@ -4,13 +4,15 @@
  *    MaxWaitMsec, DialTimeoutMsec, ResponseHeaderTimeoutMsec and RequestTimeoutMsec (one attempt,
  *    headers and body; negative = no limit, as for Go's http.Client);
  *  - [blob] max_retries, min_wait_msec and max_wait_msec replace [http]'s for the layers' Range reads;
- *  - a mirror's request_timeout_sec replaces RequestTimeoutMsec for that mirror (negative = none).
+ *  - a mirror's request_timeout_sec replaces RequestTimeoutMsec for that mirror (negative = none);
+ *  - [resolver] auth_client_ttl_sec: credentials and tokens are resolved again once this old
+ *    (negative = never).
  */
 import type { RegistryHostsOptions } from '../registry/hosts.js';
 import type { RetryOptions } from '../registry/types.js';
 import type { Config } from './config.js';
 
-export type DaemonRegistryOptions = Pick<RegistryHostsOptions, 'retry' | 'blobRetry' | 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs' | 'requestTimeoutMs' | 'requestTimeoutByHost'>;
+export type DaemonRegistryOptions = Pick<RegistryHostsOptions, 'retry' | 'blobRetry' | 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs' | 'requestTimeoutMs' | 'requestTimeoutByHost' | 'authTtlMs'>;
 
 /** Backoff doubles from `min`; one wait is never longer than 30 s, whatever `max` says (a reader waits on it). */
 function retry(maxRetries: number, minMs: number, maxMs: number): RetryOptions {
@@ -35,5 +37,6 @@ export function daemonRegistryOptions(config: Config): DaemonRegistryOptions {
     bodyTimeoutMs: Math.max(http.ResponseHeaderTimeoutMsec, 3000),
     requestTimeoutMs: Math.max(0, http.RequestTimeoutMsec),
     requestTimeoutByHost: byHost,
+    authTtlMs: Math.max(0, config.resolver.auth_client_ttl_sec * 1000),
   };
 }

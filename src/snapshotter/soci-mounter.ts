@@ -5,8 +5,8 @@
  * (local path); images without a usable index → ERR_NO_INDEX (deferred to containerd).
  */
 import { join } from 'node:path';
-import { SociError } from '../errors.js';
-import { BackgroundFetcher, FAILURE_MESSAGES, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
+import { SociError, escapeControls } from '../errors.js';
+import { BackgroundFetcher, FAILURE_MESSAGES, type LayerTree, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
 import { cleanupStaleMounts, umount } from '../fuse/index.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
@@ -16,6 +16,7 @@ import { Semaphore } from '../semaphore.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
+import { emitQueueSize, ImageOperationCounter } from './image-metrics.js';
 import { daemonRegistryOptions } from './registry-config.js';
 import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
 
@@ -49,7 +50,7 @@ export interface SociMounterOptions {
   root: string;
   log: Log;
   /** warnings and errors (layer failures); default: `log` */
-  logAt?: (level: 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
+  logAt?: (level: 'debug' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
   /** bytes of uncompressed spans kept on disk for all layers together */
   cacheMaxBytes?: number;
   /** consulted after Docker config (the reference's order): the CRI keychain */
@@ -61,6 +62,8 @@ interface Context {
   /** the zTOCs and prefetch artifacts, still arriving while non-indexed layers unpack */
   artifacts: Promise<Artifacts>;
   repo: string;
+  /** FUSE operations of the image, emitted fuse_metrics_emit_wait_duration_sec after it was resolved */
+  ops: ImageOperationCounter;
 }
 
 interface Artifacts {
@@ -81,6 +84,9 @@ export class SociLayerMounter implements LayerMounter {
 
   private readonly credentials: CredentialProvider;
   private readonly failures: FailureLog;
+  private readonly logAt: NonNullable<SociMounterOptions['logAt']>;
+  private readonly counters = new Set<ImageOperationCounter>();
+  private readonly stopQueueMetric: () => void;
   /** AWS's max_concurrency: layers whose zTOCs download at once, across images (0 = no bound) */
   private readonly resolveGate: Semaphore;
   /** AWS's [prefetch] max_concurrency: layers prefetching at once (0 = no bound) */
@@ -105,13 +111,15 @@ export class SociLayerMounter implements LayerMounter {
       () => this.stats(),
       () => new Map([...this.sizes]),
     );
-    const logAt = o.logAt ?? ((_level, msg, fields) => o.log(msg, fields));
+    this.logAt = o.logAt ?? ((_level, msg, fields) => o.log(msg, fields));
     this.failures = new FailureLog({
-      write: (f, suppressed) => logAt(FAILURE_LEVEL[f.kind], FAILURE_MESSAGES[f.kind], failureFields(f, suppressed)),
+      write: (f, suppressed) => this.logAt(FAILURE_LEVEL[f.kind], FAILURE_MESSAGES[f.kind], failureFields(f, suppressed)),
       count: countLayerFailure,
     });
     const bg = o.config.background_fetch;
     this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest', log: o.log });
+    const fetcher = this.fetcher;
+    this.stopQueueMetric = fetcher ? emitQueueSize(() => fetcher.pending, bg.emit_metric_period_sec * 1000) : () => undefined;
   }
 
   /** The registry client for a host (shared with the local unpacker). */
@@ -135,7 +143,11 @@ export class SociLayerMounter implements LayerMounter {
   private context(labels: Record<string, string>): Promise<Context> {
     const manifestDigest = labels[LABELS.manifestDigest]!;
     let p = this.contexts.get(manifestDigest);
-    if (!p) {
+    if (p) {
+      // most recently used last: the bound below drops the image used longest ago
+      this.contexts.delete(manifestDigest);
+      this.contexts.set(manifestDigest, p);
+    } else {
       p = (async () => {
         const ref = parseReference(labels[LABELS.imageRef]!);
         const mirrors = this.o.config.resolver.host[ref.registry]?.mirrors.map((m) => m.host) ?? [];
@@ -151,7 +163,9 @@ export class SociLayerMounter implements LayerMounter {
             this.o.log('fetching SOCI artifacts using index descriptor', { digest: index.desc.digest, host, version: index.version });
             const artifacts = this.artifacts(hosts.slice(i), ref.repository, index, opts);
             artifacts.catch(() => undefined); // observed by mount(); a layer that never asks must not crash the daemon
-            return { index, artifacts, repo: ref.repository };
+            const ops: ImageOperationCounter = new ImageOperationCounter(manifestDigest, this.o.config.fuse_metrics_emit_wait_duration_sec * 1000, (m) => this.o.log(m), () => this.counters.delete(ops));
+            this.counters.add(ops);
+            return { index, artifacts, repo: ref.repository, ops };
           } catch (e) {
             last = e;
             if (e instanceof SociError && e.code === 'ERR_NO_INDEX') break; // a definite answer, not a host problem
@@ -162,6 +176,9 @@ export class SociLayerMounter implements LayerMounter {
           : new SociError('ERR_NO_INDEX', `no valid SOCI index found for ${manifestDigest}: ${(last as Error)?.message ?? 'unknown error'}`);
       })();
       this.contexts.set(manifestDigest, p);
+      // AWS's resolve_result_entry (30 when 0): resolved images kept for later layers of the same image
+      const limit = this.o.config.resolve_result_entry > 0 ? this.o.config.resolve_result_entry : 30;
+      while (this.contexts.size > limit) this.contexts.delete(this.contexts.keys().next().value!);
     }
     return p;
   }
@@ -193,6 +210,8 @@ export class SociLayerMounter implements LayerMounter {
       const { artifacts, client } = await c.artifacts;
       const z = artifacts.ztocs.get(layerDigest)!;
       const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
+      const trace = this.o.config.fuse.log_fuse_operations || this.o.config.debug;
+      let layerTree: LayerTree | undefined;
       const m = await mountLayer({
         ztoc: z.ztoc,
         ztocDesc: z.desc,
@@ -217,9 +236,12 @@ export class SociLayerMounter implements LayerMounter {
             entryTimeout: kernelTtl(this.o.config.fuse.entry_timeout),
             attrTimeout: kernelTtl(this.o.config.fuse.attr_timeout),
             negativeTimeout: kernelTtl(this.o.config.fuse.negative_timeout),
-            onOp: (op, micros, errno) => {
+            onOp: (op, micros, errno, nodeid) => {
               operationDurationUs.observe({ operation_type: fuseOpType(op), layer: layerDigest }, micros);
+              c.ops.count(op);
               if (errno) countFuseFailure(op, errno, layerDigest);
+              // AWS's log_fuse_operations (and debug): one debug line per operation; it names paths of the image
+              if (trace) this.logAt('debug', 'FUSE operation', { operation: op, path: escapeControls(layerTree?.pathOf(nodeid) ?? `#${nodeid}`), layer: layerDigest, latency_us: Math.round(micros), ...(errno ? { errno } : {}) });
             },
           },
         },
@@ -227,6 +249,7 @@ export class SociLayerMounter implements LayerMounter {
       this.sizes.set(layerDigest, size);
       operationDurationMs.observe({ operation_type: 'mount', layer: layerDigest }, performance.now() - t0);
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
+      layerTree = m.fs.tree;
       this.mounts.set(mountpoint, m);
       this.probes.set(mountpoint, { probe: () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size)), lastOk: Date.now() });
       this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });
@@ -281,6 +304,8 @@ export class SociLayerMounter implements LayerMounter {
   async close(): Promise<void> {
     for (const mp of [...this.mounts.keys()]) await this.unmount(mp);
     this.fetcher?.stop();
+    this.stopQueueMetric();
+    for (const c of this.counters) c.stop();
     await this.hosts.close();
     await this.localHosts.close();
   }

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
 import { encodeManifest } from '../../src/oci/types.js';
+import { LABELS } from '../../src/snapshotter/soci-mounter.js';
 import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
 import { pushTestImage, type TestRegistry } from './registry.js';
 
@@ -40,4 +41,14 @@ export async function pushIndexedImage(reg: TestRegistry, client: RegistryClient
   });
   const indexDigest = await client.putManifest(repo, sha(index), index, MT.ociManifest);
   return { repo, manifestDigest: m.digest, base: base.digest, top: top.digest, ztocHex: sha(ztoc).slice(7), indexDigest };
+}
+
+/** Prepares the image's top layer at `dir` through a SOCI mounter, with the labels containerd's CRI sends (image pulled via `host`). */
+export async function mountTopLayer(mounter: { mount(dir: string, labels: Record<string, string>, ctx: { namespace: string; key: string }): Promise<void> }, dir: string, host: string, img: IndexedImage): Promise<void> {
+  await mounter.mount(dir, {
+    [LABELS.imageRef]: `${host}/${img.repo}:latest`,
+    [LABELS.manifestDigest]: img.manifestDigest,
+    [LABELS.indexDigest]: img.indexDigest,
+    [LABELS.layerDigest]: img.top,
+  }, { namespace: 'default', key: img.repo });
 }

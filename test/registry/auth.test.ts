@@ -13,6 +13,7 @@ import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from 
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { RegistryClient, normalizeScopes, parseChallenge, staticCredentials, dockerConfigCredentials, chainCredentials, envCredentials, digestOf, type RegistryClientOptions } from '../../src/registry/index.js';
 import { isSociError } from '../../src/errors.js';
+import { Authenticator } from '../../src/registry/auth.js';
 
 const skip = needs({ tools: ['docker-registry', 'skopeo', 'htpasswd', 'openssl'] });
 const cleanups: Array<() => unknown> = [];
@@ -209,4 +210,31 @@ test('WWW-Authenticate parsing and scope normalization', () => {
   assert.equal(parseChallenge(undefined), undefined);
   assert.deepEqual(normalizeScopes(['repository:a:pull', 'repository:a:push,pull', 'repository:b:pull', 'repository:a:delete']), ['repository:a:pull,push,delete', 'repository:b:pull']);
   assert.deepEqual(normalizeScopes(['repository:x:pull repository:y:push']), ['repository:x:pull', 'repository:y:push']);
+});
+
+test('auth TTL (AWS auth_client_ttl_sec): credentials and tokens resolved again once they are that old, not before', async () => {
+  let credCalls = 0;
+  const tokenScopes: string[] = [];
+  const creds = async () => {
+    credCalls++;
+    return { username: 'u', password: `p${credCalls}` };
+  };
+  const requester = async (_m: 'GET' | 'POST', url: URL, headers: Record<string, string>) => {
+    tokenScopes.push(`${url.searchParams.get('scope')} ${headers.authorization ?? ''}`);
+    return { status: 200, body: Buffer.from(JSON.stringify({ token: `t${tokenScopes.length}`, expires_in: 3600 })) };
+  };
+  const ttl = new Authenticator('r.example', creds, requester, 150);
+  const never = new Authenticator('r.example', creds, requester);
+  for (const a of [ttl, never]) a.learn({ scheme: 'bearer', params: { realm: 'https://auth.example/token', service: 'r' } });
+  assert.equal(await ttl.authorization(['repository:a:pull']), 'Bearer t1');
+  assert.equal(await ttl.authorization(['repository:a:pull']), 'Bearer t1', 'cached within the TTL');
+  assert.equal(credCalls, 1);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await ttl.authorization(['repository:a:pull']), 'Bearer t2', 'a new token after the TTL');
+  assert.equal(credCalls, 2, 'credentials resolved again');
+  assert.match(tokenScopes[1]!, new RegExp(`Basic ${Buffer.from('u:p2').toString('base64')}`), 'with the credentials read again');
+  // without a TTL the token lives as long as the registry says
+  const t0 = await never.authorization(['repository:b:pull']);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await never.authorization(['repository:b:pull']), t0);
 });

@@ -112,6 +112,9 @@ request_timeout_sec = -1
   assert.deepEqual(o.requestTimeoutByHost, { 'mirror-a:5000': 4000, 'mirror-b:5000': 0 });
   // a negative RequestTimeoutMsec means no limit, as with Go's http.Client
   assert.equal(daemonRegistryOptions(parseConfig('[http]\nRequestTimeoutMsec = -1\n')).requestTimeoutMs, 0);
+  // auth_client_ttl_sec: AWS's 3600 s by default; negative = never
+  assert.equal(o.authTtlMs, 3600_000);
+  assert.equal(daemonRegistryOptions(parseConfig('[resolver]\nauth_client_ttl_sec = -1\n')).authTtlMs, 0);
   // each mirror's client gets its own timeout; other hosts keep [http]'s
   const hosts = new RegistryHosts({ ...o, plainHttp: true });
   t.after(() => hosts.close());

@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { needs, tempDir } from '../helpers/env.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry } from '../helpers/registry.js';
-import { pushIndexedImage } from '../helpers/indexed-image.js';
+import { mountTopLayer, pushIndexedImage } from '../helpers/indexed-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
-import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
@@ -46,12 +46,7 @@ test('check: a 2-byte probe per valid_interval, or on every call with check_alwa
       mounters.push(mounter);
       const dir = join(root, 'layer');
       await mkdir(dir);
-      await mounter.mount(dir, {
-        [LABELS.imageRef]: `${proxy.host}/${img.repo}:latest`,
-        [LABELS.manifestDigest]: img.manifestDigest,
-        [LABELS.indexDigest]: img.indexDigest,
-        [LABELS.layerDigest]: img.top,
-      }, { namespace: 'default', key: 'k' });
+      await mountTopLayer(mounter, dir, proxy.host, img);
       return { mounter, dir };
     };
 

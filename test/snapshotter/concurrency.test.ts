@@ -12,10 +12,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { needs, tempDir } from '../helpers/env.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry } from '../helpers/registry.js';
-import { pushIndexedImage, type IndexedImage } from '../helpers/indexed-image.js';
+import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../helpers/indexed-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
-import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
@@ -41,12 +41,7 @@ async function mountAllHeld(t: { after: (fn: () => unknown) => void }, proxy: Fa
   const mounts = images.map(async (img) => {
     const dir = join(root, img.repo.replace('/', '-'));
     await mkdir(dir);
-    await mounter.mount(dir, {
-      [LABELS.imageRef]: `${proxy.host}/${img.repo}:latest`,
-      [LABELS.manifestDigest]: img.manifestDigest,
-      [LABELS.indexDigest]: img.indexDigest,
-      [LABELS.layerDigest]: img.top,
-    }, { namespace: 'default', key: img.repo });
+    await mountTopLayer(mounter, dir, proxy.host, img);
   });
   try {
     await until(() => seen() >= Math.min(images.length, maxConcurrency ?? images.length), 'the first zTOC requests');

@@ -15,11 +15,11 @@ import { promisify } from 'node:util';
 import { needs, tempDir } from '../helpers/env.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry } from '../helpers/registry.js';
-import { pushIndexedImage, type IndexedImage } from '../helpers/indexed-image.js';
+import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../helpers/indexed-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
-import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const pexec = promisify(execFile);
 
@@ -61,12 +61,7 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   const mountTop = async (img: IndexedImage) => {
     const dir = join(root, img.repo.replace('/', '-'));
     await mkdir(dir);
-    await mounter.mount(dir, {
-      [LABELS.imageRef]: `${proxy.host}/${img.repo}:latest`,
-      [LABELS.manifestDigest]: img.manifestDigest,
-      [LABELS.indexDigest]: img.indexDigest,
-      [LABELS.layerDigest]: img.top,
-    }, { namespace: 'default', key: img.repo });
+    await mountTopLayer(mounter, dir, proxy.host, img);
     return dir;
   };
   /** cat a file of the mount three times: EIO each time */

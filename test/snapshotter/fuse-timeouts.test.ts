@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { needs, tempDir } from '../helpers/env.js';
-import { pushIndexedImage } from '../helpers/indexed-image.js';
+import { mountTopLayer, pushIndexedImage } from '../helpers/indexed-image.js';
 import { startRegistry } from '../helpers/registry.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
-import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const pexec = promisify(execFile);
 
@@ -45,7 +45,7 @@ test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs
     mounters.push(mounter);
     const dir = join(root, `m${ttl}`);
     await mkdir(dir);
-    await mounter.mount(dir, { [LABELS.imageRef]: `${reg.host}/${img.repo}:latest`, [LABELS.manifestDigest]: img.manifestDigest, [LABELS.indexDigest]: img.indexDigest, [LABELS.layerDigest]: img.top }, { namespace: 'default', key: img.repo });
+    await mountTopLayer(mounter, dir, reg.host, img);
     const statTwice = async (path: string) => {
       const before = await lookups(img.top);
       for (let i = 0; i < 2; i++) {
@@ -64,4 +64,39 @@ test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs
   assert.ok(results.default!.missing >= 2, `1 s negative timeout: the missing name is asked again (${results.default!.missing})`);
   assert.equal(results.long!.found, 1, '3600 s: the kernel answers the second stat itself');
   assert.equal(results.long!.missing, 1, '3600 s negative timeout: the missing name is not asked again');
+});
+
+test('[fuse] log_fuse_operations (and debug): one debug line per FUSE operation with its path; none by default', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
+  const reg = await startRegistry(t);
+  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
+  t.after(() => client.close());
+  const root = await tempDir(t, 'soci-fuse-trace-');
+  const img = await pushIndexedImage(reg, client, 'trace/app');
+  const traced: Record<string, Array<Record<string, unknown>>> = {};
+  const mounters: SociLayerMounter[] = [];
+  try {
+    for (const mode of ['off', 'log_fuse_operations', 'debug'] as const) {
+      const config = defaultConfig();
+      config.background_fetch.disable = true;
+      if (mode === 'log_fuse_operations') config.fuse.log_fuse_operations = true;
+      if (mode === 'debug') config.debug = true;
+      const lines: Array<Record<string, unknown>> = [];
+      const mounter = new SociLayerMounter({ config, root: join(root, `r-${mode}`), log: () => undefined, logAt: (level, msg, fields) => lines.push({ level, msg, ...fields }) });
+      mounters.push(mounter);
+      const dir = join(root, `m-${mode}`);
+      await mkdir(dir);
+      await mountTopLayer(mounter, dir, reg.host, img);
+      await pexec('cat', [join(dir, 'layer1', 'text.txt')]);
+      traced[mode] = lines.filter((l) => l.msg === 'FUSE operation');
+    }
+  } finally {
+    for (const m of mounters) await m.close();
+  }
+  assert.deepEqual(traced.off, []);
+  for (const mode of ['log_fuse_operations', 'debug']) {
+    const ops = traced[mode]!;
+    assert.ok(ops.every((l) => l.level === 'debug' && l.layer === img.top && typeof l.latency_us === 'number'), JSON.stringify(ops[0]));
+    assert.ok(ops.some((l) => l.operation === 'lookup' && l.path === 'layer1'), `${mode}: the lookup of layer1`);
+    assert.ok(ops.some((l) => l.operation === 'read' && l.path === 'layer1/text.txt'), `${mode}: the read of layer1/text.txt`);
+  }
 });

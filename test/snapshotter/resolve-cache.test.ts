@@ -1,0 +1,51 @@
+/**
+ * AWS's resolve_result_entry: how many resolved images (SOCI index and zTOCs) the SOCI mounter keeps
+ * for later layers. With 1, a layer of an image resolved before another one resolves again (its
+ * index is fetched again from the registry); with the default (30), it does not.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { needs, tempDir } from '../helpers/env.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { startRegistry } from '../helpers/registry.js';
+import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../helpers/indexed-image.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { defaultConfig } from '../../src/snapshotter/config.js';
+import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+
+const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
+
+test('resolve_result_entry bounds the resolved images kept (least recently used dropped first)', { skip, timeout: 120_000 }, async (t) => {
+  const reg = await startRegistry(t);
+  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
+  t.after(() => client.close());
+  const proxy = await startFaultProxy(t, reg.host);
+  const a = await pushIndexedImage(reg, client, 'cache/a');
+  const b = await pushIndexedImage(reg, client, 'cache/b');
+  const indexFetches = (img: IndexedImage) => proxy.count('GET', `/manifests/${img.indexDigest}`);
+
+  /** Mounts a's top layer, then b's, then a's again (three mountpoints); a's index fetches. */
+  const run = async (entries: number) => {
+    proxy.clear();
+    const config = defaultConfig();
+    config.background_fetch.disable = true;
+    config.resolve_result_entry = entries;
+    const root = await tempDir(t, 'soci-resolve-');
+    const mounter = new SociLayerMounter({ config, root, log: () => undefined });
+    try {
+      for (const [i, img] of [a, b, a].entries()) {
+        const dir = join(root, `m${i}`);
+        await mkdir(dir);
+        await mountTopLayer(mounter, dir, proxy.host, img);
+      }
+      return indexFetches(a);
+    } finally {
+      await mounter.close();
+    }
+  };
+  assert.equal(await run(1), 2, 'resolve_result_entry = 1: b pushed a out');
+  assert.equal(await run(0), 1, 'the default (30): a is resolved once');
+  assert.equal(await run(2), 1);
+});
