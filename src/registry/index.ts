@@ -9,6 +9,7 @@ export { parseChallenge, type Challenge } from './challenge.js';
 export { staticCredentials, envCredentials, dockerConfigCredentials, chainCredentials, defaultCredentials } from './credentials.js';
 export { redactUrl } from './transport.js';
 export { RegistryHosts, type RegistryHostsOptions } from './hosts.js';
+export { withRequestHeaders } from './request-headers.js';
 export {
   MEDIA_TYPES,
   MANIFEST_ACCEPT,

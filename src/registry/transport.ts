@@ -11,6 +11,7 @@ import { VERSION } from '../version.js';
 import { apiHost } from '../oci/reference.js';
 import { Authenticator, type TokenHttpResponse } from './auth.js';
 import { parseChallenge } from './challenge.js';
+import { requestHeaders } from './request-headers.js';
 import { RequestTimeoutError, RetryBudget, ShortBodyError, isRetriableError, isRetriableStatus, networkError, parseRetryAfter } from './retry.js';
 import type { RegistryClientOptions, RetryOptions } from './types.js';
 
@@ -137,7 +138,7 @@ export class Transport {
         origin: url.origin,
         path: url.pathname + url.search,
         method: method as Dispatcher.HttpMethod,
-        headers: { 'user-agent': this.userAgent, ...headers },
+        headers: { 'user-agent': this.userAgent, ...requestHeaders(), ...headers },
         body: body === undefined ? null : Buffer.isBuffer(body) ? body : Readable.from(body()),
         signal: attempt.signal ?? null,
         headersTimeout: this.opts.headersTimeoutMs ?? 30_000,

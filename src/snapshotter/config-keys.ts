@@ -3,14 +3,13 @@
  * listed below:
  *  - moot: our design has nothing for it to tune; when the file sets it, the daemon says so in one
  *    line at start and goes on;
- *  - unsupported: not built yet; likewise one line at start, and the daemon goes on;
  *  - refused: the daemon does not start with this value (one line, exit ≠ 0).
  * Keys are dotted paths as written in the file ("blob.check_always").
  */
 
 /** `when`: the values the rule is about (default: any value the file sets). */
 export interface KeyRule {
-  kind: 'moot' | 'unsupported' | 'refused';
+  kind: 'moot' | 'refused';
   why: string;
   when?: (v: unknown) => boolean;
 }
@@ -19,7 +18,6 @@ const METADATA = 'layer metadata is an in-memory inode tree per layer, built fro
 const CACHE = 'spans are kept in one on-disk span cache shared by all layers and bounded in bytes (plus a small in-memory LRU), so there is no per-layer cache to choose';
 
 const moot = (why: string): KeyRule => ({ kind: 'moot', why });
-const unsupported = (why: string, when?: (v: unknown) => boolean): KeyRule => ({ kind: 'unsupported', why, ...(when ? { when } : {}) });
 const refusedWhenTrue = (why: string): KeyRule => ({ kind: 'refused', when: (v) => v === true, why });
 
 export const KEY_RULES: Record<string, KeyRule> = {
@@ -39,20 +37,17 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'kubeconfig_keychain.enable_keychain': refusedWhenTrue('the kubeconfig keychain is not built yet; use [cri_keychain]'),
   'blob.force_single_range_mode': moot('every Range request already asks for one range'),
   'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
-  'resolver.custom_headers': unsupported('snapshot labels do not add request headers yet', (v) => Array.isArray(v) && v.length > 0),
-  'content_store.namespace': moot('the snapshotter keeps SOCI artifacts in its own store, so no containerd namespace is read'),
   ...Object.fromEntries(
     ['max_concurrent_downloads', 'max_concurrent_downloads_per_image', 'concurrent_download_chunk_size', 'max_concurrent_unpacks', 'max_concurrent_unpacks_per_image', 'discard_unpacked_layers', 'decompress_streams'].map((k) => [
       `pull_modes.parallel_pull_unpack.${k}`,
       moot('it tunes parallel pull and unpack, which is not built (enabling it is refused)'),
     ]),
   ),
-  'content_store.type': unsupported('the snapshotter keeps SOCI artifacts in its own store', (v) => v === 'containerd'),
 };
 
 export interface KeyReport {
   key: string;
-  kind: 'moot' | 'unsupported';
+  kind: 'moot';
   why: string;
 }
 

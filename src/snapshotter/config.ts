@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'smol-toml';
 import { SociError } from '../errors.js';
 import { checkKeys, type KeyReport } from './config-keys.js';
+import { HEADER_NAME, RESERVED_HEADERS } from './custom-headers.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/soci-snapshotter-grpc/config.toml';
 
@@ -175,13 +176,10 @@ function oneOf(key: string, value: string, allowed: string[]): void {
   if (!allowed.includes(value)) throw new SociError('ERR_USAGE', `config: ${key} = ${JSON.stringify(value)} is not supported (one of ${allowed.join(', ')})`);
 }
 
-/** Headers a snapshot label may never set (AWS's list), and what a header name may be (RFC 9110 token). */
-const RESERVED_HEADERS = ['authorization', 'range', 'accept', 'accept-encoding', 'content-type', 'content-length', 'user-agent', 'referer'];
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 function checkHeaderNames(names: string[]): void {
   for (const n of names) {
-    if (!TOKEN.test(n)) throw new SociError('ERR_USAGE', `config: resolver.custom_headers: ${JSON.stringify(n)} is not a valid header name`);
+    if (!HEADER_NAME.test(n)) throw new SociError('ERR_USAGE', `config: resolver.custom_headers: ${JSON.stringify(n)} is not a valid header name`);
     if (RESERVED_HEADERS.includes(n.toLowerCase())) throw new SociError('ERR_USAGE', `config: resolver.custom_headers: ${n} is reserved`);
   }
 }

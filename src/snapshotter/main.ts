@@ -36,7 +36,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   const logger = createLogger(opts.logLevel);
   installFatalHandlers(logger);
   for (const r of configReports(config)) {
-    logger.warn({ key: r.key, reason: r.why }, r.kind === 'moot' ? `config: ${r.key} has no effect here: ${r.why}` : `config: ${r.key} is not supported yet and has no effect: ${r.why}`);
+    logger.warn({ key: r.key, reason: r.why }, `config: ${r.key} has no effect here: ${r.why}`);
   }
   // The lazy (SOCI) mounter unless a test injects another one. Imported on demand so that
   // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.

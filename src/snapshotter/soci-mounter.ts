@@ -9,13 +9,15 @@ import { SociError, escapeControls } from '../errors.js';
 import { BackgroundFetcher, FAILURE_MESSAGES, type LayerTree, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
 import { cleanupStaleMounts, umount } from '../fuse/index.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
-import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
+import { chainCredentials, defaultCredentials, RegistryHosts, withRequestHeaders, type RegistryClient } from '../registry/index.js';
+import type { BlobSource } from '../oci/blob-source.js';
 import type { CredentialProvider } from '../registry/types.js';
-import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../soci/discovery.js';
+import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type ArtifactReader, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../soci/discovery.js';
 import { Semaphore } from '../semaphore.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
+import { customHeadersFromLabels } from './custom-headers.js';
 import { emitQueueSize, ImageOperationCounter } from './image-metrics.js';
 import { daemonRegistryOptions } from './registry-config.js';
 import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
@@ -39,6 +41,11 @@ type Log = (msg: string, fields?: Record<string, unknown>) => void;
 
 /** Bytes that cannot be trusted are errors; a slow or failing registry is a warning. */
 const FAILURE_LEVEL: Record<FailureKind, 'warn' | 'error'> = { span_verification: 'error', toc_mismatch: 'error', registry: 'warn', read_deadline: 'warn', read: 'warn' };
+
+/** The layer's reads, each sent with the layer's custom headers (reads come from FUSE, outside the Prepare). */
+function withHeaders(blob: BlobSource, headers: Record<string, string>): BlobSource {
+  return Object.keys(headers).length ? { size: blob.size, read: (start, end, signal) => withRequestHeaders(headers, () => blob.read(start, end, signal)) } : blob;
+}
 
 /** A [fuse] timeout in seconds for the kernel; a negative one, as with AWS's, means "cache for good". */
 function kernelTtl(sec: number): number {
@@ -153,7 +160,8 @@ export class SociLayerMounter implements LayerMounter {
         const mirrors = this.o.config.resolver.host[ref.registry]?.mirrors.map((m) => m.host) ?? [];
         const explicit = labels[LABELS.indexDigest];
         const pm = this.o.config.pull_modes;
-        const opts: FindSociIndexOptions = { ...(explicit ? { explicitDigest: explicit } : {}), v1: pm.soci_v1.enable, v2: pm.soci_v2.enable, gate: this.resolveGate };
+        const store = await this.containerdArtifacts();
+        const opts: FindSociIndexOptions = { ...(explicit ? { explicitDigest: explicit } : {}), ...(store ? { store } : {}), v1: pm.soci_v1.enable, v2: pm.soci_v2.enable, gate: this.resolveGate };
         const hosts = [...mirrors, ref.registry];
         let last: unknown;
         for (const [i, host] of hosts.entries()) {
@@ -183,6 +191,32 @@ export class SociLayerMounter implements LayerMounter {
     return p;
   }
 
+  private containerd: Promise<{ reader: ArtifactReader; close: () => void } | undefined> | undefined;
+
+  /**
+   * With AWS's [content_store] type = "containerd": containerd's content store, read for SOCI indexes
+   * and zTOCs before the registry (those `soci convert` or `soci create` put there on this node).
+   * Read only: blobs written outside a lease would be containerd's garbage. When containerd cannot be
+   * reached, the registry serves (one warning), and the next image tries again.
+   */
+  private containerdArtifacts(): Promise<ArtifactReader | undefined> {
+    const cs = this.o.config.content_store;
+    if (cs.type !== 'containerd') return Promise.resolve(undefined);
+    this.containerd ??= (async () => {
+      const { Containerd, containerdBlobs } = await import('../containerd/index.js');
+      try {
+        const c = await Containerd.connect({ address: cs.containerd_address, namespace: cs.namespace });
+        const blobs = containerdBlobs(c.content);
+        return { reader: { has: blobs.has, get: blobs.get }, close: () => c.close() };
+      } catch (e) {
+        this.logAt('warn', "cannot read SOCI artifacts from containerd's content store; fetching them from the registry", { address: cs.containerd_address, error: (e as Error).message });
+        this.containerd = undefined;
+        return undefined;
+      }
+    })();
+    return this.containerd.then((c) => c?.reader);
+  }
+
   /** The index's zTOCs and prefetch artifacts from the first host that serves them all. */
   private async artifacts(hosts: string[], repo: string, index: FoundSociIndex, opts: FindSociIndexOptions): Promise<Artifacts> {
     let first: unknown;
@@ -204,8 +238,9 @@ export class SociLayerMounter implements LayerMounter {
     const layerDigest = labels[LABELS.layerDigest]!;
     const timeoutMs = this.o.config.mount_timeout_sec * 1000;
     const t0 = performance.now();
+    const headers = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers, (msg, header) => this.logAt('warn', msg, { header, layer: layerDigest }));
     const work = (async () => {
-      const c = await this.context(labels);
+      const c = await withRequestHeaders(headers, () => this.context(labels));
       if (!layerZtocMap(c.index.manifest).has(layerDigest)) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
       const { artifacts, client } = await c.artifacts;
       const z = artifacts.ztocs.get(layerDigest)!;
@@ -216,7 +251,7 @@ export class SociLayerMounter implements LayerMounter {
         ztoc: z.ztoc,
         ztocDesc: z.desc,
         layer: { mediaType: '', digest: layerDigest, size },
-        blob: client.blobSource(c.repo, layerDigest, size),
+        blob: withHeaders(client.blobSource(c.repo, layerDigest, size), headers),
         mountpoint,
         cache: this.cache,
         options: {
@@ -251,7 +286,7 @@ export class SociLayerMounter implements LayerMounter {
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
       layerTree = m.fs.tree;
       this.mounts.set(mountpoint, m);
-      this.probes.set(mountpoint, { probe: () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size)), lastOk: Date.now() });
+      this.probes.set(mountpoint, { probe: () => withRequestHeaders(headers, () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size))), lastOk: Date.now() });
       this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });
     })();
     let timer: NodeJS.Timeout | undefined;
@@ -306,6 +341,7 @@ export class SociLayerMounter implements LayerMounter {
     this.fetcher?.stop();
     this.stopQueueMetric();
     for (const c of this.counters) c.stop();
+    (await this.containerd)?.close();
     await this.hosts.close();
     await this.localHosts.close();
   }

@@ -10,11 +10,14 @@ import { ANN, MT } from '../oci/media-types.js';
 import { decodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { RegistryClient } from '../registry/index.js';
-import type { ContentStore } from '../store/index.js';
+import type { ArtifactBlobs } from '../store/artifact-blobs.js';
 import { unmarshalZtoc, type Ztoc } from '../ztoc/index.js';
 import type { PrefetchSpans } from '../fs/mount-layer.js';
 
 export type SociIndexVersion = 'v1' | 'v2';
+
+/** Where artifacts may already be: our content store, or containerd's (read only). */
+export type ArtifactReader = Pick<ArtifactBlobs, 'has' | 'get'> & Partial<Pick<ArtifactBlobs, 'put'>>;
 
 export interface FindSociIndexOptions {
   /** `--soci-index-digest` / label containerd.io/snapshot/remote/soci.index.digest */
@@ -23,7 +26,8 @@ export interface FindSociIndexOptions {
   v1?: boolean;
   /** v2 annotation discovery (default true) */
   v2?: boolean;
-  store?: ContentStore;
+  /** read first for zTOCs and prefetch artifacts, and filled when it can be written */
+  store?: ArtifactReader;
   signal?: AbortSignal;
   /** each artifact download takes a turn here (the daemon's bound across images) */
   gate?: Semaphore;
@@ -79,7 +83,7 @@ async function fetchIndexManifest(client: RegistryClient, repo: string, digest: 
     const m = await client.getManifest(repo, digest, opts.signal ? { signal: opts.signal } : {});
     bytes = m.bytes;
     mediaType = m.mediaType;
-    if (opts.store) await opts.store.put(bytes, digest).catch(() => undefined);
+    if (opts.store?.put) await opts.store.put(bytes, digest).catch(() => undefined);
   }
   const manifest = decodeManifest(bytes, `SOCI index ${digest}`);
   const cfgType = manifest.config.mediaType;
@@ -165,7 +169,7 @@ async function fetchVerifiedBlob(client: RegistryClient, repo: string, desc: Des
   for await (const c of client.fetchBlob(repo, desc.digest, { size: desc.size, ...(opts.signal ? { signal: opts.signal } : {}) })) parts.push(c);
   const bytes = Buffer.concat(parts);
   if (sha256Digest(bytes) !== desc.digest) throw new SociError('ERR_DIGEST_MISMATCH', `blob ${desc.digest} does not match its digest`);
-  if (opts.store) await opts.store.put(bytes, desc.digest).catch(() => undefined);
+  if (opts.store?.put) await opts.store.put(bytes, desc.digest).catch(() => undefined);
   return bytes;
 }
 

@@ -1,14 +1,18 @@
 /**
  * Every key of AWS's docs/config.md (v0.12.1 and v0.16.1, the newest here) set to a value other than
  * its default: it is applied (the parsed config holds it, and nothing is reported), reported as
- * having no effect (moot by design, or not built yet), or refused with one line. No key is ignored
+ * having no effect (moot by design), or refused with one line. No key is ignored
  * in silence. What each applied key does is shown by the tests of the code that reads it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { awsModuleDir } from '../helpers/aws-module.js';
+import { needs } from '../helpers/env.js';
 import { configReports, parseConfig, type Config } from '../../src/snapshotter/config.js';
 
-type Outcome = 'applied' | 'moot' | 'unsupported' | 'refused';
+type Outcome = 'applied' | 'moot' | 'refused';
 
 /** [dotted key, TOML value, outcome, in v0.12.1's docs] */
 const KEYS: Array<[string, string, Outcome, boolean]> = [
@@ -52,13 +56,13 @@ const KEYS: Array<[string, string, Outcome, boolean]> = [
   ['background_fetch.max_queue_size', '10', 'applied', true],
   ['background_fetch.drop_policy', '"oldest"', 'applied', false],
   ['background_fetch.emit_metric_period_sec', '5', 'applied', true],
-  ['content_store.type', '"containerd"', 'unsupported', true],
-  ['content_store.namespace', '"k8s.io"', 'moot', true],
+  ['content_store.type', '"containerd"', 'applied', true],
+  ['content_store.namespace', '"k8s.io"', 'applied', true],
   ['prefetch.enable', 'true', 'applied', false],
   ['prefetch.max_concurrency', '2', 'applied', false],
   ['resolver.auth_client_ttl_sec', '60', 'applied', false],
   ['resolver.enable_auth_client_sharing', 'true', 'moot', false],
-  ['resolver.custom_headers', '["x-request-id"]', 'unsupported', false],
+  ['resolver.custom_headers', '["x-request-id"]', 'applied', false],
   ['pull_modes.soci_v1.enable', 'true', 'applied', false],
   ['pull_modes.soci_v2.enable', 'false', 'applied', false],
   ['pull_modes.parallel_pull_unpack.enable', 'true', 'refused', false],
@@ -120,3 +124,35 @@ test('a config with every key of the v0.16.1 docs at its default parses and repo
   const text = [...byTable].map(([t, lines]) => (t ? `[${t}]\n` : '') + lines.join('\n')).join('\n\n');
   assert.deepEqual(configReports(parseConfig(text)), []);
 });
+
+/** The dotted keys a docs/config.md lists (its example table and repeated keys left out). */
+function docKeys(doc: string): string[] {
+  const keys = new Set<string>();
+  let table: string | undefined;
+  for (const line of doc.split('\n')) {
+    const h = /^#{3,4} (.+)$/.exec(line);
+    if (h) {
+      const name = h[1]!.trim();
+      if (name === '[toml_header]') table = undefined;
+      else if (name.startsWith('[')) table = name.replace(/^\[+|\]+$/g, '').replace(/^resolver\.host\.examplehost\.mirrors$/, 'resolver.host.*.mirrors');
+      else table = ''; // FSConfig, Config: the top level
+      continue;
+    }
+    const k = /^- `([^`]+)`/.exec(line);
+    if (k && table !== undefined && !line.includes('cannot be redeclared')) keys.add(table ? `${table}.${k[1]}` : k[1]!);
+  }
+  return [...keys];
+}
+
+const MIRROR_KEYS = ['resolver.host.*.mirrors.host', 'resolver.host.*.mirrors.insecure', 'resolver.host.*.mirrors.request_timeout_sec'];
+
+for (const version of ['v0.12.1', 'v0.16.1']) {
+  test(`the table above covers every key of AWS's docs/config.md ${version} (read from the Go module)`, { skip: needs({ tools: ['go'] }) }, () => {
+    const doc = readFileSync(join(awsModuleDir(version), 'docs', 'config.md'), 'utf8');
+    const keys = docKeys(doc);
+    assert.ok(keys.length > 40, `parsed ${keys.length} keys`);
+    const known = new Set([...KEYS.map(([k]) => k), ...MIRROR_KEYS]);
+    assert.deepEqual(keys.filter((k) => !known.has(k)), [], 'keys of the docs missing from the table');
+    for (const [k, , , inV12] of KEYS) if (version === 'v0.12.1' && inV12) assert.ok(keys.includes(k), `${k} is marked as in v0.12.1's docs`);
+  });
+}

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { tempDir } from '../helpers/env.js';
+import { awsModuleDir } from '../helpers/aws-module.js';
+import { needs, tempDir } from '../helpers/env.js';
 import { exec, repoRoot } from '../helpers/containerd.js';
 import { configReports, defaultConfig, parseChunkSize, parseConfig, DEFAULT_CONFIG_PATH } from '../../src/snapshotter/config.js';
 import { compileFilters } from '../../src/snapshotter/filters.js';
@@ -202,6 +203,37 @@ test('the daemon reports each no-effect key in one line at start and goes on; a 
   assert.match(refused.stderr, /disable_verification = true is not supported: every span digest and every file header is always verified/);
   assert.ok(!existsSync(join(dir, 'root2')), 'nothing created');
 });
+
+for (const version of ['v0.12.1', 'v0.16.1']) {
+  test(`AWS's own config/config.toml (${version}, verbatim from the Go module) starts the daemon quietly; edited, it gets the expected report lines`, { skip: needs({ tools: ['go'] }), timeout: 180_000 }, async (t) => {
+    const aws = await readFile(join(awsModuleDir(version), 'config', 'config.toml'), 'utf8');
+    const dir = await tempDir(t);
+    const file = join(dir, 'config.toml');
+    const configLines = async (text: string, name: string) => {
+      await writeFile(file, text);
+      const stderr = await startedDaemonLog(['--config', file, '--root', join(dir, `root-${name}`), '--address', join(dir, `${name}.sock`)]);
+      const lines = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string; key?: string });
+      assert.ok(lines.some((l) => l.msg === 'soci-snapshotter-grpc successfully started'), stderr);
+      return lines.filter((l) => l.msg.startsWith('config: ')).map((l) => [l.level, l.key]);
+    };
+    assert.deepEqual(await configLines(aws, 'verbatim'), [], 'every key at its default says nothing');
+    // a user's edits: moot keys are named, applied ones are quiet
+    const edit = (text: string, key: string, from: string, to: string) => {
+      const re = new RegExp(`^(\\s*${key} = )${from.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm');
+      assert.match(text, re, `${key} = ${from} in AWS's file`);
+      return text.replace(re, `$1${to}`);
+    };
+    let edited = edit(aws, 'metadata_store', "'db'", "'db-multi'");
+    edited = edit(edited, 'check_always', 'false', 'true');
+    edited = edit(edited, 'max_cache_fds', '0', '20');
+    edited = edit(edited, 'RequestTimeoutMsec', '300000', '1000');
+    assert.deepEqual(await configLines(edited, 'edited'), [['warn', 'metadata_store'], ['warn', 'directory_cache.max_cache_fds']]);
+    await writeFile(file, edit(aws, 'disable_verification', 'false', 'true'));
+    const refused = await cli(['--config', file, '--root', join(dir, 'root-refused'), '--address', join(dir, 'r.sock')]);
+    assert.notEqual(refused.code, 0);
+    assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+  });
+}
 
 test('--config naming the default path falls back to the defaults when that file is missing (as AWS)', { skip: existsSync(DEFAULT_CONFIG_PATH) ? `${DEFAULT_CONFIG_PATH} exists on this machine` : false }, async () => {
   const r = await cli(['--config', DEFAULT_CONFIG_PATH, 'config', 'dump']);
