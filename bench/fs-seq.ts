@@ -1,5 +1,5 @@
 /**
- * Cached sequential read through the lazy layer filesystem (issue 4: `dd bs=1M` ≥ 1.5 GB/s): a layer
+ * Cached sequential read through the lazy layer filesystem (target: `dd bs=1M` ≥ 1.5 GB/s): a layer
  * holding one 256 MiB file is mounted over FUSE (blob served from a local file, 4 MiB spans); the file
  * is read once (fetch + verify + inflate into the span cache), the file's page cache is evicted, then
  * `dd bs=1M` reads it again from the span cache. Median of 5. Usage (root):

@@ -1,5 +1,5 @@
 /**
- * Time-to-ready benchmark (issue 6): full pull vs lazy (our snapshotter) vs warm, for the images of
+ * Time-to-ready benchmark: full pull vs lazy (our snapshotter) vs warm, for the images of
  * bench/images, through a shaping proxy, cold containerd + snapshotter for every sample, order
  * randomised per iteration. Results go to bench/results/ttr-<profile>.json (kept in git); the
  * BENCHMARKS.md section and bench/results/ttr.svg are regenerated from every results file present.
@@ -27,7 +27,7 @@ const exec = promisify(execFile);
 const work = resolve('.bench-work');
 const resultsDir = resolve('bench', 'results');
 const MIN_LAYER_SIZE = 10 << 20; // soci convert's default --min-layer-size
-/** docker-registry's full-GET throughput on this box (benchmark-design.md §5.2): "unshaped" is not infinite */
+/** docker-registry's full-GET throughput on this box: "unshaped" is not infinite */
 const UNSHAPED_BYTES_PER_S = 2e9;
 /** dependent round trips a lazy start needs at least: manifest, config + SOCI index, zTOCs, data */
 const MODEL_ROUND_TRIPS = 4;
@@ -67,7 +67,7 @@ async function prepare(regHost: string, images: BenchImage[], log: (m: string) =
   }
 }
 
-/** The model lower bound (benchmark-design.md §5.1): T_app + (metadata + needed bytes) / B + k·RTT. */
+/** The model lower bound: T_app + (metadata + needed bytes) / B + k·RTT. */
 function addModel(samples: Sample[], profile: ShapeProfile): void {
   const bytesPerMs = (profile.rateBitsPerSec > 0 ? profile.rateBitsPerSec / 8 : UNSHAPED_BYTES_PER_S) / 1000;
   for (const s of samples) {

@@ -99,7 +99,7 @@ const exitOk = { kind: 'exit' } as const;
 // The official python:3.11 and node:18 images are built on buildpack-deps (compilers, headers, git):
 // ~1 GB of tools a hello-world never touches. python and node carry the same kind of bulk (the gcc
 // and devtools layers), so their size is that of the images people actually pull
-// (benchmark-design.md's python image: 257 MB compressed / 668 MB raw).
+// (python image: 257 MB compressed / 668 MB raw).
 const gccLayer: LayerDef = { id: 'gcc', debs: ['gcc-12', 'g++-12'] };
 const devtoolsLayer: LayerDef = { id: 'devtools', debs: ['perl', 'libpython3.11-dev', 'git'] };
 

@@ -1,5 +1,5 @@
 /**
- * One cold sample of the time-to-ready experiment (issue 6). Every sample starts a fresh containerd
+ * One cold sample of the time-to-ready experiment. Every sample starts a fresh containerd
  * (CRI on) and a fresh snapshotter on new roots, so nothing is cached; everything is stopped and
  * wiped afterwards. Time-to-ready is measured like the seed's check_running_time.sh: from the pull
  * command (CRI PullImage) to the first HTTP 200, or to the workload exiting with status 0.

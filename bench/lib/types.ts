@@ -1,5 +1,5 @@
 /**
- * Result schema of the time-to-ready benchmark (issue 6): bench/run.ts writes one ResultsFile per network
+ * Result schema of the time-to-ready benchmark: bench/run.ts writes one ResultsFile per network
  * profile (bench/results/<profile>.json); bench/lib/report.ts and bench/lib/chart.ts read them.
  *
  * Image naming convention the report relies on (substring of ImageInfo.name / Sample.image, lower case):

@@ -1,4 +1,4 @@
-/** `soci create IMAGE` — a v1 SOCI index per platform, stored under --root (reference §4). */
+/** `soci create IMAGE` — a v1 SOCI index per platform, stored under --root. */
 import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { SociError } from '../errors.js';

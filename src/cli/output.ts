@@ -1,4 +1,4 @@
-/** Output helpers: tabwriter-style tables (like the reference's Go tabwriter, padding 4) and JSON. */
+/** Output helpers: tabwriter-style tables (like AWS's Go tabwriter, padding 4) and JSON. */
 
 export function table(headers: string[], rows: string[][]): string {
   const all = [headers, ...rows];

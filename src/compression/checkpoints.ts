@@ -1,5 +1,5 @@
 /**
- * Byte formats of the zTOC `checkpoints` field (soci-reference.md §1.5, §1.6):
+ * Byte formats of the zTOC `checkpoints` field:
  * the gzip zinfo blob (v2, legacy v1 read-only) and the TarZinfo flatbuffer for uncompressed layers.
  */
 import { Builder, ByteBuffer } from 'flatbuffers';

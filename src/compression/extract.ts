@@ -1,5 +1,5 @@
 /**
- * Span extraction (soci-reference.md §1.9) on Node's asynchronous zlib, so the daemon's event loop
+ * Span extraction on Node's asynchronous zlib, so the daemon's event loop
  * never inflates: the work runs on the libuv threadpool.
  *
  * node:zlib has no inflatePrime. A checkpoint with bits≠0 starts mid-byte; we resume there by
@@ -119,7 +119,7 @@ function badGzip(msg: string, cause?: unknown): SociError {
 /**
  * Only a range ending with the layer's last span may inflate past its end: a zTOC's
  * uncompressed_archive_size stops at the tar end-of-archive blocks, while the record padding after
- * them is still in the gzip stream (soci-reference.md §7). That overrun is trimmed, up to this bound.
+ * them is still in the gzip stream. That overrun is trimmed, up to this bound.
  * Anywhere else, more output than the table says means the table or the data is wrong.
  * (Bits of the next span in a shared last byte never decode to output: ≤ 7 bits cannot hold a
  * block header plus a symbol.)

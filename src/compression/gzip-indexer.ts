@@ -1,7 +1,7 @@
 /**
  * Single-pass gzip indexer: inflates the layer blob with Z_BLOCK, records zran checkpoints exactly as
- * AWS SOCI's gzip_zinfo.c does (soci-reference.md §1.5), hashes each span's compressed bytes as they
- * stream past (§1.7), and hands the uncompressed bytes to `onData` in order. Memory: one 32 KiB ring,
+ * AWS SOCI's gzip_zinfo.c does, hashes each span's compressed bytes as they
+ * stream past, and hands the uncompressed bytes to `onData` in order. Memory: one 32 KiB ring,
  * one reused 1 MiB output buffer, and the packed checkpoints (32 KiB each) — never the layer.
  */
 import { SociError } from '../errors.js';
@@ -141,7 +141,7 @@ export class GzipIndexer implements LayerIndexer {
     this.ring.copy(window, WINDOW_SIZE - this.ringPos, 0, this.ringPos);
     this.records.push(encodeRecord({ in: this.totin, out: this.totout, bits, window }));
     this.last = this.totout;
-    // a mid-byte boundary: byte in-1 belongs to both spans (§1.7)
+    // a mid-byte boundary: byte in-1 belongs to both spans
     this.hasher.boundary(bits !== 0 ? this.lastByte : null);
   }
 

@@ -1,5 +1,5 @@
 /**
- * Span digests (soci-reference.md §1.7) computed while the indexer consumes the blob: O(1) memory,
+ * Span digests computed while the indexer consumes the blob: O(1) memory,
  * no second pass. (A worker-thread variant was measured: copying the compressed bytes into shared
  * memory plus the wake-ups cost the main thread as much as hashing inline, so hashing stays inline.)
  */

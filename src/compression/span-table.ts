@@ -1,5 +1,5 @@
 /**
- * Span tables from a zTOC's checkpoints (soci-reference.md §1.5–§1.8): where each span lives in the
+ * Span tables from a zTOC's checkpoints: where each span lives in the
  * compressed blob and in the uncompressed archive, and which span holds a given offset.
  */
 import { SociError } from '../errors.js';
@@ -60,7 +60,7 @@ class TarSpanTable implements SpanTable {
     }
     this.spans = spans;
   }
-  /** offset/span, clamped so a read ending at EOF of a span-multiple blob stays in the table (§7) */
+  /** offset/span, clamped so a read ending at EOF of a span-multiple blob stays in the table */
   spanIdForOffset(u: number): number {
     return Math.max(0, Math.min(Math.floor(u / this.spanSize), this.maxSpanId));
   }

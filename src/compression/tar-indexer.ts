@@ -1,5 +1,5 @@
 /**
- * Indexer for uncompressed tar layers (soci-reference.md §1.6): spans are fixed [i*span, (i+1)*span)
+ * Indexer for uncompressed tar layers: spans are fixed [i*span, (i+1)*span)
  * slices of the blob, the checkpoints field is the TarZinfo flatbuffer, and the bytes pass through.
  */
 import { createHash, type Hash } from 'node:crypto';

@@ -1,5 +1,5 @@
 /**
- * Contract of src/compression (see ../../../shared/spec/soci-reference.md §1.5–§1.9).
+ * Contract of src/compression.
  * Everything here is about compressed <-> uncompressed byte streams; nothing knows tar or zTOC.
  * Offsets are JS numbers (exact up to 2^53, far beyond any layer).
  */
@@ -25,7 +25,7 @@ export interface IndexResult {
   checkpoints: Buffer;
   /** number of spans - 1 */
   maxSpanId: number;
-  /** "sha256:<hex>" of each span's compressed byte range (§1.7) */
+  /** "sha256:<hex>" of each span's compressed byte range */
   spanDigests: string[];
   /** bytes of the layer blob consumed (= compressed_archive_size) */
   compressedSize: number;

@@ -1,5 +1,5 @@
 /**
- * BackgroundFetcher (soci-reference.md §5.9): after a quiet period following the latest mount,
+ * BackgroundFetcher: after a quiet period following the latest mount,
  * fetches the not-yet-fetched spans of registered layers, one span per period, round-robin over
  * layers (FIFO of per-layer sequential cursors). Low priority by construction: one span at a time,
  * and no span while any registered layer's readers are fetching or fetched within the last period,
@@ -142,7 +142,7 @@ export class BackgroundFetcher {
       if (c.next < total && this.active.get(c.spans) === c) this.queue.push(c);
       else this.active.delete(c.spans);
     } catch (e) {
-      // An error drops the layer from the queue (like the reference).
+      // An error drops the layer from the queue (like AWS's).
       this.counters.failures++;
       this.active.delete(c.spans);
       this.log?.('background fetch failed; layer dropped', { layer: c.spans.layerKey, span: id, error: (e as Error).message });

@@ -1,5 +1,5 @@
 /**
- * LayerFs: the read-only FUSE Filesystem of one lazily loaded layer (soci-reference.md §5.6).
+ * LayerFs: the read-only FUSE Filesystem of one lazily loaded layer.
  * Metadata comes from the zTOC tree; file bytes from the SpanManager. Whiteouts are presented the
  * way overlayfs wants them: `.wh.X` → char device 0:0 named X (unless a real X exists), a dir
  * holding `.wh..wh..opq` reports `trusted.overlay.opaque=y`; `.wh.*` names themselves are hidden.
@@ -90,7 +90,7 @@ export class LayerFs implements Filesystem {
     }
   }
 
-  /** The state file's JSON (§5.6), with its trailing newline. */
+  /** The state file's JSON, with its trailing newline. */
   stateJson(): Buffer {
     const st = this.spans.stats();
     const size = this.spans.size;
@@ -100,7 +100,7 @@ export class LayerFs implements Filesystem {
     o.size = size;
     o.fetchedSize = st.fetchedSize;
     o.fetchedPercent = size > 0 ? (st.fetchedSize / size) * 100 : 100;
-    // Not part of the reference format: the span manager counters, for tests and operators.
+    // Not part of AWS's state file format: the span manager counters, for tests and operators.
     o.stats = { ...st, headerMismatches: this.headerMismatches };
     return Buffer.from(`${JSON.stringify(o)}\n`);
   }
@@ -147,7 +147,7 @@ export class LayerFs implements Filesystem {
       const attr = this.attr(id);
       out.push({ name, ino: id, mode: attr.mode, attr });
     }
-    // Sorted by (byte-wise) name like the reference; latin1 strings compare byte-wise.
+    // Sorted by (byte-wise) name like AWS's; latin1 strings compare byte-wise.
     out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.listings.set(ino, out);
     return out;

@@ -1,6 +1,6 @@
 /**
  * ReadTracker: what a workload really read from one layer, for "why was this not lazy?" answers and
- * the benchmark's model lower bound (issue 6). It records distinct uncompressed bytes read at 4 KiB
+ * the benchmark's model lower bound. It records distinct uncompressed bytes read at 4 KiB
  * page granularity (a bitmap: 32 KiB of memory per GiB of layer) and turns them into a compressed
  * estimate with each span's own compression ratio, so amplification = fetched ÷ needed is honest
  * for layers that mix text and incompressible data. Cost on the read path: a few bit operations.

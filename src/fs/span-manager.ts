@@ -1,6 +1,6 @@
 /**
- * SpanManager: serves uncompressed bytes of one layer from its spans (soci-reference.md §1.7–§1.8,
- * §5.7). A missing span is fetched with a Range request through a BlobSource, verified against the
+ * SpanManager: serves uncompressed bytes of one layer from its spans. A missing span is fetched
+ * with a Range request through a BlobSource, verified against the
  * zTOC span digest (never serving unverified bytes), inflated with the compression module's async
  * extractSpans and stored in the shared SpanCache. Concurrent readers of a span share one fetch;
  * adjacent missing spans of one read are fetched with ONE Range request, and sequential readers get
@@ -451,7 +451,7 @@ export class SpanManager {
   }
 }
 
-/** The zTOC must describe a sane span layout (§1.7): monotonic extents and one digest per span. */
+/** The zTOC must describe a sane span layout: monotonic extents and one digest per span. */
 function validate(t: SpanTable, digests: readonly string[], blobSize: number): void {
   if (digests.length !== t.spans.length) {
     throw new SociError('ERR_INVALID_ZTOC', `zTOC has ${digests.length} span digests for ${t.spans.length} spans`);

@@ -1,4 +1,4 @@
-/** OCI / Docker / SOCI media types and annotation keys (soci-reference.md §3.1). */
+/** OCI / Docker / SOCI media types and annotation keys. */
 export const MT = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -50,7 +50,7 @@ export type LayerCompression = 'gzip' | 'uncompressed' | 'zstd' | 'unknown';
 
 /**
  * What containerd's DiffCompression would say for a layer media type; `null` when the type is not a
- * layer at all (images.IsLayerType is false), which makes index building fail like the reference.
+ * layer at all (images.IsLayerType is false), which makes index building fail like AWS's.
  */
 export function layerCompression(mt: string): LayerCompression | null {
   switch (mt) {

@@ -1,5 +1,5 @@
 /**
- * soci-snapshotter-grpc configuration (§5.13): TOML, unknown keys ignored, zero values replaced
+ * soci-snapshotter-grpc configuration: TOML, unknown keys ignored, zero values replaced
  * by the defaults. Key names and defaults follow AWS's config/*.go so existing config files work.
  */
 import { readFile } from 'node:fs/promises';

@@ -1,9 +1,9 @@
 /**
- * The CRI keychain (soci-reference.md §5.14, `[cri_keychain]`): the daemon also serves the Kubernetes
+ * The CRI keychain: the daemon also serves the Kubernetes
  * CRI `runtime.v1.ImageService` on its socket (kubelet `--image-service-endpoint`), forwards every
  * call unchanged to containerd (`image_service_path`), and remembers the registry credentials kubelet
  * sends with PullImage, so the lazy mounts of that image can authenticate. Credentials live in memory
- * only (lost on restart, like the reference) and are never logged.
+ * only (lost on restart, like AWS's) and are never logged.
  */
 import * as grpc from '@grpc/grpc-js';
 import { parseReference } from '../oci/reference.js';

@@ -14,7 +14,7 @@ export interface MountContext {
 
 export interface LayerMounter {
   /**
-   * Make the layer described by `labels` (§5.3: cri.image-ref, cri.layer-digest,
+   * Make the layer described by `labels` (cri.image-ref, cri.layer-digest,
    * cri.manifest-digest, ...) appear read-only at `mountpoint` (an existing empty directory).
    * Throws SociError ERR_NO_ZTOC (this layer is not indexed → local unpack) or ERR_NO_INDEX
    * (the image has no usable index → defer to containerd); any other error → the snapshotter
@@ -23,7 +23,7 @@ export interface LayerMounter {
   mount(mountpoint: string, labels: Record<string, string>, ctx: MountContext): Promise<void>;
   /** Undo mount(); must succeed (or be a no-op) when nothing is mounted there. */
   unmount(mountpoint: string): Promise<void>;
-  /** Optional health probe when containerd asks for mounts of a child (Check in §5.5). */
+  /** Optional health probe when containerd asks for mounts of a child. */
   check?(mountpoint: string, labels: Record<string, string>): Promise<void>;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (§5.12). One registry for the whole daemon: other modules import
+ * Prometheus metrics. One registry for the whole daemon: other modules import
  * `registry` (or the metric objects below) and register their own families on it.
  */
 import { createServer, type Server } from 'node:http';

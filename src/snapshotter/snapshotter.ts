@@ -1,6 +1,6 @@
 /**
  * The snapshotter: containerd overlayfs-snapshotter semantics over MetaStore + directories, plus
- * the remote-snapshot protocol (§5.4) through a pluggable LayerMounter / LocalUnpacker.
+ * the remote-snapshot protocol through a pluggable LayerMounter / LocalUnpacker.
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -82,7 +82,7 @@ export class Snapshotter {
 
   /**
    * SOCI's checkAvailability: before handing out mounts, ask the mounter whether every remote
-   * layer in the chain starting at `checkKey` is still healthy (§5.5 Check); UNAVAILABLE if not.
+   * layer in the chain starting at `checkKey` is still healthy; UNAVAILABLE if not.
    */
   private async checkedMounts(s: Snapshot, checkKey: string): Promise<Mount[]> {
     const check = this.o.mounter.check?.bind(this.o.mounter);
@@ -267,7 +267,7 @@ export class Snapshotter {
     return this.store.list().filter((s) => s.kind === 'committed' && s.info.labels[REMOTE_LABEL] === REMOTE_LABEL_VALUE);
   }
 
-  /** At start, after stale mounts were cleaned: mount every remote snapshot again (§5.11 restart). */
+  /** At start, after stale mounts were cleaned: mount every remote snapshot again (restart). */
   async restoreRemoteSnapshots(): Promise<void> {
     for (const s of this.remoteSnapshots()) {
       const ctx = { namespace: s.info.labels[NAMESPACE_LABEL] ?? '', key: s.info.name };

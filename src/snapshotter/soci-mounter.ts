@@ -1,6 +1,6 @@
 /**
- * The SOCI LayerMounter (soci-reference.md §3.6, §5.4, §5.5): for a Prepare carrying the CRI labels,
- * find the image's SOCI index once per manifest digest (cached for the process, like the reference's
+ * The SOCI LayerMounter: for a Prepare carrying the CRI labels,
+ * find the image's SOCI index once per manifest digest (cached for the process, like AWS's
  * sociContext), and mount the layer's zTOC lazily over FUSE. Layers without a zTOC → ERR_NO_ZTOC
  * (local path); images without a usable index → ERR_NO_INDEX (deferred to containerd).
  */
@@ -22,7 +22,7 @@ import { emitQueueSize, ImageOperationCounter } from './image-metrics.js';
 import { daemonRegistryOptions } from './registry-config.js';
 import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
 
-/** FUSE op → the reference's operation_type names where it has one (§5.12). */
+/** FUSE op → AWS's operation_type names where it has one. */
 function fuseOpType(op: string): string {
   if (op === 'read') return 'synchronous_read';
   if (op === 'readdir' || op === 'readdirplus') return 'node_readdir';
@@ -60,7 +60,7 @@ export interface SociMounterOptions {
   logAt?: (level: 'debug' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
   /** bytes of uncompressed spans kept on disk for all layers together */
   cacheMaxBytes?: number;
-  /** consulted after Docker config (the reference's order): the CRI keychain */
+  /** consulted after Docker config (AWS's order): the CRI keychain */
   extraCredentials?: CredentialProvider;
 }
 
@@ -107,7 +107,7 @@ export class SociLayerMounter implements LayerMounter {
     this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...net });
     const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
     this.hosts = new RegistryHosts({
-      // Like the reference's resolver: http for localhost and for mirrors marked insecure.
+      // Like AWS's resolver: http for localhost and for mirrors marked insecure.
       plainHttp: [...insecure],
       credentials: this.credentials,
       userAgent: `soci-snapshotter/${VERSION}`,
@@ -134,7 +134,7 @@ export class SociLayerMounter implements LayerMounter {
     return this.client(host);
   }
 
-  /** localhost registries are spoken to over http, like the reference's resolver */
+  /** localhost registries are spoken to over http, like AWS's resolver */
   private readonly localHosts: RegistryHosts;
 
   private client(host: string): RegistryClient {
@@ -259,7 +259,7 @@ export class SociLayerMounter implements LayerMounter {
           fetchTimeoutMs: this.o.config.blob.fetching_timeout_sec * 1000,
           // AWS's: bytes that fail a span digest are fetched again this many times (0 by default)
           verifyRetries: Math.max(0, this.o.config.blob.max_span_verification_retries),
-          // 1 MiB kernel readahead: +65 % sequential throughput, −35 % CPU/GB (fuse-notes §3)
+          // 1 MiB kernel readahead: +65 % sequential throughput, −35 % CPU/GB
           readaheadKb: 1024,
           readaheadMaxSpans: Math.max(0, this.o.config.blob.readahead_max_spans),
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),

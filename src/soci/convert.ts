@@ -1,5 +1,5 @@
 /**
- * `soci convert`: makes a SOCI-enabled (v2) image (soci-reference.md §3.5). Source-agnostic: blobs
+ * `soci convert`: makes a SOCI-enabled (v2) image. Source-agnostic: blobs
  * are read through a BlobReader and new blobs handed to `put`, so the same code serves standalone
  * layouts and registry-to-registry conversion.
  */

@@ -1,5 +1,5 @@
 /**
- * Runtime SOCI index discovery and artifact fetch (soci-reference.md §3.6): explicit digest first,
+ * Runtime SOCI index discovery and artifact fetch: explicit digest first,
  * then v2 (the image manifest's `com.amazon.soci.index-digest` annotation; a dangling annotation is
  * an error, never a v1 fallback), then v1 referrers (off by default; first match wins). Every fetched
  * artifact is digest-verified; a local ContentStore, when given, is read first and filled.

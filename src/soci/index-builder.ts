@@ -1,5 +1,5 @@
 /**
- * Builds a SOCI index (v1 or v2) for one platform-specific image manifest (soci-reference.md §3.2–§3.4).
+ * Builds a SOCI index (v1 or v2) for one platform-specific image manifest.
  * The layer bytes come from any BlobReader (layout, registry, store); every layer is digest-checked
  * while it is indexed, so a zTOC is never built from wrong bytes.
  */

@@ -1,5 +1,5 @@
 /**
- * Prefetch artifacts (soci-reference.md §3.4): for each requested path, the spans of the topmost
+ * Prefetch artifacts: for each requested path, the spans of the topmost
  * indexed layer holding it; merged per layer, one JSON artifact per layer, in image layer order.
  */
 import { createHash } from 'node:crypto';

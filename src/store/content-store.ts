@@ -1,6 +1,6 @@
 /**
  * Content-addressed blob store laid out as an OCI image layout (`blobs/sha256/<hex>`, `oci-layout`),
- * like the reference's `soci` content store at `<root>/content`. Writes are atomic: bytes go to
+ * like AWS's `soci` content store at `<root>/content`. Writes are atomic: bytes go to
  * `ingest/<random>` and are renamed into place only after their digest is verified, so a crash or a
  * bad input never leaves a partial blob.
  */

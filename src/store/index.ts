@@ -21,7 +21,7 @@ export const DB_NAME = 'soci-artifacts.sqlite';
 /** AWS's CLI's database (bbolt); never opened by us */
 export const AWS_DB_NAME = 'artifacts.db';
 
-/** `--root`, else $SOCI_ROOT, else the reference default. */
+/** `--root`, else $SOCI_ROOT, else AWS's default. */
 export function resolveRoot(flag?: string): string {
   return flag || process.env.SOCI_ROOT || DEFAULT_ROOT;
 }

@@ -1,5 +1,5 @@
 /**
- * Build a zTOC from a layer blob in one streaming pass (soci-reference.md §1, §2): the compression
+ * Build a zTOC from a layer blob in one streaming pass: the compression
  * indexer inflates and records checkpoints, and hands every uncompressed chunk to the tar walker.
  * Memory is bounded by the TOC and the checkpoints; file data is never held.
  */

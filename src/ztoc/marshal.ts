@@ -1,5 +1,5 @@
 /**
- * zTOC → flatbuffer bytes, byte-identical to AWS SOCI's `ztocToFlatbuffer` (soci-reference.md §1.2).
+ * zTOC → flatbuffer bytes, byte-identical to AWS SOCI's `ztocToFlatbuffer`.
  * The official flatbuffers Builder is driven by hand in exactly the Go call order: object creation
  * order and field-add order decide the layout, so no generated convenience helper is used.
  */
@@ -11,7 +11,7 @@ import type { FileMetadata, Ztoc } from './types.js';
 export const ALGORITHM_GZIP = 1;
 export const ALGORITHM_UNCOMPRESSED = 2;
 
-// Field ids (vtable slot = id); see the schema tables in §1.1.
+// Field ids (vtable slot = id); the vtable slot of each field is its id.
 const FM = { name: 0, type: 1, uOffset: 2, uSize: 3, linkname: 4, mode: 5, uid: 6, gid: 7, uname: 8, gname: 9, modTime: 10, devmajor: 11, devminor: 12, xattrs: 13 };
 const CI = { algorithm: 0, maxSpanId: 1, spanDigests: 2, checkpoints: 3 };
 const Z = { version: 0, buildTool: 1, compressedSize: 2, uncompressedSize: 3, toc: 4, compressionInfo: 5 };

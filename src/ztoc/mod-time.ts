@@ -1,5 +1,5 @@
 /**
- * Go `time.Time.MarshalText()` of `time.Unix(sec, nsec)` in UTC (soci-reference.md §2.4):
+ * Go `time.Time.MarshalText()` of `time.Unix(sec, nsec)` in UTC:
  * RFC 3339, `Z` suffix, fraction with trailing zeros trimmed (none when whole seconds).
  * Years outside 0..9999 make Go's MarshalText fail, which SOCI stores as the empty string.
  */

@@ -1,5 +1,5 @@
 /**
- * Span math over a zTOC (soci-reference.md §1.8, §2.6): which spans a file touches, name lookup
+ * Span math over a zTOC: which spans a file touches, name lookup
  * with hardlink resolution, whole-file extraction, and the Unix mode of an entry.
  */
 import { SociError } from '../errors.js';

@@ -1,5 +1,5 @@
 /**
- * Push-based tar walker with Go `archive/tar` Reader semantics (soci-reference.md §2.1–§2.3).
+ * Push-based tar walker with Go `archive/tar` Reader semantics.
  * It is fed the uncompressed layer in order (from the compression indexer's onData) and only
  * ever holds header bytes: file data is counted and skipped, never buffered. Every entry becomes a
  * FileMetadata whose uncompressedOffset is the position of its first data byte.

@@ -1,5 +1,5 @@
 /**
- * The zTOC model (see ../../../shared/spec/soci-reference.md §1–§2). Strings that come from the tar
+ * The zTOC model. Strings that come from the tar
  * are raw bytes (Buffer): names may be non-UTF-8 and PAX/xattr values binary; they are written to the
  * flatbuffer byte for byte. Integers are JS numbers.
  */

@@ -70,7 +70,7 @@ function normalize(d: Dump): Dump {
 test('soci mount: merged lazy tree equals umoci unpack; one small read fetches only its spans', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'umoci', 'python3', 'pigz', 'setfattr', 'mknod'] }), timeout: 600_000 }, async (t) => {
   const { dir, defer } = await scratch(t, 'soci-mount-e2e-');
   const reg = await startRegistry(t);
-  const big = await makeBigLayer(fixtureCacheDir(), 300); // ≥ 200 MB (issue 4); cached, shared with test/ztoc
+  const big = await makeBigLayer(fixtureCacheDir(), 300); // ≥ 200 MB; cached, shared with test/ztoc
   const mid = await makeLayer(dir, {
     name: 'mid',
     entries: [

@@ -1,7 +1,7 @@
 /**
  * Helpers for the FUSE tests. Every client-side action against a mount runs in a child process
  * (async): the test process hosts the server, and a synchronous call on its own mount would
- * deadlock it (fuse-notes pitfall 1).
+ * deadlock it.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rmdir } from 'node:fs/promises';

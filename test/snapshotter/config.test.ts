@@ -1,4 +1,4 @@
-/** Config parsing (§5.13), `config default|dump`, CLI flag/env errors, List filter syntax. No root needed. */
+/** Config parsing, `config default|dump`, CLI flag/env errors, List filter syntax. No root needed. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -30,7 +30,7 @@ test('config default prints the documented defaults as TOML', async () => {
   assert.equal(r.code, 0, r.stderr);
   const doc = parse(r.stdout) as any;
   assert.deepEqual(doc, JSON.parse(JSON.stringify(defaultConfig())));
-  // spot-check the table in §5.13
+  // spot-check AWS's defaults
   assert.equal(doc.max_concurrency, 100);
   assert.equal(doc.mount_timeout_sec, 30);
   assert.equal(doc.metrics_network, 'tcp');

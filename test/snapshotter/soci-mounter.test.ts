@@ -3,7 +3,7 @@
  * is answered (ERR_NO_ZTOC → local unpack) from the index alone, while the zTOCs are still being
  * downloaded, so containerd's bottom-first Prepares overlap the zTOC downloads with the unpack of
  * small base layers; an indexed layer waits for its zTOC and serves the right bytes; a zTOC that
- * cannot be fetched still defers every indexed layer of the image (ERR_NO_INDEX), like the reference.
+ * cannot be fetched still defers every indexed layer of the image (ERR_NO_INDEX), like AWS's.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * zTOC flatbuffer codec: a tiny zTOC's layout checked by hand against soci-reference.md §1.2
+ * zTOC flatbuffer codec: a tiny zTOC's layout checked by hand against AWS's ztoc flatbuffer schema
  * (vtable sizes, field presence, field order, alignment), validation on decode, and a bounded
  * fixed-seed fuzz of unmarshalZtoc (flips, truncations, splices → only ERR_INVALID_ZTOC).
  */
@@ -54,7 +54,7 @@ function tableAt(buf: Buffer, pos: number) {
   return { pos, vtLen, objLen, fieldOff, ref, str };
 }
 
-test('tiny gzip zTOC: layout per §1.2 by hand', () => {
+test('tiny gzip zTOC: layout checked by hand', () => {
   const z = ztoc({}, {});
   z.toc = [entry({ pax: [{ key: Buffer.from('k2'), value: Buffer.from([0xff, 0]) }, { key: Buffer.from('k1'), value: Buffer.alloc(0) }] })];
   const buf = marshalZtoc(z);

@@ -160,7 +160,7 @@ test('golden: Go archive/tar corner cases give byte-identical zTOCs', { skip, ti
     }
   }
   // Layer 0 has a directory whose size field is 1000: Go records that size, so the header offset
-  // recomputed on load (§1.3) runs past the next entry — AWS's own zTOC is then unloadable, as ours.
+  // recomputed on load runs past the next entry — AWS's own zTOC is then unloadable, as ours.
   assert.throws(() => unmarshalZtoc(golden.get(sha(layers[0]!.bytes))!), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'));
   for (const l of layers.slice(2)) assert.ok(marshalZtoc(unmarshalZtoc(golden.get(sha(l.bytes))!)).equals(golden.get(sha(l.bytes))!));
 });
