@@ -8,11 +8,10 @@
  * a way for an unprivileged user to gain root. The layer FUSE mounts are always nosuid,nodev, and the
  * unpacked layers sit in a root-only (0700) directory.
  */
-import { execFile } from 'node:child_process';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SociError, isSociError } from '../errors.js';
-import { readMountinfo } from '../fuse/mounts.js';
+import { mountPointsUnder, readMountinfo, sh, umount, umountPath } from '../host/index.js';
 import { layerCompression } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
@@ -171,14 +170,9 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
   };
 }
 
-/** Mount points at or below `dir`, from /proc/self/mountinfo. */
-async function mountsAtOrUnder(dir: string): Promise<string[]> {
-  return (await readMountinfo()).map((m) => m.mountpoint).filter((m) => m === dir || m.startsWith(`${dir}/`));
-}
-
 /** Removes `dir` unless something is still mounted in it (never deletes through a mount). */
 async function removeUnmounted(dir: string): Promise<void> {
-  const left = await mountsAtOrUnder(dir);
+  const left = await mountPointsUnder(dir);
   if (left.length) throw new SociError('ERR_IO', `${left[0]} is still mounted; not removing ${dir}`);
   await rm(dir, { recursive: true, force: true });
 }
@@ -199,26 +193,6 @@ export async function removeLayerDirs(workDir: string): Promise<void> {
 /** Last resort (a mount cut short by a crash): lazily unmounts whatever is left under `workDir`'s layers, then removes them. */
 export async function releaseLayers(workDir: string): Promise<void> {
   const dir = join(workDir, 'layers');
-  for (const m of (await mountsAtOrUnder(dir)).sort((a, b) => b.length - a.length)) await sh('umount', ['-l', m]).catch(() => undefined);
+  for (const m of (await mountPointsUnder(dir))) await umount(m, true);
   await removeUnmounted(dir);
-}
-
-/** umount, falling back to a lazy umount when busy; a path that is not mounted is fine. */
-export async function umountPath(path: string): Promise<void> {
-  try {
-    await sh('umount', [path]);
-  } catch (e) {
-    if (/not mounted|no mount point|not found/i.test((e as Error).message)) return;
-    await sh('umount', ['-l', path]);
-  }
-}
-
-/** Runs a command asynchronously (never blocks the loop that may be serving FUSE for it). */
-export function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
-      if (err) reject(new SociError('ERR_IO', `${cmd} ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
-      else resolve(String(stdout));
-    });
-  });
 }

@@ -8,7 +8,7 @@ import { ANN } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import { FuseServer, type FuseServerOptions } from '../fuse/index.js';
-import { spanTable, type Ztoc } from '../ztoc/index.js';
+import { spanTable, type SpanRange, type Ztoc } from '../ztoc/index.js';
 import { SociError } from '../errors.js';
 import type { Semaphore } from '../semaphore.js';
 import type { BackgroundFetcher } from './background-fetcher.js';
@@ -17,11 +17,6 @@ import type { LayerFailure } from './failure-log.js';
 import type { SpanCache } from './span-cache.js';
 import { DEFAULT_READ_DEADLINE_MS, SpanManager, type SpanManagerStats } from './span-manager.js';
 import { LayerTree } from './tree.js';
-
-export interface PrefetchSpans {
-  start_span: number;
-  end_span: number;
-}
 
 export interface LayerMountOptions {
   fetchTimeoutMs?: number;
@@ -36,7 +31,7 @@ export interface LayerMountOptions {
   /** registered after mount; unregistered on unmount */
   backgroundFetcher?: BackgroundFetcher;
   /** spans to resolve before mountLayer returns (prefetch artifact); failures are logged and ignored */
-  prefetch?: PrefetchSpans[];
+  prefetch?: SpanRange[];
   /** the prefetch of each layer takes a turn here (a bound across layers) */
   prefetchGate?: Semaphore;
   opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';

@@ -7,7 +7,7 @@
  * strings (byte-preserving), which is also how FUSE names reach us.
  */
 import { SociError } from '../errors.js';
-import { fileMode, layerName, quoteName, OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../ztoc/index.js';
+import { fileMode, layerName, parseModTime, quoteName, OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../ztoc/index.js';
 import type { FileMetadata, Ztoc } from '../ztoc/index.js';
 import { S_IFDIR } from '../fuse/types.js';
 
@@ -196,22 +196,4 @@ function attrsOf(e: FileMetadata, nlink: number): Omit<Node, 'id' | 'children' |
     dataOffset: e.uncompressedOffset,
     xattrs,
   };
-}
-
-const RFC3339 = /^(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/;
-
-/** Go time.MarshalText (RFC 3339 with optional fraction) → seconds + nanoseconds since the epoch. */
-export function parseModTime(s: string): { sec: number; nsec: number } {
-  const m = RFC3339.exec(s);
-  if (!m) return { sec: 0, nsec: 0 };
-  const d = new Date(0);
-  d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-  d.setUTCHours(Number(m[4]), Number(m[5]), Number(m[6]), 0);
-  let sec = Math.floor(d.getTime() / 1000);
-  if (m[8] !== 'Z') {
-    const sign = m[8]!.startsWith('-') ? -1 : 1;
-    sec -= sign * (Number(m[8]!.slice(1, 3)) * 3600 + Number(m[8]!.slice(4, 6)) * 60);
-  }
-  const nsec = m[7] ? Number(m[7].padEnd(9, '0')) : 0;
-  return { sec, nsec };
 }

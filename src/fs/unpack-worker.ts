@@ -20,7 +20,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SociError } from '../errors.js';
 import { postError, workerInput } from '../worker-pipe.js';
 import { TarWalker, layerName, quoteName, type FileMetadata } from '../ztoc/index.js';
-import { parseModTime } from './tree.js';
+import { parseModTime } from '../ztoc/mod-time.js';
 import type { UnpackStats } from './unpack.js';
 
 const ROOT_UID = 0;

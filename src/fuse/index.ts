@@ -11,8 +11,5 @@
 export { FuseServer, type FuseServerOptions, type CloseInfo, type CloseReason, type FuseStats } from './server.js';
 export * from './types.js';
 export { toErrno } from './errno.js';
-export {
-  cleanupStaleMounts, connectionWaiting, findFuseMount, readMountinfo, parseMountinfo, umount,
-  type MountInfo, type StaleMountResult,
-} from './mounts.js';
+export { cleanupStaleMounts, connectionWaiting, findFuseMount, type StaleMountResult } from './mounts.js';
 export { pipeReaderAvailable, type ReaderKind } from './readers.js';

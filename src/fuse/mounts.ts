@@ -1,52 +1,12 @@
 /**
- * Mount-table chores around a FUSE connection: mount(8)/umount(8) in child processes, reading
- * /proc/self/mountinfo (never stat on a FUSE mountpoint from the serving thread: it can deadlock),
- * readahead and abort through sysfs, and cleanup of mounts whose daemon died.
+ * Mount chores around a FUSE connection: mount(8) of a /dev/fuse fd, finding the connection in the
+ * mount table, readahead and abort through sysfs, and cleanup of mounts whose daemon died. The
+ * generic host operations (child processes, mountinfo, umount) live in ../host.
  */
-import { spawn } from 'node:child_process';
 import { readFile, writeFile, access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SociError } from '../errors.js';
-
-export interface CmdResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
-
-/** Runs a command asynchronously (never blocks the event loop). `fd3` is passed as the child's fd 3. */
-export function runCmd(cmd: string, args: string[], opts: { timeoutMs?: number; fd3?: number } = {}): Promise<CmdResult> {
-  return new Promise((resolvePromise) => {
-    const stdio: (string | number)[] = ['ignore', 'pipe', 'pipe'];
-    if (opts.fd3 !== undefined) stdio.push(opts.fd3);
-    const child = spawn(cmd, args, { stdio: stdio as ('pipe' | 'ignore' | number)[] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    let done = false;
-    const finish = (r: CmdResult): void => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      resolvePromise(r);
-    };
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = opts.timeoutMs
-      ? setTimeout(() => {
-          timedOut = true;
-          child.kill('SIGKILL');
-          // A child stuck in a FUSE request of a hung daemon stays in D state even after SIGKILL:
-          // do not wait for its exit.
-          setTimeout(() => finish({ code: null, signal: 'SIGKILL', stdout, stderr, timedOut }), 200).unref();
-        }, opts.timeoutMs)
-      : null;
-    child.on('error', (err) => finish({ code: null, signal: null, stdout, stderr: stderr + err.message, timedOut }));
-    child.on('close', (code, signal) => finish({ code, signal, stdout, stderr, timedOut }));
-  });
-}
+import { readMountinfo, runCmd, umount, type MountInfo } from '../host/index.js';
 
 export const DEFAULT_MOUNT_OPTIONS = 'rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,ro,nosuid,nodev';
 
@@ -56,56 +16,6 @@ export async function mountFd(fd: number, dir: string, subtype: string, fsname: 
   // -i: do not run /sbin/mount.fuse (it would try to exec the source name as a program).
   const r = await runCmd('mount', ['-i', '-t', `fuse.${subtype}`, '-o', o, fsname, dir], { fd3: fd, timeoutMs: 30_000 });
   if (r.code !== 0) throw new SociError('ERR_FUSE', `mount ${dir} failed: ${(r.stderr || r.stdout).trim() || `rc ${r.code}`}`);
-}
-
-/**
- * umount(8). `lazy` adds -l (detach now, the daemon keeps serving open files until they close).
- * Returns true on success; `busy` tells whether it failed because the mount is in use.
- */
-export async function umount(dir: string, lazy = false): Promise<{ ok: boolean; busy: boolean; message: string }> {
-  const r = await runCmd('umount', lazy ? ['-l', dir] : [dir], { timeoutMs: 30_000 });
-  const message = (r.stderr || r.stdout).trim();
-  return { ok: r.code === 0, busy: r.code === 32 && /busy/i.test(message), message };
-}
-
-export interface MountInfo {
-  mountId: number;
-  major: number;
-  minor: number;
-  mountpoint: string;
-  fstype: string;
-  source: string;
-  options: string;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-export function parseMountinfo(text: string): MountInfo[] {
-  const out: MountInfo[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const f = line.split(' ');
-    const sep = f.indexOf('-', 6);
-    if (sep < 0 || f.length < sep + 3) continue;
-    const [major, minor] = f[2]!.split(':').map(Number);
-    out.push({
-      mountId: Number(f[0]),
-      major: major!,
-      minor: minor!,
-      mountpoint: unescapeMountPath(f[4]!),
-      fstype: f[sep + 1]!,
-      source: unescapeMountPath(f[sep + 2]!),
-      options: f[5]!,
-    });
-  }
-  return out;
-}
-
-export async function readMountinfo(): Promise<MountInfo[]> {
-  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
 /** The newest mount of `fuse.<subtype>` at `dir` (absolute), or undefined. */

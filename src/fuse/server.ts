@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { SociError } from '../errors.js';
 import { toErrno } from './errno.js';
-import { abortConnection, findFuseMount, mountFd, readMountinfo, setReadaheadKb, umount, type MountInfo } from './mounts.js';
+import { readMountinfo, umount, type MountInfo } from '../host/index.js';
+import { abortConnection, findFuseMount, mountFd, setReadaheadKb } from './mounts.js';
 import {
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, INIT_OUT_SIZE, InitFlag,
   MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS,

@@ -12,33 +12,16 @@
  */
 import { createHash } from 'node:crypto';
 import { SociError } from '../errors.js';
+import { checkDigest, digestOf } from '../oci/digest.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import { pullScope } from './auth.js';
 import { isRetriableError, networkError, ShortBodyError } from './retry.js';
-import { Transport, errorDetail, header, readBody, type HttpResponse } from './transport.js';
+import { Transport, header, readBody, statusError, type HttpResponse } from './transport.js';
 import { pushBlob, putManifest, referrers, addReferrerFallback, type PushBlobOptions, type BlobData } from './push.js';
 import { MANIFEST_ACCEPT, MANIFEST_MEDIA_TYPES, type Descriptor, type Manifest, type RegistryClientOptions } from './types.js';
 
 /** How long a blob's redirected storage URL is reused (presigned URLs usually live 10+ min). */
 const REDIRECT_TTL_MS = 5 * 60 * 1000;
-const DIGEST_RE = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
-
-export function isDigest(s: string): boolean {
-  return DIGEST_RE.test(s);
-}
-
-export function checkDigest(digest: string): 'sha256' | 'sha512' {
-  if (!DIGEST_RE.test(digest)) {
-    if (/^[a-z0-9]+:/.test(digest) && !digest.startsWith('sha')) throw new SociError('ERR_UNSUPPORTED', `unsupported digest algorithm in "${digest}"`);
-    throw new SociError('ERR_USAGE', `invalid digest "${digest}"`);
-  }
-  return digest.startsWith('sha256:') ? 'sha256' : 'sha512';
-}
-
-export function digestOf(bytes: Buffer, alg: 'sha256' | 'sha512' = 'sha256'): string {
-  return `${alg}:${createHash(alg).update(bytes).digest('hex')}`;
-}
-
 function baseMediaType(ct: string | undefined): string | undefined {
   return ct?.split(';')[0]?.trim().toLowerCase() || undefined;
 }
@@ -87,7 +70,7 @@ export class RegistryClient {
       throw e;
     }
     const { res, body } = out;
-    if (res.status !== 200) throw await this.statusError(res, what);
+    if (res.status !== 200) throw await statusError(res, what, this.registry);
     const bytes = body;
     let mediaType = baseMediaType(header(res, 'content-type'));
     // Some registries answer a generic type; the document's own mediaType decides then. A specific
@@ -124,7 +107,7 @@ export class RegistryClient {
       0,
       () => true,
     );
-    if (res.status !== 200) throw await this.statusError(res, what);
+    if (res.status !== 200) throw await statusError(res, what, this.registry);
     const digest = header(res, 'docker-content-digest');
     const mediaType = baseMediaType(header(res, 'content-type'));
     const size = Number(header(res, 'content-length'));
@@ -146,7 +129,7 @@ export class RegistryClient {
       () => true,
     );
     if (res.status === 404) return undefined;
-    if (res.status !== 200) throw await this.statusError(res, what);
+    if (res.status !== 200) throw await statusError(res, what, this.registry);
     return Number(header(res, 'content-length'));
   }
 
@@ -180,7 +163,7 @@ export class RegistryClient {
       } else if (res.status === 200) {
         skip = got; // server ignored Range: drop what we already have
       } else {
-        throw await this.statusError(res, what);
+        throw await statusError(res, what, this.registry);
       }
       try {
         for await (const c of res.body as AsyncIterable<Buffer>) {
@@ -254,7 +237,7 @@ export class RegistryClient {
       if (body.length < end) throw new SociError('ERR_REGISTRY', `${what}: blob has only ${body.length} bytes`);
       return body.subarray(start, end);
     }
-    throw await this.statusError(res, what);
+    throw await statusError(res, what, this.registry);
   }
 
   blobSource(repo: string, digest: string, size: number): BlobSource {
@@ -285,15 +268,6 @@ export class RegistryClient {
   /** Adds a descriptor to the `sha256-<hex>` referrers tag index (for registries without the API). */
   addReferrerFallback(repo: string, subjectDigest: string, descriptor: Descriptor, signal?: AbortSignal): Promise<void> {
     return addReferrerFallback(this, repo, subjectDigest, descriptor, signal);
-  }
-
-  /** @internal maps a final unexpected status to a SociError (and drains the body). */
-  async statusError(res: HttpResponse, what: string): Promise<SociError> {
-    const detail = await errorDetail(res).catch(() => '');
-    if (res.status === 404) return new SociError('ERR_NOT_FOUND', `${what} not found${detail ? ` (${detail})` : ''}`);
-    if (res.status === 401 || res.status === 403) return new SociError('ERR_AUTH', `authentication failed for ${this.registry}: ${what} (${res.status})`);
-    if (res.status === 415) return new SociError('ERR_UNSUPPORTED', `${what}: registry refused the media type (415)${detail ? ` ${detail}` : ''}`);
-    return new SociError('ERR_REGISTRY', `${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`);
   }
 }
 

@@ -2,7 +2,8 @@
  * Public API of the OCI distribution client. Import from here:
  *   import { RegistryClient, defaultCredentials } from '../registry/index.js';
  */
-export { RegistryClient, digestOf, isDigest, checkDigest } from './client.js';
+export { RegistryClient } from './client.js';
+export { digestOf, isDigest, checkDigest } from '../oci/digest.js';
 export { referrersTag, type BlobData, type PushBlobOptions } from './push.js';
 export { pullScope, pushScope, normalizeScopes } from './auth.js';
 export { parseChallenge, type Challenge } from './challenge.js';

@@ -1,15 +1,14 @@
 /**
  * Uploads (blobs: existence check, cross-repo mount, monolithic POST+PUT, chunked PATCH),
  * manifest PUT, and referrers (OCI 1.1 API with the `sha256-<hex>` tag-schema fallback).
- * Used through RegistryClient's methods.
+ * Used through RegistryClient's methods; built on its transport (RegistryOps), not on the client.
  */
 import { createHash } from 'node:crypto';
 import { SociError } from '../errors.js';
 import { pullScope, pushScope } from './auth.js';
-import type { RegistryClient } from './client.js';
-import { checkDigest, digestOf } from './client.js';
-import { header, readBody } from './transport.js';
-import { MEDIA_TYPES, type Descriptor } from './types.js';
+import { checkDigest, digestOf } from '../oci/digest.js';
+import { header, readBody, statusError, type HttpResponse, type Transport } from './transport.js';
+import { MEDIA_TYPES, type Descriptor, type Manifest, type RegistryClientOptions } from './types.js';
 
 /** A Buffer, or a factory giving the bytes as a stream (called again if the upload restarts). */
 export type BlobData = Buffer | (() => AsyncIterable<Buffer>);
@@ -22,11 +21,25 @@ export interface PushBlobOptions {
   noExistCheck?: boolean;
 }
 
+/** What uploads and referrers need of a registry client (RegistryClient is one): its transport, and two reads. */
+export interface RegistryOps {
+  readonly registry: string;
+  readonly transport: Transport;
+  readonly maxManifestBytes: number;
+  readonly options: Pick<RegistryClientOptions, 'chunkSize'>;
+  blobExists(repo: string, digest: string, signal?: AbortSignal): Promise<boolean>;
+  getManifest(repo: string, reference: string, opts?: { signal?: AbortSignal; accept?: string }): Promise<Manifest>;
+}
+
+function fail(c: RegistryOps, res: HttpResponse, what: string): Promise<SociError> {
+  return statusError(res, what, c.registry);
+}
+
 function sig(signal?: AbortSignal): { signal?: AbortSignal } {
   return signal ? { signal } : {};
 }
 
-export async function pushBlob(c: RegistryClient, repo: string, digest: string, size: number, data: BlobData, opts: PushBlobOptions = {}): Promise<'exists' | 'mounted' | 'uploaded'> {
+export async function pushBlob(c: RegistryOps, repo: string, digest: string, size: number, data: BlobData, opts: PushBlobOptions = {}): Promise<'exists' | 'mounted' | 'uploaded'> {
   const alg = checkDigest(digest);
   const t = c.transport;
   const what = `blob ${digest} to ${c.registry}/${repo}`;
@@ -43,11 +56,11 @@ export async function pushBlob(c: RegistryClient, repo: string, digest: string, 
     const q = new URLSearchParams({ mount: digest, from: opts.mountFrom });
     const { res } = await t.sendRead({ method: 'POST', url: `/v2/${repo}/blobs/uploads/?${q}`, headers: { 'content-length': '0' }, scopes, what, ...sig(opts.signal) }, 64 * 1024, () => true);
     if (res.status === 201) return 'mounted';
-    if (res.status !== 202) throw await c.statusError(res, `mount of ${what} from ${opts.mountFrom}`);
+    if (res.status !== 202) throw await fail(c, res, `mount of ${what} from ${opts.mountFrom}`);
     start = location(res.headers.location, t.base, what);
   } else {
     const { res } = await t.sendRead({ method: 'POST', url: `/v2/${repo}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes, what, ...sig(opts.signal) }, 64 * 1024, () => true);
-    if (res.status !== 202) throw await c.statusError(res, `upload of ${what}`);
+    if (res.status !== 202) throw await fail(c, res, `upload of ${what}`);
     start = location(res.headers.location, t.base, what);
   }
 
@@ -78,7 +91,7 @@ export async function pushBlob(c: RegistryClient, repo: string, digest: string, 
       64 * 1024,
       () => true,
     );
-    if (res.status !== 202) throw await c.statusError(res, `chunk at ${offset} of ${what}`);
+    if (res.status !== 202) throw await fail(c, res, `chunk at ${offset} of ${what}`);
     loc = location(res.headers.location, t.base, what);
     offset += chunk.length;
     if (offset > size) throw new SociError('ERR_DIGEST_MISMATCH', `${what}: data is longer than ${size} bytes`);
@@ -91,7 +104,7 @@ export async function pushBlob(c: RegistryClient, repo: string, digest: string, 
   return 'uploaded';
 }
 
-async function putUpload(c: RegistryClient, loc: URL, digest: string, body: Buffer, scopes: string[], what: string, signal?: AbortSignal): Promise<void> {
+async function putUpload(c: RegistryOps, loc: URL, digest: string, body: Buffer, scopes: string[], what: string, signal?: AbortSignal): Promise<void> {
   const url = new URL(loc);
   url.searchParams.set('digest', digest);
   const { res } = await c.transport.sendRead(
@@ -100,7 +113,7 @@ async function putUpload(c: RegistryClient, loc: URL, digest: string, body: Buff
     () => true,
   );
   if (res.status !== 201) {
-    const err = await c.statusError(res, `upload of ${what}`);
+    const err = await fail(c, res, `upload of ${what}`);
     if (res.status === 400 && /DIGEST_INVALID/.test(err.message)) throw new SociError('ERR_DIGEST_MISMATCH', err.message);
     throw err;
   }
@@ -137,7 +150,7 @@ async function* rechunk(src: AsyncIterable<Buffer>, n: number): AsyncIterable<Bu
   if (have > 0) yield Buffer.concat(parts, have);
 }
 
-export async function putManifest(c: RegistryClient, repo: string, reference: string, bytes: Buffer, mediaType: string, signal?: AbortSignal): Promise<string> {
+export async function putManifest(c: RegistryOps, repo: string, reference: string, bytes: Buffer, mediaType: string, signal?: AbortSignal): Promise<string> {
   const byDigest = reference.includes(':');
   const alg = byDigest ? checkDigest(reference) : 'sha256';
   const digest = digestOf(bytes, alg);
@@ -149,7 +162,7 @@ export async function putManifest(c: RegistryClient, repo: string, reference: st
     64 * 1024,
     () => true,
   );
-  if (res.status !== 201 && res.status !== 200) throw await c.statusError(res, `push of ${what}`);
+  if (res.status !== 201 && res.status !== 200) throw await fail(c, res, `push of ${what}`);
   const announced = header(res, 'docker-content-digest');
   if (announced && announced.startsWith(`${alg}:`) && announced !== digest) {
     throw new SociError('ERR_DIGEST_MISMATCH', `${what}: registry stored ${announced}, content digest is ${digest}`);
@@ -166,7 +179,7 @@ function filterType(ds: Descriptor[], artifactType?: string): Descriptor[] {
   return artifactType ? ds.filter((d) => d.artifactType === artifactType) : ds;
 }
 
-export async function referrers(c: RegistryClient, repo: string, digest: string, artifactType?: string, signal?: AbortSignal): Promise<Descriptor[]> {
+export async function referrers(c: RegistryOps, repo: string, digest: string, artifactType?: string, signal?: AbortSignal): Promise<Descriptor[]> {
   checkDigest(digest);
   const what = `referrers of ${digest} in ${c.registry}/${repo}`;
   const q = artifactType ? `?${new URLSearchParams({ artifactType })}` : '';
@@ -213,7 +226,7 @@ function parseIndex(bytes: Buffer, what: string): Index {
  * Fetch–update–push of the `sha256-<hex>` referrers index (what oras does for registries without
  * the API). Not atomic: two concurrent writers can lose an entry, as with every client.
  */
-export async function addReferrerFallback(c: RegistryClient, repo: string, subjectDigest: string, descriptor: Descriptor, signal?: AbortSignal): Promise<void> {
+export async function addReferrerFallback(c: RegistryOps, repo: string, subjectDigest: string, descriptor: Descriptor, signal?: AbortSignal): Promise<void> {
   checkDigest(subjectDigest);
   const tag = referrersTag(subjectDigest);
   const what = `referrers index ${c.registry}/${repo}:${tag}`;

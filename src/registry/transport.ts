@@ -84,6 +84,15 @@ export async function errorDetail(res: HttpResponse): Promise<string> {
   return '';
 }
 
+/** Maps a final unexpected status to a one-line SociError (and drains the body). */
+export async function statusError(res: HttpResponse, what: string, registry: string): Promise<SociError> {
+  const detail = await errorDetail(res).catch(() => '');
+  if (res.status === 404) return new SociError('ERR_NOT_FOUND', `${what} not found${detail ? ` (${detail})` : ''}`);
+  if (res.status === 401 || res.status === 403) return new SociError('ERR_AUTH', `authentication failed for ${registry}: ${what} (${res.status})`);
+  if (res.status === 415) return new SociError('ERR_UNSUPPORTED', `${what}: registry refused the media type (415)${detail ? ` ${detail}` : ''}`);
+  return new SociError('ERR_REGISTRY', `${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`);
+}
+
 export class Transport {
   readonly agent: Agent;
   readonly base: URL;

@@ -13,7 +13,8 @@ import { createHandlers, loadSnapshotsService } from './grpc-service.js';
 import { DeferringMounter, type LayerMounter, type LocalUnpacker } from './layer-mounter.js';
 import type { Logger } from './logger.js';
 import { initFallbackCounters, serveMetrics } from './metrics.js';
-import { overlayNeedsIndexOff, unmountAllUnder } from './mounts.js';
+import { unmountAllUnder } from '../host/index.js';
+import { overlayNeedsIndexOff } from './mounts.js';
 import { Snapshotter } from './snapshotter.js';
 
 export const DEFAULT_ADDRESS = '/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock';

@@ -11,7 +11,8 @@ import type { LayerMounter, LocalUnpacker, MountContext } from './layer-mounter.
 import type { Logger } from './logger.js';
 import { MetaStore, type Info, type Snapshot } from './metastore.js';
 import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } from './metrics.js';
-import { diskUsage, isMountPoint, mountPointsUnder, unmountAllUnder, type Mount } from './mounts.js';
+import { isMountPoint, mountPointsUnder, unmountAllUnder } from '../host/index.js';
+import { diskUsage, type Mount } from './mounts.js';
 
 export const TARGET_SNAPSHOT_LABEL = 'containerd.io/snapshot.ref';
 export const REMOTE_LABEL = 'containerd.io/snapshot/remote';

@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import { SociError, escapeControls } from '../errors.js';
 import { BackgroundFetcher, FAILURE_MESSAGES, type LayerTree, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
-import { cleanupStaleMounts, umount } from '../fuse/index.js';
+import { cleanupStaleMounts } from '../fuse/index.js';
+import { umount } from '../host/index.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, withRequestHeaders, type RegistryClient } from '../registry/index.js';
 import type { BlobSource } from '../oci/blob-source.js';

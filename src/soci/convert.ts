@@ -3,7 +3,7 @@
  * are read through a BlobReader and new blobs handed to `put`, so the same code serves standalone
  * layouts and registry-to-registry conversion.
  */
-import { createHash } from 'node:crypto';
+import { digestOf } from '../oci/digest.js';
 import { SociError } from '../errors.js';
 import { ANN, MT, isIndexType, isManifestType } from '../oci/media-types.js';
 import { hostPlatform, normalizePlatform, platformMatches, samePlatform, formatPlatform } from '../oci/platform.js';
@@ -28,10 +28,6 @@ export interface ConvertResult {
   blobs: Map<string, Buffer>;
   /** per converted platform */
   indexes: Array<{ platform: Platform; manifest: Descriptor; index: BuiltIndex }>;
-}
-
-function sha(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 /** A manifest descriptor that is a SOCI index itself (never rebuilt or rewritten as an image). */
@@ -107,7 +103,7 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
     const b = built.get(d.digest);
     if (b) m.annotations = { ...(m.annotations ?? {}), [ANN.indexDigest]: b.desc.digest };
     const bytes = encodeManifest(m);
-    const nd: Descriptor = { mediaType: MT.ociManifest, digest: sha(bytes), size: bytes.length };
+    const nd: Descriptor = { mediaType: MT.ociManifest, digest: digestOf(bytes), size: bytes.length };
     if (d.urls) nd.urls = d.urls;
     if (m.annotations && Object.keys(m.annotations).length) nd.annotations = m.annotations;
     if (d.data) nd.data = d.data;
@@ -139,7 +135,7 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
   }
   index.manifests = manifests;
   const bytes = encodeIndex(index);
-  const desc: Descriptor = { mediaType: MT.ociIndex, digest: sha(bytes), size: bytes.length };
+  const desc: Descriptor = { mediaType: MT.ociIndex, digest: digestOf(bytes), size: bytes.length };
   blobs.set(desc.digest, bytes);
   return { desc, bytes, blobs, indexes };
 }

@@ -8,11 +8,12 @@ import type { Semaphore } from '../semaphore.js';
 import { SociError, isSociError } from '../errors.js';
 import { ANN, MT } from '../oci/media-types.js';
 import { decodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
-import { sha256Digest } from '../oci/digest.js';
+import { digestOf } from '../oci/digest.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { ArtifactBlobs } from '../store/artifact-blobs.js';
 import { unmarshalZtoc, type Ztoc } from '../ztoc/index.js';
-import type { PrefetchSpans } from '../fs/mount-layer.js';
+import { parsePrefetch } from './prefetch.js';
+import type { SpanRange } from '../ztoc/index.js';
 
 export type SociIndexVersion = 'v1' | 'v2';
 
@@ -76,7 +77,7 @@ async function fetchIndexManifest(client: RegistryClient, repo: string, digest: 
   let bytes: Buffer | undefined;
   if (opts.store && (await opts.store.has(digest))) {
     const b = await opts.store.get(digest);
-    if (sha256Digest(b) === digest) bytes = b;
+    if (digestOf(b) === digest) bytes = b;
   }
   let mediaType: string = MT.ociManifest;
   if (!bytes) {
@@ -117,7 +118,7 @@ export interface SociArtifacts {
   /** layer digest → zTOC descriptor + parsed zTOC */
   ztocs: Map<string, { desc: Descriptor; ztoc: Ztoc }>;
   /** layer digest → prefetch spans (version "1.0" artifacts only) */
-  prefetch: Map<string, PrefetchSpans[]>;
+  prefetch: Map<string, SpanRange[]>;
 }
 
 /**
@@ -135,7 +136,7 @@ export async function fetchSociArtifacts(client: RegistryClient, repo: string, m
  */
 export async function fetchIndexArtifacts(client: RegistryClient, repo: string, index: FoundSociIndex, opts: FindSociIndexOptions = {}): Promise<SociArtifacts> {
   const ztocs = new Map<string, { desc: Descriptor; ztoc: Ztoc }>();
-  const prefetch = new Map<string, PrefetchSpans[]>();
+  const prefetch = new Map<string, SpanRange[]>();
   try {
     await Promise.all([
       ...[...layerZtocMap(index.manifest)].map(async ([layer, desc]) => {
@@ -162,28 +163,13 @@ function gated<T>(opts: FindSociIndexOptions, fn: () => Promise<T>): Promise<T> 
 async function fetchVerifiedBlob(client: RegistryClient, repo: string, desc: Descriptor, opts: FindSociIndexOptions): Promise<Buffer> {
   if (opts.store && (await opts.store.has(desc.digest))) {
     const b = await opts.store.get(desc.digest);
-    if (sha256Digest(b) === desc.digest) return b;
+    if (digestOf(b) === desc.digest) return b;
   }
   const parts: Buffer[] = [];
   // fetchBlob verifies size and digest of the whole body.
   for await (const c of client.fetchBlob(repo, desc.digest, { size: desc.size, ...(opts.signal ? { signal: opts.signal } : {}) })) parts.push(c);
   const bytes = Buffer.concat(parts);
-  if (sha256Digest(bytes) !== desc.digest) throw new SociError('ERR_DIGEST_MISMATCH', `blob ${desc.digest} does not match its digest`);
+  if (digestOf(bytes) !== desc.digest) throw new SociError('ERR_DIGEST_MISMATCH', `blob ${desc.digest} does not match its digest`);
   if (opts.store?.put) await opts.store.put(bytes, desc.digest).catch(() => undefined);
   return bytes;
-}
-
-/** `{"version":"1.0","prefetch_spans":[…]}`; other versions are ignored (null). */
-export function parsePrefetch(bytes: Buffer): PrefetchSpans[] | null {
-  let j: unknown;
-  try {
-    j = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return null;
-  }
-  const o = j as { version?: unknown; prefetch_spans?: unknown };
-  if (o.version !== '1.0' || !Array.isArray(o.prefetch_spans)) return null;
-  return o.prefetch_spans
-    .filter((s): s is PrefetchSpans => Number.isSafeInteger((s as PrefetchSpans)?.start_span) && Number.isSafeInteger((s as PrefetchSpans)?.end_span))
-    .map((s) => ({ start_span: s.start_span, end_span: s.end_span }));
 }

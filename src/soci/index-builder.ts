@@ -3,13 +3,15 @@
  * The layer bytes come from any BlobReader (layout, registry, store); every layer is digest-checked
  * while it is indexed, so a zTOC is never built from wrong bytes.
  */
+import { digestOf } from '../oci/digest.js';
 import { createHash } from 'node:crypto';
 import { SociError } from '../errors.js';
 import { ANN, EMPTY_CONFIG, MT, layerCompression } from '../oci/media-types.js';
 import { encodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
 import { BUILD_TOOL_IDENTIFIER } from '../version.js';
 import { unmarshalZtoc } from '../ztoc/index.js';
-import { buildPrefetchArtifacts, type SpanRange } from './prefetch.js';
+import { buildPrefetchArtifacts } from './prefetch.js';
+import type { SpanRange } from '../ztoc/index.js';
 import { buildZtocBytes, summarize, type ZtocBuild } from './ztoc-worker.js';
 
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
@@ -109,7 +111,7 @@ export async function buildSociIndex(
       throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest}: read ${built.compressedArchiveSize} bytes, descriptor says ${layer.size}`);
     }
     const bytes = built.bytes;
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = digestOf(bytes);
     const desc = { mediaType: MT.ztoc, digest, size: bytes.length };
     log(`layer ${layer.digest} -> ztoc ${digest}`);
     results[i] = { desc, bytes, reused: false, layer, needsXattrs: built.needsXattrs, hits: built.hits };
@@ -147,7 +149,7 @@ export async function buildSociIndex(
   };
   if (opts.version === 'v1') manifest.subject = { mediaType: image.desc.mediaType, digest: image.desc.digest, size: image.desc.size };
   const bytes = encodeManifest(manifest);
-  const desc = { mediaType: MT.ociManifest, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
+  const desc = { mediaType: MT.ociManifest, digest: digestOf(bytes), size: bytes.length };
   return { manifest, bytes, desc, blobs };
 }
 

@@ -1,18 +1,14 @@
 /**
- * Prefetch artifacts: for each requested path, the spans of the topmost
- * indexed layer holding it; merged per layer, one JSON artifact per layer, in image layer order.
+ * Prefetch artifacts: for each requested path, the spans of the topmost indexed layer holding it;
+ * merged per layer, one JSON artifact per layer, in image layer order. Written here
+ * (buildPrefetchArtifacts) and read here (parsePrefetch).
  */
-import { createHash } from 'node:crypto';
+import { digestOf } from '../oci/digest.js';
 import { posix } from 'node:path';
 import { ANN, MT } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
-import { fileSpans } from '../ztoc/index.js';
+import { fileSpans, type SpanRange } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
-
-export interface SpanRange {
-  start_span: number;
-  end_span: number;
-}
 
 /** The cleaned form a prefetch path is matched with (exact tar name, so `./x` never matches). */
 export function prefetchKey(raw: string): string {
@@ -61,7 +57,7 @@ export function buildPrefetchArtifacts(
     const spans = byLayer.get(layer.digest);
     if (!spans) continue;
     const bytes = Buffer.from(JSON.stringify({ version: '1.0', prefetch_spans: mergeSpans(spans) }));
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = digestOf(bytes);
     out.push({ desc: { mediaType: MT.sociPrefetch, digest, size: bytes.length, annotations: { [ANN.layerDigest]: layer.digest } }, bytes, layer });
   }
   return out;
@@ -77,4 +73,19 @@ export function mergeSpans(spans: SpanRange[]): SpanRange[] {
     else out.push({ ...r });
   }
   return out;
+}
+
+/** `{"version":"1.0","prefetch_spans":[…]}`; other versions are ignored (null). */
+export function parsePrefetch(bytes: Buffer): SpanRange[] | null {
+  let j: unknown;
+  try {
+    j = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
+  const o = j as { version?: unknown; prefetch_spans?: unknown };
+  if (o.version !== '1.0' || !Array.isArray(o.prefetch_spans)) return null;
+  return o.prefetch_spans
+    .filter((s): s is SpanRange => Number.isSafeInteger((s as SpanRange)?.start_span) && Number.isSafeInteger((s as SpanRange)?.end_span))
+    .map((s) => ({ start_span: s.start_span, end_span: s.end_span }));
 }

@@ -10,7 +10,8 @@ import type { Compression } from '../compression/types.js';
 import { pipeToWorker, postError, startModuleWorker, workerInput } from '../worker-pipe.js';
 import { buildZtoc, marshalZtoc } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
-import { prefetchHits, type SpanRange } from './prefetch.js';
+import { prefetchHits } from './prefetch.js';
+import type { SpanRange } from '../ztoc/index.js';
 
 export interface ZtocBuild {
   bytes: Buffer;

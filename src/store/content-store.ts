@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { SociError } from '../errors.js';
-import { digestHex, sha256Digest } from '../oci/digest.js';
+import { digestHex, digestOf } from '../oci/digest.js';
 
 export interface BlobInfo {
   digest: string;
@@ -59,7 +59,7 @@ export class ContentStore {
 
   /** Stores bytes; when `expected` is given they must match it. */
   async put(bytes: Uint8Array, expected?: string): Promise<BlobInfo> {
-    const digest = sha256Digest(bytes);
+    const digest = digestOf(bytes);
     if (expected && expected !== digest) {
       throw new SociError('ERR_DIGEST_MISMATCH', `content does not match its digest ${expected} (got ${digest})`);
     }

@@ -9,7 +9,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { SociError } from '../errors.js';
-import { digestHex, isDigest, sha256Digest } from '../oci/digest.js';
+import { digestHex, isDigest, digestOf } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import { decodeIndex, encodeIndex, type Descriptor, type ImageIndex } from '../oci/types.js';
 
@@ -101,7 +101,7 @@ export class OciLayout implements BlobReader {
     } catch {
       throw new SociError('ERR_NOT_FOUND', `blob ${digest} not found in ${this.dir}`);
     }
-    if (sha256Digest(b) !== digest) throw new SociError('ERR_DIGEST_MISMATCH', `blob ${digest} in ${this.dir} is corrupt`);
+    if (digestOf(b) !== digest) throw new SociError('ERR_DIGEST_MISMATCH', `blob ${digest} in ${this.dir} is corrupt`);
     return b;
   }
 

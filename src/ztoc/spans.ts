@@ -12,6 +12,12 @@ import { cleanPath, quoteName } from './names.js';
 export { cleanPath };
 
 /** The part of compression's SpanTable this module relies on. */
+/** Spans first..last of a zTOC, inclusive (named as in AWS's prefetch artifact JSON). */
+export interface SpanRange {
+  start_span: number;
+  end_span: number;
+}
+
 export interface SpanLookup {
   readonly spans: readonly Span[];
   spanIdForOffset(uncompressedOffset: number): number;

@@ -18,7 +18,7 @@ import { makeLayer } from '../helpers/fixtures.js';
 import { buildEuidProbe, ociLayout } from '../helpers/hostile-image.js';
 import { startRegistry } from '../helpers/registry.js';
 import { exec, mountsUnder } from '../helpers/containerd.js';
-import { readMountinfo } from '../../src/fuse/mounts.js';
+import { readMountinfo } from '../../src/host/index.js';
 import { scratch } from './util.js';
 
 const pexec = promisify(execFile);

@@ -7,7 +7,8 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FuseServer, readMountinfo, type FuseServerOptions } from '../../src/fuse/index.js';
+import { readMountinfo } from '../../src/host/index.js';
+import { FuseServer, type FuseServerOptions } from '../../src/fuse/index.js';
 import { SyntheticFs, type SyntheticOptions } from './synthetic-fs.js';
 
 export interface ShResult {

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SociError } from '../../src/errors.js';
 import { encodeDirents, direntSize, writeAttr, writeEntryOut, ATTR_SIZE, ENTRY_OUT_SIZE } from '../../src/fuse/protocol.js';
-import { ErrnoError, Errno, makedev, parseMountinfo, toErrno, S_IFDIR, S_IFREG, type DirEntry } from '../../src/fuse/index.js';
+import { parseMountinfo } from '../../src/host/index.js';
+import { ErrnoError, Errno, makedev, toErrno, S_IFDIR, S_IFREG, type DirEntry } from '../../src/fuse/index.js';
 
 test('dirents are 8-byte aligned with next-entry cookies and DT types', () => {
   const entries: DirEntry[] = [
