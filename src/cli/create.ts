@@ -1,15 +1,14 @@
 /** `soci create IMAGE` — a v1 SOCI index per platform, stored under --root. */
 import { Command } from 'commander';
 import { resolve } from 'node:path';
-import { SociError } from '../errors.js';
 import { parseReference } from '../oci/reference.js';
 import type { LayerSource } from '../soci/index-builder.js';
 import { RegistryImageSource } from '../soci/registry-source.js';
 import { Progress } from './progress.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
-import { MT, isIndexType } from '../oci/media-types.js';
-import { formatPlatform, hostPlatform, platformMatches } from '../oci/platform.js';
-import { decodeIndex, decodeManifest, type Descriptor, type Platform } from '../oci/types.js';
+import { formatPlatform } from '../oci/platform.js';
+import { selectManifests } from '../oci/select.js';
+import { decodeManifest, type Descriptor } from '../oci/types.js';
 import { buildSociIndex } from '../soci/index-builder.js';
 import { indexBlobs, recordIndex, saveBlobs, ztocCache } from '../soci/artifacts.js';
 import { ContainerdImageSource } from '../soci/containerd-source.js';
@@ -79,26 +78,4 @@ export function createCommand(): Command {
         await s.close();
       }
     });
-}
-
-/** Platform-specific manifests to index: default host platform, --platform, or --all-platforms. */
-export async function selectManifests(
-  root: Descriptor,
-  blobs: BlobReader,
-  flags: { platforms: Platform[]; allPlatforms: boolean },
-): Promise<Array<{ desc: Descriptor; platform: Platform }>> {
-  if (!isIndexType(root.mediaType)) {
-    const m = decodeManifest(await blobs.readBlob(root.digest));
-    const cfg = JSON.parse((await blobs.readBlob(m.config.digest)).toString('utf8')) as Partial<Platform>;
-    return [{ desc: root, platform: { os: cfg.os ?? 'linux', architecture: cfg.architecture ?? '', ...(cfg.variant ? { variant: cfg.variant } : {}) } }];
-  }
-  const idx = decodeIndex(await blobs.readBlob(root.digest));
-  const images = idx.manifests.filter((d) => (d.mediaType === MT.ociManifest || d.mediaType === MT.dockerManifest) && !d.artifactType);
-  if (flags.allPlatforms) return images.filter((d) => d.platform).map((d) => ({ desc: d, platform: d.platform! }));
-  const wanted = flags.platforms.length ? flags.platforms : [hostPlatform()];
-  return wanted.map((p) => {
-    const d = images.find((x) => platformMatches(p, x.platform));
-    if (!d) throw new SociError('ERR_NOT_FOUND', `image has no manifest for platform ${formatPlatform(p)}: not found`);
-    return { desc: d, platform: d.platform! };
-  });
 }

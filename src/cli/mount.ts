@@ -13,13 +13,14 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SociError, escapeControls } from '../errors.js';
-import { isIndexType } from '../oci/media-types.js';
-import { hostPlatform, parsePlatform, platformMatches, formatPlatform } from '../oci/platform.js';
+import { isIndexType, isManifestType } from '../oci/media-types.js';
+import { parsePlatform } from '../oci/platform.js';
+import { manifestsFor, wantedPlatforms } from '../oci/select.js';
 import { parseReference } from '../oci/reference.js';
 import { decodeIndex, decodeManifest } from '../oci/types.js';
 import { resolveRoot } from '../store/index.js';
 import { BackgroundFetcher, FailureLog, SpanCache, DEFAULT_CACHE_MAX_BYTES, failureLine } from '../fs/index.js';
-import { mountImage, planImage, releaseLayers, removeLayerDirs, type ImageMount, type ImagePlan } from '../fs/image-mount.js';
+import { mountImage, planImage, releaseLayers, removeLayerDirs, type ImageMount, type ImagePlan } from '../image/mount.js';
 import { umountPath } from '../host/index.js';
 import { parseSize } from './common.js';
 import { globals } from './session.js';
@@ -119,10 +120,9 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
   let manifestDigest = top.digest;
   let manifestBytes = top.bytes;
   if (isIndexType(top.mediaType)) {
-    const want = o.platform ? parsePlatform(o.platform) : hostPlatform();
-    const d = decodeIndex(top.bytes).manifests.find((m) => platformMatches(want, m.platform));
-    if (!d) throw new SociError('ERR_NOT_FOUND', `image ${image} has no manifest for platform ${formatPlatform(want)}`);
-    const m = await client.getManifest(ref.repository, d.digest);
+    const images = decodeIndex(top.bytes).manifests.filter((d) => isManifestType(d.mediaType) && !d.artifactType);
+    const { desc } = manifestsFor(images, wantedPlatforms(o.platform ? [parsePlatform(o.platform)] : []), `image ${image}`)[0]!;
+    const m = await client.getManifest(ref.repository, desc.digest);
     manifestDigest = m.digest;
     manifestBytes = m.bytes;
   }

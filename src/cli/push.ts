@@ -6,7 +6,8 @@
 import { Command } from 'commander';
 import { SociError } from '../errors.js';
 import { EMPTY_CONFIG, MT } from '../oci/media-types.js';
-import { formatPlatform, hostPlatform, parsePlatform } from '../oci/platform.js';
+import { formatPlatform, parsePlatform } from '../oci/platform.js';
+import { wantedPlatforms } from '../oci/select.js';
 import { parseReference } from '../oci/reference.js';
 import { decodeManifest } from '../oci/types.js';
 import { runBounded } from '../soci/index-builder.js';
@@ -36,7 +37,7 @@ export function pushCommand(): Command {
       const say = o.quiet ? () => {} : out;
       const s = await openSession(g);
       try {
-        const wanted = o.allPlatforms ? [] : o.platform.length ? o.platform.map(parsePlatform) : [hostPlatform()];
+        const wanted = o.allPlatforms ? [] : wantedPlatforms(o.platform.map(parsePlatform));
         const manifests = await imageManifestDigests(s, refStr, wanted);
         const all = s.db.list({ type: 'soci_index' }).filter((e) => (manifests ? manifests.includes(e.originalDigest) : e.imageRef === refStr || e.imageRef === ref.string()));
         const v1 = all.filter((e) => e.artifactType === MT.sociIndexV1);

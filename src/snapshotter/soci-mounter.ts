@@ -13,7 +13,7 @@ import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, withRequestHeaders, type RegistryClient } from '../registry/index.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import type { CredentialProvider } from '../registry/types.js';
-import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type ArtifactReader, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../soci/discovery.js';
+import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type ArtifactReader, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../image/discovery.js';
 import { Semaphore } from '../semaphore.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';

@@ -6,7 +6,8 @@
 import { digestOf } from '../oci/digest.js';
 import { SociError } from '../errors.js';
 import { ANN, MT, isIndexType, isManifestType } from '../oci/media-types.js';
-import { hostPlatform, normalizePlatform, platformMatches, samePlatform, formatPlatform } from '../oci/platform.js';
+import { configPlatform, manifestsFor } from '../oci/select.js';
+import { hostPlatform, normalizePlatform, samePlatform, formatPlatform } from '../oci/platform.js';
 import { decodeIndex, decodeManifest, encodeIndex, encodeManifest, type Descriptor, type ImageIndex, type Platform } from '../oci/types.js';
 import { buildSociIndex, type BuildOptions, type BuiltIndex, type LayerSource, type ZtocCache } from './index-builder.js';
 
@@ -44,11 +45,7 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
     index = decodeIndex(rootBytes);
     index.mediaType = MT.ociIndex;
   } else if (isManifestType(root.mediaType)) {
-    const m = decodeManifest(rootBytes);
-    const config = JSON.parse((await src.readBlob(m.config.digest)).toString('utf8')) as { os?: string; architecture?: string; variant?: string; 'os.version'?: string };
-    const p: Platform = { architecture: config.architecture ?? '', os: config.os ?? '' };
-    if (config['os.version']) p['os.version'] = config['os.version'];
-    if (config.variant) p.variant = config.variant;
+    const p = await configPlatform(decodeManifest(rootBytes), (d) => src.readBlob(d));
     defaultPlatform = p;
     const target: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size, platform: p };
     if (root.annotations) target.annotations = root.annotations;
@@ -65,11 +62,7 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
     for (const d of candidates) selected.set(d.digest, d.platform ?? defaultPlatform);
   } else {
     const requested = opts.platforms?.length ? opts.platforms.map(normalizePlatform) : [isIndexType(root.mediaType) ? normalizePlatform(defaultPlatform) : defaultPlatform];
-    for (const p of dedupePlatforms(requested)) {
-      const hit = candidates.find((d) => (d.platform ? platformMatches(p, d.platform) : candidates.length === 1));
-      if (!hit) throw new SociError('ERR_NOT_FOUND', `image has no manifest for platform ${formatPlatform(p)}: not found`);
-      if (!selected.has(hit.digest)) selected.set(hit.digest, p);
-    }
+    for (const { desc, platform } of manifestsFor(candidates, dedupePlatforms(requested))) if (!selected.has(desc.digest)) selected.set(desc.digest, platform);
   }
 
   const blobs = new Map<string, Buffer>();

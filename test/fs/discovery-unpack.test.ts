@@ -16,7 +16,7 @@ import { pushTestImage, startRegistry } from '../helpers/registry.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
 import { encodeManifest, decodeManifest, type Manifest } from '../../src/oci/types.js';
-import { findSociIndex, fetchSociArtifacts, layerZtocMap, layerPrefetchMap } from '../../src/soci/discovery.js';
+import { findSociIndex, fetchSociArtifacts, layerZtocMap, layerPrefetchMap } from '../../src/image/discovery.js';
 import { parsePrefetch } from '../../src/soci/prefetch.js';
 import { unpackLayer } from '../../src/fs/index.js';
 import { scratch } from './util.js';

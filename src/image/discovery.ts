@@ -12,7 +12,7 @@ import { digestOf } from '../oci/digest.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { ArtifactBlobs } from '../store/artifact-blobs.js';
 import { unmarshalZtoc, type Ztoc } from '../ztoc/index.js';
-import { parsePrefetch } from './prefetch.js';
+import { parsePrefetch } from '../soci/prefetch.js';
 import type { SpanRange } from '../ztoc/index.js';
 
 export type SociIndexVersion = 'v1' | 'v2';

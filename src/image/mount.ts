@@ -15,10 +15,8 @@ import { mountPointsUnder, readMountinfo, sh, umount, umountPath } from '../host
 import { layerCompression } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
-import { fetchSociArtifacts, type FindSociIndexOptions, type SociArtifacts } from '../soci/discovery.js';
-import { mountLayer, type LayerMount, type LayerMountOptions } from './mount-layer.js';
-import type { SpanCache } from './span-cache.js';
-import { unpackLayer } from './unpack.js';
+import { mountLayer, unpackLayer, type LayerMount, type LayerMountOptions, type SpanCache } from '../fs/index.js';
+import { fetchSociArtifacts, type FindSociIndexOptions, type SociArtifacts } from './discovery.js';
 
 export interface LayerPlan {
   index: number;
