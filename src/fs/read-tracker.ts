@@ -18,6 +18,8 @@ export interface ReadStats {
   spansTouched: number;
   /** wall-clock ms (Date.now) of the first read served, 0 if none */
   firstReadAt: number;
+  /** uncompressed bytes served in all, the same byte read twice counted twice (AWS's bytes served) */
+  bytesServed: number;
 }
 
 export class ReadTracker {
@@ -25,6 +27,7 @@ export class ReadTracker {
   private readonly pagesPerSpan: Uint32Array;
   private readonly table: SpanTable;
   private firstReadAt = 0;
+  private served = 0;
 
   constructor(table: SpanTable) {
     this.table = table;
@@ -36,6 +39,7 @@ export class ReadTracker {
   /** Records a served read of uncompressed bytes [offset, end). */
   record(offset: number, end: number): void {
     if (end <= offset) return;
+    this.served += end - offset;
     if (this.firstReadAt === 0) this.firstReadAt = Date.now();
     const first = Math.floor(offset / (1 << PAGE_SHIFT));
     const last = Math.floor((end - 1) / (1 << PAGE_SHIFT));
@@ -68,6 +72,6 @@ export class ReadTracker {
       bytesRead += bytes;
       needed += u > 0 ? (bytes * (sp.cEnd - sp.cStart)) / u : 0;
     }
-    return { bytesRead, neededCompressed: Math.round(needed), spansTouched: touched, firstReadAt: this.firstReadAt };
+    return { bytesRead, neededCompressed: Math.round(needed), spansTouched: touched, firstReadAt: this.firstReadAt, bytesServed: this.served };
   }
 }

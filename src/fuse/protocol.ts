@@ -73,7 +73,6 @@ export const KERNEL_MAJOR = 7;
 /** The struct layouts below are those of minor 38 (Linux 6.1 uapi). */
 export const MAX_MINOR = 38;
 
-export const IN_HEADER_SIZE = 40;
 export const OUT_HEADER_SIZE = 16;
 export const ATTR_SIZE = 88;
 export const ENTRY_OUT_SIZE = 40 + ATTR_SIZE; // 128
@@ -84,16 +83,6 @@ export const INIT_OUT_SIZE = 64;
 const DIRENT_HEADER = 24;
 const DIRENTPLUS_HEADER = ENTRY_OUT_SIZE + DIRENT_HEADER; // 152
 
-export interface RequestHeader {
-  len: number;
-  opcode: number;
-  uniqueLo: number;
-  uniqueHi: number;
-  nodeid: number;
-  uid: number;
-  gid: number;
-  pid: number;
-}
 
 const TWO32 = 4294967296;
 
@@ -107,18 +96,6 @@ function writeU64(b: Buffer, off: number, v: number): void {
   b.writeUInt32LE(Math.floor(n / TWO32) >>> 0, off + 4);
 }
 
-export function parseHeader(b: Buffer, off = 0): RequestHeader {
-  return {
-    len: b.readUInt32LE(off),
-    opcode: b.readUInt32LE(off + 4),
-    uniqueLo: b.readUInt32LE(off + 8),
-    uniqueHi: b.readUInt32LE(off + 12),
-    nodeid: readU64(b, off + 16),
-    uid: b.readUInt32LE(off + 24),
-    gid: b.readUInt32LE(off + 28),
-    pid: b.readUInt32LE(off + 32),
-  };
-}
 
 /** Writes fuse_out_header. `error` is a positive errno (sent negated) or 0. */
 export function writeOutHeader(b: Buffer, len: number, error: number, lo: number, hi: number): void {

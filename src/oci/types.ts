@@ -205,12 +205,3 @@ export function decodeIndex(bytes: Uint8Array, what = 'image index'): ImageIndex
   if (ann) i.annotations = ann;
   return i;
 }
-
-/** The media type a manifest/index document declares (or infers), for documents without a descriptor. */
-export function sniffMediaType(bytes: Uint8Array): string {
-  const o = parseJson(bytes, 'document');
-  if (typeof o.mediaType === 'string' && o.mediaType) return o.mediaType;
-  if (Array.isArray(o.manifests)) return 'application/vnd.oci.image.index.v1+json';
-  if (o.config !== undefined) return 'application/vnd.oci.image.manifest.v1+json';
-  throw new SociError('ERR_INVALID_MANIFEST', 'document is neither an image manifest nor an index');
-}

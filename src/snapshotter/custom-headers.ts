@@ -5,7 +5,8 @@
  * custom_headers are forwarded; reserved names, empty or invalid names and values are dropped with a
  * warning, as AWS does.
  */
-export const CUSTOM_HEADER_LABEL_PREFIX = 'containerd.io/snapshot/remote/soci.header.';
+
+import { LABELS } from './labels.js';
 
 /** Headers a label may never set (AWS's list), and what a header name may be (RFC 9110 token). */
 export const RESERVED_HEADERS = ['authorization', 'range', 'accept', 'accept-encoding', 'content-type', 'content-length', 'user-agent', 'referer'];
@@ -17,8 +18,8 @@ export function customHeadersFromLabels(labels: Record<string, string>, allowed:
   const allow = new Set(allowed.map((n) => n.toLowerCase()));
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels)) {
-    if (!k.startsWith(CUSTOM_HEADER_LABEL_PREFIX)) continue;
-    const name = k.slice(CUSTOM_HEADER_LABEL_PREFIX.length);
+    if (!k.startsWith(LABELS.customHeaderPrefix)) continue;
+    const name = k.slice(LABELS.customHeaderPrefix.length);
     const lower = name.toLowerCase();
     if (name === '') warn('ignoring custom header from snapshot label with an empty name', name);
     else if (v === '') warn('ignoring custom header from snapshot label with an empty value', name);

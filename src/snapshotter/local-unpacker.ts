@@ -12,7 +12,7 @@ import { parseReference } from '../oci/reference.js';
 import { decodeManifest } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { LocalUnpacker, MountContext } from './layer-mounter.js';
-import { LABELS } from './soci-mounter.js';
+import { LABELS } from './labels.js';
 
 interface ImageMeta {
   manifest: ReturnType<typeof decodeManifest>;

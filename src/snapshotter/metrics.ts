@@ -34,11 +34,18 @@ export const operationDurationUs = new Histogram({
   registers: [registry],
 });
 
-export const bytesServed = new Gauge({
+/** AWS's soci_fs_bytes_served{operation_type="synchronous_bytes_served", layer}: bytes served by reads of the mounted layers. */
+new Gauge({
   name: 'soci_fs_bytes_served',
   help: 'The number of bytes served',
   labelNames: ['operation_type', 'layer'] as const,
   registers: [registry],
+  collect() {
+    this.reset();
+    const byLayer = new Map<string, number>();
+    for (const s of layerStats()) byLayer.set(s.digest, (byLayer.get(s.digest) ?? 0) + s.bytesServed);
+    for (const [layer, n] of byLayer) this.set({ operation_type: 'synchronous_bytes_served', layer }, n);
+  },
 });
 
 export const imageOperationCount = new Gauge({
@@ -137,6 +144,7 @@ export interface LayerStatsLike {
   fetchFailures: number;
   verifyFailures: number;
   bytesRead: number;
+  bytesServed: number;
   neededCompressed: number;
   spansTouched: number;
   firstReadAt: number;

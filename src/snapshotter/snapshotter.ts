@@ -2,6 +2,7 @@
  * The snapshotter: containerd overlayfs-snapshotter semantics over MetaStore + directories, plus
  * the remote-snapshot protocol through a pluggable LayerMounter / LocalUnpacker.
  */
+import { LABELS, REMOTE_SNAPSHOT } from './labels.js';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSociError } from '../errors.js';
@@ -14,13 +15,6 @@ import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } f
 import { isMountPoint, mountPointsUnder, unmountAllUnder } from '../host/index.js';
 import { diskUsage, type Mount } from './mounts.js';
 
-export const TARGET_SNAPSHOT_LABEL = 'containerd.io/snapshot.ref';
-export const REMOTE_LABEL = 'containerd.io/snapshot/remote';
-export const REMOTE_LABEL_VALUE = 'remote snapshot';
-export const HAS_SOCI_INDEX_DIGEST_LABEL = 'containerd.io/snapshot/remote/has.soci.index.digest';
-export const NAMESPACE_LABEL = 'containerd.io/snapshot/remote/namespace';
-export const SOCI_SIZE_LABEL = 'containerd.io/snapshot/remote/soci.size';
-export const LAYER_DIGEST_LABEL = 'containerd.io/snapshot/cri.layer-digest';
 
 export interface SnapshotterOptions {
   root: string; // the daemon root; data lives in <root>/snapshotter
@@ -91,7 +85,7 @@ export class Snapshotter {
       const probes: Promise<void>[] = [];
       for (let k = checkKey; k; ) {
         const cur = this.store.get(k);
-        if (cur.info.labels[REMOTE_LABEL] !== undefined) probes.push(check(this.upperPath(cur.id), cur.info.labels));
+        if (cur.info.labels[LABELS.remote] !== undefined) probes.push(check(this.upperPath(cur.id), cur.info.labels));
         k = cur.info.parent;
       }
       try {
@@ -118,11 +112,11 @@ export class Snapshotter {
 
   async prepare(ctx: MountContext, key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
     const s = await this.create('active', key, parent, labels);
-    const target = labels[TARGET_SNAPSHOT_LABEL];
+    const target = labels[LABELS.targetSnapshot];
     if (!target) return this.checkedMounts(s, parent);
     const log = this.log(ctx);
     const fsDir = this.upperPath(s.id);
-    const size = Number(labels[SOCI_SIZE_LABEL] ?? NaN);
+    const size = Number(labels[LABELS.size] ?? NaN);
     const minSize = this.o.minLayerSize ?? 0;
     let tryLocal = false;
     let deferReason = '';
@@ -132,7 +126,7 @@ export class Snapshotter {
     } else {
       try {
         await this.o.mounter.mount(fsDir, labels, ctx);
-        const remoteLabels = { ...labels, [REMOTE_LABEL]: REMOTE_LABEL_VALUE, [HAS_SOCI_INDEX_DIGEST_LABEL]: 'true', [NAMESPACE_LABEL]: ctx.namespace };
+        const remoteLabels = { ...labels, [LABELS.remote]: REMOTE_SNAPSHOT, [LABELS.hasSociIndexDigest]: 'true', [LABELS.namespace]: ctx.namespace };
         await this.commitPrepared(target, key, remoteLabels, true, log);
         log.info({ 'remote-snapshot-prepared': 'true', target }, 'remote snapshot successfully prepared');
         throw alreadyExists(`target snapshot "${target}": already exists`);
@@ -144,7 +138,7 @@ export class Snapshotter {
           deferReason = reason;
         } else {
           tryLocal = true;
-          if (!isSociError(e, 'ERR_NO_ZTOC')) operationCount.inc({ operation_type: FUSE_MOUNT_FAILURE_COUNT, layer: labels[LAYER_DIGEST_LABEL] ?? '' });
+          if (!isSociError(e, 'ERR_NO_ZTOC')) operationCount.inc({ operation_type: FUSE_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
         }
         if (await isMountPoint(fsDir)) await this.o.mounter.unmount(fsDir).catch(() => undefined);
       }
@@ -155,13 +149,13 @@ export class Snapshotter {
       } else {
         try {
           await this.o.unpacker.unpack(fsDir, s.parentIds.map((id) => this.upperPath(id)), labels, ctx);
-          await this.commitPrepared(target, key, { ...labels, [HAS_SOCI_INDEX_DIGEST_LABEL]: 'true' }, false, log);
+          await this.commitPrepared(target, key, { ...labels, [LABELS.hasSociIndexDigest]: 'true' }, false, log);
           log.info({ 'local-snapshot-prepared': 'true', target }, 'local snapshot successfully prepared');
           throw alreadyExists(`target snapshot "${target}": already exists`);
         } catch (e) {
           if (e instanceof SnapshotError && e.kind === 'already_exists') throw e;
           deferReason = e instanceof Error ? e.message : String(e);
-          operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: labels[LAYER_DIGEST_LABEL] ?? '' });
+          operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
           log.warn({ 'local-snapshot-prepared': 'false', reason: deferReason }, 'failed to prepare local snapshot');
           // Whatever the unpacker left behind must not leak into containerd's own unpack.
           await rm(fsDir, { recursive: true, force: true });
@@ -265,13 +259,13 @@ export class Snapshotter {
 
   /** Snapshots committed from a remote mount. */
   remoteSnapshots(): Snapshot[] {
-    return this.store.list().filter((s) => s.kind === 'committed' && s.info.labels[REMOTE_LABEL] === REMOTE_LABEL_VALUE);
+    return this.store.list().filter((s) => s.kind === 'committed' && s.info.labels[LABELS.remote] === REMOTE_SNAPSHOT);
   }
 
   /** At start, after stale mounts were cleaned: mount every remote snapshot again (restart). */
   async restoreRemoteSnapshots(): Promise<void> {
     for (const s of this.remoteSnapshots()) {
-      const ctx = { namespace: s.info.labels[NAMESPACE_LABEL] ?? '', key: s.info.name };
+      const ctx = { namespace: s.info.labels[LABELS.namespace] ?? '', key: s.info.name };
       try {
         await this.o.mounter.mount(this.upperPath(s.id), s.info.labels, ctx);
         this.o.logger.info({ key: s.info.name }, 'restored remote snapshot');

@@ -19,6 +19,7 @@ import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
 import { customHeadersFromLabels } from './custom-headers.js';
+import { LABELS } from './labels.js';
 import { emitQueueSize, ImageOperationCounter } from './image-metrics.js';
 import { daemonRegistryOptions } from './registry-config.js';
 import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
@@ -29,14 +30,6 @@ function fuseOpType(op: string): string {
   if (op === 'readdir' || op === 'readdirplus') return 'node_readdir';
   return `fuse_${op}`;
 }
-
-export const LABELS = {
-  imageRef: 'containerd.io/snapshot/cri.image-ref',
-  layerDigest: 'containerd.io/snapshot/cri.layer-digest',
-  manifestDigest: 'containerd.io/snapshot/cri.manifest-digest',
-  indexDigest: 'containerd.io/snapshot/remote/soci.index.digest',
-  size: 'containerd.io/snapshot/remote/soci.size',
-} as const;
 
 type Log = (msg: string, fields?: Record<string, unknown>) => void;
 

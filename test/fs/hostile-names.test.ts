@@ -26,7 +26,7 @@ import { isSociError } from '../../src/errors.js';
 import { LayerTree, unpackLayer } from '../../src/fs/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
-import { LABELS } from '../../src/snapshotter/soci-mounter.js';
+import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
 

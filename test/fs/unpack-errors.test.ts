@@ -15,7 +15,7 @@ import { gzipSync } from 'node:zlib';
 import { SociError } from '../../src/errors.js';
 import { unpackLayer, type UnpackCompression } from '../../src/fs/unpack.js';
 import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
-import { LABELS } from '../../src/snapshotter/soci-mounter.js';
+import { LABELS } from '../../src/snapshotter/labels.js';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { hasTool } from '../helpers/env.js';
 import { pseudoRandom } from '../helpers/images.js';

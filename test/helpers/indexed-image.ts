@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
 import { encodeManifest } from '../../src/oci/types.js';
-import { LABELS } from '../../src/snapshotter/soci-mounter.js';
+import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
 import { pushTestImage, type TestRegistry } from './registry.js';
 

@@ -17,7 +17,10 @@ import { mountTopLayer, pushIndexedImage } from '../helpers/indexed-image.js';
 import { startRegistry } from '../helpers/registry.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
-import { CUSTOM_HEADER_LABEL_PREFIX as P, customHeadersFromLabels } from '../../src/snapshotter/custom-headers.js';
+import { customHeadersFromLabels } from '../../src/snapshotter/custom-headers.js';
+import { LABELS } from '../../src/snapshotter/labels.js';
+
+const P = LABELS.customHeaderPrefix;
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const pexec = promisify(execFile);

@@ -49,6 +49,9 @@ test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec;
     assert.equal(await imageCount('node.Readlink', img.manifestDigest), 0, 'every AWS operation is emitted, 0 when none');
     assert.ok(lines.some((l) => l.startsWith(`fuse operation count for image ${img.manifestDigest}: file.Read = `)), lines.join('\n'));
     assert.notEqual(await imageCount('background_fetch_work_queue_size', ''), undefined, 'queue size emitted');
+    // AWS's soci_fs_bytes_served: every byte the reads were given
+    const served = new RegExp(`^soci_fs_bytes_served\\{operation_type="synchronous_bytes_served",layer="${img.top}"\\} (\\d+)$`, 'm').exec(await metrics.metrics());
+    assert.ok(served && Number(served[1]) > 0, 'bytes served counted');
   } finally {
     await mounter.close();
   }

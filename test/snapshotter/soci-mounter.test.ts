@@ -16,7 +16,8 @@ import { startRegistry } from '../helpers/registry.js';
 import { pushIndexedImage } from '../helpers/indexed-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
-import { LABELS, SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { LABELS } from '../../src/snapshotter/labels.js';
+import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const code = (e: unknown) => (e as { code?: string }).code ?? String(e);
 
