@@ -105,7 +105,7 @@ async function buildLayer(final: string, id: string, key: string, fill: (dir: st
     const fb = await fileBytes(join(tmp, 'root'));
     const packed = await packDir(join(tmp, 'root'), join(tmp, 'layer.tar.gz'));
     await removeTree(join(tmp, 'root'));
-    const meta = { id, key, ...packed, fileBytes: fb.bytes, files: fb.files, packages: filled.packages ?? [], notes: filled.notes };
+    const meta = { id, key, ...packed, fileBytes: fb.bytes, files: fb.files, packages: filled.packages ?? [], ...(filled.notes ? { notes: filled.notes } : {}) };
     writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1) + '\n');
     // Another builder may have finished the same layer meanwhile: same key, same bytes, keep theirs.
     if (existsSync(join(final, 'meta.json'))) await removeTree(tmp);

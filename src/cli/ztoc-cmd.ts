@@ -28,7 +28,7 @@ export function ztocCommand(): Command {
     .action(async (o: { ztocDigest?: string; imageRef?: string; quiet: boolean; json: boolean }, c: Command) => {
       const s = await openSession(globals(c));
       try {
-        let rows = s.db.list({ type: 'soci_layer', digest: o.ztocDigest });
+        let rows = s.db.list({ type: 'soci_layer', ...(o.ztocDigest ? { digest: o.ztocDigest } : {}) });
         if (o.imageRef) {
           const ztocs = await ztocsOfImage(s, o.imageRef);
           rows = rows.filter((e) => (ztocs ? ztocs.has(e.digest) : e.imageRef === o.imageRef));

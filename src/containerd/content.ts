@@ -57,7 +57,7 @@ export class ContentService {
   }
 
   async list(filters: string[] = []): Promise<ContentInfo[]> {
-    const call = this.c.stub('content').List({ filters }, this.c.metadata(), this.c.callOptions()) as grpc.ClientReadableStream<{ info: PInfo[] }>;
+    const call = this.c.stub('content').List!({ filters }, this.c.metadata(), this.c.callOptions()) as grpc.ClientReadableStream<{ info: PInfo[] }>;
     const out: ContentInfo[] = [];
     try {
       for await (const m of call) for (const i of (m as { info: PInfo[] }).info) out.push(toInfo(i));
@@ -69,7 +69,7 @@ export class ContentService {
 
   /** Bytes [offset, offset+size) (size 0: to the end), streamed as containerd sends them. */
   async *read(digest: string, offset = 0, size = 0): AsyncIterable<Buffer> {
-    const call = this.c.stub('content').Read({ digest, offset: String(offset), size: String(size) }, this.c.metadata(), this.c.callOptions()) as grpc.ClientReadableStream<{ data: Buffer }>;
+    const call = this.c.stub('content').Read!({ digest, offset: String(offset), size: String(size) }, this.c.metadata(), this.c.callOptions()) as grpc.ClientReadableStream<{ data: Buffer }>;
     try {
       for await (const m of call) yield (m as { data: Buffer }).data;
     } catch (e) {
@@ -111,7 +111,7 @@ export class ContentService {
 
   private write(bytes: Buffer, digest: string, labels: Record<string, string>): Promise<void> {
     const ref = `soci-${digest.replace(':', '-')}-${randomBytes(6).toString('hex')}`;
-    const call = this.c.stub('content').Write(this.c.metadata(), this.c.callOptions()) as grpc.ClientDuplexStream<Record<string, unknown>, { action: string }>;
+    const call = this.c.stub('content').Write!(this.c.metadata(), this.c.callOptions()) as grpc.ClientDuplexStream<Record<string, unknown>, { action: string }>;
     return new Promise<void>((resolve, reject) => {
       let done = false;
       const finish = (e?: unknown) => {

@@ -186,7 +186,8 @@ export class LayerFs implements Filesystem {
       // A header mismatch was reported once, when it was found; later reads just fail.
       if (!isSociError(e, 'ERR_INVALID_ZTOC')) {
         this.lastError = (e as Error).message ?? String(e);
-        this.opts.onFailure?.({ kind: 'read', entry: this.entryName(n.dataOffset), cause: this.lastError });
+        const entry = this.entryName(n.dataOffset);
+        this.opts.onFailure?.({ kind: 'read', ...(entry !== undefined ? { entry } : {}), cause: this.lastError });
       }
       throw e;
     }

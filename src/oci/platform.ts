@@ -43,7 +43,7 @@ export function parsePlatform(s: string): Platform {
     throw new SociError('ERR_USAGE', `invalid platform "${s}": expected os/arch[/variant]`);
   }
   if (parts.length === 1) return normalizePlatform({ os: 'linux', architecture: parts[0]! });
-  return normalizePlatform({ os: parts[0]!, architecture: parts[1]!, variant: parts[2] });
+  return normalizePlatform({ os: parts[0]!, architecture: parts[1]!, ...(parts[2] ? { variant: parts[2] } : {}) });
 }
 
 export function formatPlatform(p: Platform): string {

@@ -90,7 +90,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const snapshotter = await Snapshotter.open({
     root: o.root,
     mounter: hooks.mounter ?? new DeferringMounter(),
-    unpacker: hooks.unpacker,
+    ...(hooks.unpacker ? { unpacker: hooks.unpacker } : {}),
     logger,
     minLayerSize: config.snapshotter.min_layer_size,
     allowInvalidMountsOnRestart: config.snapshotter.allow_invalid_mounts_on_restart,

@@ -12,7 +12,7 @@ export function createLogger(level: string): Logger {
   // Asynchronous writes: a slow reader of stderr (journald, a pipe) must not stall the daemon.
   // flushLogs() before exiting so the last lines are not lost.
   destination = pino.destination({ fd: 2, sync: false });
-  return pino({ level: l, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, destination);
+  return pino({ level: l, base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, destination);
 }
 
 /** Writes out buffered log lines; call right before process.exit(). */

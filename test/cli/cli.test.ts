@@ -113,7 +113,7 @@ test('bad input: one-line errors, non-zero exit, nothing partial', { timeout: 12
   const img = buildLayout(join(tmp, 'img'), { images: [{ layers: [{ files: { big: pseudoRandom(11 * MB, 12, 0.5) } }] }] });
   const layerPath = join(img.dir, 'blobs', 'sha256', img.layers[0]![0]!.slice(7));
   const bytes = readFileSync(layerPath);
-  bytes[bytes.length - 100] ^= 0xff;
+  bytes[bytes.length - 100]! ^= 0xff;
   writeFileSync(layerPath, bytes);
   const r = await sociFail(root, ['create', `oci:${img.dir}`]);
   assert.match(r.stderr.trim().split('\n').pop()!, /^soci: .*(corrupt|does not match|invalid)/);

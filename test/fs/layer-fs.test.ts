@@ -71,6 +71,6 @@ for (const [specName, variant, spanSize] of [
     assert.ok(st.spansFetched <= st.totalSpans, `spans fetched ${st.spansFetched} > ${st.totalSpans}`);
     const state1 = JSON.parse((await pexec('cat', [join(mnt, '.soci-snapshotter', `${digest}.json`)])).stdout) as Record<string, number>;
     assert.equal(state1.fetchedSize, st.fetchedSize);
-    assert.ok(state1.fetchedPercent > 0);
+    assert.ok(state1.fetchedPercent! > 0);
   });
 }

@@ -49,7 +49,7 @@ async function fakeSource(path: string): Promise<FakeSource> {
       const b = await inner.read(start, end);
       if (s.corrupt > 0) {
         s.corrupt--;
-        b[b.length >> 1] ^= 0x55;
+        b[b.length >> 1]! ^= 0x55;
       }
       return b;
     },

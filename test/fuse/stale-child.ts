@@ -9,6 +9,6 @@ import { SyntheticFs } from './synthetic-fs.js';
 const [dir, subtype, mode] = process.argv.slice(2);
 const fs = new SyntheticFs({ bigSize: 1024 });
 if (mode === 'hang') fs.getattr = () => new Promise(() => undefined);
-const server = await FuseServer.mount(fs, { mountpoint: dir!, subtype: subtype!, requestTimeoutMs: mode === 'hang' ? 0 : undefined });
+const server = await FuseServer.mount(fs, { mountpoint: dir!, subtype: subtype!, ...(mode === 'hang' ? { requestTimeoutMs: 0 } : {}) });
 process.stdout.write(`ready ${server.readerKind}\n`);
 await server.closed;

@@ -215,7 +215,7 @@ export class SyntheticFs implements Filesystem {
     const withAttr = this.nodes.get(ROOT_INO)!.children!.get('dir') !== ino;
     for (const [name, child] of n.children) {
       const a = this.node(child).attr;
-      out.push({ name, ino: child, mode: a.mode, attr: withAttr ? a : undefined });
+      out.push({ name, ino: child, mode: a.mode, ...(withAttr ? { attr: a } : {}) });
     }
     return out;
   }

@@ -147,7 +147,7 @@ test('config values as AWS validates them: enums, sizes with decimals, refused a
     ['debug_address = "127.0.0.1:6060"', 'debug_address'],
     ['[pull_modes.parallel_pull_unpack]\nenable = true', 'pull_modes.parallel_pull_unpack.enable'],
     ['[kubeconfig_keychain]\nenable_keychain = true', 'kubeconfig_keychain.enable_keychain'],
-  ]) {
+  ] as const) {
     assert.throws(() => parseConfig(text), (e: Error) => e.message.startsWith(`config: ${key} = `) && /is not supported: /.test(e.message) && !e.message.includes('\n'), text);
   }
   // the same keys at their defaults are fine and say nothing

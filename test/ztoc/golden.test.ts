@@ -127,7 +127,7 @@ function weirdTars(): Buffer[] {
     { header: { name: 'PaxHeaders/2', typeflag: 'x' }, data: pax2 },
     { header: { name: '././@LongLink', typeflag: 'L', magic: 'gnu' as const }, data: 'gnu-long-name-beats-pax-path\0' },
     { header: { name: 'short-name', typeflag: '0' }, data: 'which name?' },
-    { header: { name: 'dev', typeflag: '3', magic: 'ustar' as const }, data: undefined },
+    { header: { name: 'dev', typeflag: '3', magic: 'ustar' as const } },
   ];
   const main = rawTar(entries);
   const base256 = Buffer.concat([rawHeader({ name: 'base256-size', size: size256, magic: 'gnu' }), Buffer.alloc(1024, 0x62)]);
