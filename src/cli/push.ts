@@ -10,7 +10,7 @@ import { formatPlatform, parsePlatform } from '../oci/platform.js';
 import { wantedPlatforms } from '../oci/select.js';
 import { parseReference } from '../oci/reference.js';
 import { decodeManifest } from '../oci/types.js';
-import { runBounded } from '../soci/index-builder.js';
+import { runBounded } from '../concurrency.js';
 import { globals, openSession } from './session.js';
 import { imageManifestDigests } from './images.js';
 import { out } from './output.js';

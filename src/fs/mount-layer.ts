@@ -10,7 +10,7 @@ import type { BlobSource } from '../oci/blob-source.js';
 import { FuseServer, type FuseServerOptions } from '../fuse/index.js';
 import { spanTable, type SpanRange, type Ztoc } from '../ztoc/index.js';
 import { SociError } from '../errors.js';
-import type { Semaphore } from '../semaphore.js';
+import type { Semaphore } from '../concurrency.js';
 import type { BackgroundFetcher } from './background-fetcher.js';
 import { LayerFs } from './layer-fs.js';
 import type { LayerFailure } from './failure-log.js';

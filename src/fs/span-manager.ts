@@ -8,6 +8,7 @@
  * retries are bounded, and a whole read has a deadline, so a read never hangs.
  */
 import { firstBadSpan } from '../compression/span-verify.js';
+import { withDeadline } from '../concurrency.js';
 import { SociError, isSociError } from '../errors.js';
 import { extractSpans } from '../compression/index.js';
 import type { Span, SpanTable } from '../compression/types.js';
@@ -465,18 +466,6 @@ function validate(t: SpanTable, digests: readonly string[], blobSize: number): v
   }
 }
 
-async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  if (!(ms > 0)) return p;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SociError('ERR_TIMEOUT', `${what} did not finish within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());

@@ -4,7 +4,7 @@
  * an error, never a v1 fallback), then v1 referrers (off by default; first match wins). Every fetched
  * artifact is digest-verified; a local ContentStore, when given, is read first and filled.
  */
-import type { Semaphore } from '../semaphore.js';
+import type { Semaphore } from '../concurrency.js';
 import { SociError, isSociError } from '../errors.js';
 import { ANN, MT } from '../oci/media-types.js';
 import { decodeManifest, type Descriptor, type Manifest } from '../oci/types.js';

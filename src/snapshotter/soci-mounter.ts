@@ -14,7 +14,7 @@ import { chainCredentials, defaultCredentials, RegistryHosts, withRequestHeaders
 import type { BlobSource } from '../oci/blob-source.js';
 import type { CredentialProvider } from '../registry/types.js';
 import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type ArtifactReader, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../image/discovery.js';
-import { Semaphore } from '../semaphore.js';
+import { Semaphore, withDeadline } from '../concurrency.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
 import type { LayerMounter, MountContext } from './layer-mounter.js';
@@ -283,15 +283,7 @@ export class SociLayerMounter implements LayerMounter {
       this.probes.set(mountpoint, { probe: () => withRequestHeaders(headers, () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size))), lastOk: Date.now() });
       this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });
     })();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, rej) => {
-      timer = setTimeout(() => rej(new SociError('ERR_TIMEOUT', `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`)), timeoutMs);
-    });
-    try {
-      await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);
   }
 
   /**

@@ -3,6 +3,7 @@
  * The layer bytes come from any BlobReader (layout, registry, store); every layer is digest-checked
  * while it is indexed, so a zTOC is never built from wrong bytes.
  */
+import { runBounded } from '../concurrency.js';
 import { digestOf } from '../oci/digest.js';
 import { createHash } from 'node:crypto';
 import { SociError } from '../errors.js';
@@ -175,21 +176,4 @@ async function* verified(src: AsyncIterable<Buffer>, layer: Descriptor, onProgre
   if (got !== layer.digest || n !== layer.size) {
     throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layer.digest} content does not match its descriptor (got ${got}, ${n} bytes)`);
   }
-}
-
-export async function runBounded(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed: unknown;
-  const worker = async () => {
-    while (failed === undefined && next < n) {
-      const i = next++;
-      try {
-        await fn(i);
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, n)) }, worker));
-  if (failed !== undefined) throw failed;
 }

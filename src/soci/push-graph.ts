@@ -6,7 +6,7 @@
 import { MT, isIndexType } from '../oci/media-types.js';
 import { decodeIndex, decodeManifest, type Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
-import { runBounded } from './index-builder.js';
+import { runBounded } from '../concurrency.js';
 import type { RegistryImageSource } from './registry-source.js';
 
 export interface PushTarget {
