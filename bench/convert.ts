@@ -9,12 +9,12 @@
  * Usage: node --import tsx bench/convert.ts [--rounds 3] [--work .bench-work]
  */
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { RegistryClient } from '../src/registry/index.js';
+import { digestOf } from '../src/oci/digest.js';
 
 const exec = promisify(execFile);
 const arg = (name: string, def: string) => {
@@ -25,10 +25,6 @@ const rounds = Number(arg('rounds', '3'));
 const work = resolve(arg('work', '.bench-work'));
 const SOCI = resolve('bin/soci.js');
 const SOURCES = ['/usr/local/go', '/usr/share', '/usr/lib/x86_64-linux-gnu'];
-
-function sha(b: Buffer) {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
-}
 
 export async function buildImage(dir: string): Promise<{ layers: Array<{ digest: string; size: number }> }> {
   const stamp = join(dir, 'built.json');
@@ -42,7 +38,7 @@ export async function buildImage(dir: string): Promise<{ layers: Array<{ digest:
     // tar | tee(hash) | pigz: deterministic (sorted, fixed mtime), real file mix
     await exec('bash', ['-c', `set -o pipefail; tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner -C / -cf - ${src.slice(1)} 2>/dev/null | tee >(sha256sum > ${tmp}.diffid) | pigz -n -6 > ${tmp}`], { maxBuffer: 1 << 20 });
     const gz = readFileSync(tmp);
-    const d = sha(gz);
+    const d = digestOf(gz);
     writeFileSync(join(dir, 'blobs', 'sha256', d.slice(7)), gz);
     rmSync(tmp);
     await new Promise((r) => setTimeout(r, 200));
@@ -51,11 +47,11 @@ export async function buildImage(dir: string): Promise<{ layers: Array<{ digest:
     layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: d, size: gz.length });
   }
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
-  writeFileSync(join(dir, 'blobs', 'sha256', sha(config).slice(7)), config);
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers }));
-  writeFileSync(join(dir, 'blobs', 'sha256', sha(manifest).slice(7)), manifest);
+  writeFileSync(join(dir, 'blobs', 'sha256', digestOf(config).slice(7)), config);
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers }));
+  writeFileSync(join(dir, 'blobs', 'sha256', digestOf(manifest).slice(7)), manifest);
   writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
   const out = { layers };
   writeFileSync(stamp, JSON.stringify(out));
   return out;

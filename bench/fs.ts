@@ -10,7 +10,6 @@
  * Usage: node --import tsx bench/fs.ts [--mb 64] [--json]
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +64,7 @@ for spec in sys.argv[1:]:
         n += len(f.read(int(ln)))
 print(n)
 `;
+import { digestOf } from '../src/oci/digest.js';
 
 async function main(): Promise<void> {
   const cleanups: Array<() => unknown> = [];
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     const reg = await startRegistry(t);
     const big = await makeBigLayer(fixtureCacheDir(), mb);
     const gz = await readFile(big.gzPath);
-    const digest = `sha256:${createHash('sha256').update(gz).digest('hex')}`;
+    const digest = digestOf(gz);
     const client = new RegistryClient({ registry: reg.host, plainHttp: true });
     cleanups.push(() => client.close());
     await client.pushBlob('bench/fs', digest, gz.length, gz);

@@ -14,7 +14,8 @@ import { join, resolve } from 'node:path';
 import { extractDebs, fetchDebs, pkgId, resolveClosure } from './apt.js';
 import { cachedLayer, COMPRESSOR, type LayerMeta } from './layer.js';
 import { RECIPE, RECIPES, type Ctx } from './recipes.js';
-import { removeTree, sha256, sweepStale } from './sh.js';
+import { sha256Hex } from '../../src/oci/digest.js';
+import { removeTree, sweepStale } from './sh.js';
 
 export type ImageName = 'echo' | 'python' | 'node' | 'hostile' | 'fat-sparse';
 export interface Workload {
@@ -67,7 +68,7 @@ async function buildLayers(name: ImageName, workDir: string): Promise<LayerMeta[
       const closure = await resolveClosure(roots, workDir);
       const pkgs = closure.filter((p) => !below.has(p.name));
       below = new Set(closure.map((p) => p.name));
-      const key = sha256(JSON.stringify([RECIPE, def.id, pkgs.map(pkgId), def.post?.version ?? '']));
+      const key = sha256Hex(JSON.stringify([RECIPE, def.id, pkgs.map(pkgId), def.post?.version ?? '']));
       metas.push(
         await cachedLayer(workDir, def.id, key, async (dir) => {
           await extractDebs(await fetchDebs(pkgs, join(workDir, 'debs')), dir);
@@ -77,7 +78,7 @@ async function buildLayers(name: ImageName, workDir: string): Promise<LayerMeta[
       );
     } else if (def.gen) {
       const genKey = typeof def.gen.key === 'function' ? await def.gen.key(workDir) : def.gen.key;
-      const key = sha256(JSON.stringify([RECIPE, def.id, genKey, metas.map((m) => m.key)]));
+      const key = sha256Hex(JSON.stringify([RECIPE, def.id, genKey, metas.map((m) => m.key)]));
       const gen = def.gen;
       metas.push(await cachedLayer(workDir, def.id, key, (dir) => gen.fill(dir, ctx)));
     }
@@ -86,7 +87,7 @@ async function buildLayers(name: ImageName, workDir: string): Promise<LayerMeta[
 }
 
 function writeBlob(layout: string, content: string): { digest: string; size: number } {
-  const hex = sha256(content);
+  const hex = sha256Hex(content);
   writeFileSync(join(layout, 'blobs/sha256', hex), content);
   return { digest: `sha256:${hex}`, size: Buffer.byteLength(content) };
 }
@@ -110,7 +111,7 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
   const dir = join(workDir, 'images', name);
   // `stamp` (the recipe version + this image's layer list) is written last inside the temp dir, and
   // the dir renamed in whole; editing an image's layers rebuilds it (the layer cache keeps what it can).
-  const stamp = `${RECIPE}:${sha256(JSON.stringify(recipe.layers.map((l) => [l.id, typeof l.debs === 'function' ? 'fn' : l.debs ?? [], l.post?.version ?? '', typeof l.gen?.key === 'string' ? l.gen.key : ''])))}`;
+  const stamp = `${RECIPE}:${sha256Hex(JSON.stringify(recipe.layers.map((l) => [l.id, typeof l.debs === 'function' ? 'fn' : l.debs ?? [], l.post?.version ?? '', typeof l.gen?.key === 'string' ? l.gen.key : ''])))}`;
   if (existsSync(join(dir, 'stamp')) && readFileSync(join(dir, 'stamp'), 'utf8').trim() === stamp) {
     return hydrate(name, dir, JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as Stored);
   }

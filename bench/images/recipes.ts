@@ -10,7 +10,8 @@ import { extractDebs, fetchDebs, pkgId, resolveClosure } from './apt.js';
 import type { ImageName, Workload } from './index.js';
 import type { FillResult, LayerMeta } from './layer.js';
 import { PATH_ENV, withStage, writeEtc } from './rootfs.js';
-import { fileBytes, run, sha256 } from './sh.js';
+import { sha256Hex } from '../../src/oci/digest.js';
+import { fileBytes, run } from './sh.js';
 import { clusteredList, layerPlan, scatteredList, writePlan, type ReadList, type SynthFile } from './synthetic.js';
 
 /** Bump to rebuild every layer and image. */
@@ -81,7 +82,7 @@ function appLayer(key: string, files: Record<string, string> = {}): LayerDef {
   return {
     id: 'app',
     gen: {
-      key: `${key}:${sha256(JSON.stringify(files))}`,
+      key: `${key}:${sha256Hex(JSON.stringify(files))}`,
       fill: async (dir) => {
         writeEtc(dir);
         for (const [p, c] of Object.entries(files)) {
@@ -178,7 +179,7 @@ const hostile: Recipe = {
     {
       id: 'app',
       gen: {
-        key: `hostile-app-v1:${sha256(scanSource)}`,
+        key: `hostile-app-v1:${sha256Hex(scanSource)}`,
         // javac from the image's own JRE (its lib/modules carries jdk.compiler) in a throwaway chroot
         fill: async (dir, ctx) => {
           await withStage(ctx.lower.map((l) => l.blob), stageDir(ctx), async (root) => {

@@ -39,7 +39,6 @@ export function sha256File(path: string): Promise<string> {
   });
 }
 
-export const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
 /** Mount points at or below `dir` (deepest first), from /proc/self/mountinfo. */
 export function mountsUnder(dir: string): string[] {

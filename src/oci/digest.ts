@@ -10,9 +10,14 @@ export type DigestAlgorithm = 'sha256' | 'sha512';
 const ANY_DIGEST = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
 const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
 
-/** `<alg>:<hex>` of the bytes (sha256 unless asked). */
-export function digestOf(data: Uint8Array, alg: DigestAlgorithm = 'sha256'): string {
+/** `<alg>:<hex>` of the bytes (sha256 unless asked; a string is hashed as UTF-8). */
+export function digestOf(data: Uint8Array | string, alg: DigestAlgorithm = 'sha256'): string {
   return `${alg}:${createHash(alg).update(data).digest('hex')}`;
+}
+
+/** The bare sha256 hex of the bytes (cache keys, test vectors that list hex). */
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
 }
 
 /** A well-formed sha256 or sha512 digest. */

@@ -4,13 +4,14 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { PROFILES, startShapeProxy, type ShapeProfile } from '../../bench/lib/shape-proxy.js';
+import { sha256Hex } from '../../src/oci/digest.js';
 
 const BLOB = randomBytes(4_000_000);
-const DIGEST = createHash('sha256').update(BLOB).digest('hex');
+const DIGEST = sha256Hex(BLOB);
 const SHAPED: ShapeProfile = { id: 'p2', label: 'test', rateBitsPerSec: 80e6, rttMs: 40 };
 
 // Upstream: GET/HEAD /v2/x/blobs/sha256:… with Range, /small, and PUT/POST that read their body.

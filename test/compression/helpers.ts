@@ -1,10 +1,10 @@
 /** Shared helpers for the compression tests: deterministic data, engines, index + verify. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { inCI } from '../helpers/env.js';
 import { createLayerIndexer, extractSpans, nativeAvailable, parseCheckpoints } from '../../src/compression/index.js';
 import type { Compression, EngineName, IndexResult, SpanTable } from '../../src/compression/index.js';
+import { sha256Hex } from '../../src/oci/digest.js';
 
 /** Engines to test. Native is required in CI (npm install builds it); elsewhere it may be absent. */
 export function testEngines(): EngineName[] {
@@ -72,9 +72,6 @@ export function run(cmd: string, args: string[], input?: Buffer): Buffer {
   return r.stdout;
 }
 
-export function sha256(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
 
 export interface Indexed {
   result: IndexResult;
@@ -102,7 +99,7 @@ export async function verifySpans(blob: Buffer, plain: Buffer, result: IndexResu
   assert.equal(result.compressedSize, blob.length);
   for (const s of table.spans) {
     const c = blob.subarray(s.cStart, s.cEnd);
-    assert.equal(result.spanDigests[s.id], `sha256:${sha256(c)}`, `digest of span ${s.id}`);
+    assert.equal(result.spanDigests[s.id], `sha256:${sha256Hex(c)}`, `digest of span ${s.id}`);
     const out = await extractSpans(table, s.id, s.id, c);
     assert.ok(out.equals(plain.subarray(s.uStart, s.uEnd)), `span ${s.id} [${s.uStart},${s.uEnd}) extracts correctly`);
     if (s.uStart < s.uEnd) {

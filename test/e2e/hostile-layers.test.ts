@@ -14,7 +14,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,12 +25,12 @@ import { exec as run, sociFuseMounts, startContainerd, startSnapshotter, CONTAIN
 import { criPull } from '../helpers/cri.js';
 import { BIG_FILE, bigFile, blobPath, buildEuidProbe, twoLayerImage } from '../helpers/hostile-image.js';
 import { TestClient } from '../snapshotter/grpc-client.js';
+import { sha256Hex } from '../../src/oci/digest.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'gcc', 'sha256sum'] });
 const SPAN = 262_144;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 for (const version of CONTAINERD_VERSIONS) test(`hostile layers: a failed layer download fails one CRI pull, the daemon and its mounts live on (containerd ${version})`, { skip, timeout: 900_000 }, async (t) => {
   const tmp = await tempDir(t, 'soci-hostile-');
@@ -65,7 +64,7 @@ for (const version of CONTAINERD_VERSIONS) test(`hostile layers: a failed layer 
     const k = span++;
     const r = await run('sh', ['-c', `dd if='${join(mounts[0]!, BIG_FILE)}' bs=4096 skip=${(k * SPAN) / 4096} count=1 status=none | sha256sum`], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.split(' ')[0], sha(want.subarray(k * SPAN, k * SPAN + 4096)), `span ${k} of the healthy layer reads right`);
+    assert.equal(r.stdout.split(' ')[0], sha256Hex(want.subarray(k * SPAN, k * SPAN + 4096)), `span ${k} of the healthy layer reads right`);
   };
   await readNextSpan();
 

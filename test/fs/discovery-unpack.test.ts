@@ -6,7 +6,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,9 +19,9 @@ import { findSociIndex, fetchSociArtifacts, layerZtocMap, layerPrefetchMap } fro
 import { parsePrefetch } from '../../src/soci/prefetch.js';
 import { unpackLayer } from '../../src/fs/index.js';
 import { scratch } from './util.js';
+import { digestOf } from '../../src/oci/digest.js';
 
 const pexec = promisify(execFile);
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 test('discovery: explicit, v2 annotation, dangling (no v1 fallback), v1 referrers, layer matching', { skip: needs({ tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
   const reg = await startRegistry(t);
@@ -35,21 +34,21 @@ test('discovery: explicit, v2 annotation, dangling (no v1 fallback), v1 referrer
   // A SOCI index: one zTOC (bogus bytes are fine for discovery), a prefetch artifact, a decoy.
   const ztocBytes = Buffer.from('not really a ztoc');
   const prefetchBytes = Buffer.from('{"version":"1.0","prefetch_spans":[{"start_span":1,"end_span":3}]}');
-  for (const b of [ztocBytes, prefetchBytes, EMPTY_CONFIG.bytes]) await client.pushBlob('disc/app', sha(b), b.length, b);
+  for (const b of [ztocBytes, prefetchBytes, EMPTY_CONFIG.bytes]) await client.pushBlob('disc/app', digestOf(b), b.length, b);
   const index = (artifact: string, subject?: boolean): Manifest => ({
     schemaVersion: 2,
     mediaType: MT.ociManifest,
     ...(artifact === MT.sociIndexV2 ? { artifactType: MT.sociIndexV2 } : {}),
     config: { mediaType: artifact, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
     layers: [
-      { mediaType: MT.ztoc, digest: sha(ztocBytes), size: ztocBytes.length, annotations: { [ANN.layerDigest]: layer.digest } },
-      { mediaType: MT.sociPrefetch, digest: sha(prefetchBytes), size: prefetchBytes.length, annotations: { [ANN.layerDigest]: layer.digest } },
-      { mediaType: 'application/vnd.example', digest: sha(ztocBytes), size: ztocBytes.length, annotations: { [ANN.layerDigest]: m.layers[1]!.digest } },
+      { mediaType: MT.ztoc, digest: digestOf(ztocBytes), size: ztocBytes.length, annotations: { [ANN.layerDigest]: layer.digest } },
+      { mediaType: MT.sociPrefetch, digest: digestOf(prefetchBytes), size: prefetchBytes.length, annotations: { [ANN.layerDigest]: layer.digest } },
+      { mediaType: 'application/vnd.example', digest: digestOf(ztocBytes), size: ztocBytes.length, annotations: { [ANN.layerDigest]: m.layers[1]!.digest } },
     ],
     ...(subject ? { subject: { mediaType: MT.ociManifest, digest: m.digest, size: m.bytes.length } } : {}),
   });
   const v2Bytes = encodeManifest(index(MT.sociIndexV2));
-  const v2Digest = await client.putManifest('disc/app', sha(v2Bytes), v2Bytes, MT.ociManifest);
+  const v2Digest = await client.putManifest('disc/app', digestOf(v2Bytes), v2Bytes, MT.ociManifest);
 
   // No annotation, v1 off → ERR_NO_INDEX; explicit digest works regardless.
   await assert.rejects(findSociIndex(client, 'disc/app', m.digest), (e: Error & { code?: string }) => e.code === 'ERR_NO_INDEX');
@@ -73,7 +72,7 @@ test('discovery: explicit, v2 annotation, dangling (no v1 fallback), v1 referrer
 
   // v1 index as a referrer of the plain manifest: found only with v1 on.
   const v1Bytes = encodeManifest(index(MT.sociIndexV1, true));
-  const v1Digest = await client.putManifest('disc/app', sha(v1Bytes), v1Bytes, MT.ociManifest);
+  const v1Digest = await client.putManifest('disc/app', digestOf(v1Bytes), v1Bytes, MT.ociManifest);
   await client.addReferrerFallback('disc/app', m.digest, { mediaType: MT.ociManifest, digest: v1Digest, size: v1Bytes.length, artifactType: MT.sociIndexV1 });
   await assert.rejects(findSociIndex(client, 'disc/app', m.digest), (e: Error & { code?: string }) => e.code === 'ERR_NO_INDEX');
   const f1 = await findSociIndex(client, 'disc/app', m.digest, { v1: true });

@@ -11,7 +11,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,11 +28,11 @@ import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
+import { digestOf } from '../../src/oci/digest.js';
 
 const pexec = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, 'soci-cli.ts');
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 /** a name at the host's root that an escape through `link -> /` would create */
 const ESCAPE = `soci-hostile-escape-${process.pid}`;
 const TOOLS = ['mknod', 'setfattr', 'getfattr'];
@@ -83,7 +82,7 @@ function world(top: string) {
         }
         let d = `${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs} rdev=${st.rdev} ino=${st.ino}`;
         if (st.isSymbolicLink()) d += ` -> ${readlinkSync(p)}`;
-        else if (st.isFile()) d += ` ${sha(readFileSync(p))}`;
+        else if (st.isFile()) d += ` ${digestOf(readFileSync(p))}`;
         else if (st.isDirectory()) d += ` ${execFileSync('getfattr', ['-h', '-d', '-m', '-', '--absolute-names', p]).toString().replace(/^#.*\n/m, '').trim()}`;
         out.set(p, d);
         if (st.isDirectory()) for (const n of readdirSync(p)) walk(join(p, n));
@@ -313,15 +312,15 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
     const layers = [];
     for (const tar of tars) {
       const gz = gzipSync(tar);
-      await client.pushBlob(repo, sha(gz), gz.length, gz);
-      layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(gz), size: gz.length });
+      await client.pushBlob(repo, digestOf(gz), gz.length, gz);
+      layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(gz), size: gz.length });
     }
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: tars.map(sha) } }));
-    await client.pushBlob(repo, sha(config), config.length, config);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: tars.map((b) => digestOf(b)) } }));
+    await client.pushBlob(repo, digestOf(config), config.length, config);
     const m = Buffer.from(JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
       layers,
     }));
     const manifest = await client.putManifest(repo, 'v1', m, 'application/vnd.oci.image.manifest.v1+json');

@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,11 +17,11 @@ import { pseudoRandom } from '../helpers/images.js';
 import { startRegistry } from '../helpers/registry.js';
 import { mountsUnder } from '../helpers/containerd.js';
 import { compareDumps, isAscii, scratch } from './util.js';
+import { digestOf } from '../../src/oci/digest.js';
 
 const pexec = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, 'soci-cli.ts');
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 async function soci(root: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return pexec(process.execPath, ['--import', 'tsx', CLI, '--root', root, ...args], { maxBuffer: 1 << 26, timeout: 300_000 });
@@ -31,14 +30,14 @@ async function soci(root: string, args: string[]): Promise<{ stdout: string; std
 /** An OCI layout from gzip'd tar layers (python-made tars: hardlinks, whiteouts, xattrs). */
 async function layout(dir: string, gzLayers: Array<{ gz: Buffer; tar: Buffer }>): Promise<void> {
   const put = async (b: Buffer) => {
-    const d = sha(b);
+    const d = digestOf(b);
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
     return { digest: d, size: b.length };
   };
   const layers = [];
   for (const l of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(l.gz)) });
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((l) => sha(l.tar)) } }));
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((l) => digestOf(l.tar)) } }));
   const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
   const m = await put(manifest);

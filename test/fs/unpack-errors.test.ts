@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +18,8 @@ import { LABELS } from '../../src/snapshotter/labels.js';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { hasTool } from '../helpers/env.js';
 import { pseudoRandom } from '../helpers/images.js';
+import { digestOf } from '../../src/oci/digest.js';
 
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 // Anything that slips out as a process-level error fails this file loudly.
 const stray: unknown[] = [];
@@ -114,20 +113,20 @@ test('unpackLayer: the caller stopping early (worker failure) ends a stalled sou
 /** A registry client double: manifest + config served, the layer stream scripted. */
 function fakeClient(layer: Buffer, diffId: string, stream: () => AsyncGenerator<Buffer>): { client: RegistryClient; manifestDigest: string; layerDigest: string } {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] } }));
-  const layerDigest = sha(layer);
+  const layerDigest = digestOf(layer);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
     }),
   );
   const client = {
-    getManifest: async () => ({ bytes: manifest, digest: sha(manifest), mediaType: 'application/vnd.oci.image.manifest.v1+json' }),
+    getManifest: async () => ({ bytes: manifest, digest: digestOf(manifest), mediaType: 'application/vnd.oci.image.manifest.v1+json' }),
     fetchBlob: (_repo: string, digest: string) => (digest === layerDigest ? stream() : chunks(config)),
   } as unknown as RegistryClient;
-  return { client, manifestDigest: sha(manifest), layerDigest };
+  return { client, manifestDigest: digestOf(manifest), layerDigest };
 }
 
 test('RegistryLocalUnpacker: a layer download that fails rejects that unpack only, with a one-line error', async (t) => {
@@ -138,18 +137,18 @@ test('RegistryLocalUnpacker: a layer download that fails rejects that unpack onl
     ['corrupt gzip', () => chunks(Buffer.concat([gz.subarray(0, 40), pseudoRandom(4000, 3, 0)])), /gzip/],
   ];
   for (const [name, stream, re] of cases) {
-    const { client, manifestDigest, layerDigest } = fakeClient(gz, sha(TAR), stream);
+    const { client, manifestDigest, layerDigest } = fakeClient(gz, digestOf(TAR), stream);
     const u = new RegistryLocalUnpacker(() => client, () => undefined);
     const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
     await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, re), name);
   }
   // a wrong diff_id is caught after the stream
-  const { client, manifestDigest, layerDigest } = fakeClient(gz, sha(Buffer.from('other')), () => chunks(gz));
+  const { client, manifestDigest, layerDigest } = fakeClient(gz, digestOf(Buffer.from('other')), () => chunks(gz));
   const u = new RegistryLocalUnpacker(() => client, () => undefined);
   const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
   await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, /does not match diff_id/));
   // and an intact one unpacks
-  const good = fakeClient(gz, sha(TAR), () => chunks(gz));
+  const good = fakeClient(gz, digestOf(TAR), () => chunks(gz));
   const dir = await scratchDir(t);
   await new RegistryLocalUnpacker(() => good.client, () => undefined).unpack(dir, [], { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest }, { namespace: 'default', key: 'k' });
   assert.deepEqual((await readdir(join(dir, 'a'))).sort(), ['b', 't.txt']);

@@ -15,7 +15,6 @@
  *  - fixtureCacheDir()             → $SOCI_FIXTURE_CACHE or <tmp>/soci-fixture-cache
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { link, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -115,6 +114,7 @@ if __name__ == '__main__':
     else:
         listing(sys.argv[2])
 `;
+import { sha256Hex } from '../../src/oci/digest.js';
 
 export type EntrySpec =
   | { type: 'file'; name: string | Buffer; data?: Buffer | string; size?: number; seed?: number; mode?: number; uid?: number; gid?: number; uname?: string; gname?: string; mtime?: number; pax?: Record<string, Buffer | string> }
@@ -159,7 +159,7 @@ export interface TarListing {
 const b64 = (v: string | Buffer) => (typeof v === 'string' ? Buffer.from(v, 'utf8') : v).toString('base64');
 
 async function pyScript(): Promise<string> {
-  const p = join(fixtureCacheDir(), `fixtures-${createHash('sha256').update(FIXTURES_PY).digest('hex').slice(0, 12)}.py`);
+  const p = join(fixtureCacheDir(), `fixtures-${sha256Hex(FIXTURES_PY).slice(0, 12)}.py`);
   if (!existsSync(p)) {
     await mkdir(dirname(p), { recursive: true });
     const tmp = `${p}.${process.pid}.tmp`;

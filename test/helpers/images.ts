@@ -5,9 +5,9 @@
  * One image → index.json points at its manifest; several → at an image index (multi-platform).
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { digestOf } from '../../src/oci/digest.js';
 
 export interface LayerSpec {
   /** path → content (string/Buffer), or { symlink } / { dir: true } */
@@ -32,10 +32,9 @@ export interface BuiltLayout {
   layers: string[][];
 }
 
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 function putBlob(dir: string, b: Buffer): { digest: string; size: number } {
-  const d = sha(b);
+  const d = digestOf(b);
   const p = join(dir, 'blobs', 'sha256', d.slice(7));
   mkdirSync(dirname(p), { recursive: true });
   writeFileSync(p, b);
@@ -79,7 +78,7 @@ export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
     const diffIds: string[] = [];
     for (const l of img.layers) {
       const tarBytes = makeLayerTar(l);
-      diffIds.push(sha(tarBytes));
+      diffIds.push(digestOf(tarBytes));
       const c = l.compression ?? 'gzip';
       const blob = c === 'gzip' ? execFileSync('gzip', ['-n', '-6'], { input: tarBytes, maxBuffer: 1 << 30 }) : c === 'zstd' ? execFileSync('zstd', ['-q', '-c'], { input: tarBytes, maxBuffer: 1 << 30 }) : tarBytes;
       layers.push({ mediaType: mt[c === 'none' ? 'none' : c], ...putBlob(dir, blob) });

@@ -3,7 +3,6 @@
  * layer only (16 KiB spans), optionally altered before it is marshalled (a lying zTOC). Returns what
  * the snapshotter's Prepare labels need.
  */
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
@@ -11,8 +10,8 @@ import { encodeManifest } from '../../src/oci/types.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
 import { pushTestImage, type TestRegistry } from './registry.js';
+import { digestOf } from '../../src/oci/digest.js';
 
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export interface IndexedImage {
   repo: string;
@@ -31,16 +30,16 @@ export async function pushIndexedImage(reg: TestRegistry, client: RegistryClient
   const z = await buildZtoc(Readable.from([top.bytes]), { compression: 'gzip', spanSize: 16 * 1024 });
   alter?.(z);
   const ztoc = marshalZtoc(z);
-  for (const b of [ztoc, EMPTY_CONFIG.bytes]) await client.pushBlob(repo, sha(b), b.length, b);
+  for (const b of [ztoc, EMPTY_CONFIG.bytes]) await client.pushBlob(repo, digestOf(b), b.length, b);
   const index = encodeManifest({
     schemaVersion: 2,
     mediaType: MT.ociManifest,
     artifactType: MT.sociIndexV2,
     config: { mediaType: MT.sociIndexV2, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
-    layers: [{ mediaType: MT.ztoc, digest: sha(ztoc), size: ztoc.length, annotations: { [ANN.layerDigest]: top.digest } }],
+    layers: [{ mediaType: MT.ztoc, digest: digestOf(ztoc), size: ztoc.length, annotations: { [ANN.layerDigest]: top.digest } }],
   });
-  const indexDigest = await client.putManifest(repo, sha(index), index, MT.ociManifest);
-  return { repo, manifestDigest: m.digest, base: base.digest, top: top.digest, ztocHex: sha(ztoc).slice(7), indexDigest };
+  const indexDigest = await client.putManifest(repo, digestOf(index), index, MT.ociManifest);
+  return { repo, manifestDigest: m.digest, base: base.digest, top: top.digest, ztocHex: digestOf(ztoc).slice(7), indexDigest };
 }
 
 /** Prepares the image's top layer at `dir` through a SOCI mounter, with the labels containerd's CRI sends (image pulled via `host`). */

@@ -19,7 +19,7 @@
  *   skopeoInspectRaw(reg, ref) → Buffer   (`skopeo inspect --raw`, with the registry's creds)
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { get as httpGet } from 'node:http';
@@ -30,6 +30,7 @@ import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { tempDir } from './env.js';
 import { startTokenServer, type TokenServer } from './token-server.js';
+import { digestOf } from '../../src/oci/digest.js';
 
 const pexecFile = promisify(execFile);
 type After = { after: (fn: () => unknown) => void };
@@ -216,7 +217,7 @@ export interface TestImage {
 }
 
 function blobOf(bytes: Buffer, mediaType: string): TestBlob {
-  return { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, mediaType, bytes };
+  return { digest: digestOf(bytes), size: bytes.length, mediaType, bytes };
 }
 
 async function makeLayer(files: Record<string, Buffer>): Promise<Buffer> {
@@ -265,7 +266,7 @@ export async function pushTestImage(
       const files = { [`layer${i}/random.bin`]: randomBytes(layerBytes / 2), [`layer${i}/text.txt`]: Buffer.from(`${p} layer ${i}\n`.repeat(Math.ceil(layerBytes / 2 / 20))) };
       const gz = await makeLayer(files);
       const { gunzipSync } = await import('node:zlib');
-      diffIds.push(`sha256:${createHash('sha256').update(gunzipSync(gz)).digest('hex')}`);
+      diffIds.push(digestOf(gunzipSync(gz)));
       layers.push(blobOf(gz, 'application/vnd.oci.image.layer.v1.tar+gzip'));
     }
     const config = blobOf(

@@ -6,11 +6,11 @@
  * `ctr run` checks the binary, the layer order and whiteout handling of the overlay mounts.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
+import { digestOf } from '../../src/oci/digest.js';
 
 const C_SOURCE = `#include <stdio.h>
 #include <unistd.h>
@@ -41,7 +41,6 @@ function tarOf(entries: Entry[]): Promise<Buffer> {
   });
 }
 
-const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
 /** Writes `<dir>/image.tar` (OCI archive) named `name`; returns its path. */
 export async function buildTinyImage(dir: string, name: string): Promise<string> {
@@ -60,26 +59,26 @@ export async function buildTinyImage(dir: string, name: string): Promise<string>
     architecture: arch,
     os: 'linux',
     config: { Cmd: ['/hello'], Env: ['PATH=/'] },
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => sha(l.raw)) },
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => digestOf(l.raw)) },
   });
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: Buffer.byteLength(config) },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(l.gz), size: l.gz.length })),
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: Buffer.byteLength(config) },
+    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(l.gz), size: l.gz.length })),
   });
   const index = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
     manifests: [{
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      digest: sha(manifest),
+      digest: digestOf(manifest),
       size: Buffer.byteLength(manifest),
       platform: { architecture: arch, os: 'linux' },
       annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
     }],
   });
-  const blob = (b: Buffer | string) => ({ name: `blobs/sha256/${sha(b).slice(7)}`, data: Buffer.from(b) });
+  const blob = (b: Buffer | string) => ({ name: `blobs/sha256/${digestOf(b).slice(7)}`, data: Buffer.from(b) });
   const archive = await tarOf([
     { name: 'oci-layout', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
     { name: 'index.json', data: Buffer.from(index) },

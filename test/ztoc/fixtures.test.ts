@@ -6,7 +6,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,9 +13,9 @@ import { GZIP_VARIANTS, fileBytes, listTar, makeStandardLayers, type LayerFixtur
 import { buildZtoc, extractFile, fileMode, fileSpans, findEntry, marshalZtoc, spanTable, unmarshalZtoc, ztocInfo, type Ztoc } from '../../src/ztoc/index.js';
 import { nativeAvailable } from '../../src/compression/index.js';
 import { inCI } from '../helpers/env.js';
+import { sha256Hex } from '../../src/oci/digest.js';
 
 const SPAN = 65536;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** python strips the trailing '/' of directory names; Go (and the zTOC) keep it */
 const pyName = (n: Buffer) => (n.length > 1 && n[n.length - 1] === 0x2f ? n.subarray(0, n.length - 1) : n);
@@ -79,7 +78,7 @@ describe('zTOC over the standard fixture layers', () => {
           if (e.type !== 'reg' && e.type !== 'hardlink') continue;
           const data = await extractFile(z, e, read);
           const target = e.type === 'hardlink' ? ref.find((r) => r.name.equals(e.linkname)) : ref[i];
-          assert.equal(sha(data), target!.sha256, `${label}: content of ${JSON.stringify(e.name.toString('latin1'))}`);
+          assert.equal(sha256Hex(data), target!.sha256, `${label}: content of ${JSON.stringify(e.name.toString('latin1'))}`);
         }
 
         // ztoc info: key order, and spans computed independently from the span extents

@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -17,18 +16,18 @@ import { gzipSync } from 'node:zlib';
 import { buildZtoc, marshalZtoc, unmarshalZtoc } from '../../src/ztoc/index.js';
 import { nativeAvailable } from '../../src/compression/index.js';
 import { isSociError } from '../../src/errors.js';
+import { sha256Hex } from '../../src/oci/digest.js';
 
 const AWS = `${process.env.SOCI_TEST_TOOLS ?? '/opt/soci-test-tools/bin'}/aws-soci`;
 const skip = needs({ tools: [AWS, 'python3', 'pigz'] });
 const SPAN = 65536;
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** A minimal single-image OCI layout whose layers are the given blobs. */
 function writeLayout(dir: string, layers: Array<{ bytes: Buffer; gzip: boolean }>): void {
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   const put = (b: Buffer) => {
-    const d = sha(b);
+    const d = sha256Hex(b);
     writeFileSync(join(dir, 'blobs', 'sha256', d), b);
     return { digest: `sha256:${d}`, size: b.length };
   };
@@ -57,7 +56,7 @@ function awsZtocs(dir: string, layers: Array<{ bytes: Buffer; gzip: boolean }>):
   for (const m of out.matchAll(/layer sha256:([0-9a-f]{64}) -> ztoc sha256:([0-9a-f]{64})/g)) {
     res.set(m[1]!, readFileSync(join(dir, 'aws-out', 'blobs', 'sha256', m[2]!)));
   }
-  assert.equal(res.size, new Set(layers.map((l) => sha(l.bytes))).size, `aws-soci indexed ${res.size} of ${layers.length} layers:\n${out}`);
+  assert.equal(res.size, new Set(layers.map((l) => sha256Hex(l.bytes))).size, `aws-soci indexed ${res.size} of ${layers.length} layers:\n${out}`);
   return res;
 }
 
@@ -72,7 +71,7 @@ test('golden: our zTOCs are byte-identical to AWS soci for every fixture layer a
   const ztocOf = awsZtocs(dir, blobs.map((b) => ({ bytes: readFileSync(b.path), gzip: b.gzip })));
   const engines = nativeAvailable() ? (['native', 'js'] as const) : (['js'] as const);
   for (const b of blobs) {
-    const golden = ztocOf.get(sha(readFileSync(b.path)))!;
+    const golden = ztocOf.get(sha256Hex(readFileSync(b.path)))!;
     assert.ok(golden, `${b.label}: aws-soci made no zTOC`);
     for (const engine of engines) {
       const z = await buildZtoc(fileBytes(b.path), { compression: b.gzip ? 'gzip' : 'uncompressed', spanSize: SPAN, engine });
@@ -146,7 +145,7 @@ test('golden: Go archive/tar corner cases give byte-identical zTOCs', { skip, ti
   ]);
   const golden = awsZtocs(dir, layers);
   for (const [i, l] of layers.entries()) {
-    const want = golden.get(sha(l.bytes))!;
+    const want = golden.get(sha256Hex(l.bytes))!;
     const z = await buildZtoc(Readable.from([l.bytes]), { compression: l.gzip ? 'gzip' : 'uncompressed', spanSize: SPAN });
     const ours = marshalZtoc(z);
     if (!ours.equals(want)) {
@@ -161,8 +160,8 @@ test('golden: Go archive/tar corner cases give byte-identical zTOCs', { skip, ti
   }
   // Layer 0 has a directory whose size field is 1000: Go records that size, so the header offset
   // recomputed on load runs past the next entry — AWS's own zTOC is then unloadable, as ours.
-  assert.throws(() => unmarshalZtoc(golden.get(sha(layers[0]!.bytes))!), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'));
-  for (const l of layers.slice(2)) assert.ok(marshalZtoc(unmarshalZtoc(golden.get(sha(l.bytes))!)).equals(golden.get(sha(l.bytes))!));
+  assert.throws(() => unmarshalZtoc(golden.get(sha256Hex(layers[0]!.bytes))!), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'));
+  for (const l of layers.slice(2)) assert.ok(marshalZtoc(unmarshalZtoc(golden.get(sha256Hex(l.bytes))!)).equals(golden.get(sha256Hex(l.bytes))!));
 });
 
 function show(e: { name: Buffer; linkname: Buffer; uname: Buffer; gname: Buffer; pax: Array<{ key: Buffer; value: Buffer }> }) {
