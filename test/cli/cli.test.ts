@@ -7,32 +7,16 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/env.js';
 import { buildLayout, pseudoRandom } from '../helpers/images.js';
+import { oneLineError, soci as runSoci, sociFail as failSoci } from '../helpers/soci-cli.js';
 
 const exec = promisify(execFile);
-const SOCI = join(process.cwd(), 'bin/soci.js');
+/** the installed entry, with our local content store */
+const O = { bin: true, flags: ['--content-store', 'soci'] };
+const soci = (root: string, args: string[]) => runSoci(root, args, O);
+const sociFail = (root: string, args: string[]) => failSoci(root, args, O);
 const MB = 1 << 20;
 
-async function soci(root: string, args: string[]) {
-  return exec(process.execPath, [SOCI, '--content-store', 'soci', '--root', root, ...args], { maxBuffer: 1 << 26 });
-}
-async function sociFail(root: string, args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  try {
-    const r = await soci(root, args);
-    assert.fail(`expected failure of soci ${args.join(' ')}, got: ${r.stdout}`);
-  } catch (e: any) {
-    if (e.code === 'ERR_ASSERTION') throw e;
-    return { code: e.code, stderr: e.stderr, stdout: e.stdout };
-  }
-}
 
-function oneLineError(r: { code: number; stderr: string }, re: RegExp) {
-  assert.notEqual(r.code, 0);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `expected a one-line error, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^soci: /);
-  assert.match(lines[0]!, re);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'stack trace printed');
-}
 
 test('create, list, info, get-file, remove, rebuild-db', { timeout: 300_000 }, async (t) => {
   const tmp = await tempDir(t);

@@ -5,36 +5,26 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { tempDir } from '../helpers/env.js';
 import { buildLayout, pseudoRandom } from '../helpers/images.js';
 import { errorLine } from '../../src/cli/soci.js';
 import { SociError, isSociError } from '../../src/errors.js';
 import { unmarshalZtoc, ztocInfo } from '../../src/ztoc/index.js';
+import { oneLineError, soci, sociFail as failSoci } from '../helpers/soci-cli.js';
 
-const exec = promisify(execFile);
-const CLI = join(process.cwd(), 'test/fs/soci-cli.ts');
+const O = { flags: ['--content-store', 'soci'] };
+
+/** The failure's one line, which must not carry raw control characters either. */
+async function sociFail(root: string, args: string[]): Promise<string> {
+  const line = oneLineError(await failSoci(root, args, O));
+  assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f]/, 'no raw control characters');
+  return line;
+}
 /** What a message must never show: the runtime's own words instead of ours. */
 const INTERNALS = /typed array|array length|RangeError|TypeError|SyntaxError|out of bounds|out of range\. It must|ERR_[A-Z_]{3,}|Cannot read prop|is not a function|undefined|NaN|\bat .*\.[jt]s:\d+/;
 
-async function sociFail(root: string, args: string[]): Promise<string> {
-  try {
-    const r = await exec(process.execPath, ['--import', 'tsx', CLI, '--content-store', 'soci', '--root', root, ...args], { maxBuffer: 1 << 26 });
-    assert.fail(`expected soci ${args.join(' ')} to fail, got: ${r.stdout.slice(0, 200)}`);
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ERR_ASSERTION') throw e;
-    const { code, stderr } = e as { code: number; stderr: string };
-    assert.notEqual(code, 0);
-    const lines = stderr.replace(/\n$/, '').split('\n');
-    assert.equal(lines.length, 1, `one-line error, got:\n${stderr}`);
-    assert.match(lines[0]!, /^soci: \S/);
-    assert.doesNotMatch(lines[0]!, /[\u0000-\u001f\u007f-\u009f]/, 'no raw control characters');
-    return lines[0]!;
-  }
-}
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -58,8 +48,8 @@ test('corrupt zTOCs: always ERR_INVALID_ZTOC or ERR_INVALID_CHECKPOINTS, in plai
   const tmp = await tempDir(t);
   const img = buildLayout(join(tmp, 'img'), { images: [{ layers: [{ files: { 'big.bin': pseudoRandom(300_000, 3, 0.4), 'etc/motd': 'hi\n' } }] }] });
   const root = join(tmp, 'root');
-  await exec(process.execPath, ['--import', 'tsx', CLI, '--content-store', 'soci', '--root', root, 'create', '--min-layer-size', '0', '--span-size', '65536', `oci:${img.dir}`]);
-  const digest = (await exec(process.execPath, ['--import', 'tsx', CLI, '--content-store', 'soci', '--root', root, 'ztoc', 'ls', '-q'])).stdout.trim();
+  await soci(root, ['create', '--min-layer-size', '0', '--span-size', '65536', `oci:${img.dir}`], O);
+  const digest = (await soci(root, ['ztoc', 'ls', '-q'], O)).stdout.trim();
   const good = readFileSync(join(root, 'content', 'blobs', 'sha256', digest.slice(7)));
   // The tables sit after the checkpoint bytes: mutate all over, and more often near the end.
   const rnd = lcg(7);
@@ -90,8 +80,8 @@ test('soci ztoc info on a corrupt zTOC, soci ztoc get-file of a name with contro
   const tmp = await tempDir(t);
   const img = buildLayout(join(tmp, 'img'), { images: [{ layers: [{ files: { 'big.bin': pseudoRandom(300_000, 3, 0.4), 'etc/motd': 'hi\n' } }] }] });
   const root = join(tmp, 'root');
-  await exec(process.execPath, ['--import', 'tsx', CLI, '--content-store', 'soci', '--root', root, 'create', '--min-layer-size', '0', '--span-size', '65536', `oci:${img.dir}`]);
-  const digest = (await exec(process.execPath, ['--import', 'tsx', CLI, '--content-store', 'soci', '--root', root, 'ztoc', 'ls', '-q'])).stdout.trim();
+  await soci(root, ['create', '--min-layer-size', '0', '--span-size', '65536', `oci:${img.dir}`], O);
+  const digest = (await soci(root, ['ztoc', 'ls', '-q'], O)).stdout.trim();
   assert.match(digest, /^sha256:[0-9a-f]{64}$/);
   const blob = join(root, 'content', 'blobs', 'sha256', digest.slice(7));
   const good = readFileSync(blob);

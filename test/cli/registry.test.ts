@@ -13,23 +13,14 @@ import { needs, tempDir } from '../helpers/env.js';
 import { buildLayout, pseudoRandom, type LayoutSpec } from '../helpers/images.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { SOCI_BIN, soci as runSoci, sociFail as failSoci } from '../helpers/soci-cli.js';
 
 const exec = promisify(execFile);
-const SOCI = join(process.cwd(), 'bin/soci.js');
+const soci = (root: string, args: string[]) => runSoci(root, args, { bin: true });
+const sociFail = (root: string, args: string[]) => failSoci(root, args, { bin: true });
 const skip = needs({ tools: ['docker-registry', 'skopeo'] });
 const MB = 1 << 20;
 
-async function soci(root: string, args: string[]) {
-  return exec(process.execPath, [SOCI, '--root', root, ...args], { maxBuffer: 1 << 26 });
-}
-async function sociFail(root: string, args: string[]) {
-  try {
-    await soci(root, args);
-  } catch (e: any) {
-    return { code: e.code as number, stderr: e.stderr as string };
-  }
-  throw new Error(`soci ${args.join(' ')} should have failed`);
-}
 
 async function pushLayout(reg: TestRegistry, dir: string, ref: string, creds?: string) {
   await exec('skopeo', ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', ...(creds ? ['--dest-creds', creds] : []), `oci:${dir}:latest`, `docker://${reg.host}/${ref}`]);
@@ -157,7 +148,7 @@ test('bad input and faults: malformed refs, unknown tags, wrong bytes never push
   const flipped = await sociFail(root, ['ztoc', 'get-file', ztoc, 'app/big']);
   assert.match(flipped.stderr, /^soci: span \d+ of layer sha256:[0-9a-f]{64} does not match its zTOC digest\n$/);
   proxy.clear();
-  const file = await exec(process.execPath, [SOCI, '--root', root, 'ztoc', 'get-file', ztoc, 'app/big'], { maxBuffer: 1 << 26, encoding: 'buffer' });
+  const file = await exec(process.execPath, [SOCI_BIN, '--root', root, 'ztoc', 'get-file', ztoc, 'app/big'], { maxBuffer: 1 << 26, encoding: 'buffer' });
   assert.ok((file.stdout as Buffer).subarray(0, 12 * MB).equals(pseudoRandom(12 * MB, 21, 0.3)));
   await soci(root, ['convert', '--standalone', '--format', 'oci-dir', layout.dir, join(tmp, 'out')]);
   assert.equal(ok.digest, JSON.parse(readFileSync(join(tmp, 'out', 'index.json'), 'utf8')).manifests[0].digest);

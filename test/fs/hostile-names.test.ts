@@ -12,8 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { needs } from '../helpers/env.js';
@@ -29,10 +28,9 @@ import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
 import { digestOf } from '../../src/oci/digest.js';
+import { oneLineError, soci, sociFail } from '../helpers/soci-cli.js';
 
 const pexec = promisify(execFile);
-const here = dirname(fileURLToPath(import.meta.url));
-const CLI = join(here, 'soci-cli.ts');
 /** a name at the host's root that an escape through `link -> /` would create */
 const ESCAPE = `soci-hostile-escape-${process.pid}`;
 const TOOLS = ['mknod', 'setfattr', 'getfattr'];
@@ -266,23 +264,7 @@ test('local unpacker and FUSE tree: refused names fail the layer in one line, no
 
 // ---- end to end: a registry, `soci convert --remote`, `soci mount`, the snapshotter's unpacker ----
 
-async function soci(root: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return pexec(process.execPath, ['--import', 'tsx', CLI, '--root', root, ...args], { maxBuffer: 1 << 26, timeout: 300_000 });
-}
 
-async function sociFails(root: string, args: string[]): Promise<string> {
-  try {
-    const r = await soci(root, args);
-    assert.fail(`soci ${args.join(' ')} succeeded: ${r.stdout}`);
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ERR_ASSERTION') throw e;
-    const stderr = String((e as { stderr?: string }).stderr ?? '');
-    const lines = stderr.trim().split('\n');
-    assert.equal(lines.length, 1, `one-line error, got:\n${stderr}`);
-    assert.match(lines[0]!, /^soci: /);
-    return lines[0]!;
-  }
-}
 
 /** Device nodes under `top` outside the layer roots (`…/layers/<n>`, `…/snapshots/<n>/fs`) and the mountpoints. */
 function strayDevices(top: string): string[] {
@@ -397,7 +379,7 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
       const img = await push(repo, lazy ? [rawTar([filler, ...c.entries]), benignLocal] : [benignLazy, rawTar(c.entries)]);
       const m = await mount(repo, `${c.what}-${lazy ? 'lazy' : 'local'}`);
       defer(() => soci(sociRoot, ['umount', '--state-dir', m.state, m.mnt]).catch(() => undefined));
-      const line = await sociFails(sociRoot, m.args);
+      const line = oneLineError(await sociFail(sociRoot, m.args));
       assert.match(line, c.re, `${repo}: ${line}`);
       await m.check();
       assert.deepEqual(await mountsUnder(m.state), [], `${repo}: no layer left mounted`);

@@ -18,14 +18,11 @@ import { startRegistry } from '../helpers/registry.js';
 import { mountsUnder } from '../helpers/containerd.js';
 import { compareDumps, isAscii, scratch } from './util.js';
 import { digestOf } from '../../src/oci/digest.js';
+import { SOCI_MAIN, soci } from '../helpers/soci-cli.js';
 
 const pexec = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
-const CLI = join(here, 'soci-cli.ts');
 
-async function soci(root: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return pexec(process.execPath, ['--import', 'tsx', CLI, '--root', root, ...args], { maxBuffer: 1 << 26, timeout: 300_000 });
-}
 
 /** An OCI layout from gzip'd tar layers (python-made tars: hardlinks, whiteouts, xattrs). */
 async function layout(dir: string, gzLayers: Array<{ gz: Buffer; tar: Buffer }>): Promise<void> {
@@ -176,7 +173,7 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   const mnt3 = join(dir, 'mnt3');
   await mkdir(mnt3);
   const state3 = join(dir, 'state3');
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--root', root, 'mount', '--state-dir', state3, `${reg.host}/dst/app:v1`, mnt3], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', SOCI_MAIN, '--root', root, 'mount', '--state-dir', state3, `${reg.host}/dst/app:v1`, mnt3], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   defer(async () => {
     if (child.exitCode === null) child.kill('SIGKILL');

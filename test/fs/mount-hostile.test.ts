@@ -10,8 +10,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { needs } from '../helpers/env.js';
 import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
@@ -19,13 +18,10 @@ import { blobPath, twoLayerImage } from '../helpers/hostile-image.js';
 import { startRegistry } from '../helpers/registry.js';
 import { exec, mountsUnder } from '../helpers/containerd.js';
 import { scratch } from './util.js';
+import { sociRun } from '../helpers/soci-cli.js';
 
 const pexec = promisify(execFile);
-const CLI = join(dirname(fileURLToPath(import.meta.url)), 'soci-cli.ts');
 
-async function soci(root: string, args: string[]) {
-  return exec(process.execPath, ['--import', 'tsx', CLI, '--root', root, ...args], { timeoutMs: 300_000 });
-}
 
 async function mountinfoText(): Promise<string> {
   return readFile('/proc/self/mountinfo', 'utf8');
@@ -41,19 +37,19 @@ test('soci mount: a layer 404/500/reset/corrupt ends in one line, non-zero, noth
     const img = twoLayerImage(join(dir, `oci-${name}`), name, 1000 + i);
     images[name] = img;
     await pexec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${img.dir}:latest`, `docker://${reg.host}/src/${name}:v1`]);
-    const c = await soci(root, ['convert', '--remote', '-q', '--min-layer-size', '1048576', `${reg.host}/src/${name}:v1`, `${reg.host}/dst/${name}:v1`]);
+    const c = await sociRun(root, ['convert', '--remote', '-q', '--min-layer-size', '1048576', `${reg.host}/src/${name}:v1`, `${reg.host}/dst/${name}:v1`]);
     assert.equal(c.code, 0, c.stderr);
   }
   // the tiny layer is not indexed (unpacked locally), the big one is lazy
   const mnt0 = join(dir, 'mnt0');
   await mkdir(mnt0);
-  const explain = await soci(root, ['mount', '--detach', '--explain', '--state-dir', join(dir, 'state0'), `${reg.host}/dst/healthy:v1`, mnt0]);
-  defer(() => soci(root, ['umount', '--state-dir', join(dir, 'state0'), mnt0]));
+  const explain = await sociRun(root, ['mount', '--detach', '--explain', '--state-dir', join(dir, 'state0'), `${reg.host}/dst/healthy:v1`, mnt0]);
+  defer(() => sociRun(root, ['umount', '--state-dir', join(dir, 'state0'), mnt0]));
   assert.equal(explain.code, 0, explain.stderr);
   assert.match(explain.stdout, /layer 0 .*: lazy/);
   assert.match(explain.stdout, /layer 1 .*: local/);
   assert.equal((await readFile(join(mnt0, 'etc/healthy.txt'), 'utf8')), 'healthy\n');
-  assert.equal((await soci(root, ['umount', '--state-dir', join(dir, 'state0'), mnt0])).code, 0);
+  assert.equal((await sociRun(root, ['umount', '--state-dir', join(dir, 'state0'), mnt0])).code, 0);
 
   await rm(blobPath(reg, images.gone!.tiny));
   const everyTime = (digest: string, fault: Fault) => proxy.add({ path: `/blobs/${digest}`, times: 1_000_000, fault });
@@ -73,9 +69,9 @@ test('soci mount: a layer 404/500/reset/corrupt ends in one line, non-zero, noth
       const mnt = join(dir, `mnt${++n}`);
       const stateDir = join(dir, `state${n}`);
       await mkdir(mnt);
-      defer(() => soci(root, ['umount', '--state-dir', stateDir, mnt]));
+      defer(() => sociRun(root, ['umount', '--state-dir', stateDir, mnt]));
       const before = await mountinfoText();
-      const r = await soci(root, ['mount', ...(detach ? ['--detach'] : []), '--state-dir', stateDir, ref, mnt]);
+      const r = await sociRun(root, ['mount', ...(detach ? ['--detach'] : []), '--state-dir', stateDir, ref, mnt]);
       const label = `${what}${detach ? ' (--detach)' : ''}`;
       t.diagnostic(`${label}: ${r.stderr.trim()}`);
       assert.notEqual(r.code, 0, `${label}: exit code`);

@@ -10,8 +10,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { needs } from '../helpers/env.js';
 import { makeLayer } from '../helpers/fixtures.js';
@@ -20,14 +19,11 @@ import { startRegistry } from '../helpers/registry.js';
 import { exec, mountsUnder } from '../helpers/containerd.js';
 import { readMountinfo } from '../../src/host/index.js';
 import { scratch } from './util.js';
+import { sociRun } from '../helpers/soci-cli.js';
 
 const pexec = promisify(execFile);
-const CLI = join(dirname(fileURLToPath(import.meta.url)), 'soci-cli.ts');
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 
-async function soci(root: string, args: string[]) {
-  return exec(process.execPath, ['--import', 'tsx', CLI, '--root', root, ...args], { timeoutMs: 300_000 });
-}
 
 test('soci mount: nosuid,nodev by default (lazy and local layers, overlay and bind); --allow-suid / --allow-dev opt in', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'python3', 'gcc', 'setpriv'] }), timeout: 600_000 }, async (t) => {
   const { dir, defer } = await scratch(t, 'soci-mount-nosuid-');
@@ -60,7 +56,7 @@ test('soci mount: nosuid,nodev by default (lazy and local layers, overlay and bi
   await pexec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${two}:v1`, `docker://${reg.host}/src/two:v1`]);
   await pexec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${one}:v1`, `docker://${reg.host}/src/one:v1`]);
   const root = join(dir, 'root');
-  const conv = await soci(root, ['convert', '--remote', '-q', '--min-layer-size', '1048576', `${reg.host}/src/two:v1`, `${reg.host}/dst/two:v1`]);
+  const conv = await sociRun(root, ['convert', '--remote', '-q', '--min-layer-size', '1048576', `${reg.host}/src/two:v1`, `${reg.host}/dst/two:v1`]);
   assert.equal(conv.code, 0, conv.stderr);
 
   let n = 0;
@@ -69,13 +65,13 @@ test('soci mount: nosuid,nodev by default (lazy and local layers, overlay and bi
     const mnt = join(dir, `mnt${++n}`);
     const stateDir = join(dir, `state${n}`);
     await mkdir(mnt);
-    const r = await soci(root, ['mount', '--detach', '--explain', '--no-background-fetch', '--state-dir', stateDir, ...flags, ref, mnt]);
-    defer(() => soci(root, ['umount', '--state-dir', stateDir, mnt]));
+    const r = await sociRun(root, ['mount', '--detach', '--explain', '--no-background-fetch', '--state-dir', stateDir, ...flags, ref, mnt]);
+    defer(() => sociRun(root, ['umount', '--state-dir', stateDir, mnt]));
     assert.equal(r.code, 0, r.stderr);
     try {
       await check(mnt, stateDir, r.stdout);
     } finally {
-      const u = await soci(root, ['umount', '--state-dir', stateDir, mnt]);
+      const u = await sociRun(root, ['umount', '--state-dir', stateDir, mnt]);
       assert.equal(u.code, 0, u.stderr);
       assert.deepEqual(await mountsUnder(mnt), []);
       assert.deepEqual(await mountsUnder(stateDir), []);
