@@ -8,7 +8,6 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants, createGzip, gzipSync } from 'node:zlib';
 import { needs, tempDir } from '../helpers/env.js';
-import { isSociError } from '../../src/errors.js';
 import { decodeCheckpoints, decodeTarZinfo, encodeTarZinfo, parseCheckpoints, extractSpans } from '../../src/compression/index.js';
 import type { IndexResult } from '../../src/compression/index.js';
 import { indexBlob, mixed, randomBytes, rng, run, testEngines, text, verifySpans } from './helpers.js';

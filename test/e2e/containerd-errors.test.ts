@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildAppImage } from '../helpers/app-image.js';
 import { CONTAINERD_VERSIONS, CONTAINERD2_BIN, exec as run, startContainerd, type StartedContainerd } from '../helpers/containerd.js';
 import { needs, tempDir } from '../helpers/env.js';
 import { buildLayout, pseudoRandom } from '../helpers/images.js';

@@ -10,10 +10,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { needs } from '../helpers/env.js';
 import { rawTar, type RawHeaderFields } from '../helpers/fixtures.js';
@@ -30,7 +29,6 @@ import { scratch } from './util.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { oneLineError, soci, sociFail } from '../helpers/soci-cli.js';
 
-const pexec = promisify(execFile);
 /** a name at the host's root that an escape through `link -> /` would create */
 const ESCAPE = `soci-hostile-escape-${process.pid}`;
 const TOOLS = ['mknod', 'setfattr', 'getfattr'];

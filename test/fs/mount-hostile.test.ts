@@ -16,7 +16,7 @@ import { needs } from '../helpers/env.js';
 import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
 import { blobPath, twoLayerImage } from '../helpers/hostile-image.js';
 import { startRegistry } from '../helpers/registry.js';
-import { exec, mountsUnder } from '../helpers/containerd.js';
+import { mountsUnder } from '../helpers/containerd.js';
 import { scratch } from './util.js';
 import { sociRun } from '../helpers/soci-cli.js';
 

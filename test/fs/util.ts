@@ -2,9 +2,8 @@
  * Test plumbing for test/fs: a scratch dir whose cleanups run in REVERSE order (unmount before
  * removing the dir; node:test runs `after` hooks first-registered-first).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { newTempDir } from '../helpers/env.js';
 
 export interface Scratch {
   dir: string;
@@ -13,7 +12,7 @@ export interface Scratch {
 }
 
 export async function scratch(t: { after: (fn: () => unknown) => void }, prefix = 'soci-fs-'): Promise<Scratch> {
-  const dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), prefix));
+  const dir = await newTempDir(prefix);
   const fns: Array<() => unknown> = [];
   t.after(async () => {
     for (const fn of fns.reverse()) {

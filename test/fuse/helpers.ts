@@ -4,12 +4,12 @@
  * deadlock it.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile, rmdir } from 'node:fs/promises';
 import { readMountinfo } from '../../src/host/index.js';
 import { FuseServer, type FuseServerOptions } from '../../src/fuse/index.js';
 import { SyntheticFs, type SyntheticOptions } from './synthetic-fs.js';
+import { newTempDir, waitFor } from '../helpers/env.js';
+export { waitFor };
 
 export interface ShResult {
   code: number;
@@ -29,23 +29,14 @@ export function sh(cmd: string, timeoutMs = 60_000): Promise<ShResult> {
   });
 }
 
-export async function makeMountDir(prefix = 'soci-fuse-'): Promise<string> {
-  return mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), prefix));
+export function makeMountDir(prefix = 'soci-fuse-'): Promise<string> {
+  return newTempDir(prefix);
 }
 
 export async function isMounted(dir: string): Promise<boolean> {
   return (await readMountinfo()).some((m) => m.mountpoint === dir);
 }
 
-/** Polls until `fn` is true or the time is up. */
-export async function waitFor(fn: () => Promise<boolean> | boolean, ms = 5000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return fn();
-}
 
 export interface Mounted {
   server: FuseServer;

@@ -14,10 +14,10 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newTempDir, waitFor } from './env.js';
 
 type AfterHost = { after: (fn: () => unknown) => void };
 
@@ -35,14 +35,13 @@ export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEn
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc?: ChildProcess, logs?: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await ok()) return;
-    if (proc && proc.exitCode !== null) throw new Error(`${what}: process exited with ${proc.exitCode}\n${logs?.() ?? ''}`);
-    await sleep(100);
+/** Waits for a daemon to be ready; fails at once when its process exits first. */
+async function waitReady(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc?: ChildProcess, logs?: () => string): Promise<void> {
+  const exited = () => proc !== undefined && proc.exitCode !== null;
+  if (await waitFor(async () => exited() || (await ok()), timeoutMs, 100)) {
+    if (!exited() || (await ok())) return;
+    throw new Error(`${what}: process exited with ${proc!.exitCode}\n${logs?.() ?? ''}`);
   }
   throw new Error(`${what}: timed out after ${timeoutMs} ms\n${logs?.() ?? ''}`);
 }
@@ -135,7 +134,7 @@ const DAEMON_FATAL = /"level":"fatal"|"msg":"fatal:|Unhandled 'error' event|unca
 export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = {}): Promise<StartedSnapshotter> {
   let dir = opts.dir;
   if (!dir) {
-    const d = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-sn-'));
+    const d = await newTempDir('soci-sn-');
     t.after(() => removeTree(d));
     dir = d;
   }
@@ -165,7 +164,7 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
     const fatal = out.split('\n').find((l) => DAEMON_FATAL.test(l));
     if (died || fatal) throw new Error(`snapshotter unhealthy: ${died ?? 'crash logged'}${fatal ? `: ${fatal.slice(0, 2000)}` : ''}\n${out.slice(-4000)}`);
   });
-  await waitFor('snapshotter start', () => existsSync(address) && out.includes('successfully started'), 30_000, proc, logs);
+  await waitReady('snapshotter start', () => existsSync(address) && out.includes('successfully started'), 30_000, proc, logs);
   return {
     address, root, configPath, proc, logs,
     logLines: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>),
@@ -221,7 +220,7 @@ export function containerdTools(version: ContainerdVersion = '1.6'): { container
 }
 
 export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Promise<StartedContainerd> {
-  const dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), 'soci-ctd-'));
+  const dir = await newTempDir('soci-ctd-');
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const address = opts.address ?? join(dir, 'containerd.sock');
@@ -260,7 +259,7 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
     await stop();
     await removeTree(dir);
   });
-  await waitFor('containerd start', async () => existsSync(address) && (await ctr(['version'], { timeoutMs: 5000 })).code === 0, 30_000, proc, logs);
+  await waitReady('containerd start', async () => existsSync(address) && (await ctr(['version'], { timeoutMs: 5000 })).code === 0, 30_000, proc, logs);
   return { address, root, state, proc, logs, ctr, stop, version: opts.version ?? '1.6', hostsDir };
 }
 

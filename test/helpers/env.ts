@@ -29,9 +29,31 @@ export function needs(opts: { root?: boolean; tools?: string[] }): string | fals
   return reason;
 }
 
+/** A new private temp dir (under $SOCI_TEST_TMP when set); the caller removes it. */
+export function newTempDir(prefix = 'soci-test-'): Promise<string> {
+  return mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), prefix));
+}
+
 /** A private temp dir removed after the test (or suite). */
 export async function tempDir(t: TestContext | { after: (fn: () => unknown) => void }, prefix = 'soci-test-'): Promise<string> {
-  const dir = await mkdtemp(join(process.env.SOCI_TEST_TMP ?? tmpdir(), prefix));
+  const dir = await newTempDir(prefix);
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Polls `ok` every `intervalMs` until it holds (true) or `timeoutMs` passed (false, after one last try). */
+export async function waitFor(ok: () => Promise<boolean> | boolean, timeoutMs = 5000, intervalMs = 20): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await ok()) return true;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  return ok();
+}
+
+/** All chunks of a stream, concatenated. */
+export async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(c);
+  return Buffer.concat(parts);
 }

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { needs } from '../helpers/env.js';
+import { needs, collect } from '../helpers/env.js';
 import { startRegistry, pushTestImage, skopeoInspectRaw, type TestRegistry, type TestImage } from '../helpers/registry.js';
 import { RegistryClient, RegistryHosts, MEDIA_TYPES, digestOf, referrersTag } from '../../src/registry/index.js';
 import { parseReference } from '../../src/oci/reference.js';
@@ -33,11 +33,6 @@ before(async () => {
   suite.after(() => client.close());
 });
 
-async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of it) parts.push(c);
-  return Buffer.concat(parts);
-}
 
 test('ping and debug log lines', { skip }, async () => {
   await client.ping();

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { needs } from '../helpers/env.js';
+import { needs, collect } from '../helpers/env.js';
 import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from '../helpers/registry.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { RegistryClient, staticCredentials, digestOf, type RegistryClientOptions } from '../../src/registry/index.js';
@@ -45,11 +45,6 @@ function client(extra: Partial<RegistryClientOptions> = {}, host = proxy.host) {
   return c;
 }
 
-async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of it) parts.push(c);
-  return Buffer.concat(parts);
-}
 
 const layer = () => img.manifests[0]!.layers[0]!;
 const manifestPath = `/v2/${REPO}/manifests/`;
