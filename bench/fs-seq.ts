@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { fileBlobSource, mountLayer, SpanCache } from '../src/fs/index.js';
 import { buildZtoc } from '../src/ztoc/index.js';
-import { makeLayerTar, pseudoRandom } from '../test/helpers/images.js';
+import { makeLayerTar, pseudoRandom } from '../harness/images.js';
 
 const exec = promisify(execFile);
 const MB = 1 << 20;

@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { RegistryClient } from '../src/registry/index.js';
 import { buildZtoc, findEntry, type Ztoc } from '../src/ztoc/index.js';
 import { SpanCache, mountLayer, type LayerMount } from '../src/fs/index.js';
-import { fileBytes, fixtureCacheDir, makeBigLayer } from '../test/helpers/fixtures.js';
-import { startRegistry } from '../test/helpers/registry.js';
+import { fileBytes, fixtureCacheDir, makeBigLayer } from '../harness/fixtures.js';
+import { startRegistry } from '../harness/registry.js';
 
 const args = process.argv.slice(2);
 const mb = Number(args[args.indexOf('--mb') + 1] ?? 64) || 64;

@@ -13,7 +13,7 @@ import { mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FuseServer } from '../src/fuse/index.js';
-import { SyntheticFs } from '../test/fuse/synthetic-fs.js';
+import { SyntheticFs } from '../harness/synthetic-fs.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);

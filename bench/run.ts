@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { startRegistry } from '../test/helpers/registry.js';
+import { startRegistry } from '../harness/registry.js';
 import { buildBenchImage, IMAGE_NAMES, type BenchImage, type ImageName } from './images/index.js';
 import { renderChart } from './lib/chart.js';
 import { renderReport, updateBenchmarksMd } from './lib/report.js';

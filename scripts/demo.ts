@@ -6,10 +6,10 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { appCommand, buildAppImage, APP_INDEX_HTML } from '../test/helpers/app-image.js';
-import { sociFuseMounts, startContainerd, startSnapshotter } from '../test/helpers/containerd.js';
-import { criPull } from '../test/helpers/cri.js';
-import { freePort, startRegistry } from '../test/helpers/registry.js';
+import { appCommand, buildAppImage, APP_INDEX_HTML } from '../harness/app-image.js';
+import { sociFuseMounts, startContainerd, startSnapshotter } from '../harness/containerd.js';
+import { criPull } from '../harness/cri.js';
+import { freePort, startRegistry } from '../harness/registry.js';
 
 const exec = promisify(execFile);
 const cleanups: Array<() => unknown> = [];

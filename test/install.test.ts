@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { needs, tempDir } from './helpers/env.js';
-import { buildLayout, pseudoRandom } from './helpers/images.js';
+import { needs, tempDir } from '../harness/env.js';
+import { buildLayout, pseudoRandom } from '../harness/images.js';
 import { VERSION } from '../src/version.js';
 
 const exec = promisify(execFile);

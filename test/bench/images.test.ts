@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { access, constants, mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { needs, tempDir } from '../helpers/env.js';
+import { needs, tempDir } from '../../harness/env.js';
 import { extractDebs, fetchDebs, resolveClosure } from '../../bench/images/apt.js';
 import { packDir } from '../../bench/images/layer.js';
 import { digestOf } from '../../src/oci/digest.js';

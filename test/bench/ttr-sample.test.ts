@@ -14,9 +14,9 @@ import { promisify } from 'node:util';
 import type { BenchImage } from '../../bench/images/index.js';
 import { startShapeProxy } from '../../bench/lib/shape-proxy.js';
 import { fullSample, lazySample, type SampleContext } from '../../bench/lib/ttr-sample.js';
-import { appCommand, buildAppImage } from '../helpers/app-image.js';
-import { needs, tempDir } from '../helpers/env.js';
-import { startRegistry } from '../helpers/registry.js';
+import { appCommand, buildAppImage } from '../../harness/app-image.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { startRegistry } from '../../harness/registry.js';
 
 const run = promisify(execFile);
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo'] });

@@ -5,9 +5,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/env.js';
-import { buildLayout, pseudoRandom } from '../helpers/images.js';
-import { oneLineError, soci as runSoci, sociFail as failSoci } from '../helpers/soci-cli.js';
+import { tempDir } from '../../harness/env.js';
+import { buildLayout, pseudoRandom } from '../../harness/images.js';
+import { oneLineError, soci as runSoci, sociFail as failSoci } from '../../harness/soci-cli.js';
 
 const exec = promisify(execFile);
 /** the installed entry, with our local content store */

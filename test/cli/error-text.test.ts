@@ -7,12 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/env.js';
-import { buildLayout, pseudoRandom } from '../helpers/images.js';
+import { tempDir } from '../../harness/env.js';
+import { buildLayout, pseudoRandom } from '../../harness/images.js';
 import { errorLine } from '../../src/cli/soci.js';
 import { SociError, isSociError } from '../../src/errors.js';
 import { unmarshalZtoc, ztocInfo } from '../../src/ztoc/index.js';
-import { oneLineError, soci, sociFail as failSoci } from '../helpers/soci-cli.js';
+import { oneLineError, soci, sociFail as failSoci } from '../../harness/soci-cli.js';
 
 const O = { flags: ['--content-store', 'soci'] };
 

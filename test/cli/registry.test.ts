@@ -9,11 +9,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { needs, tempDir } from '../helpers/env.js';
-import { buildLayout, pseudoRandom, type LayoutSpec } from '../helpers/images.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { SOCI_BIN, soci as runSoci, sociFail as failSoci } from '../helpers/soci-cli.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { buildLayout, pseudoRandom, type LayoutSpec } from '../../harness/images.js';
+import { startRegistry, type TestRegistry } from '../../harness/registry.js';
+import { startFaultProxy } from '../../harness/fault-proxy.js';
+import { SOCI_BIN, soci as runSoci, sociFail as failSoci } from '../../harness/soci-cli.js';
 
 const exec = promisify(execFile);
 const soci = (root: string, args: string[]) => runSoci(root, args, { bin: true });

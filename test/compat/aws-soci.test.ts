@@ -10,8 +10,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { needs, tempDir } from '../helpers/env.js';
-import { buildLayout, pseudoRandom, type LayoutSpec } from '../helpers/images.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { buildLayout, pseudoRandom, type LayoutSpec } from '../../harness/images.js';
 
 const run = promisify(execFile);
 const AWS = `${process.env.SOCI_TEST_TOOLS ?? '/opt/soci-test-tools/bin'}/aws-soci`;

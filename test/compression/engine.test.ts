@@ -11,7 +11,7 @@ import { gzipSync } from 'node:zlib';
 import { isSociError } from '../../src/errors.js';
 import { chooseEngine, createInflater, defaultAddonPath, loadAddon, Z_BLOCK, Z_OK } from '../../src/compression/engine.js';
 import { createLayerIndexer, nativeAvailable, selectEngine } from '../../src/compression/index.js';
-import { tempDir } from '../helpers/env.js';
+import { tempDir } from '../../harness/env.js';
 import { indexBlob, mixed, testEngines } from './helpers.js';
 
 const root = resolve(import.meta.dirname, '../..');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants, createGzip, gzipSync } from 'node:zlib';
-import { needs, tempDir } from '../helpers/env.js';
+import { needs, tempDir } from '../../harness/env.js';
 import { decodeCheckpoints, decodeTarZinfo, encodeTarZinfo, parseCheckpoints, extractSpans } from '../../src/compression/index.js';
 import type { IndexResult } from '../../src/compression/index.js';
 import { indexBlob, mixed, randomBytes, rng, run, testEngines, text, verifySpans } from './helpers.js';

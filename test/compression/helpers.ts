@@ -1,7 +1,7 @@
 /** Shared helpers for the compression tests: deterministic data, engines, index + verify. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { inCI } from '../helpers/env.js';
+import { inCI } from '../../harness/env.js';
 import { createLayerIndexer, extractSpans, nativeAvailable, parseCheckpoints } from '../../src/compression/index.js';
 import type { Compression, EngineName, IndexResult, SpanTable } from '../../src/compression/index.js';
 import { sha256Hex } from '../../src/oci/digest.js';

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONTAINERD_VERSIONS, CONTAINERD2_BIN, exec as run, startContainerd, type StartedContainerd } from '../helpers/containerd.js';
-import { needs, tempDir } from '../helpers/env.js';
-import { buildLayout, pseudoRandom } from '../helpers/images.js';
-import { startRegistry } from '../helpers/registry.js';
+import { CONTAINERD_VERSIONS, CONTAINERD2_BIN, exec as run, startContainerd, type StartedContainerd } from '../../harness/containerd.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { buildLayout, pseudoRandom } from '../../harness/images.js';
+import { startRegistry } from '../../harness/registry.js';
 
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const AWS = `${process.env.SOCI_TEST_TOOLS ?? '/opt/soci-test-tools/bin'}/aws-soci`;

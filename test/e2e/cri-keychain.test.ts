@@ -9,11 +9,11 @@ import { promisify } from 'node:util';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { needs } from '../helpers/env.js';
-import { startRegistry } from '../helpers/registry.js';
-import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
-import { criListImages, criPull } from '../helpers/cri.js';
-import { buildAppImage } from '../helpers/app-image.js';
+import { needs } from '../../harness/env.js';
+import { startRegistry } from '../../harness/registry.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../../harness/containerd.js';
+import { criListImages, criPull } from '../../harness/cri.js';
+import { buildAppImage } from '../../harness/app-image.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');

@@ -9,11 +9,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needs, tempDir } from '../helpers/env.js';
-import { startRegistry, freePort } from '../helpers/registry.js';
-import { sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
-import { criPull } from '../helpers/cri.js';
-import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { startRegistry, freePort } from '../../harness/registry.js';
+import { sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../../harness/containerd.js';
+import { criPull } from '../../harness/cri.js';
+import { appCommand, buildAppImage, APP_INDEX_HTML } from '../../harness/app-image.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');

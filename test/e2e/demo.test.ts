@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { needs } from '../helpers/env.js';
+import { needs } from '../../harness/env.js';
 
 const exec = promisify(execFile);
 

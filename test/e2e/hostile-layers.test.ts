@@ -18,12 +18,12 @@ import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { needs, tempDir } from '../helpers/env.js';
-import { freePort, startRegistry } from '../helpers/registry.js';
-import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
-import { exec as run, sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
-import { criPull } from '../helpers/cri.js';
-import { BIG_FILE, bigFile, blobPath, buildEuidProbe, twoLayerImage } from '../helpers/hostile-image.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { freePort, startRegistry } from '../../harness/registry.js';
+import { startFaultProxy, type Fault } from '../../harness/fault-proxy.js';
+import { exec as run, sociFuseMounts, startContainerd, startSnapshotter, CONTAINERD_VERSIONS } from '../../harness/containerd.js';
+import { criPull } from '../../harness/cri.js';
+import { BIG_FILE, bigFile, blobPath, buildEuidProbe, twoLayerImage } from '../../harness/hostile-image.js';
 import { TestClient } from '../snapshotter/grpc-client.js';
 import { sha256Hex } from '../../src/oci/digest.js';
 

@@ -10,11 +10,11 @@ import { promisify } from 'node:util';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { needs } from '../helpers/env.js';
-import { startRegistry, freePort } from '../helpers/registry.js';
-import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
-import { criPull } from '../helpers/cri.js';
-import { appCommand, buildAppImage, APP_INDEX_HTML } from '../helpers/app-image.js';
+import { needs } from '../../harness/env.js';
+import { startRegistry, freePort } from '../../harness/registry.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd, CONTAINERD_VERSIONS } from '../../harness/containerd.js';
+import { criPull } from '../../harness/cri.js';
+import { appCommand, buildAppImage, APP_INDEX_HTML } from '../../harness/app-image.js';
 import { RegistryClient } from '../../src/registry/index.js';
 
 const exec = promisify(execFile);

@@ -12,11 +12,11 @@ import { execFile } from 'node:child_process';
 import { mkdir, rm as rmFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { appCommand, APP_INDEX_HTML, buildAppImage } from '../helpers/app-image.js';
-import { CONTAINERD_VERSIONS, CONTAINERD2_BIN, exec as run, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../helpers/containerd.js';
-import { criPull } from '../helpers/cri.js';
-import { needs, tempDir } from '../helpers/env.js';
-import { freePort, startRegistry } from '../helpers/registry.js';
+import { appCommand, APP_INDEX_HTML, buildAppImage } from '../../harness/app-image.js';
+import { CONTAINERD_VERSIONS, CONTAINERD2_BIN, exec as run, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
+import { criPull } from '../../harness/cri.js';
+import { needs, tempDir } from '../../harness/env.js';
+import { freePort, startRegistry } from '../../harness/registry.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');

@@ -14,11 +14,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { needs } from '../helpers/env.js';
-import { rawTar, type RawHeaderFields } from '../helpers/fixtures.js';
-import { pseudoRandom } from '../helpers/images.js';
-import { startRegistry } from '../helpers/registry.js';
-import { mountsUnder } from '../helpers/containerd.js';
+import { needs } from '../../harness/env.js';
+import { rawTar, type RawHeaderFields } from '../../harness/fixtures.js';
+import { pseudoRandom } from '../../harness/images.js';
+import { startRegistry } from '../../harness/registry.js';
+import { mountsUnder } from '../../harness/containerd.js';
 import { isSociError } from '../../src/errors.js';
 import { LayerTree, unpackLayer } from '../../src/fs/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
@@ -27,7 +27,7 @@ import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
 import { digestOf } from '../../src/oci/digest.js';
-import { oneLineError, soci, sociFail } from '../helpers/soci-cli.js';
+import { oneLineError, soci, sociFail } from '../../harness/soci-cli.js';
 
 /** a name at the host's root that an escape through `link -> /` would create */
 const ESCAPE = `soci-hostile-escape-${process.pid}`;

@@ -11,9 +11,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { needs } from '../helpers/env.js';
+import { needs } from '../../harness/env.js';
 import { compareDumps, isAscii, scratch } from './util.js';
-import { STANDARD_LAYER_SPECS, fileBytes, makeLayer } from '../helpers/fixtures.js';
+import { STANDARD_LAYER_SPECS, fileBytes, makeLayer } from '../../harness/fixtures.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { SpanCache, fileBlobSource, mountLayer, type LayerMount } from '../../src/fs/index.js';
 

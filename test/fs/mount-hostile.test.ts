@@ -12,13 +12,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { needs } from '../helpers/env.js';
-import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js';
-import { blobPath, twoLayerImage } from '../helpers/hostile-image.js';
-import { startRegistry } from '../helpers/registry.js';
-import { mountsUnder } from '../helpers/containerd.js';
+import { needs } from '../../harness/env.js';
+import { startFaultProxy, type Fault } from '../../harness/fault-proxy.js';
+import { blobPath, twoLayerImage } from '../../harness/hostile-image.js';
+import { startRegistry } from '../../harness/registry.js';
+import { mountsUnder } from '../../harness/containerd.js';
 import { scratch } from './util.js';
-import { sociRun } from '../helpers/soci-cli.js';
+import { sociRun } from '../../harness/soci-cli.js';
 
 const pexec = promisify(execFile);
 

@@ -14,9 +14,9 @@ import { SpanCache, mountLayer, type LayerMount } from '../../src/fs/index.js';
 import { connectionWaiting, ensureFusectl } from '../../src/fuse/mounts.js';
 import { buildZtoc, type FileMetadata } from '../../src/ztoc/index.js';
 import { readFileVerified } from '../../src/ztoc/read-file.js';
-import { needs } from '../helpers/env.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { pushTestImage, startRegistry } from '../helpers/registry.js';
+import { needs } from '../../harness/env.js';
+import { startFaultProxy } from '../../harness/fault-proxy.js';
+import { pushTestImage, startRegistry } from '../../harness/registry.js';
 import { scratch } from './util.js';
 
 const DEADLINE_MS = 3000;

@@ -16,8 +16,8 @@ import { unpackLayer, type UnpackCompression } from '../../src/fs/unpack.js';
 import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import type { RegistryClient } from '../../src/registry/index.js';
-import { hasTool } from '../helpers/env.js';
-import { pseudoRandom } from '../helpers/images.js';
+import { hasTool } from '../../harness/env.js';
+import { pseudoRandom } from '../../harness/images.js';
 import { digestOf } from '../../src/oci/digest.js';
 
 

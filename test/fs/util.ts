@@ -3,7 +3,7 @@
  * removing the dir; node:test runs `after` hooks first-registered-first).
  */
 import { rm } from 'node:fs/promises';
-import { newTempDir } from '../helpers/env.js';
+import { newTempDir } from '../../harness/env.js';
 
 export interface Scratch {
   dir: string;

@@ -4,9 +4,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/env.js';
+import { needs } from '../../harness/env.js';
 import { sh, mountSynthetic, waitFor, type Mounted } from './helpers.js';
-import { BIG_SEED, MTIME, generated, generatedMd5 } from './synthetic-fs.js';
+import { BIG_SEED, MTIME, generated, generatedMd5 } from '../../harness/synthetic-fs.js';
 import { createHash } from 'node:crypto';
 
 const skip = needs({ root: true, tools: ['python3', 'getfattr', 'find', 'stat', 'dd'] });

@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { readFile, rmdir } from 'node:fs/promises';
 import { readMountinfo } from '../../src/host/index.js';
 import { FuseServer, type FuseServerOptions } from '../../src/fuse/index.js';
-import { SyntheticFs, type SyntheticOptions } from './synthetic-fs.js';
-import { newTempDir, waitFor } from '../helpers/env.js';
+import { SyntheticFs, type SyntheticOptions } from '../../harness/synthetic-fs.js';
+import { newTempDir, waitFor } from '../../harness/env.js';
 export { waitFor };
 
 export interface ShResult {

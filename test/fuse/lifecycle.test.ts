@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { rmdir } from 'node:fs/promises';
-import { needs } from '../helpers/env.js';
+import { needs } from '../../harness/env.js';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { FuseServer, cleanupStaleMounts } from '../../src/fuse/index.js';
 import { isMounted, makeMountDir, mountSynthetic, sh, waitFor } from './helpers.js';
-import { BIG_SEED, SyntheticFs, generatedMd5 } from './synthetic-fs.js';
+import { BIG_SEED, SyntheticFs, generatedMd5 } from '../../harness/synthetic-fs.js';
 
 /** How many fds of this process point at /dev/fuse. */
 async function fuseFds(): Promise<number> {

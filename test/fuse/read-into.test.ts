@@ -5,9 +5,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/env.js';
+import { needs } from '../../harness/env.js';
 import { FuseServer } from '../../src/fuse/index.js';
-import { BIG_SEED, SyntheticFs, generatedMd5 } from './synthetic-fs.js';
+import { BIG_SEED, SyntheticFs, generatedMd5 } from '../../harness/synthetic-fs.js';
 import { isMounted, makeMountDir, sh } from './helpers.js';
 import { rmdir } from 'node:fs/promises';
 

@@ -4,7 +4,7 @@
  * is no request timeout): a hung daemon.
  */
 import { FuseServer } from '../../src/fuse/index.js';
-import { SyntheticFs } from './synthetic-fs.js';
+import { SyntheticFs } from '../../harness/synthetic-fs.js';
 
 const [dir, subtype, mode] = process.argv.slice(2);
 const fs = new SyntheticFs({ bigSize: 1024 });

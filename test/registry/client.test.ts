@@ -5,8 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { needs, collect } from '../helpers/env.js';
-import { startRegistry, pushTestImage, skopeoInspectRaw, type TestRegistry, type TestImage } from '../helpers/registry.js';
+import { needs, collect } from '../../harness/env.js';
+import { startRegistry, pushTestImage, skopeoInspectRaw, type TestRegistry, type TestImage } from '../../harness/registry.js';
 import { RegistryClient, RegistryHosts, MEDIA_TYPES, digestOf, referrersTag } from '../../src/registry/index.js';
 import { parseReference } from '../../src/oci/reference.js';
 import { isSociError } from '../../src/errors.js';

@@ -1,5 +1,5 @@
 /**
- * Fault handling through test/helpers/fault-proxy.ts in front of a real registry: retried faults
+ * Fault handling through harness/fault-proxy.ts in front of a real registry: retried faults
  * succeed (and are counted), permanent ones give a clear error naming the object, corrupted bytes
  * are never accepted. Also redirects to "storage" (Range kept, Authorization dropped).
  */
@@ -7,9 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { needs, collect } from '../helpers/env.js';
-import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from '../helpers/registry.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { needs, collect } from '../../harness/env.js';
+import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from '../../harness/registry.js';
+import { startFaultProxy, type FaultProxy } from '../../harness/fault-proxy.js';
 import { RegistryClient, staticCredentials, digestOf, type RegistryClientOptions } from '../../src/registry/index.js';
 import { isSociError } from '../../src/errors.js';
 

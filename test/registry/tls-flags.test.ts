@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { needs, tempDir } from '../helpers/env.js';
+import { needs, tempDir } from '../../harness/env.js';
 import { RegistryHosts, type RegistryHostsOptions } from '../../src/registry/index.js';
 import { addRegistryFlags, registryHostsOptions, type RegistryFlags } from '../../src/cli/registry-opts.js';
 import { isSociError } from '../../src/errors.js';

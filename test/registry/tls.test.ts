@@ -4,8 +4,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/env.js';
-import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from '../helpers/registry.js';
+import { needs } from '../../harness/env.js';
+import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from '../../harness/registry.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
 import { isSociError } from '../../src/errors.js';
 

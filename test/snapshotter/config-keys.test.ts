@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { awsModuleDir } from '../helpers/aws-module.js';
-import { needs } from '../helpers/env.js';
+import { awsModuleDir } from '../../harness/aws-module.js';
+import { needs } from '../../harness/env.js';
 import { configReports, parseConfig, type Config } from '../../src/snapshotter/config.js';
 
 type Outcome = 'applied' | 'moot' | 'refused';

@@ -4,14 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/env.js';
-import { startContainerd, startSnapshotter, type StartedContainerd, CONTAINERD_VERSIONS } from '../helpers/containerd.js';
+import { needs } from '../../harness/env.js';
+import { startContainerd, startSnapshotter, type StartedContainerd, CONTAINERD_VERSIONS } from '../../harness/containerd.js';
 import { buildTinyImage } from './tiny-image.js';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { TestClient } from './grpc-client.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removeTree } from '../helpers/containerd.js';
+import { removeTree } from '../../harness/containerd.js';
 
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'gcc'] });
 

@@ -11,10 +11,10 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { needs } from '../helpers/env.js';
-import { exec, removeTree, repoRoot, startContainerd, startSnapshotter } from '../helpers/containerd.js';
-import { startRegistry } from '../helpers/registry.js';
-import { criPull } from '../helpers/cri.js';
+import { needs } from '../../harness/env.js';
+import { exec, removeTree, repoRoot, startContainerd, startSnapshotter } from '../../harness/containerd.js';
+import { startRegistry } from '../../harness/registry.js';
+import { criPull } from '../../harness/cri.js';
 import { buildTinyImage } from './tiny-image.js';
 
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'gcc', 'docker-registry', 'skopeo'] });

@@ -12,10 +12,10 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { needs } from '../helpers/env.js';
-import { mountsUnder, removeTree, repoRoot, startSnapshotter } from '../helpers/containerd.js';
+import { needs } from '../../harness/env.js';
+import { mountsUnder, removeTree, repoRoot, startSnapshotter } from '../../harness/containerd.js';
 import { TestClient } from './grpc-client.js';
-import { freePort } from '../helpers/registry.js';
+import { freePort } from '../../harness/registry.js';
 
 const skip = needs({ root: true, tools: ['mount', 'umount'] });
 const REF = 'containerd.io/snapshot.ref';

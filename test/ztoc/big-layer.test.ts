@@ -1,13 +1,13 @@
 /**
- * A ≥ 300 MB layer (cached by test/helpers/fixtures.ts makeBigLayer) at the default 4 MiB span:
+ * A ≥ 300 MB layer (cached by harness/fixtures.ts makeBigLayer) at the default 4 MiB span:
  * many spans, every entry offset checked against the layout the generator wrote, and a sample of
  * files across spans (first, last, multi-span, boundary-straddling) extracted through the zTOC.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { open } from 'node:fs/promises';
-import { fileBytes, fixtureCacheDir, makeBigLayer, type BigLayer } from '../helpers/fixtures.js';
-import { needs } from '../helpers/env.js';
+import { fileBytes, fixtureCacheDir, makeBigLayer, type BigLayer } from '../../harness/fixtures.js';
+import { needs } from '../../harness/env.js';
 import { buildZtoc, extractFile, fileSpans, marshalZtoc, unmarshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
 
 const SPAN = 4 << 20;

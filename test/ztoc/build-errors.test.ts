@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { isSociError } from '../../src/errors.js';
-import { rawTar } from '../helpers/fixtures.js';
+import { rawTar } from '../../harness/fixtures.js';
 
 async function* chunks(b: Buffer, size = 1000): AsyncIterable<Buffer> {
   for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);

@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GZIP_VARIANTS, fileBytes, listTar, makeStandardLayers, type LayerFixture, type TarListing } from '../helpers/fixtures.js';
+import { GZIP_VARIANTS, fileBytes, listTar, makeStandardLayers, type LayerFixture, type TarListing } from '../../harness/fixtures.js';
 import { buildZtoc, extractFile, fileMode, fileSpans, findEntry, marshalZtoc, spanTable, unmarshalZtoc, ztocInfo, type Ztoc } from '../../src/ztoc/index.js';
 import { nativeAvailable } from '../../src/compression/index.js';
-import { inCI } from '../helpers/env.js';
+import { inCI } from '../../harness/env.js';
 import { sha256Hex } from '../../src/oci/digest.js';
 
 const SPAN = 65536;

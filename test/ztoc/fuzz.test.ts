@@ -21,8 +21,8 @@ import { buildZtoc, marshalZtoc, unmarshalZtoc, type Ztoc } from '../../src/ztoc
 import { decodeCheckpoints } from '../../src/compression/index.js';
 import { readFileVerified } from '../../src/ztoc/read-file.js';
 import type { BlobSource } from '../../src/oci/blob-source.js';
-import { fileBytes, genData, makeLayer } from '../helpers/fixtures.js';
-import { tempDir } from '../helpers/env.js';
+import { fileBytes, genData, makeLayer } from '../../harness/fixtures.js';
+import { tempDir } from '../../harness/env.js';
 
 const CASES = Number(process.env.SOCI_FUZZ_CASES ?? 2000);
 const SEED = Number(process.env.SOCI_FUZZ_SEED ?? 20261202);

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { buildZtoc, extractFile, fileSpans, findEntry, fileMode, ztocInfo } from '../../src/ztoc/index.js';
 import { isSociError } from '../../src/errors.js';
-import { rawTar } from '../helpers/fixtures.js';
+import { rawTar } from '../../harness/fixtures.js';
 
 // header 0..512, data [512, 2048) = 1536 bytes: ends exactly on the boundary of span 1/2 at span size 1024
 const tar = rawTar([

@@ -8,8 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { TarWalker, goModTime } from '../../src/ztoc/index.js';
 import type { FileMetadata } from '../../src/ztoc/index.js';
 import { isSociError } from '../../src/errors.js';
-import { tempDir } from '../helpers/env.js';
-import { makeLayer, paxPayload, rawHeader, rawTar, STANDARD_LAYER_SPECS } from '../helpers/fixtures.js';
+import { tempDir } from '../../harness/env.js';
+import { makeLayer, paxPayload, rawHeader, rawTar, STANDARD_LAYER_SPECS } from '../../harness/fixtures.js';
 
 function walk(tar: Buffer, chunk = tar.length || 1): { entries: FileMetadata[]; size: number } {
   const entries: FileMetadata[] = [];

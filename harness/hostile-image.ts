@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { buildLayout, pseudoRandom, type BuiltLayout } from './images.js';
 import type { TestRegistry } from './registry.js';
-import { digestOf } from '../../src/oci/digest.js';
+import { digestOf } from '../src/oci/digest.js';
 
 
 /** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */

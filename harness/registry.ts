@@ -5,11 +5,11 @@
  * Exports:
  *   startRegistry(t, {auth?: 'none'|'htpasswd'|'token', tokenServer?, tls?}) → TestRegistry
  *     'htpasswd': user "alice" / generated password (distribution 2.8 allows htpasswd over plain HTTP)
- *     'token':    needs a TokenServer (test/helpers/token-server.ts); started for you when omitted
+ *     'token':    needs a TokenServer (harness/token-server.ts); started for you when omitted
  *     tls: true   serve HTTPS with a fresh self-signed cert for 127.0.0.1 (reg.caPem trusts it; url is https://)
  *   TestRegistry: { host '127.0.0.1:PORT', url 'http://…', user?, password?, tokenServer?, root,
  *                   logPath, accessLog(): Promise<AccessLogEntry[]> (method, path, status per request;
- *                   the registry does not log Range headers: put test/helpers/fault-proxy.ts in front
+ *                   the registry does not log Range headers: put harness/fault-proxy.ts in front
  *                   to see request headers),
  *                   stop() }
  *   pushTestImage(reg, repo, {layers?, platforms?, tag?, layerBytes?}) → TestImage
@@ -30,7 +30,7 @@ import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { tempDir } from './env.js';
 import { startTokenServer, type TokenServer } from './token-server.js';
-import { digestOf } from '../../src/oci/digest.js';
+import { digestOf } from '../src/oci/digest.js';
 
 const pexecFile = promisify(execFile);
 type After = { after: (fn: () => unknown) => void };

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { digestOf } from '../../src/oci/digest.js';
+import { digestOf } from '../src/oci/digest.js';
 
 export interface LayerSpec {
   /** path → content (string/Buffer), or { symlink } / { dir: true } */

@@ -4,13 +4,13 @@
  * the snapshotter's Prepare labels need.
  */
 import { Readable } from 'node:stream';
-import type { RegistryClient } from '../../src/registry/index.js';
-import { ANN, EMPTY_CONFIG, MT } from '../../src/oci/media-types.js';
-import { encodeManifest } from '../../src/oci/types.js';
-import { LABELS } from '../../src/snapshotter/labels.js';
-import { buildZtoc, marshalZtoc, type Ztoc } from '../../src/ztoc/index.js';
+import type { RegistryClient } from '../src/registry/index.js';
+import { ANN, EMPTY_CONFIG, MT } from '../src/oci/media-types.js';
+import { encodeManifest } from '../src/oci/types.js';
+import { LABELS } from '../src/snapshotter/labels.js';
+import { buildZtoc, marshalZtoc, type Ztoc } from '../src/ztoc/index.js';
 import { pushTestImage, type TestRegistry } from './registry.js';
-import { digestOf } from '../../src/oci/digest.js';
+import { digestOf } from '../src/oci/digest.js';
 
 
 export interface IndexedImage {

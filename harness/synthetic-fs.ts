@@ -6,11 +6,11 @@
  * lookups are slow, and an executable (bytes of /bin/true).
  */
 import { createHash } from 'node:crypto';
-import { SociError } from '../../src/errors.js';
+import { SociError } from '../src/errors.js';
 import {
   ErrnoError, Errno, ROOT_INO, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, makedev,
   type Attr, type DirEntry, type Entry, type Filesystem, type OpenResult, type StatfsResult,
-} from '../../src/fuse/index.js';
+} from '../src/fuse/index.js';
 
 const MiB = 1024 * 1024;
 /** Pattern period: not a multiple of the page size, so pages differ. */

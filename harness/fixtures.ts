@@ -20,7 +20,7 @@ import { link, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
-const FIXTURES_PY = String.raw`# Test-fixture helper for test/helpers/fixtures.ts (python3 stdlib only).
+const FIXTURES_PY = String.raw`# Test-fixture helper for harness/fixtures.ts (python3 stdlib only).
 #   python3 fixtures.py write  < spec.json   writes a tar with the tarfile module
 #   python3 fixtures.py list   <tar path>     prints a JSON listing (the independent reference reader)
 # Bytes travel as base64; names are written byte-exact via surrogateescape.
@@ -114,7 +114,7 @@ if __name__ == '__main__':
     else:
         listing(sys.argv[2])
 `;
-import { sha256Hex } from '../../src/oci/digest.js';
+import { sha256Hex } from '../src/oci/digest.js';
 
 export type EntrySpec =
   | { type: 'file'; name: string | Buffer; data?: Buffer | string; size?: number; seed?: number; mode?: number; uid?: number; gid?: number; uname?: string; gname?: string; mtime?: number; pax?: Record<string, Buffer | string> }

@@ -2,7 +2,7 @@
  * A small "echo-like" app image for e2e tests and the demo: busybox's static httpd serving /www,
  * inside a layer that also carries unused bulk (so only a few spans are needed to start), plus a
  * small config layer (below min-layer-size: unpacked locally, never lazy).
- *   buildAppImage(dir, { bulkMb }) → BuiltLayout (test/helpers/images.ts)
+ *   buildAppImage(dir, { bulkMb }) → BuiltLayout (harness/images.ts)
  * The container command is `/bin/busybox httpd -f -p 127.0.0.1:<port> -h /www`.
  */
 import { readFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Our `soci` CLI as tests run it, in a child process: from source (test/helpers/soci-main.ts, so a
+ * Our `soci` CLI as tests run it, in a child process: from source (harness/soci-main.ts, so a
  * stale dist/ never answers) or as installed (bin/soci.js). `sociRun` never throws; `soci` expects
  * exit 0, `sociFail` a failure; `oneLineError` checks AWS's error shape: one `soci: …` line, no stack.
  */
@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { exec, repoRoot, type ExecResult } from './containerd.js';
 
-export const SOCI_MAIN = join(repoRoot, 'test', 'helpers', 'soci-main.ts');
+export const SOCI_MAIN = join(repoRoot, 'harness', 'soci-main.ts');
 export const SOCI_BIN = join(repoRoot, 'bin', 'soci.js');
 
 export interface SociOptions {

@@ -21,7 +21,7 @@ import { newTempDir, waitFor } from './env.js';
 
 type AfterHost = { after: (fn: () => unknown) => void };
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface ExecResult { stdout: string; stderr: string; code: number }
 
