@@ -17,13 +17,14 @@ import { Readable, Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { createLayerIndexer, extractSpans, nativeAvailable, parseCheckpoints } from '../src/compression/index.js';
 import type { EngineName, IndexResult } from '../src/compression/index.js';
+import { benchArgs } from './lib/args.js';
+import { median } from './lib/stats.js';
 
 const root = resolve(import.meta.dirname, '..');
-const args = process.argv.slice(2);
-const opt = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
-};
+const { values: flags } = benchArgs({
+  options: { child: { type: 'string', default: '' }, file: { type: 'string', default: '' }, 'size-mb': { type: 'string', default: '550' }, rounds: { type: 'string', default: '3' }, 'cache-dir': { type: 'string', default: '' } },
+});
+const opt = (name: keyof typeof flags, def: string): string => flags[name] || def;
 const SPAN = 4 << 20;
 
 /** Child mode: index one file with one engine, print {seconds, out, maxRssMB}. */
@@ -146,7 +147,6 @@ interface Timing {
   cpu: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 async function nodeGunzip(blob: Buffer): Promise<Timing & { out: number }> {
   let out = 0;

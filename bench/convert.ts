@@ -15,14 +15,13 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { RegistryClient } from '../src/registry/index.js';
 import { digestOf } from '../src/oci/digest.js';
+import { benchArgs } from './lib/args.js';
+import { median } from './lib/stats.js';
 
 const exec = promisify(execFile);
-const arg = (name: string, def: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1]! : def;
-};
-const rounds = Number(arg('rounds', '3'));
-const work = resolve(arg('work', '.bench-work'));
+const { values: flags } = benchArgs({ options: { rounds: { type: 'string', default: '3' }, work: { type: 'string', default: '.bench-work' } }, strict: false });
+const rounds = Number(flags.rounds);
+const work = resolve(String(flags.work));
 const SOCI = resolve('bin/soci.js');
 const SOURCES = ['/usr/local/go', '/usr/share', '/usr/lib/x86_64-linux-gnu'];
 
@@ -96,7 +95,6 @@ async function download(host: string, layers: Array<{ digest: string; size: numb
   return (performance.now() - t0) / 1000;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
   mkdirSync(work, { recursive: true });

@@ -13,11 +13,13 @@ import { appCommand, buildAppImage } from '../harness/app-image.js';
 import { removeTree, sociFuseMounts, startContainerd, startSnapshotter } from '../harness/containerd.js';
 import { criPull } from '../harness/cri.js';
 import { freePort, startRegistry } from '../harness/registry.js';
+import { benchArgs } from './lib/args.js';
 
 const exec = promisify(execFile);
 const cleanups: Array<() => unknown> = [];
 const t = { after: (fn: () => unknown) => void cleanups.push(fn) };
-const arg = (n: string, d: string) => (process.argv.includes(`--${n}`) ? process.argv[process.argv.indexOf(`--${n}`) + 1]! : d);
+const { values: flags } = benchArgs({ options: { images: { type: 'string', default: '10' }, 'bulk-mb': { type: 'string', default: '32' } } });
+const arg = (n: 'images' | 'bulk-mb', _default: string): string => flags[n];
 
 async function status(pid: number): Promise<{ rss: number; hwm: number }> {
   const s = await readFile(`/proc/${pid}/status`, 'utf8');

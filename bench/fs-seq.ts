@@ -14,16 +14,13 @@ import { promisify } from 'node:util';
 import { fileBlobSource, mountLayer, SpanCache } from '../src/fs/index.js';
 import { buildZtoc } from '../src/ztoc/index.js';
 import { makeLayerTar, pseudoRandom } from '../harness/images.js';
+import { benchArgs } from './lib/args.js';
 
 const exec = promisify(execFile);
 const MB = 1 << 20;
-const args = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
-};
-const raKb = Number(arg('ra-kb', '1024'));
-const runs = Number(arg('runs', '5'));
+const { values: flags } = benchArgs({ options: { 'ra-kb': { type: 'string', default: '1024' }, runs: { type: 'string', default: '5' } } });
+const raKb = Number(flags['ra-kb']);
+const runs = Number(flags.runs);
 
 async function main() {
   const work = resolve('.bench-work', 'fs-seq');

@@ -19,9 +19,9 @@ import { SpanCache, mountLayer, type LayerMount } from '../src/fs/index.js';
 import { fileBytes, fixtureCacheDir, makeBigLayer } from '../harness/fixtures.js';
 import { startRegistry } from '../harness/registry.js';
 
-const args = process.argv.slice(2);
-const mb = Number(args[args.indexOf('--mb') + 1] ?? 64) || 64;
-const json = args.includes('--json');
+const { values: flags } = benchArgs({ options: { mb: { type: 'string', default: '64' }, json: { type: 'boolean', default: false } } });
+const mb = Number(flags.mb) || 64;
+const json = flags.json;
 const MiB = 1024 * 1024;
 
 function run(cmd: string, argv: string[]): Promise<string> {
@@ -30,7 +30,6 @@ function run(cmd: string, argv: string[]): Promise<string> {
   });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const PY_FIRST_BYTE = `
 import sys, time
@@ -65,6 +64,8 @@ for spec in sys.argv[1:]:
 print(n)
 `;
 import { digestOf } from '../src/oci/digest.js';
+import { benchArgs } from './lib/args.js';
+import { median } from './lib/stats.js';
 
 async function main(): Promise<void> {
   const cleanups: Array<() => unknown> = [];

@@ -14,16 +14,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FuseServer } from '../src/fuse/index.js';
 import { SyntheticFs } from '../harness/synthetic-fs.js';
+import { benchArgs } from './lib/args.js';
+import { median } from './lib/stats.js';
 
 const MiB = 1024 * 1024;
-const args = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1]! : def;
-};
-const reader = arg('reader', 'auto') as 'pipe' | 'worker' | 'auto';
-const runs = Number(arg('runs', '5'));
-const json = args.includes('--json');
+const { values: flags } = benchArgs({ options: { reader: { type: 'string', default: 'auto' }, runs: { type: 'string', default: '5' }, json: { type: 'boolean', default: false } } });
+const reader = flags.reader as 'pipe' | 'worker' | 'auto';
+const runs = Number(flags.runs);
+const json = flags.json;
 const RT_COUNT = 20000;
 
 function sh(cmd: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -41,7 +39,6 @@ function ddSeconds(stderr: string): number {
   return Number(m[1]);
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'soci-fuse-bench-'));

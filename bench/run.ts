@@ -22,6 +22,7 @@ import { PROFILES, startShapeProxy, type ShapeProfile } from './lib/shape-proxy.
 import { p50 } from './lib/stats.js';
 import { fullSample, lazySample, type SampleContext } from './lib/ttr-sample.js';
 import type { ResultsFile, Sample } from './lib/types.js';
+import { benchArgs } from './lib/args.js';
 
 const exec = promisify(execFile);
 const work = resolve('.bench-work');
@@ -32,9 +33,10 @@ const UNSHAPED_BYTES_PER_S = 2e9;
 /** dependent round trips a lazy start needs at least: manifest, config + SOCI index, zTOCs, data */
 const MODEL_ROUND_TRIPS = 4;
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
+const { values: flags } = benchArgs({ options: { profile: { type: 'string' }, samples: { type: 'string' }, images: { type: 'string' }, report: { type: 'boolean', default: false } }, strict: false });
+function arg(name: 'profile' | 'samples' | 'images'): string | undefined {
+  const v = flags[name];
+  return typeof v === 'string' ? v : undefined;
 }
 
 function shuffle<T>(xs: T[]): T[] {
@@ -141,7 +143,7 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--report')) return report();
+  if (flags.report) return report();
   if (process.getuid?.() !== 0) throw new Error('the time-to-ready benchmark needs root (containerd, runc, FUSE)');
   const profiles = (arg('profile') ?? 'p0').split(',').map((id) => {
     const p = PROFILES[id as ShapeProfile['id']];

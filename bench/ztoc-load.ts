@@ -4,13 +4,13 @@
  * synthetic TOC of N regular files, so the cost is measured where it is largest: many small
  * entries. Median of 9 runs each. Usage: node --import tsx bench/ztoc-load.ts [--entries 100000]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './lib/args.js';
 import { LayerTree } from '../src/fs/index.js';
 import { marshalZtoc, unmarshalZtoc, type FileMetadata, type Ztoc } from '../src/ztoc/index.js';
 import { TocHeaders } from '../src/ztoc/entry-check.js';
 import { median } from './lib/stats.js';
 
-const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' }, runs: { type: 'string', default: '9' } } });
+const { values } = benchArgs({ options: { entries: { type: 'string', default: '100000' }, runs: { type: 'string', default: '9' } } });
 const n = Number(values.entries);
 const runs = Number(values.runs);
 

@@ -14,10 +14,11 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { buildBenchImage, IMAGE_NAMES, type BenchImage, type ImageName, type Workload } from './index.js';
 import { materialize, withChrootMounts } from './rootfs.js';
 import { fileBytes, mb, removeTree, run, sweepStale } from './sh.js';
+import { benchArgs } from '../lib/args.js';
 
-const argv = process.argv.slice(2);
-const measure = argv.includes('--measure');
-const names = (argv.filter((a) => !a.startsWith('--')).length ? argv.filter((a) => !a.startsWith('--')) : IMAGE_NAMES) as ImageName[];
+const { values: flags, positionals } = benchArgs({ options: { measure: { type: 'boolean', default: false } }, allowPositionals: true });
+const measure = flags.measure;
+const names = (positionals.length ? positionals : IMAGE_NAMES) as ImageName[];
 const work = resolve('.bench-work');
 
 function freePort(): Promise<number> {
