@@ -21,11 +21,12 @@ function table(): SpanTable {
 
 test('read tracker: distinct pages, per-span compressed estimate, spans touched, first read time', () => {
   const t = new ReadTracker(table());
-  assert.deepEqual(t.stats(), { bytesRead: 0, neededCompressed: 0, spansTouched: 0, firstReadAt: 0 });
+  assert.deepEqual(t.stats(), { bytesRead: 0, neededCompressed: 0, spansTouched: 0, firstReadAt: 0, bytesServed: 0 });
   const before = Date.now();
   t.record(0, 8192); // 2 pages of span 0
   t.record(100, 5000); // same pages again: nothing new
   assert.equal(t.stats().bytesRead, 8192);
+  assert.equal(t.stats().bytesServed, 8192 + 4900, 'served counts every byte given, twice when read twice');
   assert.equal(t.stats().neededCompressed, 2048); // 4:1
   assert.ok(t.stats().firstReadAt >= before);
   t.record((1 << 20) - 1, (1 << 20) + 1); // last page of span 0 + first page of span 1
@@ -42,5 +43,6 @@ test('read tracker: empty and zero-length reads record nothing', () => {
   const t = new ReadTracker(table());
   t.record(10, 10);
   assert.equal(t.stats().firstReadAt, 0);
+  assert.equal(t.stats().bytesServed, 0);
   assert.equal(t.stats().bytesRead, 0);
 });
