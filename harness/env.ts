@@ -1,12 +1,14 @@
 /**
  * Shared test environment helpers. e2e tests need root (FUSE, mount, containerd) and Debian tools:
  * outside CI they skip with a reason; in CI (CI=true) a missing prerequisite is a failure, never a skip.
+ * `scripts/test.sh --unit` (SOCI_TEST_UNIT=1) skips every test that needs root or a host tool.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
+import type { Logger } from '../src/logger.js';
 
 export const inCI = process.env.CI === 'true';
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -20,6 +22,8 @@ export function hasTool(name: string): boolean {
  * In CI it throws instead, so e2e tests never silently skip there.
  */
 export function needs(opts: { root?: boolean; tools?: string[] }): string | false {
+  // `scripts/test.sh --unit`: only what runs without root or host tools, even in CI.
+  if (process.env.SOCI_TEST_UNIT === '1' && (opts.root || opts.tools?.length)) return 'unit run (scripts/test.sh --unit): needs root or host tools';
   const missing: string[] = [];
   if (opts.root && !isRoot) missing.push('root');
   for (const t of opts.tools ?? []) if (!hasTool(t)) missing.push(t);
@@ -56,4 +60,17 @@ export async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of it) parts.push(c);
   return Buffer.concat(parts);
+}
+
+export interface LogLine {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+/** A Logger (src/logger.ts) that keeps every line, for tests to assert on. */
+export function recordingLogger(): Logger & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: LogLine['level']) => (fields: Record<string, unknown>, msg: string) => void lines.push({ level, msg, fields });
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

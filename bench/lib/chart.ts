@@ -41,8 +41,8 @@ export function renderChart(results: ResultsFile[]): string {
   if (!all.length) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="60" viewBox="0 0 ${W} 60">${text(20, 35, 'time to ready: no results', 'font-family="sans-serif" font-size="14"')}</svg>\n`;
 
   // Shared log axis over whole decades (at least one), from the smallest p50 to the largest p90.
-  const lo = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...all.map((b) => b.p50))))));
-  let hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...all.map((b) => Math.max(b.p50, b.p90))))));
+  const lo = 10 ** Math.floor(Math.log10(Math.max(0.01, Math.min(...all.map((b) => b.p50)))));
+  let hi = 10 ** Math.ceil(Math.log10(Math.max(...all.map((b) => Math.max(b.p50, b.p90)))));
   if (hi <= lo) hi = lo * 10;
   const x = (s: number) => LEFT + (PW * (Math.log10(Math.min(hi, Math.max(lo, s))) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo));
   const ticks: number[] = [];

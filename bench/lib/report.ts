@@ -74,7 +74,7 @@ const fix = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : dash)
 const sec = (ms: number) => fix(ms / 1000, 2);
 const mb = (b: number) => fix(b / 1e6, 1);
 const pct = (part: number, whole: number) => (whole > 0 && Number.isFinite(part) ? `${((100 * part) / whole).toFixed(1)} %` : dash);
-const escape = (s: string) => s.replace(/\|/g, '\\|');
+const escapeCell = (s: string) => s.replace(/\|/g, '\\|');
 
 /** p50s of one row in one profile (NaN where absent). */
 function figures(d: ProfileData, row: Row, img: ImageInfo | undefined) {
@@ -108,7 +108,7 @@ function profileTable(d: ProfileData, rows: Row[], images: Map<string, ImageInfo
   for (const row of rows) {
     if (!d.samples.some((s) => s.image === row.image && s.workload === row.workload)) continue;
     const f = figures(d, row, images.get(row.image));
-    lines.push(`| ${[escape(row.label), sec(f.fullP50), sec(f.fullP90), `**${sec(f.lazyP50)}**`, sec(f.lazyP90), sec(f.warmP50), fix(f.lazyP50 / f.fullP50, 2),
+    lines.push(`| ${[escapeCell(row.label), sec(f.fullP50), sec(f.fullP90), `**${sec(f.lazyP50)}**`, sec(f.lazyP90), sec(f.warmP50), fix(f.lazyP50 / f.fullP50, 2),
       sec(f.lazyPull), sec(f.firstByte), `${mb(f.lazyBytes)} (${pct(f.lazyBytes, f.compressed)})`, `${mb(f.fullBytes)} (${pct(f.fullBytes, f.compressed)})`,
       fix(f.ranges, 0), fix(f.amplification, 2), sec(f.model), fix(f.lazyP50 / f.model, 2), fix(f.cpu / 1000, 2), mb(f.rss)].join(' | ')} |`);
     const mine = d.samples.filter((s) => s.image === row.image && s.workload === row.workload);
@@ -195,7 +195,7 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
     'the lower bound computed by bench/run.ts. p50/p90 are nearest-rank.', '');
   if (imageList.length) {
     out.push('| image | layers | compressed MB | uncompressed MB | workloads |', '|---|---|---|---|---|');
-    for (const i of imageList) out.push(`| ${escape(i.name)} | ${i.layers} | ${mb(i.compressedBytes)} | ${mb(i.uncompressedBytes)} | ${escape(i.workloads.map((w) => `${w.name}: ${w.description}`).join('; '))} |`);
+    for (const i of imageList) out.push(`| ${escapeCell(i.name)} | ${i.layers} | ${mb(i.compressedBytes)} | ${mb(i.uncompressedBytes)} | ${escapeCell(i.workloads.map((w) => `${w.name}: ${w.description}`).join('; '))} |`);
     out.push('');
   }
   for (const d of data) {
@@ -206,7 +206,7 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
   }
   if (!data.length) out.push('No results.', '');
   out.push('### Targets', '', '| target | image / workload | figure | result |', '|---|---|---|---|');
-  for (const v of evaluateTargets(results)) out.push(`| ${escape(v.target)} | ${escape(v.row)} | ${v.figure} | ${v.pass === undefined ? 'not measured' : v.pass ? '✅' : '❌'} |`);
+  for (const v of evaluateTargets(results)) out.push(`| ${escapeCell(v.target)} | ${escapeCell(v.row)} | ${v.figure} | ${v.pass === undefined ? 'not measured' : v.pass ? '✅' : '❌'} |`);
   return out.join('\n') + '\n';
 }
 

@@ -1,5 +1,5 @@
 /** Flags shared by commands, parsing helpers and the image-input resolution. */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { SociError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';

@@ -38,7 +38,10 @@ export function indexCommand(): Command {
         } else if (want.length) {
           rows = rows.filter((e) => want.includes(e.platform));
         }
-        if (o.quiet) return rows.forEach((r) => out(r.digest));
+        if (o.quiet) {
+          for (const r of rows) out(r.digest);
+          return;
+        }
         const named = await withImageNames(s, rows);
         if (o.json) return printJson(named.map(({ entry, name }) => ({ ...entry, imageRef: name })));
         out(

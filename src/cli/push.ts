@@ -44,7 +44,7 @@ export function pushCommand(): Command {
         if (v1.length < all.length) out('[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.');
         const platforms = manifests ? null : wanted.map(formatPlatform);
         const latest = new Map<string, (typeof v1)[number]>();
-        for (const e of v1) if ((!platforms || !platforms.length || platforms.includes(e.platform)) && !latest.has(e.originalDigest)) latest.set(e.originalDigest, e);
+        for (const e of v1) if ((!platforms?.length || platforms.includes(e.platform)) && !latest.has(e.originalDigest)) latest.set(e.originalDigest, e);
         if (!latest.size) throw new SociError('ERR_NOT_FOUND', `could not find any soci index manifest v1 to push for ${refStr}${wanted.length ? ` (platform ${wanted.map(formatPlatform).join(', ')})` : ''}`);
         const client = registryClient(ref.registry, o, Boolean(g.debug));
         for (const entry of latest.values()) {

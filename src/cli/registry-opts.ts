@@ -3,7 +3,7 @@
  * --refresh, -k/--skip-verify, --insecure-registry, --hosts-dir, --tlscacert/--tlscert/--tlskey,
  * --http-dump/--http-trace (both: our --debug line per request, never headers or secrets).
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { RegistryHosts, defaultCredentials, type CredentialProvider, type RegistryClient, type RegistryHostsOptions } from '../registry/index.js';
 import { readTlsFile } from '../registry/hosts-dir.js';
 import { SociError } from '../errors.js';

@@ -37,7 +37,10 @@ export function ztocCommand(): Command {
         const seen = new Set<string>();
         rows = rows.filter((e) => !seen.has(e.digest) && seen.add(e.digest));
         if (o.json) return printJson(rows.map((r) => ({ digest: r.digest, size: r.size, layerDigest: r.originalDigest, spanSize: r.spanSize })));
-        if (o.quiet) return rows.forEach((r) => out(r.digest));
+        if (o.quiet) {
+          for (const r of rows) out(r.digest);
+          return;
+        }
         out(table(['DIGEST', 'SIZE', 'LAYER DIGEST'], rows.map((r) => [r.digest, String(r.size), r.originalDigest])));
       } finally {
         await s.close();

@@ -8,6 +8,7 @@
  * unregistered, fully fetched, or on a fetch error.
  */
 import type { SpanManager } from './span-manager.js';
+import type { Logger } from '../logger.js';
 
 export interface BackgroundFetcherOptions {
   /** quiet time after the latest pause() (e.g. a new mount) before fetching (default 30 000 ms) */
@@ -21,7 +22,7 @@ export interface BackgroundFetcherOptions {
    * being added; 'oldest' drops the one queued longest. A dropped layer stays lazily loaded.
    */
   dropPolicy?: 'newest' | 'oldest';
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  logger?: Logger;
 }
 
 interface Cursor {
@@ -30,8 +31,8 @@ interface Cursor {
 }
 
 export class BackgroundFetcher {
-  private readonly o: Required<Omit<BackgroundFetcherOptions, 'log'>>;
-  private readonly log: BackgroundFetcherOptions['log'];
+  private readonly o: Required<Omit<BackgroundFetcherOptions, 'logger'>>;
+  private readonly logger: Logger | undefined;
   private readonly queue: Cursor[] = [];
   /** registered layers (a cursor being fetched is off the queue but still here) */
   private readonly active = new Map<SpanManager, Cursor>();
@@ -50,7 +51,7 @@ export class BackgroundFetcher {
       maxQueueSize: opts.maxQueueSize ?? 300,
       dropPolicy: opts.dropPolicy ?? 'newest',
     };
-    this.log = opts.log;
+    this.logger = opts.logger;
   }
 
   /** Queues a layer; also restarts the quiet period (a new mount is busy with foreground reads). */
@@ -145,7 +146,7 @@ export class BackgroundFetcher {
       // An error drops the layer from the queue (like AWS's).
       this.counters.failures++;
       this.active.delete(c.spans);
-      this.log?.('background fetch failed; layer dropped', { layer: c.spans.layerKey, span: id, error: (e as Error).message });
+      this.logger?.warn({ layer: c.spans.layerKey, span: id, error: (e as Error).message }, 'background fetch failed; layer dropped');
     } finally {
       this.busy = false;
     }

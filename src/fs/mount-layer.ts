@@ -17,6 +17,7 @@ import type { LayerFailure } from './failure-log.js';
 import type { SpanCache } from './span-cache.js';
 import { DEFAULT_READ_DEADLINE_MS, SpanManager, type SpanManagerStats } from './span-manager.js';
 import { LayerTree } from './tree.js';
+import type { Logger } from '../logger.js';
 
 export interface LayerMountOptions {
   fetchTimeoutMs?: number;
@@ -36,7 +37,7 @@ export interface LayerMountOptions {
   prefetchGate?: Semaphore;
   opaqueXattr?: 'trusted.overlay.opaque' | 'user.overlay.opaque';
   fuse?: Partial<FuseServerOptions>;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  logger?: Logger;
   /** every span verification failure, registry error, missed deadline, zTOC lie and failed read */
   onFailure?: (f: LayerFailure) => void;
 }
@@ -110,7 +111,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     const all = () =>
       Promise.all(
         prefetch.map((r) =>
-          fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.log?.('prefetch failed', { layer: p.layer.digest, error: e.message })),
+          fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.logger?.warn({ layer: p.layer.digest, error: e.message }, 'prefetch failed')),
         ),
       );
     await (o.prefetchGate ? o.prefetchGate.run(all) : all());
@@ -124,7 +125,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     names: 'latin1',
     requestTimeoutMs: o.requestTimeoutMs ?? readTimeout + 5000,
     ...(o.readaheadKb ? { readaheadKb: o.readaheadKb } : {}),
-    ...(o.log ? { log: o.log } : {}),
+    ...(o.logger ? { logger: o.logger } : {}),
     ...o.fuse,
   });
   o.backgroundFetcher?.register(fs.spans);
@@ -145,7 +146,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     mountpoint: p.mountpoint,
     stats: () => ({ ...fs.spans.stats(), digest: p.layer.digest, mountpoint: p.mountpoint, fuseRequests: server.stats.requests, fuseErrors: server.stats.errors }),
     unmount: async () => {
-      await server.unmount({ lazy: 'fallback' }).catch((e: Error) => o.log?.('unmount failed', { mountpoint: p.mountpoint, error: e.message }));
+      await server.unmount({ lazy: 'fallback' }).catch((e: Error) => o.logger?.warn({ mountpoint: p.mountpoint, error: e.message }, 'unmount failed'));
       done ??= cleanup();
       await done;
     },

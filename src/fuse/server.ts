@@ -20,6 +20,7 @@ import {
 import { DirHandles } from './dirs.js';
 import { startReader, type ReaderEnd, type ReaderKind, type RequestReader } from './readers.js';
 import { Errno, type Filesystem } from './types.js';
+import type { Logger } from '../logger.js';
 
 const openAsync = promisify(fs.open);
 const closeAsync = promisify(fs.close);
@@ -49,7 +50,7 @@ export interface FuseServerOptions {
   /** Negotiate FUSE_ABORT_ERROR (default true): a fusectl abort then reads as ECONNABORTED, not ENODEV. */
   abortError?: boolean;
   /** Unexpected conditions (reply write failures, reader errors). */
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  logger?: Logger;
   /**
    * Name codec between the kernel's bytes and the Filesystem's strings (lookup, readdir, xattr
    * names): 'utf8' (default) or 'latin1' for byte-exact names that may not be valid UTF-8.
@@ -164,7 +165,7 @@ export class FuseServer extends EventEmitter {
     }
     if (opts.readaheadKb) {
       // Only an optimisation: a read-only /sys (some containers) must not fail the mount.
-      await server.setReadaheadKb(opts.readaheadKb).catch((e: unknown) => opts.log?.('cannot set read_ahead_kb', { error: String(e) }));
+      await server.setReadaheadKb(opts.readaheadKb).catch((e: unknown) => opts.logger?.warn({ error: String(e) }, 'cannot set read_ahead_kb'));
     }
     return server;
   }
@@ -279,7 +280,7 @@ export class FuseServer extends EventEmitter {
     const reason = this.closeReason(e.code, still);
     if (still) {
       const r = await umount(this.mountpoint, true);
-      if (!r.ok) this.opts.log?.('umount -l after connection loss failed', { mountpoint: this.mountpoint, message: r.message });
+      if (!r.ok) this.opts.logger?.warn({ mountpoint: this.mountpoint, message: r.message }, 'umount -l after connection loss failed');
     }
     this.finish(e, reason);
   }
@@ -373,7 +374,7 @@ export class FuseServer extends EventEmitter {
     try {
       this.fsys.forget?.(ino, n);
     } catch (e) {
-      this.opts.log?.('forget failed', { ino, error: String(e) });
+      this.opts.logger?.warn({ ino, error: String(e) }, 'forget failed');
     }
   }
 
@@ -430,7 +431,7 @@ export class FuseServer extends EventEmitter {
       if (code === 'ENOENT') this.stats.replyEnoent++;
       else {
         this.stats.replyFailures++;
-        if (code !== 'ENODEV' && code !== 'ECONNABORTED') this.opts.log?.('FUSE reply write failed', { code, len });
+        if (code !== 'ENODEV' && code !== 'ECONNABORTED') this.opts.logger?.warn({ code, len }, 'FUSE reply write failed');
       }
     }
   }

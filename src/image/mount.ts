@@ -17,6 +17,7 @@ import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import { mountLayer, unpackLayer, type LayerMount, type LayerMountOptions, type SpanCache } from '../fs/index.js';
 import { fetchSociArtifacts, type FindSociIndexOptions, type SociArtifacts } from './discovery.js';
+import type { Logger } from '../logger.js';
 
 export interface LayerPlan {
   index: number;
@@ -72,7 +73,7 @@ export interface MountImageParams {
   allowSuid?: boolean;
   /** allow opening device nodes through the target (default false: nodev) */
   allowDev?: boolean;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  logger?: Logger;
 }
 
 /** The per-mount flags of the merged target: always ro; nosuid and nodev unless allowed. */
@@ -137,7 +138,7 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
           throw e;
         }
         layers.push({ plan, dir });
-        p.log?.('layer unpacked', { digest: plan.digest, reason: plan.reason });
+        p.logger?.info({ digest: plan.digest, reason: plan.reason }, 'layer unpacked');
       }
     }
     if (layers.length === 0) throw new SociError('ERR_INVALID_MANIFEST', 'image has no layers');
@@ -163,7 +164,7 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
     layers,
     unmount: async () => {
       await unmountAll();
-      await removeUnmounted(layersDir).catch((e: Error) => p.log?.('cleanup failed', { dir: layersDir, error: e.message }));
+      await removeUnmounted(layersDir).catch((e: Error) => p.logger?.warn({ dir: layersDir, error: e.message }, 'cleanup failed'));
     },
   };
 }

@@ -164,7 +164,7 @@ export async function putManifest(c: RegistryOps, repo: string, reference: strin
   );
   if (res.status !== 201 && res.status !== 200) throw await fail(c, res, `push of ${what}`);
   const announced = header(res, 'docker-content-digest');
-  if (announced && announced.startsWith(`${alg}:`) && announced !== digest) {
+  if (announced?.startsWith(`${alg}:`) && announced !== digest) {
     throw new SociError('ERR_DIGEST_MISMATCH', `${what}: registry stored ${announced}, content digest is ${digest}`);
   }
   return digest;

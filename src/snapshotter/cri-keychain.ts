@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { parseReference } from '../oci/reference.js';
 import type { CredentialProvider, Credentials } from '../registry/types.js';
+import type { Logger } from '../logger.js';
 
 const SERVICE = '/runtime.v1.ImageService/';
 const METHODS = ['ListImages', 'ImageStatus', 'PullImage', 'RemoveImage', 'ImageFsInfo'] as const;
@@ -84,7 +85,7 @@ export class CriKeychain {
 }
 
 /** Adds the forwarding ImageService to `server`; calls go to containerd at `target` (a socket path). */
-export function addImageServiceProxy(server: grpc.Server, target: string, keychain: CriKeychain, log: (msg: string, f?: Record<string, unknown>) => void): () => void {
+export function addImageServiceProxy(server: grpc.Server, target: string, keychain: CriKeychain, logger: Logger): () => void {
   const upstream = new grpc.Client(`unix://${target}`, grpc.credentials.createInsecure());
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
@@ -96,9 +97,9 @@ export function addImageServiceProxy(server: grpc.Server, target: string, keycha
         try {
           const { image, creds } = parsePullRequest(call.request);
           if (creds) keychain.remember(image, creds);
-          log('CRI PullImage proxied', { image, credentials: creds ? 'provided' : 'none' });
+          logger.info({ image, credentials: creds ? 'provided' : 'none' }, 'CRI PullImage proxied');
         } catch (e) {
-          log('CRI PullImage request not understood; forwarded as is', { error: (e as Error).message });
+          logger.warn({ error: (e as Error).message }, 'CRI PullImage request not understood; forwarded as is');
         }
       }
       // Forward untouched (namespace and other metadata included) and relay the answer or error.

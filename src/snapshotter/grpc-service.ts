@@ -48,6 +48,7 @@ export function namespaceOf(call: { metadata: grpc.Metadata }): string {
   return v === undefined ? '' : String(v);
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: requests decoded by proto-loader at run time
 type Req = Record<string, any>;
 
 export function createHandlers(sn: Snapshotter, logger: Logger): grpc.UntypedServiceImplementation {

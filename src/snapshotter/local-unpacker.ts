@@ -13,6 +13,7 @@ import { decodeManifest } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { LocalUnpacker, MountContext } from './layer-mounter.js';
 import { LABELS } from './labels.js';
+import type { Logger } from '../logger.js';
 
 interface ImageMeta {
   manifest: ReturnType<typeof decodeManifest>;
@@ -27,7 +28,7 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
 
   constructor(
     private readonly clientFor: (registry: string) => RegistryClient,
-    private readonly log: (msg: string, fields?: Record<string, unknown>) => void,
+    private readonly logger: Logger,
   ) {}
 
   async unpack(dir: string, _parentDirs: string[], labels: Record<string, string>, ctx: MountContext): Promise<void> {
@@ -59,7 +60,7 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     const stats = await unpackLayer(tapped, 'uncompressed', dir);
     const got = `sha256:${hash.digest('hex')}`;
     if (got !== diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${layerDigest}: uncompressed digest ${got} does not match diff_id ${diffId}`);
-    this.log('layer unpacked locally', { layer: layerDigest, entries: stats.entries, bytes: stats.bytes, namespace: ctx.namespace });
+    this.logger.info({ layer: layerDigest, entries: stats.entries, bytes: stats.bytes, namespace: ctx.namespace }, 'layer unpacked locally');
   }
 
 

@@ -43,20 +43,18 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   if (!hooks.mounter) {
     const { SociLayerMounter, cleanupStaleSociMounts } = await import('./soci-mounter.js');
     const { RegistryLocalUnpacker } = await import('./local-unpacker.js');
-    const log = (msg: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, msg);
     let keychain: import('./cri-keychain.js').CriKeychain | undefined;
     if (config.cri_keychain.enable_keychain) {
       const { CriKeychain, addImageServiceProxy } = await import('./cri-keychain.js');
       const kc = new CriKeychain();
       keychain = kc;
       const target = config.cri_keychain.image_service_path.replace(/^unix:\/\//, '');
-      hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, log) };
-      log('serving the CRI image service proxy', { target });
+      hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, logger) };
+      logger.info({ target }, 'serving the CRI image service proxy');
     }
-    const logAt = (level: 'debug' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => logger[level](fields, msg);
-    const mounter = new SociLayerMounter({ config, root: opts.root, log, logAt, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
+    const mounter = new SociLayerMounter({ config, root: opts.root, logger, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
     // Layers an index does not cover are fetched, diff_id-verified and unpacked by us.
-    const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), log);
+    const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), logger);
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };
   }
   const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks });

@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { SociError, escapeControls } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { BackgroundFetcher, FAILURE_MESSAGES, type LayerTree, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
 import { cleanupStaleMounts } from '../fuse/index.js';
 import { umount } from '../host/index.js';
@@ -31,8 +32,6 @@ function fuseOpType(op: string): string {
   return `fuse_${op}`;
 }
 
-type Log = (msg: string, fields?: Record<string, unknown>) => void;
-
 /** Bytes that cannot be trusted are errors; a slow or failing registry is a warning. */
 const FAILURE_LEVEL: Record<FailureKind, 'warn' | 'error'> = { span_verification: 'error', toc_mismatch: 'error', registry: 'warn', read_deadline: 'warn', read: 'warn' };
 
@@ -49,9 +48,7 @@ function kernelTtl(sec: number): number {
 export interface SociMounterOptions {
   config: Config;
   root: string;
-  log: Log;
-  /** warnings and errors (layer failures); default: `log` */
-  logAt?: (level: 'debug' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
+  logger: Logger;
   /** bytes of uncompressed spans kept on disk for all layers together */
   cacheMaxBytes?: number;
   /** consulted after Docker config (AWS's order): the CRI keychain */
@@ -85,7 +82,7 @@ export class SociLayerMounter implements LayerMounter {
 
   private readonly credentials: CredentialProvider;
   private readonly failures: FailureLog;
-  private readonly logAt: NonNullable<SociMounterOptions['logAt']>;
+  private readonly logger: Logger;
   private readonly counters = new Set<ImageOperationCounter>();
   private readonly stopQueueMetric: () => void;
   /** AWS's max_concurrency: layers whose zTOCs download at once, across images (0 = no bound) */
@@ -112,13 +109,13 @@ export class SociLayerMounter implements LayerMounter {
       () => this.stats(),
       () => new Map([...this.sizes]),
     );
-    this.logAt = o.logAt ?? ((_level, msg, fields) => o.log(msg, fields));
+    this.logger = o.logger;
     this.failures = new FailureLog({
-      write: (f, suppressed) => this.logAt(FAILURE_LEVEL[f.kind], FAILURE_MESSAGES[f.kind], failureFields(f, suppressed)),
+      write: (f, suppressed) => this.logger[FAILURE_LEVEL[f.kind]](failureFields(f, suppressed), FAILURE_MESSAGES[f.kind]),
       count: countLayerFailure,
     });
     const bg = o.config.background_fetch;
-    this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest', log: o.log });
+    this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest', logger: o.logger });
     const fetcher = this.fetcher;
     this.stopQueueMetric = fetcher ? emitQueueSize(() => fetcher.pending, bg.emit_metric_period_sec * 1000) : () => undefined;
   }
@@ -162,10 +159,10 @@ export class SociLayerMounter implements LayerMounter {
           const client = this.client(host);
           try {
             const index = await findSociIndex(client, ref.repository, manifestDigest, opts);
-            this.o.log('fetching SOCI artifacts using index descriptor', { digest: index.desc.digest, host, version: index.version });
+            this.logger.info({ digest: index.desc.digest, host, version: index.version }, 'fetching SOCI artifacts using index descriptor');
             const artifacts = this.artifacts(hosts.slice(i), ref.repository, index, opts);
             artifacts.catch(() => undefined); // observed by mount(); a layer that never asks must not crash the daemon
-            const ops: ImageOperationCounter = new ImageOperationCounter(manifestDigest, this.o.config.fuse_metrics_emit_wait_duration_sec * 1000, (m) => this.o.log(m), () => this.counters.delete(ops));
+            const ops: ImageOperationCounter = new ImageOperationCounter(manifestDigest, this.o.config.fuse_metrics_emit_wait_duration_sec * 1000, (m) => this.logger.info({}, m), () => this.counters.delete(ops));
             this.counters.add(ops);
             return { index, artifacts, repo: ref.repository, ops };
           } catch (e) {
@@ -203,7 +200,7 @@ export class SociLayerMounter implements LayerMounter {
         const blobs = containerdBlobs(c.content);
         return { reader: { has: blobs.has, get: blobs.get }, close: () => c.close() };
       } catch (e) {
-        this.logAt('warn', "cannot read SOCI artifacts from containerd's content store; fetching them from the registry", { address: cs.containerd_address, error: (e as Error).message });
+        this.logger.warn({ address: cs.containerd_address, error: (e as Error).message }, "cannot read SOCI artifacts from containerd's content store; fetching them from the registry");
         this.containerd = undefined;
         return undefined;
       }
@@ -232,7 +229,7 @@ export class SociLayerMounter implements LayerMounter {
     const layerDigest = labels[LABELS.layerDigest]!;
     const timeoutMs = this.o.config.mount_timeout_sec * 1000;
     const t0 = performance.now();
-    const headers = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers, (msg, header) => this.logAt('warn', msg, { header, layer: layerDigest }));
+    const headers = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers, (msg, header) => this.logger.warn({ header, layer: layerDigest }, msg));
     const work = (async () => {
       const c = await withRequestHeaders(headers, () => this.context(labels));
       if (!layerZtocMap(c.index.manifest).has(layerDigest)) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
@@ -258,7 +255,7 @@ export class SociLayerMounter implements LayerMounter {
           readaheadMaxSpans: Math.max(0, this.o.config.blob.readahead_max_spans),
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
           ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest) ? { prefetch: artifacts.prefetch.get(layerDigest)!, prefetchGate: this.prefetchGate } : {}),
-          log: this.o.log,
+          logger: this.logger,
           onFailure: (f) => this.failures.report(f),
           fuse: {
             // AWS's [fuse] timeouts (1 s by default): how long the kernel may cache names and attributes.
@@ -270,7 +267,7 @@ export class SociLayerMounter implements LayerMounter {
               c.ops.count(op);
               if (errno) countFuseFailure(op, errno, layerDigest);
               // AWS's log_fuse_operations (and debug): one debug line per operation; it names paths of the image
-              if (trace) this.logAt('debug', 'FUSE operation', { operation: op, path: escapeControls(layerTree?.pathOf(nodeid) ?? `#${nodeid}`), layer: layerDigest, latency_us: Math.round(micros), ...(errno ? { errno } : {}) });
+              if (trace) this.logger.debug({ operation: op, path: escapeControls(layerTree?.pathOf(nodeid) ?? `#${nodeid}`), layer: layerDigest, latency_us: Math.round(micros), ...(errno ? { errno } : {}) }, 'FUSE operation');
             },
           },
         },
@@ -281,7 +278,7 @@ export class SociLayerMounter implements LayerMounter {
       layerTree = m.fs.tree;
       this.mounts.set(mountpoint, m);
       this.probes.set(mountpoint, { probe: () => withRequestHeaders(headers, () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size))), lastOk: Date.now() });
-      this.o.log('layer mounted', { layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key });
+      this.logger.info({ layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key }, 'layer mounted');
     })();
     await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);
   }

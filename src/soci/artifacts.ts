@@ -48,11 +48,11 @@ export function gcLabels(bytes: Buffer): Record<string, string> {
   const labels: Record<string, string> = {};
   const kind = kindOf(bytes);
   if (kind === 'index') {
-    decodeIndex(bytes).manifests.forEach((d, i) => (labels[`${GC}.m.${i}`] = d.digest));
+    for (const [i, d] of decodeIndex(bytes).manifests.entries()) labels[`${GC}.m.${i}`] = d.digest;
   } else if (kind !== 'leaf') {
     const m = decodeManifest(bytes);
     labels[`${GC}.config`] = m.config.digest;
-    m.layers.forEach((l, i) => (labels[`${GC}.${kind === 'soci-index' ? 'ztoc' : 'l'}.${i}`] = l.digest));
+    for (const [i, l] of m.layers.entries()) labels[`${GC}.${kind === 'soci-index' ? 'ztoc' : 'l'}.${i}`] = l.digest;
   }
   return labels;
 }

@@ -65,7 +65,9 @@ export class ArtifactsDb {
   }
 
   putMany(entries: ArtifactEntry[]): void {
-    this.db.transaction((es: ArtifactEntry[]) => es.forEach((e) => this.put(e)))(entries);
+    this.db.transaction((es: ArtifactEntry[]) => {
+      for (const e of es) this.put(e);
+    })(entries);
   }
 
   list(filter: Partial<Pick<ArtifactEntry, 'type' | 'digest' | 'imageRef' | 'imageDigest' | 'originalDigest' | 'platform'>> = {}): ArtifactEntry[] {
@@ -99,7 +101,7 @@ export class ArtifactsDb {
   replaceAll(entries: ArtifactEntry[]): void {
     this.db.transaction((es: ArtifactEntry[]) => {
       this.db.exec('DELETE FROM artifacts');
-      es.forEach((e) => this.put(e));
+      for (const e of es) this.put(e);
     })(entries);
   }
 }

@@ -28,6 +28,7 @@ import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { oneLineError, soci, sociFail } from '../../harness/soci-cli.js';
+import { silentLogger } from '../../src/logger.js';
 
 /** a name at the host's root that an escape through `link -> /` would create */
 const ESCAPE = `soci-hostile-escape-${process.pid}`;
@@ -309,7 +310,7 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
   };
 
   // The snapshotter's local unpacker, into <world>/snapshots/10/fs.
-  const unpacker = new RegistryLocalUnpacker(() => client, () => undefined);
+  const unpacker = new RegistryLocalUnpacker(() => client, silentLogger);
   const w = world(join(top, 'world'));
   const localUnpack = (repo: string, img: { manifest: string }, layer: string) =>
     unpacker.unpack(w.root, [], { [LABELS.imageRef]: `${reg.host}/${repo}:v1`, [LABELS.layerDigest]: layer, [LABELS.manifestDigest]: img.manifest }, { namespace: 'default', key: 'k' });

@@ -19,6 +19,7 @@ import type { RegistryClient } from '../../src/registry/index.js';
 import { hasTool } from '../../harness/env.js';
 import { pseudoRandom } from '../../harness/images.js';
 import { digestOf } from '../../src/oci/digest.js';
+import { silentLogger } from '../../src/logger.js';
 
 
 // Anything that slips out as a process-level error fails this file loudly.
@@ -138,19 +139,19 @@ test('RegistryLocalUnpacker: a layer download that fails rejects that unpack onl
   ];
   for (const [name, stream, re] of cases) {
     const { client, manifestDigest, layerDigest } = fakeClient(gz, digestOf(TAR), stream);
-    const u = new RegistryLocalUnpacker(() => client, () => undefined);
+    const u = new RegistryLocalUnpacker(() => client, silentLogger);
     const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
     await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, re), name);
   }
   // a wrong diff_id is caught after the stream
   const { client, manifestDigest, layerDigest } = fakeClient(gz, digestOf(Buffer.from('other')), () => chunks(gz));
-  const u = new RegistryLocalUnpacker(() => client, () => undefined);
+  const u = new RegistryLocalUnpacker(() => client, silentLogger);
   const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
   await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, /does not match diff_id/));
   // and an intact one unpacks
   const good = fakeClient(gz, digestOf(TAR), () => chunks(gz));
   const dir = await scratchDir(t);
-  await new RegistryLocalUnpacker(() => good.client, () => undefined).unpack(dir, [], { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest }, { namespace: 'default', key: 'k' });
+  await new RegistryLocalUnpacker(() => good.client, silentLogger).unpack(dir, [], { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest }, { namespace: 'default', key: 'k' });
   assert.deepEqual((await readdir(join(dir, 'a'))).sort(), ['b', 't.txt']);
   assert.deepEqual(stray, []);
 });

@@ -109,7 +109,7 @@ for (const reader of ['pipe', 'worker'] as const) {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /user\.bin=0x000102fffe00/);
       assert.match(r.stdout, /user\.text=0x68656c6c6f/);
-      assert.match(r.stdout, new RegExp(`user\\.big=0x(61){3000}\\n`));
+      assert.match(r.stdout, /user\.big=0x(61){3000}\n/);
       const d = await sh(`getfattr --absolute-names -n trusted.overlay.opaque --only-values '${M}/dir'`);
       assert.equal(d.stdout, 'y');
       const missing = await sh(`getfattr -n user.missing '${M}/xattr.txt'`);

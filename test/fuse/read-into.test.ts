@@ -20,7 +20,7 @@ class ScratchFs extends SyntheticFs {
   readIntos = 0;
   lateFills = 0;
 
-  async readInto(ino: number, offset: number, size: number, fh: number, scratch: Buffer): Promise<Buffer> {
+  async readInto(ino: number, offset: number, size: number, _fh: number, scratch: Buffer): Promise<Buffer> {
     this.readIntos++;
     assert.ok(scratch.length >= size);
     if (this.inUse.has(scratch.buffer)) this.overlaps++;

@@ -100,7 +100,7 @@ test('bearer: concurrent first requests share one token fetch', { skip }, async 
   const layer = tokenImg.manifests[0]!.layers[0]!;
   const before = tokenSrv.requests.length;
   const parts = await Promise.all(Array.from({ length: 8 }, (_, i) => c.fetchBlobRange('private/app', layer.digest, i * 100, i * 100 + 100)));
-  parts.forEach((p, i) => assert.ok(p.equals(layer.bytes.subarray(i * 100, i * 100 + 100))));
+  for (const [i, p] of parts.entries()) assert.ok(p.equals(layer.bytes.subarray(i * 100, i * 100 + 100)));
   assert.equal(tokenSrv.requests.length - before, 1);
 });
 

@@ -16,6 +16,7 @@ import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js'
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { silentLogger } from '../../src/logger.js';
 
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
@@ -42,7 +43,7 @@ test('check: a 2-byte probe per valid_interval, or on every call with check_alwa
       config.blob.max_retries = 1;
       edit(config);
       const root = await tempDir(t, 'soci-avail-');
-      const mounter = new SociLayerMounter({ config, root, log: () => undefined });
+      const mounter = new SociLayerMounter({ config, root, logger: silentLogger });
       mounters.push(mounter);
       const dir = join(root, 'layer');
       await mkdir(dir);

@@ -16,6 +16,7 @@ import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../../harnes
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { silentLogger } from '../../src/logger.js';
 
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
@@ -37,7 +38,7 @@ async function mountAllHeld(t: { after: (fn: () => unknown) => void }, proxy: Fa
   if (maxConcurrency !== undefined) config.max_concurrency = maxConcurrency;
   config.background_fetch.disable = true;
   const root = await tempDir(t, 'soci-concurrency-');
-  const mounter = new SociLayerMounter({ config, root, log: () => undefined });
+  const mounter = new SociLayerMounter({ config, root, logger: silentLogger });
   const mounts = images.map(async (img) => {
     const dir = join(root, img.repo.replace('/', '-'));
     await mkdir(dir);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startContainerd } from '../../harness/containerd.js';
-import { needs, tempDir } from '../../harness/env.js';
+import { needs, recordingLogger, tempDir } from '../../harness/env.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
 import { startRegistry } from '../../harness/registry.js';
@@ -52,14 +52,14 @@ test('content_store.type = "containerd": index and zTOCs read from containerd be
     const config = defaultConfig();
     config.background_fetch.disable = true;
     edit(config.content_store);
-    const warnings: string[] = [];
-    const mounter = new SociLayerMounter({ config, root: join(root, name), log: () => undefined, logAt: (level, msg) => level === 'warn' && warnings.push(msg) });
+    const logger = recordingLogger();
+    const mounter = new SociLayerMounter({ config, root: join(root, name), logger });
     proxy.clear();
     try {
       const dir = join(root, `m-${name}`);
       await mkdir(dir);
       await mountTopLayer(mounter, dir, proxy.host, img);
-      return { ...fetched(), warnings };
+      return { ...fetched(), warnings: logger.lines.filter((l) => l.level === 'warn').map((l) => l.msg) };
     } finally {
       await mounter.close();
     }

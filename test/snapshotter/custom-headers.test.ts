@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { needs, tempDir } from '../../harness/env.js';
+import { needs, recordingLogger, tempDir } from '../../harness/env.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
 import { startRegistry } from '../../harness/registry.js';
@@ -47,9 +47,9 @@ test('custom headers reach every registry request of the layer: index, zTOC and 
   const config = defaultConfig();
   config.background_fetch.disable = true;
   config.resolver.custom_headers = ['X-Request-Id'];
-  const warnings: Array<Record<string, unknown>> = [];
   const root = await tempDir(t, 'soci-headers-');
-  const mounter = new SociLayerMounter({ config, root, log: () => undefined, logAt: (level, msg, fields) => level === 'warn' && warnings.push({ msg, ...fields }) });
+  const logger = recordingLogger();
+  const mounter = new SociLayerMounter({ config, root, logger });
   try {
     const dir = join(root, 'm');
     await mkdir(dir);
@@ -66,7 +66,7 @@ test('custom headers reach every registry request of the layer: index, zTOC and 
       assert.equal(r.headers['x-other'], undefined);
       assert.notEqual(r.headers.authorization, 'Basic ZXZpbA==');
     }
-    assert.deepEqual(warnings.map((w) => w.header).sort(), ['authorization', 'x-other']);
+    assert.deepEqual(logger.lines.filter((l) => l.level === 'warn').map((l) => l.fields.header).sort(), ['authorization', 'x-other']);
   } finally {
     await mounter.close();
   }

@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { needs, tempDir } from '../../harness/env.js';
+import { needs, recordingLogger, tempDir } from '../../harness/env.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 import { startRegistry } from '../../harness/registry.js';
 import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../../harness/indexed-image.js';
@@ -53,9 +53,10 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   config.blob.max_span_verification_retries = 2; // AWS's key: bytes that fail their digest are fetched 3 times
   config.blob.read_deadline_sec = 2;
   config.background_fetch.disable = true;
-  const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
   const root = await tempDir(t, 'soci-failures-');
-  const mounter = new SociLayerMounter({ config, root, log: () => undefined, logAt: (level, msg, fields) => lines.push({ level, msg, fields }) });
+  const logger = recordingLogger();
+  const lines = logger.lines;
+  const mounter = new SociLayerMounter({ config, root, logger });
   t.after(() => mounter.close());
 
   const mountTop = async (img: IndexedImage) => {

@@ -11,13 +11,14 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { needs, tempDir } from '../../harness/env.js';
+import { needs, recordingLogger, tempDir } from '../../harness/env.js';
 import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
 import { startRegistry } from '../../harness/registry.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { silentLogger } from '../../src/logger.js';
 
 const pexec = promisify(execFile);
 
@@ -41,7 +42,7 @@ test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs
     const config = defaultConfig();
     if (ttl) Object.assign(config.fuse, { attr_timeout: ttl, entry_timeout: ttl, negative_timeout: ttl });
     config.background_fetch.disable = true;
-    const mounter = new SociLayerMounter({ config, root: join(root, `r${ttl}`), log: () => undefined });
+    const mounter = new SociLayerMounter({ config, root: join(root, `r${ttl}`), logger: silentLogger });
     mounters.push(mounter);
     const dir = join(root, `m${ttl}`);
     await mkdir(dir);
@@ -80,14 +81,14 @@ test('[fuse] log_fuse_operations (and debug): one debug line per FUSE operation 
       config.background_fetch.disable = true;
       if (mode === 'log_fuse_operations') config.fuse.log_fuse_operations = true;
       if (mode === 'debug') config.debug = true;
-      const lines: Array<Record<string, unknown>> = [];
-      const mounter = new SociLayerMounter({ config, root: join(root, `r-${mode}`), log: () => undefined, logAt: (level, msg, fields) => lines.push({ level, msg, ...fields }) });
+      const logger = recordingLogger();
+      const mounter = new SociLayerMounter({ config, root: join(root, `r-${mode}`), logger });
       mounters.push(mounter);
       const dir = join(root, `m-${mode}`);
       await mkdir(dir);
       await mountTopLayer(mounter, dir, reg.host, img);
       await pexec('cat', [join(dir, 'layer1', 'text.txt')]);
-      traced[mode] = lines.filter((l) => l.msg === 'FUSE operation');
+      traced[mode] = logger.lines.filter((l) => l.msg === 'FUSE operation').map((l) => ({ level: l.level, ...l.fields }));
     }
   } finally {
     for (const m of mounters) await m.close();

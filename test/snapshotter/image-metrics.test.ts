@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { needs, tempDir } from '../../harness/env.js';
+import { needs, recordingLogger, tempDir } from '../../harness/env.js';
 import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
 import { startRegistry } from '../../harness/registry.js';
 import { RegistryClient } from '../../src/registry/index.js';
@@ -35,8 +35,8 @@ test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec;
   const config = defaultConfig();
   config.fuse_metrics_emit_wait_duration_sec = 2;
   config.background_fetch.emit_metric_period_sec = 1;
-  const lines: string[] = [];
-  const mounter = new SociLayerMounter({ config, root: join(root, 'r'), log: (msg) => lines.push(msg) });
+  const logger = recordingLogger();
+  const mounter = new SociLayerMounter({ config, root: join(root, 'r'), logger });
   try {
     const dir = join(root, 'm');
     await mkdir(dir);
@@ -47,7 +47,7 @@ test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec;
     assert.ok((await imageCount('file.Read', img.manifestDigest))! >= 1);
     assert.ok((await imageCount('node.Lookup', img.manifestDigest))! >= 2, 'layer1, then text.txt');
     assert.equal(await imageCount('node.Readlink', img.manifestDigest), 0, 'every AWS operation is emitted, 0 when none');
-    assert.ok(lines.some((l) => l.startsWith(`fuse operation count for image ${img.manifestDigest}: file.Read = `)), lines.join('\n'));
+    assert.ok(logger.lines.some((l) => l.level === 'info' && l.msg.startsWith(`fuse operation count for image ${img.manifestDigest}: file.Read = `)), logger.lines.map((l) => l.msg).join('\n'));
     assert.notEqual(await imageCount('background_fetch_work_queue_size', ''), undefined, 'queue size emitted');
     // AWS's soci_fs_bytes_served: every byte the reads were given
     const served = new RegExp(`^soci_fs_bytes_served\\{operation_type="synchronous_bytes_served",layer="${img.top}"\\} (\\d+)$`, 'm').exec(await metrics.metrics());

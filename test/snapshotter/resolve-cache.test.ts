@@ -14,6 +14,7 @@ import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../../harnes
 import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { silentLogger } from '../../src/logger.js';
 
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
@@ -33,7 +34,7 @@ test('resolve_result_entry bounds the resolved images kept (least recently used 
     config.background_fetch.disable = true;
     config.resolve_result_entry = entries;
     const root = await tempDir(t, 'soci-resolve-');
-    const mounter = new SociLayerMounter({ config, root, log: () => undefined });
+    const mounter = new SociLayerMounter({ config, root, logger: silentLogger });
     try {
       for (const [i, img] of [a, b, a].entries()) {
         const dir = join(root, `m${i}`);

@@ -16,6 +16,7 @@ import { startRegistry } from '../../harness/registry.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { configReports, defaultConfig, parseConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { silentLogger } from '../../src/logger.js';
 
 const pexec = promisify(execFile);
 
@@ -31,7 +32,7 @@ test('force_single_range_mode: one range per request either way (and the key is 
     const config = defaultConfig();
     config.background_fetch.disable = true;
     config.blob.force_single_range_mode = force;
-    const mounter = new SociLayerMounter({ config, root: join(root, `r-${force}`), log: () => undefined });
+    const mounter = new SociLayerMounter({ config, root: join(root, `r-${force}`), logger: silentLogger });
     proxy.clear();
     try {
       const dir = join(root, `m-${force}`);

@@ -18,6 +18,7 @@ import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
+import { silentLogger } from '../../src/logger.js';
 
 const code = (e: unknown) => (e as { code?: string }).code ?? String(e);
 
@@ -30,7 +31,7 @@ test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do;
   const proxy = await startFaultProxy(t, reg.host);
 
   const root = await tempDir(t, 'soci-mounter-');
-  const mounter = new SociLayerMounter({ config: defaultConfig(), root, log: () => undefined });
+  const mounter = new SociLayerMounter({ config: defaultConfig(), root, logger: silentLogger });
   t.after(() => mounter.close());
   const ctx = { namespace: 'default', key: 'k' };
   const labels = (repo: string, img: { manifestDigest: string; indexDigest: string }, layer: string) => ({
