@@ -22,7 +22,13 @@ import { median } from './lib/stats.js';
 
 const root = resolve(import.meta.dirname, '..');
 const { values: flags } = benchArgs({
-  options: { child: { type: 'string', default: '' }, file: { type: 'string', default: '' }, 'size-mb': { type: 'string', default: '550' }, rounds: { type: 'string', default: '3' }, 'cache-dir': { type: 'string', default: '' } },
+  options: {
+    child: { type: 'string', default: '' },
+    file: { type: 'string', default: '' },
+    'size-mb': { type: 'string', default: '550' },
+    rounds: { type: 'string', default: '3' },
+    'cache-dir': { type: 'string', default: '' },
+  },
 });
 const opt = (name: keyof typeof flags, def: string): string => flags[name] || def;
 const SPAN = 4 << 20;
@@ -102,7 +108,12 @@ function build(cache: string, sizeMB: number): string {
   const target = sizeMB * 1e6;
   const picked: string[] = [];
   let got = 0;
-  for (const [dir, share] of [['/usr/lib', 0.45], ['/usr/share', 0.22], ['/usr/local/go', 0.13], ['/usr/bin', 0.12]] as const) {
+  for (const [dir, share] of [
+    ['/usr/lib', 0.45],
+    ['/usr/share', 0.22],
+    ['/usr/local/go', 0.13],
+    ['/usr/bin', 0.12],
+  ] as const) {
     got += collect(dir, target * share, picked);
   }
   // the rest: incompressible data (stored blocks), in a few files
@@ -147,15 +158,16 @@ interface Timing {
   cpu: number;
 }
 
-
 async function nodeGunzip(blob: Buffer): Promise<Timing & { out: number }> {
   let out = 0;
   const t0 = process.hrtime.bigint();
   const c0 = process.cpuUsage();
   await pipeline(
-    Readable.from((function* () {
-      for (let o = 0; o < blob.length; o += 1 << 20) yield blob.subarray(o, o + (1 << 20));
-    })()),
+    Readable.from(
+      (function* () {
+        for (let o = 0; o < blob.length; o += 1 << 20) yield blob.subarray(o, o + (1 << 20));
+      })(),
+    ),
     createGunzip({ chunkSize: 1 << 20 }),
     new Writable({
       write(c: Buffer, _e, cb) {
@@ -178,7 +190,10 @@ function gzipDc(file: string): Timing {
 }
 
 function indexInChild(file: string, engine: EngineName): Timing & { out: number; spans: number; maxRssMB: number } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/compression.ts'), '--child', engine, '--file', file], { encoding: 'utf8', cwd: root });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench/compression.ts'), '--child', engine, '--file', file], {
+    encoding: 'utf8',
+    cwd: root,
+  });
   if (r.status !== 0) throw new Error(`indexer child failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
@@ -236,7 +251,9 @@ async function main(): Promise<void> {
   const best = (k: string) => mbs(Math.min(...rows.get(k)!.map((t) => t.seconds)));
   const baseKey = 'node:zlib createGunzip (chunkSize 1 MiB)';
   console.log(
-    `\nInput: ${(usize / 1e6).toFixed(1)} MB tar, ${(blob.length / 1e6).toFixed(1)} MB gzip -6 (${((100 * blob.length) / usize).toFixed(1)} %), span 4 MiB, ${table.spans.length} spans; median of ${rounds}; Node ${process.version}, zlib ${process.versions.zlib}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`,
+    `\nInput: ${(usize / 1e6).toFixed(1)} MB tar, ${(blob.length / 1e6).toFixed(1)} MB gzip -6 (${((100 * blob.length) / usize).toFixed(1)} %), span 4 MiB, ${table.spans.length} spans; median of ${rounds}; Node ${process.version}, zlib ${process.versions.zlib}; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}\n`,
   );
   console.log('| decoder | MB/s (wall, median) | MB/s (wall, best) | MB/s per CPU-second | vs node:zlib (median wall / CPU) | peak RSS |');
   console.log('|---|---|---|---|---|---|');

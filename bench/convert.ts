@@ -35,7 +35,14 @@ export async function buildImage(dir: string): Promise<{ layers: Array<{ digest:
   for (const [i, src] of SOURCES.entries()) {
     const tmp = join(dir, `layer${i}.tar.gz`);
     // tar | tee(hash) | pigz: deterministic (sorted, fixed mtime), real file mix
-    await exec('bash', ['-c', `set -o pipefail; tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner -C / -cf - ${src.slice(1)} 2>/dev/null | tee >(sha256sum > ${tmp}.diffid) | pigz -n -6 > ${tmp}`], { maxBuffer: 1 << 20 });
+    await exec(
+      'bash',
+      [
+        '-c',
+        `set -o pipefail; tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner -C / -cf - ${src.slice(1)} 2>/dev/null | tee >(sha256sum > ${tmp}.diffid) | pigz -n -6 > ${tmp}`,
+      ],
+      { maxBuffer: 1 << 20 },
+    );
     const gz = readFileSync(tmp);
     const d = digestOf(gz);
     writeFileSync(join(dir, 'blobs', 'sha256', d.slice(7)), gz);
@@ -47,10 +54,30 @@ export async function buildImage(dir: string): Promise<{ layers: Array<{ digest:
   }
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
   writeFileSync(join(dir, 'blobs', 'sha256', digestOf(config).slice(7)), config);
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+      layers,
+    }),
+  );
   writeFileSync(join(dir, 'blobs', 'sha256', digestOf(manifest).slice(7)), manifest);
   writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: digestOf(manifest),
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
+    }),
+  );
   const out = { layers };
   writeFileSync(stamp, JSON.stringify(out));
   return out;
@@ -60,7 +87,10 @@ async function startRegistry(root: string): Promise<{ host: string; stop: () => 
   const port = 20000 + Math.floor(Math.random() * 20000);
   mkdirSync(root, { recursive: true });
   const cfg = join(root, 'config.yml');
-  writeFileSync(cfg, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  writeFileSync(
+    cfg,
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+  );
   const p = spawn('docker-registry', ['serve', cfg], { stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
     try {
@@ -95,7 +125,6 @@ async function download(host: string, layers: Array<{ digest: string; size: numb
   return (performance.now() - t0) / 1000;
 }
 
-
 async function main() {
   mkdirSync(work, { recursive: true });
   const layout = join(work, 'convert-image');
@@ -114,13 +143,33 @@ async function main() {
         rmSync(root, { recursive: true, force: true });
         if (k === 'a') r.a.push(await download(reg.host, img.layers));
         if (k === 'b') {
-          const t = await timed(process.execPath, [SOCI, '--root', root, 'convert', '-q', '--standalone', '--format', 'oci-dir', layout, join(work, `out-${i}`)]);
+          const t = await timed(process.execPath, [
+            SOCI,
+            '--root',
+            root,
+            'convert',
+            '-q',
+            '--standalone',
+            '--format',
+            'oci-dir',
+            layout,
+            join(work, `out-${i}`),
+          ]);
           r.b.push(t.s);
           rss.b.push(t.rssMb);
           rmSync(join(work, `out-${i}`), { recursive: true, force: true });
         }
         if (k === 'c') {
-          const t = await timed(process.execPath, [SOCI, '--root', root, 'convert', '--remote', '-q', `${reg.host}/bench/src:latest`, `${reg.host}/bench/dst:r${i}`]);
+          const t = await timed(process.execPath, [
+            SOCI,
+            '--root',
+            root,
+            'convert',
+            '--remote',
+            '-q',
+            `${reg.host}/bench/src:latest`,
+            `${reg.host}/bench/dst:r${i}`,
+          ]);
           r.c.push(t.s);
           rss.c.push(t.rssMb);
         }
@@ -132,7 +181,10 @@ async function main() {
         rmSync(root, { recursive: true, force: true });
       }
     }
-    const a = median(r.a), b = median(r.b), c = median(r.c), d = median(r.d);
+    const a = median(r.a),
+      b = median(r.b),
+      c = median(r.c),
+      d = median(r.d);
     const lines = [
       `image: ${img.layers.length} gzip layers, ${(total / 1e6).toFixed(0)} MB compressed (${SOURCES.join(', ')}); ${rounds} rounds, medians`,
       '',

@@ -35,7 +35,16 @@ async function main() {
   for (let i = 0; i < n; i++) {
     const app = buildAppImage(join(dir, `app${i}`), { bulkMb, seed: 1000 * (i + 1) });
     await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app${i}:v1`]);
-    await exec(process.execPath, ['bin/soci.js', '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app${i}:v1`, `${reg.host}/app${i}:soci`]);
+    await exec(process.execPath, [
+      'bin/soci.js',
+      '--root',
+      join(dir, 'soci'),
+      'convert',
+      '--remote',
+      '-q',
+      `${reg.host}/app${i}:v1`,
+      `${reg.host}/app${i}:soci`,
+    ]);
   }
   const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n', logLevel: 'info' });
   const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host] });
@@ -49,7 +58,13 @@ async function main() {
     const r = await cd.ctr(['-n', 'k8s.io', 'run', '-d', '--net-host', '--snapshotter', 'soci', image, id, ...appCommand(port)]);
     if (r.code !== 0) throw new Error(r.stderr);
     for (let k = 0; k < 100; k++) {
-      if (await exec('curl', ['-sf', `http://127.0.0.1:${port}/index.html`]).then(() => true, () => false)) break;
+      if (
+        await exec('curl', ['-sf', `http://127.0.0.1:${port}/index.html`]).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
       await new Promise((res) => setTimeout(res, 100));
     }
     cleanups.push(async () => {
@@ -65,7 +80,10 @@ async function main() {
 }
 
 main()
-  .then(() => 0, (e) => (console.error(e), 1))
+  .then(
+    () => 0,
+    (e) => (console.error(e), 1),
+  )
   .then(async (code) => {
     for (const f of cleanups.reverse()) await Promise.resolve(f()).catch(() => undefined);
     process.exit(code);

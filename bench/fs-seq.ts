@@ -39,7 +39,14 @@ async function main() {
   mkdirSync(mnt);
   const cache = new SpanCache({ dir: join(dir, 'cache'), maxBytes: 1024 * MB });
   const blob = await fileBlobSource(gz);
-  const m = await mountLayer({ ztoc, layer: { mediaType: '', digest: 'sha256:' + '0'.repeat(64), size: blob.size }, blob, mountpoint: mnt, cache, options: { readaheadKb: raKb } });
+  const m = await mountLayer({
+    ztoc,
+    layer: { mediaType: '', digest: 'sha256:' + '0'.repeat(64), size: blob.size },
+    blob,
+    mountpoint: mnt,
+    cache,
+    options: { readaheadKb: raKb },
+  });
   try {
     const file = join(mnt, 'data', 'big.bin');
     const dd = async () => {
@@ -55,11 +62,16 @@ async function main() {
       warm.push(await dd());
     }
     warm.sort((a, b) => a - b);
-    console.log(`256 MiB file, 4 MiB spans: cold (fetch+verify+inflate) ${cold.toFixed(2)} GB/s; spans cached, the file's page cache evicted: median ${warm[Math.floor(runs / 2)]!.toFixed(2)} GB/s (runs ${warm.map((x) => x.toFixed(2)).join(' / ')})`);
+    console.log(
+      `256 MiB file, 4 MiB spans: cold (fetch+verify+inflate) ${cold.toFixed(2)} GB/s; spans cached, the file's page cache evicted: median ${warm[Math.floor(runs / 2)]!.toFixed(2)} GB/s (runs ${warm.map((x) => x.toFixed(2)).join(' / ')})`,
+    );
   } finally {
     await m.unmount();
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-main().then(() => process.exit(0), (e) => (console.error(e), process.exit(1)));
+main().then(
+  () => process.exit(0),
+  (e) => (console.error(e), process.exit(1)),
+);

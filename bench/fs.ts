@@ -26,10 +26,11 @@ const MiB = 1024 * 1024;
 
 function run(cmd: string, argv: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, argv, { maxBuffer: 64 * MiB }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd}: ${String(stderr) || err.message}`)) : resolve(String(stdout) + String(stderr))));
+    execFile(cmd, argv, { maxBuffer: 64 * MiB }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd}: ${String(stderr) || err.message}`)) : resolve(String(stdout) + String(stderr)),
+    );
   });
 }
-
 
 const PY_FIRST_BYTE = `
 import sys, time
@@ -88,7 +89,14 @@ async function main(): Promise<void> {
       const mnt = join(work, name);
       await mkdir(mnt);
       const cache = new SpanCache({ dir: join(work, `${name}-cache`), maxBytes: 1024 * MiB });
-      const m = await mountLayer({ ztoc, layer, blob: client.blobSource('bench/fs', digest, gz.length), mountpoint: mnt, cache, options: { readaheadKb: 1024 } });
+      const m = await mountLayer({
+        ztoc,
+        layer,
+        blob: client.blobSource('bench/fs', digest, gz.length),
+        mountpoint: mnt,
+        cache,
+        options: { readaheadKb: 1024 },
+      });
       mounts.push(m);
       return { m, mnt };
     };
@@ -154,9 +162,23 @@ async function main(): Promise<void> {
     const sorted = [...big.files].sort((a, b) => a.size - b.size);
     const patterns: Array<{ name: string; reads: (mnt: string) => string[] }> = [
       { name: 'one small file, whole', reads: (mnt) => [`${join(mnt, sorted[0]!.name)}:0:${sorted[0]!.size}`] },
-      { name: '4 KiB head of 20 files', reads: (mnt) => big.files.filter((_, i) => i % Math.max(1, Math.floor(big.files.length / 20)) === 0).slice(0, 20).map((f) => `${join(mnt, f.name)}:0:4096`) },
+      {
+        name: '4 KiB head of 20 files',
+        reads: (mnt) =>
+          big.files
+            .filter((_, i) => i % Math.max(1, Math.floor(big.files.length / 20)) === 0)
+            .slice(0, 20)
+            .map((f) => `${join(mnt, f.name)}:0:4096`),
+      },
       { name: 'biggest file, whole', reads: (mnt) => [`${join(mnt, biggest.name)}:0:${biggest.size}`] },
-      { name: '64 KiB at 50 random offsets', reads: (mnt) => Array.from({ length: 50 }, (_, i) => { const f = big.files[(i * 7919) % big.files.length]!; return `${join(mnt, f.name)}:${(i * 104729) % Math.max(1, f.size - 65536)}:65536`; }) },
+      {
+        name: '64 KiB at 50 random offsets',
+        reads: (mnt) =>
+          Array.from({ length: 50 }, (_, i) => {
+            const f = big.files[(i * 7919) % big.files.length]!;
+            return `${join(mnt, f.name)}:${(i * 104729) % Math.max(1, f.size - 65536)}:65536`;
+          }),
+      },
     ];
     const amp: Array<{ pattern: string; readBytes: number; fetchedBytes: number; rangeRequests: number; amplification: number }> = [];
     for (const [i, p] of patterns.entries()) {
@@ -180,12 +202,23 @@ async function main(): Promise<void> {
     if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       const f = (n: number) => n.toFixed(2);
-      process.stdout.write(`layer: ${result.layer.compressedBytes} B gzip, ${result.layer.uncompressedBytes} B tar, ${spans} spans of 4 MiB, ${big.files.length} files\n`);
-      process.stdout.write(`registry RTT (1-byte Range GET): median ${f(result.registryRttMs.median)} ms; whole-span Range GET (${result.spanRangeGetMs.bytes} B): median ${f(result.spanRangeGetMs.median)} ms\n`);
-      process.stdout.write(`first byte, unfetched span: median ${f(result.firstByteUnfetchedMs.median)} ms (min ${f(result.firstByteUnfetchedMs.min)}, max ${f(result.firstByteUnfetchedMs.max)}, n ${fb.length}); cached span: median ${f(result.firstByteCachedSpanMs.median)} ms\n`);
+      process.stdout.write(
+        `layer: ${result.layer.compressedBytes} B gzip, ${result.layer.uncompressedBytes} B tar, ${spans} spans of 4 MiB, ${big.files.length} files\n`,
+      );
+      process.stdout.write(
+        `registry RTT (1-byte Range GET): median ${f(result.registryRttMs.median)} ms; whole-span Range GET (${result.spanRangeGetMs.bytes} B): median ${f(result.spanRangeGetMs.median)} ms\n`,
+      );
+      process.stdout.write(
+        `first byte, unfetched span: median ${f(result.firstByteUnfetchedMs.median)} ms (min ${f(result.firstByteUnfetchedMs.min)}, max ${f(result.firstByteUnfetchedMs.max)}, n ${fb.length}); cached span: median ${f(result.firstByteCachedSpanMs.median)} ms\n`,
+      );
       process.stdout.write(`dd bs=1M of ${biggest.size} B file: cold ${f(ddCold)} MB/s; cached spans (page cache dropped) ${f(median(ddWarm))} MB/s\n`);
-      process.stdout.write(`1 MiB sequential reads of all ${big.files.length} files (${result.layer.uncompressedBytes} B; spans cached, page cache dropped): ${f(median(seqAll))} MB/s\n`);
-      for (const a of amp) process.stdout.write(`amplification [${a.pattern}]: read ${a.readBytes} B, fetched ${a.fetchedBytes} B in ${a.rangeRequests} requests → ${f(a.amplification)}x\n`);
+      process.stdout.write(
+        `1 MiB sequential reads of all ${big.files.length} files (${result.layer.uncompressedBytes} B; spans cached, page cache dropped): ${f(median(seqAll))} MB/s\n`,
+      );
+      for (const a of amp)
+        process.stdout.write(
+          `amplification [${a.pattern}]: read ${a.readBytes} B, fetched ${a.fetchedBytes} B in ${a.rangeRequests} requests → ${f(a.amplification)}x\n`,
+        );
     }
   } finally {
     for (const m of mounts.reverse()) await m.unmount().catch(() => undefined);

@@ -18,7 +18,9 @@ import { benchArgs } from './lib/args.js';
 import { median } from './lib/stats.js';
 
 const MiB = 1024 * 1024;
-const { values: flags } = benchArgs({ options: { reader: { type: 'string', default: 'auto' }, runs: { type: 'string', default: '5' }, json: { type: 'boolean', default: false } } });
+const { values: flags } = benchArgs({
+  options: { reader: { type: 'string', default: 'auto' }, runs: { type: 'string', default: '5' }, json: { type: 'boolean', default: false } },
+});
 const reader = flags.reader as 'pipe' | 'worker' | 'auto';
 const runs = Number(flags.runs);
 const json = flags.json;
@@ -38,7 +40,6 @@ function ddSeconds(stderr: string): number {
   if (!m) throw new Error(`cannot parse dd output: ${stderr}`);
   return Number(m[1]);
 }
-
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'soci-fuse-bench-'));

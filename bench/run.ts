@@ -33,7 +33,10 @@ const UNSHAPED_BYTES_PER_S = 2e9;
 /** dependent round trips a lazy start needs at least: manifest, config + SOCI index, zTOCs, data */
 const MODEL_ROUND_TRIPS = 4;
 
-const { values: flags } = benchArgs({ options: { profile: { type: 'string' }, samples: { type: 'string' }, images: { type: 'string' }, report: { type: 'boolean', default: false } }, strict: false });
+const { values: flags } = benchArgs({
+  options: { profile: { type: 'string' }, samples: { type: 'string' }, images: { type: 'string' }, report: { type: 'boolean', default: false } },
+  strict: false,
+});
 function arg(name: 'profile' | 'samples' | 'images'): string | undefined {
   const v = flags[name];
   return typeof v === 'string' ? v : undefined;
@@ -62,7 +65,11 @@ async function prepare(regHost: string, images: BenchImage[], log: (m: string) =
     log(`pushing and converting ${img.name} (${(img.compressedBytes / 1e6).toFixed(0)} MB compressed)`);
     await exec('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${img.layout}:latest`, `docker://${regHost}/${img.name}:v1`], { maxBuffer: 1 << 26 });
     const t0 = performance.now();
-    await exec(process.execPath, ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '--remote', '-q', `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:soci`], { maxBuffer: 1 << 26 });
+    await exec(
+      process.execPath,
+      ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '--remote', '-q', `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:soci`],
+      { maxBuffer: 1 << 26 },
+    );
     log(`  soci convert: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     stamps[img.name] = id;
     writeAtomic(stampsPath, JSON.stringify(stamps, null, 2));
@@ -109,12 +116,22 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
   const prev: ResultsFile | undefined = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined;
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
   const file: ResultsFile = {
-    profile: profile.id, profileLabel: profile.label, startedAt: new Date().toISOString(), finishedAt: '',
-    command: prev && prev.command !== command ? `${prev.command}; ${command}` : command, samplesPerMode: samples,
+    profile: profile.id,
+    profileLabel: profile.label,
+    startedAt: new Date().toISOString(),
+    finishedAt: '',
+    command: prev && prev.command !== command ? `${prev.command}; ${command}` : command,
+    samplesPerMode: samples,
     machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, kernel ${release()}, Node ${process.version}`,
     images: [
       ...(prev?.images.filter((i) => !names.has(i.name)) ?? []),
-      ...images.map((i) => ({ name: i.name, compressedBytes: i.compressedBytes, uncompressedBytes: i.uncompressedBytes, layers: i.layers.length, workloads: i.workloads.map((w) => ({ name: w.name, description: w.description })) })),
+      ...images.map((i) => ({
+        name: i.name,
+        compressedBytes: i.compressedBytes,
+        uncompressedBytes: i.uncompressedBytes,
+        layers: i.layers.length,
+        workloads: i.workloads.map((w) => ({ name: w.name, description: w.description })),
+      })),
     ],
     samples: prev?.samples.filter((x) => !names.has(x.image)) ?? [],
   };
@@ -123,11 +140,16 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
   try {
     for (let it = 0; it < samples; it++) {
       const ctx: SampleContext = {
-        proxy, profile: profile.id, iteration: it, log,
+        proxy,
+        profile: profile.id,
+        iteration: it,
+        log,
         repo: (img) => img.name,
         expectedLazyLayers: (img) => img.layers.filter((l) => l.size >= MIN_LAYER_SIZE).length,
       };
-      const tasks = shuffle(images.flatMap((img) => [() => fullSample(ctx, img, img.workloads), ...img.workloads.map((w) => () => lazySample(ctx, img, w).then((s) => [s]))]));
+      const tasks = shuffle(
+        images.flatMap((img) => [() => fullSample(ctx, img, img.workloads), ...img.workloads.map((w) => () => lazySample(ctx, img, w).then((s) => [s]))]),
+      );
       log(`iteration ${it + 1}/${samples}: ${tasks.length} cold samples`);
       for (const task of tasks) {
         file.samples.push(...(await task()).map((s) => ({ ...s, build })));
@@ -166,7 +188,10 @@ async function main(): Promise<void> {
     await prepare(reg.host, images, (m) => console.log(m));
     for (const p of profiles) await runProfile(p, images, samples, reg.host);
   } finally {
-    for (const f of cleanups.reverse()) await Promise.resolve().then(f).catch(() => undefined);
+    for (const f of cleanups.reverse())
+      await Promise.resolve()
+        .then(f)
+        .catch(() => undefined);
   }
   report();
 }

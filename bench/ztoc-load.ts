@@ -21,15 +21,29 @@ function synthetic(count: number): Ztoc {
     const size = 100 + ((i * 7919) % 20000);
     off += 512; // its header
     toc.push({
-      name: Buffer.from(`usr/share/d${i % 300}/file-${i}.txt`), type: 'reg', uncompressedOffset: off, uncompressedSize: size,
-      linkname: Buffer.alloc(0), mode: 0o644, uid: 0, gid: 0, uname: Buffer.alloc(0), gname: Buffer.alloc(0),
-      modTime: '2024-01-01T00:00:00Z', devmajor: 0, devminor: 0, pax: [],
+      name: Buffer.from(`usr/share/d${i % 300}/file-${i}.txt`),
+      type: 'reg',
+      uncompressedOffset: off,
+      uncompressedSize: size,
+      linkname: Buffer.alloc(0),
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      uname: Buffer.alloc(0),
+      gname: Buffer.alloc(0),
+      modTime: '2024-01-01T00:00:00Z',
+      devmajor: 0,
+      devminor: 0,
+      pax: [],
     });
     off += Math.ceil(size / 512) * 512;
   }
   const dirs = [...new Set(toc.map((e) => e.name.toString().split('/').slice(0, -1).join('/')))];
   return {
-    version: '0.9', buildToolIdentifier: 'bench', compressedArchiveSize: off, uncompressedArchiveSize: off + 1024,
+    version: '0.9',
+    buildToolIdentifier: 'bench',
+    compressedArchiveSize: off,
+    uncompressedArchiveSize: off + 1024,
     toc,
     compression: { algorithm: 'uncompressed', maxSpanId: 0, spanDigests: [`sha256:${'0'.repeat(64)}`], checkpoints: Buffer.alloc(0) },
     ...(dirs.length ? {} : {}),
@@ -51,4 +65,6 @@ for (let i = 0; i < runs; i++) {
 }
 const l = median(load);
 const c = median(check);
-console.log(`${n} entries (${(bytes.length / 1e6).toFixed(1)} MB zTOC): decode + inode tree ${l.toFixed(1)} ms, TOC check ${c.toFixed(1)} ms (+${((100 * c) / l).toFixed(1)} %), median of ${runs}`);
+console.log(
+  `${n} entries (${(bytes.length / 1e6).toFixed(1)} MB zTOC): decode + inode tree ${l.toFixed(1)} ms, TOC check ${c.toFixed(1)} ms (+${((100 * c) / l).toFixed(1)} %), median of ${runs}`,
+);

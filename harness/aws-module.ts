@@ -14,7 +14,12 @@ export function awsModuleDir(version: string): string {
   const ws = mkdtempSync(join(tmpdir(), 'soci-gomod-'));
   try {
     writeFileSync(join(ws, 'go.mod'), 'module scratch\n');
-    const out = execFileSync('go', ['mod', 'download', '-json', `${AWS_MODULE}@${version}`], { cwd: ws, encoding: 'utf8', env: { ...process.env, GOFLAGS: '-mod=mod' }, timeout: 300_000 });
+    const out = execFileSync('go', ['mod', 'download', '-json', `${AWS_MODULE}@${version}`], {
+      cwd: ws,
+      encoding: 'utf8',
+      env: { ...process.env, GOFLAGS: '-mod=mod' },
+      timeout: 300_000,
+    });
     return (JSON.parse(out) as { Dir: string }).Dir;
   } finally {
     rmSync(ws, { recursive: true, force: true });

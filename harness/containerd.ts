@@ -23,7 +23,11 @@ type AfterHost = { after: (fn: () => unknown) => void };
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-export interface ExecResult { stdout: string; stderr: string; code: number }
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
 
 export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<ExecResult> {
   return new Promise((res) => {
@@ -34,7 +38,6 @@ export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEn
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
-
 
 /** Waits for a daemon to be ready; fails at once when its process exits first. */
 async function waitReady(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc?: ChildProcess, logs?: () => string): Promise<void> {
@@ -49,7 +52,10 @@ async function waitReady(what: string, ok: () => Promise<boolean> | boolean, tim
 /** Mount points under dir (deepest first; a path mounted twice appears twice), from /proc/self/mountinfo. */
 export async function mountsUnder(dir: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const out = text.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m)
+  const out = text
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m)
     .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
     .filter((m) => m === dir || m.startsWith(dir + '/'));
   return out.sort((a, b) => b.length - a.length);
@@ -129,7 +135,8 @@ export interface SnapshotterOptions {
  * Lines that mean the daemon crashed or nearly did: its own fatal handler's line (main.ts), or
  * Node's reports when no handler ran.
  */
-const DAEMON_FATAL = /"level":"fatal"|"msg":"fatal:|Unhandled 'error' event|uncaughtException|unhandledRejection|UnhandledPromiseRejection|triggerUncaughtException|uncaught exception|unhandled rejection/i;
+const DAEMON_FATAL =
+  /"level":"fatal"|"msg":"fatal:|Unhandled 'error' event|uncaughtException|unhandledRejection|UnhandledPromiseRejection|triggerUncaughtException|uncaught exception|unhandled rejection/i;
 
 export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = {}): Promise<StartedSnapshotter> {
   let dir = opts.dir;
@@ -143,14 +150,22 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   const configPath = join(dir, 'config.toml');
   await writeFile(configPath, opts.config ?? '');
   const entry = opts.entry ?? join(repoRoot, 'src', 'snapshotter', 'main.ts');
-  const proc = spawn(process.execPath, ['--import', 'tsx', entry, '--address', address, '--root', root, '--config', configPath, '--log-level', opts.logLevel ?? 'debug'], {
-    cwd: repoRoot,
-    env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', entry, '--address', address, '--root', root, '--config', configPath, '--log-level', opts.logLevel ?? 'debug'],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
-  proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
-  proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  proc.stderr!.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  proc.stdout!.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
   const logs = () => out;
   // Health: the daemon must not die on its own, nor log an uncaught exception / unhandled rejection.
   let stopAsked = false;
@@ -166,8 +181,16 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   });
   await waitReady('snapshotter start', () => existsSync(address) && out.includes('successfully started'), 30_000, proc, logs);
   return {
-    address, root, configPath, proc, logs,
-    logLines: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>),
+    address,
+    root,
+    configPath,
+    proc,
+    logs,
+    logLines: () =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
     stop: (signal: NodeJS.Signals = 'SIGINT') => {
       stopAsked = true;
       return stopProcess(proc, signal);
@@ -216,7 +239,11 @@ export const CONTAINERD2_BIN = process.env.SOCI_TEST_TOOLS_CONTAINERD2 ?? '/opt/
 /** containerd and ctr of a version; 2.2's directory also goes first in PATH (its shim is found there). */
 export function containerdTools(version: ContainerdVersion = '1.6'): { containerd: string; ctr: string; env: NodeJS.ProcessEnv } {
   if (version === '1.6') return { containerd: 'containerd', ctr: 'ctr', env: process.env };
-  return { containerd: join(CONTAINERD2_BIN, 'containerd'), ctr: join(CONTAINERD2_BIN, 'ctr'), env: { ...process.env, PATH: `${CONTAINERD2_BIN}:${process.env.PATH ?? ''}` } };
+  return {
+    containerd: join(CONTAINERD2_BIN, 'containerd'),
+    ctr: join(CONTAINERD2_BIN, 'ctr'),
+    env: { ...process.env, PATH: `${CONTAINERD2_BIN}:${process.env.PATH ?? ''}` },
+  };
 }
 
 export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Promise<StartedContainerd> {
@@ -236,14 +263,24 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
   const tools = containerdTools(opts.version);
   const proc = spawn(tools.containerd, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: tools.env });
   let out = '';
-  proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
-  proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  proc.stderr!.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  proc.stdout!.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
   const logs = () => out;
   // containerd 2.2's ctr warns on every call on a cgroup v1 host (as this one is); that says nothing
   // about the command, so it is dropped and outputs compare across versions.
   const ctr = async (args: string[], o: { timeoutMs?: number; input?: string } = {}) => {
     const r = await exec(tools.ctr, ['--address', address, ...args], { ...o, env: tools.env });
-    return { ...r, stderr: r.stderr.split('\n').filter((l) => !CGROUP_V1_WARNING.test(l)).join('\n') };
+    return {
+      ...r,
+      stderr: r.stderr
+        .split('\n')
+        .filter((l) => !CGROUP_V1_WARNING.test(l))
+        .join('\n'),
+    };
   };
   let stopped = false;
   const stop = async () => {
@@ -251,7 +288,11 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
     stopped = true;
     // Shims outlive containerd; they carry our socket path in their command line.
     for (const pid of await pidsMentioning(address)) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
     await stopProcess(proc, 'SIGTERM');
   };
@@ -283,7 +324,12 @@ function sockets(opts: ContainerdOptions, address: string): string {
 
 /** containerd 1.6's config (version 2). */
 function configV2(opts: ContainerdOptions, root: string, state: string, address: string, dir: string, hostsDir: string): string {
-  const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.snapshotter.v1.devmapper'];
+  const disabled = [
+    'io.containerd.snapshotter.v1.btrfs',
+    'io.containerd.snapshotter.v1.zfs',
+    'io.containerd.snapshotter.v1.aufs',
+    'io.containerd.snapshotter.v1.devmapper',
+  ];
   if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri');
   const cri = opts.cri
     ? `
@@ -311,8 +357,20 @@ ${opts.extraToml ?? ''}
 
 /** containerd 2.x's config (version 3: CRI is split into the images and runtime plugins). */
 function configV3(opts: ContainerdOptions, root: string, state: string, address: string, hostsDir: string): string {
-  const disabled = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.blockfile', 'io.containerd.snapshotter.v1.erofs'];
-  if (!opts.cri) disabled.push('io.containerd.grpc.v1.cri', 'io.containerd.cri.v1.images', 'io.containerd.cri.v1.runtime', 'io.containerd.podsandbox.controller.v1.podsandbox');
+  const disabled = [
+    'io.containerd.snapshotter.v1.btrfs',
+    'io.containerd.snapshotter.v1.zfs',
+    'io.containerd.snapshotter.v1.devmapper',
+    'io.containerd.snapshotter.v1.blockfile',
+    'io.containerd.snapshotter.v1.erofs',
+  ];
+  if (!opts.cri)
+    disabled.push(
+      'io.containerd.grpc.v1.cri',
+      'io.containerd.cri.v1.images',
+      'io.containerd.cri.v1.runtime',
+      'io.containerd.podsandbox.controller.v1.podsandbox',
+    );
   const cri = opts.cri
     ? `
 [plugins.'io.containerd.cri.v1.images']

@@ -20,7 +20,9 @@ interface ImageServiceClient extends grpc.Client {
 
 function client(socket: string): ImageServiceClient {
   const def = protoLoader.loadSync(PROTO, { keepCase: true, longs: String, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: { ImageService: new (addr: string, creds: grpc.ChannelCredentials) => ImageServiceClient } } };
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    runtime: { v1: { ImageService: new (addr: string, creds: grpc.ChannelCredentials) => ImageServiceClient } };
+  };
   return new pkg.runtime.v1.ImageService(`unix://${socket}`, grpc.credentials.createInsecure());
 }
 

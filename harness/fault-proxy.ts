@@ -162,7 +162,8 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
       rules.length = 0;
       requests.length = 0;
     },
-    count: (method, path) => requests.filter((r) => matches({ ...(method ? { method } : {}), ...(path !== undefined ? { path } : {}) }, r.method, r.path)).length,
+    count: (method, path) =>
+      requests.filter((r) => matches({ ...(method ? { method } : {}), ...(path !== undefined ? { path } : {}) }, r.method, r.path)).length,
     stop: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();

@@ -117,7 +117,20 @@ if __name__ == '__main__':
 import { sha256Hex } from '../src/oci/digest.js';
 
 export type EntrySpec =
-  | { type: 'file'; name: string | Buffer; data?: Buffer | string; size?: number; seed?: number; mode?: number; uid?: number; gid?: number; uname?: string; gname?: string; mtime?: number; pax?: Record<string, Buffer | string> }
+  | {
+      type: 'file';
+      name: string | Buffer;
+      data?: Buffer | string;
+      size?: number;
+      seed?: number;
+      mode?: number;
+      uid?: number;
+      gid?: number;
+      uname?: string;
+      gname?: string;
+      mtime?: number;
+      pax?: Record<string, Buffer | string>;
+    }
   | { type: 'dir'; name: string | Buffer; mode?: number; mtime?: number; pax?: Record<string, Buffer | string> }
   | { type: 'symlink' | 'hardlink'; name: string | Buffer; linkname: string | Buffer; mtime?: number; pax?: Record<string, Buffer | string> }
   | { type: 'char' | 'block'; name: string | Buffer; major: number; minor: number; mode?: number }
@@ -201,7 +214,20 @@ async function writeWithGnuTar(dir: string, out: string, spec: LayerSpec): Promi
   }
   const format = spec.format === 'pax' ? 'posix' : (spec.format ?? 'gnu');
   // Entries in spec order (no recursion) so hardlink targets come first; fixed owner and mtime.
-  execFileSync('tar', ['--format', format, '-C', stage, '--no-recursion', '--numeric-owner', '--owner=0', '--group=0', '--mtime=@1700000000', '-cf', out, ...names]);
+  execFileSync('tar', [
+    '--format',
+    format,
+    '-C',
+    stage,
+    '--no-recursion',
+    '--numeric-owner',
+    '--owner=0',
+    '--group=0',
+    '--mtime=@1700000000',
+    '-cf',
+    out,
+    ...names,
+  ]);
   await rm(stage, { recursive: true, force: true });
 }
 
@@ -232,17 +258,31 @@ export function genData(size: number, seed: number): Buffer {
 export function gzipVariant(tarPath: string, variant: GzipVariant, out: string): string {
   const sh = (cmd: string, args: string[]) => execFileSync('sh', ['-c', `${cmd} > "$OUT"`, 'sh', ...args], { env: { ...process.env, OUT: out } });
   switch (variant) {
-    case 'gzip-6': sh('gzip -n -6 -c "$1"', [tarPath]); break;
-    case 'gzip-1': sh('gzip -n -1 -c "$1"', [tarPath]); break;
-    case 'gzip-9': sh('gzip -n -9 -c "$1"', [tarPath]); break;
-    case 'gzip-fname': sh('gzip -6 -c "$1"', [tarPath]); break; // header carries FNAME and MTIME
-    case 'pigz': sh('pigz -n -6 -p 2 -c "$1"', [tarPath]); break;
+    case 'gzip-6':
+      sh('gzip -n -6 -c "$1"', [tarPath]);
+      break;
+    case 'gzip-1':
+      sh('gzip -n -1 -c "$1"', [tarPath]);
+      break;
+    case 'gzip-9':
+      sh('gzip -n -9 -c "$1"', [tarPath]);
+      break;
+    case 'gzip-fname':
+      sh('gzip -6 -c "$1"', [tarPath]);
+      break; // header carries FNAME and MTIME
+    case 'pigz':
+      sh('pigz -n -6 -p 2 -c "$1"', [tarPath]);
+      break;
     case 'multi': {
       // three members split at odd, non-block-aligned byte positions
       const size = Number(execFileSync('stat', ['-c', '%s', tarPath]).toString().trim());
       const a = Math.floor(size / 3) + 7;
       const b = Math.floor((2 * size) / 3) + 301;
-      sh('{ head -c "$2" "$1" | gzip -n -6; tail -c +"$(($2+1))" "$1" | head -c "$(($3-$2))" | gzip -n -1; tail -c +"$(($3+1))" "$1" | gzip -n -9; }', [tarPath, String(a), String(b)]);
+      sh('{ head -c "$2" "$1" | gzip -n -6; tail -c +"$(($2+1))" "$1" | head -c "$(($3-$2))" | gzip -n -1; tail -c +"$(($3+1))" "$1" | gzip -n -9; }', [
+        tarPath,
+        String(a),
+        String(b),
+      ]);
       break;
     }
   }
@@ -271,7 +311,14 @@ export const STANDARD_LAYER_SPECS: LayerSpec[] = [
       { type: 'dir', name: './' },
       { type: 'dir', name: './usr/' },
       { type: 'dir', name: './usr/bin/' },
-      { type: 'file', name: './usr/bin/ping', size: 70_000, seed: 2, mode: 0o4755, pax: { 'SCHILY.xattr.security.capability': CAPABILITY, 'SCHILY.xattr.user.note': 'hello', 'LIBARCHIVE.xattr.user.other': 'aGk=', comment: '' } },
+      {
+        type: 'file',
+        name: './usr/bin/ping',
+        size: 70_000,
+        seed: 2,
+        mode: 0o4755,
+        pax: { 'SCHILY.xattr.security.capability': CAPABILITY, 'SCHILY.xattr.user.note': 'hello', 'LIBARCHIVE.xattr.user.other': 'aGk=', comment: '' },
+      },
       { type: 'file', name: './empty', data: '' },
       { type: 'file', name: './one', data: 'x' },
       { type: 'file', name: './b511', size: 511, seed: 3 },

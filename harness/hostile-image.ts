@@ -16,7 +16,6 @@ import { buildLayout, pseudoRandom, type BuiltLayout } from './images.js';
 import type { TestRegistry } from './registry.js';
 import { digestOf } from '../src/oci/digest.js';
 
-
 /** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */
 export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Promise<string[]> {
   const put = async (b: Buffer) => {
@@ -27,12 +26,20 @@ export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Pr
   };
   const layers = [];
   for (const gz of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(gz)) });
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((g) => digestOf(gunzipSync(g))) } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((g) => digestOf(gunzipSync(g))) } }),
+  );
   const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
   const m = await put(manifest);
   await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    }),
+  );
   return layers.map((l) => l.digest);
 }
 
@@ -45,7 +52,12 @@ export function bigFile(seed: number): Buffer {
 }
 
 /** [1.5 MB layer with big/blob.bin (+ extra files), tiny layer with etc/<name>.txt]; tag latest. */
-export function twoLayerImage(dir: string, name: string, seed: number, extra: Record<string, Buffer | { content: Buffer; mode: number }> = {}): BuiltLayout & { tiny: string; big: string } {
+export function twoLayerImage(
+  dir: string,
+  name: string,
+  seed: number,
+  extra: Record<string, Buffer | { content: Buffer; mode: number }> = {},
+): BuiltLayout & { tiny: string; big: string } {
   const built = buildLayout(dir, {
     images: [{ layers: [{ files: { [BIG_FILE]: bigFile(seed), ...extra } }, { files: { [`etc/${name}.txt`]: `${name}\n` } }] }],
   });

@@ -32,7 +32,6 @@ export interface BuiltLayout {
   layers: string[][];
 }
 
-
 function putBlob(dir: string, b: Buffer): { digest: string; size: number } {
   const d = digestOf(b);
   const p = join(dir, 'blobs', 'sha256', d.slice(7));
@@ -58,7 +57,24 @@ export function makeLayerTar(spec: LayerSpec): Buffer {
     }
     const top = [...new Set(names.map((n) => n.split('/')[0]!))].sort();
     const members = spec.dotSlash ? ['.'] : top;
-    return execFileSync('tar', ['--sort=name', '--mtime=@1700000000', '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', src, '-cf', '-', ...members], { maxBuffer: 1 << 30 });
+    return execFileSync(
+      'tar',
+      [
+        '--sort=name',
+        '--mtime=@1700000000',
+        '--owner=0',
+        '--group=0',
+        '--numeric-owner',
+        '--format=posix',
+        '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+        '-C',
+        src,
+        '-cf',
+        '-',
+        ...members,
+      ],
+      { maxBuffer: 1 << 30 },
+    );
   } finally {
     rmSync(src, { recursive: true, force: true });
   }
@@ -68,8 +84,22 @@ export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   const mt = spec.docker
-    ? { manifest: 'application/vnd.docker.distribution.manifest.v2+json', config: 'application/vnd.docker.container.image.v1+json', index: 'application/vnd.docker.distribution.manifest.list.v2+json', gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip', none: 'application/vnd.docker.image.rootfs.diff.tar', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd' }
-    : { manifest: 'application/vnd.oci.image.manifest.v1+json', config: 'application/vnd.oci.image.config.v1+json', index: 'application/vnd.oci.image.index.v1+json', gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', none: 'application/vnd.oci.image.layer.v1.tar', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd' };
+    ? {
+        manifest: 'application/vnd.docker.distribution.manifest.v2+json',
+        config: 'application/vnd.docker.container.image.v1+json',
+        index: 'application/vnd.docker.distribution.manifest.list.v2+json',
+        gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+        none: 'application/vnd.docker.image.rootfs.diff.tar',
+        zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+      }
+    : {
+        manifest: 'application/vnd.oci.image.manifest.v1+json',
+        config: 'application/vnd.oci.image.config.v1+json',
+        index: 'application/vnd.oci.image.index.v1+json',
+        gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        none: 'application/vnd.oci.image.layer.v1.tar',
+        zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+      };
   const manifests: Array<{ mediaType: string; digest: string; size: number; platform: { os: string; architecture: string; variant?: string } }> = [];
   const layerDigests: string[][] = [];
   for (const img of spec.images) {
@@ -80,11 +110,24 @@ export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
       const tarBytes = makeLayerTar(l);
       diffIds.push(digestOf(tarBytes));
       const c = l.compression ?? 'gzip';
-      const blob = c === 'gzip' ? execFileSync('gzip', ['-n', '-6'], { input: tarBytes, maxBuffer: 1 << 30 }) : c === 'zstd' ? execFileSync('zstd', ['-q', '-c'], { input: tarBytes, maxBuffer: 1 << 30 }) : tarBytes;
+      const blob =
+        c === 'gzip'
+          ? execFileSync('gzip', ['-n', '-6'], { input: tarBytes, maxBuffer: 1 << 30 })
+          : c === 'zstd'
+            ? execFileSync('zstd', ['-q', '-c'], { input: tarBytes, maxBuffer: 1 << 30 })
+            : tarBytes;
       layers.push({ mediaType: mt[c === 'none' ? 'none' : c], ...putBlob(dir, blob) });
     }
     layerDigests.push(layers.map((l) => l.digest));
-    const config = Buffer.from(JSON.stringify({ architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: { Cmd: ['/bin/sh'] }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: platform.architecture,
+        os: platform.os,
+        ...(platform.variant ? { variant: platform.variant } : {}),
+        config: { Cmd: ['/bin/sh'] },
+        rootfs: { type: 'layers', diff_ids: diffIds },
+      }),
+    );
     const cfg = { mediaType: mt.config, ...putBlob(dir, config) };
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: mt.manifest, config: cfg, layers }));
     manifests.push({ mediaType: mt.manifest, ...putBlob(dir, manifest), platform });
@@ -98,7 +141,10 @@ export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
     root = { mediaType: mt.index, ...putBlob(dir, idx) };
   }
   const tag = spec.tag ?? 'latest';
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
   return { dir, root, manifests: manifests.map((m) => m.digest), layers: layerDigests };
 }
 
@@ -109,14 +155,22 @@ export function pseudoRandom(size: number, seed: number, textRatio = 0.5): Buffe
   const words = ['lorem', 'ipsum', 'layer', 'span', 'checkpoint', 'container', 'snapshot', 'registry', '\n'];
   let i = 0;
   while (i < size) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
     if ((x & 0xff) / 255 < textRatio) {
       const w = words[x % words.length]!;
       out.write(w + ' ', i, 'latin1');
       i += w.length + 1;
     } else {
       for (let k = 0; k < 64 && i < size; k++) {
-        x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+        x ^= x << 13;
+        x >>>= 0;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        x >>>= 0;
         out[i++] = x & 0xff;
       }
     }

@@ -12,7 +12,6 @@ import { buildZtoc, marshalZtoc, type Ztoc } from '../src/ztoc/index.js';
 import { pushTestImage, type TestRegistry } from './registry.js';
 import { digestOf } from '../src/oci/digest.js';
 
-
 export interface IndexedImage {
   repo: string;
   manifestDigest: string;
@@ -43,12 +42,22 @@ export async function pushIndexedImage(reg: TestRegistry, client: RegistryClient
 }
 
 /** Prepares the image's top layer at `dir` through a SOCI mounter, with the labels containerd's CRI sends (image pulled via `host`). */
-export async function mountTopLayer(mounter: { mount(dir: string, labels: Record<string, string>, ctx: { namespace: string; key: string }): Promise<void> }, dir: string, host: string, img: IndexedImage, extraLabels: Record<string, string> = {}): Promise<void> {
-  await mounter.mount(dir, {
-    ...extraLabels,
-    [LABELS.imageRef]: `${host}/${img.repo}:latest`,
-    [LABELS.manifestDigest]: img.manifestDigest,
-    [LABELS.indexDigest]: img.indexDigest,
-    [LABELS.layerDigest]: img.top,
-  }, { namespace: 'default', key: img.repo });
+export async function mountTopLayer(
+  mounter: { mount(dir: string, labels: Record<string, string>, ctx: { namespace: string; key: string }): Promise<void> },
+  dir: string,
+  host: string,
+  img: IndexedImage,
+  extraLabels: Record<string, string> = {},
+): Promise<void> {
+  await mounter.mount(
+    dir,
+    {
+      ...extraLabels,
+      [LABELS.imageRef]: `${host}/${img.repo}:latest`,
+      [LABELS.manifestDigest]: img.manifestDigest,
+      [LABELS.indexDigest]: img.indexDigest,
+      [LABELS.layerDigest]: img.top,
+    },
+    { namespace: 'default', key: img.repo },
+  );
 }

@@ -69,7 +69,12 @@ export async function freePort(): Promise<number> {
 
 export async function startRegistry(
   t: After,
-  opts: { auth?: 'none' | 'htpasswd' | 'token'; tokenServer?: TokenServer; tls?: boolean; /** keep blobs here across runs (benchmarks) instead of the temp dir */ storageDir?: string } = {},
+  opts: {
+    auth?: 'none' | 'htpasswd' | 'token';
+    tokenServer?: TokenServer;
+    tls?: boolean /** keep blobs here across runs (benchmarks) instead of the temp dir */;
+    storageDir?: string;
+  } = {},
 ): Promise<TestRegistry> {
   const dir = await tempDir(t, 'soci-registry-');
   const auth = opts.auth ?? 'none';
@@ -93,7 +98,23 @@ export async function startRegistry(
   let caPem: string | undefined;
   if (opts.tls) {
     const [k, c] = [join(dir, 'tls.key'), join(dir, 'tls.crt')];
-    await pexecFile('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', k, '-out', c, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
+    await pexecFile('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      k,
+      '-out',
+      c,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ]);
     caPem = await readFile(c, 'utf8');
     tlsYaml = `  tls:\n    certificate: ${c}\n    key: ${k}\n`;
   }
@@ -263,7 +284,10 @@ export async function pushTestImage(
     const diffIds: string[] = [];
     for (let i = 0; i < nLayers; i++) {
       // Half random (incompressible), half text, so sizes are stable but not trivial.
-      const files = { [`layer${i}/random.bin`]: randomBytes(layerBytes / 2), [`layer${i}/text.txt`]: Buffer.from(`${p} layer ${i}\n`.repeat(Math.ceil(layerBytes / 2 / 20))) };
+      const files = {
+        [`layer${i}/random.bin`]: randomBytes(layerBytes / 2),
+        [`layer${i}/text.txt`]: Buffer.from(`${p} layer ${i}\n`.repeat(Math.ceil(layerBytes / 2 / 20))),
+      };
       const gz = await makeLayer(files);
       const { gunzipSync } = await import('node:zlib');
       diffIds.push(digestOf(gunzipSync(gz)));
@@ -293,7 +317,12 @@ export async function pushTestImage(
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: manifests.map((m) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m.digest, size: m.bytes.length, platform: m.platform })),
+        manifests: manifests.map((m) => ({
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: m.digest,
+          size: m.bytes.length,
+          platform: m.platform,
+        })),
       }),
     );
     top = blobOf(indexBytes, 'application/vnd.oci.image.index.v1+json');
@@ -302,7 +331,10 @@ export async function pushTestImage(
   await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await writeFile(
     join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    }),
   );
   const ref = `${reg.host}/${repo}:${tag}`;
   const args = ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', ...creds(reg, '--dest-creds'), `oci:${dir}:${tag}`, `docker://${ref}`];

@@ -22,7 +22,11 @@ export interface SociOptions {
 
 export function sociRun(root: string, args: string[], o: SociOptions = {}): Promise<ExecResult> {
   const entry = o.bin ? [SOCI_BIN] : ['--import', 'tsx', SOCI_MAIN];
-  return exec(process.execPath, [...entry, ...(o.flags ?? []), '--root', root, ...args], { timeoutMs: o.timeoutMs ?? 300_000, ...(o.env ? { env: o.env } : {}), ...(o.input !== undefined ? { input: o.input } : {}) });
+  return exec(process.execPath, [...entry, ...(o.flags ?? []), '--root', root, ...args], {
+    timeoutMs: o.timeoutMs ?? 300_000,
+    ...(o.env ? { env: o.env } : {}),
+    ...(o.input !== undefined ? { input: o.input } : {}),
+  });
 }
 
 /** Exit 0 expected (else an assertion naming the command and its stderr). */

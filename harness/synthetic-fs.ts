@@ -8,8 +8,21 @@
 import { createHash } from 'node:crypto';
 import { SociError } from '../src/errors.js';
 import {
-  ErrnoError, Errno, ROOT_INO, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, makedev,
-  type Attr, type DirEntry, type Entry, type Filesystem, type OpenResult, type StatfsResult,
+  ErrnoError,
+  Errno,
+  ROOT_INO,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFREG,
+  makedev,
+  type Attr,
+  type DirEntry,
+  type Entry,
+  type Filesystem,
+  type OpenResult,
+  type StatfsResult,
 } from '../src/fuse/index.js';
 
 const MiB = 1024 * 1024;

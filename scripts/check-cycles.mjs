@@ -27,7 +27,12 @@ function visit(n) {
   for (const m of edges.get(n)?.keys() ?? []) {
     if (state.get(m) === 'open') {
       const cyc = [...stack.slice(stack.indexOf(m)), m];
-      problems.push(`folder cycle: ${cyc.join(' -> ')} (${cyc.slice(0, -1).map((x, i) => edges.get(x).get(cyc[i + 1])).join('; ')})`);
+      problems.push(
+        `folder cycle: ${cyc.join(' -> ')} (${cyc
+          .slice(0, -1)
+          .map((x, i) => edges.get(x).get(cyc[i + 1]))
+          .join('; ')})`,
+      );
     } else if (!state.has(m)) visit(m);
   }
   stack.pop();

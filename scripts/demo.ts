@@ -49,7 +49,17 @@ async function main() {
   must('pull', await cd.ctr(['images', 'pull', '--hosts-dir', cd.hostsDir, `${reg.host}/demo/app:v1`], { timeoutMs: 300_000 }));
   say("soci convert: in containerd's image store, SOCI index v2 (zTOCs from containerd's content store)");
   let t0 = performance.now();
-  const conv = await exec(process.execPath, ['bin/soci.js', '--address', cd.address, '--root', join(tmp, 'soci'), 'convert', '--json', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:v1-soci`]);
+  const conv = await exec(process.execPath, [
+    'bin/soci.js',
+    '--address',
+    cd.address,
+    '--root',
+    join(tmp, 'soci'),
+    'convert',
+    '--json',
+    `${reg.host}/demo/app:v1`,
+    `${reg.host}/demo/app:v1-soci`,
+  ]);
   const r = JSON.parse(conv.stdout);
   console.log(`converted in ${ms(t0)}: ${reg.host}/demo/app:v1-soci = ${r.digest}`);
   for (const i of r.indexes) console.log(`  SOCI index ${i.sociIndex} (${i.ztocs.length} zTOC) for ${i.platform.os}/${i.platform.architecture}`);
@@ -78,7 +88,10 @@ async function main() {
   if (run.code !== 0) throw new Error(`ctr run failed: ${run.stderr}`);
   let body = '';
   for (let i = 0; i < 300 && body !== APP_INDEX_HTML; i++) {
-    body = await exec('curl', ['-sf', '--max-time', '2', `http://127.0.0.1:${port}/index.html`]).then((x) => x.stdout, () => '');
+    body = await exec('curl', ['-sf', '--max-time', '2', `http://127.0.0.1:${port}/index.html`]).then(
+      (x) => x.stdout,
+      () => '',
+    );
     if (body !== APP_INDEX_HTML) await new Promise((res) => setTimeout(res, 100));
   }
   if (body !== APP_INDEX_HTML) throw new Error('the container never answered');
@@ -87,7 +100,10 @@ async function main() {
   const layer = app.layers[0]![0]!;
   for (const m of fuse) {
     const state = JSON.parse(await readFile(join(m, '.soci-snapshotter', `${layer}.json`), 'utf8').catch(() => '{}'));
-    if (state.digest) console.log(`lazy layer ${layer.slice(0, 19)}…: fetched ${(state.fetchedSize / 1e6).toFixed(2)} MB of ${(state.size / 1e6).toFixed(1)} MB (${state.fetchedPercent.toFixed(1)} %)`);
+    if (state.digest)
+      console.log(
+        `lazy layer ${layer.slice(0, 19)}…: fetched ${(state.fetchedSize / 1e6).toFixed(2)} MB of ${(state.size / 1e6).toFixed(1)} MB (${state.fetchedPercent.toFixed(1)} %)`,
+      );
   }
   say('done; stopping everything this demo started');
 }

@@ -16,6 +16,7 @@ else
   bash scripts/setup.sh
 fi
 npm run -s typecheck
+npm run -s lint
 npm run -s check-cycles
 # Go-module test tools (AWS's soci as the byte-compat oracle); tests that need them fail in CI if absent.
 if [ -z "$unit" ] && command -v go >/dev/null; then bash scripts/install-test-tools.sh; fi

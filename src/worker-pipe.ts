@@ -40,7 +40,9 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
       } else if (m.error) reject(new SociError(m.error.code, m.error.message));
       else if ('done' in m) resolve(m.done as T);
     });
-    w.on('error', (e: Error) => reject(e instanceof SociError ? e : new SociError('ERR_INTERNAL', `worker failed: ${String(e.message).split('\n')[0]}`, { cause: e })));
+    w.on('error', (e: Error) =>
+      reject(e instanceof SociError ? e : new SociError('ERR_INTERNAL', `worker failed: ${String(e.message).split('\n')[0]}`, { cause: e })),
+    );
     w.on('exit', (code) => reject(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
   });
   // The worker's failure (or exit) also ends a wait on the source: a stalled download does not

@@ -11,14 +11,16 @@ async function most(limit: number, n: number): Promise<{ most: number; order: nu
   const order: number[] = [];
   const gates: Array<() => void> = [];
   const all = Array.from({ length: n }, (_, i) =>
-    s.run(async () => {
-      running++;
-      peak = Math.max(peak, running);
-      order.push(i);
-      await new Promise<void>((r) => gates.push(r));
-      running--;
-      if (i === 1) throw new Error('a failing task frees its slot too');
-    }).catch(() => undefined),
+    s
+      .run(async () => {
+        running++;
+        peak = Math.max(peak, running);
+        order.push(i);
+        await new Promise<void>((r) => gates.push(r));
+        running--;
+        if (i === 1) throw new Error('a failing task frees its slot too');
+      })
+      .catch(() => undefined),
   );
   while (order.length < n) {
     await tick();
@@ -51,19 +53,31 @@ test('runBounded: at most `limit` at once; the first failure is thrown and stops
     done.push(i);
   });
   assert.equal(peak, 3);
-  assert.deepEqual(done.sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(
+    done.sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5, 6, 7],
+  );
   const started: number[] = [];
-  await assert.rejects(runBounded(10, 2, async (i) => {
-    started.push(i);
-    await tick();
-    if (i === 1) throw new Error('boom');
-  }), /boom/);
+  await assert.rejects(
+    runBounded(10, 2, async (i) => {
+      started.push(i);
+      await tick();
+      if (i === 1) throw new Error('boom');
+    }),
+    /boom/,
+  );
   assert.ok(started.length < 10, `new work stopped after the failure (${started.length} started)`);
 });
 
 test('withDeadline: the value in time, else ERR_TIMEOUT naming the work; no deadline at 0', async () => {
   assert.equal(await withDeadline(Promise.resolve(7), 1000, 'x'), 7);
-  await assert.rejects(withDeadline(new Promise(() => undefined), 20, 'the slow thing'), (e: Error & { code?: string }) => e.code === 'ERR_TIMEOUT' && /the slow thing did not finish within 20 ms/.test(e.message));
-  await assert.rejects(withDeadline(new Promise(() => undefined), 20, () => 'custom words'), /custom words/);
+  await assert.rejects(
+    withDeadline(new Promise(() => undefined), 20, 'the slow thing'),
+    (e: Error & { code?: string }) => e.code === 'ERR_TIMEOUT' && /the slow thing did not finish within 20 ms/.test(e.message),
+  );
+  await assert.rejects(
+    withDeadline(new Promise(() => undefined), 20, () => 'custom words'),
+    /custom words/,
+  );
   assert.equal(await withDeadline(new Promise((r) => setTimeout(() => r('late'), 30)), 0, 'x'), 'late');
 });

@@ -11,7 +11,11 @@ import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { removeTree, run } from './sh.js';
 
-export interface Pkg { name: string; version: string; arch: string }
+export interface Pkg {
+  name: string;
+  version: string;
+  arch: string;
+}
 
 export const pkgId = (p: Pkg) => `${p.name}=${p.version}`;
 
@@ -27,12 +31,19 @@ export async function resolveClosure(roots: string[], workDir: string): Promise<
   }
   const out = await run(
     [
-      'apt-get', '-s', '-q',
-      '-o', `Dir::State::status=${status}`,
-      '-o', 'APT::Install-Recommends=false',
-      '-o', 'APT::Install-Suggests=false',
-      '-o', 'Debug::NoLocking=true',
-      'install', ...roots,
+      'apt-get',
+      '-s',
+      '-q',
+      '-o',
+      `Dir::State::status=${status}`,
+      '-o',
+      'APT::Install-Recommends=false',
+      '-o',
+      'APT::Install-Suggests=false',
+      '-o',
+      'Debug::NoLocking=true',
+      'install',
+      ...roots,
     ],
     { env: { ...process.env, LC_ALL: 'C' }, quiet: true },
   );

@@ -13,6 +13,8 @@ for (const name of names) {
   const t0 = Date.now();
   const img = await buildBenchImage(name, work);
   const s = ((Date.now() - t0) / 1000).toFixed(1);
-  console.log(`${name}: ${mb(img.compressedBytes)} MB compressed / ${mb(img.uncompressedBytes)} MB uncompressed, ${img.layers.length} layers, ${img.packages.length} packages, ${s} s  ${img.layout}`);
+  console.log(
+    `${name}: ${mb(img.compressedBytes)} MB compressed / ${mb(img.uncompressedBytes)} MB uncompressed, ${img.layers.length} layers, ${img.packages.length} packages, ${s} s  ${img.layout}`,
+  );
   for (const w of img.workloads) console.log(`  ${w.name}: ${w.description}`);
 }

@@ -45,7 +45,12 @@ export interface BenchImage {
 export const IMAGE_NAMES: ImageName[] = ['echo', 'python', 'node', 'hostile', 'fat-sparse'];
 
 /** What image.json (next to the layout) stores: everything but the workload functions. */
-interface Stored { recipe: string; compressor: string; image: Omit<BenchImage, 'workloads' | 'layout'>; layerMetas: Array<Omit<LayerMeta, 'blob'>> }
+interface Stored {
+  recipe: string;
+  compressor: string;
+  image: Omit<BenchImage, 'workloads' | 'layout'>;
+  layerMetas: Array<Omit<LayerMeta, 'blob'>>;
+}
 
 const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const MT_CONFIG = 'application/vnd.oci.image.config.v1+json';
@@ -111,7 +116,7 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
   const dir = join(workDir, 'images', name);
   // `stamp` (the recipe version + this image's layer list) is written last inside the temp dir, and
   // the dir renamed in whole; editing an image's layers rebuilds it (the layer cache keeps what it can).
-  const stamp = `${RECIPE}:${sha256Hex(JSON.stringify(recipe.layers.map((l) => [l.id, typeof l.debs === 'function' ? 'fn' : l.debs ?? [], l.post?.version ?? '', typeof l.gen?.key === 'string' ? l.gen.key : ''])))}`;
+  const stamp = `${RECIPE}:${sha256Hex(JSON.stringify(recipe.layers.map((l) => [l.id, typeof l.debs === 'function' ? 'fn' : (l.debs ?? []), l.post?.version ?? '', typeof l.gen?.key === 'string' ? l.gen.key : ''])))}`;
   if (existsSync(join(dir, 'stamp')) && readFileSync(join(dir, 'stamp'), 'utf8').trim() === stamp) {
     return hydrate(name, dir, JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as Stored);
   }
@@ -126,7 +131,11 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
     for (const m of metas) {
       const to = join(layout, 'blobs/sha256', m.digest.slice(7));
       if (existsSync(to)) continue;
-      try { linkSync(m.blob, to); } catch { copyFileSync(m.blob, to); }
+      try {
+        linkSync(m.blob, to);
+      } catch {
+        copyFileSync(m.blob, to);
+      }
     }
     const wl = recipe.workloads(metas)[0]!;
     const config = {
@@ -135,7 +144,10 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
       os: 'linux',
       config: { Env: recipe.env, Cmd: wl.command(8080), WorkingDir: '/' },
       rootfs: { type: 'layers', diff_ids: metas.map((m) => m.diffId) },
-      history: metas.map((m) => ({ created: '1970-01-01T00:00:00Z', created_by: `bench/images ${name}: ${m.id}${m.packages.length ? ` (${m.packages.length} Debian packages)` : ''}` })),
+      history: metas.map((m) => ({
+        created: '1970-01-01T00:00:00Z',
+        created_by: `bench/images ${name}: ${m.id}${m.packages.length ? ` (${m.packages.length} Debian packages)` : ''}`,
+      })),
     };
     const cfg = writeBlob(layout, JSON.stringify(config));
     const manifest = {
@@ -146,7 +158,11 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
     };
     const man = writeBlob(layout, JSON.stringify(manifest));
     writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: MT_MANIFEST, ...man, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] };
+    const index = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{ mediaType: MT_MANIFEST, ...man, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
+    };
     writeFileSync(join(layout, 'index.json'), JSON.stringify(index));
 
     const packages = [...new Set(metas.flatMap((m) => m.packages))].sort();

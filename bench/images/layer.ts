@@ -32,16 +32,23 @@ export interface LayerMeta {
   blob: string;
 }
 
-export interface FillResult { packages?: string[]; notes?: Record<string, unknown> }
+export interface FillResult {
+  packages?: string[];
+  notes?: Record<string, unknown>;
+}
 
 const gzipTool = spawnSync('sh', ['-c', 'command -v pigz'], { encoding: 'utf8' }).stdout.trim() ? 'pigz' : 'gzip';
 export const COMPRESSOR = `${gzipTool} -n -6`;
 
 const TAR_ARGS = [
-  '--sort=name', '--format=posix',
+  '--sort=name',
+  '--format=posix',
   // pax headers must not carry a PID in their name nor atime/ctime: both would break determinism
   '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
-  '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner',
+  '--mtime=@0',
+  '--owner=0',
+  '--group=0',
+  '--numeric-owner',
 ];
 
 function exited(p: ChildProcess, what: string): Promise<void> {
@@ -54,7 +61,12 @@ function exited(p: ChildProcess, what: string): Promise<void> {
 }
 
 function tap(onChunk: (b: Buffer) => void): Transform {
-  return new Transform({ transform(chunk: Buffer, _enc, cb) { onChunk(chunk); cb(null, chunk); } });
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onChunk(chunk);
+      cb(null, chunk);
+    },
+  });
 }
 
 /** Packs `dir` (entries without a leading "./") into `out` (.tar.gz). */
@@ -70,8 +82,22 @@ export async function packDir(dir: string, out: string): Promise<Pick<LayerMeta,
   await Promise.all([
     exited(tar, 'tar'),
     exited(gz, gzipTool),
-    pipeline(tar.stdout!, tap((b) => { diff.update(b); usize += b.length; }), gz.stdin!),
-    pipeline(gz.stdout!, tap((b) => { comp.update(b); csize += b.length; }), createWriteStream(out)),
+    pipeline(
+      tar.stdout!,
+      tap((b) => {
+        diff.update(b);
+        usize += b.length;
+      }),
+      gz.stdin!,
+    ),
+    pipeline(
+      gz.stdout!,
+      tap((b) => {
+        comp.update(b);
+        csize += b.length;
+      }),
+      createWriteStream(out),
+    ),
   ]);
   return { digest: `sha256:${comp.digest('hex')}`, size: csize, diffId: `sha256:${diff.digest('hex')}`, uncompressedSize: usize };
 }
@@ -105,7 +131,15 @@ async function buildLayer(final: string, id: string, key: string, fill: (dir: st
     const fb = await fileBytes(join(tmp, 'root'));
     const packed = await packDir(join(tmp, 'root'), join(tmp, 'layer.tar.gz'));
     await removeTree(join(tmp, 'root'));
-    const meta = { id, key, ...packed, fileBytes: fb.bytes, files: fb.files, packages: filled.packages ?? [], ...(filled.notes ? { notes: filled.notes } : {}) };
+    const meta = {
+      id,
+      key,
+      ...packed,
+      fileBytes: fb.bytes,
+      files: fb.files,
+      packages: filled.packages ?? [],
+      ...(filled.notes ? { notes: filled.notes } : {}),
+    };
     writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1) + '\n');
     // Another builder may have finished the same layer meanwhile: same key, same bytes, keep theirs.
     if (existsSync(join(final, 'meta.json'))) await removeTree(tmp);
@@ -113,7 +147,9 @@ async function buildLayer(final: string, id: string, key: string, fill: (dir: st
       await removeTree(final);
       renameSync(tmp, final);
     }
-    console.error(`  layer ${id}: ${(packed.uncompressedSize / 1e6).toFixed(1)} MB tar → ${(packed.size / 1e6).toFixed(1)} MB gz, ${fb.files} files (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    console.error(
+      `  layer ${id}: ${(packed.uncompressedSize / 1e6).toFixed(1)} MB tar → ${(packed.size / 1e6).toFixed(1)} MB gz, ${fb.files} files (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    );
     return { ...meta, blob: join(final, 'layer.tar.gz') };
   } catch (e) {
     await removeTree(tmp);

@@ -17,7 +17,10 @@ import { clusteredList, layerPlan, scatteredList, writePlan, type ReadList, type
 /** Bump to rebuild every layer and image. */
 export const RECIPE = 'bench-images-v1';
 
-export interface Ctx { workDir: string; lower: LayerMeta[] }
+export interface Ctx {
+  workDir: string;
+  lower: LayerMeta[];
+}
 export interface LayerDef {
   id: string;
   /** Debian roots (name or name=version) added by this layer */
@@ -27,7 +30,12 @@ export interface LayerDef {
   /** a generated layer; `key` must change whenever its content would (lower layers' keys are added) */
   gen?: { key: string | ((workDir: string) => Promise<string>); fill: (dir: string, ctx: Ctx) => Promise<FillResult> };
 }
-export interface Recipe { name: ImageName; layers: LayerDef[]; env: string[]; workloads: (layers: LayerMeta[]) => Workload[] }
+export interface Recipe {
+  name: ImageName;
+  layers: LayerDef[];
+  env: string[];
+  workloads: (layers: LayerMeta[]) => Workload[];
+}
 
 const here = dirname(fileURLToPath(import.meta.url));
 const JAVA = '/usr/lib/jvm/java-17-openjdk-amd64/bin/java';
@@ -44,7 +52,10 @@ const base: LayerDef = {
     // What ca-certificates' postinst would have produced: the PEM bundle of all Mozilla roots.
     run: async (dir) => {
       const src = join(dir, 'usr/share/ca-certificates/mozilla');
-      const pems = readdirSync(src).filter((f) => f.endsWith('.crt')).sort().map((f) => readFileSync(join(src, f), 'utf8').trimEnd() + '\n');
+      const pems = readdirSync(src)
+        .filter((f) => f.endsWith('.crt'))
+        .sort()
+        .map((f) => readFileSync(join(src, f), 'utf8').trimEnd() + '\n');
       mkdirSync(join(dir, 'etc/ssl/certs'), { recursive: true });
       writeFileSync(join(dir, 'etc/ssl/certs/ca-certificates.crt'), pems.join(''), { mode: 0o644 });
       writeEtc(dir);
@@ -62,17 +73,29 @@ const python: LayerDef = {
     // move the new __pycache__ dirs into the layer. unchecked-hash: the .pyc stays valid although
     // the tar resets source mtimes to 0; single process + fixed hash seed: reproducible bytes.
     run: async (dir, ctx) => {
-      await withStage(ctx.lower.map((l) => l.blob), stageDir(ctx), async (root) => {
-        await run(['cp', '-al', `${dir}/.`, root]);
-        const r = await run(['sh', '-c', 'umask 022; exec chroot "$0" /usr/bin/python3.11 -m compileall -q -x "lib2to3/tests|test/bad" --invalidation-mode unchecked-hash /usr/lib/python3.11', root], { env: chrootEnv }).catch((e: Error) => e.message);
-        if (r) console.error(`  compileall: ${r.slice(0, 400)}`);
-        const out = await run(['find', 'usr/lib/python3.11', '-type', 'd', '-name', '__pycache__'], { cwd: root });
-        for (const rel of out.split('\n').filter(Boolean).sort()) {
-          if (existsSync(join(dir, rel))) continue;
-          mkdirSync(dirname(join(dir, rel)), { recursive: true });
-          renameSync(join(root, rel), join(dir, rel));
-        }
-      });
+      await withStage(
+        ctx.lower.map((l) => l.blob),
+        stageDir(ctx),
+        async (root) => {
+          await run(['cp', '-al', `${dir}/.`, root]);
+          const r = await run(
+            [
+              'sh',
+              '-c',
+              'umask 022; exec chroot "$0" /usr/bin/python3.11 -m compileall -q -x "lib2to3/tests|test/bad" --invalidation-mode unchecked-hash /usr/lib/python3.11',
+              root,
+            ],
+            { env: chrootEnv },
+          ).catch((e: Error) => e.message);
+          if (r) console.error(`  compileall: ${r.slice(0, 400)}`);
+          const out = await run(['find', 'usr/lib/python3.11', '-type', 'd', '-name', '__pycache__'], { cwd: root });
+          for (const rel of out.split('\n').filter(Boolean).sort()) {
+            if (existsSync(join(dir, rel))) continue;
+            mkdirSync(dirname(join(dir, rel)), { recursive: true });
+            renameSync(join(root, rel), join(dir, rel));
+          }
+        },
+      );
     },
   },
 };
@@ -127,7 +150,8 @@ const echo: Recipe = {
 };
 
 // ---- 2. python: the interpreter + toolchain + numpy/pandas/docs/testsuite it never touches ----
-const IMPORTS = 'json, http.server, email.parser, email.policy, sqlite3, decimal, asyncio, urllib.request, xml.etree.ElementTree, logging, argparse, datetime, ssl, hashlib, csv, unittest, concurrent.futures, pathlib, zipfile, tarfile';
+const IMPORTS =
+  'json, http.server, email.parser, email.policy, sqlite3, decimal, asyncio, urllib.request, xml.etree.ElementTree, logging, argparse, datetime, ssl, hashlib, csv, unittest, concurrent.futures, pathlib, zipfile, tarfile';
 const pythonImage: Recipe = {
   name: 'python',
   layers: [
@@ -141,7 +165,12 @@ const pythonImage: Recipe = {
   env: [PATH_ENV],
   workloads: () => [
     { name: 'hello', description: 'python3.11 -c print("hello")', command: () => ['/usr/bin/python3.11', '-c', 'print("hello")'], ready: exitOk },
-    { name: 'imports', description: `python3.11 imports ${IMPORTS.split(', ').length} stdlib modules and exits`, command: () => ['/usr/bin/python3.11', '-c', `import ${IMPORTS}; print("imported")`], ready: exitOk },
+    {
+      name: 'imports',
+      description: `python3.11 imports ${IMPORTS.split(', ').length} stdlib modules and exits`,
+      command: () => ['/usr/bin/python3.11', '-c', `import ${IMPORTS}; print("imported")`],
+      ready: exitOk,
+    },
   ],
 };
 
@@ -149,7 +178,10 @@ const pythonImage: Recipe = {
 /** The newest nodejs version that comes from Debian's own archive. */
 async function debianNodejs(): Promise<string[]> {
   const out = await run(['apt-cache', 'madison', 'nodejs']);
-  const v = out.split('\n').map((l) => l.split('|').map((s) => s.trim())).find((f) => f[2]?.includes('deb.debian.org'))?.[1];
+  const v = out
+    .split('\n')
+    .map((l) => l.split('|').map((s) => s.trim()))
+    .find((f) => f[2]?.includes('deb.debian.org'))?.[1];
   if (!v) throw new Error('no Debian nodejs version in apt-cache madison nodejs');
   return [`nodejs=${v}`];
 }
@@ -161,14 +193,28 @@ const nodeImage: Recipe = {
     {
       name: 'http',
       description: "node -e: http.createServer answering 'ok', ready on the first 200",
-      command: (port) => ['/usr/bin/node', '-e', `require('http').createServer((q,s)=>s.end('ok')).listen(${port},'127.0.0.1',()=>console.log('Server ready'))`],
+      command: (port) => [
+        '/usr/bin/node',
+        '-e',
+        `require('http').createServer((q,s)=>s.end('ok')).listen(${port},'127.0.0.1',()=>console.log('Server ready'))`,
+      ],
       ready: { kind: 'http', path: '/' },
     },
   ],
 };
 
 // ---- 4. hostile: a JVM that reads every JDK module and scans a ~45 MB classpath at start ----
-const JAVA_LIBS = ['libspring-context-java', 'libspring-web-java', 'libjackson2-databind-java', 'libjetty9-java', 'libnetty-java', 'libguava-java', 'libbcprov-java', 'libh2-java', 'libhibernate3-java'];
+const JAVA_LIBS = [
+  'libspring-context-java',
+  'libspring-web-java',
+  'libjackson2-databind-java',
+  'libjetty9-java',
+  'libnetty-java',
+  'libguava-java',
+  'libbcprov-java',
+  'libh2-java',
+  'libhibernate3-java',
+];
 const scanSource = readFileSync(join(here, 'Scan.java'), 'utf8');
 const hostile: Recipe = {
   name: 'hostile',
@@ -182,14 +228,34 @@ const hostile: Recipe = {
         key: `hostile-app-v1:${sha256Hex(scanSource)}`,
         // javac from the image's own JRE (its lib/modules carries jdk.compiler) in a throwaway chroot
         fill: async (dir, ctx) => {
-          await withStage(ctx.lower.map((l) => l.blob), stageDir(ctx), async (root) => {
-            mkdirSync(join(root, 'tmp/src'), { recursive: true });
-            writeFileSync(join(root, 'tmp/src/Scan.java'), scanSource);
-            await run(['chroot', root, JAVA, '-m', 'jdk.compiler/com.sun.tools.javac.Main', '-encoding', 'UTF-8', '--release', '17', '-d', '/tmp/out', '/tmp/src/Scan.java'], { env: chrootEnv });
-            mkdirSync(join(dir, 'app'), { recursive: true });
-            copyFileSync(join(root, 'tmp/out/Scan.class'), join(dir, 'app/Scan.class'));
-            copyFileSync(join(root, 'tmp/src/Scan.java'), join(dir, 'app/Scan.java'));
-          });
+          await withStage(
+            ctx.lower.map((l) => l.blob),
+            stageDir(ctx),
+            async (root) => {
+              mkdirSync(join(root, 'tmp/src'), { recursive: true });
+              writeFileSync(join(root, 'tmp/src/Scan.java'), scanSource);
+              await run(
+                [
+                  'chroot',
+                  root,
+                  JAVA,
+                  '-m',
+                  'jdk.compiler/com.sun.tools.javac.Main',
+                  '-encoding',
+                  'UTF-8',
+                  '--release',
+                  '17',
+                  '-d',
+                  '/tmp/out',
+                  '/tmp/src/Scan.java',
+                ],
+                { env: chrootEnv },
+              );
+              mkdirSync(join(dir, 'app'), { recursive: true });
+              copyFileSync(join(root, 'tmp/out/Scan.class'), join(dir, 'app/Scan.class'));
+              copyFileSync(join(root, 'tmp/src/Scan.java'), join(dir, 'app/Scan.java'));
+            },
+          );
           writeEtc(dir);
           return {};
         },
@@ -200,7 +266,8 @@ const hostile: Recipe = {
   workloads: () => [
     {
       name: 'http',
-      description: 'java -Xshare:off: reads every JDK module resource (jrt:/) and every entry of every jar in /usr/share/java (~65 % of the image\'s file bytes), then serves HTTP',
+      description:
+        "java -Xshare:off: reads every JDK module resource (jrt:/) and every entry of every jar in /usr/share/java (~65 % of the image's file bytes), then serves HTTP",
       command: (port) => [JAVA, '-Xshare:off', '-cp', '/app', 'Scan', String(port)],
       ready: { kind: 'http', path: '/' },
     },
@@ -219,7 +286,14 @@ const BULK_BYTES = 500e6;
 const FRACTIONS = [0.01, 0.05, 0.2];
 const bulkLayer = (n: number): LayerDef => ({
   id: `bulk${n}`,
-  gen: { key: `synthetic-v1:${n}:${BULK_BYTES}`, fill: async (dir) => { const plan = layerPlan(n, BULK_BYTES); writePlan(dir, plan); return { notes: { files: plan.length } }; } },
+  gen: {
+    key: `synthetic-v1:${n}:${BULK_BYTES}`,
+    fill: async (dir) => {
+      const plan = layerPlan(n, BULK_BYTES);
+      writePlan(dir, plan);
+      return { notes: { files: plan.length } };
+    },
+  },
 });
 async function busyboxPkgs(workDir: string) {
   return resolveClosure(['busybox-static'], workDir);

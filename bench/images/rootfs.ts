@@ -30,7 +30,12 @@ export async function materialize(blobs: string[], dir: string): Promise<void> {
 export async function withChrootMounts<T>(root: string, fn: () => Promise<T>): Promise<T> {
   mkdirSync(join(root, 'dev'), { recursive: true });
   mkdirSync(join(root, 'proc'), { recursive: true });
-  const nodes: Array<[string, number]> = [['null', 3], ['zero', 5], ['random', 8], ['urandom', 9]];
+  const nodes: Array<[string, number]> = [
+    ['null', 3],
+    ['zero', 5],
+    ['random', 8],
+    ['urandom', 9],
+  ];
   for (const [n, minor] of nodes) if (!existsSync(join(root, 'dev', n))) await run(['mknod', '-m', '666', join(root, 'dev', n), 'c', '1', String(minor)]);
   await run(['mount', '-t', 'proc', 'proc', join(root, 'proc')]);
   try {

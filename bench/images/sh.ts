@@ -7,12 +7,21 @@ import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
-export interface RunOpts { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; quiet?: boolean }
+export interface RunOpts {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  input?: string;
+  quiet?: boolean;
+}
 
 /** Runs argv, resolves stdout; rejects with the command and its stderr tail on a non-zero exit. */
 export function run(argv: string[], opts: RunOpts = {}): Promise<string> {
   return new Promise((res, rej) => {
-    const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const p = spawn(argv[0]!, argv.slice(1), {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     p.stdout!.on('data', (b: Buffer) => out.push(b));
@@ -21,7 +30,13 @@ export function run(argv: string[], opts: RunOpts = {}): Promise<string> {
     p.on('close', (code, sig) => {
       const stderr = Buffer.concat(err).toString();
       if (code === 0) {
-        if (!opts.quiet && stderr.trim()) process.stderr.write(stderr.split('\n').filter((l) => !/unsandboxed as root/.test(l)).join('\n'));
+        if (!opts.quiet && stderr.trim())
+          process.stderr.write(
+            stderr
+              .split('\n')
+              .filter((l) => !/unsandboxed as root/.test(l))
+              .join('\n'),
+          );
         res(Buffer.concat(out).toString());
       } else rej(new Error(`${argv.slice(0, 6).join(' ')}${argv.length > 6 ? ' …' : ''} → ${code ?? sig}\n${stderr.slice(-2000)}`));
     });
@@ -35,10 +50,12 @@ export function run(argv: string[], opts: RunOpts = {}): Promise<string> {
 export function sha256File(path: string): Promise<string> {
   return new Promise((res, rej) => {
     const h = createHash('sha256');
-    createReadStream(path).on('data', (b) => h.update(b)).on('error', rej).on('end', () => res(h.digest('hex')));
+    createReadStream(path)
+      .on('data', (b) => h.update(b))
+      .on('error', rej)
+      .on('end', () => res(h.digest('hex')));
   });
 }
-
 
 /** Mount points at or below `dir` (deepest first), from /proc/self/mountinfo. */
 export function mountsUnder(dir: string): string[] {

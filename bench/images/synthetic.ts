@@ -11,11 +11,22 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-export interface SynthFile { path: string; size: number; kind: 'bin' | 'log' }
+export interface SynthFile {
+  path: string;
+  size: number;
+  kind: 'bin' | 'log';
+}
 
 function xorshift(seed: number): () => number {
   let x = seed >>> 0 || 1;
-  return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
 }
 
 const pad = (n: number, w: number) => String(n).padStart(w, '0');
@@ -97,7 +108,9 @@ export function writePlan(root: string, plan: SynthFile[]): void {
     mkdirSync(dirname(p), { recursive: true });
     const fd = openSync(p, 'w', 0o644);
     try {
-      const emit = (b: Buffer) => { for (let off = 0; off < b.length; ) off += writeSync(fd, b, off); };
+      const emit = (b: Buffer) => {
+        for (let off = 0; off < b.length; ) off += writeSync(fd, b, off);
+      };
       if (f.kind === 'bin') binChunks(f.path, f.size, emit);
       else logChunks(parseInt(createHash('sha256').update(f.path).digest('hex').slice(0, 8), 16), f.size, emit);
     } finally {
@@ -106,7 +119,13 @@ export function writePlan(root: string, plan: SynthFile[]): void {
   }
 }
 
-export interface ReadList { name: string; files: string[]; bytes: number; fraction: number; detail: string }
+export interface ReadList {
+  name: string;
+  files: string[];
+  bytes: number;
+  fraction: number;
+  detail: string;
+}
 
 /**
  * A run of consecutive files (tar order) of one layer, starting about a third into it, whose
@@ -125,7 +144,13 @@ export function clusteredList(name: string, layerFiles: SynthFile[], target: num
     }
   }
   const files = layerFiles.slice(best.s, best.e).map((f) => '/' + f.path);
-  return { name, files, bytes: best.sum, fraction: best.sum / denominator, detail: `${files.length} consecutive files ${files[0]} … ${files[files.length - 1]}` };
+  return {
+    name,
+    files,
+    bytes: best.sum,
+    fraction: best.sum / denominator,
+    detail: `${files.length} consecutive files ${files[0]} … ${files[files.length - 1]}`,
+  };
 }
 
 /** Files drawn with a seeded shuffle across all bulk layers until the total is within ±2 % of target. */

@@ -23,10 +23,12 @@ const work = resolve('.bench-work');
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === 'object' ? res(a.port) : rej(new Error('no port'))));
-    }).on('error', rej);
+    const s = createServer()
+      .listen(0, '127.0.0.1', () => {
+        const a = s.address();
+        s.close(() => (a && typeof a === 'object' ? res(a.port) : rej(new Error('no port'))));
+      })
+      .on('error', rej);
   });
 }
 
@@ -41,7 +43,10 @@ function imageEnv(img: BenchImage): Record<string, string> {
 async function runWorkload(root: string, w: Workload, env: Record<string, string>, wrap: string[] = []): Promise<{ ms: number; out: string }> {
   const port = await freePort();
   const t0 = Date.now();
-  const p = spawn(wrap.length ? wrap[0]! : 'chroot', [...wrap.slice(1), ...(wrap.length ? ['chroot'] : []), root, ...w.command(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(wrap.length ? wrap[0]! : 'chroot', [...wrap.slice(1), ...(wrap.length ? ['chroot'] : []), root, ...w.command(port)], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   p.stdout.on('data', (b: Buffer) => (out += b.toString()));
   p.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -58,7 +63,10 @@ async function runWorkload(root: string, w: Workload, env: Record<string, string
     for (;;) {
       if (gone) throw new Error(`${w.name} exited before ready: ${out.slice(-1500)}`);
       if (Date.now() - t0 > 120_000) throw new Error(`${w.name}: not ready after 120 s`);
-      const ok = await fetch(url).then((r) => r.status === 200, () => false);
+      const ok = await fetch(url).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ok) return { ms: Date.now() - t0, out };
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -117,7 +125,10 @@ try {
   for (const name of names) {
     const img = await buildBenchImage(name, work);
     const root = join(scratch, name);
-    await materialize(img.layers.map((l) => join(img.layout, 'blobs/sha256', l.digest.slice(7))), root);
+    await materialize(
+      img.layers.map((l) => join(img.layout, 'blobs/sha256', l.digest.slice(7))),
+      root,
+    );
     const fb = await fileBytes(root);
     console.log(`${name}: ${fb.files} files, ${mb(fb.bytes)} MB file bytes, ${mb(img.uncompressedBytes)} MB tar`);
     const env = imageEnv(img);

@@ -12,7 +12,15 @@ export const MODES: Mode[] = ['full', 'lazy', 'warm'];
 export const COLOURS: Record<Mode, string> = { full: '#4e79a7', lazy: '#f28e2b', warm: '#59a14f' };
 const NAMES: Record<Mode, string> = { full: 'full pull (overlayfs)', lazy: 'lazy (SOCI)', warm: 'warm (image local)' };
 
-const W = 1000, LEFT = 230, RIGHT = 70, BAR = 10, PITCH = 12, GROUP_GAP = 8, PANEL_HEAD = 26, AXIS = 28, TOP = 64;
+const W = 1000,
+  LEFT = 230,
+  RIGHT = 70,
+  BAR = 10,
+  PITCH = 12,
+  GROUP_GAP = 8,
+  PANEL_HEAD = 26,
+  AXIS = 28,
+  TOP = 64;
 const PW = W - LEFT - RIGHT;
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -20,25 +28,44 @@ const n = (x: number) => (Math.round(x * 10) / 10).toString();
 const secs = (s: number) => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s.toFixed(2));
 const text = (x: number, y: number, s: string, attrs = '') => `<text x="${n(x)}" y="${n(y)}"${attrs ? ` ${attrs}` : ''}>${esc(s)}</text>`;
 
-interface Bar { mode: Mode; p50: number; p90: number; n: number }
-interface Group { label: string; image: string; workload: string; bars: Bar[] }
+interface Bar {
+  mode: Mode;
+  p50: number;
+  p90: number;
+  n: number;
+}
+interface Group {
+  label: string;
+  image: string;
+  workload: string;
+  bars: Bar[];
+}
 
 export function renderChart(results: ResultsFile[]): string {
   const rows = allRows(results);
-  const panels = byProfile(results).map((d) => ({
-    title: `${d.profile} — ${d.label}`,
-    profile: d.profile,
-    groups: rows.map((row): Group => ({
-      label: row.label, image: row.image, workload: row.workload,
-      bars: MODES.map((mode) => {
-        const xs = values(d.samples, row, mode, (s) => s.ttrMs / 1000);
-        return { mode, p50: p50(xs), p90: p90(xs), n: xs.length };
-      }).filter((b) => b.n > 0),
-    })).filter((g) => g.bars.length > 0),
-  })).filter((p) => p.groups.length > 0);
+  const panels = byProfile(results)
+    .map((d) => ({
+      title: `${d.profile} — ${d.label}`,
+      profile: d.profile,
+      groups: rows
+        .map(
+          (row): Group => ({
+            label: row.label,
+            image: row.image,
+            workload: row.workload,
+            bars: MODES.map((mode) => {
+              const xs = values(d.samples, row, mode, (s) => s.ttrMs / 1000);
+              return { mode, p50: p50(xs), p90: p90(xs), n: xs.length };
+            }).filter((b) => b.n > 0),
+          }),
+        )
+        .filter((g) => g.bars.length > 0),
+    }))
+    .filter((p) => p.groups.length > 0);
 
   const all = panels.flatMap((p) => p.groups.flatMap((g) => g.bars));
-  if (!all.length) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="60" viewBox="0 0 ${W} 60">${text(20, 35, 'time to ready: no results', 'font-family="sans-serif" font-size="14"')}</svg>\n`;
+  if (!all.length)
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="60" viewBox="0 0 ${W} 60">${text(20, 35, 'time to ready: no results', 'font-family="sans-serif" font-size="14"')}</svg>\n`;
 
   // Shared log axis over whole decades (at least one), from the smallest p50 to the largest p90.
   const lo = 10 ** Math.floor(Math.log10(Math.max(0.01, Math.min(...all.map((b) => b.p50)))));
@@ -66,10 +93,15 @@ export function renderChart(results: ResultsFile[]): string {
       out.push(text(LEFT - 8, gy + (MODES.length * PITCH) / 2 + 4, label, 'text-anchor="end"'));
       for (const b of g.bars) {
         const by = gy + MODES.indexOf(b.mode) * PITCH;
-        const x50 = x(b.p50), x90 = x(b.p90), mid = by + BAR / 2;
+        const x50 = x(b.p50),
+          x90 = x(b.p90),
+          mid = by + BAR / 2;
         const tip = `${p.profile} ${g.label} ${b.mode}: p50 ${secs(b.p50)} s, p90 ${secs(b.p90)} s (${b.n} samples)`;
-        out.push(`<rect class="bar" data-series="${esc(`${p.profile}|${g.image}|${g.workload}|${b.mode}`)}" x="${LEFT}" y="${n(by)}" width="${n(Math.max(1, x50 - LEFT))}" height="${BAR}" fill="${COLOURS[b.mode]}"><title>${esc(tip)}</title></rect>`);
-        if (x90 > x50 + 0.5) out.push(`<path class="whisker" d="M${n(x50)} ${n(mid)}H${n(x90)}M${n(x90)} ${n(by + 1)}V${n(by + BAR - 1)}" stroke="#333" fill="none"/>`);
+        out.push(
+          `<rect class="bar" data-series="${esc(`${p.profile}|${g.image}|${g.workload}|${b.mode}`)}" x="${LEFT}" y="${n(by)}" width="${n(Math.max(1, x50 - LEFT))}" height="${BAR}" fill="${COLOURS[b.mode]}"><title>${esc(tip)}</title></rect>`,
+        );
+        if (x90 > x50 + 0.5)
+          out.push(`<path class="whisker" d="M${n(x50)} ${n(mid)}H${n(x90)}M${n(x90)} ${n(by + 1)}V${n(by + BAR - 1)}" stroke="#333" fill="none"/>`);
         out.push(text(Math.max(x50, x90) + 4, by + BAR - 1, `${secs(b.p50)} s`, 'font-size="10" fill="#333"'));
       }
       gy += MODES.length * PITCH + GROUP_GAP;
@@ -83,12 +115,14 @@ export function renderChart(results: ResultsFile[]): string {
     return `<g class="legend"><rect x="${lx}" y="36" width="14" height="10" fill="${COLOURS[m]}"/>${text(lx + 20, 45, NAMES[m])}</g>`;
   });
   const H = y + 10;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    text(10, 22, 'Time to ready: bar = p50, whisker = p90 (log scale, seconds)', 'font-size="16" font-weight="bold"'),
-    ...legend,
-    ...out,
-    '</svg>',
-  ].join('\n') + '\n';
+  return (
+    [
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+      `<rect width="${W}" height="${H}" fill="#fff"/>`,
+      text(10, 22, 'Time to ready: bar = p50, whisker = p90 (log scale, seconds)', 'font-size="16" font-weight="bold"'),
+      ...legend,
+      ...out,
+      '</svg>',
+    ].join('\n') + '\n'
+  );
 }

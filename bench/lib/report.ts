@@ -12,15 +12,38 @@ export const END = '<!-- ttr:end -->';
 const PROFILE_ORDER = ['p0', 'p1', 'p2', 'p3', 'p4'];
 
 /** Every ResultsFile of one profile merged (run.ts may write several, e.g. one per image). */
-export interface ProfileData { profile: string; label: string; commands: string[]; machine: string; samplesPerMode: number; startedAt: string; finishedAt: string; samples: Sample[] }
+export interface ProfileData {
+  profile: string;
+  label: string;
+  commands: string[];
+  machine: string;
+  samplesPerMode: number;
+  startedAt: string;
+  finishedAt: string;
+  samples: Sample[];
+}
 
-export interface Row { image: string; workload: string; label: string }
+export interface Row {
+  image: string;
+  workload: string;
+  label: string;
+}
 
 export function byProfile(results: ResultsFile[]): ProfileData[] {
   const out = new Map<string, ProfileData>();
   for (const r of results) {
     const d = out.get(r.profile);
-    if (!d) out.set(r.profile, { profile: r.profile, label: r.profileLabel, commands: [r.command], machine: r.machine, samplesPerMode: r.samplesPerMode, startedAt: r.startedAt, finishedAt: r.finishedAt, samples: [...r.samples] });
+    if (!d)
+      out.set(r.profile, {
+        profile: r.profile,
+        label: r.profileLabel,
+        commands: [r.command],
+        machine: r.machine,
+        samplesPerMode: r.samplesPerMode,
+        startedAt: r.startedAt,
+        finishedAt: r.finishedAt,
+        samples: [...r.samples],
+      });
     else {
       if (!d.commands.includes(r.command)) d.commands.push(r.command);
       d.samples.push(...r.samples);
@@ -79,10 +102,14 @@ const escapeCell = (s: string) => s.replace(/\|/g, '\\|');
 /** p50s of one row in one profile (NaN where absent). */
 function figures(d: ProfileData, row: Row, img: ImageInfo | undefined) {
   const v = (mode: Mode, f: (s: Sample) => number | undefined) => values(d.samples, row, mode, f);
-  const full = v('full', (s) => s.ttrMs), lazy = v('lazy', (s) => s.ttrMs);
+  const full = v('full', (s) => s.ttrMs),
+    lazy = v('lazy', (s) => s.ttrMs);
   const model = v('lazy', (s) => s.modelMs);
   return {
-    fullP50: p50(full), fullP90: p90(full), lazyP50: p50(lazy), lazyP90: p90(lazy),
+    fullP50: p50(full),
+    fullP90: p90(full),
+    lazyP50: p50(lazy),
+    lazyP90: p90(lazy),
     warmP50: p50(v('warm', (s) => s.ttrMs)),
     lazyPull: p50(v('lazy', (s) => s.pullMs)),
     firstByte: p50(v('lazy', (s) => s.firstByteMs)),
@@ -100,22 +127,60 @@ function figures(d: ProfileData, row: Row, img: ImageInfo | undefined) {
 }
 
 function profileTable(d: ProfileData, rows: Row[], images: Map<string, ImageInfo>): string {
-  const head = ['image / workload', 'full p50 s', 'full p90 s', 'lazy p50 s', 'lazy p90 s', 'warm p50 s', 'lazy ÷ full', 'lazy pull p50 s',
-    'first byte p50 s', 'lazy fetched MB (% image)', 'full fetched MB (% image)', 'range req. (lazy)', 'amplification', 'model p50 s', 'lazy ÷ model',
-    'lazy CPU s', 'lazy RSS MB'];
+  const head = [
+    'image / workload',
+    'full p50 s',
+    'full p90 s',
+    'lazy p50 s',
+    'lazy p90 s',
+    'warm p50 s',
+    'lazy ÷ full',
+    'lazy pull p50 s',
+    'first byte p50 s',
+    'lazy fetched MB (% image)',
+    'full fetched MB (% image)',
+    'range req. (lazy)',
+    'amplification',
+    'model p50 s',
+    'lazy ÷ model',
+    'lazy CPU s',
+    'lazy RSS MB',
+  ];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   const notes: string[] = [];
   for (const row of rows) {
     if (!d.samples.some((s) => s.image === row.image && s.workload === row.workload)) continue;
     const f = figures(d, row, images.get(row.image));
-    lines.push(`| ${[escapeCell(row.label), sec(f.fullP50), sec(f.fullP90), `**${sec(f.lazyP50)}**`, sec(f.lazyP90), sec(f.warmP50), fix(f.lazyP50 / f.fullP50, 2),
-      sec(f.lazyPull), sec(f.firstByte), `${mb(f.lazyBytes)} (${pct(f.lazyBytes, f.compressed)})`, `${mb(f.fullBytes)} (${pct(f.fullBytes, f.compressed)})`,
-      fix(f.ranges, 0), fix(f.amplification, 2), sec(f.model), fix(f.lazyP50 / f.model, 2), fix(f.cpu / 1000, 2), mb(f.rss)].join(' | ')} |`);
+    lines.push(
+      `| ${[
+        escapeCell(row.label),
+        sec(f.fullP50),
+        sec(f.fullP90),
+        `**${sec(f.lazyP50)}**`,
+        sec(f.lazyP90),
+        sec(f.warmP50),
+        fix(f.lazyP50 / f.fullP50, 2),
+        sec(f.lazyPull),
+        sec(f.firstByte),
+        `${mb(f.lazyBytes)} (${pct(f.lazyBytes, f.compressed)})`,
+        `${mb(f.fullBytes)} (${pct(f.fullBytes, f.compressed)})`,
+        fix(f.ranges, 0),
+        fix(f.amplification, 2),
+        sec(f.model),
+        fix(f.lazyP50 / f.model, 2),
+        fix(f.cpu / 1000, 2),
+        mb(f.rss),
+      ].join(' | ')} |`,
+    );
     const mine = d.samples.filter((s) => s.image === row.image && s.workload === row.workload);
     const failed = mine.filter((s) => s.error);
-    if (failed.length) notes.push(`${row.label}: ${failed.length} failed sample(s) left out (${[...new Set(failed.map((s) => `${s.mode}: ${s.error}`))].join('; ')})`);
-    const short = mine.filter((s) => s.mode === 'lazy' && s.lazyLayers !== undefined && s.expectedLazyLayers !== undefined && s.lazyLayers < s.expectedLazyLayers);
-    if (short.length) notes.push(`${row.label}: ${short.length} lazy sample(s) mounted only ${short[0]!.lazyLayers} of ${short[0]!.expectedLazyLayers} layers lazily`);
+    if (failed.length)
+      notes.push(`${row.label}: ${failed.length} failed sample(s) left out (${[...new Set(failed.map((s) => `${s.mode}: ${s.error}`))].join('; ')})`);
+    const short = mine.filter(
+      (s) => s.mode === 'lazy' && s.lazyLayers !== undefined && s.expectedLazyLayers !== undefined && s.lazyLayers < s.expectedLazyLayers,
+    );
+    if (short.length)
+      notes.push(`${row.label}: ${short.length} lazy sample(s) mounted only ${short[0]!.lazyLayers} of ${short[0]!.expectedLazyLayers} layers lazily`);
   }
   return [...lines, ...(notes.length ? ['', ...notes.map((n) => `- ⚠ ${n}`)] : [])].join('\n');
 }
@@ -150,15 +215,27 @@ export function evaluateTargets(results: ResultsFile[]): Verdict[] {
     const mine = rows.filter((r) => kindOf(r.image) === kind && (kind !== 'fat-sparse' || /(^|\D)1pct/.test(r.workload)));
     if (!mine.length) none('(b) speed-ups and model bound', kind === 'fat-sparse' ? 'fat-sparse / 1pct' : kind);
     for (const r of mine) {
-      for (const [p, need] of [['p0', 3], ['p2', 5]] as const) {
+      for (const [p, need] of [
+        ['p0', 3],
+        ['p2', 5],
+      ] as const) {
         const f = at(p, r);
         const speedup = f ? f.fullP50 / f.lazyP50 : NaN;
         if (!ok(speedup)) none(speed(p, need), r.label);
         else out.push({ target: speed(p, need), row: r.label, figure: `full ÷ lazy = ${speedup.toFixed(1)}×`, pass: speedup >= need });
       }
-      const ratios = data.map((d) => [d.profile, at(d.profile, r)!] as const).map(([p, f]) => [p, f.lazyP50 / f.model] as const).filter(([, x]) => ok(x));
+      const ratios = data
+        .map((d) => [d.profile, at(d.profile, r)!] as const)
+        .map(([p, f]) => [p, f.lazyP50 / f.model] as const)
+        .filter(([, x]) => ok(x));
       if (!ratios.length) none(B, r.label);
-      else out.push({ target: B, row: r.label, figure: `lazy ÷ model: ${ratios.map(([p, x]) => `${p} ${x.toFixed(2)}`).join(' · ')}`, pass: ratios.every(([, x]) => x <= 1.5) });
+      else
+        out.push({
+          target: B,
+          row: r.label,
+          figure: `lazy ÷ model: ${ratios.map(([p, x]) => `${p} ${x.toFixed(2)}`).join(' · ')}`,
+          pass: ratios.every(([, x]) => x <= 1.5),
+        });
     }
   }
 
@@ -166,18 +243,36 @@ export function evaluateTargets(results: ResultsFile[]): Verdict[] {
   const hostile = rows.filter((r) => kindOf(r.image) === 'hostile');
   if (!hostile.length) none(C, 'hostile');
   for (const r of hostile) {
-    const ratios = data.map((d) => [d.profile, at(d.profile, r)!] as const).map(([p, f]) => [p, f.lazyP50 / f.fullP50] as const).filter(([, x]) => ok(x));
+    const ratios = data
+      .map((d) => [d.profile, at(d.profile, r)!] as const)
+      .map(([p, f]) => [p, f.lazyP50 / f.fullP50] as const)
+      .filter(([, x]) => ok(x));
     if (!ratios.length) none(C, r.label);
-    else out.push({ target: C, row: r.label, figure: `lazy ÷ full: ${ratios.map(([p, x]) => `${p} ${x.toFixed(2)}`).join(' · ')}`, pass: ratios.every(([, x]) => x <= 1.25) });
+    else
+      out.push({
+        target: C,
+        row: r.label,
+        figure: `lazy ÷ full: ${ratios.map(([p, x]) => `${p} ${x.toFixed(2)}`).join(' · ')}`,
+        pass: ratios.every(([, x]) => x <= 1.25),
+      });
   }
 
   const D = '(d) sparse workloads: lazy fetched before ready ≤ 10 % of the image (compressed)';
   const sparse = rows.filter((r) => kindOf(r.image) !== 'hostile' && (kindOf(r.image) !== 'fat-sparse' || /(^|\D)(1|5)pct/.test(r.workload)));
   if (!sparse.length) none(D, 'sparse images');
   for (const r of sparse) {
-    const shares = data.map((d) => [d.profile, at(d.profile, r)!] as const).map(([p, f]) => [p, f.lazyBytes / f.compressed] as const).filter(([, x]) => ok(x));
+    const shares = data
+      .map((d) => [d.profile, at(d.profile, r)!] as const)
+      .map(([p, f]) => [p, f.lazyBytes / f.compressed] as const)
+      .filter(([, x]) => ok(x));
     if (!shares.length) none(D, r.label);
-    else out.push({ target: D, row: r.label, figure: shares.map(([p, x]) => `${p} ${(100 * x).toFixed(1)} %`).join(' · '), pass: shares.every(([, x]) => x <= 0.1) });
+    else
+      out.push({
+        target: D,
+        row: r.label,
+        figure: shares.map(([p, x]) => `${p} ${(100 * x).toFixed(1)} %`).join(' · '),
+        pass: shares.every(([, x]) => x <= 0.1),
+      });
   }
   return out;
 }
@@ -189,13 +284,19 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
   const rows = allRows(results);
   const out: string[] = [];
   out.push(`![time to ready, p50 with p90 whiskers, per profile](${opts.chartPath ?? 'bench/results/ttr.svg'})`, '');
-  out.push('Time to ready (TTR): from the pull command to the first HTTP 200 or exit 0; warm: from `ctr run` with the image',
+  out.push(
+    'Time to ready (TTR): from the pull command to the first HTTP 200 or exit 0; warm: from `ctr run` with the image',
     'already local. full = containerd pull + overlayfs; lazy = our SOCI snapshotter. Bytes fetched: from the registry through',
     'the shaping proxy, pull start to ready. Amplification: lazy bytes fetched after the pull (spans) ÷ compressed estimate of what was read. Model:',
-    'the lower bound computed by bench/run.ts. p50/p90 are nearest-rank.', '');
+    'the lower bound computed by bench/run.ts. p50/p90 are nearest-rank.',
+    '',
+  );
   if (imageList.length) {
     out.push('| image | layers | compressed MB | uncompressed MB | workloads |', '|---|---|---|---|---|');
-    for (const i of imageList) out.push(`| ${escapeCell(i.name)} | ${i.layers} | ${mb(i.compressedBytes)} | ${mb(i.uncompressedBytes)} | ${escapeCell(i.workloads.map((w) => `${w.name}: ${w.description}`).join('; '))} |`);
+    for (const i of imageList)
+      out.push(
+        `| ${escapeCell(i.name)} | ${i.layers} | ${mb(i.compressedBytes)} | ${mb(i.uncompressedBytes)} | ${escapeCell(i.workloads.map((w) => `${w.name}: ${w.description}`).join('; '))} |`,
+      );
     out.push('');
   }
   for (const d of data) {
@@ -206,7 +307,8 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
   }
   if (!data.length) out.push('No results.', '');
   out.push('### Targets', '', '| target | image / workload | figure | result |', '|---|---|---|---|');
-  for (const v of evaluateTargets(results)) out.push(`| ${escapeCell(v.target)} | ${escapeCell(v.row)} | ${v.figure} | ${v.pass === undefined ? 'not measured' : v.pass ? '✅' : '❌'} |`);
+  for (const v of evaluateTargets(results))
+    out.push(`| ${escapeCell(v.target)} | ${escapeCell(v.row)} | ${v.figure} | ${v.pass === undefined ? 'not measured' : v.pass ? '✅' : '❌'} |`);
   return out.join('\n') + '\n';
 }
 

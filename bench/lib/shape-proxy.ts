@@ -29,7 +29,12 @@
  */
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
-export interface ShapeProfile { id: 'p0' | 'p1' | 'p2' | 'p3' | 'p4'; label: string; rateBitsPerSec: number /* 0 = unlimited */; rttMs: number }
+export interface ShapeProfile {
+  id: 'p0' | 'p1' | 'p2' | 'p3' | 'p4';
+  label: string;
+  rateBitsPerSec: number /* 0 = unlimited */;
+  rttMs: number;
+}
 
 export const PROFILES: Record<ShapeProfile['id'], ShapeProfile> = {
   p0: { id: 'p0', label: 'unshaped', rateBitsPerSec: 0, rttMs: 0 },
@@ -39,9 +44,22 @@ export const PROFILES: Record<ShapeProfile['id'], ShapeProfile> = {
   p4: { id: 'p4', label: '25 Mbit/s, 100 ms RTT', rateBitsPerSec: 25e6, rttMs: 100 },
 };
 
-export interface ProxyStats { connections: number; bytesDown: number /* upstream→client */; bytesUp: number; requests: number /* HTTP requests seen client→upstream */; rangeRequests: number /* requests with a Range header */; getBlobRequests: number }
+export interface ProxyStats {
+  connections: number;
+  bytesDown: number /* upstream→client */;
+  bytesUp: number;
+  requests: number /* HTTP requests seen client→upstream */;
+  rangeRequests: number /* requests with a Range header */;
+  getBlobRequests: number;
+}
 
-export interface ShapeProxy { host: string /* '127.0.0.1:<port>' */; port: number; stats(): ProxyStats; resetStats(): void; close(): Promise<void> }
+export interface ShapeProxy {
+  host: string /* '127.0.0.1:<port>' */;
+  port: number;
+  stats(): ProxyStats;
+  resetStats(): void;
+  close(): Promise<void>;
+}
 
 const CHUNK = 64 * 1024;
 const SLACK_MS = 0.5; // deliver what is due within this much, saves a timer round trip
@@ -49,7 +67,10 @@ const SLACK_MS = 0.5; // deliver what is due within this much, saves a timer rou
 /** One direction of the link, shared by every connection: a FIFO serialiser plus a constant delay. */
 class Link {
   freeAt = 0;
-  constructor(readonly bytesPerMs: number /* 0 = unlimited */, readonly delayMs: number) {}
+  constructor(
+    readonly bytesPerMs: number /* 0 = unlimited */,
+    readonly delayMs: number,
+  ) {}
   /** Schedules n bytes arriving at `at`; returns when they are serialised and when they are delivered. */
   schedule(at: number, n: number): [number, number] {
     if (!this.bytesPerMs) return [at, at + this.delayMs];
@@ -58,7 +79,11 @@ class Link {
   }
 }
 
-interface Item { buf: Buffer; serEnd: number; deliverAt: number }
+interface Item {
+  buf: Buffer;
+  serEnd: number;
+  deliverAt: number;
+}
 
 /** src → dst through a Link, with flow control; ends dst once src ended and everything was delivered. */
 class Pipe {
@@ -72,13 +97,27 @@ class Pipe {
   done = false; // src ended and dst ended (or disposed)
 
   constructor(
-    private readonly src: Socket, private readonly dst: Socket, private readonly link: Link,
-    private readonly notBefore: number, private readonly limit: number, private readonly hardCap: number,
-    private readonly onDeliver: (n: number) => void, onData?: (b: Buffer) => void,
+    private readonly src: Socket,
+    private readonly dst: Socket,
+    private readonly link: Link,
+    private readonly notBefore: number,
+    private readonly limit: number,
+    private readonly hardCap: number,
+    private readonly onDeliver: (n: number) => void,
+    onData?: (b: Buffer) => void,
   ) {
-    src.on('data', (b: Buffer) => { onData?.(b); this.push(b); });
-    src.on('end', () => { this.srcEnded = true; this.pump(); });
-    dst.on('drain', () => { this.needDrain = false; this.pump(); });
+    src.on('data', (b: Buffer) => {
+      onData?.(b);
+      this.push(b);
+    });
+    src.on('end', () => {
+      this.srcEnded = true;
+      this.pump();
+    });
+    dst.on('drain', () => {
+      this.needDrain = false;
+      this.pump();
+    });
   }
 
   private push(b: Buffer): void {
@@ -137,7 +176,14 @@ class Pipe {
     if (this.timer && this.timerAt <= at) return; // an earlier wake-up re-arms anyway
     this.clearTimer();
     this.timerAt = at;
-    this.timer = setTimeout(() => { this.timer = undefined; this.timerAt = Infinity; this.pump(); }, Math.max(1, Math.ceil(at - now)));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.pump();
+      },
+      Math.max(1, Math.ceil(at - now)),
+    );
   }
 
   private clearTimer(): void {
@@ -175,7 +221,11 @@ class RequestParser {
         i += n;
         this.left -= n;
         if (this.left === 0) {
-          if (this.state === 'chunk-data') { this.state = 'body'; this.left = 2; this.afterBody = 'chunk-size'; } // the CRLF after the data
+          if (this.state === 'chunk-data') {
+            this.state = 'body';
+            this.left = 2;
+            this.afterBody = 'chunk-size';
+          } // the CRLF after the data
           else this.state = this.afterBody;
         }
         continue;
@@ -199,17 +249,29 @@ class RequestParser {
       const size = parseInt(line.split(';')[0]!.trim(), 16);
       if (Number.isNaN(size)) this.state = 'opaque';
       else if (size === 0) this.state = 'trailer';
-      else { this.state = 'chunk-data'; this.left = size; }
+      else {
+        this.state = 'chunk-data';
+        this.left = size;
+      }
       return;
     }
     if (this.state === 'trailer') {
       if (line === '') this.toHead();
       return;
     }
-    if (line !== '') { this.lines.push(line); return; }
-    if (this.lines.length === 0) { this.headBytes = 0; return; } // stray CRLF between requests
+    if (line !== '') {
+      this.lines.push(line);
+      return;
+    }
+    if (this.lines.length === 0) {
+      this.headBytes = 0;
+      return;
+    } // stray CRLF between requests
     const m = /^([A-Z]+) (\S+) HTTP\/\d/.exec(this.lines[0]!);
-    if (!m) { this.state = 'opaque'; return; }
+    if (!m) {
+      this.state = 'opaque';
+      return;
+    }
     const headers = new Map<string, string>();
     for (const h of this.lines.slice(1)) {
       const c = h.indexOf(':');
@@ -220,7 +282,11 @@ class RequestParser {
     const length = Number(headers.get('content-length') ?? 0);
     if (m[1] === 'CONNECT' || headers.has('upgrade')) this.state = 'opaque';
     else if (/chunked/i.test(headers.get('transfer-encoding') ?? '')) this.state = 'chunk-size';
-    else if (length > 0) { this.state = 'body'; this.left = length; this.afterBody = 'head'; }
+    else if (length > 0) {
+      this.state = 'body';
+      this.left = length;
+      this.afterBody = 'head';
+    }
   }
 
   private toHead(): void {
@@ -241,7 +307,7 @@ export async function startShapeProxy(opts: { upstream: string /* 'host:port' */
   const down = new Link(bytesPerMs, rtt / 2);
   const up = new Link(bytesPerMs, rtt / 2);
   const limit = Math.max(128 * 1024, Math.ceil(bytesPerMs * 8));
-  const hardCap = Math.max(4 << 20, 2 * (limit + Math.ceil(bytesPerMs * rtt / 2)));
+  const hardCap = Math.max(4 << 20, 2 * (limit + Math.ceil((bytesPerMs * rtt) / 2)));
   let stats = zeroStats();
   const conns = new Set<{ sockets: Socket[]; pipes: Pipe[] }>();
 
@@ -258,8 +324,21 @@ export async function startShapeProxy(opts: { upstream: string /* 'host:port' */
     upstream.setNoDelay(true);
     const notBefore = performance.now() + rtt; // TCP handshake
     const parser = new RequestParser(onRequest);
-    const toUp = new Pipe(client, upstream, up, notBefore, limit, hardCap, (n) => { stats.bytesUp += n; }, (b) => parser.feed(b));
-    const toClient = new Pipe(upstream, client, down, notBefore, limit, hardCap, (n) => { stats.bytesDown += n; });
+    const toUp = new Pipe(
+      client,
+      upstream,
+      up,
+      notBefore,
+      limit,
+      hardCap,
+      (n) => {
+        stats.bytesUp += n;
+      },
+      (b) => parser.feed(b),
+    );
+    const toClient = new Pipe(upstream, client, down, notBefore, limit, hardCap, (n) => {
+      stats.bytesDown += n;
+    });
     const conn = { sockets: [client, upstream], pipes: [toUp, toClient] };
     conns.add(conn);
     const kill = () => {
@@ -269,11 +348,17 @@ export async function startShapeProxy(opts: { upstream: string /* 'host:port' */
     };
     // Errors destroy both sides. A clean close of one side stops the pipe into it; if that side closed
     // without ending (destroyed), the other side gets nothing more either: destroy it.
-    for (const [s, into, from, other] of [[client, toClient, toUp, upstream], [upstream, toUp, toClient, client]] as const) {
+    for (const [s, into, from, other] of [
+      [client, toClient, toUp, upstream],
+      [upstream, toUp, toClient, client],
+    ] as const) {
       s.on('error', kill);
       s.on('close', () => {
         into.dispose();
-        if (!from.srcEnded) { from.dispose(); other.destroy(); }
+        if (!from.srcEnded) {
+          from.dispose();
+          other.destroy();
+        }
         if (client.destroyed && upstream.destroyed) kill();
       });
     }
@@ -281,7 +366,10 @@ export async function startShapeProxy(opts: { upstream: string /* 'host:port' */
   server.on('error', () => {}); // listen errors reject below; later ones have nobody to report to
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
-    server.listen(0, opts.listenHost ?? '127.0.0.1', () => { server.off('error', rej); res(); });
+    server.listen(0, opts.listenHost ?? '127.0.0.1', () => {
+      server.off('error', rej);
+      res();
+    });
   });
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -289,14 +377,17 @@ export async function startShapeProxy(opts: { upstream: string /* 'host:port' */
     host: `${hostPart}:${addr.port}`,
     port: addr.port,
     stats: () => ({ ...stats }),
-    resetStats: () => { stats = zeroStats(); },
-    close: () => new Promise<void>((res) => {
-      for (const c of conns) {
-        for (const p of c.pipes) p.dispose();
-        for (const s of c.sockets) s.destroy();
-      }
-      conns.clear();
-      server.close(() => res());
-    }),
+    resetStats: () => {
+      stats = zeroStats();
+    },
+    close: () =>
+      new Promise<void>((res) => {
+        for (const c of conns) {
+          for (const p of c.pipes) p.dispose();
+          for (const s of c.sockets) s.destroy();
+        }
+        conns.clear();
+        server.close(() => res());
+      }),
   };
 }

@@ -26,5 +26,5 @@ export function mean(xs: readonly number[]): number {
   return s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN;
 }
 
-export const min = (xs: readonly number[]): number => (sorted(xs)[0] ?? NaN);
-export const max = (xs: readonly number[]): number => (sorted(xs).at(-1) ?? NaN);
+export const min = (xs: readonly number[]): number => sorted(xs)[0] ?? NaN;
+export const max = (xs: readonly number[]): number => sorted(xs).at(-1) ?? NaN;

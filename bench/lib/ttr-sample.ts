@@ -43,7 +43,10 @@ async function withCleanups<T>(fn: (after: (c: Cleanup) => void) => Promise<T>):
   try {
     return await fn((c) => void cleanups.push(c));
   } finally {
-    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    for (const c of cleanups.reverse())
+      await Promise.resolve()
+        .then(c)
+        .catch(() => undefined);
   }
 }
 
@@ -74,7 +77,13 @@ async function daemons(after: (c: Cleanup) => void, snapshotter: 'overlayfs' | '
 }
 
 /** Runs one workload in a new container; resolves with ms from start to ready. */
-async function runWorkload(cd: StartedContainerd, after: (c: Cleanup) => void, image: string, snapshotter: string, w: Workload): Promise<{ startedAt: number; readyAt: number }> {
+async function runWorkload(
+  cd: StartedContainerd,
+  after: (c: Cleanup) => void,
+  image: string,
+  snapshotter: string,
+  w: Workload,
+): Promise<{ startedAt: number; readyAt: number }> {
   const port = await freePort();
   const id = `ttr-${port}-${Math.random().toString(36).slice(2, 7)}`;
   const args = ['--address', cd.address, '-n', 'k8s.io', 'run', '--net-host', '--snapshotter', snapshotter, image, id, ...w.command(port)];
@@ -123,9 +132,18 @@ export async function fullSample(ctx: SampleContext, image: BenchImage, workload
       const r = await runWorkload(cd, after, ref, 'overlayfs', w);
       const runMs = r.readyAt - r.startedAt;
       out.push({
-        ...base, workload: w.name, mode: 'full', ttrMs: pullMs + runMs, pullMs, runMs,
-        bytesFetched: pulled.bytesDown, requests: pulled.requests, rangeRequests: pulled.rangeRequests, connections: pulled.connections,
-        daemonCpuMs: cpuMs(cd.proc.pid) - cpu0, daemonPeakRssBytes: peakRssBytes(cd.proc.pid),
+        ...base,
+        workload: w.name,
+        mode: 'full',
+        ttrMs: pullMs + runMs,
+        pullMs,
+        runMs,
+        bytesFetched: pulled.bytesDown,
+        requests: pulled.requests,
+        rangeRequests: pulled.rangeRequests,
+        connections: pulled.connections,
+        daemonCpuMs: cpuMs(cd.proc.pid) - cpu0,
+        daemonPeakRssBytes: peakRssBytes(cd.proc.pid),
       });
       ctx.log(`  full ${image.name}/${w.name}: pull ${(pullMs / 1000).toFixed(2)} s + run ${(runMs / 1000).toFixed(2)} s`);
     }
@@ -168,15 +186,30 @@ export async function lazySample(ctx: SampleContext, image: BenchImage, w: Workl
     }
     const firstReads = fig.layers.map((l) => l.firstReadAt).filter((x) => x > 0);
     const sum = (k: 'bytesRead' | 'neededCompressed') => fig.layers.reduce((a, l) => a + l[k], 0);
-    ctx.log(`  lazy ${image.name}/${w.name}: pull ${(pullMs / 1000).toFixed(2)} s, ready ${(ttrMs / 1000).toFixed(2)} s, fetched ${(net.bytesDown / 1e6).toFixed(1)} MB`);
+    ctx.log(
+      `  lazy ${image.name}/${w.name}: pull ${(pullMs / 1000).toFixed(2)} s, ready ${(ttrMs / 1000).toFixed(2)} s, fetched ${(net.bytesDown / 1e6).toFixed(1)} MB`,
+    );
     return {
-      image: image.name, workload: w.name, profile: ctx.profile, mode: 'lazy', iteration: ctx.iteration,
-      ttrMs, pullMs, runMs: r.readyAt - r.startedAt,
+      image: image.name,
+      workload: w.name,
+      profile: ctx.profile,
+      mode: 'lazy',
+      iteration: ctx.iteration,
+      ttrMs,
+      pullMs,
+      runMs: r.readyAt - r.startedAt,
       ...(firstReads.length ? { firstByteMs: Math.min(...firstReads) - wall0 } : {}),
-      bytesFetched: net.bytesDown, requests: net.requests, rangeRequests: net.rangeRequests, connections: net.connections,
-      bytesRead: sum('bytesRead'), neededCompressed: sum('neededCompressed'), pullBytes,
-      daemonCpuMs: cpu, daemonPeakRssBytes: rss,
-      lazyLayers: fig.layers.length, expectedLazyLayers: expected,
+      bytesFetched: net.bytesDown,
+      requests: net.requests,
+      rangeRequests: net.rangeRequests,
+      connections: net.connections,
+      bytesRead: sum('bytesRead'),
+      neededCompressed: sum('neededCompressed'),
+      pullBytes,
+      daemonCpuMs: cpu,
+      daemonPeakRssBytes: rss,
+      lazyLayers: fig.layers.length,
+      expectedLazyLayers: expected,
     };
   });
 }

@@ -8,19 +8,27 @@
 export type Mode = 'full' | 'lazy' | 'warm';
 
 export interface Sample {
-  image: string; workload: string; profile: string /* 'p0'..'p4' */; mode: Mode; iteration: number;
+  image: string;
+  workload: string;
+  profile: string /* 'p0'..'p4' */;
+  mode: Mode;
+  iteration: number;
   /** ms from the pull command to ready (first HTTP 200 or exit 0); for warm: from `ctr run` to ready (image already local) */
   ttrMs: number;
-  pullMs: number;          // pull command duration (0 for warm)
-  runMs: number;           // from `ctr run` start to ready
-  firstByteMs?: number;    // lazy: ms from pull start to the first byte served by a lazy (FUSE) read
-  bytesFetched: number;    // bytes received from the registry (through the proxy) from pull start to ready
-  requests: number; rangeRequests: number; connections: number;
-  bytesRead?: number;      // lazy: distinct uncompressed bytes read through FUSE, all layers
+  pullMs: number; // pull command duration (0 for warm)
+  runMs: number; // from `ctr run` start to ready
+  firstByteMs?: number; // lazy: ms from pull start to the first byte served by a lazy (FUSE) read
+  bytesFetched: number; // bytes received from the registry (through the proxy) from pull start to ready
+  requests: number;
+  rangeRequests: number;
+  connections: number;
+  bytesRead?: number; // lazy: distinct uncompressed bytes read through FUSE, all layers
   neededCompressed?: number; // lazy: compressed estimate of bytesRead (what the workload really needs)
-  daemonCpuMs?: number; daemonPeakRssBytes?: number; // lazy: our snapshotter; full: containerd
-  modelMs?: number;        // model lower bound (computed by run.ts)
-  lazyLayers?: number; expectedLazyLayers?: number;
+  daemonCpuMs?: number;
+  daemonPeakRssBytes?: number; // lazy: our snapshotter; full: containerd
+  modelMs?: number; // model lower bound (computed by run.ts)
+  lazyLayers?: number;
+  expectedLazyLayers?: number;
   /** optional: bytes received during the pull command alone (lazy: manifests, index, zTOCs) */
   pullBytes?: number;
   /** optional: the commit of the code measured (`-dirty` when src/ had uncommitted changes) */
@@ -29,6 +37,22 @@ export interface Sample {
   error?: string;
 }
 
-export interface ImageInfo { name: string; compressedBytes: number; uncompressedBytes: number; layers: number; workloads: Array<{ name: string; description: string }> }
+export interface ImageInfo {
+  name: string;
+  compressedBytes: number;
+  uncompressedBytes: number;
+  layers: number;
+  workloads: Array<{ name: string; description: string }>;
+}
 
-export interface ResultsFile { profile: string; profileLabel: string; startedAt: string; finishedAt: string; command: string; samplesPerMode: number; machine: string; images: ImageInfo[]; samples: Sample[] }
+export interface ResultsFile {
+  profile: string;
+  profileLabel: string;
+  startedAt: string;
+  finishedAt: string;
+  command: string;
+  samplesPerMode: number;
+  machine: string;
+  images: ImageInfo[];
+  samples: Sample[];
+}

@@ -59,7 +59,8 @@ export function buildFlagValues(o: BuildFlags): {
     } catch (e) {
       throw new SociError('ERR_USAGE', `cannot read --prefetch-files-json ${o.prefetchFilesJson}: ${(e as Error).message.split('\n')[0]}`);
     }
-    if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) throw new SociError('ERR_USAGE', `--prefetch-files-json ${o.prefetchFilesJson} must hold a JSON array of strings`);
+    if (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))
+      throw new SociError('ERR_USAGE', `--prefetch-files-json ${o.prefetchFilesJson} must hold a JSON array of strings`);
     prefetchFiles.push(...(list as string[]));
   }
   if (o.spanSize < 0) throw new SociError('ERR_USAGE', 'span size must be >= 0');

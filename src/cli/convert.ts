@@ -28,7 +28,8 @@ import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } fr
 import { globals, openSession, type GlobalOpts, type Session } from './session.js';
 import { resolve } from 'node:path';
 
-type ConvertFlags = BuildFlags & RegistryFlags & { standalone: boolean; remote: boolean; format: string; json: boolean; quiet: boolean; maxConcurrentUploads: number };
+type ConvertFlags = BuildFlags &
+  RegistryFlags & { standalone: boolean; remote: boolean; format: string; json: boolean; quiet: boolean; maxConcurrentUploads: number };
 type Flags = ReturnType<typeof buildFlagValues> & { log: (l: string) => void; onProgress: Progress['update'] };
 
 export function convertCommand(): Command {
@@ -44,7 +45,8 @@ export function convertCommand(): Command {
     .option('--json', 'print the result as JSON (ours)', false)
     .action(async (src: string, dst: string, o: ConvertFlags, cmd: Command) => {
       if (o.remote && o.standalone) throw new SociError('ERR_USAGE', 'specify --remote or --standalone, not both');
-      if (o.format !== 'oci-archive' && o.format !== 'oci-dir') throw new SociError('ERR_USAGE', `unsupported output format "${o.format}": must be "oci-archive" or "oci-dir"`);
+      if (o.format !== 'oci-archive' && o.format !== 'oci-dir')
+        throw new SociError('ERR_USAGE', `unsupported output format "${o.format}": must be "oci-archive" or "oci-dir"`);
       const progress = new Progress(o.quiet || o.json);
       const flags: Flags = { ...buildFlagValues(o), log: o.quiet ? () => {} : o.json ? info : out, onProgress: progress.update };
       if (!o.standalone) {
@@ -93,7 +95,8 @@ async function fromContainerd(s: Session, src: string, dst: string, flags: Flags
   try {
     cd = await s.containerd();
   } catch (e) {
-    if (isSociError(e, 'ERR_CONTAINERD')) throw new SociError('ERR_CONTAINERD', `${e.message}; without containerd, convert registry to registry with --remote, or OCI layouts with --standalone`);
+    if (isSociError(e, 'ERR_CONTAINERD'))
+      throw new SociError('ERR_CONTAINERD', `${e.message}; without containerd, convert registry to registry with --remote, or OCI layouts with --standalone`);
     throw e;
   }
   const img = await findContainerdImage(cd, src, 'convert registry to registry with --remote');
@@ -180,6 +183,12 @@ async function keepLocally(s: Session, r: ConvertResult, ref: string, location: 
 
 function record(s: Session, r: ConvertResult, ref: string, location: string): void {
   for (const i of r.indexes) {
-    recordIndex(s.db, i.index, { imageRef: ref, manifestDigest: i.manifest.digest, imageDigest: r.desc.digest, platform: formatPlatform(i.platform), location });
+    recordIndex(s.db, i.index, {
+      imageRef: ref,
+      manifestDigest: i.manifest.digest,
+      imageDigest: r.desc.digest,
+      platform: formatPlatform(i.platform),
+      location,
+    });
   }
 }

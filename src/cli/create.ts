@@ -22,7 +22,9 @@ import { info, out } from './output.js';
 
 export function createCommand(): Command {
   return addRegistryFlags(addBuildFlags(new Command('create')))
-    .description("create a SOCI index (v1) for an image in containerd's image store; oci:DIR[:TAG] and oci-archive:FILE[:TAG] layouts, or a registry reference with --remote")
+    .description(
+      "create a SOCI index (v1) for an image in containerd's image store; oci:DIR[:TAG] and oci-archive:FILE[:TAG] layouts, or a registry reference with --remote",
+    )
     .option('-q, --quiet', 'no progress output', false)
     .option('--remote', 'read the image from its registry (no containerd)', false)
     .argument('<image_ref>', 'image to index')
@@ -63,9 +65,20 @@ export function createCommand(): Command {
         if (!local && !o.remote) await s.holdLease();
         for (const { desc, platform } of await selectManifests(root, source, flags)) {
           const manifest = decodeManifest(await source.readBlob(desc.digest));
-          const built = await buildSociIndex({ manifest, desc }, source, ztocCache(s.db, blobs), { ...flags, version: 'v1', log: o.quiet ? () => {} : out, onProgress: progress.update });
+          const built = await buildSociIndex({ manifest, desc }, source, ztocCache(s.db, blobs), {
+            ...flags,
+            version: 'v1',
+            log: o.quiet ? () => {} : out,
+            onProgress: progress.update,
+          });
           await saveBlobs(blobs, indexBlobs(built));
-          recordIndex(s.db, built, { imageRef: o.ref ?? image?.name ?? imageRef, manifestDigest: desc.digest, imageDigest: desc.digest, platform: formatPlatform(platform), location });
+          recordIndex(s.db, built, {
+            imageRef: o.ref ?? image?.name ?? imageRef,
+            manifestDigest: desc.digest,
+            imageDigest: desc.digest,
+            platform: formatPlatform(platform),
+            location,
+          });
           // As AWS's CLI: the image record references its index, so containerd's GC keeps it.
           if (image) {
             image.labels = { ...image.labels, 'containerd.io/gc.ref.content.soci-index': built.desc.digest };

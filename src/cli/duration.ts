@@ -1,7 +1,7 @@
 /** Go's time.Duration text, as AWS's CLI reads (`--timeout 1m30s`) and prints it (`3m2s ago`). */
 import { SociError } from '../errors.js';
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** Milliseconds of a Go duration: `300ms`, `1.5h`, `2h45m`; a bare `0` is zero. */
 export function parseGoDuration(flag: string, v: string): number {

@@ -64,7 +64,8 @@ export function indexCommand(): Command {
       try {
         const entries = s.db.list({ digest });
         if (!entries.length) throw new SociError('ERR_NOT_FOUND', `soci index ${digest} not found (try "soci rebuild-db" first)`);
-        if (!entries.some((e) => e.type === 'soci_index')) throw new SociError('ERR_USAGE', 'the provided digest is of ztoc not SOCI index. Use "soci ztoc info" command to get detailed info of ztoc');
+        if (!entries.some((e) => e.type === 'soci_index'))
+          throw new SociError('ERR_USAGE', 'the provided digest is of ztoc not SOCI index. Use "soci ztoc info" command to get detailed info of ztoc');
         const bytes = await s.readArtifact(digest);
         decodeManifest(bytes, `soci index ${digest}`);
         out(JSON.stringify(JSON.parse(bytes.toString('utf8')), null, 2));
@@ -86,7 +87,10 @@ export function indexCommand(): Command {
         let targets = digests;
         if (o.ref) {
           const manifests = await imageManifestDigests(s, o.ref, []);
-          targets = s.db.list({ type: 'soci_index' }).filter((e) => (manifests ? manifests.includes(e.originalDigest) : e.imageRef === o.ref)).map((e) => e.digest);
+          targets = s.db
+            .list({ type: 'soci_index' })
+            .filter((e) => (manifests ? manifests.includes(e.originalDigest) : e.imageRef === o.ref))
+            .map((e) => e.digest);
         }
         await removeIndexes(s, targets);
       } finally {
@@ -138,7 +142,8 @@ async function removeIndexes(s: Session, digests: string[]): Promise<void> {
   const candidates = new Set<string>();
   for (const d of digests) {
     for (const l of await layersOf(d)) candidates.add(l);
-    for (const e of s.db.list({ digest: d, type: 'soci_index' })) for (const z of s.db.list({ imageDigest: e.imageDigest })) if (z.type !== 'soci_index') candidates.add(z.digest);
+    for (const e of s.db.list({ digest: d, type: 'soci_index' }))
+      for (const z of s.db.list({ imageDigest: e.imageDigest })) if (z.type !== 'soci_index') candidates.add(z.digest);
   }
   for (const d of digests) {
     s.db.remove(d, 'soci_index');

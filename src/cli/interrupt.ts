@@ -8,7 +8,11 @@ let installed = false;
 
 function handler(signal: NodeJS.Signals): void {
   process.stderr.write(`soci: interrupted (${signal}); cleaning up\n`);
-  const all = [...cleanups].map((fn) => Promise.resolve().then(fn).catch(() => {}));
+  const all = [...cleanups].map((fn) =>
+    Promise.resolve()
+      .then(fn)
+      .catch(() => {}),
+  );
   const cap = new Promise((r) => setTimeout(r, 5000).unref());
   void Promise.race([Promise.all(all), cap]).then(() => process.exit(130));
 }

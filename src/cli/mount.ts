@@ -235,7 +235,11 @@ async function detach(stateDir: string): Promise<void> {
     if (exited !== null) {
       // The daemon's own one-line error; anything else (a crash dump) is only pointed at.
       const text = (await readFile(logPath, 'utf8').catch(() => '')).trim();
-      const line = text.split('\n').filter((l) => l.startsWith('soci: ')).at(-1)?.slice(6);
+      const line = text
+        .split('\n')
+        .filter((l) => l.startsWith('soci: '))
+        .at(-1)
+        ?.slice(6);
       throw new SociError('ERR_IO', line || `mount daemon exited with ${exited}; see ${logPath}`);
     }
     await sleep(100);

@@ -29,9 +29,10 @@ export function pushCommand(): Command {
     .option('-q, --quiet', 'print only the pushed index digests', false)
     .option('-p, --platform <platform>', 'platform to push (repeatable)', collect, [])
     .option('--all-platforms', 'push the indexes of all platforms', false)
-    .option('--snapshotter <name>', 'snapshotter name (accepted as by AWS\'s CLI; the push does not use it)', process.env.CONTAINERD_SNAPSHOTTER)
+    .option('--snapshotter <name>', "snapshotter name (accepted as by AWS's CLI; the push does not use it)", process.env.CONTAINERD_SNAPSHOTTER)
     .action(async (refStr: string, o: PushFlags, cmd: Command) => {
-      if (!['warn', 'skip', 'allow'].includes(o.existingIndex)) throw new SociError('ERR_USAGE', `unexpected value for flag existing-index: ${o.existingIndex}, expected types [warn skip allow]`);
+      if (!['warn', 'skip', 'allow'].includes(o.existingIndex))
+        throw new SociError('ERR_USAGE', `unexpected value for flag existing-index: ${o.existingIndex}, expected types [warn skip allow]`);
       const ref = parseReference(refStr);
       const g = globals(cmd);
       const say = o.quiet ? () => {} : out;
@@ -39,13 +40,20 @@ export function pushCommand(): Command {
       try {
         const wanted = o.allPlatforms ? [] : wantedPlatforms(o.platform.map(parsePlatform));
         const manifests = await imageManifestDigests(s, refStr, wanted);
-        const all = s.db.list({ type: 'soci_index' }).filter((e) => (manifests ? manifests.includes(e.originalDigest) : e.imageRef === refStr || e.imageRef === ref.string()));
+        const all = s.db
+          .list({ type: 'soci_index' })
+          .filter((e) => (manifests ? manifests.includes(e.originalDigest) : e.imageRef === refStr || e.imageRef === ref.string()));
         const v1 = all.filter((e) => e.artifactType === MT.sociIndexV1);
-        if (v1.length < all.length) out('[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.');
+        if (v1.length < all.length)
+          out('[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.');
         const platforms = manifests ? null : wanted.map(formatPlatform);
         const latest = new Map<string, (typeof v1)[number]>();
         for (const e of v1) if ((!platforms?.length || platforms.includes(e.platform)) && !latest.has(e.originalDigest)) latest.set(e.originalDigest, e);
-        if (!latest.size) throw new SociError('ERR_NOT_FOUND', `could not find any soci index manifest v1 to push for ${refStr}${wanted.length ? ` (platform ${wanted.map(formatPlatform).join(', ')})` : ''}`);
+        if (!latest.size)
+          throw new SociError(
+            'ERR_NOT_FOUND',
+            `could not find any soci index manifest v1 to push for ${refStr}${wanted.length ? ` (platform ${wanted.map(formatPlatform).join(', ')})` : ''}`,
+          );
         const client = registryClient(ref.registry, o, Boolean(g.debug));
         for (const entry of latest.values()) {
           const bytes = await s.readArtifact(entry.digest);
@@ -55,7 +63,10 @@ export function pushCommand(): Command {
             say('checking if a soci index already exists in remote repository...');
             const existing = (await client.referrers(ref.repository, m.subject.digest, MT.sociIndexV1)).filter((d) => d.digest !== entry.digest);
             if (existing.length) {
-              const found = existing.length > 1 ? 'multiple soci indices found in remote repository' : `soci index found in remote repository with digest: ${existing[0]!.digest}`;
+              const found =
+                existing.length > 1
+                  ? 'multiple soci indices found in remote repository'
+                  : `soci index found in remote repository with digest: ${existing[0]!.digest}`;
               if (o.existingIndex === 'skip') {
                 say(`${found}: skipping pushing artifacts for image manifest: ${m.subject.digest}`);
                 continue;
@@ -91,5 +102,5 @@ export function pushCommand(): Command {
         await s.close();
         await closeClients();
       }
-  });
+    });
 }

@@ -49,15 +49,33 @@ export function rebuildDbCommand(): Command {
         if (!ref) continue;
         const spanSize = Number(m.layers.find((l) => l.mediaType === MT.ztoc)?.annotations?.[ANN.spanSize] ?? 0);
         const base = { imageDigest: ref.imageDigest, imageRef: '', platform: ref.platform, location: '', createdAt: now, spanSize };
-        rows.push({ ...base, digest, size, type: 'soci_index', originalDigest: ref.manifestDigest, mediaType: MT.ociManifest, artifactType: m.config.mediaType });
+        rows.push({
+          ...base,
+          digest,
+          size,
+          type: 'soci_index',
+          originalDigest: ref.manifestDigest,
+          mediaType: MT.ociManifest,
+          artifactType: m.config.mediaType,
+        });
         for (const l of m.layers) {
           const type = l.mediaType === MT.ztoc ? 'soci_layer' : 'soci_prefetch';
           if (!present.has(l.digest) || byDigest.has(`${type}|${l.digest}`)) continue;
-          rows.push({ ...base, digest: l.digest, size: l.size, type, originalDigest: l.annotations?.[ANN.layerDigest] ?? '', mediaType: l.annotations?.[ANN.layerMediaType] ?? '', artifactType: '' });
+          rows.push({
+            ...base,
+            digest: l.digest,
+            size: l.size,
+            type,
+            originalDigest: l.annotations?.[ANN.layerDigest] ?? '',
+            mediaType: l.annotations?.[ANN.layerMediaType] ?? '',
+            artifactType: '',
+          });
         }
       }
       s.db.replaceAll(rows);
-      info(`artifacts database rebuilt: ${rows.filter((e) => e.type === 'soci_index').length} indexes, ${rows.filter((e) => e.type !== 'soci_index').length} zTOCs/prefetch artifacts`);
+      info(
+        `artifacts database rebuilt: ${rows.filter((e) => e.type === 'soci_index').length} indexes, ${rows.filter((e) => e.type !== 'soci_index').length} zTOCs/prefetch artifacts`,
+      );
     } finally {
       await s.close();
     }
@@ -94,7 +112,8 @@ async function scan(
       }
       for (const d of list) {
         const m = d.annotations?.[ANN.imageManifestDigest];
-        if (d.artifactType === MT.sociIndexV2 && m) v2.set(d.digest, { imageDigest: digest, manifestDigest: m, platform: d.platform ? formatPlatform(d.platform) : '' });
+        if (d.artifactType === MT.sociIndexV2 && m)
+          v2.set(d.digest, { imageDigest: digest, manifestDigest: m, platform: d.platform ? formatPlatform(d.platform) : '' });
       }
     } else if (j.config) {
       try {

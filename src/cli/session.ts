@@ -60,17 +60,21 @@ export async function openSession(g: GlobalOpts): Promise<Session> {
   const root = resolveRoot(g.root);
   const local = await openLocalStore(root);
   if (local.besideAwsDb) {
-    info(`soci: note: ${root}/${AWS_DB_NAME} is AWS soci's database and is left alone; this soci keeps its own (${root}/${DB_NAME}): "soci rebuild-db" lists what is already in the content store`);
+    info(
+      `soci: note: ${root}/${AWS_DB_NAME} is AWS soci's database and is left alone; this soci keeps its own (${root}/${DB_NAME}): "soci rebuild-db" lists what is already in the content store`,
+    );
   }
   let cd: Promise<Containerd> | undefined;
   let unhook: (() => void) | undefined;
   // Loaded on first use: commands that never talk to containerd do not load gRPC.
   const containerd = () =>
-    (cd ??= import('../containerd/index.js').then(({ Containerd }) => Containerd.connect({
-      address: g.address || process.env.CONTAINERD_ADDRESS || DEFAULT_ADDRESS,
-      namespace: g.namespace || process.env.CONTAINERD_NAMESPACE || DEFAULT_NAMESPACE,
-      ...(deadline ? { deadline } : {}),
-    })));
+    (cd ??= import('../containerd/index.js').then(({ Containerd }) =>
+      Containerd.connect({
+        address: g.address || process.env.CONTAINERD_ADDRESS || DEFAULT_ADDRESS,
+        namespace: g.namespace || process.env.CONTAINERD_NAMESPACE || DEFAULT_NAMESPACE,
+        ...(deadline ? { deadline } : {}),
+      }),
+    ));
   const ours = localBlobs(local.content);
   let theirs: Promise<ArtifactBlobs> | undefined;
   const containerdStore = () => (theirs ??= Promise.all([containerd(), import('../containerd/index.js')]).then(([c, m]) => m.containerdBlobs(c.content)));

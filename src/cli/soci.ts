@@ -27,7 +27,8 @@ export function buildProgram(): Command {
   program.addCommand(indexCommand());
   program.addCommand(ztocCommand());
   program.addCommand(rebuildDbCommand());
-  program.addCommand(mountCommand()); program.addCommand(umountCommand());
+  program.addCommand(mountCommand());
+  program.addCommand(umountCommand());
   program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `soci: ${s.slice(7)}` : s) });
   return program;
 }
@@ -55,4 +56,3 @@ export function errorLine(e: unknown): string {
   const msg = isSociError(e) || e instanceof Error ? e.message : String(e);
   return escapeControls(msg.trim()) || 'error';
 }
-

@@ -32,7 +32,8 @@ export function ztocCommand(): Command {
         if (o.imageRef) {
           const ztocs = await ztocsOfImage(s, o.imageRef);
           rows = rows.filter((e) => (ztocs ? ztocs.has(e.digest) : e.imageRef === o.imageRef));
-          if (o.ztocDigest && !rows.length) throw new SociError('ERR_NOT_FOUND', "the specified ztoc doesn't exist or is not associated with the specified image");
+          if (o.ztocDigest && !rows.length)
+            throw new SociError('ERR_NOT_FOUND', "the specified ztoc doesn't exist or is not associated with the specified image");
         }
         const seen = new Set<string>();
         rows = rows.filter((e) => !seen.has(e.digest) && seen.add(e.digest));
@@ -41,7 +42,12 @@ export function ztocCommand(): Command {
           for (const r of rows) out(r.digest);
           return;
         }
-        out(table(['DIGEST', 'SIZE', 'LAYER DIGEST'], rows.map((r) => [r.digest, String(r.size), r.originalDigest])));
+        out(
+          table(
+            ['DIGEST', 'SIZE', 'LAYER DIGEST'],
+            rows.map((r) => [r.digest, String(r.size), r.originalDigest]),
+          ),
+        );
       } finally {
         await s.close();
       }
@@ -56,15 +62,15 @@ export function ztocCommand(): Command {
       try {
         const entries = s.db.list({ digest });
         if (!entries.length) throw new SociError('ERR_NOT_FOUND', `ztoc ${digest} not found (try "soci rebuild-db" first)`);
-        if (entries.every((e) => e.type === 'soci_index')) throw new SociError('ERR_USAGE', 'the provided digest belongs to a SOCI index. Use `soci index info` to get the detailed information about it');
+        if (entries.every((e) => e.type === 'soci_index'))
+          throw new SociError('ERR_USAGE', 'the provided digest belongs to a SOCI index. Use `soci index info` to get the detailed information about it');
         const bytes = await s.readArtifact(digest);
         printJson(ztocInfo(unmarshalZtoc(bytes), { digest, size: bytes.length }));
       } finally {
         await s.close();
       }
     });
-  addRegistryFlags(cmd
-    .command('get-file'))
+  addRegistryFlags(cmd.command('get-file'))
     .description('extract a file from a layer through its zTOC')
     .argument('<digest>', 'zTOC digest')
     .argument('<file>', 'path inside the layer')
@@ -126,7 +132,8 @@ async function layerReader(
     return { read: (a, b) => collect(content.open(layerDigest, a, b)), close: async () => {} };
   }
   if (!location) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not available locally`);
-  if (location.startsWith('containerd:')) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is no longer in containerd's content store: pull the image again`);
+  if (location.startsWith('containerd:'))
+    throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is no longer in containerd's content store: pull the image again`);
   if (!location.startsWith('/')) {
     // Indexed from a registry: fetch the needed byte ranges (every span is verified before use).
     const ref = parseReference(location);
@@ -158,4 +165,3 @@ async function ztocsOfImage(s: Session, ref: string): Promise<Set<string> | unde
   }
   return ztocs;
 }
-

@@ -7,13 +7,7 @@
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ZStream,
-  zlibInflate,
-  zlibInflateInit2,
-  zlibInflateReset2,
-  zlibInflateSetDictionary,
-} from 'pako';
+import { ZStream, zlibInflate, zlibInflateInit2, zlibInflateReset2, zlibInflateSetDictionary } from 'pako';
 import { SociError } from '../errors.js';
 import type { EngineName } from './types.js';
 
@@ -191,10 +185,7 @@ export function chooseEngine(forced: string | undefined, haveNative: boolean): E
   if (f === 'js') return 'js';
   if (f === 'native') {
     if (!haveNative) {
-      throw new SociError(
-        'ERR_UNSUPPORTED',
-        'SOCI_ZLIB_ENGINE=native but the zinflate addon is not built (run `npm rebuild` or unset SOCI_ZLIB_ENGINE)',
-      );
+      throw new SociError('ERR_UNSUPPORTED', 'SOCI_ZLIB_ENGINE=native but the zinflate addon is not built (run `npm rebuild` or unset SOCI_ZLIB_ENGINE)');
     }
     return 'native';
   }

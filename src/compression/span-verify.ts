@@ -56,12 +56,14 @@ export async function readVerifiedRange(
   const fs = table.spans[first]!;
   const ls = table.spans[last]!;
   const compressed = await read(fs.cStart, ls.cEnd);
-  if (compressed.length !== ls.cEnd - fs.cStart) throw new SociError('ERR_IO', `short read of layer ${layer} bytes ${fs.cStart}-${ls.cEnd}: got ${compressed.length}`);
+  if (compressed.length !== ls.cEnd - fs.cStart)
+    throw new SociError('ERR_IO', `short read of layer ${layer} bytes ${fs.cStart}-${ls.cEnd}: got ${compressed.length}`);
   const ids: number[] = [];
   for (let i = first; i <= last; i++) ids.push(i);
   await verifySpans(table, digests, ids, compressed, layer);
   const data = await extractSpans(table, first, last, compressed);
   const from = uStart - fs.uStart;
-  if (data.length < from + (uEnd - uStart)) throw new SociError('ERR_INVALID_ZTOC', `layer ${layer}: spans ${first}..${last} inflate to fewer bytes than the zTOC says`);
+  if (data.length < from + (uEnd - uStart))
+    throw new SociError('ERR_INVALID_ZTOC', `layer ${layer}: spans ${first}..${last} inflate to fewer bytes than the zTOC says`);
   return data.subarray(from, from + (uEnd - uStart));
 }

@@ -13,7 +13,6 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { SociError } from '../errors.js';
 import { serviceConstructor } from './proto.js';
 
-
 export interface ContainerdOptions {
   /** socket path; a `unix://` prefix is accepted, as by AWS's CLI */
   address: string;
@@ -109,7 +108,9 @@ export class ContainerdConnection {
   unary(service: ServiceName, method: string, req: unknown, o: { namespace?: string | null } = {}): Promise<unknown> {
     const fn = this.stub(service)[method] as Unary;
     return new Promise((resolve, reject) => {
-      fn.call(this.stub(service), req, this.metadata(o.namespace), this.callOptions(), (e, res) => (e ? reject(this.error(e, `${service}.${method}`)) : resolve(res)));
+      fn.call(this.stub(service), req, this.metadata(o.namespace), this.callOptions(), (e, res) =>
+        e ? reject(this.error(e, `${service}.${method}`)) : resolve(res),
+      );
     });
   }
 

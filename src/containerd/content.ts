@@ -69,7 +69,11 @@ export class ContentService {
 
   /** Bytes [offset, offset+size) (size 0: to the end), streamed as containerd sends them. */
   async *read(digest: string, offset = 0, size = 0): AsyncIterable<Buffer> {
-    const call = this.c.stub('content').Read!({ digest, offset: String(offset), size: String(size) }, this.c.metadata(), this.c.callOptions()) as grpc.ClientReadableStream<{ data: Buffer }>;
+    const call = this.c.stub('content').Read!(
+      { digest, offset: String(offset), size: String(size) },
+      this.c.metadata(),
+      this.c.callOptions(),
+    ) as grpc.ClientReadableStream<{ data: Buffer }>;
     try {
       for await (const m of call) yield (m as { data: Buffer }).data;
     } catch (e) {

@@ -9,8 +9,17 @@ export interface ImageRecord {
   labels: Record<string, string>;
 }
 
-interface PDescriptor { media_type: string; digest: string; size: string; annotations: Record<string, string> }
-interface PImage { name: string; labels: Record<string, string>; target: PDescriptor | null }
+interface PDescriptor {
+  media_type: string;
+  digest: string;
+  size: string;
+  annotations: Record<string, string>;
+}
+interface PImage {
+  name: string;
+  labels: Record<string, string>;
+  target: PDescriptor | null;
+}
 
 const fromProto = (i: PImage): ImageRecord => {
   const t = i.target ?? { media_type: '', digest: '', size: '0', annotations: {} };

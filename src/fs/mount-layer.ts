@@ -144,7 +144,13 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     fs,
     server,
     mountpoint: p.mountpoint,
-    stats: () => ({ ...fs.spans.stats(), digest: p.layer.digest, mountpoint: p.mountpoint, fuseRequests: server.stats.requests, fuseErrors: server.stats.errors }),
+    stats: () => ({
+      ...fs.spans.stats(),
+      digest: p.layer.digest,
+      mountpoint: p.mountpoint,
+      fuseRequests: server.stats.requests,
+      fuseErrors: server.stats.errors,
+    }),
     unmount: async () => {
       await server.unmount({ lazy: 'fallback' }).catch((e: Error) => o.logger?.warn({ mountpoint: p.mountpoint, error: e.message }, 'unmount failed'));
       done ??= cleanup();

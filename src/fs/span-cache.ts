@@ -106,7 +106,18 @@ export class SpanCache {
   }
 
   stats(): SpanCacheStats {
-    return { bytes: this.bytes, entries: this.entries.size, maxBytes: this.maxBytes, evictions: this.evictions, writes: this.writes, writeFailures: this.writeFailures, hotBytes: this.hotBytes, hotHits: this.hotHits, diskReads: this.diskReads, openFiles: this.fds.size };
+    return {
+      bytes: this.bytes,
+      entries: this.entries.size,
+      maxBytes: this.maxBytes,
+      evictions: this.evictions,
+      writes: this.writes,
+      writeFailures: this.writeFailures,
+      hotBytes: this.hotBytes,
+      hotHits: this.hotHits,
+      diskReads: this.diskReads,
+      openFiles: this.fds.size,
+    };
   }
 
   has(layer: string, span: number): boolean {
@@ -195,18 +206,21 @@ export class SpanCache {
       return e.fd;
     }
     if (e.opening) return e.opening;
-    const p = openAsync(e.path, constants.O_RDONLY).then((fd) => {
-      e.opening = null;
-      e.fd = fd;
-      if (!e.gone) {
-        this.fds.set(k, e);
-        this.trimFds();
-      }
-      return fd;
-    }, (err: unknown) => {
-      e.opening = null;
-      throw err;
-    });
+    const p = openAsync(e.path, constants.O_RDONLY).then(
+      (fd) => {
+        e.opening = null;
+        e.fd = fd;
+        if (!e.gone) {
+          this.fds.set(k, e);
+          this.trimFds();
+        }
+        return fd;
+      },
+      (err: unknown) => {
+        e.opening = null;
+        throw err;
+      },
+    );
     e.opening = p;
     return p;
   }

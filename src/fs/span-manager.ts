@@ -89,7 +89,17 @@ export class SpanManager {
   private fgLast = 0;
   private readonly reads: ReadTracker;
   private readonly ahead: Readahead;
-  private readonly s = { bytesFetched: 0, rangeRequests: 0, spansFetched: 0, readaheadSpans: 0, cacheHits: 0, cacheMisses: 0, fetchFailures: 0, verifyFailures: 0, fetchedSize: 0 };
+  private readonly s = {
+    bytesFetched: 0,
+    rangeRequests: 0,
+    spansFetched: 0,
+    readaheadSpans: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    fetchFailures: 0,
+    verifyFailures: 0,
+    fetchedSize: 0,
+  };
 
   constructor(opts: SpanManagerOptions) {
     this.layerKey = opts.layerKey;
@@ -370,10 +380,12 @@ export class SpanManager {
     if (foreground) {
       this.fgInflight++;
       this.fgLast = performance.now();
-      void whole.catch(() => undefined).finally(() => {
-        this.fgInflight--;
-        this.fgLast = performance.now();
-      });
+      void whole
+        .catch(() => undefined)
+        .finally(() => {
+          this.fgInflight--;
+          this.fgLast = performance.now();
+        });
     }
     const out = ids.map((id) => {
       const p = whole.then(async (compressed) => {
@@ -391,9 +403,12 @@ export class SpanManager {
       p.catch(() => undefined);
       // Readers get the bytes as soon as they are inflated; the span stays "in flight" (so nobody
       // fetches it again) until the cache write is done.
-      const settled = p.then((data) => this.cache.put(this.layerKey, id, data)).catch(() => undefined).finally(() => {
-        if (this.inflight.get(id) === p) this.inflight.delete(id);
-      });
+      const settled = p
+        .then((data) => this.cache.put(this.layerKey, id, data))
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.inflight.get(id) === p) this.inflight.delete(id);
+        });
       this.writes.add(settled);
       void settled.finally(() => this.writes.delete(settled));
       this.inflight.set(id, p);
@@ -426,7 +441,11 @@ export class SpanManager {
         this.s.fetchFailures++;
         lastErr = e;
         fetchFailures++;
-        this.report({ kind: 'registry', spans: [ids[0]!, ids.at(-1)!], cause: `attempt ${fetchFailures} of ${retries + 1}: ${(e as Error)?.message ?? String(e)}` });
+        this.report({
+          kind: 'registry',
+          spans: [ids[0]!, ids.at(-1)!],
+          cause: `attempt ${fetchFailures} of ${retries + 1}: ${(e as Error)?.message ?? String(e)}`,
+        });
         continue;
       }
       const bad = await firstBadSpan(this.table, this.digests, ids, buf);
@@ -434,11 +453,18 @@ export class SpanManager {
       this.s.verifyFailures++;
       verifyFailures++;
       lastErr = new SociError('ERR_DIGEST_MISMATCH', `span ${bad} of layer ${this.layerKey} does not match its zTOC digest`);
-      this.report({ kind: 'span_verification', spans: [bad, bad], cause: `attempt ${verifyFailures} of ${verifyRetries + 1}: compressed bytes ${this.table.spans[bad]!.cStart}-${this.table.spans[bad]!.cEnd} from the registry do not match the span's zTOC digest` });
+      this.report({
+        kind: 'span_verification',
+        spans: [bad, bad],
+        cause: `attempt ${verifyFailures} of ${verifyRetries + 1}: compressed bytes ${this.table.spans[bad]!.cStart}-${this.table.spans[bad]!.cEnd} from the registry do not match the span's zTOC digest`,
+      });
     }
     const why = lastErr instanceof Error ? lastErr.message : String(lastErr);
-    throw new SociError(lastErr instanceof SociError && lastErr.code === 'ERR_DIGEST_MISMATCH' ? 'ERR_DIGEST_MISMATCH' : 'ERR_IO',
-      `cannot fetch spans ${ids[0]}..${ids.at(-1)} of layer ${this.layerKey}: ${why}`, { cause: lastErr });
+    throw new SociError(
+      lastErr instanceof SociError && lastErr.code === 'ERR_DIGEST_MISMATCH' ? 'ERR_DIGEST_MISMATCH' : 'ERR_IO',
+      `cannot fetch spans ${ids[0]}..${ids.at(-1)} of layer ${this.layerKey}: ${why}`,
+      { cause: lastErr },
+    );
   }
 
   private rangeWithTimeout(start: number, end: number): Promise<Buffer> {
@@ -465,7 +491,6 @@ function validate(t: SpanTable, digests: readonly string[], blobSize: number): v
     }
   }
 }
-
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());

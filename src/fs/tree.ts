@@ -170,8 +170,19 @@ export class LayerTree {
 
 function implicitDir(): Omit<Node, 'id'> {
   return {
-    mode: S_IFDIR | 0o755, nlink: 2, uid: 0, gid: 0, size: 0, mtime: 0, mtimeNsec: 0, devmajor: 0, devminor: 0,
-    linkname: Buffer.alloc(0), dataOffset: 0, xattrs: new Map(), children: new Map(),
+    mode: S_IFDIR | 0o755,
+    nlink: 2,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    mtimeNsec: 0,
+    devmajor: 0,
+    devminor: 0,
+    linkname: Buffer.alloc(0),
+    dataOffset: 0,
+    xattrs: new Map(),
+    children: new Map(),
   };
 }
 

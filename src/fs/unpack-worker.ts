@@ -13,7 +13,20 @@
  */
 import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, fchmodSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, unlinkSync, writeSync,
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
 } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -160,7 +173,7 @@ class Unpacker {
     const rel = name.path;
     const path = this.inside(join(parent, fsName(name.base)), rel);
     // The root starts empty: only a path this layer already created can exist (tar may repeat names).
-    const existing = this.created.has(path) ? lstatSync(path, { throwIfNoEntry: false }) ?? null : null;
+    const existing = this.created.has(path) ? (lstatSync(path, { throwIfNoEntry: false }) ?? null) : null;
     this.created.add(path);
     this.whiteoutDevs.delete(path);
     if (e.type === 'dir') {
@@ -305,7 +318,11 @@ function run(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.error) throw new SociError('ERR_IO', `${cmd}: ${r.error.message}`);
   if (r.status !== 0) {
-    const why = r.stderr.toString().trim().replace(/\s*\n\s*/g, '; ') || `exit ${r.status}`;
+    const why =
+      r.stderr
+        .toString()
+        .trim()
+        .replace(/\s*\n\s*/g, '; ') || `exit ${r.status}`;
     throw new SociError('ERR_IO', `${cmd} ${args.map((a) => JSON.stringify(a)).join(' ')}: ${why}`);
   }
 }

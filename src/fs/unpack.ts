@@ -91,6 +91,7 @@ function asDecodeError(e: unknown, what: 'gzip' | 'zstd'): Error {
   if (e instanceof SociError) return e;
   const msg = e instanceof Error ? e.message : String(e);
   const code = (e as NodeJS.ErrnoException)?.code;
-  if (what === 'gzip' && typeof code === 'string' && code.startsWith('Z_')) return new SociError('ERR_BAD_GZIP', `layer is not valid gzip: ${msg.split('\n')[0]}`, { cause: e });
+  if (what === 'gzip' && typeof code === 'string' && code.startsWith('Z_'))
+    return new SociError('ERR_BAD_GZIP', `layer is not valid gzip: ${msg.split('\n')[0]}`, { cause: e });
   return new SociError('ERR_IO', `reading the layer failed: ${msg.split('\n')[0]}`, { cause: e });
 }

@@ -76,12 +76,18 @@ export class DirHandles {
     }
     if (missing.length) await Promise.all(missing);
     const { entryTimeout, attrTimeout } = plus;
-    return encodeDirents(entries, offset, size, {
-      entry: (e, i) => {
-        if (e.name === '.' || e.name === '..') return null;
-        const attr = e.attr ?? attrs.get(i);
-        return attr ? { nodeid: e.ino, generation: 0, entryTimeout, attrTimeout, attr } : null;
+    return encodeDirents(
+      entries,
+      offset,
+      size,
+      {
+        entry: (e, i) => {
+          if (e.name === '.' || e.name === '..') return null;
+          const attr = e.attr ?? attrs.get(i);
+          return attr ? { nodeid: e.ino, generation: 0, entryTimeout, attrTimeout, attr } : null;
+        },
       },
-    }, this.enc).buf;
+      this.enc,
+    ).buf;
   }
 }

@@ -49,8 +49,22 @@ export const Op = {
 
 /** Opcodes that modify the filesystem: answered EROFS. */
 export const WRITE_OPS = new Set<number>([
-  Op.SETATTR, Op.SYMLINK, Op.MKNOD, Op.MKDIR, Op.UNLINK, Op.RMDIR, Op.RENAME, Op.LINK, Op.WRITE,
-  Op.SETXATTR, Op.REMOVEXATTR, Op.CREATE, Op.FALLOCATE, Op.RENAME2, Op.COPY_FILE_RANGE, Op.TMPFILE,
+  Op.SETATTR,
+  Op.SYMLINK,
+  Op.MKNOD,
+  Op.MKDIR,
+  Op.UNLINK,
+  Op.RMDIR,
+  Op.RENAME,
+  Op.LINK,
+  Op.WRITE,
+  Op.SETXATTR,
+  Op.REMOVEXATTR,
+  Op.CREATE,
+  Op.FALLOCATE,
+  Op.RENAME2,
+  Op.COPY_FILE_RANGE,
+  Op.TMPFILE,
 ]);
 
 export const InitFlag = {
@@ -83,7 +97,6 @@ export const INIT_OUT_SIZE = 64;
 const DIRENT_HEADER = 24;
 const DIRENTPLUS_HEADER = ENTRY_OUT_SIZE + DIRENT_HEADER; // 152
 
-
 const TWO32 = 4294967296;
 
 export function readU64(b: Buffer, off: number): number {
@@ -92,10 +105,9 @@ export function readU64(b: Buffer, off: number): number {
 
 function writeU64(b: Buffer, off: number, v: number): void {
   const n = v > 0 ? Math.floor(v) : 0;
-  b.writeUInt32LE(n % TWO32 >>> 0, off);
+  b.writeUInt32LE((n % TWO32) >>> 0, off);
   b.writeUInt32LE(Math.floor(n / TWO32) >>> 0, off + 4);
 }
-
 
 /** Writes fuse_out_header. `error` is a positive errno (sent negated) or 0. */
 export function writeOutHeader(b: Buffer, len: number, error: number, lo: number, hi: number): void {
@@ -134,9 +146,9 @@ export function writeAttr(b: Buffer, off: number, a: Attr): void {
   writeU64(b, off + 24, a.atime ?? mtime);
   writeU64(b, off + 32, mtime);
   writeU64(b, off + 40, a.ctime ?? mtime);
-  b.writeUInt32LE(a.atime === undefined ? mtimeNsec : a.atimeNsec ?? 0, off + 48);
+  b.writeUInt32LE(a.atime === undefined ? mtimeNsec : (a.atimeNsec ?? 0), off + 48);
   b.writeUInt32LE(mtimeNsec, off + 52);
-  b.writeUInt32LE(a.ctime === undefined ? mtimeNsec : a.ctimeNsec ?? 0, off + 56);
+  b.writeUInt32LE(a.ctime === undefined ? mtimeNsec : (a.ctimeNsec ?? 0), off + 56);
   b.writeUInt32LE(a.mode >>> 0, off + 60);
   b.writeUInt32LE(a.nlink ?? 1, off + 64);
   b.writeUInt32LE(a.uid ?? 0, off + 68);

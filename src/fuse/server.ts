@@ -12,9 +12,28 @@ import { toErrno } from './errno.js';
 import { readMountinfo, umount, type MountInfo } from '../host/index.js';
 import { abortConnection, findFuseMount, mountFd, setReadaheadKb } from './mounts.js';
 import {
-  ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, INIT_OUT_SIZE, InitFlag,
-  MAX_MINOR, OPEN_OUT_SIZE, OUT_HEADER_SIZE, Op, STATFS_OUT_SIZE, WRITE_OPS,
-  parseInitIn, readCString, readU64, writeAttrOut, writeEntryOut, writeInitOut, writeOpenOut, writeOutHeader, type NameEncoding,
+  ATTR_OUT_SIZE,
+  ENTRY_OUT_SIZE,
+  FOPEN_CACHE_DIR,
+  FOPEN_DIRECT_IO,
+  FOPEN_KEEP_CACHE,
+  INIT_OUT_SIZE,
+  InitFlag,
+  MAX_MINOR,
+  OPEN_OUT_SIZE,
+  OUT_HEADER_SIZE,
+  Op,
+  STATFS_OUT_SIZE,
+  WRITE_OPS,
+  parseInitIn,
+  readCString,
+  readU64,
+  writeAttrOut,
+  writeEntryOut,
+  writeInitOut,
+  writeOpenOut,
+  writeOutHeader,
+  type NameEncoding,
   writeStatfsOut,
 } from './protocol.js';
 import { DirHandles } from './dirs.js';
@@ -111,8 +130,14 @@ const READ_SCRATCH_SIZE = MAX_PAGES * 4096;
 const MAX_POOLED_SCRATCH = 8;
 const scratchPool: Buffer[] = [];
 const WANTED_FLAGS =
-  InitFlag.ASYNC_READ | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS |
-  InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO | InitFlag.ABORT_ERROR | InitFlag.ASYNC_DIO;
+  InitFlag.ASYNC_READ |
+  InitFlag.PARALLEL_DIROPS |
+  InitFlag.MAX_PAGES |
+  InitFlag.CACHE_SYMLINKS |
+  InitFlag.DO_READDIRPLUS |
+  InitFlag.READDIRPLUS_AUTO |
+  InitFlag.ABORT_ERROR |
+  InitFlag.ASYNC_DIO;
 
 type Handler = (this: FuseServer, req: Buffer, nodeid: number, p: Pending) => Promise<void>;
 
@@ -120,7 +145,18 @@ export class FuseServer extends EventEmitter {
   private readonly names: NameEncoding;
   readonly mountpoint: string;
   readonly subtype: string;
-  readonly stats: FuseStats = { requests: 0, errors: 0, errorReplies: 0, timeouts: 0, interrupts: 0, forgets: 0, replyEnoent: 0, replyFailures: 0, inflight: 0, maxInflight: 0 };
+  readonly stats: FuseStats = {
+    requests: 0,
+    errors: 0,
+    errorReplies: 0,
+    timeouts: 0,
+    interrupts: 0,
+    forgets: 0,
+    replyEnoent: 0,
+    replyFailures: 0,
+    inflight: 0,
+    maxInflight: 0,
+  };
   /** Resolves once the connection has ended (unmount, abort or error). Never rejects. */
   readonly closed: Promise<CloseInfo>;
   /** Negotiated protocol (after INIT). */
@@ -130,7 +166,8 @@ export class FuseServer extends EventEmitter {
 
   private readonly fd: number;
   private readonly fsys: Filesystem;
-  private readonly opts: Required<Pick<FuseServerOptions, 'requestTimeoutMs' | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout' | 'maxBackground'>> & FuseServerOptions;
+  private readonly opts: Required<Pick<FuseServerOptions, 'requestTimeoutMs' | 'entryTimeout' | 'attrTimeout' | 'negativeTimeout' | 'maxBackground'>> &
+    FuseServerOptions;
   private reader: RequestReader | null = null;
   private readonly pending = new Map<number, Pending>();
   private readonly dirs: DirHandles;
@@ -403,7 +440,13 @@ export class FuseServer extends EventEmitter {
     const bg = this.opts.maxBackground;
     const size = minor < 23 ? 24 : INIT_OUT_SIZE;
     writeInitOut(this.scratch, OUT_HEADER_SIZE, {
-      minor, maxReadahead, flags, maxBackground: bg, congestionThreshold: Math.floor((bg * 3) / 4), maxWrite: 4096, maxPages: MAX_PAGES,
+      minor,
+      maxReadahead,
+      flags,
+      maxBackground: bg,
+      congestionThreshold: Math.floor((bg * 3) / 4),
+      maxWrite: 4096,
+      maxPages: MAX_PAGES,
     });
     this.replyScratch(p, size);
     this.initWaiters?.resolve();
@@ -485,7 +528,15 @@ export class FuseServer extends EventEmitter {
       if (this.opts.negativeTimeout <= 0) return this.replyError(p, Errno.ENOENT);
       writeEntryOut(this.scratch, OUT_HEADER_SIZE, 0, 0, this.opts.negativeTimeout, 0, null);
     } else {
-      writeEntryOut(this.scratch, OUT_HEADER_SIZE, e.ino, e.generation ?? 0, e.entryTimeout ?? this.opts.entryTimeout, e.attrTimeout ?? this.opts.attrTimeout, e.attr);
+      writeEntryOut(
+        this.scratch,
+        OUT_HEADER_SIZE,
+        e.ino,
+        e.generation ?? 0,
+        e.entryTimeout ?? this.opts.entryTimeout,
+        e.attrTimeout ?? this.opts.attrTimeout,
+        e.attr,
+      );
     }
     // Answered too late (timeout/interrupt): the kernel never took this reference, give it back.
     if (p.done && e) return this.forget(e.ino, 1);

@@ -73,7 +73,12 @@ export async function findSociIndex(client: RegistryClient, repo: string, manife
   throw new SociError('ERR_NO_INDEX', `no SOCI index found for image ${manifestDigest}${v1 ? '' : ' (v1 referrers discovery is off)'}`);
 }
 
-async function fetchIndexManifest(client: RegistryClient, repo: string, digest: string, opts: FindSociIndexOptions): Promise<{ desc: Descriptor; manifest: Manifest }> {
+async function fetchIndexManifest(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+  opts: FindSociIndexOptions,
+): Promise<{ desc: Descriptor; manifest: Manifest }> {
   let bytes: Buffer | undefined;
   if (opts.store && (await opts.store.has(digest))) {
     const b = await opts.store.get(digest);
@@ -126,7 +131,12 @@ export interface SociArtifacts {
  * verified, from the same repository). Any failure → ERR_NO_INDEX for the whole image, like the
  * reference (the image then gets no lazy loading).
  */
-export async function fetchSociArtifacts(client: RegistryClient, repo: string, manifestDigest: string, opts: FindSociIndexOptions = {}): Promise<SociArtifacts> {
+export async function fetchSociArtifacts(
+  client: RegistryClient,
+  repo: string,
+  manifestDigest: string,
+  opts: FindSociIndexOptions = {},
+): Promise<SociArtifacts> {
   return fetchIndexArtifacts(client, repo, await findSociIndex(client, repo, manifestDigest, opts), opts);
 }
 
@@ -134,7 +144,12 @@ export async function fetchSociArtifacts(client: RegistryClient, repo: string, m
  * The second half of fetchSociArtifacts, for callers that act on the index before its zTOCs
  * arrive (the snapshotter starts unpacking non-indexed layers meanwhile).
  */
-export async function fetchIndexArtifacts(client: RegistryClient, repo: string, index: FoundSociIndex, opts: FindSociIndexOptions = {}): Promise<SociArtifacts> {
+export async function fetchIndexArtifacts(
+  client: RegistryClient,
+  repo: string,
+  index: FoundSociIndex,
+  opts: FindSociIndexOptions = {},
+): Promise<SociArtifacts> {
   const ztocs = new Map<string, { desc: Descriptor; ztoc: Ztoc }>();
   const prefetch = new Map<string, SpanRange[]>();
   try {

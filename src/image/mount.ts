@@ -36,7 +36,13 @@ export interface ImagePlan {
   indexError?: string;
 }
 
-export async function planImage(client: RegistryClient, repo: string, manifestDigest: string, layers: Descriptor[], discovery: FindSociIndexOptions): Promise<ImagePlan> {
+export async function planImage(
+  client: RegistryClient,
+  repo: string,
+  manifestDigest: string,
+  layers: Descriptor[],
+  discovery: FindSociIndexOptions,
+): Promise<ImagePlan> {
   let artifacts: SociArtifacts | null = null;
   let indexError: string | undefined;
   try {
@@ -129,12 +135,14 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
         layers.push({ plan, dir, mount });
       } else {
         const comp = layerCompression(plan.mediaType);
-        if (comp !== 'gzip' && comp !== 'uncompressed' && comp !== 'zstd') throw new SociError('ERR_UNSUPPORTED', `layer ${plan.digest} has unsupported media type ${plan.mediaType}`);
+        if (comp !== 'gzip' && comp !== 'uncompressed' && comp !== 'zstd')
+          throw new SociError('ERR_UNSUPPORTED', `layer ${plan.digest} has unsupported media type ${plan.mediaType}`);
         // fetchBlob verifies the digest at the end and throws before the layer is ever exposed.
         try {
           await unpackLayer(p.client.fetchBlob(p.repo, plan.digest, { size: plan.size }), comp, dir);
         } catch (e) {
-          if (e instanceof SociError) throw new SociError(e.code, `layer ${plan.index}${e.message.includes(plan.digest) ? '' : ` (${plan.digest})`}: ${e.message}`, { cause: e });
+          if (e instanceof SociError)
+            throw new SociError(e.code, `layer ${plan.index}${e.message.includes(plan.digest) ? '' : ` (${plan.digest})`}: ${e.message}`, { cause: e });
           throw e;
         }
         layers.push({ plan, dir });
@@ -148,7 +156,10 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
       await sh('mount', ['--bind', '-o', flags.join(','), layers[0]!.dir, p.target]);
       merged = true;
     } else {
-      const lower = [...layers].reverse().map((l) => l.dir).join(':');
+      const lower = [...layers]
+        .reverse()
+        .map((l) => l.dir)
+        .join(':');
       await sh('mount', ['-t', 'overlay', 'overlay', '-o', `${flags.join(',')},lowerdir=${lower}`, p.target]);
       merged = true;
     }
@@ -192,6 +203,6 @@ export async function removeLayerDirs(workDir: string): Promise<void> {
 /** Last resort (a mount cut short by a crash): lazily unmounts whatever is left under `workDir`'s layers, then removes them. */
 export async function releaseLayers(workDir: string): Promise<void> {
   const dir = join(workDir, 'layers');
-  for (const m of (await mountPointsUnder(dir))) await umount(m, true);
+  for (const m of await mountPointsUnder(dir)) await umount(m, true);
   await removeUnmounted(dir);
 }

@@ -20,7 +20,8 @@ export function goString(s: string): string {
     else if (c === 0x0c) out += '\\f';
     else if (c < 0x20 || c === 0x3c || c === 0x3e || c === 0x26) out += `\\u00${HEX[c >> 4]}${HEX[c & 15]}`;
     else if (c === 0x2028 || c === 0x2029) out += `\\u${c.toString(16)}`;
-    else if (c >= 0xd800 && c <= 0xdfff) out += '\ufffd'; // lone surrogate: Go sees invalid UTF-8
+    else if (c >= 0xd800 && c <= 0xdfff)
+      out += '\ufffd'; // lone surrogate: Go sees invalid UTF-8
     else out += ch;
   }
   return `${out}"`;

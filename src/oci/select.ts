@@ -28,7 +28,12 @@ export function manifestsFor(candidates: readonly Descriptor[], wanted: readonly
 
 /** A single-platform image's platform, from its config blob (os, architecture, variant, os.version as written). */
 export async function configPlatform(manifest: Manifest, readBlob: (digest: string) => Promise<Buffer>): Promise<Platform> {
-  const cfg = JSON.parse((await readBlob(manifest.config.digest)).toString('utf8')) as { os?: string; architecture?: string; variant?: string; 'os.version'?: string };
+  const cfg = JSON.parse((await readBlob(manifest.config.digest)).toString('utf8')) as {
+    os?: string;
+    architecture?: string;
+    variant?: string;
+    'os.version'?: string;
+  };
   const p: Platform = { architecture: cfg.architecture ?? '', os: cfg.os ?? '' };
   if (cfg['os.version']) p['os.version'] = cfg['os.version'];
   if (cfg.variant) p.variant = cfg.variant;

@@ -128,7 +128,10 @@ export class Authenticator {
       }
     }
     if (res.status === 401 || res.status === 403) {
-      throw new SociError('ERR_AUTH', `authentication failed for ${this.registry}: token server refused ${c ? 'the credentials' : 'anonymous access'} (${res.status})`);
+      throw new SociError(
+        'ERR_AUTH',
+        `authentication failed for ${this.registry}: token server refused ${c ? 'the credentials' : 'anonymous access'} (${res.status})`,
+      );
     }
     if (res.status < 200 || res.status >= 300) {
       throw new SociError('ERR_AUTH', `authentication failed for ${this.registry}: token server returned ${res.status}`);
@@ -167,9 +170,7 @@ export function normalizeScopes(scopes: string[]): string[] {
     byResource.set(res, set);
   }
   const order = (a: string) => (a === 'pull' ? 0 : a === 'push' ? 1 : 2);
-  return [...byResource]
-    .map(([res, set]) => `${res}:${[...set].sort((a, b) => order(a) - order(b) || a.localeCompare(b)).join(',')}`)
-    .sort();
+  return [...byResource].map(([res, set]) => `${res}:${[...set].sort((a, b) => order(a) - order(b) || a.localeCompare(b)).join(',')}`).sort();
 }
 
 function scopeKey(scopes: string[]): string {

@@ -47,7 +47,11 @@ export class RegistryClient {
 
   /** GET /v2/ — checks reachability and that credentials (if any are needed) work. */
   async ping(signal?: AbortSignal): Promise<void> {
-    const { res } = await this.transport.sendRead({ method: 'GET', url: '/v2/', scopes: [], what: 'API version check', ...(signal ? { signal } : {}) }, 64 * 1024, () => true);
+    const { res } = await this.transport.sendRead(
+      { method: 'GET', url: '/v2/', scopes: [], what: 'API version check', ...(signal ? { signal } : {}) },
+      64 * 1024,
+      () => true,
+    );
     if (res.status !== 200) {
       res.body.resume();
       throw new SociError('ERR_REGISTRY', `${this.registry} is not an OCI registry: GET /v2/ returned ${res.status}`);
@@ -62,7 +66,14 @@ export class RegistryClient {
     let out;
     try {
       out = await this.transport.sendRead(
-        { method: 'GET', url: `/v2/${repo}/manifests/${reference}`, headers: { accept: opts.accept ?? MANIFEST_ACCEPT }, scopes: [pullScope(repo)], what, ...(opts.signal ? { signal: opts.signal } : {}) },
+        {
+          method: 'GET',
+          url: `/v2/${repo}/manifests/${reference}`,
+          headers: { accept: opts.accept ?? MANIFEST_ACCEPT },
+          scopes: [pullScope(repo)],
+          what,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        },
         this.maxManifestBytes,
       );
     } catch (e) {
@@ -80,7 +91,8 @@ export class RegistryClient {
       try {
         const j = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
         if (typeof j.mediaType === 'string') mediaType = j.mediaType;
-        else if (j.schemaVersion === 2) mediaType = Array.isArray(j.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json';
+        else if (j.schemaVersion === 2)
+          mediaType = Array.isArray(j.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json';
       } catch {
         throw new SociError('ERR_INVALID_MANIFEST', `${what} is not valid JSON`);
       }
@@ -103,7 +115,14 @@ export class RegistryClient {
   async headManifest(repo: string, reference: string, signal?: AbortSignal): Promise<Descriptor> {
     const what = `manifest ${this.registry}/${repo}${reference.includes(':') ? '@' : ':'}${reference}`;
     const { res } = await this.transport.sendRead(
-      { method: 'HEAD', url: `/v2/${repo}/manifests/${reference}`, headers: { accept: MANIFEST_ACCEPT }, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) },
+      {
+        method: 'HEAD',
+        url: `/v2/${repo}/manifests/${reference}`,
+        headers: { accept: MANIFEST_ACCEPT },
+        scopes: [pullScope(repo)],
+        what,
+        ...(signal ? { signal } : {}),
+      },
       0,
       () => true,
     );
@@ -150,7 +169,14 @@ export class RegistryClient {
     let got = 0;
     for (;;) {
       const res = await this.transport.send(
-        { method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers: got > 0 ? { range: `bytes=${got}-` } : {}, scopes: [pullScope(repo)], what, ...(opts.signal ? { signal: opts.signal } : {}) },
+        {
+          method: 'GET',
+          url: `/v2/${repo}/blobs/${digest}`,
+          headers: got > 0 ? { range: `bytes=${got}-` } : {},
+          scopes: [pullScope(repo)],
+          what,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        },
         budget,
       );
       let skip = 0;
@@ -212,7 +238,12 @@ export class RegistryClient {
     let out: { res: HttpResponse; body: Buffer } | undefined;
     if (cached && cached.expiresAt > Date.now()) {
       // Straight to the storage URL the registry redirected to before (S3/CDN), as SOCI does.
-      out = await this.transport.sendRead({ method: 'GET', url: cached.url, headers, scopes: [], what, anonymous: true, ...(signal ? { signal } : {}) }, Infinity, ok, this.options.blobRetry);
+      out = await this.transport.sendRead(
+        { method: 'GET', url: cached.url, headers, scopes: [], what, anonymous: true, ...(signal ? { signal } : {}) },
+        Infinity,
+        ok,
+        this.options.blobRetry,
+      );
       if (!ok(out.res.status)) {
         out.res.body.resume();
         this.redirects.delete(key); // expired signature or moved: ask the registry again
@@ -220,7 +251,12 @@ export class RegistryClient {
       }
     }
     if (!out) {
-      out = await this.transport.sendRead({ method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) }, Infinity, ok, this.options.blobRetry);
+      out = await this.transport.sendRead(
+        { method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers, scopes: [pullScope(repo)], what, ...(signal ? { signal } : {}) },
+        Infinity,
+        ok,
+        this.options.blobRetry,
+      );
       if (ok(out.res.status) && out.res.url.origin !== this.transport.base.origin) {
         if (this.redirects.size >= 1024) this.redirects.delete(this.redirects.keys().next().value!);
         this.redirects.set(key, { url: out.res.url.href, expiresAt: Date.now() + REDIRECT_TTL_MS });

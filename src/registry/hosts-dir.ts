@@ -66,7 +66,11 @@ function parseHostsToml(hostDir: string, file: string): HostSettings {
     t = parse(readTlsFile(file, 'hosts.toml').toString('utf8'));
   } catch (e) {
     if (e instanceof SociError) throw e;
-    throw bad(String((e as Error).message).split('\n')[0]!.trim());
+    throw bad(
+      String((e as Error).message)
+        .split('\n')[0]!
+        .trim(),
+    );
   }
   const abs = (p: unknown, key: string): string => {
     if (typeof p !== 'string' || p === '') throw bad(`${key} must be a path or a list of paths`);

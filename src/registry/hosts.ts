@@ -37,7 +37,15 @@ export class RegistryHosts {
       const cas = [...(ca === undefined ? [] : Array.isArray(ca) ? ca : [ca]), ...(h.ca ?? [])];
       const cert = h.clientCert ?? clientCert;
       const timeout = requestTimeoutByHost?.[registry];
-      c = new RegistryClient({ ...rest, ...(timeout !== undefined ? { requestTimeoutMs: timeout } : {}), registry, plainHttp: plain, insecure: skipVerify, ...(cas.length ? { ca: cas } : {}), ...(cert ? { clientCert: cert } : {}) });
+      c = new RegistryClient({
+        ...rest,
+        ...(timeout !== undefined ? { requestTimeoutMs: timeout } : {}),
+        registry,
+        plainHttp: plain,
+        insecure: skipVerify,
+        ...(cas.length ? { ca: cas } : {}),
+        ...(cert ? { clientCert: cert } : {}),
+      });
       this.clients.set(registry, c);
     }
     return c;

@@ -39,7 +39,14 @@ function sig(signal?: AbortSignal): { signal?: AbortSignal } {
   return signal ? { signal } : {};
 }
 
-export async function pushBlob(c: RegistryOps, repo: string, digest: string, size: number, data: BlobData, opts: PushBlobOptions = {}): Promise<'exists' | 'mounted' | 'uploaded'> {
+export async function pushBlob(
+  c: RegistryOps,
+  repo: string,
+  digest: string,
+  size: number,
+  data: BlobData,
+  opts: PushBlobOptions = {},
+): Promise<'exists' | 'mounted' | 'uploaded'> {
   const alg = checkDigest(digest);
   const t = c.transport;
   const what = `blob ${digest} to ${c.registry}/${repo}`;
@@ -54,12 +61,20 @@ export async function pushBlob(c: RegistryOps, repo: string, digest: string, siz
   if (opts.mountFrom && opts.mountFrom !== repo) {
     scopes.push(pullScope(opts.mountFrom));
     const q = new URLSearchParams({ mount: digest, from: opts.mountFrom });
-    const { res } = await t.sendRead({ method: 'POST', url: `/v2/${repo}/blobs/uploads/?${q}`, headers: { 'content-length': '0' }, scopes, what, ...sig(opts.signal) }, 64 * 1024, () => true);
+    const { res } = await t.sendRead(
+      { method: 'POST', url: `/v2/${repo}/blobs/uploads/?${q}`, headers: { 'content-length': '0' }, scopes, what, ...sig(opts.signal) },
+      64 * 1024,
+      () => true,
+    );
     if (res.status === 201) return 'mounted';
     if (res.status !== 202) throw await fail(c, res, `mount of ${what} from ${opts.mountFrom}`);
     start = location(res.headers.location, t.base, what);
   } else {
-    const { res } = await t.sendRead({ method: 'POST', url: `/v2/${repo}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes, what, ...sig(opts.signal) }, 64 * 1024, () => true);
+    const { res } = await t.sendRead(
+      { method: 'POST', url: `/v2/${repo}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes, what, ...sig(opts.signal) },
+      64 * 1024,
+      () => true,
+    );
     if (res.status !== 202) throw await fail(c, res, `upload of ${what}`);
     start = location(res.headers.location, t.base, what);
   }
@@ -82,7 +97,11 @@ export async function pushBlob(c: RegistryOps, repo: string, digest: string, siz
       {
         method: 'PATCH',
         url: loc.href,
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(chunk.length), 'content-range': `${offset}-${offset + chunk.length - 1}` },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(chunk.length),
+          'content-range': `${offset}-${offset + chunk.length - 1}`,
+        },
         body: chunk,
         scopes,
         what,
@@ -108,7 +127,15 @@ async function putUpload(c: RegistryOps, loc: URL, digest: string, body: Buffer,
   const url = new URL(loc);
   url.searchParams.set('digest', digest);
   const { res } = await c.transport.sendRead(
-    { method: 'PUT', url: url.href, headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) }, body, scopes, what, ...sig(signal) },
+    {
+      method: 'PUT',
+      url: url.href,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
+      body,
+      scopes,
+      what,
+      ...sig(signal),
+    },
     64 * 1024,
     () => true,
   );
@@ -158,7 +185,15 @@ export async function putManifest(c: RegistryOps, repo: string, reference: strin
   if (byDigest && digest !== reference) throw new SociError('ERR_DIGEST_MISMATCH', `${what}: content digest is ${digest}`);
   if (bytes.length > c.maxManifestBytes) throw new SociError('ERR_INVALID_MANIFEST', `${what} is larger than ${c.maxManifestBytes} bytes`);
   const { res } = await c.transport.sendRead(
-    { method: 'PUT', url: `/v2/${repo}/manifests/${reference}`, headers: { 'content-type': mediaType, 'content-length': String(bytes.length) }, body: bytes, scopes: [pushScope(repo)], what, ...sig(signal) },
+    {
+      method: 'PUT',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+      body: bytes,
+      scopes: [pushScope(repo)],
+      what,
+      ...sig(signal),
+    },
     64 * 1024,
     () => true,
   );

@@ -83,7 +83,10 @@ export class RetryBudget {
   private readonly maxDelay: number;
   private readonly maxTotal: number;
 
-  constructor(opts: RetryOptions = {}, private readonly signal?: AbortSignal) {
+  constructor(
+    opts: RetryOptions = {},
+    private readonly signal?: AbortSignal,
+  ) {
     this.maxAttempts = opts.maxAttempts ?? 6;
     this.base = opts.baseDelayMs ?? 100;
     this.maxDelay = opts.maxDelayMs ?? 10_000;

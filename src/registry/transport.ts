@@ -202,13 +202,19 @@ export class Transport {
       }
       if (res.status === 403) {
         const detail = await errorDetail(res);
-        throw new SociError('ERR_AUTH', `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} denied (403)${detail ? `: ${detail}` : ''}`);
+        throw new SociError(
+          'ERR_AUTH',
+          `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} denied (403)${detail ? `: ${detail}` : ''}`,
+        );
       }
       if (isRetriableStatus(res.status)) {
         const retryAfter = parseRetryAfter(res.headers['retry-after']);
         const detail = await errorDetail(res);
         if (replayable && (await budget.next(retryAfter))) continue;
-        throw new SociError('ERR_REGISTRY', `${req.method} ${req.what} from ${this.opts.registry}: HTTP ${res.status}${detail ? ` ${detail}` : ''} after ${budget.attempts} attempts`);
+        throw new SociError(
+          'ERR_REGISTRY',
+          `${req.method} ${req.what} from ${this.opts.registry}: HTTP ${res.status}${detail ? ` ${detail}` : ''} after ${budget.attempts} attempts`,
+        );
       }
       return res;
     }
@@ -232,7 +238,12 @@ export class Transport {
   }
 
   /** Like send, then reads the body; a body that fails mid-way is retried within the same budget. */
-  async sendRead(req: SendRequest, limit = Infinity, okStatus: (s: number) => boolean = (s) => s >= 200 && s < 300, retry?: RetryOptions): Promise<{ res: HttpResponse; body: Buffer }> {
+  async sendRead(
+    req: SendRequest,
+    limit = Infinity,
+    okStatus: (s: number) => boolean = (s) => s >= 200 && s < 300,
+    retry?: RetryOptions,
+  ): Promise<{ res: HttpResponse; body: Buffer }> {
     const budget = this.newBudget(req.signal, retry ?? this.opts.retry);
     for (;;) {
       const res = await this.send(req, budget);
@@ -253,7 +264,13 @@ export class Transport {
     }
   }
 
-  private async tokenRequest(method: 'GET' | 'POST', url: URL, headers: Record<string, string>, body?: Buffer, signal?: AbortSignal): Promise<TokenHttpResponse> {
+  private async tokenRequest(
+    method: 'GET' | 'POST',
+    url: URL,
+    headers: Record<string, string>,
+    body?: Buffer,
+    signal?: AbortSignal,
+  ): Promise<TokenHttpResponse> {
     const budget = this.newBudget(signal);
     for (;;) {
       try {

@@ -15,7 +15,8 @@ export interface KeyRule {
 }
 
 const METADATA = 'layer metadata is an in-memory inode tree per layer, built from its zTOC; there is no bbolt store';
-const CACHE = 'spans are kept in one on-disk span cache shared by all layers and bounded in bytes (plus a small in-memory LRU), so there is no per-layer cache to choose';
+const CACHE =
+  'spans are kept in one on-disk span cache shared by all layers and bounded in bytes (plus a small in-memory LRU), so there is no per-layer cache to choose';
 
 const moot = (why: string): KeyRule => ({ kind: 'moot', why });
 const refusedWhenTrue = (why: string): KeyRule => ({ kind: 'refused', when: (v) => v === true, why });
@@ -38,10 +39,15 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'blob.force_single_range_mode': moot('every Range request already asks for one range'),
   'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
   ...Object.fromEntries(
-    ['max_concurrent_downloads', 'max_concurrent_downloads_per_image', 'concurrent_download_chunk_size', 'max_concurrent_unpacks', 'max_concurrent_unpacks_per_image', 'discard_unpacked_layers', 'decompress_streams'].map((k) => [
-      `pull_modes.parallel_pull_unpack.${k}`,
-      moot('it tunes parallel pull and unpack, which is not built (enabling it is refused)'),
-    ]),
+    [
+      'max_concurrent_downloads',
+      'max_concurrent_downloads_per_image',
+      'concurrent_download_chunk_size',
+      'max_concurrent_unpacks',
+      'max_concurrent_unpacks_per_image',
+      'discard_unpacked_layers',
+      'decompress_streams',
+    ].map((k) => [`pull_modes.parallel_pull_unpack.${k}`, moot('it tunes parallel pull and unpack, which is not built (enabling it is refused)')]),
   ),
 };
 

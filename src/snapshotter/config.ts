@@ -115,7 +115,8 @@ function merge(dst: Plain, src: Plain, where: string, set: Map<string, unknown>)
     if (!isPlain(d) || Object.keys(d).length === 0) set.set(name, v);
     if (isPlain(d)) {
       if (!isPlain(v)) throw new SociError('ERR_USAGE', `config: ${name} must be a table`);
-      if (Object.keys(d).length === 0) dst[k] = v; // free-form map (mirrors, decompress_streams)
+      if (Object.keys(d).length === 0)
+        dst[k] = v; // free-form map (mirrors, decompress_streams)
       else merge(d, v, name, set);
     } else if (typeof d === 'number') {
       const n = typeof v === 'bigint' ? Number(v) : v;
@@ -176,7 +177,6 @@ function oneOf(key: string, value: string, allowed: string[]): void {
   if (!allowed.includes(value)) throw new SociError('ERR_USAGE', `config: ${key} = ${JSON.stringify(value)} is not supported (one of ${allowed.join(', ')})`);
 }
 
-
 function checkHeaderNames(names: string[]): void {
   for (const n of names) {
     if (!HEADER_NAME.test(n)) throw new SociError('ERR_USAGE', `config: resolver.custom_headers: ${JSON.stringify(n)} is not a valid header name`);
@@ -206,7 +206,11 @@ export function parseConfig(text: string, source = 'config'): Config {
   fillZeros(cfg as unknown as Plain, defaults);
   normalizeMirrors(cfg);
   parseChunkSize(cfg.pull_modes.parallel_pull_unpack.concurrent_download_chunk_size);
-  if (cfg.metrics_network === 'unixpacket') throw new SociError('ERR_USAGE', 'config: metrics_network = "unixpacket" is not supported: Node has no SOCK_SEQPACKET listener (use tcp, tcp4, tcp6 or unix)');
+  if (cfg.metrics_network === 'unixpacket')
+    throw new SociError(
+      'ERR_USAGE',
+      'config: metrics_network = "unixpacket" is not supported: Node has no SOCK_SEQPACKET listener (use tcp, tcp4, tcp6 or unix)',
+    );
   oneOf('metrics_network', cfg.metrics_network, METRICS_NETWORKS);
   oneOf('metadata_store', cfg.metadata_store, ['db', 'db-multi']);
   checkHeaderNames(cfg.resolver.custom_headers);
@@ -215,9 +219,12 @@ export function parseConfig(text: string, source = 'config'): Config {
     const d = key.split('.').reduce<unknown>((o, k) => (isPlain(o) ? o[k] : undefined), defaults);
     return JSON.stringify(typeof v === 'bigint' ? Number(v) : v) === JSON.stringify(d);
   };
-  reports.set(cfg, checkKeys(set, isDefault, (line) => {
-    throw new SociError('ERR_USAGE', line);
-  }));
+  reports.set(
+    cfg,
+    checkKeys(set, isDefault, (line) => {
+      throw new SociError('ERR_USAGE', line);
+    }),
+  );
   return cfg;
 }
 

@@ -52,7 +52,10 @@ function fields(b: Buffer): Map<number, Buffer> {
 /** PullImageRequest → image reference and credentials (username/password, `auth` base64, identity token). */
 export function parsePullRequest(b: Buffer): { image: string; creds?: Credentials } {
   const top = fields(b);
-  const image = fields(top.get(1) ?? Buffer.alloc(0)).get(1)?.toString('utf8') ?? '';
+  const image =
+    fields(top.get(1) ?? Buffer.alloc(0))
+      .get(1)
+      ?.toString('utf8') ?? '';
   const auth = top.get(2);
   if (!auth) return { image };
   const a = fields(auth);
@@ -91,7 +94,15 @@ export function addImageServiceProxy(server: grpc.Server, target: string, keycha
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const m of METHODS) {
     const path = `${SERVICE}${m}`;
-    definition[m] = { path, requestStream: false, responseStream: false, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize };
+    definition[m] = {
+      path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: raw.serialize,
+      requestDeserialize: raw.deserialize,
+      responseSerialize: raw.serialize,
+      responseDeserialize: raw.deserialize,
+    };
     handlers[m] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
       if (m === 'PullImage') {
         try {
@@ -103,7 +114,9 @@ export function addImageServiceProxy(server: grpc.Server, target: string, keycha
         }
       }
       // Forward untouched (namespace and other metadata included) and relay the answer or error.
-      upstream.makeUnaryRequest(path, raw.serialize, raw.deserialize, call.request, call.metadata, { deadline: call.getDeadline() }, (err, res) => cb(err, res));
+      upstream.makeUnaryRequest(path, raw.serialize, raw.deserialize, call.request, call.metadata, { deadline: call.getDeadline() }, (err, res) =>
+        cb(err, res),
+      );
     };
   }
   server.addService(definition as grpc.ServiceDefinition, handlers);

@@ -14,7 +14,11 @@ export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** A field value: visible ASCII, spaces, tabs and obs-text; no control characters (RFC 9110). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-export function customHeadersFromLabels(labels: Record<string, string>, allowed: readonly string[], warn: (msg: string, header: string) => void): Record<string, string> {
+export function customHeadersFromLabels(
+  labels: Record<string, string>,
+  allowed: readonly string[],
+  warn: (msg: string, header: string) => void,
+): Record<string, string> {
   const allow = new Set(allowed.map((n) => n.toLowerCase()));
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels)) {

@@ -124,7 +124,10 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   if (fd !== null) {
     const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     fdServer = createNetServer((sock) => injector.injectConnection(sock));
-    await new Promise<void>((resolve, reject) => { fdServer!.once('error', reject); fdServer!.listen({ fd }, resolve); });
+    await new Promise<void>((resolve, reject) => {
+      fdServer!.once('error', reject);
+      fdServer!.listen({ fd }, resolve);
+    });
     logger.info({ fd }, 'serving on systemd socket');
   } else {
     if (o.address.startsWith('fd://')) logger.warn({}, 'no systemd socket passed; falling back to the default socket');

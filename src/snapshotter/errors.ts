@@ -25,12 +25,18 @@ export const invalidArgument = (m: string) => new SnapshotError('invalid_argumen
 export function grpcStatusOf(e: unknown): status {
   if (e instanceof SnapshotError) {
     switch (e.kind) {
-      case 'not_found': return status.NOT_FOUND;
-      case 'already_exists': return status.ALREADY_EXISTS;
-      case 'failed_precondition': return status.FAILED_PRECONDITION;
-      case 'invalid_argument': return status.INVALID_ARGUMENT;
-      case 'unavailable': return status.UNAVAILABLE;
-      default: return status.INTERNAL;
+      case 'not_found':
+        return status.NOT_FOUND;
+      case 'already_exists':
+        return status.ALREADY_EXISTS;
+      case 'failed_precondition':
+        return status.FAILED_PRECONDITION;
+      case 'invalid_argument':
+        return status.INVALID_ARGUMENT;
+      case 'unavailable':
+        return status.UNAVAILABLE;
+      default:
+        return status.INTERNAL;
     }
   }
   if (isSociError(e, 'ERR_NOT_FOUND')) return status.NOT_FOUND;

@@ -36,7 +36,9 @@ function readQuoted(s: string, i: number): [string, number] {
 function parseSelectors(s: string): Selector[] {
   const sels: Selector[] = [];
   let i = 0;
-  const skipWs = () => { while (i < s.length && /\s/.test(s[i]!)) i++; };
+  const skipWs = () => {
+    while (i < s.length && /\s/.test(s[i]!)) i++;
+  };
   while (i < s.length) {
     skipWs();
     const path: string[] = [];
@@ -51,7 +53,10 @@ function parseSelectors(s: string): Selector[] {
         path.push(m[0]);
         i += m[0].length;
       }
-      if (s[i] === '.' ) { i++; continue; }
+      if (s[i] === '.') {
+        i++;
+        continue;
+      }
       break;
     }
     skipWs();
@@ -84,11 +89,16 @@ function parseSelectors(s: string): Selector[] {
 function fieldOf(info: Info, path: string[]): string | undefined {
   const [head, ...rest] = path;
   switch (head) {
-    case 'name': return info.name;
-    case 'parent': return info.parent;
-    case 'kind': return info.kind;
-    case 'labels': return rest.length ? info.labels[rest.join('.')] : undefined;
-    default: return undefined;
+    case 'name':
+      return info.name;
+    case 'parent':
+      return info.parent;
+    case 'kind':
+      return info.kind;
+    case 'labels':
+      return rest.length ? info.labels[rest.join('.')] : undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -100,8 +110,15 @@ function compile(filter: string): Matcher {
     if (sel.op === '==') return (info) => fieldOf(info, sel.path) === v;
     if (sel.op === '!=') return (info) => fieldOf(info, sel.path) !== v;
     let re: RegExp;
-    try { re = new RegExp(v); } catch { throw invalidArgument(`filter: bad regular expression "${v}"`); }
-    return (info) => { const f = fieldOf(info, sel.path); return f !== undefined && re.test(f); };
+    try {
+      re = new RegExp(v);
+    } catch {
+      throw invalidArgument(`filter: bad regular expression "${v}"`);
+    }
+    return (info) => {
+      const f = fieldOf(info, sel.path);
+      return f !== undefined && re.test(f);
+    };
   });
   return (info) => tests.every((t) => t(info));
 }

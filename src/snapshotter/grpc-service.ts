@@ -24,8 +24,18 @@ export function snapshotsClient(address: string): grpc.Client & Record<string, F
   return new Ctor(target, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
 }
 
-interface Timestamp { seconds: string; nanos: number }
-interface PInfo { name: string; parent: string; kind: string; created_at: Timestamp | null; updated_at: Timestamp | null; labels: Record<string, string> }
+interface Timestamp {
+  seconds: string;
+  nanos: number;
+}
+interface PInfo {
+  name: string;
+  parent: string;
+  kind: string;
+  created_at: Timestamp | null;
+  updated_at: Timestamp | null;
+  labels: Record<string, string>;
+}
 
 const ts = (d: Date): Timestamp => {
   const ms = d.getTime();
@@ -53,7 +63,8 @@ type Req = Record<string, any>;
 
 export function createHandlers(sn: Snapshotter, logger: Logger): grpc.UntypedServiceImplementation {
   /** Wraps an async unary handler: result → callback, errors → status + one-line message. */
-  const unary = (method: string, fn: (req: Req, ns: string) => Promise<unknown> | unknown) =>
+  const unary =
+    (method: string, fn: (req: Req, ns: string) => Promise<unknown> | unknown) =>
     (call: grpc.ServerUnaryCall<Req, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       const ns = namespaceOf(call);
       Promise.resolve()
@@ -74,8 +85,14 @@ export function createHandlers(sn: Snapshotter, logger: Logger): grpc.UntypedSer
     Prepare: unary('Prepare', async (r, ns) => ({ mounts: await sn.prepare({ namespace: ns, key: r.key }, r.key, r.parent, r.labels ?? {}) })),
     View: unary('View', async (r) => ({ mounts: await sn.view(r.key, r.parent, r.labels ?? {}) })),
     Mounts: unary('Mounts', async (r) => ({ mounts: await sn.mounts(r.key) })),
-    Commit: unary('Commit', async (r) => { await sn.commit(r.name, r.key, r.labels ?? {}); return {}; }),
-    Remove: unary('Remove', async (r) => { await sn.remove(r.key); return {}; }),
+    Commit: unary('Commit', async (r) => {
+      await sn.commit(r.name, r.key, r.labels ?? {});
+      return {};
+    }),
+    Remove: unary('Remove', async (r) => {
+      await sn.remove(r.key);
+      return {};
+    }),
     Stat: unary('Stat', (r) => ({ info: toProtoInfo(sn.stat(r.key)) })),
     Update: unary('Update', (r) => {
       const info = (r.info ?? {}) as PInfo;
@@ -98,6 +115,9 @@ export function createHandlers(sn: Snapshotter, logger: Logger): grpc.UntypedSer
       const u = await sn.usage(r.key);
       return { size: String(u.size), inodes: String(u.inodes) };
     }),
-    Cleanup: unary('Cleanup', async () => { await sn.cleanup(); return {}; }),
+    Cleanup: unary('Cleanup', async () => {
+      await sn.cleanup();
+      return {};
+    }),
   };
 }

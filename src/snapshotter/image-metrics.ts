@@ -28,7 +28,12 @@ export class ImageOperationCounter {
   private readonly timer: NodeJS.Timeout;
 
   /** `done` after the counts were emitted (later operations are counted but never emitted, as AWS's) */
-  constructor(readonly image: string, waitMs: number, log: (msg: string) => void, done: () => void = () => undefined) {
+  constructor(
+    readonly image: string,
+    waitMs: number,
+    log: (msg: string) => void,
+    done: () => void = () => undefined,
+  ) {
     this.timer = setTimeout(() => {
       for (const [op, n] of this.counts) {
         imageOperationCount.inc({ operation_type: op, image }, n);

@@ -45,7 +45,8 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     const diffId = diffIds[i];
     if (!diffId) throw new SociError('ERR_INVALID_MANIFEST', `image config has no diff_id for layer ${i}`);
     const comp = layerCompression(layer.mediaType);
-    if (comp !== 'gzip' && comp !== 'uncompressed') throw new SociError('ERR_UNSUPPORTED', `layer ${layerDigest}: ${layer.mediaType} is unpacked by containerd`);
+    if (comp !== 'gzip' && comp !== 'uncompressed')
+      throw new SociError('ERR_UNSUPPORTED', `layer ${layerDigest}: ${layer.mediaType} is unpacked by containerd`);
 
     // compressed stream (digest-checked at its end) → gunzip → sha256 tap → unpack. Plain async
     // iteration end to end: a failed download or corrupt data rejects this Prepare, nothing else.
@@ -63,15 +64,16 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     this.logger.info({ layer: layerDigest, entries: stats.entries, bytes: stats.bytes, namespace: ctx.namespace }, 'layer unpacked locally');
   }
 
-
-/** The manifest and diff_ids (both digest-verified by the client), fetched once per image. */
+  /** The manifest and diff_ids (both digest-verified by the client), fetched once per image. */
   private imageMeta(client: RegistryClient, registry: string, repository: string, manifestDigest: string): Promise<ImageMeta> {
     const key = `${registry}/${repository}@${manifestDigest}`;
     let p = this.meta.get(key);
     if (!p) {
       p = (async () => {
         const manifest = decodeManifest((await client.getManifest(repository, manifestDigest)).bytes);
-        const config = JSON.parse(Buffer.concat(await collect(client.fetchBlob(repository, manifest.config.digest, { size: manifest.config.size }))).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
+        const config = JSON.parse(
+          Buffer.concat(await collect(client.fetchBlob(repository, manifest.config.digest, { size: manifest.config.size }))).toString('utf8'),
+        ) as { rootfs?: { diff_ids?: string[] } };
         return { manifest, diffIds: config.rootfs?.diff_ids ?? [] };
       })();
       p.catch(() => this.meta.delete(key)); // a failure is not remembered

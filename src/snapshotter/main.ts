@@ -107,7 +107,11 @@ export function main(argv: string[], hooks: DaemonHooks = {}): void {
   program
     .description('containerd snapshotter that lazily loads SOCI-indexed images')
     .version(versionLine('soci-snapshotter-grpc'), '-v, --version', 'print the version')
-    .option('--address <address>', 'address for the snapshotter gRPC server (path, unix://path or fd://)', process.env.SOCI_SNAPSHOTTER_ADDRESS || DEFAULT_ADDRESS)
+    .option(
+      '--address <address>',
+      'address for the snapshotter gRPC server (path, unix://path or fd://)',
+      process.env.SOCI_SNAPSHOTTER_ADDRESS || DEFAULT_ADDRESS,
+    )
     .option('--config <path>', `path to the configuration file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--log-level <level>', 'log level: trace, debug, info, warn, error, fatal', process.env.SOCI_SNAPSHOTTER_LOG_LEVEL || 'info')
     .option('--root <dir>', 'path to the root directory for this snapshotter', process.env.SOCI_SNAPSHOTTER_ROOT || DEFAULT_ROOT)

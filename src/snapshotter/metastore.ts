@@ -44,7 +44,9 @@ const MAX_LABEL_BYTES = 4096;
 export function validateLabels(labels: Record<string, string>): void {
   for (const [k, v] of Object.entries(labels)) {
     if (Buffer.byteLength(k) + Buffer.byteLength(v) > MAX_LABEL_BYTES) {
-      throw invalidArgument(`label key and value length (${Buffer.byteLength(k) + Buffer.byteLength(v)} bytes) greater than maximum size (${MAX_LABEL_BYTES} bytes), key: ${k.slice(0, 64)}`);
+      throw invalidArgument(
+        `label key and value length (${Buffer.byteLength(k) + Buffer.byteLength(v)} bytes) greater than maximum size (${MAX_LABEL_BYTES} bytes), key: ${k.slice(0, 64)}`,
+      );
     }
   }
 }
@@ -202,9 +204,7 @@ export class MetaStore {
           }
         }
       }
-      this.db
-        .prepare('UPDATE snapshots SET labels = ?, updated_ms = ? WHERE id = ?')
-        .run(JSON.stringify(cleanLabels(labels)), Date.now(), r.id);
+      this.db.prepare('UPDATE snapshots SET labels = ?, updated_ms = ? WHERE id = ?').run(JSON.stringify(cleanLabels(labels)), Date.now(), r.id);
       return this.toInfo(this.row(info.name)!);
     });
     return tx();

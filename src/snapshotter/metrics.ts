@@ -178,7 +178,11 @@ layerGauge('soci_fs_layer_span_cache_hits', 'Reads of the layer served from the 
 layerGauge('soci_fs_layer_span_cache_misses', 'Reads of the layer that had to fetch a span', (s) => s.cacheMisses);
 layerGauge('soci_fs_layer_fetch_failures', 'Failed span fetches (network or digest) of the layer', (s) => s.fetchFailures + s.verifyFailures);
 layerGauge('soci_fs_layer_bytes_read', 'Distinct uncompressed bytes of the layer read through the mount (4 KiB pages)', (s) => s.bytesRead);
-layerGauge('soci_fs_layer_needed_compressed_bytes', 'Compressed estimate of the bytes read (per-span compression ratio): what the workload needed', (s) => s.neededCompressed);
+layerGauge(
+  'soci_fs_layer_needed_compressed_bytes',
+  'Compressed estimate of the bytes read (per-span compression ratio): what the workload needed',
+  (s) => s.neededCompressed,
+);
 layerGauge('soci_fs_layer_spans_touched', 'Spans holding at least one byte read through the mount', (s) => s.spansTouched);
 layerGauge('soci_fs_layer_first_read_timestamp_ms', 'Unix time (ms) of the first read served from the layer, 0 if none', (s) => s.firstReadAt);
 new Gauge({

@@ -12,7 +12,10 @@ import type { RegistryHostsOptions } from '../registry/hosts.js';
 import type { RetryOptions } from '../registry/types.js';
 import type { Config } from './config.js';
 
-export type DaemonRegistryOptions = Pick<RegistryHostsOptions, 'retry' | 'blobRetry' | 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs' | 'requestTimeoutMs' | 'requestTimeoutByHost' | 'authTtlMs'>;
+export type DaemonRegistryOptions = Pick<
+  RegistryHostsOptions,
+  'retry' | 'blobRetry' | 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs' | 'requestTimeoutMs' | 'requestTimeoutByHost' | 'authTtlMs'
+>;
 
 /** Backoff doubles from `min`; one wait is never longer than 30 s, whatever `max` says (a reader waits on it). */
 function retry(maxRetries: number, minMs: number, maxMs: number): RetryOptions {

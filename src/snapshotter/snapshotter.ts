@@ -15,7 +15,6 @@ import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } f
 import { isMountPoint, mountPointsUnder, unmountAllUnder } from '../host/index.js';
 import { diskUsage, type Mount } from './mounts.js';
 
-
 export interface SnapshotterOptions {
   root: string; // the daemon root; data lives in <root>/snapshotter
   mounter: LayerMounter;
@@ -148,7 +147,12 @@ export class Snapshotter {
         deferReason = 'no local unpacker configured';
       } else {
         try {
-          await this.o.unpacker.unpack(fsDir, s.parentIds.map((id) => this.upperPath(id)), labels, ctx);
+          await this.o.unpacker.unpack(
+            fsDir,
+            s.parentIds.map((id) => this.upperPath(id)),
+            labels,
+            ctx,
+          );
           await this.commitPrepared(target, key, { ...labels, [LABELS.hasSociIndexDigest]: 'true' }, false, log);
           log.info({ 'local-snapshot-prepared': 'true', target }, 'local snapshot successfully prepared');
           throw alreadyExists(`target snapshot "${target}": already exists`);
@@ -231,7 +235,10 @@ export class Snapshotter {
 
   list(filters: string[]): Info[] {
     const match = compileFilters(filters);
-    return this.store.list().map((s) => s.info).filter(match);
+    return this.store
+      .list()
+      .map((s) => s.info)
+      .filter(match);
   }
 
   async usage(key: string): Promise<{ size: number; inodes: number }> {

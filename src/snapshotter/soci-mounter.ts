@@ -7,14 +7,32 @@
 import { join } from 'node:path';
 import { SociError, escapeControls } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { BackgroundFetcher, FAILURE_MESSAGES, type LayerTree, FailureLog, SpanCache, failureFields, mountLayer, type FailureKind, type LayerMount } from '../fs/index.js';
+import {
+  BackgroundFetcher,
+  FAILURE_MESSAGES,
+  type LayerTree,
+  FailureLog,
+  SpanCache,
+  failureFields,
+  mountLayer,
+  type FailureKind,
+  type LayerMount,
+} from '../fs/index.js';
 import { cleanupStaleMounts } from '../fuse/index.js';
 import { umount } from '../host/index.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, withRequestHeaders, type RegistryClient } from '../registry/index.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import type { CredentialProvider } from '../registry/types.js';
-import { fetchIndexArtifacts, findSociIndex, layerZtocMap, type ArtifactReader, type FindSociIndexOptions, type FoundSociIndex, type SociArtifacts } from '../image/discovery.js';
+import {
+  fetchIndexArtifacts,
+  findSociIndex,
+  layerZtocMap,
+  type ArtifactReader,
+  type FindSociIndexOptions,
+  type FoundSociIndex,
+  type SociArtifacts,
+} from '../image/discovery.js';
 import { Semaphore, withDeadline } from '../concurrency.js';
 import { VERSION } from '../version.js';
 import type { Config } from './config.js';
@@ -33,11 +51,19 @@ function fuseOpType(op: string): string {
 }
 
 /** Bytes that cannot be trusted are errors; a slow or failing registry is a warning. */
-const FAILURE_LEVEL: Record<FailureKind, 'warn' | 'error'> = { span_verification: 'error', toc_mismatch: 'error', registry: 'warn', read_deadline: 'warn', read: 'warn' };
+const FAILURE_LEVEL: Record<FailureKind, 'warn' | 'error'> = {
+  span_verification: 'error',
+  toc_mismatch: 'error',
+  registry: 'warn',
+  read_deadline: 'warn',
+  read: 'warn',
+};
 
 /** The layer's reads, each sent with the layer's custom headers (reads come from FUSE, outside the Prepare). */
 function withHeaders(blob: BlobSource, headers: Record<string, string>): BlobSource {
-  return Object.keys(headers).length ? { size: blob.size, read: (start, end, signal) => withRequestHeaders(headers, () => blob.read(start, end, signal)) } : blob;
+  return Object.keys(headers).length
+    ? { size: blob.size, read: (start, end, signal) => withRequestHeaders(headers, () => blob.read(start, end, signal)) }
+    : blob;
 }
 
 /** A [fuse] timeout in seconds for the kernel; a negative one, as with AWS's, means "cache for good". */
@@ -115,7 +141,15 @@ export class SociLayerMounter implements LayerMounter {
       count: countLayerFailure,
     });
     const bg = o.config.background_fetch;
-    this.fetcher = bg.disable ? undefined : new BackgroundFetcher({ silencePeriodMs: bg.silence_period_msec, fetchPeriodMs: bg.fetch_period_msec, maxQueueSize: bg.max_queue_size, dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest', logger: o.logger });
+    this.fetcher = bg.disable
+      ? undefined
+      : new BackgroundFetcher({
+          silencePeriodMs: bg.silence_period_msec,
+          fetchPeriodMs: bg.fetch_period_msec,
+          maxQueueSize: bg.max_queue_size,
+          dropPolicy: bg.drop_policy === 'oldest' ? 'oldest' : 'newest',
+          logger: o.logger,
+        });
     const fetcher = this.fetcher;
     this.stopQueueMetric = fetcher ? emitQueueSize(() => fetcher.pending, bg.emit_metric_period_sec * 1000) : () => undefined;
   }
@@ -152,7 +186,13 @@ export class SociLayerMounter implements LayerMounter {
         const explicit = labels[LABELS.indexDigest];
         const pm = this.o.config.pull_modes;
         const store = await this.containerdArtifacts();
-        const opts: FindSociIndexOptions = { ...(explicit ? { explicitDigest: explicit } : {}), ...(store ? { store } : {}), v1: pm.soci_v1.enable, v2: pm.soci_v2.enable, gate: this.resolveGate };
+        const opts: FindSociIndexOptions = {
+          ...(explicit ? { explicitDigest: explicit } : {}),
+          ...(store ? { store } : {}),
+          v1: pm.soci_v1.enable,
+          v2: pm.soci_v2.enable,
+          gate: this.resolveGate,
+        };
         const hosts = [...mirrors, ref.registry];
         let last: unknown;
         for (const [i, host] of hosts.entries()) {
@@ -162,7 +202,12 @@ export class SociLayerMounter implements LayerMounter {
             this.logger.info({ digest: index.desc.digest, host, version: index.version }, 'fetching SOCI artifacts using index descriptor');
             const artifacts = this.artifacts(hosts.slice(i), ref.repository, index, opts);
             artifacts.catch(() => undefined); // observed by mount(); a layer that never asks must not crash the daemon
-            const ops: ImageOperationCounter = new ImageOperationCounter(manifestDigest, this.o.config.fuse_metrics_emit_wait_duration_sec * 1000, (m) => this.logger.info({}, m), () => this.counters.delete(ops));
+            const ops: ImageOperationCounter = new ImageOperationCounter(
+              manifestDigest,
+              this.o.config.fuse_metrics_emit_wait_duration_sec * 1000,
+              (m) => this.logger.info({}, m),
+              () => this.counters.delete(ops),
+            );
             this.counters.add(ops);
             return { index, artifacts, repo: ref.repository, ops };
           } catch (e) {
@@ -200,7 +245,10 @@ export class SociLayerMounter implements LayerMounter {
         const blobs = containerdBlobs(c.content);
         return { reader: { has: blobs.has, get: blobs.get }, close: () => c.close() };
       } catch (e) {
-        this.logger.warn({ address: cs.containerd_address, error: (e as Error).message }, "cannot read SOCI artifacts from containerd's content store; fetching them from the registry");
+        this.logger.warn(
+          { address: cs.containerd_address, error: (e as Error).message },
+          "cannot read SOCI artifacts from containerd's content store; fetching them from the registry",
+        );
         this.containerd = undefined;
         return undefined;
       }
@@ -229,10 +277,13 @@ export class SociLayerMounter implements LayerMounter {
     const layerDigest = labels[LABELS.layerDigest]!;
     const timeoutMs = this.o.config.mount_timeout_sec * 1000;
     const t0 = performance.now();
-    const headers = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers, (msg, header) => this.logger.warn({ header, layer: layerDigest }, msg));
+    const headers = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers, (msg, header) =>
+      this.logger.warn({ header, layer: layerDigest }, msg),
+    );
     const work = (async () => {
       const c = await withRequestHeaders(headers, () => this.context(labels));
-      if (!layerZtocMap(c.index.manifest).has(layerDigest)) throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
+      if (!layerZtocMap(c.index.manifest).has(layerDigest))
+        throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
       const { artifacts, client } = await c.artifacts;
       const z = artifacts.ztocs.get(layerDigest)!;
       const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
@@ -254,7 +305,9 @@ export class SociLayerMounter implements LayerMounter {
           readaheadKb: 1024,
           readaheadMaxSpans: Math.max(0, this.o.config.blob.readahead_max_spans),
           ...(this.fetcher ? { backgroundFetcher: this.fetcher } : {}),
-          ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest) ? { prefetch: artifacts.prefetch.get(layerDigest)!, prefetchGate: this.prefetchGate } : {}),
+          ...(this.o.config.prefetch.enable && artifacts.prefetch.get(layerDigest)
+            ? { prefetch: artifacts.prefetch.get(layerDigest)!, prefetchGate: this.prefetchGate }
+            : {}),
           logger: this.logger,
           onFailure: (f) => this.failures.report(f),
           fuse: {
@@ -267,7 +320,17 @@ export class SociLayerMounter implements LayerMounter {
               c.ops.count(op);
               if (errno) countFuseFailure(op, errno, layerDigest);
               // AWS's log_fuse_operations (and debug): one debug line per operation; it names paths of the image
-              if (trace) this.logger.debug({ operation: op, path: escapeControls(layerTree?.pathOf(nodeid) ?? `#${nodeid}`), layer: layerDigest, latency_us: Math.round(micros), ...(errno ? { errno } : {}) }, 'FUSE operation');
+              if (trace)
+                this.logger.debug(
+                  {
+                    operation: op,
+                    path: escapeControls(layerTree?.pathOf(nodeid) ?? `#${nodeid}`),
+                    layer: layerDigest,
+                    latency_us: Math.round(micros),
+                    ...(errno ? { errno } : {}),
+                  },
+                  'FUSE operation',
+                );
             },
           },
         },
@@ -277,7 +340,10 @@ export class SociLayerMounter implements LayerMounter {
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
       layerTree = m.fs.tree;
       this.mounts.set(mountpoint, m);
-      this.probes.set(mountpoint, { probe: () => withRequestHeaders(headers, () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size))), lastOk: Date.now() });
+      this.probes.set(mountpoint, {
+        probe: () => withRequestHeaders(headers, () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size))),
+        lastOk: Date.now(),
+      });
       this.logger.info({ layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key }, 'layer mounted');
     })();
     await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);

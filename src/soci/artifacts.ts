@@ -118,4 +118,3 @@ export function recordIndex(db: ArtifactsDb, b: BuiltIndex, meta: IndexMeta): vo
   });
   db.putMany(rows);
 }
-

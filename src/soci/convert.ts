@@ -61,7 +61,9 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
   if (opts.allPlatforms) {
     for (const d of candidates) selected.set(d.digest, d.platform ?? defaultPlatform);
   } else {
-    const requested = opts.platforms?.length ? opts.platforms.map(normalizePlatform) : [isIndexType(root.mediaType) ? normalizePlatform(defaultPlatform) : defaultPlatform];
+    const requested = opts.platforms?.length
+      ? opts.platforms.map(normalizePlatform)
+      : [isIndexType(root.mediaType) ? normalizePlatform(defaultPlatform) : defaultPlatform];
     for (const { desc, platform } of manifestsFor(candidates, dedupePlatforms(requested))) if (!selected.has(desc.digest)) selected.set(desc.digest, platform);
   }
 
@@ -122,7 +124,9 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
       platform,
       artifactType: MT.sociIndexV2,
     };
-    const at = manifests.findIndex((x) => x.artifactType === MT.sociIndexV2 && x.platform && samePlatform(normalizePlatform(x.platform), normalizePlatform(platform)));
+    const at = manifests.findIndex(
+      (x) => x.artifactType === MT.sociIndexV2 && x.platform && samePlatform(normalizePlatform(x.platform), normalizePlatform(platform)),
+    );
     if (at >= 0) manifests[at] = sd;
     else manifests.push(sd);
   }

@@ -102,7 +102,11 @@ export async function buildSociIndex(
     }
     let built: ZtocBuild;
     try {
-      built = await buildZtocBytes(verified(source.openBlob(layer.digest), layer, opts.onProgress, !source.verifiesBlobs), { compression: comp, spanSize, prefetchFiles }, (opts.concurrency ?? (source.verifiesBlobs ? 2 : 1)) > 1);
+      built = await buildZtocBytes(
+        verified(source.openBlob(layer.digest), layer, opts.onProgress, !source.verifiesBlobs),
+        { compression: comp, spanSize, prefetchFiles },
+        (opts.concurrency ?? (source.verifiesBlobs ? 2 : 1)) > 1,
+      );
     } catch (e) {
       // Name the layer: a corrupt byte or a wrong download must be traceable to its blob.
       if (e instanceof SociError && !e.message.includes(layer.digest)) throw new SociError(e.code, `layer ${layer.digest}: ${e.message}`, { cause: e });
@@ -136,7 +140,12 @@ export async function buildSociIndex(
     blobs.push({ desc, bytes: r.bytes, reused: r.reused, layer: r.layer });
   }
   if (opts.prefetchFiles?.length) {
-    for (const p of buildPrefetchArtifacts(built.map((r) => ({ layer: r.layer, hits: r.hits })), opts.prefetchFiles, layers, log)) {
+    for (const p of buildPrefetchArtifacts(
+      built.map((r) => ({ layer: r.layer, hits: r.hits })),
+      opts.prefetchFiles,
+      layers,
+      log,
+    )) {
       indexLayers.push(p.desc);
       blobs.push({ desc: p.desc, bytes: p.bytes, reused: false, layer: p.layer });
     }

@@ -42,7 +42,13 @@ export async function pushImageGraph(created: Map<string, Buffer>, root: Descrip
     const own = created.get(digest);
     const how = own
       ? await target.client.pushBlob(target.repo, digest, size, own)
-      : await target.client.pushBlob(target.repo, digest, size, () => source.openBlob(digest), sameRegistry && source.repo !== target.repo ? { mountFrom: source.repo } : {});
+      : await target.client.pushBlob(
+          target.repo,
+          digest,
+          size,
+          () => source.openBlob(digest),
+          sameRegistry && source.repo !== target.repo ? { mountFrom: source.repo } : {},
+        );
     log(`blob ${digest}: ${how}`);
   });
   // Image manifests before the SOCI indexes that name them; both by digest.

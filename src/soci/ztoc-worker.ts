@@ -44,7 +44,12 @@ export function workersEnabled(): boolean {
   return process.env.SOCI_INDEX_WORKERS !== '0';
 }
 
-interface WorkerDone { bytes: Uint8Array; compressedArchiveSize: number; needsXattrs: boolean; hits: Array<[string, SpanRange]> }
+interface WorkerDone {
+  bytes: Uint8Array;
+  compressedArchiveSize: number;
+  needsXattrs: boolean;
+  hits: Array<[string, SpanRange]>;
+}
 
 /** Builds a zTOC from `source`: on a worker thread when asked to (and not disabled), else in-process. */
 export async function buildZtocBytes(source: AsyncIterable<Buffer>, job: Job, onWorker = true): Promise<ZtocBuild> {
@@ -55,7 +60,12 @@ export async function buildZtocBytes(source: AsyncIterable<Buffer>, job: Job, on
   // A small young generation: the TOC is long-lived data, and each MB here is paid per layer in flight.
   const w = startModuleWorker(import.meta.url, job, 4);
   const d = await pipeToWorker<WorkerDone>(w, source);
-  return { bytes: Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength), compressedArchiveSize: d.compressedArchiveSize, needsXattrs: d.needsXattrs, hits: new Map(d.hits) };
+  return {
+    bytes: Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength),
+    compressedArchiveSize: d.compressedArchiveSize,
+    needsXattrs: d.needsXattrs,
+    hits: new Map(d.hits),
+  };
 }
 
 // ---- the worker side ----

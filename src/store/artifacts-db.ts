@@ -34,8 +34,18 @@ export interface ArtifactEntry {
 }
 
 const COLUMNS = [
-  'digest', 'size', 'type', 'original_digest', 'image_digest', 'image_ref', 'platform', 'location',
-  'media_type', 'artifact_type', 'span_size', 'created_at',
+  'digest',
+  'size',
+  'type',
+  'original_digest',
+  'image_digest',
+  'image_ref',
+  'platform',
+  'location',
+  'media_type',
+  'artifact_type',
+  'span_size',
+  'created_at',
 ] as const;
 
 export class ArtifactsDb {
@@ -73,7 +83,14 @@ export class ArtifactsDb {
   list(filter: Partial<Pick<ArtifactEntry, 'type' | 'digest' | 'imageRef' | 'imageDigest' | 'originalDigest' | 'platform'>> = {}): ArtifactEntry[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    const col: Record<string, string> = { type: 'type', digest: 'digest', imageRef: 'image_ref', imageDigest: 'image_digest', originalDigest: 'original_digest', platform: 'platform' };
+    const col: Record<string, string> = {
+      type: 'type',
+      digest: 'digest',
+      imageRef: 'image_ref',
+      imageDigest: 'image_digest',
+      originalDigest: 'original_digest',
+      platform: 'platform',
+    };
     for (const [k, v] of Object.entries(filter)) {
       if (v === undefined) continue;
       where.push(`${col[k]} = ?`);

@@ -128,7 +128,11 @@ export async function parseLayoutRef(s: string): Promise<{ path: string; tag?: s
       explicit = true;
     }
   }
-  const exists = async (p: string) => stat(p).then(() => true, () => false);
+  const exists = async (p: string) =>
+    stat(p).then(
+      () => true,
+      () => false,
+    );
   if (await exists(rest)) return { path: rest };
   const i = rest.lastIndexOf(':');
   if (i > 0 && (await exists(rest.slice(0, i)))) return { path: rest.slice(0, i), tag: rest.slice(i + 1) };

@@ -83,7 +83,8 @@ export function checkHeader(region: HeaderRegion, headers: Buffer, layer: string
   const want = region.entry;
   const seen: FileMetadata[] = [];
   const walker = new TarWalker((e) => seen.push(e));
-  const fail = (what: string) => new SociError('ERR_INVALID_ZTOC', `layer ${layer}: the tar header of ${show(want.name)} does not match its zTOC entry: ${what}`);
+  const fail = (what: string) =>
+    new SociError('ERR_INVALID_ZTOC', `layer ${layer}: the tar header of ${show(want.name)} does not match its zTOC entry: ${what}`);
   try {
     walker.write(headers);
   } catch (e) {

@@ -12,7 +12,22 @@ export const ALGORITHM_GZIP = 1;
 export const ALGORITHM_UNCOMPRESSED = 2;
 
 // Field ids (vtable slot = id); the vtable slot of each field is its id.
-const FM = { name: 0, type: 1, uOffset: 2, uSize: 3, linkname: 4, mode: 5, uid: 6, gid: 7, uname: 8, gname: 9, modTime: 10, devmajor: 11, devminor: 12, xattrs: 13 };
+const FM = {
+  name: 0,
+  type: 1,
+  uOffset: 2,
+  uSize: 3,
+  linkname: 4,
+  mode: 5,
+  uid: 6,
+  gid: 7,
+  uname: 8,
+  gname: 9,
+  modTime: 10,
+  devmajor: 11,
+  devminor: 12,
+  xattrs: 13,
+};
 const CI = { algorithm: 0, maxSpanId: 1, spanDigests: 2, checkpoints: 3 };
 const Z = { version: 0, buildTool: 1, compressedSize: 2, uncompressedSize: 3, toc: 4, compressionInfo: 5 };
 

@@ -23,8 +23,7 @@ export function goModTime(sec: bigint, nsec: bigint = 0n): string {
   if (year < 0 || year > 9999) return '';
   const pad = (v: number, w = 2) => String(v).padStart(w, '0');
   let out =
-    `${pad(year, 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` +
-    `T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+    `${pad(year, 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` + `T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
   if (n !== 0n) out += '.' + n.toString().padStart(9, '0').replace(/0+$/, '');
   return out + 'Z';
 }

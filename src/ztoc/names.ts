@@ -29,7 +29,10 @@ export const OPAQUE_WHITEOUT = '.wh..wh..opq';
  */
 export function cleanPath(name: string | Buffer): string {
   const s = typeof name === 'string' ? Buffer.from(name, 'utf8').toString('latin1') : name.toString('latin1');
-  return posix.normalize('/' + s).replace(/^\/+/, '').replace(/\/+$/, '');
+  return posix
+    .normalize('/' + s)
+    .replace(/^\/+/, '')
+    .replace(/\/+$/, '');
 }
 
 /** What a layer entry does, from its name (and, for hardlinks, its link name). Paths are latin1. */

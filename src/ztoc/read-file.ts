@@ -18,7 +18,8 @@ export async function readFileVerified(z: Ztoc, name: string, read: (start: numb
   const headers = new TocHeaders(z.toc, z.uncompressedArchiveSize, layer);
   const table = spanTable(z);
   const digests = z.compression.spanDigests;
-  if (digests.length !== table.spans.length) throw new SociError('ERR_INVALID_ZTOC', `zTOC of layer ${layer} has ${digests.length} span digests for ${table.spans.length} spans`);
+  if (digests.length !== table.spans.length)
+    throw new SociError('ERR_INVALID_ZTOC', `zTOC of layer ${layer} has ${digests.length} span digests for ${table.spans.length} spans`);
   const check = async (e: FileMetadata) => {
     const region = headers.region(e.uncompressedOffset);
     if (!region || region.entry !== e) throw new SociError('ERR_INVALID_ZTOC', `layer ${layer}: no zTOC entry has its data at ${e.uncompressedOffset}`);
@@ -41,6 +42,7 @@ export async function readFileVerified(z: Ztoc, name: string, read: (start: numb
 /** The last entry named `path` whose data comes before `before` in the archive. */
 function lastNamed(toc: readonly FileMetadata[], path: string, before: number): FileMetadata | undefined {
   let found: FileMetadata | undefined;
-  for (const e of toc) if (e.uncompressedOffset < before && cleanPath(e.name) === path && (!found || e.uncompressedOffset > found.uncompressedOffset)) found = e;
+  for (const e of toc)
+    if (e.uncompressedOffset < before && cleanPath(e.name) === path && (!found || e.uncompressedOffset > found.uncompressedOffset)) found = e;
   return found;
 }

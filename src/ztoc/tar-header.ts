@@ -284,17 +284,36 @@ export function mergePax(h: RawHeader, pax: Map<string, PaxEntry> | undefined): 
     for (const [k, { value }] of pax) {
       if (value.length === 0) continue;
       switch (k) {
-        case 'path': m.name = value; break;
-        case 'linkpath': m.linkname = value; break;
-        case 'uname': m.uname = value; break;
-        case 'gname': m.gname = value; break;
-        case 'uid': m.uid = parseInt64(value.toString('latin1')); break;
-        case 'gid': m.gid = parseInt64(value.toString('latin1')); break;
-        case 'size': m.size = parseInt64(value.toString('latin1')); break;
-        case 'mtime': mtime = paxTimeToModTime(value.toString('latin1')); break;
+        case 'path':
+          m.name = value;
+          break;
+        case 'linkpath':
+          m.linkname = value;
+          break;
+        case 'uname':
+          m.uname = value;
+          break;
+        case 'gname':
+          m.gname = value;
+          break;
+        case 'uid':
+          m.uid = parseInt64(value.toString('latin1'));
+          break;
+        case 'gid':
+          m.gid = parseInt64(value.toString('latin1'));
+          break;
+        case 'size':
+          m.size = parseInt64(value.toString('latin1'));
+          break;
+        case 'mtime':
+          mtime = paxTimeToModTime(value.toString('latin1'));
+          break;
         case 'atime':
-        case 'ctime': paxTimeToModTime(value.toString('latin1')); break; // validated only, like Go
-        default: break;
+        case 'ctime':
+          paxTimeToModTime(value.toString('latin1'));
+          break; // validated only, like Go
+        default:
+          break;
       }
     }
   }

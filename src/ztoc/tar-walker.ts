@@ -7,17 +7,7 @@
 import { SociError } from '../errors.js';
 import type { EntryType, FileMetadata, PaxRecord } from './types.js';
 import { quoteName } from './names.js';
-import {
-  BLOCK,
-  TarFormatError,
-  cString,
-  isGnuSparse,
-  mergePax,
-  parseHeaderBlock,
-  parsePaxRecords,
-  type PaxEntry,
-  type RawHeader,
-} from './tar-header.js';
+import { BLOCK, TarFormatError, cString, isGnuSparse, mergePax, parseHeaderBlock, parsePaxRecords, type PaxEntry, type RawHeader } from './tar-header.js';
 
 const NO_PAX: PaxRecord[] = [];
 
@@ -96,8 +86,7 @@ export class TarWalker {
   /** Call at the end of the stream; throws ERR_BAD_TAR for a truncated archive. */
   end(): TarWalkResult {
     if (this.failed) throw this.failed;
-    const truncated = (what: string) =>
-      new SociError('ERR_BAD_TAR', `tar stream truncated ${what} at offset ${this.pos}`);
+    const truncated = (what: string) => new SociError('ERR_BAD_TAR', `tar stream truncated ${what} at offset ${this.pos}`);
     switch (this.state) {
       case 'header':
       case 'zero2':
@@ -269,7 +258,8 @@ export class TarWalker {
   }
 
   private finishSpecial(type: number, payload: Buffer): void {
-    if (type === 0x78) this.pax = parsePaxRecords(payload); // a later 'x' replaces an earlier one
+    if (type === 0x78)
+      this.pax = parsePaxRecords(payload); // a later 'x' replaces an earlier one
     else if (type === 0x4c) this.longName = Buffer.from(cString(payload));
     else this.longLink = Buffer.from(cString(payload));
   }

@@ -29,7 +29,11 @@ class FbReader {
 
   private need(pos: number, len: number): void {
     if (!(pos >= 0 && len >= 0 && pos + len <= this.buf.length)) {
-      throw new Invalid(pos >= 0 && pos <= this.buf.length ? `a ${len}-byte field at byte ${pos} lies outside the data (${this.buf.length} bytes)` : `a reference points outside the data (${this.buf.length} bytes)`);
+      throw new Invalid(
+        pos >= 0 && pos <= this.buf.length
+          ? `a ${len}-byte field at byte ${pos} lies outside the data (${this.buf.length} bytes)`
+          : `a reference points outside the data (${this.buf.length} bytes)`,
+      );
     }
   }
 

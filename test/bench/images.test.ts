@@ -14,7 +14,6 @@ import { extractDebs, fetchDebs, resolveClosure } from '../../bench/images/apt.j
 import { packDir } from '../../bench/images/layer.js';
 import { digestOf } from '../../src/oci/digest.js';
 
-
 test('packDir: same bytes whatever the file times; digest, size and diff_id as recorded', async (t) => {
   const dir = await tempDir(t, 'bench-pack-');
   const outDir = await tempDir(t, 'bench-pack-out-');
@@ -39,7 +38,10 @@ test('packDir: same bytes whatever the file times; digest, size and diff_id as r
 test('Debian packages: closure, download, extract, deterministic pack', { skip: needs({ tools: ['apt-get', 'dpkg-deb'] }), timeout: 300_000 }, async (t) => {
   const work = await tempDir(t, 'bench-apt-');
   const pkgs = await resolveClosure(['busybox-static'], work);
-  assert.ok(pkgs.some((p) => p.name === 'busybox-static'), JSON.stringify(pkgs));
+  assert.ok(
+    pkgs.some((p) => p.name === 'busybox-static'),
+    JSON.stringify(pkgs),
+  );
   const debs = await fetchDebs(pkgs, join(work, 'debs'));
   assert.equal(debs.length, pkgs.length);
   const root = join(work, 'root');

@@ -13,15 +13,36 @@ const MB = 1e6;
 const images = [
   { name: 'echo', compressedBytes: 500 * MB, uncompressedBytes: 1400 * MB, layers: 4, workloads: [{ name: 'http', description: 'busybox httpd' }] },
   { name: 'hostile', compressedBytes: 200 * MB, uncompressedBytes: 400 * MB, layers: 2, workloads: [{ name: 'readall', description: 'reads every file' }] },
-  { name: 'fat-sparse', compressedBytes: 1000 * MB, uncompressedBytes: 1000 * MB, layers: 3, workloads: [{ name: '1pct', description: 'reads 1 %' }, { name: '5pct', description: 'reads 5 %' }] },
+  {
+    name: 'fat-sparse',
+    compressedBytes: 1000 * MB,
+    uncompressedBytes: 1000 * MB,
+    layers: 3,
+    workloads: [
+      { name: '1pct', description: 'reads 1 %' },
+      { name: '5pct', description: 'reads 5 %' },
+    ],
+  },
 ];
 
 /** 5 samples of one series; ttr in seconds (shuffled order on purpose), the rest scaled per sample. */
 function series(profile: string, image: string, workload: string, mode: Mode, ttrS: number[], o: { bytes?: number; model?: number } = {}): Sample[] {
   return ttrS.map((t, i) => ({
-    image, workload, profile, mode, iteration: i, ttrMs: t * 1000, pullMs: mode === 'warm' ? 0 : t * 800, runMs: t * 200,
-    bytesFetched: mode === 'warm' ? 0 : o.bytes ?? 0, requests: 10, rangeRequests: mode === 'lazy' ? 7 : 0, connections: 2,
-    ...(mode === 'lazy' ? { firstByteMs: 300, neededCompressed: (o.bytes ?? 0) / 2, daemonCpuMs: 1500, daemonPeakRssBytes: 120 * MB, modelMs: (o.model ?? 1) * 1000 } : {}),
+    image,
+    workload,
+    profile,
+    mode,
+    iteration: i,
+    ttrMs: t * 1000,
+    pullMs: mode === 'warm' ? 0 : t * 800,
+    runMs: t * 200,
+    bytesFetched: mode === 'warm' ? 0 : (o.bytes ?? 0),
+    requests: 10,
+    rangeRequests: mode === 'lazy' ? 7 : 0,
+    connections: 2,
+    ...(mode === 'lazy'
+      ? { firstByteMs: 300, neededCompressed: (o.bytes ?? 0) / 2, daemonCpuMs: 1500, daemonPeakRssBytes: 120 * MB, modelMs: (o.model ?? 1) * 1000 }
+      : {}),
   }));
 }
 
@@ -36,7 +57,17 @@ function row(profile: string, image: string, workload: string, F: number, L: num
 }
 
 function file(profile: string, label: string, samples: Sample[]): ResultsFile {
-  return { profile, profileLabel: label, startedAt: '2026-11-23T10:00:00Z', finishedAt: '2026-11-23T11:00:00Z', command: `node --import tsx bench/run.ts --profile ${profile}`, samplesPerMode: 5, machine: '2 vCPU', images, samples };
+  return {
+    profile,
+    profileLabel: label,
+    startedAt: '2026-11-23T10:00:00Z',
+    finishedAt: '2026-11-23T11:00:00Z',
+    command: `node --import tsx bench/run.ts --profile ${profile}`,
+    samplesPerMode: 5,
+    machine: '2 vCPU',
+    images,
+    samples,
+  };
 }
 
 const P0 = file('p0', 'unshaped', [
@@ -70,7 +101,9 @@ test('the profile tables carry p50/p90 and the derived columns', () => {
   const md = renderReport([P2, P0]);
   assert.ok(md.indexOf('### p0 — unshaped') < md.indexOf('### p2 — 100 Mbit/s, 20 ms RTT'), 'profiles in order');
   assert.match(md, /`node --import tsx bench\/run.ts --profile p2`/);
-  const echo = line(md, 'p0', 'echo / http').split('|').map((c) => c.trim());
+  const echo = line(md, 'p0', 'echo / http')
+    .split('|')
+    .map((c) => c.trim());
   // full 20 s × [0.9, 1.2, 1, 0.8, 1.5] → p50 20, p90 30; lazy 2 → p50 2, p90 3; warm 0.5
   assert.deepEqual(echo.slice(2, 8), ['20.00', '30.00', '**2.00**', '3.00', '0.50', '0.10']);
   assert.equal(echo[8], '1.60'); // lazy pull = 0.8 × ttr
@@ -80,23 +113,53 @@ test('the profile tables carry p50/p90 and the derived columns', () => {
   assert.equal(echo[12], '7'); // range requests
   assert.equal(echo[13], '2.00'); // amplification
   assert.deepEqual(echo.slice(16, 18), ['1.50', '120.0']); // CPU s, RSS MB
-  const fs1 = line(md, 'p2', 'fat-sparse / 1pct').split('|').map((c) => c.trim());
+  const fs1 = line(md, 'p2', 'fat-sparse / 1pct')
+    .split('|')
+    .map((c) => c.trim());
   assert.deepEqual([fs1[14], fs1[15]], ['8.00', '1.25']); // model p50, lazy ÷ model
 });
 
 test('targets: pass and fail cases, and not measured', () => {
   const v = evaluateTargets([P0, P2]);
   const get = (target: string, row: string) => v.filter((x) => x.target.includes(target) && x.row === row);
-  assert.deepEqual(get('(a)', 'echo / http').map((x) => [x.pass, x.figure]), [[true, 'lazy ÷ full = 0.20']]);
-  assert.deepEqual(get('faster than full at p0', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]), [[true, 'full ÷ lazy = 4.5×']]);
-  assert.deepEqual(get('faster than full at p2', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]), [[false, 'full ÷ lazy = 4.0×']]);
-  assert.deepEqual(get('model bound', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]), [[true, 'lazy ÷ model: p0 1.33 · p2 1.25']]);
-  assert.deepEqual(get('(c)', 'hostile / readall').map((x) => [x.pass, x.figure]), [[false, 'lazy ÷ full: p0 1.10 · p2 1.40']]);
-  assert.deepEqual(get('(d)', 'fat-sparse / 1pct').map((x) => x.pass), [true]);
-  assert.deepEqual(get('(d)', 'fat-sparse / 5pct').map((x) => [x.pass, x.figure]), [[false, 'p0 12.0 % · p2 12.0 %']]);
-  assert.deepEqual(get('(d)', 'echo / http').map((x) => x.pass), [true]);
+  assert.deepEqual(
+    get('(a)', 'echo / http').map((x) => [x.pass, x.figure]),
+    [[true, 'lazy ÷ full = 0.20']],
+  );
+  assert.deepEqual(
+    get('faster than full at p0', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]),
+    [[true, 'full ÷ lazy = 4.5×']],
+  );
+  assert.deepEqual(
+    get('faster than full at p2', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]),
+    [[false, 'full ÷ lazy = 4.0×']],
+  );
+  assert.deepEqual(
+    get('model bound', 'fat-sparse / 1pct').map((x) => [x.pass, x.figure]),
+    [[true, 'lazy ÷ model: p0 1.33 · p2 1.25']],
+  );
+  assert.deepEqual(
+    get('(c)', 'hostile / readall').map((x) => [x.pass, x.figure]),
+    [[false, 'lazy ÷ full: p0 1.10 · p2 1.40']],
+  );
+  assert.deepEqual(
+    get('(d)', 'fat-sparse / 1pct').map((x) => x.pass),
+    [true],
+  );
+  assert.deepEqual(
+    get('(d)', 'fat-sparse / 5pct').map((x) => [x.pass, x.figure]),
+    [[false, 'p0 12.0 % · p2 12.0 %']],
+  );
+  assert.deepEqual(
+    get('(d)', 'echo / http').map((x) => x.pass),
+    [true],
+  );
   assert.equal(get('(d)', 'hostile / readall').length, 0, 'hostile is not a sparse workload');
-  for (const missing of ['python', 'node']) assert.deepEqual(get('(b)', missing).map((x) => x.pass), [undefined]);
+  for (const missing of ['python', 'node'])
+    assert.deepEqual(
+      get('(b)', missing).map((x) => x.pass),
+      [undefined],
+    );
 
   // p0 only: the p2 targets are not measured, the p0 ones still are
   const v0 = evaluateTargets([P0]);
@@ -110,7 +173,10 @@ test('targets: pass and fail cases, and not measured', () => {
 });
 
 test('failed samples are left out and reported', () => {
-  const bad = file('p0', 'unshaped', [...row('p0', 'echo', 'http', 20, 2, { lazyBytes: 1 }), { ...series('p0', 'echo', 'http', 'lazy', [500])[0]!, error: 'timeout' }]);
+  const bad = file('p0', 'unshaped', [
+    ...row('p0', 'echo', 'http', 20, 2, { lazyBytes: 1 }),
+    { ...series('p0', 'echo', 'http', 'lazy', [500])[0]!, error: 'timeout' },
+  ]);
   const md = renderReport([bad]);
   assert.equal(line(md, 'p0', 'echo / http').split('|')[4]!.trim(), '**2.00**');
   assert.match(md, /echo \/ http: 1 failed sample\(s\) left out \(lazy: timeout\)/);
@@ -122,10 +188,16 @@ test('updateBenchmarksMd replaces between the markers, or appends a section', ()
     const path = join(dir, 'BENCHMARKS.md');
     writeFileSync(path, '# Benchmarks\n\n## Issue 4\n\ntext\n');
     updateBenchmarksMd(path, 'first');
-    assert.equal(readFileSync(path, 'utf8'), '# Benchmarks\n\n## Issue 4\n\ntext\n\n## Issue 6 — time-to-ready\n\n<!-- ttr:begin -->\nfirst\n<!-- ttr:end -->\n');
+    assert.equal(
+      readFileSync(path, 'utf8'),
+      '# Benchmarks\n\n## Issue 4\n\ntext\n\n## Issue 6 — time-to-ready\n\n<!-- ttr:begin -->\nfirst\n<!-- ttr:end -->\n',
+    );
     writeFileSync(path, readFileSync(path, 'utf8') + '\n## Issue 7\n\nafter\n');
     updateBenchmarksMd(path, 'second\n');
-    assert.equal(readFileSync(path, 'utf8'), '# Benchmarks\n\n## Issue 4\n\ntext\n\n## Issue 6 — time-to-ready\n\n<!-- ttr:begin -->\nsecond\n<!-- ttr:end -->\n\n## Issue 7\n\nafter\n');
+    assert.equal(
+      readFileSync(path, 'utf8'),
+      '# Benchmarks\n\n## Issue 4\n\ntext\n\n## Issue 6 — time-to-ready\n\n<!-- ttr:begin -->\nsecond\n<!-- ttr:end -->\n\n## Issue 7\n\nafter\n',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -33,16 +33,34 @@ const upstream = createServer((req, res) => {
 });
 upstream.on('connection', (s: Socket) => {
   upSockets.add(s);
-  s.on('close', () => { upWritten += s.bytesWritten; upSockets.delete(s); });
+  s.on('close', () => {
+    upWritten += s.bytesWritten;
+    upSockets.delete(s);
+  });
 });
 await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
 const UP = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-after(() => new Promise<void>((r) => { for (const s of upSockets) s.destroy(); upstream.close(() => r()); }));
+after(
+  () =>
+    new Promise<void>((r) => {
+      for (const s of upSockets) s.destroy();
+      upstream.close(() => r());
+    }),
+);
 
 const BLOB_PATH = `/v2/x/blobs/sha256:${DIGEST}`;
 
-interface Got { status: number; body: Buffer; ms: number; headers: IncomingHttpHeaders }
-function fetchVia(host: string, path: string, o: { method?: string; headers?: Record<string, string>; body?: Buffer | Buffer[]; agent?: import('node:http').Agent } = {}): Promise<Got> {
+interface Got {
+  status: number;
+  body: Buffer;
+  ms: number;
+  headers: IncomingHttpHeaders;
+}
+function fetchVia(
+  host: string,
+  path: string,
+  o: { method?: string; headers?: Record<string, string>; body?: Buffer | Buffer[]; agent?: import('node:http').Agent } = {},
+): Promise<Got> {
   const [h, p] = host.split(':');
   const t0 = performance.now();
   return new Promise((res, rej) => {
@@ -53,7 +71,10 @@ function fetchVia(host: string, path: string, o: { method?: string; headers?: Re
       r.on('error', rej);
     });
     req.on('error', rej);
-    if (Array.isArray(o.body)) { for (const b of o.body) req.write(b); req.end(); } // chunked upload
+    if (Array.isArray(o.body)) {
+      for (const b of o.body) req.write(b);
+      req.end();
+    } // chunked upload
     else req.end(o.body);
   });
 }
@@ -66,7 +87,7 @@ test('a 4 MB download takes ≈ RTT + size/rate, a tiny request ≈ 2 RTT', asyn
     assert.ok(tiny.ms >= 75 && tiny.ms < 250, `tiny request ${tiny.ms.toFixed(1)} ms`);
     const big = await fetchVia(proxy.host, BLOB_PATH);
     assert.ok(big.body.equals(BLOB));
-    const model = 40 + (4e6 * 8) / 80e6 * 1000; // 440 ms (the handshake adds 40 more: inside the tolerance)
+    const model = 40 + ((4e6 * 8) / 80e6) * 1000; // 440 ms (the handshake adds 40 more: inside the tolerance)
     assert.ok(big.ms >= 0.85 * model && big.ms <= 1.6 * model, `4 MB in ${big.ms.toFixed(0)} ms, model ${model} ms`);
   } finally {
     await proxy.close();
@@ -101,7 +122,9 @@ async function mix(profile: ShapeProfile) {
     got.push((await fetchVia(proxy.host, BLOB_PATH, { agent, headers: { range: 'bytes=100-65635' } })).body);
     got.push((await fetchVia(proxy.host, BLOB_PATH, { agent, method: 'HEAD' })).body);
     got.push((await fetchVia(proxy.host, '/v2/x/blobs/uploads/1', { agent, method: 'PUT', body: randomBytes(200_000) })).body);
-    got.push((await fetchVia(proxy.host, '/v2/x/blobs/uploads/2', { agent, method: 'POST', body: [randomBytes(70_000), Buffer.from('GET / HTTP/1.1\r\n\r\n')] })).body);
+    got.push(
+      (await fetchVia(proxy.host, '/v2/x/blobs/uploads/2', { agent, method: 'POST', body: [randomBytes(70_000), Buffer.from('GET / HTTP/1.1\r\n\r\n')] })).body,
+    );
     got.push((await fetchVia(proxy.host, '/small')).body); // a second connection (agent: false)
     agent.destroy();
     await new Promise((r) => setTimeout(r, 50 + profile.rttMs * 2)); // let the upstream sockets close

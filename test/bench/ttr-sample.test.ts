@@ -59,17 +59,23 @@ test('time-to-ready samples: full, warm and lazy rows; a missing index is a loud
   t.after(() => proxy.close());
   const logs: string[] = [];
   const ctx: SampleContext = {
-    proxy, profile: 'p2', iteration: 0, log: (m) => logs.push(m),
+    proxy,
+    profile: 'p2',
+    iteration: 0,
+    log: (m) => logs.push(m),
     repo: () => 'app',
     expectedLazyLayers: (i) => i.layers.filter((l) => l.size >= 10 << 20).length,
   };
   assert.equal(ctx.expectedLazyLayers(img), 1, 'the bulk layer is indexed, the config layer is not');
 
   const full = await fullSample(ctx, img, img.workloads);
-  assert.deepEqual(full.map((s) => s.mode), ['full', 'warm']);
-  const [f, w] = full as [typeof full[0], typeof full[0]];
+  assert.deepEqual(
+    full.map((s) => s.mode),
+    ['full', 'warm'],
+  );
+  const [f, w] = full as [(typeof full)[0], (typeof full)[0]];
   assert.ok(f.bytesFetched >= img.compressedBytes, `a full pull downloads every layer (${f.bytesFetched} < ${img.compressedBytes})`);
-  assert.ok(f.ttrMs >= f.pullMs && f.pullMs > (img.compressedBytes * 8) / 100e6 * 1000 * 0.8, 'shaped: the pull takes at least size ÷ bandwidth');
+  assert.ok(f.ttrMs >= f.pullMs && f.pullMs > ((img.compressedBytes * 8) / 100e6) * 1000 * 0.8, 'shaped: the pull takes at least size ÷ bandwidth');
   assert.ok(w.runMs > 0 && w.pullMs === 0 && w.bytesFetched === 0);
   assert.ok(f.daemonCpuMs! > 0 && f.daemonPeakRssBytes! > 0);
 
@@ -82,6 +88,8 @@ test('time-to-ready samples: full, warm and lazy rows; a missing index is a loud
   assert.ok(lazy.firstByteMs! > 0 && lazy.firstByteMs! <= lazy.ttrMs, `first byte ${lazy.firstByteMs} within ready ${lazy.ttrMs}`);
   assert.ok(lazy.pullBytes! > 0 && lazy.pullBytes! < lazy.bytesFetched);
 
-  t.diagnostic(`full ${(f.ttrMs / 1000).toFixed(2)} s (${(f.bytesFetched / 1e6).toFixed(1)} MB), warm ${(w.runMs / 1000).toFixed(2)} s, lazy ${(lazy.ttrMs / 1000).toFixed(2)} s (${(lazy.bytesFetched / 1e6).toFixed(1)} MB, ${lazy.rangeRequests} ranges, read ${(lazy.bytesRead! / 1e6).toFixed(2)} MB ≈ ${(lazy.neededCompressed! / 1e6).toFixed(2)} MB compressed, first byte ${lazy.firstByteMs} ms)`);
+  t.diagnostic(
+    `full ${(f.ttrMs / 1000).toFixed(2)} s (${(f.bytesFetched / 1e6).toFixed(1)} MB), warm ${(w.runMs / 1000).toFixed(2)} s, lazy ${(lazy.ttrMs / 1000).toFixed(2)} s (${(lazy.bytesFetched / 1e6).toFixed(1)} MB, ${lazy.rangeRequests} ranges, read ${(lazy.bytesRead! / 1e6).toFixed(2)} MB ≈ ${(lazy.neededCompressed! / 1e6).toFixed(2)} MB compressed, first byte ${lazy.firstByteMs} ms)`,
+  );
   await assert.rejects(lazySample({ ...ctx, repo: () => 'nosoci' }, img, img.workloads[0]!), /silent fallback — 0 of 1 indexed layers were mounted lazily/);
 });

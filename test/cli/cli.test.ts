@@ -16,8 +16,6 @@ const soci = (root: string, args: string[]) => runSoci(root, args, O);
 const sociFail = (root: string, args: string[]) => failSoci(root, args, O);
 const MB = 1 << 20;
 
-
-
 test('create, list, info, get-file, remove, rebuild-db', { timeout: 300_000 }, async (t) => {
   const tmp = await tempDir(t);
   const root = join(tmp, 'root');
@@ -105,7 +103,10 @@ test('bad input: one-line errors, non-zero exit, nothing partial', { timeout: 12
   const r2 = await sociFail(root, ['convert', '-q', '--standalone', img.dir, join(tmp, 'out.tar')]);
   oneLineError(r2, /corrupt|does not match|invalid/);
   assert.ok(!existsSync(join(tmp, 'out.tar')));
-  assert.deepEqual(readdirSync(tmp).filter((f) => f.includes('.tmp')), []);
+  assert.deepEqual(
+    readdirSync(tmp).filter((f) => f.includes('.tmp')),
+    [],
+  );
 
   // a layout that is not a layout
   writeFileSync(join(tmp, 'junk.tar'), 'not a tar at all');

@@ -23,8 +23,8 @@ async function sociFail(root: string, args: string[]): Promise<string> {
   return line;
 }
 /** What a message must never show: the runtime's own words instead of ours. */
-const INTERNALS = /typed array|array length|RangeError|TypeError|SyntaxError|out of bounds|out of range\. It must|ERR_[A-Z_]{3,}|Cannot read prop|is not a function|undefined|NaN|\bat .*\.[jt]s:\d+/;
-
+const INTERNALS =
+  /typed array|array length|RangeError|TypeError|SyntaxError|out of bounds|out of range\. It must|ERR_[A-Z_]{3,}|Cannot read prop|is not a function|undefined|NaN|\bat .*\.[jt]s:\d+/;
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -36,7 +36,10 @@ function lcg(seed: number): () => number {
 
 test('errorLine: one line, control characters escaped', () => {
   assert.equal(errorLine(new SociError('ERR_NOT_FOUND', 'file a\nb\r\tc not found')), 'file a\\nb\\r\\tc not found');
-  assert.equal(errorLine(new SociError('ERR_REGISTRY', 'registry said: \x1b[31mred\x1b[0m\x00\x7f\x85\u2028end')), 'registry said: \\x1b[31mred\\x1b[0m\\x00\\x7f\\x85\\u2028end');
+  assert.equal(
+    errorLine(new SociError('ERR_REGISTRY', 'registry said: \x1b[31mred\x1b[0m\x00\x7f\x85\u2028end')),
+    'registry said: \\x1b[31mred\\x1b[0m\\x00\\x7f\\x85\\u2028end',
+  );
   assert.equal(errorLine(new Error('first\nsecond\n')), 'first\\nsecond');
   assert.equal(errorLine('plain\vtext'), 'plain\\x0btext');
   assert.equal(errorLine(new SociError('ERR_IO', '')), 'error');

@@ -21,9 +21,16 @@ const sociFail = (root: string, args: string[]) => failSoci(root, args, { bin: t
 const skip = needs({ tools: ['docker-registry', 'skopeo'] });
 const MB = 1 << 20;
 
-
 async function pushLayout(reg: TestRegistry, dir: string, ref: string, creds?: string) {
-  await exec('skopeo', ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', ...(creds ? ['--dest-creds', creds] : []), `oci:${dir}:latest`, `docker://${reg.host}/${ref}`]);
+  await exec('skopeo', [
+    'copy',
+    '--all',
+    '--preserve-digests',
+    '--dest-tls-verify=false',
+    ...(creds ? ['--dest-creds', creds] : []),
+    `oci:${dir}:latest`,
+    `docker://${reg.host}/${ref}`,
+  ]);
 }
 async function inspectRaw(reg: TestRegistry, ref: string): Promise<any> {
   return JSON.parse((await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/${ref}`])).stdout);
@@ -56,7 +63,10 @@ test('convert registry → registry equals standalone conversion; layers/configs
   assert.equal(images.length, 2);
   for (const [i, img] of images.entries()) {
     const m = await inspectRaw(reg, `dst/app@${img.digest}`);
-    assert.deepEqual(m.layers.map((l: any) => l.digest), layout.layers[i]);
+    assert.deepEqual(
+      m.layers.map((l: any) => l.digest),
+      layout.layers[i],
+    );
     const orig = JSON.parse(readFileSync(join(layout.dir, 'blobs', 'sha256', layout.manifests[i]!.slice(7)), 'utf8'));
     assert.equal(m.config.digest, orig.config.digest);
     const sociDesc = socis.find((s: any) => s.annotations['com.amazon.soci.image-manifest-digest'] === img.digest);
@@ -69,9 +79,13 @@ test('convert registry → registry equals standalone conversion; layers/configs
     }
   }
   // Converting again gives the same digest; converting the converted image too.
-  const again = JSON.parse((await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v2`])).stdout);
+  const again = JSON.parse(
+    (await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v2`])).stdout,
+  );
   assert.equal(again.digest, result.digest);
-  const reconv = JSON.parse((await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/dst/app:v1`, `${reg.host}/dst/app:v3`])).stdout);
+  const reconv = JSON.parse(
+    (await soci(join(tmp, 'root'), ['convert', '--remote', '--all-platforms', '--json', `${reg.host}/dst/app:v1`, `${reg.host}/dst/app:v3`])).stdout,
+  );
   assert.equal(reconv.digest, result.digest);
 });
 
@@ -95,10 +109,16 @@ test('create + push: v1 index discoverable through the referrers fallback tag; -
   await soci(root, ['create', '--remote', '-q', '--span-size', String(MB), `${reg.host}/app:v1`]);
   const skipped = await soci(root, ['push', '--existing-index', 'skip', `${reg.host}/app:v1`]);
   // AWS's lines, on stdout
-  assert.match(skipped.stdout, /^checking if a soci index already exists in remote repository\.\.\.\nsoci index found in remote repository with digest: sha256:[0-9a-f]{64}: skipping pushing artifacts for image manifest: sha256:/);
+  assert.match(
+    skipped.stdout,
+    /^checking if a soci index already exists in remote repository\.\.\.\nsoci index found in remote repository with digest: sha256:[0-9a-f]{64}: skipping pushing artifacts for image manifest: sha256:/,
+  );
   assert.equal((await inspectRaw(reg, `app:${layout.manifests[0]!.replace(':', '-')}`)).manifests.length, 1);
   const warned = await soci(root, ['push', `${reg.host}/app:v1`]);
-  assert.match(warned.stdout, /\[WARN\] soci index found in remote repository with digest: sha256:[0-9a-f]{64}: pushing index anyway\npushing soci index with digest: sha256:/);
+  assert.match(
+    warned.stdout,
+    /\[WARN\] soci index found in remote repository with digest: sha256:[0-9a-f]{64}: pushing index anyway\npushing soci index with digest: sha256:/,
+  );
   assert.match(warned.stdout, /successfully pushed artifact with digest: sha256:/);
   assert.equal((await inspectRaw(reg, `app:${layout.manifests[0]!.replace(':', '-')}`)).manifests.length, 2);
 });
@@ -122,7 +142,10 @@ test('bad input and faults: malformed refs, unknown tags, wrong bytes never push
   const reg = await startRegistry(t);
   const root = join(tmp, 'root');
   assert.match((await sociFail(root, ['convert', '--remote', 'Bad Ref!!', `${reg.host}/x:y`])).stderr, /^soci: invalid reference/);
-  assert.match((await sociFail(root, ['convert', '--remote', `${reg.host}/a:b`, `${reg.host}/x@sha256:${'a'.repeat(64)}`])).stderr, /must be a tagged ref .*must not contain a digest/);
+  assert.match(
+    (await sociFail(root, ['convert', '--remote', `${reg.host}/a:b`, `${reg.host}/x@sha256:${'a'.repeat(64)}`])).stderr,
+    /must be a tagged ref .*must not contain a digest/,
+  );
   assert.match((await sociFail(root, ['convert', '--remote', `${reg.host}/nope:missing`, `${reg.host}/x:y`])).stderr, /^soci: .*not found/i);
 
   const layout = buildLayout(join(tmp, 'in'), { images: [SPEC.images[0]!] });

@@ -79,7 +79,10 @@ test('golden: gzip/uncompressed/zstd/small layers, defaults', { skip, timeout: 6
       images: [
         {
           layers: [
-            { files: { 'usr/bin/big': pseudoRandom(14 * MB, 1, 0.3), 'usr/share/doc/a.txt': 'hello <world> & "friends"\n', 'usr/bin/link': { symlink: 'big' } }, dotSlash: true },
+            {
+              files: { 'usr/bin/big': pseudoRandom(14 * MB, 1, 0.3), 'usr/share/doc/a.txt': 'hello <world> & "friends"\n', 'usr/bin/link': { symlink: 'big' } },
+              dotSlash: true,
+            },
             { files: { 'etc/small.conf': 'x=1\n' } },
             { files: { 'opt/raw.bin': pseudoRandom(11 * MB, 2, 0.9) }, compression: 'none' },
             { files: { 'opt/z.bin': pseudoRandom(12 * MB, 3) }, compression: 'zstd' },
@@ -114,7 +117,18 @@ test('golden: small spans, min-layer-size 0, xattr optimization, prefetch files;
       },
     ],
   };
-  const flags = ['--min-layer-size', '0', '--span-size', '65536', '--optimizations', 'xattr', '--prefetch-file', '/app/server.js', '--prefetch-file', 'lib/y.so'];
+  const flags = [
+    '--min-layer-size',
+    '0',
+    '--span-size',
+    '65536',
+    '--optimizations',
+    'xattr',
+    '--prefetch-file',
+    '/app/server.js',
+    '--prefetch-file',
+    'lib/y.so',
+  ];
   const { awsOut, ourOut } = await compare(t, spec, flags);
   // Converting the converted image again: same digest, with both tools.
   const again = await compare(t, awsOut, flags);
@@ -123,7 +137,9 @@ test('golden: small spans, min-layer-size 0, xattr optimization, prefetch files;
 
 test('converted output is a valid image for skopeo and umoci; layers and config unchanged', { skip, timeout: 600_000 }, async (t) => {
   const tmp = await tempDir(t);
-  const built = buildLayout(join(tmp, 'in'), { images: [{ layers: [{ files: { 'srv/big': pseudoRandom(11 * MB, 9, 0.3), 'srv/hello.txt': 'hi there\n' } }] }] });
+  const built = buildLayout(join(tmp, 'in'), {
+    images: [{ layers: [{ files: { 'srv/big': pseudoRandom(11 * MB, 9, 0.3), 'srv/hello.txt': 'hi there\n' } }] }],
+  });
   const out = join(tmp, 'out');
   await ours(join(tmp, 'root'), ['convert', '--standalone', '--format', 'oci-dir', built.dir, out]);
   const raw = JSON.parse((await run('skopeo', ['inspect', '--raw', `oci:${out}`])).stdout);

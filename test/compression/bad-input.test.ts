@@ -70,10 +70,19 @@ test('garbage and trailing garbage → ERR_BAD_GZIP', () => {
 test('after a failure the indexer keeps failing; end() on an empty stream fails', () => {
   for (const e of engines) {
     const ix = createLayerIndexer({ compression: 'gzip', spanSize: 1 << 20, engine: e, onData: () => {} });
-    assert.throws(() => ix.write(randomBytes(1000, 1)), (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'));
-    assert.throws(() => ix.write(good), (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'));
+    assert.throws(
+      () => ix.write(randomBytes(1000, 1)),
+      (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'),
+    );
+    assert.throws(
+      () => ix.write(good),
+      (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'),
+    );
     const empty = createLayerIndexer({ compression: 'gzip', spanSize: 1 << 20, engine: e, onData: () => {} });
-    assert.throws(() => empty.end(), (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'));
+    assert.throws(
+      () => empty.end(),
+      (err: unknown) => isSociError(err, 'ERR_BAD_GZIP'),
+    );
   }
 });
 
@@ -103,7 +112,11 @@ test('parseCheckpoints rejects bad lengths, counts, bits, non-monotonic and out-
   const cs = good.length;
   const us = plain.length;
   const bad = (b: Buffer, label: string, c = cs, u = us) =>
-    assert.throws(() => parseCheckpoints(b, 'gzip', c, u), (err: unknown) => isSociError(err, 'ERR_INVALID_CHECKPOINTS'), label);
+    assert.throws(
+      () => parseCheckpoints(b, 'gzip', c, u),
+      (err: unknown) => isSociError(err, 'ERR_INVALID_CHECKPOINTS'),
+      label,
+    );
   bad(Buffer.alloc(0), 'empty');
   bad(Buffer.alloc(11), 'short header');
   bad(result.checkpoints.subarray(0, result.checkpoints.length - 1), 'one byte short');
@@ -126,8 +139,14 @@ test('parseCheckpoints rejects bad lengths, counts, bits, non-monotonic and out-
   const neg = Buffer.from(result.checkpoints);
   neg.writeBigInt64LE(-5n, 12);
   bad(neg, 'negative in');
-  assert.throws(() => parseCheckpoints(encodeTarZinfo(4096, 100), 'uncompressed', 99, 99), (err: unknown) => isSociError(err, 'ERR_INVALID_CHECKPOINTS'));
-  assert.throws(() => parseCheckpoints(Buffer.from('garbage!'), 'uncompressed', 8, 8), (err: unknown) => isSociError(err, 'ERR_INVALID_CHECKPOINTS'));
+  assert.throws(
+    () => parseCheckpoints(encodeTarZinfo(4096, 100), 'uncompressed', 99, 99),
+    (err: unknown) => isSociError(err, 'ERR_INVALID_CHECKPOINTS'),
+  );
+  assert.throws(
+    () => parseCheckpoints(Buffer.from('garbage!'), 'uncompressed', 8, 8),
+    (err: unknown) => isSociError(err, 'ERR_INVALID_CHECKPOINTS'),
+  );
 });
 
 test('legacy v1 blobs: checkpoint 0 synthesised as {10, 0, 0, zeros}', async () => {
@@ -135,7 +154,10 @@ test('legacy v1 blobs: checkpoint 0 synthesised as {10, 0, 0, zeros}', async () 
   const v1 = Buffer.concat([result.checkpoints.subarray(0, 12), result.checkpoints.subarray(12 + 32785)]);
   const dec = decodeCheckpoints(v1);
   assert.equal(dec.version, 1);
-  assert.deepEqual(dec.checkpoints.map((c) => c.in), decodeCheckpoints(result.checkpoints).checkpoints.map((c) => c.in));
+  assert.deepEqual(
+    dec.checkpoints.map((c) => c.in),
+    decodeCheckpoints(result.checkpoints).checkpoints.map((c) => c.in),
+  );
   assert.ok(dec.checkpoints[0]!.window.equals(Buffer.alloc(32768)));
   const table = parseCheckpoints(v1, 'gzip', good.length, plain.length);
   const s = table.spans[0]!;

@@ -23,8 +23,14 @@ test('chooseEngine: forced values, automatic choice, bad values', () => {
   assert.equal(chooseEngine(undefined, true), 'native');
   assert.equal(chooseEngine('', false), 'js');
   assert.equal(chooseEngine(undefined, false), 'js');
-  assert.throws(() => chooseEngine('native', false), (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED') && /SOCI_ZLIB_ENGINE=native/.test((e as Error).message));
-  assert.throws(() => chooseEngine('zstd', true), (e: unknown) => isSociError(e, 'ERR_USAGE'));
+  assert.throws(
+    () => chooseEngine('native', false),
+    (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED') && /SOCI_ZLIB_ENGINE=native/.test((e as Error).message),
+  );
+  assert.throws(
+    () => chooseEngine('zstd', true),
+    (e: unknown) => isSociError(e, 'ERR_USAGE'),
+  );
 });
 
 test('selectEngine honours SOCI_ZLIB_ENGINE in this process', () => {
@@ -34,7 +40,11 @@ test('selectEngine honours SOCI_ZLIB_ENGINE in this process', () => {
     assert.equal(selectEngine(), 'js');
     process.env.SOCI_ZLIB_ENGINE = 'native';
     if (nativeAvailable()) assert.equal(selectEngine(), 'native');
-    else assert.throws(() => selectEngine(), (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED'));
+    else
+      assert.throws(
+        () => selectEngine(),
+        (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED'),
+      );
     delete process.env.SOCI_ZLIB_ENGINE;
     assert.equal(selectEngine(), nativeAvailable() ? 'native' : 'js');
   } finally {
@@ -93,7 +103,10 @@ test('explicit engine option is used regardless of the environment', () => {
     assert.equal(inf.availIn, gz.length - 10);
     assert.equal(indexBlob(gz, 'gzip', 50_000, e).result.compression, 'gzip');
   }
-  assert.throws(() => createLayerIndexer({ compression: 'zstd' as never, spanSize: 1, onData: () => {} }), (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED'));
+  assert.throws(
+    () => createLayerIndexer({ compression: 'zstd' as never, spanSize: 1, onData: () => {} }),
+    (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED'),
+  );
 });
 
 test('prime + setDictionary resume inflation mid-stream identically on both engines', () => {

@@ -232,7 +232,7 @@ async function gzipWithBlockEnds(data: Buffer, ends: number[], level: number): P
   });
 }
 
-test('fast path (Z_NO_FLUSH up to last+span) gives exactly the literal Z_BLOCK loop\'s checkpoints', async () => {
+test("fast path (Z_NO_FLUSH up to last+span) gives exactly the literal Z_BLOCK loop's checkpoints", async () => {
   const { GzipIndexer } = await import('../../src/compression/gzip-indexer.js');
   const span = 50_000;
   const data = mixed(700_000, 61);

@@ -72,7 +72,6 @@ export function run(cmd: string, args: string[], input?: Buffer): Buffer {
   return r.stdout;
 }
 
-
 export interface Indexed {
   result: IndexResult;
   plain: Buffer;

@@ -44,7 +44,15 @@ for (const version of CONTAINERD_VERSIONS) {
         run(process.execPath, [SOCI, '--address', o.address ?? cd.address, '-n', o.ns ?? 'default', '--root', root, ...args]);
       // Two big layers, so a convert is still busy when Ctrl-C comes.
       const img = buildLayout(join(tmp, 'img'), {
-        images: [{ layers: [{ files: { 'a/big': pseudoRandom(24 << 20, 5, 0.5) } }, { files: { 'b/big': pseudoRandom(24 << 20, 6, 0.5) } }, { files: { 'c/small': 'x' } }] }],
+        images: [
+          {
+            layers: [
+              { files: { 'a/big': pseudoRandom(24 << 20, 5, 0.5) } },
+              { files: { 'b/big': pseudoRandom(24 << 20, 6, 0.5) } },
+              { files: { 'c/small': 'x' } },
+            ],
+          },
+        ],
       });
       await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${img.dir}:latest`, `docker://${reg.host}/app:v1`]);
       const src = `${reg.host}/app:v1`;
@@ -52,7 +60,10 @@ for (const version of CONTAINERD_VERSIONS) {
 
       // an image that is not in containerd: says so, and names both ways out
       let r = await soci(['convert', `${reg.host}/other:v1`, `${reg.host}/x:soci`]);
-      oneLine(r, /image 127\.0\.0\.1:\d+\/other:v1 not found in containerd \(namespace default\): pull it first .*or convert registry to registry with --remote/);
+      oneLine(
+        r,
+        /image 127\.0\.0\.1:\d+\/other:v1 not found in containerd \(namespace default\): pull it first .*or convert registry to registry with --remote/,
+      );
       await nothingPartial(cd, `${reg.host}/x:soci`, root);
 
       // the right image in the wrong namespace
@@ -66,9 +77,34 @@ for (const version of CONTAINERD_VERSIONS) {
       await mkdir(nobodyRoot);
       await chmod(nobodyRoot, 0o777);
       await chmod(tmp, 0o755);
-      r = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, SOCI, '--address', cd.address, '--root', nobodyRoot, 'index', 'list']);
+      r = await run('setpriv', [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        SOCI,
+        '--address',
+        cd.address,
+        '--root',
+        nobodyRoot,
+        'index',
+        'list',
+      ]);
       assert.equal(r.code, 0, `index list works without containerd names: ${r.stderr}`);
-      r = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, SOCI, '--address', cd.address, '--root', nobodyRoot, 'convert', src, `${reg.host}/x:soci`]);
+      r = await run('setpriv', [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        SOCI,
+        '--address',
+        cd.address,
+        '--root',
+        nobodyRoot,
+        'convert',
+        src,
+        `${reg.host}/x:soci`,
+      ]);
       oneLine(r, /permission denied on containerd's socket .*: run as root/);
 
       // a layer blob missing from containerd's content store
@@ -86,7 +122,9 @@ for (const version of CONTAINERD_VERSIONS) {
       assert.ok(!(await cd.ctr([...ns2, 'images', 'ls', '-q'])).stdout.includes('x:soci'));
 
       // Ctrl-C in the middle of a convert: exit 130, the lease released, no image record, no DB row
-      const child = spawn(process.execPath, [SOCI, '--address', cd.address, '--root', root, 'convert', '--min-layer-size', '1000', src, `${reg.host}/x:soci`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [SOCI, '--address', cd.address, '--root', root, 'convert', '--min-layer-size', '1000', src, `${reg.host}/x:soci`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -136,7 +174,17 @@ describe('soci beside AWS soci, and standalone output', { skip }, () => {
     const tmp = await tempDir(t);
     const img = buildLayout(join(tmp, 'img'), { images: [{ layers: [{ files: { big: pseudoRandom(11 << 20, 4, 0.5) } }] }] });
     for (const format of ['oci-archive', 'oci-dir']) {
-      const r = await run(process.execPath, [SOCI, '--root', join(tmp, 'root'), 'convert', '--standalone', '--format', format, img.dir, join(tmp, 'nonexistent-dir', 'out.tar')]);
+      const r = await run(process.execPath, [
+        SOCI,
+        '--root',
+        join(tmp, 'root'),
+        'convert',
+        '--standalone',
+        '--format',
+        format,
+        img.dir,
+        join(tmp, 'nonexistent-dir', 'out.tar'),
+      ]);
       oneLine(r, /cannot write .*out\.tar: directory .*nonexistent-dir does not exist/);
       assert.ok(!(await readdir(tmp)).includes('nonexistent-dir'));
     }

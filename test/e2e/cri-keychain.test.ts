@@ -18,38 +18,40 @@ import { buildAppImage } from '../../harness/app-image.js';
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
 
-for (const version of CONTAINERD_VERSIONS) test(`CRI keychain: credentials from PullImage reach the lazy mounts (containerd ${version})`, { skip: needs({ root: true, tools: ['containerd', 'ctr', 'docker-registry', 'skopeo'] }), timeout: 600_000 }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'soci-kc-'));
-  const reg = await startRegistry(t, { auth: 'htpasswd' });
-  const creds = `${reg.user}:${reg.password}`;
-  const app = buildAppImage(join(dir, 'app'), { bulkMb: 16, seed: 7 });
-  await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', '-u', creds, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+for (const version of CONTAINERD_VERSIONS)
+  test(`CRI keychain: credentials from PullImage reach the lazy mounts (containerd ${version})`, {
+    skip: needs({ root: true, tools: ['containerd', 'ctr', 'docker-registry', 'skopeo'] }),
+    timeout: 600_000,
+  }, async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'soci-kc-'));
+    const reg = await startRegistry(t, { auth: 'htpasswd' });
+    const creds = `${reg.user}:${reg.password}`;
+    const app = buildAppImage(join(dir, 'app'), { bulkMb: 16, seed: 7 });
+    await exec('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
+    await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', '-u', creds, `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
 
-  // The snapshotter first (containerd would otherwise be in dial backoff towards it), told where
-  // containerd's socket will be.
-  const address = join(dir, 'sn.sock');
-  const ctdSocket = join(dir, 'containerd.sock');
-  const sn = await startSnapshotter(t, {
-    address,
-    dir,
-    config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${ctdSocket}"\n[background_fetch]\ndisable = true\n`,
+    // The snapshotter first (containerd would otherwise be in dial backoff towards it), told where
+    // containerd's socket will be.
+    const address = join(dir, 'sn.sock');
+    const ctdSocket = join(dir, 'containerd.sock');
+    const sn = await startSnapshotter(t, {
+      address,
+      dir,
+      config: `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${ctdSocket}"\n[background_fetch]\ndisable = true\n`,
+    });
+    await startContainerd(t, { version, snapshotterSocket: address, address: ctdSocket, cri: true, plainHttpRegistries: [reg.host] });
+    t.after(() => removeTree(dir));
+
+    // kubelet's view: the image service is the snapshotter's socket
+    await criPull(sn.address, `${reg.host}/app:soci`, { username: reg.user!, password: reg.password! });
+    const images = await criListImages(sn.address);
+    assert.ok(
+      images.some((i) => i.repo_tags.includes(`${reg.host}/app:soci`)),
+      JSON.stringify(images),
+    );
+
+    const mounts = await sociFuseMounts(dir);
+    assert.equal(mounts.length, 1, `lazy mount with the keychain's credentials\n${sn.logs().slice(-3000)}`);
+    assert.ok(sn.logLines().some((l) => l.msg === 'CRI PullImage proxied' && l.credentials === 'provided'));
+    assert.ok(!sn.logs().includes(reg.password!), 'the password never appears in the logs');
   });
-  await startContainerd(t, { version,
-    snapshotterSocket: address,
-    address: ctdSocket,
-    cri: true,
-    plainHttpRegistries: [reg.host],
-  });
-  t.after(() => removeTree(dir));
-
-  // kubelet's view: the image service is the snapshotter's socket
-  await criPull(sn.address, `${reg.host}/app:soci`, { username: reg.user!, password: reg.password! });
-  const images = await criListImages(sn.address);
-  assert.ok(images.some((i) => i.repo_tags.includes(`${reg.host}/app:soci`)), JSON.stringify(images));
-
-  const mounts = await sociFuseMounts(dir);
-  assert.equal(mounts.length, 1, `lazy mount with the keychain's credentials\n${sn.logs().slice(-3000)}`);
-  assert.ok(sn.logLines().some((l) => l.msg === 'CRI PullImage proxied' && l.credentials === 'provided'));
-  assert.ok(!sn.logs().includes(reg.password!), 'the password never appears in the logs');
-});

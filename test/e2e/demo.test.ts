@@ -7,7 +7,10 @@ import { needs } from '../../harness/env.js';
 
 const exec = promisify(execFile);
 
-test('scripts/demo.ts: convert, lazy CRI pull, container serves HTTP', { skip: needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'curl'] }), timeout: 600_000 }, async () => {
+test('scripts/demo.ts: convert, lazy CRI pull, container serves HTTP', {
+  skip: needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'curl'] }),
+  timeout: 600_000,
+}, async () => {
   const r = await exec(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--bulk-mb', '24'], { maxBuffer: 1 << 24, timeout: 540_000 });
   assert.match(r.stdout, /converted in [\d.]+ s: .*sha256:[0-9a-f]{64}/);
   assert.match(r.stdout, /soci on .* type fuse\.soci/);

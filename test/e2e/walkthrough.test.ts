@@ -13,7 +13,15 @@ import { mkdir, rm as rmFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { appCommand, APP_INDEX_HTML, buildAppImage } from '../../harness/app-image.js';
-import { CONTAINERD_VERSIONS, CONTAINERD2_BIN, exec as run, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
+import {
+  CONTAINERD_VERSIONS,
+  CONTAINERD2_BIN,
+  exec as run,
+  sociFuseMounts,
+  startContainerd,
+  startSnapshotter,
+  type StartedContainerd,
+} from '../../harness/containerd.js';
 import { criPull } from '../../harness/cri.js';
 import { needs, tempDir } from '../../harness/env.js';
 import { freePort, startRegistry } from '../../harness/registry.js';
@@ -68,7 +76,8 @@ for (const version of CONTAINERD_VERSIONS) {
       });
       const hosts = cd.hostsDir;
       const root = join(tmp, 'soci-root');
-      const soci = async (args: string[], input?: string) => run(process.execPath, [SOCI, '--address', ctdSocket, '--root', root, ...args], input === undefined ? {} : { input });
+      const soci = async (args: string[], input?: string) =>
+        run(process.execPath, [SOCI, '--address', ctdSocket, '--root', root, ...args], input === undefined ? {} : { input });
       const ok = async (args: string[]) => {
         const r = await soci(args);
         assert.equal(r.code, 0, `soci ${args.join(' ')}: ${r.stderr}`);
@@ -86,7 +95,10 @@ for (const version of CONTAINERD_VERSIONS) {
       const lines = conv.trim().split('\n');
       assert.equal(lines.length, 2, conv);
       assert.match(lines[0]!, /^layer sha256:[0-9a-f]{64} -> ztoc sha256:[0-9a-f]{64}$/);
-      assert.match(lines[1]!, /^ztoc skipped - layer sha256:[0-9a-f]{64} \(application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip\) size \d+ is less than min-layer-size 1048576$/);
+      assert.match(
+        lines[1]!,
+        /^ztoc skipped - layer sha256:[0-9a-f]{64} \(application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip\) size \d+ is less than min-layer-size 1048576$/,
+      );
       const ztoc = /ztoc (sha256:[0-9a-f]{64})/.exec(lines[0]!)![1]!;
 
       // 3. sudo nerdctl images: DST is an image record; its graph carries containerd's GC references.
@@ -103,7 +115,17 @@ for (const version of CONTAINERD_VERSIONS) {
       // The oracle: AWS's soci converts the same image to the same digest, in both content-store modes.
       assert.equal((await cd.ctr(['images', 'pull', '--hosts-dir', hosts, '--user', creds, src], { timeoutMs: 300_000 })).code, 0);
       await mkdir(join(tmp, 'aws-root'));
-      const aws = await run(AWS, ['--address', ctdSocket, '--root', join(tmp, 'aws-root'), 'convert', '--min-layer-size', String(1 << 20), src, `${reg.host}/aws/app:latest`]);
+      const aws = await run(AWS, [
+        '--address',
+        ctdSocket,
+        '--root',
+        join(tmp, 'aws-root'),
+        'convert',
+        '--min-layer-size',
+        String(1 << 20),
+        src,
+        `${reg.host}/aws/app:latest`,
+      ]);
       assert.equal(aws.code, 0, aws.stderr);
       assert.equal(await target(cd, `${reg.host}/aws/app:latest`), ours, 'the same image index digest as AWS soci');
       await ok(['--content-store', 'soci', 'convert', '--min-layer-size', String(1 << 20), src, `${reg.host}/soci-store/app:latest`]);
@@ -122,7 +144,12 @@ for (const version of CONTAINERD_VERSIONS) {
       assert.equal(await ok(['ztoc', 'get-file', ztoc, 'www/index.html']), `${APP_INDEX_HTML}\n`);
       const list = await ok(['index', 'list']);
       assert.match(list, /^DIGEST\s+SIZE\s+IMAGE REF\s+PLATFORM\s+MEDIA TYPE\s+MANIFEST VERSION\s+CREATED\n/);
-      assert.match(list, new RegExp(`sha256:[0-9a-f]{64}\\s+\\d+\\s+${dst.replace(/[.]/g, '\\.')}\\s+linux/amd64\\s+application/vnd\\.oci\\.image\\.manifest\\.v1\\+json\\s+v2\\s+\\d+(m\\d+)?s ago`));
+      assert.match(
+        list,
+        new RegExp(
+          `sha256:[0-9a-f]{64}\\s+\\d+\\s+${dst.replace(/[.]/g, '\\.')}\\s+linux/amd64\\s+application/vnd\\.oci\\.image\\.manifest\\.v1\\+json\\s+v2\\s+\\d+(m\\d+)?s ago`,
+        ),
+      );
       const index = (await ok(['index', 'list', '-q'])).trim().split('\n')[0]!;
       assert.equal(JSON.parse(await ok(['index', 'info', index])).config.mediaType, 'application/vnd.amazon.soci.index.v2+json');
 
@@ -145,18 +172,32 @@ for (const version of CONTAINERD_VERSIONS) {
       assert.equal(pushed.code, 0, pushed.stderr);
       assert.equal(pushed.stdout.trim(), v1);
       const subject = JSON.parse(await ok(['index', 'info', v1])).subject.digest as string;
-      const referrers = await run('curl', ['-sf', '-u', creds, '-H', 'Accept: application/vnd.oci.image.index.v1+json', `http://${reg.host}/v2/library/app/manifests/${subject.replace(':', '-')}`]);
+      const referrers = await run('curl', [
+        '-sf',
+        '-u',
+        creds,
+        '-H',
+        'Accept: application/vnd.oci.image.index.v1+json',
+        `http://${reg.host}/v2/library/app/manifests/${subject.replace(':', '-')}`,
+      ]);
       assert.equal(referrers.code, 0, 'the v1 index is discoverable through the referrers tag');
       assert.match(referrers.stdout, new RegExp(v1));
 
       // 6. sudo nerdctl rmi -f $(sudo nerdctl images -q); soci index list -q | xargs -r soci index rm
-      for (const name of (await cd.ctr(['images', 'ls', '-q'])).stdout.trim().split('\n')) assert.equal((await cd.ctr(['images', 'rm', '--sync', name])).code, 0);
-      const rm = await run('sh', ['-c', `${process.execPath} ${SOCI} --address ${ctdSocket} --root ${root} index list -q | xargs -r ${process.execPath} ${SOCI} --address ${ctdSocket} --root ${root} index rm`]);
+      for (const name of (await cd.ctr(['images', 'ls', '-q'])).stdout.trim().split('\n'))
+        assert.equal((await cd.ctr(['images', 'rm', '--sync', name])).code, 0);
+      const rm = await run('sh', [
+        '-c',
+        `${process.execPath} ${SOCI} --address ${ctdSocket} --root ${root} index list -q | xargs -r ${process.execPath} ${SOCI} --address ${ctdSocket} --root ${root} index rm`,
+      ]);
       assert.equal(rm.code, 0, rm.stderr);
       assert.equal(rm.stdout, '', 'index rm is silent');
       assert.equal(await ok(['index', 'list', '-q']), '');
       assert.equal(await ok(['ztoc', 'ls', '-q']), '');
-      const again = await run('sh', ['-c', `${process.execPath} ${SOCI} --root ${root} --address ${ctdSocket} index list -q | xargs -r ${process.execPath} ${SOCI} --root ${root} index rm`]);
+      const again = await run('sh', [
+        '-c',
+        `${process.execPath} ${SOCI} --root ${root} --address ${ctdSocket} index list -q | xargs -r ${process.execPath} ${SOCI} --root ${root} index rm`,
+      ]);
       assert.equal(again.code, 0, 'on an empty store xargs -r runs nothing');
 
       // 7. sudo nerdctl pull --snapshotter soci DST && nerdctl run --snapshotter soci --net host --rm DST

@@ -23,7 +23,10 @@ import { digestOf } from '../../src/oci/digest.js';
 
 const pexec = promisify(execFile);
 
-test('discovery: explicit, v2 annotation, dangling (no v1 fallback), v1 referrers, layer matching', { skip: needs({ tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
+test('discovery: explicit, v2 annotation, dangling (no v1 fallback), v1 referrers, layer matching', {
+  skip: needs({ tools: ['docker-registry', 'skopeo'] }),
+  timeout: 120_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const img = await pushTestImage(reg, 'disc/app', { layers: 2 });
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
@@ -85,7 +88,10 @@ test('discovery: explicit, v2 annotation, dangling (no v1 fallback), v1 referrer
   const dBytes = encodeManifest(dangling);
   const dDigest = await client.putManifest('disc/app', 'dangling', dBytes, MT.ociManifest);
   await client.addReferrerFallback('disc/app', dDigest, { mediaType: MT.ociManifest, digest: v1Digest, size: v1Bytes.length, artifactType: MT.sociIndexV1 });
-  await assert.rejects(findSociIndex(client, 'disc/app', dDigest, { v1: true }), (e: Error & { code?: string; message: string }) => e.code === 'ERR_NO_INDEX' && /cannot be fetched/.test(e.message));
+  await assert.rejects(
+    findSociIndex(client, 'disc/app', dDigest, { v1: true }),
+    (e: Error & { code?: string; message: string }) => e.code === 'ERR_NO_INDEX' && /cannot be fetched/.test(e.message),
+  );
 
   assert.deepEqual(parsePrefetch(prefetchBytes), [{ start_span: 1, end_span: 3 }]);
   assert.equal(parsePrefetch(Buffer.from('{"version":"2.0","prefetch_spans":[]}')), null);
@@ -96,7 +102,9 @@ async function* once(b: Buffer): AsyncIterable<Buffer> {
   for (let o = 0; o < b.length; o += 777) yield b.subarray(o, o + 777);
 }
 
-test('unpack: overlay whiteouts, hardlinks, names cleaned, symlinked parents refused', { skip: needs({ root: true, tools: ['setfattr', 'getfattr', 'mknod'] }) }, async (t) => {
+test('unpack: overlay whiteouts, hardlinks, names cleaned, symlinked parents refused', {
+  skip: needs({ root: true, tools: ['setfattr', 'getfattr', 'mknod'] }),
+}, async (t) => {
   const { dir } = await scratch(t);
   const root = join(dir, 'root');
   await mkdir(root);
@@ -128,10 +136,7 @@ test('unpack: overlay whiteouts, hardlinks, names cleaned, symlinked parents ref
   await mkdir(root2);
   const outside = join(dir, 'outside');
   await mkdir(outside);
-  const evil = rawTar([
-    { header: { name: 'evil', typeflag: '2', linkname: outside } },
-    { header: { name: 'evil/pwned.txt' }, data: 'oops' },
-  ]);
+  const evil = rawTar([{ header: { name: 'evil', typeflag: '2', linkname: outside } }, { header: { name: 'evil/pwned.txt' }, data: 'oops' }]);
   await assert.rejects(unpackLayer(once(evil), 'uncompressed', root2), (e: Error & { code?: string }) => e.code === 'ERR_BAD_TAR');
   await assert.rejects(stat(join(outside, 'pwned.txt')), /ENOENT/);
   // A known-safe dir later replaced by a symlink: its old subdirs are no longer trusted.

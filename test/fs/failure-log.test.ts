@@ -20,20 +20,26 @@ test('failure log: counted always, written once per key per interval, held-back 
   log.report({ kind: 'toc_mismatch', layer: L, entry: 'etc/passwd', cause: 'size differs' });
   log.report({ kind: 'toc_mismatch', layer: L, entry: 'etc/passwd', cause: 'size differs' });
   assert.equal(counted, 10);
-  assert.deepEqual(lines.map(([f, n]) => [f.kind, f.spans?.[0], f.entry, n]), [
-    ['span_verification', 3, undefined, 0],
-    ['span_verification', 4, undefined, 0],
-    ['registry', 3, undefined, 0],
-    ['span_verification', 3, undefined, 0],
-    ['toc_mismatch', undefined, 'etc/passwd', 0],
-  ]);
+  assert.deepEqual(
+    lines.map(([f, n]) => [f.kind, f.spans?.[0], f.entry, n]),
+    [
+      ['span_verification', 3, undefined, 0],
+      ['span_verification', 4, undefined, 0],
+      ['registry', 3, undefined, 0],
+      ['span_verification', 3, undefined, 0],
+      ['toc_mismatch', undefined, 'etc/passwd', 0],
+    ],
+  );
   await sleep(250);
   log.report({ kind: 'span_verification', layer: L, spans: [3, 3], cause: 'still bad' });
   assert.equal(lines.length, 6);
   assert.equal(lines[5]![1], 4, 'four reports of span 3 were held back');
   assert.deepEqual(failureFields(lines[5]![0], lines[5]![1]), { layer: L, kind: 'span_verification', span: 3, error: 'still bad', suppressed: 4 });
   assert.equal(failureLine(lines[5]![0], 4), `span verification failed (layer ${L}, span 3): still bad (4 more since the last line)`);
-  assert.equal(failureLine({ kind: 'registry', layer: L, spans: [1, 5], entry: 'a\nb', cause: 'reset' }, 0), `registry fetch failed (layer ${L}, spans 1..5, file "a\\nb"): reset`);
+  assert.equal(
+    failureLine({ kind: 'registry', layer: L, spans: [1, 5], entry: 'a\nb', cause: 'reset' }, 0),
+    `registry fetch failed (layer ${L}, spans 1..5, file "a\\nb"): reset`,
+  );
 });
 
 test('failure log: the key table is bounded (the oldest keys are forgotten)', () => {

@@ -80,7 +80,11 @@ function world(top: string) {
         let d = `${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs} rdev=${st.rdev} ino=${st.ino}`;
         if (st.isSymbolicLink()) d += ` -> ${readlinkSync(p)}`;
         else if (st.isFile()) d += ` ${digestOf(readFileSync(p))}`;
-        else if (st.isDirectory()) d += ` ${execFileSync('getfattr', ['-h', '-d', '-m', '-', '--absolute-names', p]).toString().replace(/^#.*\n/m, '').trim()}`;
+        else if (st.isDirectory())
+          d += ` ${execFileSync('getfattr', ['-h', '-d', '-m', '-', '--absolute-names', p])
+            .toString()
+            .replace(/^#.*\n/m, '')
+            .trim()}`;
         out.set(p, d);
         if (st.isDirectory()) for (const n of readdirSync(p)) walk(join(p, n));
       };
@@ -178,11 +182,19 @@ function refusedLayers(w: { outside: string }): Array<{ what: string; entries: E
     { what: 'a/b/.wh... (implicit dirs)', entries: [file('a/b/.wh...')], re: /"a\/b\/\.wh\.\.\." is an invalid whiteout name: it would remove the parent/ },
     { what: '../.wh... (cleaned first)', entries: [file('../../.wh...')], re: /"\.wh\.\.\." is an invalid whiteout name/ },
     { what: 'a name with a newline', entries: [file('a\nb/.wh..')], re: /^layer entry "a\\nb\/\.wh\.\." is an invalid whiteout name/ },
-    { what: 'link -> / then link/x', entries: [symlink('link', '/'), file(`link/${ESCAPE}`, 'escaped')], re: /^layer path "link" is not a directory \(a symlink or file is in the way\)$/ },
+    {
+      what: 'link -> / then link/x',
+      entries: [symlink('link', '/'), file(`link/${ESCAPE}`, 'escaped')],
+      re: /^layer path "link" is not a directory \(a symlink or file is in the way\)$/,
+    },
     { what: 'link -> / then link/.wh.x', entries: [symlink('link', '/'), file(`link/.wh.${ESCAPE}`)], re: /"link" is not a directory/ },
     { what: 'whiteout through a symlink', entries: [symlink('link', w.outside), file('link/.wh.secret.txt')], re: /"link" is not a directory/ },
     { what: 'opaque marker through a symlink', entries: [symlink('link', w.outside), file('link/.wh..wh..opq')], re: /"link" is not a directory/ },
-    { what: 'hardlink through a symlink', entries: [symlink('link', w.outside), hardlink('h', 'link/secret.txt')], re: /"link" is not a directory|hardlink "h" to missing "link\/secret\.txt"/ },
+    {
+      what: 'hardlink through a symlink',
+      entries: [symlink('link', w.outside), hardlink('h', 'link/secret.txt')],
+      re: /"link" is not a directory|hardlink "h" to missing "link\/secret\.txt"/,
+    },
     { what: 'hardlink above the root', entries: [hardlink('h', '../../sentinel.txt')], re: /^hardlink "h" to missing "sentinel\.txt"$/ },
     { what: 'hardlink to the root', entries: [hardlink('h', '../..')], re: /^layer entry "h" is a hardlink to the layer root$/ },
     { what: 'hardlink to a directory', entries: [dir('d/'), hardlink('h', 'd')], re: /^hardlink "h" to missing "d"$/ },
@@ -242,7 +254,9 @@ test('local unpacker: whiteouts and replacements never follow a symlink out of t
   assertNoHostEscape();
 });
 
-test('local unpacker and FUSE tree: refused names fail the layer in one line, nothing outside the root changes', { skip: needs({ root: true, tools: TOOLS }) }, async (t) => {
+test('local unpacker and FUSE tree: refused names fail the layer in one line, nothing outside the root changes', {
+  skip: needs({ root: true, tools: TOOLS }),
+}, async (t) => {
   const { dir: top } = await scratch(t, 'soci-hostile-');
   const w = world(top);
   for (const c of refusedLayers(w)) {
@@ -263,8 +277,6 @@ test('local unpacker and FUSE tree: refused names fail the layer in one line, no
 
 // ---- end to end: a registry, `soci convert --remote`, `soci mount`, the snapshotter's unpacker ----
 
-
-
 /** Device nodes under `top` outside the layer roots (`…/layers/<n>`, `…/snapshots/<n>/fs`) and the mountpoints. */
 function strayDevices(top: string): string[] {
   const out: string[] = [];
@@ -281,7 +293,10 @@ function strayDevices(top: string): string[] {
   return out;
 }
 
-test('soci mount and the snapshotter local unpacker: hostile names in a lazy and in an unpacked layer', { skip: needs({ root: true, tools: ['docker-registry', ...TOOLS] }), timeout: 600_000 }, async (t) => {
+test('soci mount and the snapshotter local unpacker: hostile names in a lazy and in an unpacked layer', {
+  skip: needs({ root: true, tools: ['docker-registry', ...TOOLS] }),
+  timeout: 600_000,
+}, async (t) => {
   const { dir: top, defer } = await scratch(t, 'soci-hostile-e2e-');
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
@@ -296,16 +311,29 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
       await client.pushBlob(repo, digestOf(gz), gz.length, gz);
       layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(gz), size: gz.length });
     }
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: tars.map((b) => digestOf(b)) } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: tars.map((b) => digestOf(b)) } }),
+    );
     await client.pushBlob(repo, digestOf(config), config.length, config);
-    const m = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
-      layers,
-    }));
+    const m = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+        layers,
+      }),
+    );
     const manifest = await client.putManifest(repo, 'v1', m, 'application/vnd.oci.image.manifest.v1+json');
-    await soci(sociRoot, ['convert', '--remote', '--min-layer-size', '150000', '--span-size', '65536', `${reg.host}/${repo}:v1`, `${reg.host}/${repo}-soci:v1`]);
+    await soci(sociRoot, [
+      'convert',
+      '--remote',
+      '--min-layer-size',
+      '150000',
+      '--span-size',
+      '65536',
+      `${reg.host}/${repo}:v1`,
+      `${reg.host}/${repo}-soci:v1`,
+    ]);
     return { manifest, layers: layers.map((l) => l.digest) };
   };
 
@@ -313,7 +341,12 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
   const unpacker = new RegistryLocalUnpacker(() => client, silentLogger);
   const w = world(join(top, 'world'));
   const localUnpack = (repo: string, img: { manifest: string }, layer: string) =>
-    unpacker.unpack(w.root, [], { [LABELS.imageRef]: `${reg.host}/${repo}:v1`, [LABELS.layerDigest]: layer, [LABELS.manifestDigest]: img.manifest }, { namespace: 'default', key: 'k' });
+    unpacker.unpack(
+      w.root,
+      [],
+      { [LABELS.imageRef]: `${reg.host}/${repo}:v1`, [LABELS.layerDigest]: layer, [LABELS.manifestDigest]: img.manifest },
+      { namespace: 'default', key: 'k' },
+    );
 
   const mount = async (repo: string, name: string) => {
     const state = join(top, `state-${name}`);
@@ -338,7 +371,16 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
 
   // 1. Normalised names in both layers: the mount works and shows them inside the tree.
   const okLazy = rawTar([filler, ...normalisedLayer()]);
-  const okLocal = rawTar([dir('./'), file('.'), dir('..'), file('/abs2/path2', 'abs2'), file('../../escape2', 'escape2'), file('a/../../b2', 'b2'), symlink('link2', '/'), file('.wh.link')]);
+  const okLocal = rawTar([
+    dir('./'),
+    file('.'),
+    dir('..'),
+    file('/abs2/path2', 'abs2'),
+    file('../../escape2', 'escape2'),
+    file('a/../../b2', 'b2'),
+    symlink('link2', '/'),
+    file('.wh.link'),
+  ]);
   const ok = await push('hostile/ok', [okLazy, okLocal]);
   {
     const m = await mount('hostile/ok', 'ok');
@@ -347,7 +389,16 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
     assert.match(r.stdout, /layer 0 .*: lazy/);
     assert.match(r.stdout, /layer 1 .*: local/);
     const view = dirView(m.mnt);
-    for (const [p, v] of Object.entries({ 'abs/path': 'file abs', escape: 'file escape', b: 'file b', h: 'file abs', 'abs2/path2': 'file abs2', escape2: 'file escape2', b2: 'file b2', link2: 'symlink /' })) {
+    for (const [p, v] of Object.entries({
+      'abs/path': 'file abs',
+      escape: 'file escape',
+      b: 'file b',
+      h: 'file abs',
+      'abs2/path2': 'file abs2',
+      escape2: 'file escape2',
+      b2: 'file b2',
+      link2: 'symlink /',
+    })) {
       assert.equal(view[p], v, p);
     }
     assert.equal(view.link, undefined, 'the upper layer whites out the lower link');

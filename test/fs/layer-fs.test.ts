@@ -36,7 +36,10 @@ for (const [specName, variant, spanSize] of [
   ['gnutar-tree', 'pigz', 100000],
   ['pax-features', 'tar', 65536],
 ] as const) {
-  test(`layer fs over FUSE matches the tar: ${specName} (${variant}, span ${spanSize})`, { skip: needs({ root: true, tools: ['python3', 'pigz'] }), timeout: 120_000 }, async (t) => {
+  test(`layer fs over FUSE matches the tar: ${specName} (${variant}, span ${spanSize})`, {
+    skip: needs({ root: true, tools: ['python3', 'pigz'] }),
+    timeout: 120_000,
+  }, async (t) => {
     const { dir, defer } = await scratch(t);
     const spec = STANDARD_LAYER_SPECS.find((s) => s.name === specName)!;
     const layer = await makeLayer(dir, spec);
@@ -47,7 +50,14 @@ for (const [specName, variant, spanSize] of [
     await mkdir(mnt);
     const cache = new SpanCache({ dir: join(dir, 'cache'), maxBytes: 64 << 20 });
     const digest = `sha256:${'ab'.repeat(32)}`;
-    const m: LayerMount = await mountLayer({ ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: blob.size }, blob, mountpoint: mnt, cache, options: { readTimeoutMs: 20_000 } });
+    const m: LayerMount = await mountLayer({
+      ztoc,
+      layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: blob.size },
+      blob,
+      mountpoint: mnt,
+      cache,
+      options: { readTimeoutMs: 20_000 },
+    });
     defer(() => m.unmount());
 
     // State file before any read: nothing fetched; it is reachable but not listed.

@@ -23,7 +23,6 @@ import { SOCI_MAIN, soci } from '../../harness/soci-cli.js';
 const pexec = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 
-
 /** An OCI layout from gzip'd tar layers (python-made tars: hardlinks, whiteouts, xattrs). */
 async function layout(dir: string, gzLayers: Array<{ gz: Buffer; tar: Buffer }>): Promise<void> {
   const put = async (b: Buffer) => {
@@ -34,12 +33,20 @@ async function layout(dir: string, gzLayers: Array<{ gz: Buffer; tar: Buffer }>)
   };
   const layers = [];
   for (const l of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(l.gz)) });
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((l) => digestOf(l.tar)) } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((l) => digestOf(l.tar)) } }),
+  );
   const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
   const m = await put(manifest);
   await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }] }));
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }],
+    }),
+  );
 }
 
 type Dump = Record<string, Record<string, unknown>>;
@@ -63,7 +70,10 @@ function normalize(d: Dump): Dump {
   return out;
 }
 
-test('soci mount: merged lazy tree equals umoci unpack; one small read fetches only its spans', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'umoci', 'python3', 'pigz', 'setfattr', 'mknod'] }), timeout: 600_000 }, async (t) => {
+test('soci mount: merged lazy tree equals umoci unpack; one small read fetches only its spans', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'umoci', 'python3', 'pigz', 'setfattr', 'mknod'] }),
+  timeout: 600_000,
+}, async (t) => {
   const { dir, defer } = await scratch(t, 'soci-mount-e2e-');
   const reg = await startRegistry(t);
   const big = await makeBigLayer(fixtureCacheDir(), 300); // ≥ 200 MB; cached, shared with test/ztoc
@@ -119,10 +129,17 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   assert.match(r.stdout, /layer 0 .*: lazy/);
   assert.match(r.stdout, /layer 1 .*: lazy/);
   assert.match(r.stdout, /layer 2 .*: local - not in the SOCI index/);
-  const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as { pid: number; layers: Array<{ digest: string; lazy: boolean; dir: string }> };
+  const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as {
+    pid: number;
+    layers: Array<{ digest: string; lazy: boolean; dir: string }>;
+  };
   const layerState = async (i: number) => {
     const l = state.layers[i]!;
-    return JSON.parse((await pexec('cat', [join(l.dir, '.soci-snapshotter', `${l.digest}.json`)])).stdout) as { size: number; fetchedSize: number; stats: { rangeRequests: number; spansFetched: number; totalSpans: number } };
+    return JSON.parse((await pexec('cat', [join(l.dir, '.soci-snapshotter', `${l.digest}.json`)])).stdout) as {
+      size: number;
+      fetchedSize: number;
+      stats: { rangeRequests: number; spansFetched: number; totalSpans: number };
+    };
   };
 
   // Nothing fetched yet; one small read fetches one (or two) 1 MiB spans of the big layer.
@@ -132,7 +149,9 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   const head = (await pexec('head', ['-c', '100', join(mnt, f.name)], { encoding: 'buffer' })).stdout;
   assert.equal(head.length, 100);
   const s1 = await layerState(0);
-  t.diagnostic(`big layer: ${s1.size} B, ${s1.stats.totalSpans} spans; after reading 100 B: ${s1.stats.rangeRequests} range requests, ${s1.stats.spansFetched} spans, ${s1.fetchedSize} B fetched`);
+  t.diagnostic(
+    `big layer: ${s1.size} B, ${s1.stats.totalSpans} spans; after reading 100 B: ${s1.stats.rangeRequests} range requests, ${s1.stats.spansFetched} spans, ${s1.fetchedSize} B fetched`,
+  );
   assert.ok(s1.stats.totalSpans >= 8, `want many spans, got ${s1.stats.totalSpans}`);
   assert.ok(s1.stats.spansFetched >= 1 && s1.stats.spansFetched <= 2, `spans fetched: ${s1.stats.spansFetched}`);
   assert.ok(s1.fetchedSize < s1.size / 4, `fetched ${s1.fetchedSize} of ${s1.size}`);
@@ -173,7 +192,9 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
   const mnt3 = join(dir, 'mnt3');
   await mkdir(mnt3);
   const state3 = join(dir, 'state3');
-  const child = spawn(process.execPath, ['--import', 'tsx', SOCI_MAIN, '--root', root, 'mount', '--state-dir', state3, `${reg.host}/dst/app:v1`, mnt3], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', SOCI_MAIN, '--root', root, 'mount', '--state-dir', state3, `${reg.host}/dst/app:v1`, mnt3], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   defer(async () => {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -22,12 +22,14 @@ import { sociRun } from '../../harness/soci-cli.js';
 
 const pexec = promisify(execFile);
 
-
 async function mountinfoText(): Promise<string> {
   return readFile('/proc/self/mountinfo', 'utf8');
 }
 
-test('soci mount: a layer 404/500/reset/corrupt ends in one line, non-zero, nothing mounted or left behind', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 600_000 }, async (t) => {
+test('soci mount: a layer 404/500/reset/corrupt ends in one line, non-zero, nothing mounted or left behind', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 600_000,
+}, async (t) => {
   const { dir, defer } = await scratch(t, 'soci-mount-hostile-');
   const reg = await startRegistry(t);
   const proxy = await startFaultProxy(t, reg.host);
@@ -48,7 +50,7 @@ test('soci mount: a layer 404/500/reset/corrupt ends in one line, non-zero, noth
   assert.equal(explain.code, 0, explain.stderr);
   assert.match(explain.stdout, /layer 0 .*: lazy/);
   assert.match(explain.stdout, /layer 1 .*: local/);
-  assert.equal((await readFile(join(mnt0, 'etc/healthy.txt'), 'utf8')), 'healthy\n');
+  assert.equal(await readFile(join(mnt0, 'etc/healthy.txt'), 'utf8'), 'healthy\n');
   assert.equal((await sociRun(root, ['umount', '--state-dir', join(dir, 'state0'), mnt0])).code, 0);
 
   await rm(blobPath(reg, images.gone!.tiny));
@@ -84,7 +86,11 @@ test('soci mount: a layer 404/500/reset/corrupt ends in one line, non-zero, noth
       assert.deepEqual(await mountsUnder(stateDir), [], `${label}: no layer mount left`);
       assert.ok(!existsSync(join(stateDir, 'layers')), `${label}: no unpacked layer left`);
       assert.ok(!existsSync(join(stateDir, 'state.json')), `${label}: no state left`);
-      assert.equal((await mountinfoText()).split('\n').filter((l) => l.includes(dir)).length, before.split('\n').filter((l) => l.includes(dir)).length, `${label}: mount table unchanged`);
+      assert.equal(
+        (await mountinfoText()).split('\n').filter((l) => l.includes(dir)).length,
+        before.split('\n').filter((l) => l.includes(dir)).length,
+        `${label}: mount table unchanged`,
+      );
     }
   }
   assert.ok(proxy.count('GET', `/blobs/${images.reset!.tiny}`) > 1, 'the reset blob was retried');

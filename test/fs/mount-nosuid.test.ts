@@ -24,8 +24,10 @@ import { sociRun } from '../../harness/soci-cli.js';
 const pexec = promisify(execFile);
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 
-
-test('soci mount: nosuid,nodev by default (lazy and local layers, overlay and bind); --allow-suid / --allow-dev opt in', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'python3', 'gcc', 'setpriv'] }), timeout: 600_000 }, async (t) => {
+test('soci mount: nosuid,nodev by default (lazy and local layers, overlay and bind); --allow-suid / --allow-dev opt in', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'python3', 'gcc', 'setpriv'] }),
+  timeout: 600_000,
+}, async (t) => {
   const { dir, defer } = await scratch(t, 'soci-mount-nosuid-');
   await chmod(dir, 0o755); // nobody must reach the mount points
   const reg = await startRegistry(t);

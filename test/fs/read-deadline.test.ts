@@ -31,9 +31,14 @@ async function* chunks(b: Buffer): AsyncIterable<Buffer> {
 function timedRead(path: string, offset: number): Promise<{ code: number; stdout: Buffer; stderr: string; ms: number }> {
   const t0 = performance.now();
   return new Promise((res) => {
-    execFile('dd', [`if=${path}`, 'bs=4096', `skip=${offset / 4096}`, 'count=1', 'status=none'], { encoding: 'buffer', timeout: 60_000 }, (err, stdout, stderr) => {
-      res({ code: err ? 1 : 0, stdout, stderr: stderr.toString(), ms: performance.now() - t0 });
-    });
+    execFile(
+      'dd',
+      [`if=${path}`, 'bs=4096', `skip=${offset / 4096}`, 'count=1', 'status=none'],
+      { encoding: 'buffer', timeout: 60_000 },
+      (err, stdout, stderr) => {
+        res({ code: err ? 1 : 0, stdout, stderr: stderr.toString(), ms: performance.now() - t0 });
+      },
+    );
   });
 }
 
@@ -42,7 +47,10 @@ async function fuseWaiting(m: LayerMount): Promise<number | undefined> {
   return connectionWaiting(m.server.connectionId!);
 }
 
-test('read deadline: a stalled or frozen registry gives EIO in time, and the right bytes after', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'dd'] }), timeout: 300_000 }, async (t) => {
+test('read deadline: a stalled or frozen registry gives EIO in time, and the right bytes after', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'dd'] }),
+  timeout: 300_000,
+}, async (t) => {
   const { dir, defer } = await scratch(t, 'soci-deadline-');
   await ensureFusectl(); // not every host mounts /sys/fs/fuse/connections
   const reg = await startRegistry(t);
@@ -56,7 +64,13 @@ test('read deadline: a stalled or frozen registry gives EIO in time, and the rig
   const at = (i: number) => (i + 1) * (1 << 20);
 
   const proxy = await startFaultProxy(t, reg.host);
-  const client = new RegistryClient({ registry: proxy.host, plainHttp: true, headersTimeoutMs: STALL_MS, bodyTimeoutMs: STALL_MS, retry: { maxAttempts: 3, baseDelayMs: 50 } });
+  const client = new RegistryClient({
+    registry: proxy.host,
+    plainHttp: true,
+    headersTimeoutMs: STALL_MS,
+    bodyTimeoutMs: STALL_MS,
+    retry: { maxAttempts: 3, baseDelayMs: 50 },
+  });
   defer(() => client.close());
   const mnt = join(dir, 'mnt');
   await mkdir(mnt);

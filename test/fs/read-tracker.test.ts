@@ -15,7 +15,9 @@ function table(): SpanTable {
     spans,
     maxSpanId: 1,
     spanIdForOffset: (u) => (u < 1 << 20 ? 0 : 1),
-    checkpoint: () => { throw new Error('unused'); },
+    checkpoint: () => {
+      throw new Error('unused');
+    },
   };
 }
 

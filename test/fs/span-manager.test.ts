@@ -13,7 +13,16 @@ import { needs } from '../../harness/env.js';
 import { pseudoRandom } from '../../harness/images.js';
 import { buildZtoc, spanTable, type Ztoc } from '../../src/ztoc/index.js';
 import type { BlobSource } from '../../src/oci/blob-source.js';
-import { BackgroundFetcher, FailureLog, SpanCache, SpanManager, fileBlobSource, mountLayer, type FailureReport, type LayerFailure } from '../../src/fs/index.js';
+import {
+  BackgroundFetcher,
+  FailureLog,
+  SpanCache,
+  SpanManager,
+  fileBlobSource,
+  mountLayer,
+  type FailureReport,
+  type LayerFailure,
+} from '../../src/fs/index.js';
 import { scratch } from './util.js';
 
 const pexec = promisify(execFile);
@@ -81,7 +90,16 @@ async function fixture(t: { after: (fn: () => unknown) => void }): Promise<Fixtu
 }
 
 function manager(f: Fixture, blob: BlobSource, cache: SpanCache, extra: Partial<ConstructorParameters<typeof SpanManager>[0]> = {}): SpanManager {
-  return new SpanManager({ layerKey: 'sha256:test', table: spanTable(f.ztoc), digests: f.ztoc.compression.spanDigests, blob, cache, fetchTimeoutMs: 2000, readTimeoutMs: 5000, ...extra });
+  return new SpanManager({
+    layerKey: 'sha256:test',
+    table: spanTable(f.ztoc),
+    digests: f.ztoc.compression.spanDigests,
+    blob,
+    cache,
+    fetchTimeoutMs: 2000,
+    readTimeoutMs: 5000,
+    ...extra,
+  });
 }
 
 async function du(dir: string): Promise<number> {
@@ -159,9 +177,18 @@ test('span manager: a sequential reader gets the spans after its own fetched ahe
     assert.equal(st.readaheadSpans, n - 2);
     // Each span fetched exactly once, needed spans apart from the spans ahead: [0] [1] [2..3] [4..7] [8..11] ...
     const ids = src.calls.map(([a, b]) => [table.spans.findIndex((sp) => sp.cStart === a), table.spans.findIndex((sp) => sp.cEnd === b)]);
-    assert.deepEqual(ids.slice(0, 4), [[0, 0], [1, 1], [2, 3], [4, 7]]);
+    assert.deepEqual(ids.slice(0, 4), [
+      [0, 0],
+      [1, 1],
+      [2, 3],
+      [4, 7],
+    ]);
     const fetched = ids.flatMap(([a, b]) => Array.from({ length: b! - a! + 1 }, (_, i) => a! + i));
-    assert.deepEqual(fetched.sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), 'every span fetched once, none skipped');
+    assert.deepEqual(
+      fetched.sort((a, b) => a - b),
+      Array.from({ length: n }, (_, i) => i),
+      'every span fetched once, none skipped',
+    );
   }
 
   // A reader of a file that ends at span 5 gets nothing fetched past span 5.
@@ -229,7 +256,10 @@ test('span manager: corrupted bytes are refetched, and never served when they st
   assert.ok((await m.read(sp3.uStart, 100)).equals(f.tar.subarray(sp3.uStart, sp3.uStart + 100)));
   assert.equal(m.stats().fetchFailures, 2);
   const net = reports.filter((x) => x.kind === 'registry');
-  assert.deepEqual(net.map((x) => x.cause), ['attempt 1 of 3: injected network failure', 'attempt 2 of 3: injected network failure']);
+  assert.deepEqual(
+    net.map((x) => x.cause),
+    ['attempt 1 of 3: injected network failure', 'attempt 2 of 3: injected network failure'],
+  );
   assert.deepEqual(net[0]!.spans, [10, 10]);
 });
 
@@ -269,7 +299,12 @@ test('span manager: a stalled source fails the read within the timeout (never ha
   assert.equal(src.calls.length, 2, 'one try and one retry, each timed out');
   // A read deadline shorter than the fetch attempts bounds the read too.
   const reports: FailureReport[] = [];
-  const m2 = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache2') }), { fetchTimeoutMs: 10_000, retries: 3, readTimeoutMs: 400, onFailure: (r) => reports.push(r) });
+  const m2 = manager(f, src, new SpanCache({ dir: join(f.dir, 'cache2') }), {
+    fetchTimeoutMs: 10_000,
+    retries: 3,
+    readTimeoutMs: 400,
+    onFailure: (r) => reports.push(r),
+  });
   const t1 = Date.now();
   await assert.rejects(m2.read(0, 100), (e: Error & { code?: string }) => e.code === 'ERR_TIMEOUT');
   assert.ok(Date.now() - t1 < 1000);
@@ -424,14 +459,21 @@ test('background fetcher: a full queue drops the newest layer by default, the ol
   const f = await fixture(t);
   const src = await fakeSource(f.gz);
   const layers = [0, 1, 2].map((i) => manager(f, src, new SpanCache({ dir: join(f.dir, `cache-drop-${i}`) })));
-  for (const [policy, kept] of [['newest', [0, 1]], ['oldest', [1, 2]]] as const) {
+  for (const [policy, kept] of [
+    ['newest', [0, 1]],
+    ['oldest', [1, 2]],
+  ] as const) {
     // A long quiet period: nothing is fetched, the queue is all there is to see.
     const bg = new BackgroundFetcher({ silencePeriodMs: 60_000, maxQueueSize: 2, dropPolicy: policy });
     t.after(() => bg.stop());
     for (const m of layers) bg.register(m);
     assert.equal(bg.pending, 2, policy);
     assert.equal(bg.counters.dropped, 1, policy);
-    assert.deepEqual(layers.map((m) => bg.has(m)), [0, 1, 2].map((i) => (kept as readonly number[]).includes(i)), policy);
+    assert.deepEqual(
+      layers.map((m) => bg.has(m)),
+      [0, 1, 2].map((i) => (kept as readonly number[]).includes(i)),
+      policy,
+    );
     bg.stop();
   }
 });
@@ -460,7 +502,10 @@ test('background fetcher: yields while readers of a registered layer are fetchin
   assert.equal(src.calls.length, n, 'spans the reader fetched were skipped');
 });
 
-test('through FUSE: unverifiable spans give EIO to the reader and the error lands in the state file', { skip: needs({ root: true }), timeout: 60_000 }, async (t) => {
+test('through FUSE: unverifiable spans give EIO to the reader and the error lands in the state file', {
+  skip: needs({ root: true }),
+  timeout: 60_000,
+}, async (t) => {
   const f = await fixture(t);
   const src = await fakeSource(f.gz);
   src.corrupt = 1_000_000;
@@ -470,16 +515,32 @@ test('through FUSE: unverifiable spans give EIO to the reader and the error land
   const lines: Array<[LayerFailure, number]> = [];
   const counted: LayerFailure[] = [];
   const failures = new FailureLog({ write: (x, n) => lines.push([x, n]), count: (x) => counted.push(x) });
-  const lm = await mountLayer({ ztoc: f.ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size }, blob: src, mountpoint: mnt, cache: new SpanCache({ dir: join(f.dir, 'cache') }), options: { retries: 1, readTimeoutMs: 3000, onFailure: (x) => failures.report(x) } });
+  const lm = await mountLayer({
+    ztoc: f.ztoc,
+    layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size },
+    blob: src,
+    mountpoint: mnt,
+    cache: new SpanCache({ dir: join(f.dir, 'cache') }),
+    options: { retries: 1, readTimeoutMs: 3000, onFailure: (x) => failures.report(x) },
+  });
   f.defer(() => lm.unmount());
   for (let i = 0; i < 3; i++) {
-    const r = await pexec('cat', [join(mnt, 'small.txt')]).then(() => 'ok', (e: { stderr: string }) => e.stderr);
+    const r = await pexec('cat', [join(mnt, 'small.txt')]).then(
+      () => 'ok',
+      (e: { stderr: string }) => e.stderr,
+    );
     assert.match(r, /Input\/output error/);
   }
   // Three readers, two attempts each: six verification failures counted, one line written for the
   // span (and one for the file that got EIO), each naming the layer.
   assert.ok(counted.filter((x) => x.kind === 'span_verification').length >= 6);
-  assert.deepEqual(lines.map(([x]) => [x.kind, x.layer]), [['span_verification', digest], ['read', digest]]);
+  assert.deepEqual(
+    lines.map(([x]) => [x.kind, x.layer]),
+    [
+      ['span_verification', digest],
+      ['read', digest],
+    ],
+  );
   assert.equal(lines[1]![0].entry, 'small.txt');
   assert.match(lines[1]![0].cause, /does not match its zTOC digest/);
   const state = JSON.parse((await pexec('cat', [join(mnt, '.soci-snapshotter', `${digest}.json`)])).stdout) as { error?: string; fetchedSize: number };
@@ -496,7 +557,14 @@ test('mountLayer: prefetch spans are resolved before the mount returns, in one r
   const mnt = join(f.dir, 'mnt');
   await mkdir(mnt);
   const digest = `sha256:${'ef'.repeat(32)}`;
-  const lm = await mountLayer({ ztoc: f.ztoc, layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size }, blob: src, mountpoint: mnt, cache: new SpanCache({ dir: join(f.dir, 'cache') }), options: { prefetch: [{ start_span: 2, end_span: 4 }] } });
+  const lm = await mountLayer({
+    ztoc: f.ztoc,
+    layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: src.size },
+    blob: src,
+    mountpoint: mnt,
+    cache: new SpanCache({ dir: join(f.dir, 'cache') }),
+    options: { prefetch: [{ start_span: 2, end_span: 4 }] },
+  });
   f.defer(() => lm.unmount());
   const st = lm.stats();
   assert.equal(st.fetchedSpans, 3);

@@ -21,7 +21,6 @@ import { pseudoRandom } from '../../harness/images.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { silentLogger } from '../../src/logger.js';
 
-
 // Anything that slips out as a process-level error fails this file loudly.
 const stray: unknown[] = [];
 process.on('uncaughtException', (e) => stray.push(e));
@@ -72,7 +71,9 @@ function assertOneLine(e: unknown, re: RegExp): true {
 }
 
 for (const c of ['gzip', 'uncompressed', 'zstd'] as const) {
-  test(`unpackLayer (${c}): a source that fails at the start, mid-stream or at the end rejects with its error`, { skip: c === 'zstd' && !hasTool('zstd') ? 'needs zstd' : false }, async (t) => {
+  test(`unpackLayer (${c}): a source that fails at the start, mid-stream or at the end rejects with its error`, {
+    skip: c === 'zstd' && !hasTool('zstd') ? 'needs zstd' : false,
+  }, async (t) => {
     const b = BLOBS[c];
     for (const at of [0, 100, Math.floor(b.length / 2), b.length]) {
       const dir = await scratchDir(t);
@@ -80,11 +81,15 @@ for (const c of ['gzip', 'uncompressed', 'zstd'] as const) {
     }
     // a digest mismatch noticed after the last byte (as fetchBlob reports it)
     const dir = await scratchDir(t);
-    await assert.rejects(unpackLayer(failing(b, b.length, new SociError('ERR_DIGEST_MISMATCH', 'digest mismatch')), c, dir), (e) => assertOneLine(e, /digest mismatch/));
+    await assert.rejects(unpackLayer(failing(b, b.length, new SociError('ERR_DIGEST_MISMATCH', 'digest mismatch')), c, dir), (e) =>
+      assertOneLine(e, /digest mismatch/),
+    );
     assert.deepEqual(stray, []);
   });
 
-  test(`unpackLayer (${c}): corrupt data rejects with a one-line error; intact data still unpacks`, { skip: c === 'zstd' && !hasTool('zstd') ? 'needs zstd' : false }, async (t) => {
+  test(`unpackLayer (${c}): corrupt data rejects with a one-line error; intact data still unpacks`, {
+    skip: c === 'zstd' && !hasTool('zstd') ? 'needs zstd' : false,
+  }, async (t) => {
     const b = Buffer.from(BLOBS[c]);
     b.fill(0x5a, 30, 600);
     await assert.rejects(unpackLayer(chunks(b), c, await scratchDir(t)), (e) => assertOneLine(e, /gzip|zstd|tar/i));
@@ -112,7 +117,11 @@ test('unpackLayer: the caller stopping early (worker failure) ends a stalled sou
 });
 
 /** A registry client double: manifest + config served, the layer stream scripted. */
-function fakeClient(layer: Buffer, diffId: string, stream: () => AsyncGenerator<Buffer>): { client: RegistryClient; manifestDigest: string; layerDigest: string } {
+function fakeClient(
+  layer: Buffer,
+  diffId: string,
+  stream: () => AsyncGenerator<Buffer>,
+): { client: RegistryClient; manifestDigest: string; layerDigest: string } {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] } }));
   const layerDigest = digestOf(layer);
   const manifest = Buffer.from(
@@ -151,7 +160,12 @@ test('RegistryLocalUnpacker: a layer download that fails rejects that unpack onl
   // and an intact one unpacks
   const good = fakeClient(gz, digestOf(TAR), () => chunks(gz));
   const dir = await scratchDir(t);
-  await new RegistryLocalUnpacker(() => good.client, silentLogger).unpack(dir, [], { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest }, { namespace: 'default', key: 'k' });
+  await new RegistryLocalUnpacker(() => good.client, silentLogger).unpack(
+    dir,
+    [],
+    { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest },
+    { namespace: 'default', key: 'k' },
+  );
   assert.deepEqual((await readdir(join(dir, 'a'))).sort(), ['b', 't.txt']);
   assert.deepEqual(stray, []);
 });

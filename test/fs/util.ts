@@ -46,19 +46,22 @@ export function compareDumps(got: Dump, want: Dump, opts: { skipNames?: (p: stri
       continue;
     }
     for (const k of ['mode', 'uid', 'gid', 'size', 'sha256', 'target', 'rdev', 'nlink'] as const) {
-      if (w[k] !== undefined && JSON.stringify(g[k]) !== JSON.stringify(w[k])) diffs.push(`${name(p)} ${k}: got ${JSON.stringify(g[k])} want ${JSON.stringify(w[k])}`);
+      if (w[k] !== undefined && JSON.stringify(g[k]) !== JSON.stringify(w[k]))
+        diffs.push(`${name(p)} ${k}: got ${JSON.stringify(g[k])} want ${JSON.stringify(w[k])}`);
     }
     // FUSE attrs carry unsigned seconds: pre-1970 times show as 0 (fuse protocol limitation).
     if (!w.whiteout && w.mtime_ns !== undefined) {
       const wm = Math.max(0, w.mtime_ns as number);
       if (g.mtime_ns !== wm && !((w.mtime_ns as number) < 0)) diffs.push(`${name(p)} mtime_ns: got ${String(g.mtime_ns)} want ${wm}`);
     }
-    if (JSON.stringify(sortKeys(g.xattrs)) !== JSON.stringify(sortKeys(w.xattrs))) diffs.push(`${name(p)} xattrs: got ${JSON.stringify(g.xattrs)} want ${JSON.stringify(w.xattrs)}`);
+    if (JSON.stringify(sortKeys(g.xattrs)) !== JSON.stringify(sortKeys(w.xattrs)))
+      diffs.push(`${name(p)} xattrs: got ${JSON.stringify(g.xattrs)} want ${JSON.stringify(w.xattrs)}`);
   }
   for (const p of Object.keys(got)) if (!want[p] && !opts.skipNames?.(p)) diffs.push(`unexpected ${name(p)}`);
   // Hardlinks: same inode for every name of a group.
   const groups = new Map<unknown, string[]>();
-  for (const [p, w] of Object.entries(want)) if (w.link_group !== undefined && !opts.skipNames?.(p)) groups.set(w.link_group, [...(groups.get(w.link_group) ?? []), p]);
+  for (const [p, w] of Object.entries(want))
+    if (w.link_group !== undefined && !opts.skipNames?.(p)) groups.set(w.link_group, [...(groups.get(w.link_group) ?? []), p]);
   for (const ps of groups.values()) {
     const inos = new Set(ps.map((p) => got[p]?.ino));
     if (inos.size !== 1) diffs.push(`hardlink group ${ps.map(name).join(',')} has inodes ${[...inos].join(',')}`);
@@ -70,4 +73,3 @@ function sortKeys(o: unknown): unknown {
   if (!o || typeof o !== 'object') return o;
   return Object.fromEntries(Object.entries(o as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
-

@@ -41,8 +41,15 @@ for (const reader of ['pipe', 'worker'] as const) {
     it('ls -la lists every type with the right mode letters', async () => {
       const r = await sh(`ls -lan '${M}'`);
       assert.equal(r.code, 0, r.stderr);
-      const lines = new Map(r.stdout.trim().split('\n').slice(1).map((l) => [/ (\S+)(?: -> \S+)?$/.exec(l)![1]!, l.replace(/\s+/g, ' ')]));
-      for (const n of ['.', '..', 'hello.txt', 'dir', 'many', 'big.bin', 'fifo', 'null-dev', 'hard1', 'true', 'xattr.txt']) assert.ok(lines.has(n), `${n} listed`);
+      const lines = new Map(
+        r.stdout
+          .trim()
+          .split('\n')
+          .slice(1)
+          .map((l) => [/ (\S+)(?: -> \S+)?$/.exec(l)![1]!, l.replace(/\s+/g, ' ')]),
+      );
+      for (const n of ['.', '..', 'hello.txt', 'dir', 'many', 'big.bin', 'fifo', 'null-dev', 'hard1', 'true', 'xattr.txt'])
+        assert.ok(lines.has(n), `${n} listed`);
       assert.match(lines.get('hello.txt')!, /^-rw-r----- 1 1000 100 12 Nov 14 2023 hello.txt$/);
       assert.match(lines.get('dir')!, /^drwxr-xr-x 3 /);
       assert.match(lines.get('fifo')!, /^prw-r--r-- /);
@@ -67,9 +74,18 @@ for (const reader of ['pipe', 'worker'] as const) {
       const r = await sh(`ls -lan '${M}/dir'`);
       assert.equal(r.code, 0, r.stderr);
       const lines = r.stdout.split('\n').map((l) => l.replace(/\s+/g, ' '));
-      assert.ok(lines.some((l) => /^-rw-r--r-- 2 0 0 13 .* hard2$/.test(l)), r.stdout);
-      assert.ok(lines.some((l) => /^drwxr-xr-x 2 0 0 0 .* sub$/.test(l)), r.stdout);
-      assert.ok(lines.some((l) => /^lrwxrwxrwx 1 0 0 12 .* up-link -> \.\.\/hello\.txt$/.test(l)), r.stdout);
+      assert.ok(
+        lines.some((l) => /^-rw-r--r-- 2 0 0 13 .* hard2$/.test(l)),
+        r.stdout,
+      );
+      assert.ok(
+        lines.some((l) => /^drwxr-xr-x 2 0 0 0 .* sub$/.test(l)),
+        r.stdout,
+      );
+      assert.ok(
+        lines.some((l) => /^lrwxrwxrwx 1 0 0 12 .* up-link -> \.\.\/hello\.txt$/.test(l)),
+        r.stdout,
+      );
       assert.ok((m.fs.calls.getattr ?? 0) > before, 'server fetched attributes itself');
     });
 
@@ -151,7 +167,9 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
     });
 
     it('FOPEN_DIRECT_IO files bypass the page cache (every read reaches the daemon)', async () => {
-      const want = createHash('md5').update(generated(BIG_SEED, 0, 4 * MiB)).digest('hex');
+      const want = createHash('md5')
+        .update(generated(BIG_SEED, 0, 4 * MiB))
+        .digest('hex');
       const r1 = await sh(`md5sum < '${M}/direct.bin'`);
       const reads1 = m.fs.calls.read ?? 0;
       const r2 = await sh(`md5sum < '${M}/direct.bin'`);
@@ -167,10 +185,19 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
     it('8 parallel O_DIRECT readers get the right bytes', async () => {
       const parts = Array.from({ length: 8 }, (_, i) => i);
       // each line's output order is nondeterministic: compare as sets
-      const r = await sh(`( ${parts.map((i) => `(dd if='${M}/big.bin' iflag=direct bs=256k skip=${i * 32} count=32 status=none | md5sum | sed 's/-/${i}/') &`).join(' ')} wait )`);
+      const r = await sh(
+        `( ${parts.map((i) => `(dd if='${M}/big.bin' iflag=direct bs=256k skip=${i * 32} count=32 status=none | md5sum | sed 's/-/${i}/') &`).join(' ')} wait )`,
+      );
       assert.equal(r.code, 0, r.stderr);
       const got = r.stdout.trim().split('\n').sort();
-      const want = parts.map((i) => `${createHash('md5').update(generated(BIG_SEED, i * 8 * MiB, 8 * MiB)).digest('hex')}  ${i}`).sort();
+      const want = parts
+        .map(
+          (i) =>
+            `${createHash('md5')
+              .update(generated(BIG_SEED, i * 8 * MiB, 8 * MiB))
+              .digest('hex')}  ${i}`,
+        )
+        .sort();
       assert.deepEqual(got, want);
     });
 
@@ -227,7 +254,9 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       const timeouts0 = m.server.stats.timeouts;
       const errors0 = m.server.stats.errors;
       const errorReplies0 = m.server.stats.errorReplies;
-      const part = createHash('md5').update(generated(BIG_SEED, 3 * MiB, MiB)).digest('hex');
+      const part = createHash('md5')
+        .update(generated(BIG_SEED, 3 * MiB, MiB))
+        .digest('hex');
       const loop = `end=$(( $(date +%s) + 2 )); n=0; while [ $(date +%s) -lt $end ]; do
         dd if='${M}/big.bin' iflag=direct bs=64k skip=48 count=16 status=none | md5sum;
         ls -la '${M}/many' > /dev/null; stat '${M}/dir/sub/deep.txt' > /dev/null;
@@ -237,7 +266,10 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       const sums = r.stdout.split('\n').filter((l) => l.endsWith('  -'));
       // Every client ran at least one full loop; how many is the machine's speed, not correctness.
       assert.ok(sums.length >= 4, `only ${sums.length} loops`);
-      assert.ok(sums.every((l) => l === `${part}  -`), 'every region md5 right');
+      assert.ok(
+        sums.every((l) => l === `${part}  -`),
+        'every region md5 right',
+      );
       assert.equal(m.server.stats.replyFailures, failures0);
       assert.equal(m.server.stats.timeouts, timeouts0);
       assert.equal(m.server.stats.errors, errors0, 'no filesystem failures');
@@ -248,7 +280,10 @@ for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
       await sh(`ls -la '${M}/many' > /dev/null; sync; echo 2 > /proc/sys/vm/drop_caches`);
       const manyDir = m.fs.nodes.get(1)!.children!.get('many')!;
       const manyInos = new Set(m.fs.nodes.get(manyDir)!.children!.values());
-      assert.ok([...m.fs.forgotten.keys()].some((ino) => manyInos.has(ino)), 'inodes of many/ forgotten');
+      assert.ok(
+        [...m.fs.forgotten.keys()].some((ino) => manyInos.has(ino)),
+        'inodes of many/ forgotten',
+      );
       assert.equal(m.server.stats.replyFailures, 0);
     });
   });

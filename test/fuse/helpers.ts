@@ -23,7 +23,7 @@ export function sh(cmd: string, timeoutMs = 60_000): Promise<ShResult> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     execFile('sh', ['-c', cmd], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: performance.now() - t0 });
     });
   });
@@ -36,7 +36,6 @@ export function makeMountDir(prefix = 'soci-fuse-'): Promise<string> {
 export async function isMounted(dir: string): Promise<boolean> {
   return (await readMountinfo()).some((m) => m.mountpoint === dir);
 }
-
 
 export interface Mounted {
   server: FuseServer;

@@ -182,10 +182,13 @@ describe('stale mounts', { skip }, () => {
     assert.match(probe.stderr, /not connected/);
 
     const res = await cleanupStaleMounts('socistale', base);
-    assert.deepEqual(res.sort((a, b) => a.mountpoint.localeCompare(b.mountpoint)), [
-      { mountpoint: deadDir, state: 'unmounted' },
-      { mountpoint: liveDir, state: 'alive' },
-    ]);
+    assert.deepEqual(
+      res.sort((a, b) => a.mountpoint.localeCompare(b.mountpoint)),
+      [
+        { mountpoint: deadDir, state: 'unmounted' },
+        { mountpoint: liveDir, state: 'alive' },
+      ],
+    );
     assert.equal(await isMounted(deadDir), false);
     assert.equal(await isMounted(liveDir), true);
     assert.equal((await sh(`cat '${liveDir}/hello.txt'`)).stdout, 'hello world\n');

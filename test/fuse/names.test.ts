@@ -7,7 +7,10 @@ import { needs } from '../../harness/env.js';
 import { makeMountDir, sh } from './helpers.js';
 import { SyntheticFs } from '../../harness/synthetic-fs.js';
 
-test('latin1 name codec keeps non-UTF-8 names exact (lookup, readdir, read)', { skip: needs({ root: true, tools: ['python3'] }), timeout: 60_000 }, async (t) => {
+test('latin1 name codec keeps non-UTF-8 names exact (lookup, readdir, read)', {
+  skip: needs({ root: true, tools: ['python3'] }),
+  timeout: 60_000,
+}, async (t) => {
   const raw = Buffer.from([0x66, 0xe9, 0xff, 0x2e, 0x74, 0x78, 0x74]); // "f\xe9\xff.txt": invalid UTF-8
   const fsys = new SyntheticFs({ bigSize: 1024 });
   fsys.file(ROOT_INO, raw.toString('latin1'), Buffer.from('raw name\n'));

@@ -11,7 +11,17 @@ import { join } from 'node:path';
 import { needs, tempDir } from '../../harness/env.js';
 import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from '../../harness/registry.js';
 import { startTokenServer, type TokenServer } from '../../harness/token-server.js';
-import { RegistryClient, normalizeScopes, parseChallenge, staticCredentials, dockerConfigCredentials, chainCredentials, envCredentials, digestOf, type RegistryClientOptions } from '../../src/registry/index.js';
+import {
+  RegistryClient,
+  normalizeScopes,
+  parseChallenge,
+  staticCredentials,
+  dockerConfigCredentials,
+  chainCredentials,
+  envCredentials,
+  digestOf,
+  type RegistryClientOptions,
+} from '../../src/registry/index.js';
 import { isSociError } from '../../src/errors.js';
 import { Authenticator } from '../../src/registry/auth.js';
 
@@ -42,7 +52,13 @@ before(async () => {
 });
 
 function client(reg: TestRegistry, extra: Partial<RegistryClientOptions> = {}, logs?: string[]) {
-  const c = new RegistryClient({ registry: reg.host, plainHttp: true, retry: { maxAttempts: 2, baseDelayMs: 10 }, ...(logs ? { debug: (l) => logs.push(l) } : {}), ...extra });
+  const c = new RegistryClient({
+    registry: reg.host,
+    plainHttp: true,
+    retry: { maxAttempts: 2, baseDelayMs: 10 },
+    ...(logs ? { debug: (l) => logs.push(l) } : {}),
+    ...extra,
+  });
   suite.after(() => c.close());
   return c;
 }
@@ -62,7 +78,10 @@ test('htpasswd: right password works, wrong/none → ERR_AUTH naming the registr
 
   const wrongPw = 'not-the-password-' + randomBytes(4).toString('hex');
   const bad = client(basicReg, { credentials: staticCredentials(`alice:${wrongPw}`) }, logs);
-  await assert.rejects(bad.getManifest('basic/app', 'latest'), (e: unknown) => isSociError(e, 'ERR_AUTH') && e.message.includes(basicReg.host) && noSecret(e, wrongPw, `alice:${wrongPw}`));
+  await assert.rejects(
+    bad.getManifest('basic/app', 'latest'),
+    (e: unknown) => isSociError(e, 'ERR_AUTH') && e.message.includes(basicReg.host) && noSecret(e, wrongPw, `alice:${wrongPw}`),
+  );
   const none = client(basicReg);
   await assert.rejects(none.ping(), (e: unknown) => isSociError(e, 'ERR_AUTH') && e.message.includes(basicReg.host));
   assert.ok(!logs.join('\n').includes(wrongPw));
@@ -116,7 +135,10 @@ test('bearer: anonymous pull of a public repo; private repo and wrong scope → 
   await assert.rejects(bob.pushBlob('private/app', digestOf(blob), blob.length, blob), (e: unknown) => isSociError(e, 'ERR_AUTH') && noSecret(e, 'builder'));
   // wrong password at the token server
   const wrong = client(tokenReg, { credentials: staticCredentials('alice:queen-of-hearts') });
-  await assert.rejects(wrong.getManifest('private/app', 'latest'), (e: unknown) => isSociError(e, 'ERR_AUTH') && /token server refused/.test(e.message) && noSecret(e, 'queen-of-hearts'));
+  await assert.rejects(
+    wrong.getManifest('private/app', 'latest'),
+    (e: unknown) => isSociError(e, 'ERR_AUTH') && /token server refused/.test(e.message) && noSecret(e, 'queen-of-hearts'),
+  );
 });
 
 test('bearer: an expired token is refreshed on 401', { skip }, async () => {
@@ -187,7 +209,10 @@ fi
   assert.deepEqual(asked, [basicReg.host, basicReg.host, 'https://index.docker.io/v1/']);
   // a missing helper binary is a clear ERR_AUTH
   await writeFile(cfgPath, JSON.stringify({ credsStore: 'does-not-exist' }));
-  await assert.rejects(dockerConfigCredentials({ configPath: cfgPath, env })(basicReg.host), (e: unknown) => isSociError(e, 'ERR_AUTH') && /docker-credential-does-not-exist/.test(e.message));
+  await assert.rejects(
+    dockerConfigCredentials({ configPath: cfgPath, env })(basicReg.host),
+    (e: unknown) => isSociError(e, 'ERR_AUTH') && /docker-credential-does-not-exist/.test(e.message),
+  );
 });
 
 test('credential chain and env provider', async () => {
@@ -195,20 +220,29 @@ test('credential chain and env provider', async () => {
   const p = chainCredentials(async () => undefined, envCredentials(env), staticCredentials('x:y'));
   assert.deepEqual(await p('reg.example.com'), { username: 'u', password: 'p:with:colons' });
   assert.deepEqual(await p('other.example.com'), { username: 'x', password: 'y' });
-  assert.throws(() => staticCredentials('nocolon'), (e: unknown) => isSociError(e, 'ERR_USAGE') && !e.message.includes('nocolon'));
+  assert.throws(
+    () => staticCredentials('nocolon'),
+    (e: unknown) => isSociError(e, 'ERR_USAGE') && !e.message.includes('nocolon'),
+  );
   assert.equal(await dockerConfigCredentials({ configPath: '/nonexistent/config.json' })('docker.io'), undefined);
 });
 
 test('WWW-Authenticate parsing and scope normalization', () => {
-  assert.deepEqual(parseChallenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push",error="insufficient_scope"'), {
-    scheme: 'bearer',
-    params: { realm: 'https://auth.example.com/token', service: 'registry.example.com', scope: 'repository:a/b:pull,push', error: 'insufficient_scope' },
-  });
+  assert.deepEqual(
+    parseChallenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push",error="insufficient_scope"'),
+    {
+      scheme: 'bearer',
+      params: { realm: 'https://auth.example.com/token', service: 'registry.example.com', scope: 'repository:a/b:pull,push', error: 'insufficient_scope' },
+    },
+  );
   assert.deepEqual(parseChallenge(['Basic realm="x y"']), { scheme: 'basic', params: { realm: 'x y' } });
   assert.deepEqual(parseChallenge('basic realm=plain'), { scheme: 'basic', params: { realm: 'plain' } });
   assert.equal(parseChallenge('Negotiate abc'), undefined);
   assert.equal(parseChallenge(undefined), undefined);
-  assert.deepEqual(normalizeScopes(['repository:a:pull', 'repository:a:push,pull', 'repository:b:pull', 'repository:a:delete']), ['repository:a:pull,push,delete', 'repository:b:pull']);
+  assert.deepEqual(normalizeScopes(['repository:a:pull', 'repository:a:push,pull', 'repository:b:pull', 'repository:a:delete']), [
+    'repository:a:pull,push,delete',
+    'repository:b:pull',
+  ]);
   assert.deepEqual(normalizeScopes(['repository:x:pull repository:y:push']), ['repository:x:pull', 'repository:y:push']);
 });
 

@@ -33,10 +33,12 @@ before(async () => {
   suite.after(() => client.close());
 });
 
-
 test('ping and debug log lines', { skip }, async () => {
   await client.ping();
-  assert.ok(logs.some((l) => new RegExp(`^GET http://${reg.host}/v2/ 200 \\d+ms$`).test(l)), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => new RegExp(`^GET http://${reg.host}/v2/ 200 \\d+ms$`).test(l)),
+    logs.join('\n'),
+  );
 });
 
 test('manifest and index by tag and by digest', { skip }, async () => {
@@ -68,7 +70,11 @@ test('Docker v2 manifest and manifest list keep their media types', { skip }, as
   );
   const d = await client.putManifest('test/single', 'docker', docker, MEDIA_TYPES.dockerManifest);
   const list = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerList, manifests: [{ mediaType: MEDIA_TYPES.dockerManifest, digest: d, size: docker.length, platform: { architecture: 'amd64', os: 'linux' } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.dockerList,
+      manifests: [{ mediaType: MEDIA_TYPES.dockerManifest, digest: d, size: docker.length, platform: { architecture: 'amd64', os: 'linux' } }],
+    }),
   );
   await client.putManifest('test/single', 'dockerlist', list, MEDIA_TYPES.dockerList);
   const got = await client.getManifest('test/single', 'docker');
@@ -79,7 +85,10 @@ test('Docker v2 manifest and manifest list keep their media types', { skip }, as
 });
 
 test('unknown tag, unknown repo, unknown blob → ERR_NOT_FOUND naming them', { skip }, async () => {
-  await assert.rejects(client.getManifest('test/single', 'nope'), (e: unknown) => isSociError(e, 'ERR_NOT_FOUND') && e.message.includes(`${reg.host}/test/single:nope`));
+  await assert.rejects(
+    client.getManifest('test/single', 'nope'),
+    (e: unknown) => isSociError(e, 'ERR_NOT_FOUND') && e.message.includes(`${reg.host}/test/single:nope`),
+  );
   await assert.rejects(client.getManifest('no/such', 'latest'), (e: unknown) => isSociError(e, 'ERR_NOT_FOUND'));
   const d = digestOf(Buffer.from('missing'));
   await assert.rejects(collect(client.fetchBlob('test/single', d)), (e: unknown) => isSociError(e, 'ERR_NOT_FOUND') && e.message.includes(d));
@@ -89,7 +98,10 @@ test('unknown tag, unknown repo, unknown blob → ERR_NOT_FOUND naming them', { 
 test('manifest larger than the limit → ERR_INVALID_MANIFEST', { skip }, async () => {
   const small = new RegistryClient({ registry: reg.host, plainHttp: true, maxManifestBytes: 100 });
   try {
-    await assert.rejects(small.getManifest('test/single', 'latest'), (e: unknown) => isSociError(e, 'ERR_INVALID_MANIFEST') && /larger than 100 bytes/.test(e.message));
+    await assert.rejects(
+      small.getManifest('test/single', 'latest'),
+      (e: unknown) => isSociError(e, 'ERR_INVALID_MANIFEST') && /larger than 100 bytes/.test(e.message),
+    );
   } finally {
     await small.close();
   }
@@ -180,8 +192,15 @@ test('push manifests by tag and by digest, read back with skopeo', { skip }, asy
   assert.ok((await skopeoInspectRaw(reg, `${repo}@${digestOf(manifest2)}`)).equals(manifest2));
   await assert.rejects(client.putManifest(repo, digestOf(manifest), manifest2, MEDIA_TYPES.ociManifest), (e: unknown) => isSociError(e, 'ERR_DIGEST_MISMATCH'));
   // a manifest naming a blob the repository does not have
-  const dangling = Buffer.from(manifest.toString().replace(/"layers":\[\{[^}]*\}\]/, `"layers":[{"mediaType":"application/octet-stream","digest":"${digestOf(Buffer.from('nope'))}","size":4}]`));
-  await assert.rejects(client.putManifest(repo, 'dangling', dangling, MEDIA_TYPES.ociManifest), (e: unknown) => isSociError(e, 'ERR_REGISTRY') && /BLOB_UNKNOWN/.test(e.message));
+  const dangling = Buffer.from(
+    manifest
+      .toString()
+      .replace(/"layers":\[\{[^}]*\}\]/, `"layers":[{"mediaType":"application/octet-stream","digest":"${digestOf(Buffer.from('nope'))}","size":4}]`),
+  );
+  await assert.rejects(
+    client.putManifest(repo, 'dangling', dangling, MEDIA_TYPES.ociManifest),
+    (e: unknown) => isSociError(e, 'ERR_REGISTRY') && /BLOB_UNKNOWN/.test(e.message),
+  );
 });
 
 test('referrers: distribution has no API → sha256-<hex> tag fallback', { skip }, async () => {

@@ -45,7 +45,6 @@ function client(extra: Partial<RegistryClientOptions> = {}, host = proxy.host) {
   return c;
 }
 
-
 const layer = () => img.manifests[0]!.layers[0]!;
 const manifestPath = `/v2/${REPO}/manifests/`;
 const blobPath = () => `/v2/${REPO}/blobs/${layer().digest}`;
@@ -72,11 +71,17 @@ test('429 honours Retry-After', { skip }, async () => {
 test('501 is not retried; a persistent 503 gives up after maxAttempts naming the blob', { skip }, async () => {
   proxy.clear();
   proxy.add({ method: 'GET', path: blobPath(), fault: { kind: 'status', status: 501 } });
-  await assert.rejects(client().fetchBlobRange(REPO, layer().digest, 0, 10), (e: unknown) => isSociError(e, 'ERR_REGISTRY') && e.message.includes(layer().digest));
+  await assert.rejects(
+    client().fetchBlobRange(REPO, layer().digest, 0, 10),
+    (e: unknown) => isSociError(e, 'ERR_REGISTRY') && e.message.includes(layer().digest),
+  );
   assert.equal(proxy.count('GET', blobPath()), 1);
   proxy.clear();
   proxy.add({ method: 'GET', path: blobPath(), times: 100, fault: { kind: 'status', status: 503 } });
-  await assert.rejects(collect(client().fetchBlob(REPO, layer().digest)), (e: unknown) => isSociError(e, 'ERR_REGISTRY') && e.message.includes(layer().digest) && /503.*4 attempts/.test(e.message));
+  await assert.rejects(
+    collect(client().fetchBlob(REPO, layer().digest)),
+    (e: unknown) => isSociError(e, 'ERR_REGISTRY') && e.message.includes(layer().digest) && /503.*4 attempts/.test(e.message),
+  );
   assert.equal(proxy.count('GET', blobPath()), 4);
 });
 
@@ -124,7 +129,11 @@ test('flipped bytes → ERR_DIGEST_MISMATCH naming the blob / manifest, never ac
 test('media type from Content-Type; generic types fall back to the document; unknown → ERR_UNSUPPORTED', { skip }, async () => {
   proxy.clear();
   proxy.add({ method: 'GET', path: manifestPath, fault: { kind: 'headers', set: { 'content-type': 'application/json' } } });
-  proxy.add({ method: 'GET', path: manifestPath, fault: { kind: 'headers', set: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' } } });
+  proxy.add({
+    method: 'GET',
+    path: manifestPath,
+    fault: { kind: 'headers', set: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' } },
+  });
   const c = client();
   assert.equal((await c.getManifest(REPO, 'latest')).mediaType, 'application/vnd.oci.image.manifest.v1+json');
   await assert.rejects(c.getManifest(REPO, 'latest'), (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED') && /manifest\.v1\+prettyjws/.test(e.message));
@@ -196,7 +205,12 @@ test('redirect to storage: Range kept, Authorization dropped for the other host,
   t.after(() => new Promise((r) => storage.close(r)));
   const sport = (storage.address() as AddressInfo).port;
   const bproxy = await startFaultProxy(suite, basic.host);
-  bproxy.add({ method: 'GET', path: `/blobs/${bl.digest}`, times: 10, fault: { kind: 'redirect', location: () => `http://localhost:${sport}/data?X-Amz-Signature=topsecret` } });
+  bproxy.add({
+    method: 'GET',
+    path: `/blobs/${bl.digest}`,
+    times: 10,
+    fault: { kind: 'redirect', location: () => `http://localhost:${sport}/data?X-Amz-Signature=topsecret` },
+  });
   const logs: string[] = [];
   const c = client({ credentials: staticCredentials(`${basic.user}:${basic.password}`), debug: (l) => logs.push(l) }, bproxy.host);
   await c.ping(); // learns that the registry wants Basic auth, so blob GETs carry it
@@ -214,17 +228,28 @@ test('redirect to storage: Range kept, Authorization dropped for the other host,
   denyNext = 1;
   assert.ok((await c.fetchBlobRange(REPO, bl.digest, 7, 9)).equals(bl.bytes.subarray(7, 9)));
   assert.equal(seen.length, 5);
-  assert.ok(seen.every((h) => h.authorization === undefined), 'no Authorization to storage');
+  assert.ok(
+    seen.every((h) => h.authorization === undefined),
+    'no Authorization to storage',
+  );
   const blobReqs = bproxy.requests.filter((r) => r.path.includes('/blobs/'));
   assert.equal(blobReqs.length, 3);
-  assert.ok(blobReqs.every((r) => String(r.headers.authorization).startsWith('Basic ')), 'Authorization to the registry');
+  assert.ok(
+    blobReqs.every((r) => String(r.headers.authorization).startsWith('Basic ')),
+    'Authorization to the registry',
+  );
   assert.ok(!logs.join('\n').includes('topsecret'));
   assert.ok(logs.some((l) => l.includes(`localhost:${sport}/data?X-Amz-Signature=…`)));
 });
 
 test('referrers API (OCI 1.1) answer is used and filtered client-side when the registry did not filter', { skip }, async () => {
   proxy.clear();
-  const a = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(Buffer.from('a')), size: 1, artifactType: 'application/vnd.amazon.soci.index.v1+json' };
+  const a = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: digestOf(Buffer.from('a')),
+    size: 1,
+    artifactType: 'application/vnd.amazon.soci.index.v1+json',
+  };
   const b = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(Buffer.from('b')), size: 1, artifactType: 'application/other' };
   const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [a, b] });
   const canned = { kind: 'status', status: 200, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body } as const;

@@ -15,7 +15,11 @@ import { daemonRegistryOptions } from '../../src/snapshotter/registry-config.js'
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
-interface Seen { method: string; url: string; range?: string }
+interface Seen {
+  method: string;
+  url: string;
+  range?: string;
+}
 
 /** /slow/… dribbles a byte every 50 ms; /fail/… answers 500; /fast/… answers 8 bytes at once. */
 async function server(t: { after: (fn: () => unknown) => void }): Promise<{ host: string; seen: Seen[] }> {

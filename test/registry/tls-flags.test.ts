@@ -41,12 +41,32 @@ function makeCerts() {
   ] as const) {
     writeFileSync(pem(`${name}.ext`), ext);
     openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    );
   }
 }
 
 async function startServer(requireClient: boolean): Promise<string> {
-  const opts = { key: readFileSync(pem('server.key')), cert: readFileSync(pem('server.crt')), ...(requireClient ? { requestCert: true, rejectUnauthorized: true, ca: readFileSync(pem('ca.crt')) } : {}) };
+  const opts = {
+    key: readFileSync(pem('server.key')),
+    cert: readFileSync(pem('server.crt')),
+    ...(requireClient ? { requestCert: true, rejectUnauthorized: true, ca: readFileSync(pem('ca.crt')) } : {}),
+  };
   const srv: Server = createServer(opts, (req, res) => {
     if (req.method === 'GET' && req.url === '/v2/') res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     else res.writeHead(404).end();
@@ -108,16 +128,23 @@ test('hosts.toml ca + client pair against a server requiring client certs', { sk
   suite.after(() => h.close());
   await h.get(mtls).ping();
   // same CA, no client certificate: refused by the server
-  await assert.rejects(ping(mtls, { hostsDir: hostsDir('hd-toml-nocert', mtls, { 'hosts.toml': `ca = ["${pem('ca.crt')}"]\n` }) }), (e: unknown) => isSociError(e, 'ERR_NETWORK'));
+  await assert.rejects(ping(mtls, { hostsDir: hostsDir('hd-toml-nocert', mtls, { 'hosts.toml': `ca = ["${pem('ca.crt')}"]\n` }) }), (e: unknown) =>
+    isSociError(e, 'ERR_NETWORK'),
+  );
   // docker-style cert files give the same client cert; --tlscert/--tlskey too
-  await ping(mtls, { hostsDir: hostsDir('hd-files', mtls, { 'ca.crt': { copy: 'ca.crt' }, 'client.cert': { copy: 'client.crt' }, 'client.key': { copy: 'client.key' } }) });
+  await ping(mtls, {
+    hostsDir: hostsDir('hd-files', mtls, { 'ca.crt': { copy: 'ca.crt' }, 'client.cert': { copy: 'client.crt' }, 'client.key': { copy: 'client.key' } }),
+  });
   await ping(mtls, { tlscacert: pem('ca.crt'), tlscert: pem('client.crt'), tlskey: pem('client.key') });
 });
 
 test('hosts.toml skip_verify and a bad hosts.toml', { skip }, async () => {
   await ping(plain, { hostsDir: hostsDir('hd-skip', plain, { 'hosts.toml': 'skip_verify = true\n' }) });
   const bad = hostsDir('hd-bad', plain, { 'hosts.toml': 'ca = [unterminated\n' });
-  await assert.rejects(ping(plain, { hostsDir: bad }), (e: unknown) => isSociError(e, 'ERR_USAGE') && e.message.includes(join(bad, plain, 'hosts.toml')) && !e.message.includes('\n'));
+  await assert.rejects(
+    ping(plain, { hostsDir: bad }),
+    (e: unknown) => isSociError(e, 'ERR_USAGE') && e.message.includes(join(bad, plain, 'hosts.toml')) && !e.message.includes('\n'),
+  );
   const missingCa = hostsDir('hd-missing', plain, { 'hosts.toml': 'ca = "nope.crt"\n' });
   await assert.rejects(ping(plain, { hostsDir: missingCa }), (e: unknown) => isSociError(e, 'ERR_USAGE') && e.message.includes('nope.crt'));
   const lonely = hostsDir('hd-lonely', plain, { 'client.cert': { copy: 'client.crt' } });
@@ -129,7 +156,10 @@ test('flag validation: --tlscert/--tlskey pairs, unreadable files, --user with -
   assert.throws(() => registryHostsOptions({ tlscert: 'c.pem' }, false), usage(/--tlscert and --tlskey/));
   assert.throws(() => registryHostsOptions({ tlskey: 'k.pem' }, false), usage(/--tlscert and --tlskey/));
   assert.throws(() => registryHostsOptions({ tlscacert: '/no/such/ca.pem' }, false), usage(/^--tlscacert: cannot read \/no\/such\/ca\.pem/));
-  assert.throws(() => registryHostsOptions({ user: 'u:secret', refresh: 'tok123' }, false), (e: unknown) => usage(/--user or --refresh/)(e) && !(e as Error).message.includes('tok123') && !(e as Error).message.includes('secret'));
+  assert.throws(
+    () => registryHostsOptions({ user: 'u:secret', refresh: 'tok123' }, false),
+    (e: unknown) => usage(/--user or --refresh/)(e) && !(e as Error).message.includes('tok123') && !(e as Error).message.includes('secret'),
+  );
 });
 
 test('--refresh becomes the identity token for every registry', async () => {
@@ -140,11 +170,25 @@ test('--refresh becomes the identity token for every registry', async () => {
 
 test('addRegistryFlags accepts AWS soci flag spellings; --http-dump/--http-trace turn on request logging', () => {
   const opts = addRegistryFlags(new Command('x'))
-    .parse(['-k', '--refresh', 't', '--hosts-dir', '/d', '--tlscacert', 'a', '--tlscert', 'b', '--tlskey', 'c', '--http-dump', '--http-trace', '--plain-http'], { from: 'user' })
+    .parse(
+      ['-k', '--refresh', 't', '--hosts-dir', '/d', '--tlscacert', 'a', '--tlscert', 'b', '--tlskey', 'c', '--http-dump', '--http-trace', '--plain-http'],
+      { from: 'user' },
+    )
     .opts<RegistryFlags>();
   assert.deepEqual(
     { ...opts },
-    { skipVerify: true, refresh: 't', hostsDir: '/d', tlscacert: 'a', tlscert: 'b', tlskey: 'c', httpDump: true, httpTrace: true, plainHttp: true, insecureRegistry: [] },
+    {
+      skipVerify: true,
+      refresh: 't',
+      hostsDir: '/d',
+      tlscacert: 'a',
+      tlscert: 'b',
+      tlskey: 'c',
+      httpDump: true,
+      httpTrace: true,
+      plainHttp: true,
+      insecureRegistry: [],
+    },
   );
   assert.equal(registryHostsOptions({ httpTrace: true }, false).debug !== undefined, true);
   assert.equal(registryHostsOptions({}, false).debug, undefined);

@@ -26,7 +26,12 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 }
 
 /** Mounts the top layer of each image at once while the proxy holds zTOC downloads; the most seen at one time. */
-async function mountAllHeld(t: { after: (fn: () => unknown) => void }, proxy: FaultProxy, images: IndexedImage[], maxConcurrency: number | undefined): Promise<number> {
+async function mountAllHeld(
+  t: { after: (fn: () => unknown) => void },
+  proxy: FaultProxy,
+  images: IndexedImage[],
+  maxConcurrency: number | undefined,
+): Promise<number> {
   let release!: () => void;
   const held = new Promise<void>((r) => (release = r));
   proxy.clear();

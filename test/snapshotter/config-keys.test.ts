@@ -94,14 +94,21 @@ for (const [key, value, outcome, inV12] of KEYS) {
   test(`AWS config key ${key} = ${value}: ${outcome}${inV12 ? '' : ' (since v0.13)'}`, () => {
     const text = toml(key, value);
     if (outcome === 'refused') {
-      assert.throws(() => parseConfig(text), (e: Error) => e.message.startsWith(`config: ${key} = `) && !e.message.includes('\n'));
+      assert.throws(
+        () => parseConfig(text),
+        (e: Error) => e.message.startsWith(`config: ${key} = `) && !e.message.includes('\n'),
+      );
       return;
     }
     const cfg = parseConfig(text);
     assert.deepEqual(valueAt(cfg, key), JSON.parse(value), 'the value is kept');
     const reported = configReports(cfg).filter((r) => r.key === key);
     if (outcome === 'applied') assert.deepEqual(reported, [], 'nothing to report');
-    else assert.deepEqual(reported.map((r) => r.kind), [outcome]);
+    else
+      assert.deepEqual(
+        reported.map((r) => r.kind),
+        [outcome],
+      );
   });
 }
 
@@ -152,7 +159,11 @@ for (const version of ['v0.12.1', 'v0.16.1']) {
     const keys = docKeys(doc);
     assert.ok(keys.length > 40, `parsed ${keys.length} keys`);
     const known = new Set([...KEYS.map(([k]) => k), ...MIRROR_KEYS]);
-    assert.deepEqual(keys.filter((k) => !known.has(k)), [], 'keys of the docs missing from the table');
+    assert.deepEqual(
+      keys.filter((k) => !known.has(k)),
+      [],
+      'keys of the docs missing from the table',
+    );
     for (const [k, , , inV12] of KEYS) if (version === 'v0.12.1' && inV12) assert.ok(keys.includes(k), `${k} is marked as in v0.12.1's docs`);
   });
 }

@@ -55,7 +55,9 @@ test('config default prints the documented defaults as TOML', async () => {
 test('config dump: overrides applied, zero → default, unknown keys ignored, round-trips', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'config.toml');
-  await writeFile(file, `
+  await writeFile(
+    file,
+    `
 metrics_address = "127.0.0.1:9999"
 mount_timeout_sec = 0
 max_concurrency = -1
@@ -77,7 +79,8 @@ host = "mirror.example.com"
 insecure = true
 [snapshotter]
 min_layer_size = 1000
-`);
+`,
+  );
   const r = await cli(['--config', file, 'config', 'dump']);
   assert.equal(r.code, 0, r.stderr);
   const doc = parse(r.stdout) as any;
@@ -130,7 +133,15 @@ test('config errors: missing explicit file, bad TOML, bad values → one line, e
 
 test('config values as AWS validates them: enums, sizes with decimals, refused and no-effect keys reported', () => {
   // sizes: decimals and units in any case, powers of 1024, truncated
-  for (const [v, want] of [['8mb', 8 << 20], ['1.5mb', 1572864], ['1.5MB', 1572864], ['2kb', 2048], ['0.5gb', 1 << 29], ['10b', 10], ['', 0]] as const) {
+  for (const [v, want] of [
+    ['8mb', 8 << 20],
+    ['1.5mb', 1572864],
+    ['1.5MB', 1572864],
+    ['2kb', 2048],
+    ['0.5gb', 1 << 29],
+    ['10b', 10],
+    ['', 0],
+  ] as const) {
     assert.equal(parseChunkSize(v), want, v);
     parseConfig(`[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "${v}"`);
   }
@@ -148,20 +159,31 @@ test('config values as AWS validates them: enums, sizes with decimals, refused a
     ['[pull_modes.parallel_pull_unpack]\nenable = true', 'pull_modes.parallel_pull_unpack.enable'],
     ['[kubeconfig_keychain]\nenable_keychain = true', 'kubeconfig_keychain.enable_keychain'],
   ] as const) {
-    assert.throws(() => parseConfig(text), (e: Error) => e.message.startsWith(`config: ${key} = `) && /is not supported: /.test(e.message) && !e.message.includes('\n'), text);
+    assert.throws(
+      () => parseConfig(text),
+      (e: Error) => e.message.startsWith(`config: ${key} = `) && /is not supported: /.test(e.message) && !e.message.includes('\n'),
+      text,
+    );
   }
   // the same keys at their defaults are fine and say nothing
   const quiet = parseConfig('disable_verification = false\ndebug_address = ""\n[pull_modes.parallel_pull_unpack]\nenable = false\n[fuse]\nattr_timeout = 5');
   assert.deepEqual(configReports(quiet), []);
   // keys that cannot apply: reported once each, with why
-  const r = configReports(parseConfig('metadata_store = "db-multi"\nmetadata_db_no_sync = true\nfilesystem_cache_type = "memory"\n[directory_cache]\nmax_lru_cache_entry = 5\n[blob]\nforce_single_range_mode = true\n[background_fetch]\ndrop_policy = "oldest"\n[[resolver.host."r.example".mirrors]]\nhost = "m.example"\nrequest_timeout_sec = 5\n'));
-  assert.deepEqual(r.map((x) => [x.key, x.kind]), [
-    ['metadata_store', 'moot'],
-    ['metadata_db_no_sync', 'moot'],
-    ['filesystem_cache_type', 'moot'],
-    ['directory_cache.max_lru_cache_entry', 'moot'],
-    ['blob.force_single_range_mode', 'moot'],
-  ]);
+  const r = configReports(
+    parseConfig(
+      'metadata_store = "db-multi"\nmetadata_db_no_sync = true\nfilesystem_cache_type = "memory"\n[directory_cache]\nmax_lru_cache_entry = 5\n[blob]\nforce_single_range_mode = true\n[background_fetch]\ndrop_policy = "oldest"\n[[resolver.host."r.example".mirrors]]\nhost = "m.example"\nrequest_timeout_sec = 5\n',
+    ),
+  );
+  assert.deepEqual(
+    r.map((x) => [x.key, x.kind]),
+    [
+      ['metadata_store', 'moot'],
+      ['metadata_db_no_sync', 'moot'],
+      ['filesystem_cache_type', 'moot'],
+      ['directory_cache.max_lru_cache_entry', 'moot'],
+      ['blob.force_single_range_mode', 'moot'],
+    ],
+  );
   assert.ok(r.every((x) => x.why.length > 10 && !x.why.includes('\n')));
   assert.deepEqual(configReports(parseConfig('[background_fetch]\ndrop_policy = "oldest"')), [], 'both policies work');
 });
@@ -191,10 +213,23 @@ test('the daemon reports each no-effect key in one line at start and goes on; a 
   const file = join(dir, 'config.toml');
   await writeFile(file, 'metadata_store = "db-multi"\n[directory_cache]\nmax_cache_fds = 20\n');
   const stderr = await startedDaemonLog(['--config', file, '--root', join(dir, 'root'), '--address', join(dir, 's.sock')]);
-  const lines = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string; key?: string });
+  const lines = stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: string; msg: string; key?: string });
   const cfgLines = lines.filter((l) => l.msg.startsWith('config: '));
-  assert.deepEqual(cfgLines.map((l) => [l.level, l.key]), [['warn', 'metadata_store'], ['warn', 'directory_cache.max_cache_fds']], stderr);
-  assert.ok(lines.some((l) => l.msg === 'soci-snapshotter-grpc successfully started'), 'and it went on');
+  assert.deepEqual(
+    cfgLines.map((l) => [l.level, l.key]),
+    [
+      ['warn', 'metadata_store'],
+      ['warn', 'directory_cache.max_cache_fds'],
+    ],
+    stderr,
+  );
+  assert.ok(
+    lines.some((l) => l.msg === 'soci-snapshotter-grpc successfully started'),
+    'and it went on',
+  );
   assert.match(cfgLines[0]!.msg, /^config: metadata_store has no effect here: /);
   await writeFile(file, 'disable_verification = true\n');
   const refused = await cli(['--config', file, '--root', join(dir, 'root2'), '--address', join(dir, 's2.sock')]);
@@ -205,15 +240,24 @@ test('the daemon reports each no-effect key in one line at start and goes on; a 
 });
 
 for (const version of ['v0.12.1', 'v0.16.1']) {
-  test(`AWS's own config/config.toml (${version}, verbatim from the Go module) starts the daemon quietly; edited, it gets the expected report lines`, { skip: needs({ tools: ['go'] }), timeout: 180_000 }, async (t) => {
+  test(`AWS's own config/config.toml (${version}, verbatim from the Go module) starts the daemon quietly; edited, it gets the expected report lines`, {
+    skip: needs({ tools: ['go'] }),
+    timeout: 180_000,
+  }, async (t) => {
     const aws = await readFile(join(awsModuleDir(version), 'config', 'config.toml'), 'utf8');
     const dir = await tempDir(t);
     const file = join(dir, 'config.toml');
     const configLines = async (text: string, name: string) => {
       await writeFile(file, text);
       const stderr = await startedDaemonLog(['--config', file, '--root', join(dir, `root-${name}`), '--address', join(dir, `${name}.sock`)]);
-      const lines = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string; key?: string });
-      assert.ok(lines.some((l) => l.msg === 'soci-snapshotter-grpc successfully started'), stderr);
+      const lines = stderr
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { level: string; msg: string; key?: string });
+      assert.ok(
+        lines.some((l) => l.msg === 'soci-snapshotter-grpc successfully started'),
+        stderr,
+      );
       return lines.filter((l) => l.msg.startsWith('config: ')).map((l) => [l.level, l.key]);
     };
     assert.deepEqual(await configLines(aws, 'verbatim'), [], 'every key at its default says nothing');
@@ -227,7 +271,10 @@ for (const version of ['v0.12.1', 'v0.16.1']) {
     edited = edit(edited, 'check_always', 'false', 'true');
     edited = edit(edited, 'max_cache_fds', '0', '20');
     edited = edit(edited, 'RequestTimeoutMsec', '300000', '1000');
-    assert.deepEqual(await configLines(edited, 'edited'), [['warn', 'metadata_store'], ['warn', 'directory_cache.max_cache_fds']]);
+    assert.deepEqual(await configLines(edited, 'edited'), [
+      ['warn', 'metadata_store'],
+      ['warn', 'directory_cache.max_cache_fds'],
+    ]);
     await writeFile(file, edit(aws, 'disable_verification', 'false', 'true'));
     const refused = await cli(['--config', file, '--root', join(dir, 'root-refused'), '--address', join(dir, 'r.sock')]);
     assert.notEqual(refused.code, 0);
@@ -235,7 +282,9 @@ for (const version of ['v0.12.1', 'v0.16.1']) {
   });
 }
 
-test('--config naming the default path falls back to the defaults when that file is missing (as AWS)', { skip: existsSync(DEFAULT_CONFIG_PATH) ? `${DEFAULT_CONFIG_PATH} exists on this machine` : false }, async () => {
+test('--config naming the default path falls back to the defaults when that file is missing (as AWS)', {
+  skip: existsSync(DEFAULT_CONFIG_PATH) ? `${DEFAULT_CONFIG_PATH} exists on this machine` : false,
+}, async () => {
   const r = await cli(['--config', DEFAULT_CONFIG_PATH, 'config', 'dump']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(parse(r.stdout), parse((await cli(['config', 'default'])).stdout));
@@ -261,8 +310,14 @@ test('missing default config file means defaults; --version; bad flag', async (t
 });
 
 test('List filters follow containerd syntax', () => {
-  const info = (name: string, parent: string, kind: 'active' | 'view' | 'committed', labels: Record<string, string> = {}) =>
-    ({ name, parent, kind, labels, created: new Date(0), updated: new Date(0) });
+  const info = (name: string, parent: string, kind: 'active' | 'view' | 'committed', labels: Record<string, string> = {}) => ({
+    name,
+    parent,
+    kind,
+    labels,
+    created: new Date(0),
+    updated: new Date(0),
+  });
   const xs = [info('a', '', 'committed', { 'containerd.io/gc.root': 'x', foo: 'bar' }), info('b', 'a', 'active'), info('c', 'a', 'view', { foo: 'baz' })];
   const sel = (...f: string[]) => xs.filter(compileFilters(f)).map((i) => i.name);
   assert.deepEqual(sel(), ['a', 'b', 'c']);

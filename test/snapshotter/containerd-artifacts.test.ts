@@ -37,7 +37,10 @@ test('content_store.type = "containerd": index and zTOCs read from containerd be
   const index = await client.getManifest(img.repo, img.indexDigest);
   const ctd = await Containerd.connect({ address: cd.address, namespace: 'soci-test' });
   try {
-    for (const [bytes, digest] of [[Buffer.concat(parts), ztocDigest], [index.bytes, img.indexDigest]] as const) {
+    for (const [bytes, digest] of [
+      [Buffer.concat(parts), ztocDigest],
+      [index.bytes, img.indexDigest],
+    ] as const) {
       await ctd.content.put(bytes, digest, { 'containerd.io/gc.root': new Date().toISOString() });
     }
   } finally {

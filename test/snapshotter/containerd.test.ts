@@ -68,48 +68,57 @@ async function script(cd: StartedContainerd, snapshotter: string): Promise<strin
   return out;
 }
 
-for (const version of CONTAINERD_VERSIONS) test(`ctr snapshots: soci behaves like overlayfs (containerd ${version})`, { skip }, async (t) => {
-  const sn = await startSnapshotter(t);
-  const cd = await startContainerd(t, { version, snapshotterSocket: sn.address });
-  const overlay = await script(cd, 'overlayfs');
-  const soci = await script(cd, 'soci');
-  assert.deepEqual(soci, overlay);
-  // and the results are what containerd documents, not just equal
-  assert.match(soci.find((l) => l.startsWith('prepare --mounts c mid'))!, /"Type": "overlay".*workdir=<snap\d+>\/work.*upperdir=<snap\d+>\/fs.*lowerdir=<snap\d+>\/fs:<snap\d+>\/fs/);
-  assert.match(soci.find((l) => l.startsWith('prepare bad nope'))!, /=> 1 .*not found/);
-  assert.match(soci.find((l) => l.startsWith('rm base'))!, /=> 1 /);
-  // `ctr snapshots rm` only marks; containerd's GC then calls List → Remove → Cleanup on us
-  const c = new TestClient(sn.address, 'cmp');
-  t.after(() => c.close());
-  const keys = async () => (await c.list()).map((i) => String(i.name));
-  for (let i = 0; (await keys()).some((k) => k.endsWith('/c')); i++) {
-    assert.ok(i < 100, `GC never removed c: ${(await keys()).join(' ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.ok((await keys()).some((k) => k.endsWith('/mid')));
-  // GC's Cleanup, which removes the directories, comes after Remove (a little later on 2.2).
-  const dirs = () => readdir(join(sn.root, 'snapshotter', 'snapshots'));
-  for (let i = 0; (await dirs()).length !== (await keys()).length && i < 100; i++) await new Promise((r) => setTimeout(r, 100));
-  assert.equal((await dirs()).length, (await keys()).length, `dirs ${(await dirs()).join(',')} vs keys ${(await keys()).join(',')}`);
-});
+for (const version of CONTAINERD_VERSIONS)
+  test(`ctr snapshots: soci behaves like overlayfs (containerd ${version})`, { skip }, async (t) => {
+    const sn = await startSnapshotter(t);
+    const cd = await startContainerd(t, { version, snapshotterSocket: sn.address });
+    const overlay = await script(cd, 'overlayfs');
+    const soci = await script(cd, 'soci');
+    assert.deepEqual(soci, overlay);
+    // and the results are what containerd documents, not just equal
+    assert.match(
+      soci.find((l) => l.startsWith('prepare --mounts c mid'))!,
+      /"Type": "overlay".*workdir=<snap\d+>\/work.*upperdir=<snap\d+>\/fs.*lowerdir=<snap\d+>\/fs:<snap\d+>\/fs/,
+    );
+    assert.match(soci.find((l) => l.startsWith('prepare bad nope'))!, /=> 1 .*not found/);
+    assert.match(soci.find((l) => l.startsWith('rm base'))!, /=> 1 /);
+    // `ctr snapshots rm` only marks; containerd's GC then calls List → Remove → Cleanup on us
+    const c = new TestClient(sn.address, 'cmp');
+    t.after(() => c.close());
+    const keys = async () => (await c.list()).map((i) => String(i.name));
+    for (let i = 0; (await keys()).some((k) => k.endsWith('/c')); i++) {
+      assert.ok(i < 100, `GC never removed c: ${(await keys()).join(' ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok((await keys()).some((k) => k.endsWith('/mid')));
+    // GC's Cleanup, which removes the directories, comes after Remove (a little later on 2.2).
+    const dirs = () => readdir(join(sn.root, 'snapshotter', 'snapshots'));
+    for (let i = 0; (await dirs()).length !== (await keys()).length && i < 100; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await dirs()).length, (await keys()).length, `dirs ${(await dirs()).join(',')} vs keys ${(await keys()).join(',')}`);
+  });
 
-for (const version of CONTAINERD_VERSIONS) test(`ctr images import + run through the soci snapshotter (containerd ${version})`, { skip }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'soci-img-'));
-  t.after(() => removeTree(dir));
-  const image = await buildTinyImage(dir, 'docker.io/library/soci-hello:latest');
-  const sn = await startSnapshotter(t);
-  const cd = await startContainerd(t, { version, snapshotterSocket: sn.address });
-  // 2.x imports through its transfer service, whose unpack platforms name only the default
-  // snapshotter; `--local` is the client-side import that 1.6 always does.
-  const imp = await cd.ctr(['-n', 'test', 'images', 'import', ...(version === '1.6' ? [] : ['--local']), '--snapshotter', 'soci', image]);
-  assert.equal(imp.code, 0, imp.stderr);
-  const run = await cd.ctr(['-n', 'test', 'run', '--snapshotter', 'soci', '--rm', 'docker.io/library/soci-hello:latest', 'hello-1'], { timeoutMs: 60_000 });
-  assert.equal(run.code, 0, run.stderr + cd.logs().slice(-2000));
-  assert.equal(run.stdout, 'hello from soci\nmsg=layer two\ngone=absent\n');
-  // containerd unpacked both layers into our snapshots and the container's active one was removed
-  const ls = await cd.ctr(['-n', 'test', 'snapshots', '--snapshotter', 'soci', 'ls']);
-  const kinds = ls.stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/).pop());
-  assert.deepEqual(kinds, ['Committed', 'Committed'], ls.stdout);
-  // no import fallback was needed: every prepare was a plain (non-remote) one
-  assert.ok(!sn.logs().includes('remote-snapshot-prepared'), 'ctr import does not use the remote protocol');
-});
+for (const version of CONTAINERD_VERSIONS)
+  test(`ctr images import + run through the soci snapshotter (containerd ${version})`, { skip }, async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'soci-img-'));
+    t.after(() => removeTree(dir));
+    const image = await buildTinyImage(dir, 'docker.io/library/soci-hello:latest');
+    const sn = await startSnapshotter(t);
+    const cd = await startContainerd(t, { version, snapshotterSocket: sn.address });
+    // 2.x imports through its transfer service, whose unpack platforms name only the default
+    // snapshotter; `--local` is the client-side import that 1.6 always does.
+    const imp = await cd.ctr(['-n', 'test', 'images', 'import', ...(version === '1.6' ? [] : ['--local']), '--snapshotter', 'soci', image]);
+    assert.equal(imp.code, 0, imp.stderr);
+    const run = await cd.ctr(['-n', 'test', 'run', '--snapshotter', 'soci', '--rm', 'docker.io/library/soci-hello:latest', 'hello-1'], { timeoutMs: 60_000 });
+    assert.equal(run.code, 0, run.stderr + cd.logs().slice(-2000));
+    assert.equal(run.stdout, 'hello from soci\nmsg=layer two\ngone=absent\n');
+    // containerd unpacked both layers into our snapshots and the container's active one was removed
+    const ls = await cd.ctr(['-n', 'test', 'snapshots', '--snapshotter', 'soci', 'ls']);
+    const kinds = ls.stdout
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/).pop());
+    assert.deepEqual(kinds, ['Committed', 'Committed'], ls.stdout);
+    // no import fallback was needed: every prepare was a plain (non-remote) one
+    assert.ok(!sn.logs().includes('remote-snapshot-prepared'), 'ctr import does not use the remote protocol');
+  });

@@ -46,10 +46,16 @@ for (const mode of ['remote', 'noindex'] as const) {
     const image = `${reg.host}/hello:v1`;
     await criPull(cd.address, image, { timeoutMs: 60_000 });
 
-    const calls = (await readFile(logFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const calls = (await readFile(logFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const mounts = calls.filter((c) => c.op === 'mount');
     assert.equal(mounts.length, 2, JSON.stringify(calls)); // one Prepare with snapshot.ref per layer
-    assert.ok(mounts.every((m) => /^sha256:[0-9a-f]{64}$/.test(m.digest) && m.namespace === 'k8s.io' && m.target), JSON.stringify(mounts));
+    assert.ok(
+      mounts.every((m) => /^sha256:[0-9a-f]{64}$/.test(m.digest) && m.namespace === 'k8s.io' && m.target),
+      JSON.stringify(mounts),
+    );
     const logs = sn.logLines();
     const count = (k: string) => logs.filter((l) => l[k] === 'true').length;
     if (mode === 'remote') {
@@ -68,7 +74,9 @@ for (const mode of ['remote', 'noindex'] as const) {
     const ls = await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls']);
     assert.equal(ls.stdout.trim().split('\n').slice(1).length, 2, ls.stdout);
     if (mode === 'remote') {
-      const info = JSON.parse((await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'info', ls.stdout.trim().split('\n')[1]!.trim().split(/\s+/)[0]!])).stdout);
+      const info = JSON.parse(
+        (await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'info', ls.stdout.trim().split('\n')[1]!.trim().split(/\s+/)[0]!])).stdout,
+      );
       assert.equal(info.Labels['containerd.io/snapshot/remote'], 'remote snapshot', JSON.stringify(info));
     }
   });

@@ -28,7 +28,18 @@ const pexec = promisify(execFile);
 test('custom headers from labels: allowlisted names only (case-insensitive); reserved, empty, invalid dropped with a warning', () => {
   const warned: string[] = [];
   const h = customHeadersFromLabels(
-    { [`${P}X-Request-Id`]: 'abc', [`${P}x-tenant`]: 't1', [`${P}Authorization`]: 'evil', [`${P}range`]: 'bytes=0-', [P]: 'x', [`${P}x-empty`]: '', [`${P}bad name`]: 'v', [`${P}x-ctl`]: 'a\nb', [`${P}x-other`]: 'o', 'containerd.io/snapshot/cri.image-ref': 'r' },
+    {
+      [`${P}X-Request-Id`]: 'abc',
+      [`${P}x-tenant`]: 't1',
+      [`${P}Authorization`]: 'evil',
+      [`${P}range`]: 'bytes=0-',
+      [P]: 'x',
+      [`${P}x-empty`]: '',
+      [`${P}bad name`]: 'v',
+      [`${P}x-ctl`]: 'a\nb',
+      [`${P}x-other`]: 'o',
+      'containerd.io/snapshot/cri.image-ref': 'r',
+    },
     ['x-request-id', 'X-TENANT', 'x-empty', 'x-ctl', 'bad name'],
     (msg, name) => warned.push(`${name}: ${msg}`),
   );
@@ -38,7 +49,10 @@ test('custom headers from labels: allowlisted names only (case-insensitive); res
   assert.ok(warned.some((w) => w.startsWith('x-other: ignoring custom header not listed')));
 });
 
-test('custom headers reach every registry request of the layer: index, zTOC and Range reads', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
+test('custom headers reach every registry request of the layer: index, zTOC and Range reads', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 120_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
@@ -66,7 +80,13 @@ test('custom headers reach every registry request of the layer: index, zTOC and 
       assert.equal(r.headers['x-other'], undefined);
       assert.notEqual(r.headers.authorization, 'Basic ZXZpbA==');
     }
-    assert.deepEqual(logger.lines.filter((l) => l.level === 'warn').map((l) => l.fields.header).sort(), ['authorization', 'x-other']);
+    assert.deepEqual(
+      logger.lines
+        .filter((l) => l.level === 'warn')
+        .map((l) => l.fields.header)
+        .sort(),
+      ['authorization', 'x-other'],
+    );
   } finally {
     await mounter.close();
   }

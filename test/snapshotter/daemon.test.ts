@@ -33,7 +33,9 @@ function metrics(socketPath: string): Promise<string> {
       let body = '';
       r.on('data', (b) => (body += b));
       r.on('end', () => res(body));
-    }).on('error', rej).end();
+    })
+      .on('error', rej)
+      .end();
   });
 }
 
@@ -80,7 +82,10 @@ test('snapshot semantics and error codes over gRPC', { skip }, async (t) => {
   const m2 = await c.call('Prepare', { key: 'child', parent: 'base' });
   assert.equal(m2.mounts[0].type, 'overlay');
   const opts: string[] = m2.mounts[0].options;
-  assert.ok(opts.some((o) => o === `lowerdir=${m1.mounts[0].source}`), opts.join(','));
+  assert.ok(
+    opts.some((o) => o === `lowerdir=${m1.mounts[0].source}`),
+    opts.join(','),
+  );
   assert.ok(opts.some((o) => o.startsWith('upperdir=')) && opts.some((o) => o.startsWith('workdir=')));
   assert.deepEqual((await c.call('Mounts', { key: 'child' })).mounts, m2.mounts);
 
@@ -97,10 +102,12 @@ test('snapshot semantics and error codes over gRPC', { skip }, async (t) => {
   // Update like containerd: labels.<k> paths, zero timestamps, immutable fields ignored
   const zero = { seconds: '-62135596800', nanos: 0 };
   const before = (await c.call('Stat', { key: 'base' })).info;
-  const u = (await c.call('Update', {
-    info: { name: 'base', kind: 'UNKNOWN', parent: 'bogus', created_at: zero, updated_at: zero, labels: { foo: 'bar', committed: '' } },
-    update_mask: { paths: ['labels.foo', 'labels.committed'] },
-  })).info;
+  const u = (
+    await c.call('Update', {
+      info: { name: 'base', kind: 'UNKNOWN', parent: 'bogus', created_at: zero, updated_at: zero, labels: { foo: 'bar', committed: '' } },
+      update_mask: { paths: ['labels.foo', 'labels.committed'] },
+    })
+  ).info;
   assert.deepEqual(u.labels, { foo: 'bar' });
   assert.deepEqual(u.created_at, before.created_at);
   assert.equal(u.parent, '');
@@ -117,7 +124,13 @@ test('snapshot semantics and error codes over gRPC', { skip }, async (t) => {
   assert.deepEqual(names(await c.list(['kind==view'])), ['v1', 'v2']);
   assert.deepEqual(names(await c.list(['labels."foo"==bar', 'labels.a==1'])), ['base', 'mid']);
   assert.deepEqual(names(await c.list(['kind==committed,labels.b'])), ['mid']);
-  assert.equal(await c.list(['name~=[']).then(() => 0, (e) => e.code), status.INVALID_ARGUMENT);
+  assert.equal(
+    await c.list(['name~=[']).then(
+      () => 0,
+      (e) => e.code,
+    ),
+    status.INVALID_ARGUMENT,
+  );
 
   // Remove + Cleanup (orphans are deleted; mounted orphans are unmounted, never deleted through)
   const vdir = v2.mounts[0].options; // keep a reference so the view's id dir exists
@@ -151,7 +164,12 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   };
   let sn = await startSnapshotter(t, opts);
   let c = new TestClient(sn.address, 'ns1');
-  const calls = async () => (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const calls = async () =>
+    (await readFile(logFile, 'utf8').catch(() => ''))
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
 
   // success → committed under the target name, ALREADY_EXISTS, remote labels, dir mounted
   const labels = { [REF]: 'layer-1', [DIGEST]: 'sha256:good', 'containerd.io/snapshot/cri.image-ref': 'example.com/a:b' };
@@ -186,7 +204,10 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   // a child of the remote snapshot overlays it
   const ch = await c.call('Prepare', { key: 'ctr-1', parent: 'layer-1' });
   assert.ok(ch.mounts[0].options.includes(`lowerdir=${remoteFs}`));
-  assert.ok((await calls()).some((x) => x.op === 'check' && x.mountpoint === remoteFs), 'remote parents are checked');
+  assert.ok(
+    (await calls()).some((x) => x.op === 'check' && x.mountpoint === remoteFs),
+    'remote parents are checked',
+  );
   // an unhealthy remote layer below: UNAVAILABLE (SOCI's checkAvailability), healthy again: fine
   await writeFile(`${logFile}.unavailable`, '');
   assert.equal(await c.code('Mounts', { key: 'ctr-1' }), status.UNAVAILABLE);
@@ -223,7 +244,10 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
 
   // min_layer_size with a smaller soci.size label: straight to local, no mount attempt
   const before7 = (await calls()).filter((x) => x.op === 'mount').length;
-  assert.equal(await c.code('Prepare', { key: 'extract-7', labels: { ...labels, [REF]: 'layer-7', 'containerd.io/snapshot/remote/soci.size': '10' } }), status.ALREADY_EXISTS);
+  assert.equal(
+    await c.code('Prepare', { key: 'extract-7', labels: { ...labels, [REF]: 'layer-7', 'containerd.io/snapshot/remote/soci.size': '10' } }),
+    status.ALREADY_EXISTS,
+  );
   assert.equal((await calls()).filter((x) => x.op === 'mount').length, before7);
   assert.equal((await calls()).pop().op, 'unpack');
 
@@ -255,7 +279,12 @@ async function spawnRaw(t: { after: (fn: () => unknown) => void }, cmd: string[]
   let err = '';
   proc.stderr!.on('data', (b) => (err += b));
   const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
-  t.after(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await exited; } });
+  t.after(async () => {
+    if (proc.exitCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  });
   const c = new TestClient(sock);
   t.after(() => c.close());
   for (let i = 0; ; i++) {
@@ -272,12 +301,17 @@ test('env configuration, tcp metrics, systemd socket activation (fd://)', { skip
   const port = await freePort();
   await writeFile(join(dir, 'env.toml'), `metrics_address = "127.0.0.1:${port}"\n`);
   const sock = join(dir, 'run', 'env.sock');
-  const d = await spawnRaw(t, [process.execPath, '--import', 'tsx', main], {
-    SOCI_SNAPSHOTTER_ADDRESS: `unix://${sock}`,
-    SOCI_SNAPSHOTTER_ROOT: join(dir, 'envroot'),
-    SOCI_SNAPSHOTTER_CONFIG: join(dir, 'env.toml'),
-    SOCI_SNAPSHOTTER_LOG_LEVEL: 'debug',
-  }, sock);
+  const d = await spawnRaw(
+    t,
+    [process.execPath, '--import', 'tsx', main],
+    {
+      SOCI_SNAPSHOTTER_ADDRESS: `unix://${sock}`,
+      SOCI_SNAPSHOTTER_ROOT: join(dir, 'envroot'),
+      SOCI_SNAPSHOTTER_CONFIG: join(dir, 'env.toml'),
+      SOCI_SNAPSHOTTER_LOG_LEVEL: 'debug',
+    },
+    sock,
+  );
   assert.ok(existsSync(join(dir, 'envroot', 'snapshotter', 'metadata.db')));
   assert.equal((await stat(join(dir, 'run'))).mode & 0o777, 0o711);
   assert.equal((await stat(sock)).mode & 0o777, 0o660);
@@ -291,7 +325,26 @@ test('env configuration, tcp metrics, systemd socket activation (fd://)', { skip
 
   if (needs({ tools: ['systemd-socket-activate'] })) return t.diagnostic('systemd-socket-activate missing: fd:// not tested');
   const act = join(dir, 'act.sock');
-  const a = await spawnRaw(t, ['systemd-socket-activate', '-l', act, process.execPath, '--import', 'tsx', main, '--address', 'fd://', '--root', join(dir, 'actroot'), '--config', '/dev/null'], {}, act);
+  const a = await spawnRaw(
+    t,
+    [
+      'systemd-socket-activate',
+      '-l',
+      act,
+      process.execPath,
+      '--import',
+      'tsx',
+      main,
+      '--address',
+      'fd://',
+      '--root',
+      join(dir, 'actroot'),
+      '--config',
+      '/dev/null',
+    ],
+    {},
+    act,
+  );
   assert.ok(a.stderr().includes('serving on systemd socket'), a.stderr());
   assert.ok(!existsSync('/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock') || !a.stderr().includes('falling back'));
   a.proc.kill('SIGINT');

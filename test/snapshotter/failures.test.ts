@@ -30,7 +30,10 @@ async function count(operation: string, layer: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-test('layer failures: one log line per span or file, every occurrence counted (lying zTOC, corrupt, 500, stalled registry)', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 180_000 }, async (t) => {
+test('layer failures: one log line per span or file, every occurrence counted (lying zTOC, corrupt, 500, stalled registry)', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 180_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
@@ -68,7 +71,10 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   /** cat a file of the mount three times: EIO each time */
   const readFails = async (dir: string, file: string) => {
     for (let i = 0; i < 3; i++) {
-      const r = await pexec('cat', [join(dir, file)], { timeout: 30_000 }).then(() => 'read fine', (e: { stderr: string }) => e.stderr);
+      const r = await pexec('cat', [join(dir, file)], { timeout: 30_000 }).then(
+        () => 'read fine',
+        (e: { stderr: string }) => e.stderr,
+      );
       assert.match(r, /Input\/output error/, `${dir}/${file} read ${i + 1}`);
     }
   };

@@ -23,11 +23,16 @@ import { silentLogger } from '../../src/logger.js';
 const pexec = promisify(execFile);
 
 async function lookups(layer: string): Promise<number> {
-  const m = new RegExp(`^soci_fs_operation_duration_microseconds_count\\{operation_type="fuse_lookup",layer="${layer}"\\} (\\d+)$`, 'm').exec(await metrics.metrics());
+  const m = new RegExp(`^soci_fs_operation_duration_microseconds_count\\{operation_type="fuse_lookup",layer="${layer}"\\} (\\d+)$`, 'm').exec(
+    await metrics.metrics(),
+  );
   return m ? Number(m[1]) : 0;
 }
 
-test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs 3600 s)', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'stat'] }), timeout: 120_000 }, async (t) => {
+test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs 3600 s)', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'stat'] }),
+  timeout: 120_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
@@ -67,7 +72,10 @@ test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs
   assert.equal(results.long!.missing, 1, '3600 s negative timeout: the missing name is not asked again');
 });
 
-test('[fuse] log_fuse_operations (and debug): one debug line per FUSE operation with its path; none by default', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
+test('[fuse] log_fuse_operations (and debug): one debug line per FUSE operation with its path; none by default', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 120_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
@@ -96,8 +104,17 @@ test('[fuse] log_fuse_operations (and debug): one debug line per FUSE operation 
   assert.deepEqual(traced.off, []);
   for (const mode of ['log_fuse_operations', 'debug']) {
     const ops = traced[mode]!;
-    assert.ok(ops.every((l) => l.level === 'debug' && l.layer === img.top && typeof l.latency_us === 'number'), JSON.stringify(ops[0]));
-    assert.ok(ops.some((l) => l.operation === 'lookup' && l.path === 'layer1'), `${mode}: the lookup of layer1`);
-    assert.ok(ops.some((l) => l.operation === 'read' && l.path === 'layer1/text.txt'), `${mode}: the read of layer1/text.txt`);
+    assert.ok(
+      ops.every((l) => l.level === 'debug' && l.layer === img.top && typeof l.latency_us === 'number'),
+      JSON.stringify(ops[0]),
+    );
+    assert.ok(
+      ops.some((l) => l.operation === 'lookup' && l.path === 'layer1'),
+      `${mode}: the lookup of layer1`,
+    );
+    assert.ok(
+      ops.some((l) => l.operation === 'read' && l.path === 'layer1/text.txt'),
+      `${mode}: the read of layer1/text.txt`,
+    );
   }
 });

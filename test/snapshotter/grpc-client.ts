@@ -2,11 +2,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { snapshotsClient } from '../../src/snapshotter/grpc-service.js';
 
-export interface CallError { code: number; details: string }
+export interface CallError {
+  code: number;
+  details: string;
+}
 
 export class TestClient {
   private readonly c: grpc.Client & Record<string, Function>;
-  constructor(address: string, private readonly namespace = 'test') {
+  constructor(
+    address: string,
+    private readonly namespace = 'test',
+  ) {
     this.c = snapshotsClient(address);
   }
   close(): void {

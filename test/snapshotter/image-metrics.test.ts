@@ -22,11 +22,16 @@ import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 const pexec = promisify(execFile);
 
 async function imageCount(op: string, image: string): Promise<number | undefined> {
-  const m = new RegExp(`^soci_fs_image_operation_count_key\\{operation_type="${op.replace('.', '\\.')}",image="${image}"\\} (\\d+)$`, 'm').exec(await metrics.metrics());
+  const m = new RegExp(`^soci_fs_image_operation_count_key\\{operation_type="${op.replace('.', '\\.')}",image="${image}"\\} (\\d+)$`, 'm').exec(
+    await metrics.metrics(),
+  );
   return m ? Number(m[1]) : undefined;
 }
 
-test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec; queue size every emit_metric_period_sec', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
+test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec; queue size every emit_metric_period_sec', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 120_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
@@ -47,10 +52,15 @@ test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec;
     assert.ok((await imageCount('file.Read', img.manifestDigest))! >= 1);
     assert.ok((await imageCount('node.Lookup', img.manifestDigest))! >= 2, 'layer1, then text.txt');
     assert.equal(await imageCount('node.Readlink', img.manifestDigest), 0, 'every AWS operation is emitted, 0 when none');
-    assert.ok(logger.lines.some((l) => l.level === 'info' && l.msg.startsWith(`fuse operation count for image ${img.manifestDigest}: file.Read = `)), logger.lines.map((l) => l.msg).join('\n'));
+    assert.ok(
+      logger.lines.some((l) => l.level === 'info' && l.msg.startsWith(`fuse operation count for image ${img.manifestDigest}: file.Read = `)),
+      logger.lines.map((l) => l.msg).join('\n'),
+    );
     assert.notEqual(await imageCount('background_fetch_work_queue_size', ''), undefined, 'queue size emitted');
     // AWS's soci_fs_bytes_served: every byte the reads were given
-    const served = new RegExp(`^soci_fs_bytes_served\\{operation_type="synchronous_bytes_served",layer="${img.top}"\\} (\\d+)$`, 'm').exec(await metrics.metrics());
+    const served = new RegExp(`^soci_fs_bytes_served\\{operation_type="synchronous_bytes_served",layer="${img.top}"\\} (\\d+)$`, 'm').exec(
+      await metrics.metrics(),
+    );
     assert.ok(served && Number(served[1]) > 0, 'bytes served counted');
   } finally {
     await mounter.close();

@@ -20,8 +20,14 @@ import { silentLogger } from '../../src/logger.js';
 
 const pexec = promisify(execFile);
 
-test('force_single_range_mode: one range per request either way (and the key is reported as moot)', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
-  assert.deepEqual(configReports(parseConfig('[blob]\nforce_single_range_mode = true\n')).map((r) => [r.key, r.kind]), [['blob.force_single_range_mode', 'moot']]);
+test('force_single_range_mode: one range per request either way (and the key is reported as moot)', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 120_000,
+}, async (t) => {
+  assert.deepEqual(
+    configReports(parseConfig('[blob]\nforce_single_range_mode = true\n')).map((r) => [r.key, r.kind]),
+    [['blob.force_single_range_mode', 'moot']],
+  );
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());

@@ -22,7 +22,10 @@ import { silentLogger } from '../../src/logger.js';
 
 const code = (e: unknown) => (e as { code?: string }).code ?? String(e);
 
-test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do; a missing zTOC defers them', { skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }), timeout: 120_000 }, async (t) => {
+test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do; a missing zTOC defers them', {
+  skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
+  timeout: 120_000,
+}, async (t) => {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
@@ -67,7 +70,7 @@ test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do;
     release();
     await top;
     const text = await readFile(join(topDir, 'layer1', 'text.txt'), 'utf8');
-    assert.equal(text, 'linux/amd64 layer 1\n'.repeat(Math.ceil(64 * 1024 / 2 / 20)));
+    assert.equal(text, 'linux/amd64 layer 1\n'.repeat(Math.ceil((64 * 1024) / 2 / 20)));
     await mounter.unmount(topDir);
   } finally {
     release();

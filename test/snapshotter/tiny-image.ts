@@ -23,24 +23,37 @@ int main(void) {
 }
 `;
 
-interface Entry { name: string; type?: 'file' | 'directory'; mode?: number; data?: Buffer }
+interface Entry {
+  name: string;
+  type?: 'file' | 'directory';
+  mode?: number;
+  data?: Buffer;
+}
 
 function tarOf(entries: Entry[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const pack = tar.pack();
     const chunks: Buffer[] = [];
-    pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+    pack.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
     pack.on('end', () => resolve(Buffer.concat(chunks)));
     pack.on('error', reject);
     for (const e of entries) {
-      const header = { name: e.name, type: e.type ?? 'file', mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), mtime: new Date(0), uid: 0, gid: 0 } as tar.Header;
+      const header = {
+        name: e.name,
+        type: e.type ?? 'file',
+        mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644),
+        mtime: new Date(0),
+        uid: 0,
+        gid: 0,
+      } as tar.Header;
       if (e.type === 'directory') pack.entry(header);
       else pack.entry(header, e.data ?? Buffer.alloc(0));
     }
     pack.finalize();
   });
 }
-
 
 /** Writes `<dir>/image.tar` (OCI archive) named `name`; returns its path. */
 export async function buildTinyImage(dir: string, name: string): Promise<string> {
@@ -70,13 +83,15 @@ export async function buildTinyImage(dir: string, name: string): Promise<string>
   const index = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      digest: digestOf(manifest),
-      size: Buffer.byteLength(manifest),
-      platform: { architecture: arch, os: 'linux' },
-      annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
-    }],
+    manifests: [
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: digestOf(manifest),
+        size: Buffer.byteLength(manifest),
+        platform: { architecture: arch, os: 'linux' },
+        annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
+      },
+    ],
   });
   const blob = (b: Buffer | string) => ({ name: `blobs/sha256/${digestOf(b).slice(7)}`, data: Buffer.from(b) });
   const archive = await tarOf([

@@ -58,13 +58,24 @@ test('≥ 300 MB layer: many spans, offsets, sampled extraction (gzip and tar)',
   const t0 = performance.now();
   const z = await buildZtoc(fileBytes(big.gzPath, 1 << 20), { compression: 'gzip', spanSize: SPAN });
   const ms = performance.now() - t0;
-  t.diagnostic(`gzip zTOC build: ${(z.uncompressedArchiveSize / 1e6).toFixed(0)} MB in ${ms.toFixed(0)} ms = ${(z.uncompressedArchiveSize / 1e3 / ms).toFixed(0)} MB/s, ${z.compression.maxSpanId + 1} spans`);
+  t.diagnostic(
+    `gzip zTOC build: ${(z.uncompressedArchiveSize / 1e6).toFixed(0)} MB in ${ms.toFixed(0)} ms = ${(z.uncompressedArchiveSize / 1e3 / ms).toFixed(0)} MB/s, ${z.compression.maxSpanId + 1} spans`,
+  );
   assert.ok(z.uncompressedArchiveSize >= 300e6);
   assert.ok(z.compression.maxSpanId + 1 >= 60, `spans: ${z.compression.maxSpanId + 1}`);
   const regs = z.toc.filter((e) => e.type === 'reg');
-  assert.deepEqual(regs.map((e) => e.name.toString()), big.files.map((f) => f.name));
-  assert.deepEqual(regs.map((e) => e.uncompressedOffset), offsets);
-  assert.deepEqual(regs.map((e) => e.uncompressedSize), big.files.map((f) => f.size));
+  assert.deepEqual(
+    regs.map((e) => e.name.toString()),
+    big.files.map((f) => f.name),
+  );
+  assert.deepEqual(
+    regs.map((e) => e.uncompressedOffset),
+    offsets,
+  );
+  assert.deepEqual(
+    regs.map((e) => e.uncompressedSize),
+    big.files.map((f) => f.size),
+  );
   const bytes = marshalZtoc(z);
   assert.ok(marshalZtoc(unmarshalZtoc(bytes)).equals(bytes));
   await checkSample(z, big, big.gzPath, 'gzip');

@@ -56,7 +56,14 @@ function tableAt(buf: Buffer, pos: number) {
 
 test('tiny gzip zTOC: layout checked by hand', () => {
   const z = ztoc({}, {});
-  z.toc = [entry({ pax: [{ key: Buffer.from('k2'), value: Buffer.from([0xff, 0]) }, { key: Buffer.from('k1'), value: Buffer.alloc(0) }] })];
+  z.toc = [
+    entry({
+      pax: [
+        { key: Buffer.from('k2'), value: Buffer.from([0xff, 0]) },
+        { key: Buffer.from('k1'), value: Buffer.alloc(0) },
+      ],
+    }),
+  ];
   const buf = marshalZtoc(z);
   assert.equal(buf.length % 8, 0, 'minalign 8 → length multiple of 8');
   const root = tableAt(buf, buf.readUInt32LE(0));
@@ -106,7 +113,10 @@ test('tiny gzip zTOC: layout checked by hand', () => {
 });
 
 test('field presence: uncompressed algorithm stored as 2, non-zero max_span_id and scalars stored', () => {
-  const z = ztoc({ toc: [entry({ uid: 0xfffffffe, gid: 7, devmajor: 8, devminor: 1, mode: -1, uncompressedOffset: 0 })] }, { algorithm: 'uncompressed', maxSpanId: 2, spanDigests: ['a', 'b', 'c'] });
+  const z = ztoc(
+    { toc: [entry({ uid: 0xfffffffe, gid: 7, devmajor: 8, devminor: 1, mode: -1, uncompressedOffset: 0 })] },
+    { algorithm: 'uncompressed', maxSpanId: 2, spanDigests: ['a', 'b', 'c'] },
+  );
   const buf = marshalZtoc(z);
   const root = tableAt(buf, buf.readUInt32LE(0));
   const ci = tableAt(buf, root.ref(5));
@@ -118,11 +128,18 @@ test('field presence: uncompressed algorithm stored as 2, non-zero max_span_id a
 });
 
 test('unmarshal validation → ERR_INVALID_ZTOC', () => {
-  const invalid = (b: Buffer, re: RegExp) => assert.throws(() => unmarshalZtoc(b), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC') && re.test((e as Error).message));
+  const invalid = (b: Buffer, re: RegExp) =>
+    assert.throws(
+      () => unmarshalZtoc(b),
+      (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC') && re.test((e as Error).message),
+    );
   invalid(Buffer.alloc(0), /too short/);
   invalid(Buffer.alloc(64, 0xff), /outside|vtable|object/);
   // digest count must be max_span_id + 1 (marshal refuses too)
-  assert.throws(() => marshalZtoc(ztoc({}, { maxSpanId: 1 })), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'));
+  assert.throws(
+    () => marshalZtoc(ztoc({}, { maxSpanId: 1 })),
+    (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'),
+  );
   const good = marshalZtoc(ztoc({}, { maxSpanId: 1, spanDigests: ['a', 'b'] }));
   const root = tableAt(good, good.readUInt32LE(0));
   const ci = tableAt(good, root.ref(5));
@@ -132,8 +149,15 @@ test('unmarshal validation → ERR_INVALID_ZTOC', () => {
   // overlapping entries: the recomputed header offset passes the next entry's data offset
   invalid(marshalZtoc(ztoc({ toc: [entry({ uncompressedOffset: 512, uncompressedSize: 4000 }), entry({ uncompressedOffset: 1024 })] })), /overlaps/);
   // entries are re-sorted by offset like Go
-  const sorted = unmarshalZtoc(marshalZtoc(ztoc({ toc: [entry({ name: Buffer.from('second'), uncompressedOffset: 2048 }), entry({ name: Buffer.from('first'), uncompressedOffset: 512 })] })));
-  assert.deepEqual(sorted.toc.map((e) => e.name.toString()), ['first', 'second']);
+  const sorted = unmarshalZtoc(
+    marshalZtoc(
+      ztoc({ toc: [entry({ name: Buffer.from('second'), uncompressedOffset: 2048 }), entry({ name: Buffer.from('first'), uncompressedOffset: 512 })] }),
+    ),
+  );
+  assert.deepEqual(
+    sorted.toc.map((e) => e.name.toString()),
+    ['first', 'second'],
+  );
   // unknown type string / algorithm value
   const typed = marshalZtoc(ztoc());
   const i = typed.indexOf(Buffer.from('reg\0'));
@@ -166,7 +190,13 @@ test('fuzz: 2400 mutated zTOCs decode or fail with ERR_INVALID_ZTOC only', { tim
       ztoc(
         {
           toc: Array.from({ length: 12 }, (_, i) =>
-            entry({ name: Buffer.from(`dir/file-${i}`), uncompressedOffset: 512 + i * 1024, uncompressedSize: 100 + i, uid: i, pax: i % 3 ? [] : [{ key: Buffer.from('SCHILY.xattr.user.x'), value: Buffer.from([i, 0, 255]) }] }),
+            entry({
+              name: Buffer.from(`dir/file-${i}`),
+              uncompressedOffset: 512 + i * 1024,
+              uncompressedSize: 100 + i,
+              uid: i,
+              pax: i % 3 ? [] : [{ key: Buffer.from('SCHILY.xattr.user.x'), value: Buffer.from([i, 0, 255]) }],
+            }),
           ),
         },
         { algorithm: 'uncompressed', maxSpanId: 2, spanDigests: ['sha256:1', 'sha256:2', 'sha256:3'], checkpoints: Buffer.alloc(40, 9) },

@@ -66,7 +66,10 @@ describe('zTOC over the standard fixture layers', () => {
   test('every flavour: entries match python tarfile, files extract byte-exact, info spans, round trips', { timeout: 240_000 }, async () => {
     for (const l of layers) {
       const ref = refs.get(l.name)!;
-      const blobs: Array<[string, string, 'gzip' | 'uncompressed']> = [[`${l.name}.tar`, l.tarPath, 'uncompressed'], ...GZIP_VARIANTS.map((v) => [`${l.name}.${v}`, l.variants[v], 'gzip'] as [string, string, 'gzip'])];
+      const blobs: Array<[string, string, 'gzip' | 'uncompressed']> = [
+        [`${l.name}.tar`, l.tarPath, 'uncompressed'],
+        ...GZIP_VARIANTS.map((v) => [`${l.name}.${v}`, l.variants[v], 'gzip'] as [string, string, 'gzip']),
+      ];
       for (const [label, path, compression] of blobs) {
         const z = await buildZtoc(fileBytes(path), { compression, spanSize: SPAN });
         assert.equal(z.compressedArchiveSize, (await readFile(path)).length, `${label}: compressed size`);
@@ -111,12 +114,18 @@ describe('zTOC over the standard fixture layers', () => {
         assert.equal(bytes.length % 8, 0);
         assert.ok(marshalZtoc(unmarshalZtoc(bytes)).equals(bytes), `${label}: decode→encode`);
         assert.deepEqual(unmarshalZtoc(bytes), z, `${label}: decoded model equals the built one`);
-        assert.ok(marshalZtoc(await buildZtoc(fileBytes(path, 7777), { compression, spanSize: SPAN })).equals(bytes), `${label}: second build (other chunking)`);
+        assert.ok(
+          marshalZtoc(await buildZtoc(fileBytes(path, 7777), { compression, spanSize: SPAN })).equals(bytes),
+          `${label}: second build (other chunking)`,
+        );
       }
     }
   });
 
-  test('native and js engines produce identical zTOC bytes', { timeout: 120_000, skip: !nativeAvailable() && !inCI ? 'native zlib addon not built' : false }, async () => {
+  test('native and js engines produce identical zTOC bytes', {
+    timeout: 120_000,
+    skip: !nativeAvailable() && !inCI ? 'native zlib addon not built' : false,
+  }, async () => {
     assert.ok(nativeAvailable(), 'native addon must be available in CI');
     for (const l of layers) {
       for (const v of GZIP_VARIANTS) {

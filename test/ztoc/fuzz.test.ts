@@ -49,26 +49,77 @@ const MODEL_MUTATIONS: Array<[string, Model]> = [
   ['offset ± a byte', (z, r) => void (pick(z.toc, r).uncompressedOffset += pick([-1, 1, 7], r))],
   ['offset → its own header', (z, r) => void (pick(z.toc, r).uncompressedOffset -= 512)],
   ['offset → another entry', (z, r) => void (pick(z.toc, r).uncompressedOffset = pick(z.toc, r).uncompressedOffset)],
-  ['size shrunk', (z, r) => { const e = pick(z.toc, r); e.uncompressedSize = Math.max(0, e.uncompressedSize - 1 - Math.floor(r() * 600)); }],
+  [
+    'size shrunk',
+    (z, r) => {
+      const e = pick(z.toc, r);
+      e.uncompressedSize = Math.max(0, e.uncompressedSize - 1 - Math.floor(r() * 600));
+    },
+  ],
   ['size grown', (z, r) => void (pick(z.toc, r).uncompressedSize += 1 + Math.floor(r() * 70000))],
-  ['names swapped', (z, r) => { const a = pick(z.toc, r); const b = pick(z.toc, r); [a.name, b.name] = [b.name, a.name]; }],
+  [
+    'names swapped',
+    (z, r) => {
+      const a = pick(z.toc, r);
+      const b = pick(z.toc, r);
+      [a.name, b.name] = [b.name, a.name];
+    },
+  ],
   ['type changed', (z, r) => void (pick(z.toc, r).type = pick(['reg', 'dir', 'symlink', 'hardlink', 'char', 'fifo'] as const, r))],
   ['mode changed', (z, r) => void (pick(z.toc, r).mode ^= 0o4777)],
   ['owner changed', (z, r) => void (pick(z.toc, r).uid += 1)],
-  ['hardlink → a later entry', (z, r) => { const h = z.toc.findIndex((e) => e.type === 'hardlink'); if (h >= 0) z.toc[h]!.linkname = Buffer.from(pick(z.toc.slice(h + 1).filter((e) => e.type === 'reg'), r)?.name ?? z.toc[h]!.linkname); }],
-  ['hardlink → itself', (z) => { const h = z.toc.find((e) => e.type === 'hardlink'); if (h) h.linkname = Buffer.from(h.name); }],
-  ['reg → hardlink to another file', (z, r) => { const e = pick(z.toc.filter((x) => x.type === 'reg'), r); e.type = 'hardlink'; e.linkname = Buffer.from(pick(z.toc, r).name); }],
-  ['span digest flipped', (z, r) => { const d = z.compression.spanDigests; const i = Math.floor(r() * d.length); d[i] = d[(i + 1) % d.length]!; }],
+  [
+    'hardlink → a later entry',
+    (z, r) => {
+      const h = z.toc.findIndex((e) => e.type === 'hardlink');
+      if (h >= 0)
+        z.toc[h]!.linkname = Buffer.from(
+          pick(
+            z.toc.slice(h + 1).filter((e) => e.type === 'reg'),
+            r,
+          )?.name ?? z.toc[h]!.linkname,
+        );
+    },
+  ],
+  [
+    'hardlink → itself',
+    (z) => {
+      const h = z.toc.find((e) => e.type === 'hardlink');
+      if (h) h.linkname = Buffer.from(h.name);
+    },
+  ],
+  [
+    'reg → hardlink to another file',
+    (z, r) => {
+      const e = pick(
+        z.toc.filter((x) => x.type === 'reg'),
+        r,
+      );
+      e.type = 'hardlink';
+      e.linkname = Buffer.from(pick(z.toc, r).name);
+    },
+  ],
+  [
+    'span digest flipped',
+    (z, r) => {
+      const d = z.compression.spanDigests;
+      const i = Math.floor(r() * d.length);
+      d[i] = d[(i + 1) % d.length]!;
+    },
+  ],
   ['span count changed', (z, r) => void (z.compression.maxSpanId += pick([-1, 1, 5], r))],
   ['archive size changed', (z, r) => void (z.uncompressedArchiveSize = Math.floor(z.uncompressedArchiveSize * r()))],
-  ['checkpoint offset moved', (z, r) => {
-    const cp = z.compression.checkpoints;
-    if (cp.length < 12 + 17 * 2) return;
-    const n = cp.readInt32LE(0);
-    const rec = 1 + Math.floor(r() * Math.max(1, n - 1));
-    const at = 12 + rec * (8 + 8 + 1 + 32768) + (r() < 0.5 ? 0 : 8);
-    if (at + 8 <= cp.length) cp.writeBigInt64LE(cp.readBigInt64LE(at) + BigInt(pick([-1, 1, 512, -4096], r)), at);
-  }],
+  [
+    'checkpoint offset moved',
+    (z, r) => {
+      const cp = z.compression.checkpoints;
+      if (cp.length < 12 + 17 * 2) return;
+      const n = cp.readInt32LE(0);
+      const rec = 1 + Math.floor(r() * Math.max(1, n - 1));
+      const at = 12 + rec * (8 + 8 + 1 + 32768) + (r() < 0.5 ? 0 : 8);
+      if (at + 8 <= cp.length) cp.writeBigInt64LE(cp.readBigInt64LE(at) + BigInt(pick([-1, 1, 512, -4096], r)), at);
+    },
+  ],
   ['entry dropped', (z, r) => void z.toc.splice(Math.floor(r() * z.toc.length), 1)],
   ['entry duplicated', (z, r) => void z.toc.push({ ...pick(z.toc, r) })],
 ];
@@ -224,4 +275,3 @@ test(`zTOC mutation fuzzer: ${CASES} seeded cases, both read paths`, { timeout: 
   assert.ok(tally.served > CASES, 'most reads of untouched files still serve their bytes');
   assert.ok(tally.refused > CASES / 10, 'the lies are refused');
 });
-

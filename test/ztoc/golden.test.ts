@@ -22,7 +22,6 @@ const AWS = `${process.env.SOCI_TEST_TOOLS ?? '/opt/soci-test-tools/bin'}/aws-so
 const skip = needs({ tools: [AWS, 'python3', 'pigz'] });
 const SPAN = 65536;
 
-
 /** A minimal single-image OCI layout whose layers are the given blobs. */
 function writeLayout(dir: string, layers: Array<{ bytes: Buffer; gzip: boolean }>): void {
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
@@ -34,12 +33,22 @@ function writeLayout(dir: string, layers: Array<{ bytes: Buffer; gzip: boolean }
   const descs = layers.map((l) => ({ mediaType: `application/vnd.oci.image.layer.v1.tar${l.gzip ? '+gzip' : ''}`, ...put(l.bytes) }));
   const config = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) } })));
   const manifest = put(
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers: descs })),
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: descs,
+      }),
+    ),
   );
   writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   writeFileSync(
     join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
+    }),
   );
 }
 
@@ -48,10 +57,27 @@ function awsZtocs(dir: string, layers: Array<{ bytes: Buffer; gzip: boolean }>):
   const input = join(dir, 'layout');
   writeLayout(input, layers);
   mkdirSync(join(dir, 'aws-root'));
-  const out = execFileSync(AWS, ['--root', join(dir, 'aws-root'), 'convert', '--standalone', '--format', 'oci-dir', '--min-layer-size', '0', '--span-size', String(SPAN), input, join(dir, 'aws-out')], {
-    env: { ...process.env, TZ: 'UTC' },
-    maxBuffer: 1 << 24,
-  }).toString();
+  const out = execFileSync(
+    AWS,
+    [
+      '--root',
+      join(dir, 'aws-root'),
+      'convert',
+      '--standalone',
+      '--format',
+      'oci-dir',
+      '--min-layer-size',
+      '0',
+      '--span-size',
+      String(SPAN),
+      input,
+      join(dir, 'aws-out'),
+    ],
+    {
+      env: { ...process.env, TZ: 'UTC' },
+      maxBuffer: 1 << 24,
+    },
+  ).toString();
   const res = new Map<string, Buffer>();
   for (const m of out.matchAll(/layer sha256:([0-9a-f]{64}) -> ztoc sha256:([0-9a-f]{64})/g)) {
     res.set(m[1]!, readFileSync(join(dir, 'aws-out', 'blobs', 'sha256', m[2]!)));
@@ -68,7 +94,10 @@ test('golden: our zTOCs are byte-identical to AWS soci for every fixture layer a
     blobs.push({ path: l.tarPath, gzip: false, label: `${l.name}.tar` });
     for (const v of GZIP_VARIANTS) blobs.push({ path: l.variants[v], gzip: true, label: `${l.name}.${v}` });
   }
-  const ztocOf = awsZtocs(dir, blobs.map((b) => ({ bytes: readFileSync(b.path), gzip: b.gzip })));
+  const ztocOf = awsZtocs(
+    dir,
+    blobs.map((b) => ({ bytes: readFileSync(b.path), gzip: b.gzip })),
+  );
   const engines = nativeAvailable() ? (['native', 'js'] as const) : (['js'] as const);
   for (const b of blobs) {
     const golden = ztocOf.get(sha256Hex(readFileSync(b.path)))!;
@@ -111,7 +140,10 @@ function weirdTars(): Buffer[] {
     ['SCHILY.xattr.security.capability', Buffer.from([1, 0, 0, 2, 0xff, 0, 0, 0])],
     ['LIBARCHIVE.xattr.user.y', 'eQ=='],
   ]);
-  const pax2 = paxPayload([['mtime', '-1.5'], ['path', 'pax-path-wins-over-ustar']]);
+  const pax2 = paxPayload([
+    ['mtime', '-1.5'],
+    ['path', 'pax-path-wins-over-ustar'],
+  ]);
   const entries = [
     { header: { name: 'v7file', magic: 'v7' as const }, data: 'v7 data' },
     { header: { name: 'legacy/', typeflag: '\0' } },
@@ -131,7 +163,13 @@ function weirdTars(): Buffer[] {
   const main = rawTar(entries);
   const base256 = Buffer.concat([rawHeader({ name: 'base256-size', size: size256, magic: 'gnu' }), Buffer.alloc(1024, 0x62)]);
   const one = Buffer.concat([main.subarray(0, main.length - 1024), base256, gnuPrefix, Buffer.alloc(1024), Buffer.from('junk after the end marker')]);
-  const noEnd = rawTar([{ header: { name: 'x' }, data: Buffer.alloc(3000, 1) }, { header: { name: 'y' }, data: 'tail' }], 0);
+  const noEnd = rawTar(
+    [
+      { header: { name: 'x' }, data: Buffer.alloc(3000, 1) },
+      { header: { name: 'y' }, data: 'tail' },
+    ],
+    0,
+  );
   const oneZero = rawTar([{ header: { name: 'z' }, data: Buffer.alloc(100, 2) }], 1);
   const noPad = noEnd.subarray(0, noEnd.length - 300);
   return [one, noEnd, oneZero, noPad];
@@ -160,23 +198,41 @@ test('golden: Go archive/tar corner cases give byte-identical zTOCs', { skip, ti
   }
   // Layer 0 has a directory whose size field is 1000: Go records that size, so the header offset
   // recomputed on load runs past the next entry — AWS's own zTOC is then unloadable, as ours.
-  assert.throws(() => unmarshalZtoc(golden.get(sha256Hex(layers[0]!.bytes))!), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'));
+  assert.throws(
+    () => unmarshalZtoc(golden.get(sha256Hex(layers[0]!.bytes))!),
+    (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'),
+  );
   for (const l of layers.slice(2)) assert.ok(marshalZtoc(unmarshalZtoc(golden.get(sha256Hex(l.bytes))!)).equals(golden.get(sha256Hex(l.bytes))!));
 });
 
 function show(e: { name: Buffer; linkname: Buffer; uname: Buffer; gname: Buffer; pax: Array<{ key: Buffer; value: Buffer }> }) {
-  return { ...e, name: e.name.toString('latin1'), linkname: e.linkname.toString('latin1'), uname: e.uname.toString('latin1'), gname: e.gname.toString('latin1'), pax: e.pax.map((p) => `${p.key.toString('latin1')}=${p.value.toString('hex')}`) };
+  return {
+    ...e,
+    name: e.name.toString('latin1'),
+    linkname: e.linkname.toString('latin1'),
+    uname: e.uname.toString('latin1'),
+    gname: e.gname.toString('latin1'),
+    pax: e.pax.map((p) => `${p.key.toString('latin1')}=${p.value.toString('hex')}`),
+  };
 }
 
 test('golden: AWS soci also refuses layers with PAX global headers, GNU sparse or contiguous entries', { skip, timeout: 60_000 }, async (t) => {
   for (const type of ['g', 'S', '7']) {
     const dir = await tempDir(t, 'soci-ztoc-golden-bad-');
     const data = type === 'g' ? '18 comment=hello\n' : 'abc';
-    const tar = rawTar([{ header: { name: 'ok' }, data: 'x' }, { header: { name: `bad-${type}`, typeflag: type, magic: type === 'S' ? 'gnu' : 'ustar' }, data }]);
+    const tar = rawTar([
+      { header: { name: 'ok' }, data: 'x' },
+      { header: { name: `bad-${type}`, typeflag: type, magic: type === 'S' ? 'gnu' : 'ustar' }, data },
+    ]);
     writeLayout(join(dir, 'layout'), [{ bytes: gzipSync(tar), gzip: true }]);
     mkdirSync(join(dir, 'aws-root'));
     assert.throws(
-      () => execFileSync(AWS, ['--root', join(dir, 'aws-root'), 'convert', '--standalone', '--format', 'oci-dir', '--min-layer-size', '0', join(dir, 'layout'), join(dir, 'out')], { stdio: 'pipe' }),
+      () =>
+        execFileSync(
+          AWS,
+          ['--root', join(dir, 'aws-root'), 'convert', '--standalone', '--format', 'oci-dir', '--min-layer-size', '0', join(dir, 'layout'), join(dir, 'out')],
+          { stdio: 'pipe' },
+        ),
       `aws-soci accepted a layer with a '${type}' entry`,
     );
     await assert.rejects(buildZtoc(Readable.from([gzipSync(tar)]), { compression: 'gzip', spanSize: SPAN }), (e: unknown) => isSociError(e, 'ERR_BAD_TAR'));

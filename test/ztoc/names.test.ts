@@ -12,7 +12,13 @@ import type { EntryType } from '../../src/ztoc/types.js';
 const reg = (name: string | Buffer, type: EntryType = 'reg', linkname = '') => ({ name, type, linkname });
 const entry = (path: string, linkTarget?: string): LayerName => {
   const slash = path.lastIndexOf('/');
-  return { kind: 'entry', path, parent: slash < 0 ? '' : path.slice(0, slash), base: path.slice(slash + 1), ...(linkTarget !== undefined ? { linkTarget } : {}) };
+  return {
+    kind: 'entry',
+    path,
+    parent: slash < 0 ? '' : path.slice(0, slash),
+    base: path.slice(slash + 1),
+    ...(linkTarget !== undefined ? { linkTarget } : {}),
+  };
 };
 
 test('cleanPath: joined to "/" and cleaned, never above the root', () => {
@@ -80,7 +86,11 @@ test('layerName: table of names → what the entry does', () => {
     [reg('h', 'hardlink', 'a/.wh.b'), /"h" is a hardlink to the whiteout marker "a\/\.wh\.b"/],
   ];
   for (const [e, re] of refused) {
-    assert.throws(() => layerName(e), (err: unknown) => isSociError(err, 'ERR_BAD_TAR') && re.test((err as Error).message), JSON.stringify(e));
+    assert.throws(
+      () => layerName(e),
+      (err: unknown) => isSociError(err, 'ERR_BAD_TAR') && re.test((err as Error).message),
+      JSON.stringify(e),
+    );
   }
 });
 
@@ -99,5 +109,6 @@ test('quoteName: one line, controls escaped, UTF-8 decoded', () => {
   assert.equal(quoteName(Buffer.from('café', 'utf8').toString('latin1')), '"café"'); // latin1 bytes of UTF-8 text
   const long = quoteName('x'.repeat(500));
   assert.ok(long.length < 210 && long.endsWith('…"'));
-  for (const s of ['a\r\nb', '\u0000\u001f', Buffer.from([0x61, 0x0a, 0xc2, 0x85])]) assert.doesNotMatch(quoteName(s), /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
+  for (const s of ['a\r\nb', '\u0000\u001f', Buffer.from([0x61, 0x0a, 0xc2, 0x85])])
+    assert.doesNotMatch(quoteName(s), /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
 });

@@ -12,7 +12,7 @@ import { rawTar } from '../../harness/fixtures.js';
 
 // header 0..512, data [512, 2048) = 1536 bytes: ends exactly on the boundary of span 1/2 at span size 1024
 const tar = rawTar([
-  { header: { name: './dir/' , typeflag: '5' } },
+  { header: { name: './dir/', typeflag: '5' } },
   { header: { name: './dir/exact' }, data: Buffer.alloc(1536 - 512, 0x61) },
   { header: { name: './dir/next' }, data: Buffer.from('next file data') },
   { header: { name: 'link1', typeflag: '1', linkname: './dir/next' } },
@@ -57,13 +57,26 @@ test('findEntry: cleaned paths, last duplicate wins, hardlink chains resolve', a
     assert.equal(findEntry(z, 'dir/')!.type, 'dir');
     assert.equal(findEntry(z, 'link2'), findEntry(z, 'dir/next'), 'link2 → link1 → dir/next');
     assert.equal((await extractFile(z, findEntry(z, 'link2')!, reader(blob))).toString(), 'next file data');
-    assert.equal((await extractFile(z, z.toc.find((e) => e.name.toString() === 'link1')!, reader(blob))).toString(), 'next file data', 'extractFile resolves a hardlink entry');
+    assert.equal(
+      (await extractFile(z, z.toc.find((e) => e.name.toString() === 'link1')!, reader(blob))).toString(),
+      'next file data',
+      'extractFile resolves a hardlink entry',
+    );
     assert.equal((await extractFile(z, findEntry(z, 'dup')!, reader(blob))).toString(), 'second', 'last duplicate wins');
     assert.equal(findEntry(z, 'missing'), undefined);
-    assert.throws(() => findEntry(z, 'dangling'), (e: unknown) => isSociError(e, 'ERR_NOT_FOUND'));
-    assert.throws(() => findEntry(z, 'loop-a'), (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'));
+    assert.throws(
+      () => findEntry(z, 'dangling'),
+      (e: unknown) => isSociError(e, 'ERR_NOT_FOUND'),
+    );
+    assert.throws(
+      () => findEntry(z, 'loop-a'),
+      (e: unknown) => isSociError(e, 'ERR_INVALID_ZTOC'),
+    );
     await assert.rejects(extractFile(z, findEntry(z, 'dir')!, reader(blob)), (e: unknown) => isSociError(e, 'ERR_UNSUPPORTED'));
-    await assert.rejects(extractFile(z, findEntry(z, 'dir/next')!, async () => Buffer.alloc(3)), (e: unknown) => isSociError(e, 'ERR_IO'));
+    await assert.rejects(
+      extractFile(z, findEntry(z, 'dir/next')!, async () => Buffer.alloc(3)),
+      (e: unknown) => isSociError(e, 'ERR_IO'),
+    );
   }
 });
 

@@ -37,10 +37,19 @@ test('chunking does not change the result (1 byte, odd sizes, whole)', async (t)
 });
 
 test('data offsets, end position, trailing bytes after the end marker ignored', () => {
-  const tar = rawTar([{ header: { name: 'a' }, data: 'hello' }, { header: { name: 'b' }, data: Buffer.alloc(600, 1) }]);
+  const tar = rawTar([
+    { header: { name: 'a' }, data: 'hello' },
+    { header: { name: 'b' }, data: Buffer.alloc(600, 1) },
+  ]);
   const withJunk = Buffer.concat([tar, Buffer.alloc(10240 - tar.length), Buffer.from('junk after the end')]);
   const r = walk(withJunk);
-  assert.deepEqual(r.entries.map((e) => [e.name.toString(), e.uncompressedOffset, e.uncompressedSize]), [['a', 512, 5], ['b', 1536, 600]]);
+  assert.deepEqual(
+    r.entries.map((e) => [e.name.toString(), e.uncompressedOffset, e.uncompressedSize]),
+    [
+      ['a', 512, 5],
+      ['b', 1536, 600],
+    ],
+  );
   assert.equal(r.size, 1536 + 1024 + 1024, 'position at the end of the second zero block');
 });
 
@@ -68,20 +77,50 @@ test('truncated or corrupt archives are ERR_BAD_TAR', () => {
   // once failed, the walker keeps failing
   const w = new TarWalker(() => {});
   assert.throws(() => w.write(rawTar([{ header: { name: 'a', chksum: '1\0' } }])));
-  assert.throws(() => w.write(Buffer.alloc(512)), (e: unknown) => isSociError(e, 'ERR_BAD_TAR'));
+  assert.throws(
+    () => w.write(Buffer.alloc(512)),
+    (e: unknown) => isSociError(e, 'ERR_BAD_TAR'),
+  );
 });
 
 test('unsupported entry types abort with ERR_BAD_TAR naming the entry', () => {
-  for (const [type, what] of [['g', 'PAX global'], ['S', 'GNU sparse'], ['7', 'contiguous'], ['V', "'V'"], ['A', "'A'"]] as const) {
+  for (const [type, what] of [
+    ['g', 'PAX global'],
+    ['S', 'GNU sparse'],
+    ['7', 'contiguous'],
+    ['V', "'V'"],
+    ['A', "'A'"],
+  ] as const) {
     const data = type === 'g' ? paxPayload([['comment', 'global']]) : 'abc';
     badTar(rawTar([{ header: { name: 'ok' } }, { header: { name: `weird-${type}`, typeflag: type }, data }]), new RegExp(`${what}.*weird-${type}`));
   }
-  const sparse = (records: Array<[string, string]>) => rawTar([{ header: { name: 'sparse', typeflag: 'x' }, data: paxPayload(records) }, { header: { name: 's' } }]);
-  badTar(sparse([['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0']]), /sparse/);
-  badTar(sparse([['GNU.sparse.offset', '0'], ['GNU.sparse.numbytes', '5']]), /sparse/);
+  const sparse = (records: Array<[string, string]>) =>
+    rawTar([{ header: { name: 'sparse', typeflag: 'x' }, data: paxPayload(records) }, { header: { name: 's' } }]);
+  badTar(
+    sparse([
+      ['GNU.sparse.major', '1'],
+      ['GNU.sparse.minor', '0'],
+    ]),
+    /sparse/,
+  );
+  badTar(
+    sparse([
+      ['GNU.sparse.offset', '0'],
+      ['GNU.sparse.numbytes', '5'],
+    ]),
+    /sparse/,
+  );
   badTar(sparse([['GNU.sparse.numbytes', '5']]), /sparse/);
   // an unknown sparse version is a plain file to Go; the records are kept like any other
-  assert.deepEqual(walk(sparse([['GNU.sparse.major', '7'], ['GNU.sparse.minor', '1']])).entries[0]!.pax.map((p) => p.key.toString()), ['GNU.sparse.major', 'GNU.sparse.minor']);
+  assert.deepEqual(
+    walk(
+      sparse([
+        ['GNU.sparse.major', '7'],
+        ['GNU.sparse.minor', '1'],
+      ]),
+    ).entries[0]!.pax.map((p) => p.key.toString()),
+    ['GNU.sparse.major', 'GNU.sparse.minor'],
+  );
 });
 
 test('type mapping and legacy NUL type', () => {
@@ -105,7 +144,13 @@ test('type mapping and legacy NUL type', () => {
 test('header-only types skip no data even with a size field', () => {
   const tar = Buffer.concat([rawHeader({ name: 'd/', typeflag: '5', size: octal(1000) }), rawHeader({ name: 'next' }), Buffer.alloc(1024)]);
   const r = walk(tar);
-  assert.deepEqual(r.entries.map((e) => [e.name.toString(), e.uncompressedOffset, e.uncompressedSize]), [['d/', 512, 1000], ['next', 1024, 0]]);
+  assert.deepEqual(
+    r.entries.map((e) => [e.name.toString(), e.uncompressedOffset, e.uncompressedSize]),
+    [
+      ['d/', 512, 1000],
+      ['next', 1024, 0],
+    ],
+  );
 });
 
 test('numbers: base-256 size and uid, negative uid wraps to uint32, spaces/NULs trimmed', () => {
@@ -121,7 +166,10 @@ test('numbers: base-256 size and uid, negative uid wraps to uint32, spaces/NULs 
   ]);
   const r = walk(tar);
   assert.deepEqual([r.entries[0]!.uncompressedSize, r.entries[0]!.uid], [1000, 0xffffffff]);
-  assert.deepEqual([r.entries[1]!.name.toString(), r.entries[1]!.uncompressedOffset, r.entries[1]!.mode, r.entries[1]!.gid], ['after', 512 + 1024 + 512, 0o644, 0o17]);
+  assert.deepEqual(
+    [r.entries[1]!.name.toString(), r.entries[1]!.uncompressedOffset, r.entries[1]!.mode, r.entries[1]!.gid],
+    ['after', 512 + 1024 + 512, 0o644, 0o17],
+  );
 });
 
 test('names: USTAR prefix joined, GNU and V7 without prefix', () => {
@@ -131,7 +179,10 @@ test('names: USTAR prefix joined, GNU and V7 without prefix', () => {
     { header: { name: 'v7', prefix: 'ignored', magic: 'v7', uname: 'x' } },
   ]);
   const e = walk(tar).entries;
-  assert.deepEqual(e.map((x) => x.name.toString()), ['pre/fix/name', 'gnu', 'v7']);
+  assert.deepEqual(
+    e.map((x) => x.name.toString()),
+    ['pre/fix/name', 'gnu', 'v7'],
+  );
   assert.equal(e[2]!.uname.length, 0, 'V7 headers have no uname');
   assert.equal(e[0]!.uname.toString(), 'root');
 });
@@ -165,11 +216,17 @@ test('PAX: overrides, complete record map, empty values, replacement, GNU long n
   assert.equal(a!.uncompressedSize, 700, 'PAX size is reported (symlinks skip no data)');
   assert.deepEqual([a!.uid, a!.gid, a!.uname.toString(), a!.gname.toString()], [1, 0xffffffff, 'alice', 'staff']);
   assert.equal(a!.modTime, '2023-11-14T22:13:20.123456789Z');
-  assert.deepEqual(a!.pax.map((p) => p.key.toString()), ['SCHILY.xattr.user.bin', 'atime', 'gid', 'gname', 'linkpath', 'mtime', 'path', 'size', 'uid', 'uname', 'zz']);
+  assert.deepEqual(
+    a!.pax.map((p) => p.key.toString()),
+    ['SCHILY.xattr.user.bin', 'atime', 'gid', 'gname', 'linkpath', 'mtime', 'path', 'size', 'uid', 'uname', 'zz'],
+  );
   assert.ok(a!.pax[0]!.value.equals(Buffer.from([0, 1, 2, 0xff])));
   assert.deepEqual([b!.name.toString(), b!.pax.length, b!.uncompressedOffset], ['file', 0, 512 + Math.ceil(pax.length / 512) * 512 + 1024]);
 
-  const p1 = paxPayload([['path', 'first'], ['comment', 'one']]);
+  const p1 = paxPayload([
+    ['path', 'first'],
+    ['comment', 'one'],
+  ]);
   const p2 = paxPayload([['uname', 'second']]);
   const longName = Buffer.from('gnu/long/name\0junk');
   const two = rawTar([
@@ -180,7 +237,11 @@ test('PAX: overrides, complete record map, empty values, replacement, GNU long n
   ]);
   const [c] = walk(two).entries;
   assert.equal(c!.name.toString(), 'gnu/long/name', 'GNU long name wins, cut at NUL');
-  assert.deepEqual(c!.pax.map((p) => `${p.key}=${p.value}`), ['uname=second'], 'a later x header replaces the earlier map');
+  assert.deepEqual(
+    c!.pax.map((p) => `${p.key}=${p.value}`),
+    ['uname=second'],
+    'a later x header replaces the earlier map',
+  );
   assert.equal(c!.uncompressedOffset, 512 * 7);
 });
 
