@@ -9,39 +9,10 @@
  * Busybox cannot serve as the setuid probe: built with FEATURE_SUID it drops privileges for `id`.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { buildLayout, pseudoRandom, type BuiltLayout } from './images.js';
 import type { TestRegistry } from './registry.js';
-import { digestOf } from '../src/oci/digest.js';
-
-/** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */
-export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Promise<string[]> {
-  const put = async (b: Buffer) => {
-    const d = digestOf(b);
-    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
-    return { digest: d, size: b.length };
-  };
-  const layers = [];
-  for (const gz of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(gz)) });
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((g) => digestOf(gunzipSync(g))) } }),
-  );
-  const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
-  const m = await put(manifest);
-  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }],
-    }),
-  );
-  return layers.map((l) => l.digest);
-}
 
 export const BIG_FILE = 'big/blob.bin';
 export const BIG_SIZE = 1_572_864;

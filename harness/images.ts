@@ -6,7 +6,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { digestOf } from '../src/oci/digest.js';
 
 export interface LayerSpec {
@@ -149,6 +151,28 @@ export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
 }
 
 /** Deterministic pseudo-random bytes (compressible to a tunable degree) for big test files. */
+/** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */
+export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Promise<string[]> {
+  const put = async (b: Buffer) => putBlob(dir, b);
+  const layers = [];
+  for (const gz of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(gz)) });
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((g) => digestOf(gunzipSync(g))) } }),
+  );
+  const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
+  const m = await put(manifest);
+  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    }),
+  );
+  return layers.map((l) => l.digest);
+}
+
 export function pseudoRandom(size: number, seed: number, textRatio = 0.5): Buffer {
   const out = Buffer.alloc(size);
   let x = seed >>> 0 || 1;

@@ -7,47 +7,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { needs } from '../../harness/env.js';
 import { fixtureCacheDir, makeBigLayer, makeLayer } from '../../harness/fixtures.js';
-import { pseudoRandom } from '../../harness/images.js';
+import { ociLayout, pseudoRandom } from '../../harness/images.js';
 import { startRegistry } from '../../harness/registry.js';
 import { mountsUnder } from '../../harness/containerd.js';
 import { compareDumps, isAscii, scratch } from './util.js';
-import { digestOf } from '../../src/oci/digest.js';
 import { SOCI_MAIN, soci } from '../../harness/soci-cli.js';
 
 const pexec = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
-
-/** An OCI layout from gzip'd tar layers (python-made tars: hardlinks, whiteouts, xattrs). */
-async function layout(dir: string, gzLayers: Array<{ gz: Buffer; tar: Buffer }>): Promise<void> {
-  const put = async (b: Buffer) => {
-    const d = digestOf(b);
-    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
-    return { digest: d, size: b.length };
-  };
-  const layers = [];
-  for (const l of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(l.gz)) });
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((l) => digestOf(l.tar)) } }),
-  );
-  const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
-  const m = await put(manifest);
-  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }],
-    }),
-  );
-}
 
 type Dump = Record<string, Record<string, unknown>>;
 async function walk(path: string): Promise<Dump> {
@@ -105,11 +78,7 @@ test('soci mount: merged lazy tree equals umoci unpack; one small read fetches o
     ],
   });
   const oci = join(dir, 'oci');
-  await layout(oci, [
-    { gz: await readFile(big.gzPath), tar: await readFile(big.tarPath) },
-    { gz: await readFile(mid.gzPath), tar: await readFile(mid.tarPath) },
-    { gz: await readFile(small.gzPath), tar: await readFile(small.tarPath) },
-  ]);
+  await ociLayout(oci, [await readFile(big.gzPath), await readFile(mid.gzPath), await readFile(small.gzPath)]);
   await pexec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${oci}:v1`, `docker://${reg.host}/src/app:v1`]);
   const root = join(dir, 'root');
   await soci(root, ['convert', '--remote', '--min-layer-size', '1000000', '--span-size', '1048576', `${reg.host}/src/app:v1`, `${reg.host}/dst/app:v1`]);
