@@ -9,6 +9,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync 
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import tar from 'tar-stream';
 import { digestOf } from '../src/oci/digest.js';
 
 export interface LayerSpec {
@@ -42,6 +43,49 @@ function putBlob(dir: string, b: Buffer): { digest: string; size: number } {
   return { digest: d, size: b.length };
 }
 
+/** A tar entry for packTar: a file (the default), a directory or a symlink; owner 0, mtime 0. */
+export interface TarEntry {
+  name: string;
+  type?: 'file' | 'directory' | 'symlink';
+  mode?: number;
+  data?: Buffer;
+  linkname?: string;
+}
+
+/** A tar of these entries in this order, byte-for-byte the same on every run (tar-stream, no host tar). */
+export async function packTar(entries: TarEntry[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    pack.on('end', resolve);
+    pack.on('error', reject);
+  });
+  for (const e of entries) {
+    const type = e.type ?? 'file';
+    const header = {
+      name: e.name,
+      type,
+      mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+      mtime: new Date(0),
+      uid: 0,
+      gid: 0,
+      ...(e.linkname ? { linkname: e.linkname } : {}),
+    } as tar.Header;
+    await new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (type === 'file') pack.entry(header, e.data ?? Buffer.alloc(0), cb);
+      else pack.entry(header, cb);
+    });
+  }
+  pack.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+/** A tar made by the host's GNU tar from files written to a scratch dir (PAX headers, as `docker build` layers). */
 export function makeLayerTar(spec: LayerSpec): Buffer {
   const src = mkdtempSync('/tmp/soci-layer-');
   try {

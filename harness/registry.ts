@@ -27,8 +27,8 @@ import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
 import { tempDir } from './env.js';
+import { packTar } from './images.js';
 import { startTokenServer, type TokenServer } from './token-server.js';
 import { digestOf } from '../src/oci/digest.js';
 
@@ -241,24 +241,6 @@ function blobOf(bytes: Buffer, mediaType: string): TestBlob {
   return { digest: digestOf(bytes), size: bytes.length, mediaType, bytes };
 }
 
-async function makeLayer(files: Record<string, Buffer>): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => {
-    chunks.push(c as Buffer);
-  });
-  const done = new Promise<void>((r, j) => {
-    pack.on('end', () => r());
-    pack.on('error', j);
-  });
-  for (const [name, data] of Object.entries(files)) {
-    await new Promise<void>((r, j) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? j(e) : r())));
-  }
-  pack.finalize();
-  await done;
-  return gzipSync(Buffer.concat(chunks), { level: 1 });
-}
-
 const PLATFORMS: Record<string, { os: string; architecture: string }> = {
   'linux/amd64': { os: 'linux', architecture: 'amd64' },
   'linux/arm64': { os: 'linux', architecture: 'arm64' },
@@ -288,7 +270,7 @@ export async function pushTestImage(
         [`layer${i}/random.bin`]: randomBytes(layerBytes / 2),
         [`layer${i}/text.txt`]: Buffer.from(`${p} layer ${i}\n`.repeat(Math.ceil(layerBytes / 2 / 20))),
       };
-      const gz = await makeLayer(files);
+      const gz = gzipSync(await packTar(Object.entries(files).map(([name, data]) => ({ name, data }))), { level: 1 });
       const { gunzipSync } = await import('node:zlib');
       diffIds.push(digestOf(gunzipSync(gz)));
       layers.push(blobOf(gz, 'application/vnd.oci.image.layer.v1.tar+gzip'));

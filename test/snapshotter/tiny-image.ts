@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
+import { packTar } from '../../harness/images.js';
 import { digestOf } from '../../src/oci/digest.js';
 
 const C_SOURCE = `#include <stdio.h>
@@ -23,49 +23,17 @@ int main(void) {
 }
 `;
 
-interface Entry {
-  name: string;
-  type?: 'file' | 'directory';
-  mode?: number;
-  data?: Buffer;
-}
-
-function tarOf(entries: Entry[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const pack = tar.pack();
-    const chunks: Buffer[] = [];
-    pack.on('data', (c: unknown) => {
-      chunks.push(c as Buffer);
-    });
-    pack.on('end', () => resolve(Buffer.concat(chunks)));
-    pack.on('error', reject);
-    for (const e of entries) {
-      const header = {
-        name: e.name,
-        type: e.type ?? 'file',
-        mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644),
-        mtime: new Date(0),
-        uid: 0,
-        gid: 0,
-      } as tar.Header;
-      if (e.type === 'directory') pack.entry(header);
-      else pack.entry(header, e.data ?? Buffer.alloc(0));
-    }
-    pack.finalize();
-  });
-}
-
 /** Writes `<dir>/image.tar` (OCI archive) named `name`; returns its path. */
 export async function buildTinyImage(dir: string, name: string): Promise<string> {
   await writeFile(join(dir, 'hello.c'), C_SOURCE);
   execFileSync('gcc', ['-static', '-Os', '-o', join(dir, 'hello'), join(dir, 'hello.c')]);
   const hello = await readFile(join(dir, 'hello'));
-  const l1 = await tarOf([
+  const l1 = await packTar([
     { name: 'etc/', type: 'directory' },
     { name: 'hello', data: hello, mode: 0o755 },
     { name: 'gone', data: Buffer.from('to be whited out\n') },
   ]);
-  const l2 = await tarOf([{ name: 'msg.txt', data: Buffer.from('layer two\n') }, { name: '.wh.gone' }]);
+  const l2 = await packTar([{ name: 'msg.txt', data: Buffer.from('layer two\n') }, { name: '.wh.gone' }]);
   const layers = [l1, l2].map((raw) => ({ raw, gz: gzipSync(raw) }));
   const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
   const config = JSON.stringify({
@@ -94,7 +62,7 @@ export async function buildTinyImage(dir: string, name: string): Promise<string>
     ],
   });
   const blob = (b: Buffer | string) => ({ name: `blobs/sha256/${digestOf(b).slice(7)}`, data: Buffer.from(b) });
-  const archive = await tarOf([
+  const archive = await packTar([
     { name: 'oci-layout', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
     { name: 'index.json', data: Buffer.from(index) },
     { name: 'blobs/', type: 'directory' },
