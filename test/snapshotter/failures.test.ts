@@ -127,6 +127,9 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   // Nothing of this reached the healthy parts of the log: every warning and error names one of these layers.
   const layers = new Set([lie.top, flip.top, e500.top, stall.top]);
   const problems = lines.filter((l) => l.level === 'warn' || l.level === 'error');
-  assert.ok(problems.length > 0 && problems.every((l) => layers.has(String(l.fields.layer))), JSON.stringify(problems.filter((l) => !layers.has(String(l.fields.layer)))));
+  assert.ok(
+    problems.length > 0 && problems.every((l) => layers.has(String(l.fields.layer))),
+    JSON.stringify(problems.filter((l) => !layers.has(String(l.fields.layer)))),
+  );
   await mounter.close(); // before the temp dir's cleanup, which would meet busy mountpoints
 });
