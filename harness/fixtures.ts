@@ -115,6 +115,7 @@ if __name__ == '__main__':
         listing(sys.argv[2])
 `;
 import { sha256Hex } from '../src/oci/digest.js';
+import { xorshift32 } from './random.js';
 
 export type EntrySpec =
   | {
@@ -233,15 +234,7 @@ async function writeWithGnuTar(dir: string, out: string, spec: LayerSpec): Promi
 
 /** Deterministic compressible data (same family as the python generator, not the same bytes). */
 export function genData(size: number, seed: number): Buffer {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  const rnd = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
+  const rnd = xorshift32((seed * 2654435761) >>> 0);
   const words = 'alpha beta gamma delta layer span zran container image registry snapshot fuse mount overlay digest gzip deflate'.split(' ');
   const base = Buffer.from(Array.from({ length: 12000 }, () => words[rnd() % words.length]).join(' ')).subarray(0, 65536);
   const out = Buffer.allocUnsafe(size);
@@ -521,13 +514,8 @@ export async function makeBigLayer(cacheDir: string, mb: number): Promise<BigLay
   // offsets (too far apart for deflate's 32 KiB window), so the layer compresses to roughly a third.
   const pool = genData(8 << 20, 77);
   const noise = Buffer.allocUnsafe(8 << 20);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < noise.length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    noise.writeInt32LE(x | 0, i);
-  }
+  const next = xorshift32(0x9e3779b9);
+  for (let i = 0; i < noise.length; i += 4) noise.writeUInt32LE(next(), i);
   for (const d of [0, 1, 2, 3, 4, 5, 6]) {
     await write(rawHeader({ name: `data/d${d}/`, typeflag: '5', mode: '0000755\0' }));
   }

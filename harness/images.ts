@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { digestOf } from '../src/oci/digest.js';
+import { xorshift32 } from './random.js';
 
 export interface LayerSpec {
   /** path → content (string/Buffer), or { symlink } / { dir: true } */
@@ -219,28 +220,18 @@ export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Pr
 
 export function pseudoRandom(size: number, seed: number, textRatio = 0.5): Buffer {
   const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
+  const next = xorshift32(seed);
+  let x = 0;
   const words = ['lorem', 'ipsum', 'layer', 'span', 'checkpoint', 'container', 'snapshot', 'registry', '\n'];
   let i = 0;
   while (i < size) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
+    x = next();
     if ((x & 0xff) / 255 < textRatio) {
       const w = words[x % words.length]!;
       out.write(w + ' ', i, 'latin1');
       i += w.length + 1;
     } else {
-      for (let k = 0; k < 64 && i < size; k++) {
-        x ^= x << 13;
-        x >>>= 0;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        x >>>= 0;
-        out[i++] = x & 0xff;
-      }
+      for (let k = 0; k < 64 && i < size; k++) out[i++] = next() & 0xff;
     }
   }
   return out.subarray(0, size);

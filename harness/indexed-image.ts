@@ -4,12 +4,13 @@
  * the snapshotter's Prepare labels need.
  */
 import { Readable } from 'node:stream';
-import type { RegistryClient } from '../src/registry/index.js';
+import { RegistryClient } from '../src/registry/index.js';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { ANN, EMPTY_CONFIG, MT } from '../src/oci/media-types.js';
 import { encodeManifest } from '../src/oci/types.js';
 import { LABELS } from '../src/snapshotter/labels.js';
 import { buildZtoc, marshalZtoc, type Ztoc } from '../src/ztoc/index.js';
-import { pushTestImage, type TestRegistry } from './registry.js';
+import { pushTestImage, startRegistry, type TestRegistry } from './registry.js';
 import { digestOf } from '../src/oci/digest.js';
 
 export interface IndexedImage {
@@ -60,4 +61,12 @@ export async function mountTopLayer(
     },
     { namespace: 'default', key: img.repo },
   );
+}
+
+/** A CNCF registry, a client for it, and a recording fault proxy in front: where the SOCI mounter tests start. */
+export async function registryWithProxy(t: { after: (fn: () => unknown) => void }): Promise<{ reg: TestRegistry; client: RegistryClient; proxy: FaultProxy }> {
+  const reg = await startRegistry(t);
+  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
+  t.after(() => client.close());
+  return { reg, client, proxy: await startFaultProxy(t, reg.host) };
 }

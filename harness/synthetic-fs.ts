@@ -24,6 +24,7 @@ import {
   type OpenResult,
   type StatfsResult,
 } from '../src/fuse/index.js';
+import { xorshift32 } from './random.js';
 
 const MiB = 1024 * 1024;
 /** Pattern period: not a multiple of the page size, so pages differ. */
@@ -34,13 +35,8 @@ let patternBlock: Buffer | null = null;
 function pattern(): Buffer {
   if (patternBlock) return patternBlock;
   const b = Buffer.allocUnsafe(PERIOD + MiB + 8);
-  let x = 0x9e3779b9;
-  for (let i = 0; i + 4 <= PERIOD + 4; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b.writeInt32LE(x | 0, i);
-  }
+  const next = xorshift32(0x9e3779b9);
+  for (let i = 0; i + 4 <= PERIOD + 4; i += 4) b.writeUInt32LE(next(), i);
   b.copy(b, PERIOD, 0, MiB + 8);
   patternBlock = b.subarray(0, PERIOD + MiB);
   return patternBlock;

@@ -10,23 +10,12 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { xorshift32 as xorshift } from '../../harness/random.js';
 
 export interface SynthFile {
   path: string;
   size: number;
   kind: 'bin' | 'log';
-}
-
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
 }
 
 const pad = (n: number, w: number) => String(n).padStart(w, '0');

@@ -5,6 +5,7 @@ import { inCI } from '../../harness/env.js';
 import { createLayerIndexer, extractSpans, nativeAvailable, parseCheckpoints } from '../../src/compression/index.js';
 import type { Compression, EngineName, IndexResult, SpanTable } from '../../src/compression/index.js';
 import { sha256Hex } from '../../src/oci/digest.js';
+import { xorshift32 } from '../../harness/random.js';
 
 /** Engines to test. Native is required in CI (npm install builds it); elsewhere it may be absent. */
 export function testEngines(): EngineName[] {
@@ -15,15 +16,8 @@ export function testEngines(): EngineName[] {
 
 /** xorshift32 PRNG: fixed seeds make every generated input reproducible. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 4294967296;
 }
 
 export function randomBytes(n: number, seed: number): Buffer {

@@ -10,10 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { startRegistry } from '../../harness/registry.js';
-import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 import { silentLogger } from '../../src/logger.js';
@@ -21,10 +18,7 @@ import { silentLogger } from '../../src/logger.js';
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
 test('check: a 2-byte probe per valid_interval, or on every call with check_always; a failing registry fails it', { skip, timeout: 120_000 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const img = await pushIndexedImage(reg, client, 'avail/app');
   const probes = () => proxy.requests.filter((r) => r.path.includes(`/blobs/${img.top}`) && r.headers.range === 'bytes=0-1').length;
 

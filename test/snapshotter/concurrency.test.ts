@@ -10,10 +10,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { needs, tempDir } from '../../harness/env.js';
-import { startFaultProxy, type FaultProxy } from '../../harness/fault-proxy.js';
-import { startRegistry } from '../../harness/registry.js';
-import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../../harness/indexed-image.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import type { FaultProxy } from '../../harness/fault-proxy.js';
+import { mountTopLayer, pushIndexedImage, type IndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 import { silentLogger } from '../../src/logger.js';
@@ -65,10 +63,7 @@ async function mountAllHeld(
 }
 
 test('max_concurrency bounds how many layers download their zTOC at once, across images', { skip, timeout: 120_000 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const images: IndexedImage[] = [];
   for (const n of ['a', 'b', 'c']) images.push(await pushIndexedImage(reg, client, `conc/${n}`));
 

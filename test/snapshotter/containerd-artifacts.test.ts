@@ -11,21 +11,15 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startContainerd } from '../../harness/containerd.js';
 import { needs, recordingLogger, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
-import { startRegistry } from '../../harness/registry.js';
+import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { Containerd } from '../../src/containerd/index.js';
-import { RegistryClient } from '../../src/registry/index.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 
 const skip = needs({ root: true, tools: ['containerd', 'docker-registry', 'skopeo'] });
 
 test('content_store.type = "containerd": index and zTOCs read from containerd before the registry', { skip, timeout: 180_000 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const img = await pushIndexedImage(reg, client, 'local/app');
   const root = await tempDir(t, 'soci-ctd-artifacts-');
   const cd = await startContainerd(t, { snapshotterSocket: join(root, 'none.sock') });

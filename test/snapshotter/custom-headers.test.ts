@@ -12,10 +12,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { needs, recordingLogger, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
-import { startRegistry } from '../../harness/registry.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { customHeadersFromLabels } from '../../src/snapshotter/custom-headers.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
@@ -53,10 +50,7 @@ test('custom headers reach every registry request of the layer: index, zTOC and 
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 120_000,
 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const img = await pushIndexedImage(reg, client, 'headers/app');
   const config = defaultConfig();
   config.background_fetch.disable = true;

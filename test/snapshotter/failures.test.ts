@@ -13,10 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { needs, recordingLogger, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { startRegistry } from '../../harness/registry.js';
-import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../../harness/indexed-image.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { mountTopLayer, pushIndexedImage, type IndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
@@ -34,10 +31,7 @@ test('layer failures: one log line per span or file, every occurrence counted (l
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 180_000,
 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const lie = await pushIndexedImage(reg, client, 'fail/lie', (z) => {
     // text.txt's data said to start one block later than it does: its bytes would be off by 512.
     const e = z.toc.find((x) => x.name.toString() === 'layer1/text.txt')!;

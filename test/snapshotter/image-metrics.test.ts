@@ -12,9 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { needs, recordingLogger, tempDir } from '../../harness/env.js';
-import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
-import { startRegistry } from '../../harness/registry.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
@@ -32,9 +30,7 @@ test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec;
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 120_000,
 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
+  const { reg, client } = await registryWithProxy(t);
   const root = await tempDir(t, 'soci-image-metrics-');
   const img = await pushIndexedImage(reg, client, 'metrics/app');
   const config = defaultConfig();

@@ -8,10 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { startRegistry } from '../../harness/registry.js';
-import { mountTopLayer, pushIndexedImage, type IndexedImage } from '../../harness/indexed-image.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { mountTopLayer, pushIndexedImage, type IndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 import { silentLogger } from '../../src/logger.js';
@@ -19,10 +16,7 @@ import { silentLogger } from '../../src/logger.js';
 const skip = needs({ root: true, tools: ['docker-registry', 'skopeo'] });
 
 test('resolve_result_entry bounds the resolved images kept (least recently used dropped first)', { skip, timeout: 120_000 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const a = await pushIndexedImage(reg, client, 'cache/a');
   const b = await pushIndexedImage(reg, client, 'cache/b');
   const indexFetches = (img: IndexedImage) => proxy.count('GET', `/manifests/${img.indexDigest}`);

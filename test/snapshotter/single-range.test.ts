@@ -10,10 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { needs, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { mountTopLayer, pushIndexedImage } from '../../harness/indexed-image.js';
-import { startRegistry } from '../../harness/registry.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { configReports, defaultConfig, parseConfig } from '../../src/snapshotter/config.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 import { silentLogger } from '../../src/logger.js';
@@ -28,10 +25,7 @@ test('force_single_range_mode: one range per request either way (and the key is 
     configReports(parseConfig('[blob]\nforce_single_range_mode = true\n')).map((r) => [r.key, r.kind]),
     [['blob.force_single_range_mode', 'moot']],
   );
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
-  const proxy = await startFaultProxy(t, reg.host);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const img = await pushIndexedImage(reg, client, 'ranges/app');
   const root = await tempDir(t, 'soci-ranges-');
   for (const force of [false, true]) {

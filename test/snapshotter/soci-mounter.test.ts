@@ -12,9 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { needs, tempDir } from '../../harness/env.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
-import { startRegistry } from '../../harness/registry.js';
-import { pushIndexedImage } from '../../harness/indexed-image.js';
-import { RegistryClient } from '../../src/registry/index.js';
+import { pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
@@ -26,9 +24,7 @@ test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do;
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 120_000,
 }, async (t) => {
-  const reg = await startRegistry(t);
-  const client = new RegistryClient({ registry: reg.host, plainHttp: true });
-  t.after(() => client.close());
+  const { reg, client } = await registryWithProxy(t);
   const good = await pushIndexedImage(reg, client, 'overlap/good');
   const bad = await pushIndexedImage(reg, client, 'overlap/bad');
   const proxy = await startFaultProxy(t, reg.host);
