@@ -40,13 +40,22 @@ export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEn
 }
 
 /** Waits for a daemon to be ready; fails at once when its process exits first. */
-async function waitReady(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc?: ChildProcess, logs?: () => string): Promise<void> {
-  const exited = () => proc !== undefined && proc.exitCode !== null;
-  if (await waitFor(async () => exited() || (await ok()), timeoutMs, 100)) {
-    if (!exited() || (await ok())) return;
-    throw new Error(`${what}: process exited with ${proc!.exitCode}\n${logs?.() ?? ''}`);
-  }
-  throw new Error(`${what}: timed out after ${timeoutMs} ms\n${logs?.() ?? ''}`);
+async function waitReady(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc: ChildProcess, logs: () => string): Promise<void> {
+  const exited = () => proc.exitCode !== null;
+  await waitFor(async () => exited() || (await ok()), timeoutMs, 100);
+  if (await ok()) return;
+  throw new Error(`${what}: ${exited() ? `process exited with ${proc.exitCode}` : `timed out after ${timeoutMs} ms`}\n${logs()}`);
+}
+
+/** Everything the process writes (stdout and stderr, interleaved as it comes). */
+function captureOutput(proc: ChildProcess): () => string {
+  let out = '';
+  const add = (b: Buffer) => {
+    out += b.toString();
+  };
+  proc.stderr!.on('data', add);
+  proc.stdout!.on('data', add);
+  return () => out;
 }
 
 /** Mount points under dir (deepest first; a path mounted twice appears twice), from /proc/self/mountinfo. */
@@ -159,14 +168,7 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  let out = '';
-  proc.stderr!.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  proc.stdout!.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  const logs = () => out;
+  const logs = captureOutput(proc);
   // Health: the daemon must not die on its own, nor log an uncaught exception / unhandled rejection.
   let stopAsked = false;
   let died: string | null = null;
@@ -176,10 +178,12 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   t.after(async () => {
     stopAsked = true;
     await stopProcess(proc, 'SIGTERM');
-    const fatal = out.split('\n').find((l) => DAEMON_FATAL.test(l));
-    if (died || fatal) throw new Error(`snapshotter unhealthy: ${died ?? 'crash logged'}${fatal ? `: ${fatal.slice(0, 2000)}` : ''}\n${out.slice(-4000)}`);
+    const fatal = logs()
+      .split('\n')
+      .find((l) => DAEMON_FATAL.test(l));
+    if (died || fatal) throw new Error(`snapshotter unhealthy: ${died ?? 'crash logged'}${fatal ? `: ${fatal.slice(0, 2000)}` : ''}\n${logs().slice(-4000)}`);
   });
-  await waitReady('snapshotter start', () => existsSync(address) && out.includes('successfully started'), 30_000, proc, logs);
+  await waitReady('snapshotter start', () => existsSync(address) && logs().includes('successfully started'), 30_000, proc, logs);
   return {
     address,
     root,
@@ -187,7 +191,7 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
     proc,
     logs,
     logLines: () =>
-      out
+      logs()
         .split('\n')
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as Record<string, unknown>),
@@ -262,14 +266,7 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
   await writeFile(configPath, toml);
   const tools = containerdTools(opts.version);
   const proc = spawn(tools.containerd, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: tools.env });
-  let out = '';
-  proc.stderr!.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  proc.stdout!.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  const logs = () => out;
+  const logs = captureOutput(proc);
   // containerd 2.2's ctr warns on every call on a cgroup v1 host (as this one is); that says nothing
   // about the command, so it is dropped and outputs compare across versions.
   const ctr = async (args: string[], o: { timeoutMs?: number; input?: string } = {}) => {

@@ -63,10 +63,18 @@ export async function mountTopLayer(
   );
 }
 
-/** A CNCF registry, a client for it, and a recording fault proxy in front: where the SOCI mounter tests start. */
-export async function registryWithProxy(t: { after: (fn: () => unknown) => void }): Promise<{ reg: TestRegistry; client: RegistryClient; proxy: FaultProxy }> {
+type AfterHost = { after: (fn: () => unknown) => void };
+
+/** A CNCF registry and a client for it: where the SOCI mounter tests start. */
+export async function registryWithClient(t: AfterHost): Promise<{ reg: TestRegistry; client: RegistryClient }> {
   const reg = await startRegistry(t);
   const client = new RegistryClient({ registry: reg.host, plainHttp: true });
   t.after(() => client.close());
+  return { reg, client };
+}
+
+/** The same, with a recording fault proxy in front. */
+export async function registryWithProxy(t: AfterHost): Promise<{ reg: TestRegistry; client: RegistryClient; proxy: FaultProxy }> {
+  const { reg, client } = await registryWithClient(t);
   return { reg, client, proxy: await startFaultProxy(t, reg.host) };
 }

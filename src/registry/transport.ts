@@ -128,9 +128,9 @@ export class Transport {
    * The signal of one attempt: the caller's, plus the whole-request timeout when one is set. `done`
    * clears the timer; the caller calls it when the body is consumed or abandoned.
    */
-  private attemptSignal(signal: AbortSignal | undefined): { signal: AbortSignal | undefined; done: () => void } {
+  private attemptSignal(signal: AbortSignal | undefined): { signal: AbortSignal | undefined; done?: () => void } {
     const limit = this.opts.requestTimeoutMs;
-    if (!limit || limit <= 0) return { signal, done: () => undefined };
+    if (!limit || limit <= 0) return { signal };
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new RequestTimeoutError(`request timeout of ${limit} ms exceeded`)), limit);
     timer.unref();
@@ -154,10 +154,10 @@ export class Transport {
         bodyTimeout: this.opts.bodyTimeoutMs ?? 30_000,
       });
       log?.(`${method} ${redactUrl(url)} ${res.statusCode} ${Date.now() - t0}ms`);
-      res.body.once('close', attempt.done);
+      if (attempt.done) res.body.once('close', attempt.done);
       return { status: res.statusCode, headers: res.headers, body: res.body, url };
     } catch (e) {
-      attempt.done();
+      attempt.done?.();
       log?.(`${method} ${redactUrl(url)} failed ${(e as { code?: string }).code ?? 'error'} ${Date.now() - t0}ms`);
       throw e;
     }

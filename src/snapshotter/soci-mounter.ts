@@ -99,9 +99,8 @@ interface Artifacts {
 export class SociLayerMounter implements LayerMounter {
   private readonly hosts: RegistryHosts;
   private readonly contexts = new Map<string, Promise<Context>>();
-  private readonly mounts = new Map<string, LayerMount>();
-  /** per mountpoint: how to probe its blob, and when a probe (or the mount) last succeeded */
-  private readonly probes = new Map<string, { probe: () => Promise<unknown>; lastOk: number }>();
+  /** per mountpoint: the layer, its blob (probed by check), and when a probe (or the mount) last succeeded */
+  private readonly mounts = new Map<string, { layer: LayerMount; blob: BlobSource; lastOk: number }>();
   private readonly sizes = new Map<string, number>();
   readonly cache: SpanCache;
   readonly fetcher: BackgroundFetcher | undefined;
@@ -289,11 +288,12 @@ export class SociLayerMounter implements LayerMounter {
       const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
       const trace = this.o.config.fuse.log_fuse_operations || this.o.config.debug;
       let layerTree: LayerTree | undefined;
+      const blob = withHeaders(client.blobSource(c.repo, layerDigest, size), headers);
       const m = await mountLayer({
         ztoc: z.ztoc,
         ztocDesc: z.desc,
         layer: { mediaType: '', digest: layerDigest, size },
-        blob: withHeaders(client.blobSource(c.repo, layerDigest, size), headers),
+        blob,
         mountpoint,
         cache: this.cache,
         options: {
@@ -339,11 +339,7 @@ export class SociLayerMounter implements LayerMounter {
       operationDurationMs.observe({ operation_type: 'mount', layer: layerDigest }, performance.now() - t0);
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
       layerTree = m.fs.tree;
-      this.mounts.set(mountpoint, m);
-      this.probes.set(mountpoint, {
-        probe: () => withRequestHeaders(headers, () => client.fetchBlobRange(c.repo, layerDigest, 0, Math.min(2, size))),
-        lastOk: Date.now(),
-      });
+      this.mounts.set(mountpoint, { layer: m, blob, lastOk: Date.now() });
       this.logger.info({ layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key }, 'layer mounted');
     })();
     await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);
@@ -357,32 +353,30 @@ export class SociLayerMounter implements LayerMounter {
    */
   async check(mountpoint: string): Promise<void> {
     const m = this.mounts.get(mountpoint);
-    const p = this.probes.get(mountpoint);
-    if (!m || !p) throw new SociError('ERR_NOT_FOUND', `no layer is mounted at ${mountpoint}`);
-    const st = m.stats();
+    if (!m) throw new SociError('ERR_NOT_FOUND', `no layer is mounted at ${mountpoint}`);
+    const st = m.layer.stats();
     if (st.fetchedSpans >= st.totalSpans) return;
     const interval = this.o.config.blob.check_always ? 0 : this.o.config.blob.valid_interval * 1000;
     const now = Date.now();
-    if (now - p.lastOk < interval) return;
+    if (now - m.lastOk < interval) return;
     try {
-      await p.probe();
+      await m.blob.read(0, Math.min(2, m.blob.size));
     } catch (e) {
       throw new SociError('ERR_NETWORK', `layer ${st.digest} cannot be fetched: ${(e as Error).message}`, { cause: e });
     }
-    p.lastOk = now;
+    m.lastOk = now;
   }
 
   async unmount(mountpoint: string): Promise<void> {
     const m = this.mounts.get(mountpoint);
     this.mounts.delete(mountpoint);
-    this.probes.delete(mountpoint);
-    if (m) await m.unmount();
+    if (m) await m.layer.unmount();
     else await umount(mountpoint, true).catch(() => undefined);
   }
 
   /** Per-layer fetch statistics of what is mounted now (metrics, tests, `--explain`-style answers). */
   stats() {
-    return [...this.mounts.values()].map((m) => m.stats());
+    return [...this.mounts.values()].map((m) => m.layer.stats());
   }
 
   async close(): Promise<void> {

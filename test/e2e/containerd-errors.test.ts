@@ -77,34 +77,12 @@ for (const version of CONTAINERD_VERSIONS) {
       await mkdir(nobodyRoot);
       await chmod(nobodyRoot, 0o777);
       await chmod(tmp, 0o755);
-      r = await run('setpriv', [
-        '--reuid=65534',
-        '--regid=65534',
-        '--clear-groups',
-        process.execPath,
-        SOCI,
-        '--address',
-        cd.address,
-        '--root',
-        nobodyRoot,
-        'index',
-        'list',
-      ]);
+      // soci as user nobody, with a root of its own
+      const asNobody = (args: string[]) =>
+        run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, SOCI, '--address', cd.address, '--root', nobodyRoot, ...args]);
+      r = await asNobody(['index', 'list']);
       assert.equal(r.code, 0, `index list works without containerd names: ${r.stderr}`);
-      r = await run('setpriv', [
-        '--reuid=65534',
-        '--regid=65534',
-        '--clear-groups',
-        process.execPath,
-        SOCI,
-        '--address',
-        cd.address,
-        '--root',
-        nobodyRoot,
-        'convert',
-        src,
-        `${reg.host}/x:soci`,
-      ]);
+      r = await asNobody(['convert', src, `${reg.host}/x:soci`]);
       oneLine(r, /permission denied on containerd's socket .*: run as root/);
 
       // a layer blob missing from containerd's content store

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { needs, recordingLogger, tempDir } from '../../harness/env.js';
-import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
+import { mountTopLayer, pushIndexedImage, registryWithClient } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
@@ -31,7 +31,7 @@ test('[fuse] timeouts: what the kernel caches follows the config (1 s default vs
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo', 'stat'] }),
   timeout: 120_000,
 }, async (t) => {
-  const { reg, client } = await registryWithProxy(t);
+  const { reg, client } = await registryWithClient(t);
   const root = await tempDir(t, 'soci-fuse-ttl-');
   const results: Record<string, { found: number; missing: number }> = {};
   const mounters: SociLayerMounter[] = [];
@@ -72,7 +72,7 @@ test('[fuse] log_fuse_operations (and debug): one debug line per FUSE operation 
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 120_000,
 }, async (t) => {
-  const { reg, client } = await registryWithProxy(t);
+  const { reg, client } = await registryWithClient(t);
   const root = await tempDir(t, 'soci-fuse-trace-');
   const img = await pushIndexedImage(reg, client, 'trace/app');
   const traced: Record<string, Array<Record<string, unknown>>> = {};

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { needs, recordingLogger, tempDir } from '../../harness/env.js';
-import { mountTopLayer, pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
+import { mountTopLayer, pushIndexedImage, registryWithClient } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { registry as metrics } from '../../src/snapshotter/metrics.js';
 import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
@@ -30,7 +30,7 @@ test('per-image FUSE operation counts after fuse_metrics_emit_wait_duration_sec;
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 120_000,
 }, async (t) => {
-  const { reg, client } = await registryWithProxy(t);
+  const { reg, client } = await registryWithClient(t);
   const root = await tempDir(t, 'soci-image-metrics-');
   const img = await pushIndexedImage(reg, client, 'metrics/app');
   const config = defaultConfig();

@@ -11,7 +11,6 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { needs, tempDir } from '../../harness/env.js';
-import { startFaultProxy } from '../../harness/fault-proxy.js';
 import { pushIndexedImage, registryWithProxy } from '../../harness/indexed-image.js';
 import { defaultConfig } from '../../src/snapshotter/config.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
@@ -24,10 +23,9 @@ test('soci mounter: non-indexed layers do not wait for zTOCs; indexed layers do;
   skip: needs({ root: true, tools: ['docker-registry', 'skopeo'] }),
   timeout: 120_000,
 }, async (t) => {
-  const { reg, client } = await registryWithProxy(t);
+  const { reg, client, proxy } = await registryWithProxy(t);
   const good = await pushIndexedImage(reg, client, 'overlap/good');
   const bad = await pushIndexedImage(reg, client, 'overlap/bad');
-  const proxy = await startFaultProxy(t, reg.host);
 
   const root = await tempDir(t, 'soci-mounter-');
   const mounter = new SociLayerMounter({ config: defaultConfig(), root, logger: silentLogger });
