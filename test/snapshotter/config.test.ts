@@ -93,6 +93,9 @@ min_layer_size = 1000
   assert.equal(doc.background_fetch.fetch_period_msec, 250);
   assert.equal(doc.pull_modes.soci_v1.enable, true);
   assert.equal(doc.snapshotter.min_layer_size, 1000);
+  // our own keys are shown with their effective values too
+  assert.equal(doc.blob.readahead_max_spans, 8);
+  assert.equal(doc.blob.read_deadline_sec, 30);
   assert.deepEqual(doc.resolver.host['registry.example.com'].mirrors, [{ host: 'mirror.example.com', insecure: true, request_timeout_sec: 0 }]);
   assert.equal(doc.not_a_key, undefined);
   assert.equal(doc.unknown_table, undefined);
