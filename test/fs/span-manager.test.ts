@@ -285,6 +285,9 @@ test('span manager: verifyRetries bounds refetches of bad bytes apart from fetch
   src.corrupt = 1;
   assert.ok((await m2.read(table.spans[6]!.uStart, 100)).equals(f.tar.subarray(table.spans[6]!.uStart, table.spans[6]!.uStart + 100)));
   assert.equal(src.calls.length, 3, 'a failed fetch, a bad body, then good bytes');
+  // the span cache writes go on after the reads return: wait for them before the dir is removed
+  await m.settled();
+  await m2.settled();
 });
 
 test('span manager: a stalled source fails the read within the timeout (never hangs)', async (t) => {
