@@ -9,11 +9,12 @@
  * Usage: node --import tsx bench/convert.ts [--rounds 3] [--work .bench-work]
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { RegistryClient } from '../src/registry/index.js';
+import { writeLayout } from '../harness/layout.js';
 import { digestOf } from '../src/oci/digest.js';
 import { benchArgs } from './lib/args.js';
 import { median } from './lib/stats.js';
@@ -29,9 +30,8 @@ export async function buildImage(dir: string): Promise<{ layers: Array<{ digest:
   const stamp = join(dir, 'built.json');
   if (existsSync(stamp)) return JSON.parse(readFileSync(stamp, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
-  const layers: Array<{ mediaType: string; digest: string; size: number }> = [];
-  const diffIds: string[] = [];
+  mkdirSync(dir, { recursive: true });
+  const blobs: Array<{ file: string; digest: string; size: number; diffId: string }> = [];
   for (const [i, src] of SOURCES.entries()) {
     const tmp = join(dir, `layer${i}.tar.gz`);
     // tar | tee(hash) | pigz: deterministic (sorted, fixed mtime), real file mix
@@ -43,42 +43,15 @@ export async function buildImage(dir: string): Promise<{ layers: Array<{ digest:
       ],
       { maxBuffer: 1 << 20 },
     );
-    const gz = readFileSync(tmp);
-    const d = digestOf(gz);
-    writeFileSync(join(dir, 'blobs', 'sha256', d.slice(7)), gz);
-    rmSync(tmp);
+    const gz = { file: tmp, digest: digestOf(readFileSync(tmp)), size: statSync(tmp).size };
     await new Promise((r) => setTimeout(r, 200));
-    diffIds.push(`sha256:${readFileSync(`${tmp}.diffid`, 'utf8').split(' ')[0]}`);
+    const diffId = `sha256:${readFileSync(`${tmp}.diffid`, 'utf8').split(' ')[0]}`;
     rmSync(`${tmp}.diffid`);
-    layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: d, size: gz.length });
+    blobs.push({ diffId, ...gz });
   }
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
-  writeFileSync(join(dir, 'blobs', 'sha256', digestOf(config).slice(7)), config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
-      layers,
-    }),
-  );
-  writeFileSync(join(dir, 'blobs', 'sha256', digestOf(manifest).slice(7)), manifest);
-  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          digest: digestOf(manifest),
-          size: manifest.length,
-          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
-        },
-      ],
-    }),
-  );
-  const out = { layers };
+  writeLayout(dir, [{ layers: blobs.map((b) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...b })), config: { config: {} } }]);
+  for (const b of blobs) rmSync(b.file);
+  const out = { layers: blobs.map(({ digest, size }) => ({ digest, size })) };
   writeFileSync(stamp, JSON.stringify(out));
   return out;
 }

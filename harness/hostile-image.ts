@@ -11,7 +11,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildLayout, pseudoRandom, type BuiltLayout } from './images.js';
+import { buildLayout, pseudoRandom } from './images.js';
+import type { WrittenLayout } from './layout.js';
 import type { TestRegistry } from './registry.js';
 
 export const BIG_FILE = 'big/blob.bin';
@@ -28,7 +29,7 @@ export function twoLayerImage(
   name: string,
   seed: number,
   extra: Record<string, Buffer | { content: Buffer; mode: number }> = {},
-): BuiltLayout & { tiny: string; big: string } {
+): WrittenLayout & { tiny: string; big: string } {
   const built = buildLayout(dir, {
     images: [{ layers: [{ files: { [BIG_FILE]: bigFile(seed), ...extra } }, { files: { [`etc/${name}.txt`]: `${name}\n` } }] }],
   });

@@ -6,11 +6,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { digestOf } from '../src/oci/digest.js';
+import { type WrittenLayout, writeLayout } from './layout.js';
 import { xorshift32 } from './random.js';
 
 export interface LayerSpec {
@@ -29,20 +29,13 @@ export interface LayoutSpec {
   docker?: boolean;
   tag?: string;
 }
-export interface BuiltLayout {
-  dir: string;
-  root: { mediaType: string; digest: string; size: number };
-  manifests: string[];
-  layers: string[][];
-}
 
-function putBlob(dir: string, b: Buffer): { digest: string; size: number } {
-  const d = digestOf(b);
-  const p = join(dir, 'blobs', 'sha256', d.slice(7));
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, b);
-  return { digest: d, size: b.length };
-}
+const OCI_LAYER = {
+  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  none: 'application/vnd.oci.image.layer.v1.tar',
+  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+} as const;
+const DOCKER_LAYER = { ...OCI_LAYER, gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip', none: 'application/vnd.docker.image.rootfs.diff.tar' } as const;
 
 /** A tar entry for packTar: a file (the default), a directory or a symlink; owner 0, mtime 0. */
 export interface TarEntry {
@@ -127,97 +120,32 @@ export function makeLayerTar(spec: LayerSpec): Buffer {
   }
 }
 
-export function buildLayout(dir: string, spec: LayoutSpec): BuiltLayout {
-  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
-  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  const mt = spec.docker
-    ? {
-        manifest: 'application/vnd.docker.distribution.manifest.v2+json',
-        config: 'application/vnd.docker.container.image.v1+json',
-        index: 'application/vnd.docker.distribution.manifest.list.v2+json',
-        gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-        none: 'application/vnd.docker.image.rootfs.diff.tar',
-        zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-      }
-    : {
-        manifest: 'application/vnd.oci.image.manifest.v1+json',
-        config: 'application/vnd.oci.image.config.v1+json',
-        index: 'application/vnd.oci.image.index.v1+json',
-        gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-        none: 'application/vnd.oci.image.layer.v1.tar',
-        zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-      };
-  const manifests: Array<{ mediaType: string; digest: string; size: number; platform: { os: string; architecture: string; variant?: string } }> = [];
-  const layerDigests: string[][] = [];
-  for (const img of spec.images) {
-    const platform = img.platform ?? { os: 'linux', architecture: 'amd64' };
-    const layers: Array<{ mediaType: string; digest: string; size: number }> = [];
-    const diffIds: string[] = [];
-    for (const l of img.layers) {
+export function buildLayout(dir: string, spec: LayoutSpec): WrittenLayout {
+  const layerType = spec.docker ? DOCKER_LAYER : OCI_LAYER;
+  const images = spec.images.map((img) => ({
+    ...(img.platform ? { platform: img.platform } : {}),
+    layers: img.layers.map((l) => {
       const tarBytes = makeLayerTar(l);
-      diffIds.push(digestOf(tarBytes));
       const c = l.compression ?? 'gzip';
-      const blob =
+      const bytes =
         c === 'gzip'
           ? execFileSync('gzip', ['-n', '-6'], { input: tarBytes, maxBuffer: 1 << 30 })
           : c === 'zstd'
             ? execFileSync('zstd', ['-q', '-c'], { input: tarBytes, maxBuffer: 1 << 30 })
             : tarBytes;
-      layers.push({ mediaType: mt[c === 'none' ? 'none' : c], ...putBlob(dir, blob) });
-    }
-    layerDigests.push(layers.map((l) => l.digest));
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: platform.architecture,
-        os: platform.os,
-        ...(platform.variant ? { variant: platform.variant } : {}),
-        config: { Cmd: ['/bin/sh'] },
-        rootfs: { type: 'layers', diff_ids: diffIds },
-      }),
-    );
-    const cfg = { mediaType: mt.config, ...putBlob(dir, config) };
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: mt.manifest, config: cfg, layers }));
-    manifests.push({ mediaType: mt.manifest, ...putBlob(dir, manifest), platform });
-  }
-  let root: { mediaType: string; digest: string; size: number };
-  if (manifests.length === 1) {
-    const { platform: _p, ...m } = manifests[0]!;
-    root = m;
-  } else {
-    const idx = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: mt.index, manifests }));
-    root = { mediaType: mt.index, ...putBlob(dir, idx) };
-  }
-  const tag = spec.tag ?? 'latest';
-  writeFileSync(
-    join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
-  );
-  return { dir, root, manifests: manifests.map((m) => m.digest), layers: layerDigests };
+      return { mediaType: layerType[c], diffId: digestOf(tarBytes), bytes };
+    }),
+  }));
+  return writeLayout(dir, images, { ...(spec.docker ? { docker: true } : {}), tag: spec.tag ?? 'latest' });
+}
+
+/** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */
+export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Promise<string[]> {
+  const layers = gzLayers.map((bytes) => ({ mediaType: OCI_LAYER.gzip, diffId: digestOf(gunzipSync(bytes)), bytes }));
+  return writeLayout(dir, [{ layers, config: { config: {} } }], { tag }).layers[0]!;
 }
 
 /** Deterministic pseudo-random bytes (compressible to a tunable degree) for big test files. */
-/** An OCI layout (tag `tag`) from gzip'd tar layers, bottom first. Returns the layer digests. */
-export async function ociLayout(dir: string, gzLayers: Buffer[], tag = 'v1'): Promise<string[]> {
-  const put = async (b: Buffer) => putBlob(dir, b);
-  const layers = [];
-  for (const gz of gzLayers) layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(gz)) });
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: gzLayers.map((g) => digestOf(gunzipSync(g))) } }),
-  );
-  const cfg = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await put(config)) };
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers }));
-  const m = await put(manifest);
-  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }],
-    }),
-  );
-  return layers.map((l) => l.digest);
-}
-
 export function pseudoRandom(size: number, seed: number, textRatio = 0.5): Buffer {
   const out = Buffer.alloc(size);
   const next = xorshift32(seed);

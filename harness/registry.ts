@@ -20,7 +20,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { tempDir } from './env.js';
+import { writeLayout } from './layout.js';
 import { packTar } from './images.js';
 import { startTokenServer, type TokenServer } from './token-server.js';
 import { digestOf } from '../src/oci/digest.js';
@@ -257,67 +258,30 @@ export async function pushTestImage(
   const nLayers = opts.layers ?? 2;
   const layerBytes = opts.layerBytes ?? 64 * 1024;
   const dir = join(reg.workDir, `layout-${randomBytes(4).toString('hex')}`);
-  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-  const write = (b: TestBlob) => writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
-  const manifests: TestManifest[] = [];
+  const images = [];
   for (const p of platforms) {
     const platform = PLATFORMS[p] ?? { os: p.split('/')[0]!, architecture: p.split('/')[1]! };
-    const layers: TestBlob[] = [];
-    const diffIds: string[] = [];
+    const layers = [];
     for (let i = 0; i < nLayers; i++) {
       // Half random (incompressible), half text, so sizes are stable but not trivial.
       const files = {
         [`layer${i}/random.bin`]: randomBytes(layerBytes / 2),
         [`layer${i}/text.txt`]: Buffer.from(`${p} layer ${i}\n`.repeat(Math.ceil(layerBytes / 2 / 20))),
       };
-      const gz = gzipSync(await packTar(Object.entries(files).map(([name, data]) => ({ name, data }))), { level: 1 });
-      const { gunzipSync } = await import('node:zlib');
-      diffIds.push(digestOf(gunzipSync(gz)));
-      layers.push(blobOf(gz, 'application/vnd.oci.image.layer.v1.tar+gzip'));
+      const raw = await packTar(Object.entries(files).map(([name, data]) => ({ name, data })));
+      layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: digestOf(raw), bytes: gzipSync(raw, { level: 1 }) });
     }
-    const config = blobOf(
-      Buffer.from(JSON.stringify({ architecture: platform.architecture, os: platform.os, config: {}, rootfs: { type: 'layers', diff_ids: diffIds } })),
-      'application/vnd.oci.image.config.v1+json',
-    );
-    const manifestBytes = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
-        layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-      }),
-    );
-    const mb = blobOf(manifestBytes, 'application/vnd.oci.image.manifest.v1+json');
-    for (const b of [...layers, config, mb]) await write(b);
-    manifests.push({ platform, digest: mb.digest, bytes: manifestBytes, config, layers });
+    images.push({ platform, layers, config: { config: {} } });
   }
-  let top: TestBlob;
-  if (platforms.length === 1) {
-    top = blobOf(manifests[0]!.bytes, 'application/vnd.oci.image.manifest.v1+json');
-  } else {
-    const indexBytes = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: manifests.map((m) => ({
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          digest: m.digest,
-          size: m.bytes.length,
-          platform: m.platform,
-        })),
-      }),
-    );
-    top = blobOf(indexBytes, 'application/vnd.oci.image.index.v1+json');
-    await write(top);
+  const written = writeLayout(dir, images, { tag });
+  const blob = async (d: { digest: string; mediaType: string }) => blobOf(await readFile(join(dir, 'blobs', 'sha256', d.digest.slice(7))), d.mediaType);
+  const manifests: TestManifest[] = [];
+  for (const [i, digest] of written.manifests.entries()) {
+    const bytes = (await blob({ digest, mediaType: '' })).bytes;
+    const m = JSON.parse(bytes.toString()) as { config: TestBlob; layers: TestBlob[] };
+    manifests.push({ platform: images[i]!.platform, digest, bytes, config: await blob(m.config), layers: await Promise.all(m.layers.map(blob)) });
   }
-  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    join(dir, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: top.mediaType, digest: top.digest, size: top.size, annotations: { 'org.opencontainers.image.ref.name': tag } }],
-    }),
-  );
+  const top = await blob(written.root);
   const ref = `${reg.host}/${repo}:${tag}`;
   const args = ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', ...creds(reg, '--dest-creds'), `oci:${dir}:${tag}`, `docker://${ref}`];
   await pexecFile('skopeo', args, { timeout: 120_000 });

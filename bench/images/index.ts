@@ -9,13 +9,14 @@
  * Recipes: bench/images/recipes.ts. CLI: node --import tsx bench/images/build.ts [name...]
  * Verification (chroot, root): node --import tsx bench/images/verify.ts [name...]
  */
-import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { extractDebs, fetchDebs, pkgId, resolveClosure } from './apt.js';
 import { cachedLayer, COMPRESSOR, type LayerMeta } from './layer.js';
 import { RECIPE, RECIPES, type Ctx } from './recipes.js';
 import { sha256Hex } from '../../src/oci/digest.js';
 import { removeTree, sweepStale } from './sh.js';
+import { writeLayout } from '../../harness/layout.js';
 
 export type ImageName = 'echo' | 'python' | 'node' | 'hostile' | 'fat-sparse';
 export interface Workload {
@@ -52,8 +53,6 @@ interface Stored {
   layerMetas: Array<Omit<LayerMeta, 'blob'>>;
 }
 
-const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const MT_CONFIG = 'application/vnd.oci.image.config.v1+json';
 const MT_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
 function hydrate(name: ImageName, dir: string, s: Stored): BenchImage {
@@ -91,12 +90,6 @@ async function buildLayers(name: ImageName, workDir: string): Promise<LayerMeta[
   return metas;
 }
 
-function writeBlob(layout: string, content: string): { digest: string; size: number } {
-  const hex = sha256Hex(content);
-  writeFileSync(join(layout, 'blobs/sha256', hex), content);
-  return { digest: `sha256:${hex}`, size: Buffer.byteLength(content) };
-}
-
 const building = new Map<string, Promise<BenchImage>>();
 
 export function buildBenchImage(name: ImageName, workDir: string): Promise<BenchImage> {
@@ -126,44 +119,18 @@ async function build(name: ImageName, workDir: string): Promise<BenchImage> {
   const tmp = join(workDir, 'images', `.${name}.tmp-${process.pid}`);
   await removeTree(tmp);
   const layout = join(tmp, 'layout');
-  mkdirSync(join(layout, 'blobs/sha256'), { recursive: true });
   try {
-    for (const m of metas) {
-      const to = join(layout, 'blobs/sha256', m.digest.slice(7));
-      if (existsSync(to)) continue;
-      try {
-        linkSync(m.blob, to);
-      } catch {
-        copyFileSync(m.blob, to);
-      }
-    }
     const wl = recipe.workloads(metas)[0]!;
+    const layers = metas.map((m) => ({ mediaType: MT_LAYER, diffId: m.diffId, file: m.blob, digest: m.digest, size: m.size }));
     const config = {
       created: '1970-01-01T00:00:00Z',
-      architecture: 'amd64',
-      os: 'linux',
       config: { Env: recipe.env, Cmd: wl.command(8080), WorkingDir: '/' },
-      rootfs: { type: 'layers', diff_ids: metas.map((m) => m.diffId) },
       history: metas.map((m) => ({
         created: '1970-01-01T00:00:00Z',
         created_by: `bench/images ${name}: ${m.id}${m.packages.length ? ` (${m.packages.length} Debian packages)` : ''}`,
       })),
     };
-    const cfg = writeBlob(layout, JSON.stringify(config));
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: MT_MANIFEST,
-      config: { mediaType: MT_CONFIG, ...cfg },
-      layers: metas.map((m) => ({ mediaType: MT_LAYER, digest: m.digest, size: m.size })),
-    };
-    const man = writeBlob(layout, JSON.stringify(manifest));
-    writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const index = {
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{ mediaType: MT_MANIFEST, ...man, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
-    };
-    writeFileSync(join(layout, 'index.json'), JSON.stringify(index));
+    writeLayout(layout, [{ layers, config }]);
 
     const packages = [...new Set(metas.flatMap((m) => m.packages))].sort();
     writeFileSync(join(tmp, 'packages.txt'), packages.join('\n') + '\n');

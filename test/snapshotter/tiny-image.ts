@@ -6,10 +6,11 @@
  * `ctr run` checks the binary, the layer order and whiteout handling of the overlay mounts.
  */
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { packTar } from '../../harness/images.js';
+import { writeLayout } from '../../harness/layout.js';
 import { digestOf } from '../../src/oci/digest.js';
 
 const C_SOURCE = `#include <stdio.h>
@@ -34,42 +35,21 @@ export async function buildTinyImage(dir: string, name: string): Promise<string>
     { name: 'gone', data: Buffer.from('to be whited out\n') },
   ]);
   const l2 = await packTar([{ name: 'msg.txt', data: Buffer.from('layer two\n') }, { name: '.wh.gone' }]);
-  const layers = [l1, l2].map((raw) => ({ raw, gz: gzipSync(raw) }));
   const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
-  const config = JSON.stringify({
-    architecture: arch,
-    os: 'linux',
-    config: { Cmd: ['/hello'], Env: ['PATH=/'] },
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => digestOf(l.raw)) },
+  const layers = [l1, l2].map((raw) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: digestOf(raw), bytes: gzipSync(raw) }));
+  const layout = join(dir, 'layout');
+  writeLayout(layout, [{ platform: { os: 'linux', architecture: arch }, layers, config: { config: { Cmd: ['/hello'], Env: ['PATH=/'] } } }], {
+    annotations: { 'io.containerd.image.name': name },
+    platformInIndex: true,
   });
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: Buffer.byteLength(config) },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(l.gz), size: l.gz.length })),
-  });
-  const index = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [
-      {
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        digest: digestOf(manifest),
-        size: Buffer.byteLength(manifest),
-        platform: { architecture: arch, os: 'linux' },
-        annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
-      },
-    ],
-  });
-  const blob = (b: Buffer | string) => ({ name: `blobs/sha256/${digestOf(b).slice(7)}`, data: Buffer.from(b) });
+  const blobs = await readdir(join(layout, 'blobs', 'sha256'));
+  const file = async (name: string) => ({ name, data: await readFile(join(layout, name)) });
   const archive = await packTar([
-    { name: 'oci-layout', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
-    { name: 'index.json', data: Buffer.from(index) },
+    await file('oci-layout'),
+    await file('index.json'),
     { name: 'blobs/', type: 'directory' },
     { name: 'blobs/sha256/', type: 'directory' },
-    blob(config),
-    blob(manifest),
-    ...layers.map((l) => blob(l.gz)),
+    ...(await Promise.all(blobs.sort().map((b) => file(`blobs/sha256/${b}`)))),
   ]);
   const path = join(dir, 'image.tar');
   await writeFile(path, archive);
