@@ -14,3 +14,12 @@ export interface Logger {
 
 /** Drops every line. */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * A Logger that writes each message as one line of text (fields dropped): the CLI's progress
+ * output, whose lines match AWS's `soci` so scripts that parse them keep working.
+ */
+export function lineLogger(write: (line: string) => void): Logger {
+  const at = (_fields: LogFields, msg: string) => write(msg);
+  return { debug: at, info: at, warn: at, error: at };
+}

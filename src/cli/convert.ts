@@ -27,10 +27,11 @@ import { Progress } from './progress.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
 import { globals, openSession, type GlobalOpts, type Session } from './session.js';
 import { resolve } from 'node:path';
+import { type Logger, lineLogger, silentLogger } from '../logger.js';
 
 type ConvertFlags = BuildFlags &
   RegistryFlags & { standalone: boolean; remote: boolean; format: string; json: boolean; quiet: boolean; maxConcurrentUploads: number };
-type Flags = ReturnType<typeof buildFlagValues> & { log: (l: string) => void; onProgress: Progress['update'] };
+type Flags = ReturnType<typeof buildFlagValues> & { log: Logger; onProgress: Progress['update'] };
 
 export function convertCommand(): Command {
   return addRegistryFlags(addBuildFlags(new Command('convert')))
@@ -48,7 +49,7 @@ export function convertCommand(): Command {
       if (o.format !== 'oci-archive' && o.format !== 'oci-dir')
         throw new SociError('ERR_USAGE', `unsupported output format "${o.format}": must be "oci-archive" or "oci-dir"`);
       const progress = new Progress(o.quiet || o.json);
-      const flags: Flags = { ...buildFlagValues(o), log: o.quiet ? () => {} : o.json ? info : out, onProgress: progress.update };
+      const flags: Flags = { ...buildFlagValues(o), log: o.quiet ? silentLogger : lineLogger(o.json ? info : out), onProgress: progress.update };
       if (!o.standalone) {
         parseReference(src);
         verifyDest(dst);
@@ -127,7 +128,7 @@ async function remote(g: GlobalOpts, src: string, dst: string, o: ConvertFlags, 
       repo: to.repository,
       tag: to.tag!,
       concurrency: o.maxConcurrentUploads,
-      log: o.quiet || o.json ? () => {} : info,
+      log: o.quiet || o.json ? silentLogger : lineLogger(info),
     });
     if (s) await keepLocally(s, r, to.string(), to.string());
     return r;

@@ -19,6 +19,7 @@ import { globals, openSession } from './session.js';
 import { OciLayout, parseLayoutRef, type BlobReader } from '../store/oci-layout.js';
 import { addBuildFlags, buildFlagValues, type BuildFlags } from './common.js';
 import { info, out } from './output.js';
+import { lineLogger, silentLogger } from '../logger.js';
 
 export function createCommand(): Command {
   return addRegistryFlags(addBuildFlags(new Command('create')))
@@ -68,7 +69,7 @@ export function createCommand(): Command {
           const built = await buildSociIndex({ manifest, desc }, source, ztocCache(s.db, blobs), {
             ...flags,
             version: 'v1',
-            log: o.quiet ? () => {} : out,
+            log: o.quiet ? silentLogger : lineLogger(out),
             onProgress: progress.update,
           });
           await saveBlobs(blobs, indexBlobs(built));

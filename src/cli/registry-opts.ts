@@ -8,6 +8,7 @@ import { RegistryHosts, defaultCredentials, type CredentialProvider, type Regist
 import { readTlsFile } from '../registry/hosts-dir.js';
 import { SociError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { lineLogger } from '../logger.js';
 
 export interface RegistryFlags {
   plainHttp?: boolean;
@@ -55,7 +56,7 @@ export function registryHostsOptions(f: RegistryFlags, debug: boolean): Registry
     ...(f.hostsDir ? { hostsDir: f.hostsDir } : {}),
     ...(f.tlscacert ? { ca: readTlsFile(f.tlscacert, '--tlscacert') } : {}),
     ...(f.tlscert && f.tlskey ? { clientCert: { cert: readTlsFile(f.tlscert, '--tlscert'), key: readTlsFile(f.tlskey, '--tlskey') } } : {}),
-    ...(log ? { debug: (line: string) => process.stderr.write(`debug: ${line}\n`) } : {}),
+    ...(log ? { debug: lineLogger((line) => process.stderr.write(`debug: ${line}\n`)) } : {}),
   };
 }
 

@@ -18,7 +18,6 @@ export {
   type Manifest,
   type Credentials,
   type CredentialProvider,
-  type DebugLogger,
   type RetryOptions,
   type RegistryClientOptions,
 } from './types.js';

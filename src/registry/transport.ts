@@ -153,12 +153,12 @@ export class Transport {
         headersTimeout: this.opts.headersTimeoutMs ?? 30_000,
         bodyTimeout: this.opts.bodyTimeoutMs ?? 30_000,
       });
-      log?.(`${method} ${redactUrl(url)} ${res.statusCode} ${Date.now() - t0}ms`);
+      log?.debug({}, `${method} ${redactUrl(url)} ${res.statusCode} ${Date.now() - t0}ms`);
       if (attempt.done) res.body.once('close', attempt.done);
       return { status: res.statusCode, headers: res.headers, body: res.body, url };
     } catch (e) {
       attempt.done?.();
-      log?.(`${method} ${redactUrl(url)} failed ${(e as { code?: string }).code ?? 'error'} ${Date.now() - t0}ms`);
+      log?.debug({}, `${method} ${redactUrl(url)} failed ${(e as { code?: string }).code ?? 'error'} ${Date.now() - t0}ms`);
       throw e;
     }
   }

@@ -1,6 +1,7 @@
 /**
  * Shared types and constants of the registry client (media types, options, credentials, logger).
  */
+import type { Logger } from '../logger.js';
 
 export const MEDIA_TYPES = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -29,9 +30,6 @@ export interface Credentials {
  * `127.0.0.1:5000`), or undefined when it has none.
  */
 export type CredentialProvider = (registry: string) => Promise<Credentials | undefined>;
-
-/** One line per HTTP request; never receives headers, tokens or passwords. */
-export type DebugLogger = (line: string) => void;
 
 export interface RetryOptions {
   /** total attempts per request including the first (default 6) */
@@ -83,7 +81,8 @@ export interface RegistryClientOptions {
   /** connections per origin (default 8) */
   connections?: number;
   userAgent?: string;
-  debug?: DebugLogger;
+  /** one debug line per HTTP round trip (method, redacted URL, status, time) */
+  debug?: Logger;
 }
 
 export interface Manifest {

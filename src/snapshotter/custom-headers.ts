@@ -14,13 +14,15 @@ export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** A field value: visible ASCII, spaces, tabs and obs-text; no control characters (RFC 9110). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/** The headers to send, and the labels dropped with the reason (for the caller to warn about). */
 export function customHeadersFromLabels(
   labels: Record<string, string>,
   allowed: readonly string[],
-  warn: (msg: string, header: string) => void,
-): Record<string, string> {
+): { headers: Record<string, string>; dropped: Array<{ header: string; reason: string }> } {
   const allow = new Set(allowed.map((n) => n.toLowerCase()));
   const out: Record<string, string> = {};
+  const dropped: Array<{ header: string; reason: string }> = [];
+  const warn = (reason: string, header: string) => dropped.push({ header, reason });
   for (const [k, v] of Object.entries(labels)) {
     if (!k.startsWith(LABELS.customHeaderPrefix)) continue;
     const name = k.slice(LABELS.customHeaderPrefix.length);
@@ -33,5 +35,5 @@ export function customHeadersFromLabels(
     else if (!allow.has(lower)) warn('ignoring custom header not listed in resolver.custom_headers', name);
     else out[lower] = v;
   }
-  return out;
+  return { headers: out, dropped };
 }

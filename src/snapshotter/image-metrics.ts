@@ -7,6 +7,7 @@
  * AWS adds to these gauges rather than setting them; so do we, for dashboards built on AWS's.
  */
 import { imageOperationCount } from './metrics.js';
+import type { Logger } from '../logger.js';
 
 /** Our FUSE op names → AWS's operation names (ops AWS does not count are left out). */
 const AWS_OPS: Record<string, string> = {
@@ -31,13 +32,13 @@ export class ImageOperationCounter {
   constructor(
     readonly image: string,
     waitMs: number,
-    log: (msg: string) => void,
+    log: Logger,
     done: () => void = () => undefined,
   ) {
     this.timer = setTimeout(() => {
       for (const [op, n] of this.counts) {
         imageOperationCount.inc({ operation_type: op, image }, n);
-        log(`fuse operation count for image ${image}: ${op} = ${n}`);
+        log.info({ image, operation: op, count: n }, `fuse operation count for image ${image}: ${op} = ${n}`);
       }
       done();
     }, waitMs);

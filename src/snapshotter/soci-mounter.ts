@@ -204,7 +204,7 @@ export class SociLayerMounter implements LayerMounter {
             const ops: ImageOperationCounter = new ImageOperationCounter(
               manifestDigest,
               this.o.config.fuse_metrics_emit_wait_duration_sec * 1000,
-              (m) => this.logger.info({}, m),
+              this.logger,
               () => this.counters.delete(ops),
             );
             this.counters.add(ops);
@@ -276,9 +276,8 @@ export class SociLayerMounter implements LayerMounter {
     const layerDigest = labels[LABELS.layerDigest]!;
     const timeoutMs = this.o.config.mount_timeout_sec * 1000;
     const t0 = performance.now();
-    const headers = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers, (msg, header) =>
-      this.logger.warn({ header, layer: layerDigest }, msg),
-    );
+    const { headers, dropped } = customHeadersFromLabels(labels, this.o.config.resolver.custom_headers);
+    for (const d of dropped) this.logger.warn({ header: d.header, layer: layerDigest }, d.reason);
     const work = (async () => {
       const c = await withRequestHeaders(headers, () => this.context(labels));
       if (!layerZtocMap(c.index.manifest).has(layerDigest))

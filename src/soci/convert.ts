@@ -10,6 +10,7 @@ import { configPlatform, manifestsFor } from '../oci/select.js';
 import { hostPlatform, normalizePlatform, samePlatform, formatPlatform } from '../oci/platform.js';
 import { decodeIndex, decodeManifest, encodeIndex, encodeManifest, type Descriptor, type ImageIndex, type Platform } from '../oci/types.js';
 import { buildSociIndex, type BuildOptions, type BuiltIndex, type LayerSource, type ZtocCache } from './index-builder.js';
+import { silentLogger } from '../logger.js';
 
 export interface ConvertSource extends LayerSource {
   readBlob(digest: string): Promise<Buffer>;
@@ -38,7 +39,7 @@ function isSociDescriptor(d: Descriptor): boolean {
 
 export async function convertImage(root: Descriptor, src: ConvertSource, cache: ZtocCache | undefined, opts: ConvertOptions): Promise<ConvertResult> {
   const rootBytes = await src.readBlob(root.digest);
-  const log = opts.log ?? (() => {});
+  const log = opts.log ?? silentLogger;
   let index: ImageIndex;
   let defaultPlatform = hostPlatform();
   if (isIndexType(root.mediaType)) {
@@ -77,7 +78,7 @@ export async function convertImage(root: Descriptor, src: ConvertSource, cache: 
       built.set(d.digest, b);
     } catch (e) {
       if (e instanceof SociError && e.code === 'ERR_EMPTY_INDEX') {
-        log(`no SOCI index created for ${formatPlatform(selected.get(d.digest)!)}: all layers skipped`);
+        log.info({ manifest: d.digest }, `no SOCI index created for ${formatPlatform(selected.get(d.digest)!)}: all layers skipped`);
         continue;
       }
       throw e;

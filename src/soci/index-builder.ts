@@ -14,6 +14,7 @@ import { unmarshalZtoc } from '../ztoc/index.js';
 import { buildPrefetchArtifacts } from './prefetch.js';
 import type { SpanRange } from '../ztoc/index.js';
 import { buildZtocBytes, summarize, type ZtocBuild } from './ztoc-worker.js';
+import { type Logger, silentLogger } from '../logger.js';
 
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_MIN_LAYER_SIZE = 10 * 1024 * 1024;
@@ -39,7 +40,8 @@ export interface BuildOptions {
    * there is nothing to overlap and peak memory matters more (one TOC in memory at a time).
    */
   concurrency?: number;
-  log?: (line: string) => void;
+  /** one info line per layer (AWS's `soci create` output), warnings for skipped layers */
+  log?: Logger;
   /** progress callback: bytes of a layer consumed so far */
   onProgress?: (layerDigest: string, bytes: number, total: number) => void;
 }
@@ -68,7 +70,7 @@ export async function buildSociIndex(
   const spanSize = opts.spanSize ?? DEFAULT_SPAN_SIZE;
   const minLayerSize = opts.minLayerSize ?? DEFAULT_MIN_LAYER_SIZE;
   validateSizes(spanSize, minLayerSize);
-  const log = opts.log ?? (() => {});
+  const log = opts.log ?? silentLogger;
   const optimizations = new Set(opts.optimizations ?? []);
   for (const o of optimizations) if (o !== 'xattr') throw new SociError('ERR_USAGE', `unknown optimization "${o}": valid values are [xattr]`);
 
@@ -84,17 +86,20 @@ export async function buildSociIndex(
     const comp = layerCompression(layer.mediaType);
     if (comp === null) throw new SociError('ERR_UNSUPPORTED', `layer ${layer.digest} has media type ${layer.mediaType}, which is not an image layer`);
     if (layer.size < minLayerSize) {
-      log(`ztoc skipped - layer ${layer.digest} (${layer.mediaType}) size ${layer.size} is less than min-layer-size ${minLayerSize}`);
+      log.info(
+        { layer: layer.digest, skipped: 'min-layer-size' },
+        `ztoc skipped - layer ${layer.digest} (${layer.mediaType}) size ${layer.size} is less than min-layer-size ${minLayerSize}`,
+      );
       return;
     }
     if (comp !== 'gzip' && comp !== 'uncompressed') {
-      log(`ztoc skipped - layer ${layer.digest} (${layer.mediaType}) has unsupported format ${comp}`);
+      log.info({ layer: layer.digest, skipped: 'format' }, `ztoc skipped - layer ${layer.digest} (${layer.mediaType}) has unsupported format ${comp}`);
       return;
     }
     if (!opts.force && cache) {
       const hit = await cache.find(layer.digest, spanSize);
       if (hit) {
-        log(`layer ${layer.digest} -> ztoc ${hit.desc.digest} (already exists)`);
+        log.info({ layer: layer.digest, ztoc: hit.desc.digest }, `layer ${layer.digest} -> ztoc ${hit.desc.digest} (already exists)`);
         const s = summarize(unmarshalZtoc(hit.bytes), prefetchFiles);
         results[i] = { ...hit, reused: true, layer, needsXattrs: s.needsXattrs, hits: s.hits };
         return;
@@ -118,7 +123,7 @@ export async function buildSociIndex(
     const bytes = built.bytes;
     const digest = digestOf(bytes);
     const desc = { mediaType: MT.ztoc, digest, size: bytes.length };
-    log(`layer ${layer.digest} -> ztoc ${digest}`);
+    log.info({ layer: layer.digest, ztoc: digest }, `layer ${layer.digest} -> ztoc ${digest}`);
     results[i] = { desc, bytes, reused: false, layer, needsXattrs: built.needsXattrs, hits: built.hits };
   };
   await runBounded(layers.length, opts.concurrency ?? (source.verifiesBlobs ? 2 : 1), work);

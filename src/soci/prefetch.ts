@@ -9,6 +9,7 @@ import { ANN, MT } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
 import { fileSpans, type SpanRange } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
+import { type Logger, silentLogger } from '../logger.js';
 
 /** The cleaned form a prefetch path is matched with (exact tar name, so `./x` never matches). */
 export function prefetchKey(raw: string): string {
@@ -36,7 +37,7 @@ export function buildPrefetchArtifacts(
   indexed: Array<{ layer: Descriptor; hits: Map<string, SpanRange> }>,
   paths: string[],
   imageLayers: Descriptor[],
-  log: (line: string) => void = () => {},
+  log: Logger = silentLogger,
 ): Array<{ desc: Descriptor; bytes: Buffer; layer: Descriptor }> {
   const byLayer = new Map<string, SpanRange[]>();
   const topDown = [...indexed].sort((a, b) => imageLayers.indexOf(b.layer) - imageLayers.indexOf(a.layer));
@@ -45,7 +46,7 @@ export function buildPrefetchArtifacts(
     const key = Buffer.from(want).toString('latin1');
     const top = topDown.find((x) => x.hits.has(key));
     if (!top) {
-      log(`warning: prefetch file ${want} not found in any layer`);
+      log.warn({ path: want }, `warning: prefetch file ${want} not found in any layer`);
       continue;
     }
     const list = byLayer.get(top.layer.digest) ?? [];

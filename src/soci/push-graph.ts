@@ -8,13 +8,14 @@ import { decodeIndex, decodeManifest, type Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import { runBounded } from '../concurrency.js';
 import type { RegistryImageSource } from './registry-source.js';
+import { type Logger, silentLogger } from '../logger.js';
 
 export interface PushTarget {
   client: RegistryClient;
   repo: string;
   tag: string;
   concurrency?: number;
-  log?: (line: string) => void;
+  log?: Logger;
 }
 
 /**
@@ -22,7 +23,7 @@ export interface PushTarget {
  * Anything else the graph references is fetched from `source`.
  */
 export async function pushImageGraph(created: Map<string, Buffer>, root: Descriptor, source: RegistryImageSource, target: PushTarget): Promise<void> {
-  const log = target.log ?? (() => {});
+  const log = target.log ?? silentLogger;
   const sameRegistry = source.client.registry === target.client.registry;
   const manifests: Array<{ digest: string; bytes: Buffer; mediaType: string }> = [];
   const blobs = new Map<string, number>();
@@ -49,16 +50,16 @@ export async function pushImageGraph(created: Map<string, Buffer>, root: Descrip
           () => source.openBlob(digest),
           sameRegistry && source.repo !== target.repo ? { mountFrom: source.repo } : {},
         );
-    log(`blob ${digest}: ${how}`);
+    log.info({ digest, how }, `blob ${digest}: ${how}`);
   });
   // Image manifests before the SOCI indexes that name them; both by digest.
   const ordered = [...manifests.filter((m) => !isSoci(m.bytes)), ...manifests.filter((m) => isSoci(m.bytes))];
   for (const m of ordered) {
     await target.client.putManifest(target.repo, m.digest, m.bytes, m.mediaType);
-    log(`manifest ${m.digest}: pushed`);
+    log.info({ digest: m.digest }, `manifest ${m.digest}: pushed`);
   }
   await target.client.putManifest(target.repo, target.tag, rootBytes, isIndexType(root.mediaType) ? root.mediaType : MT.ociIndex);
-  log(`index ${root.digest}: pushed as ${target.repo}:${target.tag}`);
+  log.info({ digest: root.digest, repo: target.repo, tag: target.tag }, `index ${root.digest}: pushed as ${target.repo}:${target.tag}`);
 }
 
 function isSoci(bytes: Buffer): boolean {

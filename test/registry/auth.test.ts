@@ -24,6 +24,7 @@ import {
 } from '../../src/registry/index.js';
 import { isSociError } from '../../src/errors.js';
 import { Authenticator } from '../../src/registry/auth.js';
+import { lineLogger } from '../../src/logger.js';
 
 const skip = needs({ tools: ['docker-registry', 'skopeo', 'htpasswd', 'openssl'] });
 const cleanups: Array<() => unknown> = [];
@@ -56,7 +57,7 @@ function client(reg: TestRegistry, extra: Partial<RegistryClientOptions> = {}, l
     registry: reg.host,
     plainHttp: true,
     retry: { maxAttempts: 2, baseDelayMs: 10 },
-    ...(logs ? { debug: (l) => logs.push(l) } : {}),
+    ...(logs ? { debug: lineLogger((l) => logs.push(l)) } : {}),
     ...extra,
   });
   suite.after(() => c.close());

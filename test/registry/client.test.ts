@@ -10,6 +10,7 @@ import { startRegistry, pushTestImage, skopeoInspectRaw, type TestRegistry, type
 import { RegistryClient, RegistryHosts, MEDIA_TYPES, digestOf, referrersTag } from '../../src/registry/index.js';
 import { parseReference } from '../../src/oci/reference.js';
 import { isSociError } from '../../src/errors.js';
+import { lineLogger } from '../../src/logger.js';
 
 const skip = needs({ tools: ['docker-registry', 'skopeo'] });
 let reg: TestRegistry;
@@ -29,7 +30,7 @@ before(async () => {
   reg = await startRegistry(suite);
   single = await pushTestImage(reg, 'test/single', { layers: 3, layerBytes: 256 * 1024 });
   multi = await pushTestImage(reg, 'test/multi', { layers: 2, platforms: ['linux/amd64', 'linux/arm64'], tag: 'v1' });
-  client = new RegistryClient({ registry: reg.host, plainHttp: true, debug: (l) => logs.push(l), chunkSize: 100 * 1024 });
+  client = new RegistryClient({ registry: reg.host, plainHttp: true, debug: lineLogger((l) => logs.push(l)), chunkSize: 100 * 1024 });
   suite.after(() => client.close());
 });
 

@@ -12,6 +12,7 @@ import { startRegistry, pushTestImage, type TestRegistry, type TestImage } from 
 import { startFaultProxy, type FaultProxy } from '../../harness/fault-proxy.js';
 import { RegistryClient, staticCredentials, digestOf, type RegistryClientOptions } from '../../src/registry/index.js';
 import { isSociError } from '../../src/errors.js';
+import { lineLogger } from '../../src/logger.js';
 
 const skip = needs({ tools: ['docker-registry', 'skopeo', 'htpasswd'] });
 const cleanups: Array<() => unknown> = [];
@@ -212,7 +213,7 @@ test('redirect to storage: Range kept, Authorization dropped for the other host,
     fault: { kind: 'redirect', location: () => `http://localhost:${sport}/data?X-Amz-Signature=topsecret` },
   });
   const logs: string[] = [];
-  const c = client({ credentials: staticCredentials(`${basic.user}:${basic.password}`), debug: (l) => logs.push(l) }, bproxy.host);
+  const c = client({ credentials: staticCredentials(`${basic.user}:${basic.password}`), debug: lineLogger((l) => logs.push(l)) }, bproxy.host);
   await c.ping(); // learns that the registry wants Basic auth, so blob GETs carry it
   const part = await c.fetchBlobRange(REPO, bl.digest, 1000, 2000);
   assert.ok(part.equals(bl.bytes.subarray(1000, 2000)));

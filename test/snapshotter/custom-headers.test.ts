@@ -23,8 +23,7 @@ import { SociLayerMounter } from '../../src/snapshotter/soci-mounter.js';
 const pexec = promisify(execFile);
 
 test('custom headers from labels: allowlisted names only (case-insensitive); reserved, empty, invalid dropped with a warning', () => {
-  const warned: string[] = [];
-  const h = customHeadersFromLabels(
+  const { headers: h, dropped } = customHeadersFromLabels(
     {
       [`${P}X-Request-Id`]: 'abc',
       [`${P}x-tenant`]: 't1',
@@ -38,8 +37,8 @@ test('custom headers from labels: allowlisted names only (case-insensitive); res
       'containerd.io/snapshot/cri.image-ref': 'r',
     },
     ['x-request-id', 'X-TENANT', 'x-empty', 'x-ctl', 'bad name'],
-    (msg, name) => warned.push(`${name}: ${msg}`),
   );
+  const warned = dropped.map((d) => `${d.header}: ${d.reason}`);
   assert.deepEqual(h, { 'x-request-id': 'abc', 'x-tenant': 't1' });
   assert.equal(warned.length, 7, warned.join('\n'));
   assert.ok(warned.some((w) => w.startsWith('Authorization: ignoring reserved')));

@@ -9,6 +9,7 @@ import { digestOf } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/types.js';
 import { buildPrefetchArtifacts, mergeSpans, parsePrefetch, prefetchKey } from '../../src/soci/prefetch.js';
 import { validateSizes } from '../../src/soci/index-builder.js';
+import { lineLogger } from '../../src/logger.js';
 
 const layer = (n: number): Descriptor => ({ mediaType: MT.ociLayerGzip, digest: `sha256:${String(n).repeat(64)}`, size: 100 });
 
@@ -60,7 +61,7 @@ test('buildPrefetchArtifacts: the topmost layer holding a path wins; one artifac
     ],
     ['/bin/sh', 'etc/os-release', './app/main.js', 'nope/missing'],
     [l0, l1, l2],
-    (line) => warnings.push(line),
+    lineLogger((line) => warnings.push(line)),
   );
   assert.deepEqual(
     out.map((a) => a.layer.digest),
