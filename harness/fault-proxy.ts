@@ -16,6 +16,9 @@
  *       {kind: 'redirect', location, status?}    answer 307 (default) to location(path)
  *       {kind: 'headers', set}                   forward, overriding response headers (e.g. content-type)
  *       {kind: 'hold', until}                    forward only once the promise `until` settles
+ *       {kind: 'dropRange'}                      forward without the Range header (200 + whole blob,
+ *                                                as Nexus or a Harbor proxy cache answer)
+ *       {kind: 'noMultiRange'}                   answer 416 to a multi-range Range header, else forward
  * The Host header is passed through, so registry Location headers keep pointing at the proxy.
  */
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -29,10 +32,12 @@ export type Fault =
   | { kind: 'stall'; afterBytes: number }
   | { kind: 'redirect'; location: (path: string) => string; status?: number }
   | { kind: 'headers'; set: Record<string, string> }
-  | { kind: 'hold'; until: Promise<unknown> };
+  | { kind: 'hold'; until: Promise<unknown> }
+  | { kind: 'dropRange' }
+  | { kind: 'noMultiRange' };
 
 /** The faults applied to a forwarded response (the others answer without the upstream). */
-type Forwarded = Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' }>;
+type Forwarded = Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' | 'dropRange' | 'noMultiRange' }>;
 
 export interface FaultRule {
   method?: string;
@@ -76,7 +81,7 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
     const rule = rules.find((r) => r.left > 0 && matches(r, method, path));
     if (rule) rule.left--;
     const fault = rule?.fault;
-    requests.push({ method, path, headers: req.headers, ...(fault ? { fault: fault.kind } : {}) });
+    requests.push({ method, path, headers: { ...req.headers }, ...(fault ? { fault: fault.kind } : {}) });
 
     if (fault?.kind === 'status') {
       req.resume();
@@ -98,7 +103,14 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
       void fault.until.finally(() => forward(undefined));
       return;
     }
-    forward(fault);
+    if (fault?.kind === 'noMultiRange' && (req.headers.range ?? '').includes(',')) {
+      req.resume();
+      res.writeHead(416, { 'content-length': '0' });
+      res.end();
+      return;
+    }
+    if (fault?.kind === 'dropRange') delete req.headers.range;
+    forward(fault?.kind === 'dropRange' || fault?.kind === 'noMultiRange' ? undefined : fault);
 
     function forward(fault: Forwarded | undefined) {
       const up = request({ host: uhost, port: uport, method, path, headers: req.headers }, (ures) => {

@@ -16,7 +16,7 @@ import { checkDigest, digestOf } from '../oci/digest.js';
 import type { BlobSource } from '../oci/blob-source.js';
 import { pullScope } from './auth.js';
 import { isRetriableError, networkError, ShortBodyError } from './retry.js';
-import { Transport, header, readBody, statusError, type HttpResponse } from './transport.js';
+import { Transport, header, readBody, readWindow, statusError, type HttpResponse } from './transport.js';
 import { pushBlob, putManifest, referrers, addReferrerFallback, type PushBlobOptions, type BlobData } from './push.js';
 import { MANIFEST_ACCEPT, MANIFEST_MEDIA_TYPES, type Descriptor, type Manifest, type RegistryClientOptions } from './types.js';
 
@@ -233,6 +233,13 @@ export class RegistryClient {
     const what = `blob ${digest} bytes ${start}-${end - 1} in ${this.registry}/${repo}`;
     const headers = { range: `bytes=${start}-${end - 1}`, 'accept-encoding': 'identity' };
     const ok = (s: number) => s === 200 || s === 206;
+    // A 206 body longer than asked for is refused as it streams (a broken or hostile server).
+    const read = (res: HttpResponse) =>
+      res.status === 200
+        ? readWindow(res.body, start, end)
+        : readBody(res.body, end - start).catch((e: unknown) => {
+            throw e instanceof RangeError ? new SociError('ERR_REGISTRY', `${what}: more bytes than asked for`) : e;
+          });
     const key = `${repo}@${digest}`;
     const cached = this.redirects.get(key);
     let out: { res: HttpResponse; body: Buffer } | undefined;
@@ -243,6 +250,7 @@ export class RegistryClient {
         Infinity,
         ok,
         this.options.blobRetry,
+        read,
       );
       if (!ok(out.res.status)) {
         out.res.body.resume();
@@ -256,6 +264,7 @@ export class RegistryClient {
         Infinity,
         ok,
         this.options.blobRetry,
+        read,
       );
       if (ok(out.res.status) && out.res.url.origin !== this.transport.base.origin) {
         if (this.redirects.size >= 1024) this.redirects.delete(this.redirects.keys().next().value!);
@@ -270,8 +279,8 @@ export class RegistryClient {
       return body;
     }
     if (res.status === 200) {
-      if (body.length < end) throw new SociError('ERR_REGISTRY', `${what}: blob has only ${body.length} bytes`);
-      return body.subarray(start, end);
+      this.options.onRangeIgnored?.({ registry: this.registry, repo, digest });
+      return body;
     }
     throw await statusError(res, what, this.registry);
   }

@@ -71,6 +71,27 @@ export async function readBody(body: HttpResponse['body'], limit = Infinity): Pr
   return Buffer.concat(chunks, n);
 }
 
+/**
+ * Bytes [start, end) of a body that holds a whole blob (a registry that ignored Range): what comes
+ * before is dropped as it streams, and the connection is closed once `end` is reached, so a 1 GB
+ * blob costs at most `end` bytes of transfer and never more than end-start of memory.
+ */
+export async function readWindow(body: HttpResponse['body'], start: number, end: number): Promise<Buffer> {
+  const out = Buffer.alloc(end - start);
+  let pos = 0;
+  for await (const c of body as AsyncIterable<Buffer>) {
+    const from = Math.max(start, pos);
+    const to = Math.min(end, pos + c.length);
+    if (to > from) c.copy(out, from - start, from - pos, to - pos);
+    pos += c.length;
+    if (pos >= end) {
+      body.destroy();
+      return out;
+    }
+  }
+  throw new ShortBodyError('short body');
+}
+
 /** One-line description of a registry error body (distribution's `{"errors":[{code,message}]}`). */
 export async function errorDetail(res: HttpResponse): Promise<string> {
   try {
@@ -238,17 +259,23 @@ export class Transport {
   }
 
   /** Like send, then reads the body; a body that fails mid-way is retried within the same budget. */
+  /**
+   * send() and read the body, retrying a body cut short within the same budget. `read`, when given,
+   * reads the body its own way (and checks its length itself); else the whole body, up to `limit`.
+   */
   async sendRead(
     req: SendRequest,
     limit = Infinity,
     okStatus: (s: number) => boolean = (s) => s >= 200 && s < 300,
     retry?: RetryOptions,
+    read?: (res: HttpResponse) => Promise<Buffer>,
   ): Promise<{ res: HttpResponse; body: Buffer }> {
     const budget = this.newBudget(req.signal, retry ?? this.opts.retry);
     for (;;) {
       const res = await this.send(req, budget);
       if (!okStatus(res.status)) return { res, body: Buffer.alloc(0) };
       try {
+        if (read) return { res, body: await read(res) };
         const body = req.method === 'HEAD' ? Buffer.alloc(0) : await readBody(res.body, limit);
         const len = header(res, 'content-length');
         if (req.method !== 'HEAD' && len !== undefined && Number(len) !== body.length) throw new ShortBodyError('short body');

@@ -62,6 +62,12 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** retries of blob Range reads (default: `retry`), like AWS's [blob] settings beside [http] */
   blobRetry?: RetryOptions;
+  /**
+   * Called when a Range read was answered 200 with the whole blob (registries or proxies that ignore
+   * Range). The read still returns the right bytes, taken from the stream; lazy loading then costs
+   * up to the whole blob per read.
+   */
+  onRangeIgnored?: (info: { registry: string; repo: string; digest: string }) => void;
   /** ms after which credentials and tokens are resolved again (default: never) */
   authTtlMs?: number;
   /** ms one attempt may take as a whole, headers and body (default: no limit; AWS's RequestTimeoutMsec) */

@@ -55,6 +55,14 @@ export const imageOperationCount = new Gauge({
   registers: [registry],
 });
 
+/** Ours: Range reads a registry answered with the whole blob (200), which makes lazy loading moot there. */
+export const rangeIgnoredCount = new Counter({
+  name: 'soci_registry_range_ignored_total',
+  help: 'Range reads answered with the whole blob (200 instead of 206), by registry',
+  labelNames: ['registry'] as const,
+  registers: [registry],
+});
+
 export const FUSE_MOUNT_FAILURE_COUNT = 'fuse_mount_failure_count';
 export const LOCAL_MOUNT_FAILURE_COUNT = 'local_mount_failure_count';
 

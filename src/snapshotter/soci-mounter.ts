@@ -41,7 +41,7 @@ import { customHeadersFromLabels } from './custom-headers.js';
 import { LABELS } from './labels.js';
 import { emitQueueSize, ImageOperationCounter } from './image-metrics.js';
 import { daemonRegistryOptions } from './registry-config.js';
-import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, setLayerStatsProvider } from './metrics.js';
+import { countFuseFailure, countLayerFailure, operationDurationMs, operationDurationUs, rangeIgnoredCount, setLayerStatsProvider } from './metrics.js';
 
 /** FUSE op → AWS's operation_type names where it has one. */
 function fuseOpType(op: string): string {
@@ -119,7 +119,7 @@ export class SociLayerMounter implements LayerMounter {
     this.credentials = o.extraCredentials ? chainCredentials(defaultCredentials(), o.extraCredentials) : defaultCredentials();
     this.resolveGate = new Semaphore(o.config.max_concurrency);
     this.prefetchGate = new Semaphore(o.config.prefetch.max_concurrency);
-    const net = daemonRegistryOptions(o.config);
+    const net = { ...daemonRegistryOptions(o.config), onRangeIgnored: (i: { registry: string; repo: string; digest: string }) => this.rangeIgnored(i) };
     this.localHosts = new RegistryHosts({ plainHttp: true, credentials: this.credentials, userAgent: `soci-snapshotter/${VERSION}`, ...net });
     const insecure = Object.values(o.config.resolver.host).flatMap((h) => h.mirrors.filter((m) => m.insecure).map((m) => m.host));
     this.hosts = new RegistryHosts({
@@ -151,6 +151,19 @@ export class SociLayerMounter implements LayerMounter {
         });
     const fetcher = this.fetcher;
     this.stopQueueMetric = fetcher ? emitQueueSize(() => fetcher.pending, bg.emit_metric_period_sec * 1000) : () => undefined;
+  }
+
+  private readonly rangeIgnoredBy = new Set<string>();
+
+  /** A registry answered a Range read with the whole blob: counted always, logged once per registry. */
+  private rangeIgnored(i: { registry: string; repo: string; digest: string }): void {
+    rangeIgnoredCount.inc({ registry: i.registry });
+    if (this.rangeIgnoredBy.has(i.registry)) return;
+    this.rangeIgnoredBy.add(i.registry);
+    this.logger.warn(
+      { registry: i.registry, repo: i.repo, digest: i.digest },
+      'registry ignores Range requests: every span read downloads the blob up to the span, lazy loading saves nothing there',
+    );
   }
 
   /** The registry client for a host (shared with the local unpacker). */
