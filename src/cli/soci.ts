@@ -9,6 +9,7 @@ import { pushCommand } from './push.js';
 import { rebuildDbCommand } from './rebuild-db.js';
 import { ztocCommand } from './ztoc-cmd.js';
 import { mountCommand, umountCommand } from './mount.js';
+import { doctorCommand } from './doctor.js';
 
 export function buildProgram(): Command {
   const program = new Command('soci');
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   program.addCommand(rebuildDbCommand());
   program.addCommand(mountCommand());
   program.addCommand(umountCommand());
+  program.addCommand(doctorCommand());
   program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `soci: ${s.slice(7)}` : s) });
   return program;
 }

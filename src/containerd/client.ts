@@ -30,6 +30,7 @@ const SERVICES = {
   leases: ['services/leases/v1/leases.proto', 'containerd.services.leases.v1.Leases'],
   namespaces: ['services/namespaces/v1/namespace.proto', 'containerd.services.namespaces.v1.Namespaces'],
   version: ['services/version/v1/version.proto', 'containerd.services.version.v1.Version'],
+  snapshots: ['services/snapshots/v1/snapshots.proto', 'containerd.services.snapshots.v1.Snapshots'],
 } as const;
 export type ServiceName = keyof typeof SERVICES;
 

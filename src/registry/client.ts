@@ -285,6 +285,32 @@ export class RegistryClient {
     throw await statusError(res, what, this.registry);
   }
 
+  /** scheme://host[:port] the client speaks to */
+  get origin(): string {
+    return this.transport.base.origin;
+  }
+
+  /**
+   * One authenticated GET of `/v2/<repo>/<path>` for diagnostics (`soci doctor`): the status, the
+   * headers, the URL it ended at after redirects, and at most `limit` bytes of the body.
+   */
+  async probe(
+    repo: string,
+    path: string,
+    headers: Record<string, string> = {},
+    limit = 64 * 1024,
+  ): Promise<{ status: number; headers: HttpResponse['headers']; url: URL; body: Buffer }> {
+    const res = await this.transport.send({ method: 'GET', url: `/v2/${repo}/${path}`, headers, scopes: [pullScope(repo)], what: `${path} in ${this.registry}/${repo}` });
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of res.body as AsyncIterable<Buffer>) {
+      chunks.push(c);
+      n += c.length;
+      if (n >= limit) break; // leaving the loop closes the body
+    }
+    return { status: res.status, headers: res.headers, url: res.url, body: Buffer.concat(chunks).subarray(0, limit) };
+  }
+
   blobSource(repo: string, digest: string, size: number): BlobSource {
     checkDigest(digest);
     return {

@@ -16,6 +16,8 @@ import { initFallbackCounters, serveMetrics } from './metrics.js';
 import { unmountAllUnder } from '../host/index.js';
 import { overlayNeedsIndexOff } from './mounts.js';
 import { Snapshotter } from './snapshotter.js';
+import { STATUS_SERVICE, statusHandlers } from './status-service.js';
+import { VERSION } from '../version.js';
 
 export const DEFAULT_ADDRESS = '/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock';
 export const DEFAULT_ROOT = '/var/lib/soci-snapshotter-grpc';
@@ -36,6 +38,8 @@ export interface DaemonOptions {
   config: Config;
   logger: Logger;
   hooks?: DaemonHooks;
+  /** the config file read (reported by the status service) */
+  configPath?: string;
 }
 
 export interface RunningDaemon {
@@ -117,6 +121,18 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
 
   const server = new grpc.Server();
   server.addService(loadSnapshotsService(), createHandlers(snapshotter, logger));
+  const info = () => ({
+    version: VERSION,
+    pid: process.pid,
+    root: o.root,
+    configPath: o.configPath ?? '',
+    metricsAddress: metrics ? config.metrics_address : '',
+    metricsNetwork: metrics ? config.metrics_network : '',
+    minLayerSize: config.snapshotter.min_layer_size,
+    v1: config.pull_modes.soci_v1.enable,
+    v2: config.pull_modes.soci_v2.enable,
+  });
+  server.addService(STATUS_SERVICE, statusHandlers(info, (image) => snapshotter.decisions.list(image)));
   const closeExtra = hooks.grpcServices?.(server);
   let socketPath: string | null = null;
   let fdServer: NetServer | null = null;

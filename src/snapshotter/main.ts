@@ -57,7 +57,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
     const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), logger);
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };
   }
-  const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks });
+  const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks, configPath: path });
   const onSignal = (sig: NodeJS.Signals) => {
     logger.info({ signal: sig }, sig === 'SIGINT' ? 'unmounting all remote snapshots and exiting' : 'exiting without cleanup');
     daemon.stop(sig === 'SIGINT').then(

@@ -14,6 +14,7 @@ import { MetaStore, type Info, type Snapshot } from './metastore.js';
 import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } from './metrics.js';
 import { isMountPoint, mountPointsUnder, unmountAllUnder } from '../host/index.js';
 import { diskUsage, type Mount } from './mounts.js';
+import { LayerDecisions, type LayerMode } from './decisions.js';
 
 export interface SnapshotterOptions {
   root: string; // the daemon root; data lives in <root>/snapshotter
@@ -27,6 +28,8 @@ export interface SnapshotterOptions {
 
 export class Snapshotter {
   readonly store: MetaStore;
+  /** per-layer outcomes of prepare (lazy, local, deferred), for the status service */
+  readonly decisions = new LayerDecisions();
   readonly snapshotsDir: string;
   private readonly o: SnapshotterOptions;
 
@@ -119,23 +122,36 @@ export class Snapshotter {
     const minSize = this.o.minLayerSize ?? 0;
     let tryLocal = false;
     let deferReason = '';
+    let cause = '';
+    const decide = (mode: LayerMode, reason: string) =>
+      this.decisions.record({
+        image: labels[LABELS.manifestDigest] ?? '',
+        imageRef: labels[LABELS.imageRef] ?? '',
+        layer: labels[LABELS.layerDigest] ?? '',
+        mode,
+        reason,
+        cause: mode === 'lazy' ? '' : cause,
+      });
     if (minSize > 0 && Number.isFinite(size) && size < minSize) {
       tryLocal = true;
+      cause = 'min-layer-size';
+      deferReason = `layer size ${size} below min_layer_size ${minSize}`;
       log.info({ 'remote-snapshot-prepared': 'false', reason: `layer size ${size} below min_layer_size ${minSize}` }, 'skipping remote snapshot');
     } else {
       try {
         await this.o.mounter.mount(fsDir, labels, ctx);
         const remoteLabels = { ...labels, [LABELS.remote]: REMOTE_SNAPSHOT, [LABELS.hasSociIndexDigest]: 'true', [LABELS.namespace]: ctx.namespace };
         await this.commitPrepared(target, key, remoteLabels, true, log);
+        decide('lazy', '');
         log.info({ 'remote-snapshot-prepared': 'true', target }, 'remote snapshot successfully prepared');
         throw alreadyExists(`target snapshot "${target}": already exists`);
       } catch (e) {
         if (e instanceof SnapshotError && e.kind === 'already_exists') throw e;
         const reason = e instanceof Error ? e.message : String(e);
         log.warn({ 'remote-snapshot-prepared': 'false', reason, err: isSociError(e) ? e.code : undefined }, 'failed to prepare remote snapshot');
-        if (isSociError(e, 'ERR_NO_INDEX')) {
-          deferReason = reason;
-        } else {
+        deferReason = reason;
+        cause = isSociError(e, 'ERR_NO_INDEX') ? 'no-index' : isSociError(e, 'ERR_NO_ZTOC') ? 'no-ztoc' : 'mount-failed';
+        if (!isSociError(e, 'ERR_NO_INDEX')) {
           tryLocal = true;
           if (!isSociError(e, 'ERR_NO_ZTOC')) operationCount.inc({ operation_type: FUSE_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
         }
@@ -144,7 +160,8 @@ export class Snapshotter {
     }
     if (tryLocal) {
       if (!this.o.unpacker) {
-        deferReason = 'no local unpacker configured';
+        deferReason = `${deferReason}; no local unpacker configured`;
+        cause ||= 'no-unpacker';
       } else {
         try {
           await this.o.unpacker.unpack(
@@ -154,11 +171,13 @@ export class Snapshotter {
             ctx,
           );
           await this.commitPrepared(target, key, { ...labels, [LABELS.hasSociIndexDigest]: 'true' }, false, log);
+          decide('local', deferReason);
           log.info({ 'local-snapshot-prepared': 'true', target }, 'local snapshot successfully prepared');
           throw alreadyExists(`target snapshot "${target}": already exists`);
         } catch (e) {
           if (e instanceof SnapshotError && e.kind === 'already_exists') throw e;
-          deferReason = e instanceof Error ? e.message : String(e);
+          deferReason = `${deferReason}; local unpack failed: ${e instanceof Error ? e.message : String(e)}`;
+          cause = 'unpack-failed';
           operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
           log.warn({ 'local-snapshot-prepared': 'false', reason: deferReason }, 'failed to prepare local snapshot');
           // Whatever the unpacker left behind must not leak into containerd's own unpack.
@@ -167,6 +186,7 @@ export class Snapshotter {
         }
       }
     }
+    decide('deferred', deferReason);
     log.info({ 'defer-snapshot-runtime': 'true', reason: deferReason }, 'deferring snapshot preparation to the container runtime');
     return this.checkedMounts(s, parent);
   }
