@@ -212,6 +212,8 @@ export interface StartedContainerd {
   version: ContainerdVersion;
   /** containerd's hosts directory (CRI's registry config_path; pass it to `ctr images pull --hosts-dir`) */
   hostsDir: string;
+  /** the config.toml it runs with */
+  configPath: string;
   /** Runs `ctr --address <ours> ...args` (the ctr of the same version). */
   ctr(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<ExecResult>;
   stop(): Promise<void>;
@@ -298,7 +300,7 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
     await removeTree(dir);
   });
   await waitReady('containerd start', async () => existsSync(address) && (await ctr(['version'], { timeoutMs: 5000 })).code === 0, 30_000, proc, logs);
-  return { address, root, state, proc, logs, ctr, stop, version: opts.version ?? '1.6', hostsDir };
+  return { address, root, state, proc, logs, ctr, stop, version: opts.version ?? '1.6', hostsDir, configPath };
 }
 
 /** The sections both config versions share: sockets, log level, our snapshotter as a proxy plugin. */

@@ -134,7 +134,7 @@ async function checkLoaded(r: Report, conn: ContainerdConnection): Promise<void>
     const msg = (e as Error).message;
     if (/not loaded/.test(msg))
       r.fail('containerd.soci-plugin', `containerd has no soci snapshotter loaded (${msg})`, 'restart containerd after adding [proxy_plugins.soci]');
-    else r.fail('containerd.soci-plugin', `containerd cannot use the soci snapshotter: ${msg}`, 'start soci-snapshotter-grpc at the plugin\'s address');
+    else r.fail('containerd.soci-plugin', `containerd cannot use the soci snapshotter: ${msg}`, "start soci-snapshotter-grpc at the plugin's address");
   }
 }
 
@@ -148,7 +148,11 @@ async function checkSnapshotter(r: Report, address: string, facts: HostFacts): P
   } catch (e) {
     const code = (e as { code?: number }).code;
     if (code === 12 /* UNIMPLEMENTED */)
-      r.warn('snapshotter', `a snapshotter answers at ${address} but has no status service (AWS's soci-snapshotter-grpc?)`, 'per-layer decisions need this project\'s snapshotter');
+      r.warn(
+        'snapshotter',
+        `a snapshotter answers at ${address} but has no status service (AWS's soci-snapshotter-grpc?)`,
+        "per-layer decisions need this project's snapshotter",
+      );
     else r.fail('snapshotter', `nothing answers at ${address}`, 'start soci-snapshotter-grpc (or pass --snapshotter-address)');
     c.close();
     return;

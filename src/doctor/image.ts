@@ -25,6 +25,7 @@ export interface ImageFacts {
   probeBlob?: Descriptor;
 }
 
+const CRI_NAMESPACE = 'k8s.io';
 const size = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${n} B`);
 
 /** The manifest the snapshotter would see for this host's platform. */
@@ -59,7 +60,10 @@ export async function checkDiscovery(
 ): Promise<FoundSociIndex | undefined> {
   const ann = img.manifest.annotations?.[ANN.indexDigest];
   try {
-    const found = await findSociIndex(client, ref.repository, img.manifestDigest, { v1: o.v1, ...(o.explicitDigest ? { explicitDigest: o.explicitDigest } : {}) });
+    const found = await findSociIndex(client, ref.repository, img.manifestDigest, {
+      v1: o.v1,
+      ...(o.explicitDigest ? { explicitDigest: o.explicitDigest } : {}),
+    });
     const how =
       found.version === 'explicit'
         ? 'the digest given'
@@ -80,14 +84,23 @@ export async function checkDiscovery(
       r.fail(
         'index',
         `no SOCI index: the manifest has no ${ANN.indexDigest} annotation${o.v1 ? ' and no referrer is a SOCI index' : ', and v1 discovery (referrers) is off'}`,
-        o.v1 ? 'soci convert the image and push the result' : 'soci convert the image and push the result (or enable pull_modes.soci_v1 for indexes made by soci create + soci push)',
+        o.v1
+          ? 'soci convert the image and push the result'
+          : 'soci convert the image and push the result (or enable pull_modes.soci_v1 for indexes made by soci create + soci push)',
       );
     return undefined;
   }
 }
 
 /** Per layer: lazy (a zTOC the registry has) or why not. */
-export async function checkLayers(r: Report, client: RegistryClient, repo: string, img: ImageFacts, index: FoundSociIndex | undefined, minLayerSize: number): Promise<void> {
+export async function checkLayers(
+  r: Report,
+  client: RegistryClient,
+  repo: string,
+  img: ImageFacts,
+  index: FoundSociIndex | undefined,
+  minLayerSize: number,
+): Promise<void> {
   const ztocs = index ? layerZtocMap(index.manifest) : new Map<string, Descriptor>();
   let lazy = 0;
   for (const [i, l] of img.manifest.layers.entries()) {
@@ -98,22 +111,41 @@ export async function checkLayers(r: Report, client: RegistryClient, repo: strin
       if (await client.blobExists(repo, z.digest)) {
         lazy++;
         r.ok(id, `${what}: lazy, zTOC ${z.digest}`);
-      } else r.fail(id, `${what}: its zTOC ${z.digest} is missing from the registry`, 'push the index again with its zTOCs (soci push, or nerdctl push of the converted image)');
+      } else
+        r.fail(
+          id,
+          `${what}: its zTOC ${z.digest} is missing from the registry`,
+          'push the index again with its zTOCs (soci push, or nerdctl push of the converted image)',
+        );
       continue;
     }
-    if (!index) r.info(id, `${what}: not lazy (no SOCI index)`);
-    else if (layerCompression(l.mediaType) === 'zstd') r.warn(id, `${what}: not lazy, zstd layers have no zTOC (${l.mediaType})`, 'build the image with gzip layers for lazy loading');
+    if (layerCompression(l.mediaType) === 'zstd')
+      r.warn(id, `${what}: not lazy, zstd layers have no zTOC (${l.mediaType})`, 'build the image with gzip layers for lazy loading');
     else if (l.size < minLayerSize) r.info(id, `${what}: not lazy by design, below min-layer-size ${minLayerSize} (unpacked at pull)`);
+    else if (!index) r.info(id, `${what}: not lazy, no SOCI index`);
     else r.warn(id, `${what}: not lazy, the index has no zTOC for it`, 'convert again (a smaller --min-layer-size indexes it)');
   }
   if (index && lazy === 0) r.fail('image.lazy', 'no layer of this image can be lazy', 'see the layer lines above');
+  else if (!index && img.manifest.layers.every((l) => l.size < minLayerSize))
+    r.fail(
+      'image.lazy',
+      `every layer is below min-layer-size ${minLayerSize}: there is nothing to load lazily`,
+      'convert with a smaller --min-layer-size if lazy loading matters for this image',
+    );
   else if (index) r.ok('image.lazy', `${lazy} of ${img.manifest.layers.length} layers can be lazy`);
 }
 
 /** containerd's chain IDs of the layers (identity of a layer stack), from the config's diff_ids. */
 function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];
-  for (const d of diffIds) out.push(out.length ? `sha256:${createHash('sha256').update(`${out[out.length - 1]} ${d}`).digest('hex')}` : d);
+  for (const d of diffIds)
+    out.push(
+      out.length
+        ? `sha256:${createHash('sha256')
+            .update(`${out[out.length - 1]} ${d}`)
+            .digest('hex')}`
+        : d,
+    );
   return out;
 }
 
@@ -126,15 +158,23 @@ export async function checkPulled(
   config: Buffer | undefined,
   decisions: LayerDecision[] | undefined,
 ): Promise<void> {
-  const record = await new ImageService(conn).get(name).catch(() => undefined);
+  // nerdctl and ctr pull into the namespace given; Kubernetes (CRI) into k8s.io.
+  let namespace = conn.namespace;
+  const images = new ImageService(conn);
+  let record = await images.get(name).catch(() => undefined);
+  if (!record && namespace !== CRI_NAMESPACE) {
+    record = await images.get(name, CRI_NAMESPACE).catch(() => undefined);
+    namespace = CRI_NAMESPACE;
+  }
   if (!record) {
-    r.info('pulled', `${name} is not in containerd's store (namespace ${conn.namespace}): nothing pulled to inspect`);
+    r.info('pulled', `${name} is not in containerd's store (namespace ${conn.namespace} or ${CRI_NAMESPACE}): nothing pulled to inspect`);
     return;
   }
+  r.info('pulled', `${name} is in containerd's store (namespace ${namespace})`);
   const diffIds = config ? ((JSON.parse(config.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? []) : [];
   const ids = chainIds(diffIds);
   const has = async (snapshotter: string, key: string) =>
-    conn.unary('snapshots', 'Stat', { snapshotter, key }).then(
+    conn.unary('snapshots', 'Stat', { snapshotter, key }, { namespace }).then(
       () => true,
       () => false,
     );
@@ -145,12 +185,16 @@ export async function checkPulled(
     const inSoci = chain ? await has('soci', chain) : false;
     const inOverlay = chain ? await has('overlayfs', chain) : false;
     const d = byLayer.get(l.digest);
-    if (d) {
+    if (inOverlay && !inSoci)
+      r.warn(
+        id,
+        `${l.digest}: already unpacked by overlayfs: the image was pulled with another snapshotter`,
+        'remove the image and pull it with --snapshotter soci',
+      );
+    else if (d) {
       if (d.mode === 'lazy') r.ok(id, `${l.digest}: mounted lazily by soci`);
       else r.info(id, `${l.digest}: ${d.mode === 'local' ? 'unpacked by soci' : 'left to containerd to unpack'} (${d.cause}: ${d.reason})`);
     } else if (inSoci) r.info(id, `${l.digest}: in the soci snapshotter (prepared before this daemon started, no decision recorded)`);
-    else if (inOverlay)
-      r.warn(id, `${l.digest}: already unpacked by overlayfs: the image was pulled with another snapshotter`, `remove the image and pull it with --snapshotter soci`);
     else r.info(id, `${l.digest}: not unpacked by any snapshotter yet (the image is in the store, not yet run)`);
   }
 }

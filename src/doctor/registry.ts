@@ -48,7 +48,7 @@ export async function checkRanges(r: Report, client: RegistryClient, repo: strin
     r.warn(
       'registry.multi-range',
       `a multi-range request answered ${multi.status}${type ? ` (${type})` : ''}`,
-      'none needed for this snapshotter (it reads one range per request); AWS\'s needs single ranges only too',
+      "none needed for this snapshotter (it reads one range per request); AWS's needs single ranges only too",
     );
 }
 
@@ -59,7 +59,11 @@ export async function checkReferrers(r: Report, client: RegistryClient, repo: st
   if (res.status === 200 && /json/.test(type)) r.ok('registry.referrers', 'the OCI referrers API answers (v1 discovery uses it)');
   else if (res.status === 404) r.info('registry.referrers', `no referrers API (404): v1 discovery uses the tag fallback ${manifestDigest.replace(':', '-')}`);
   else if (/html/.test(type))
-    r.fail('registry.referrers', `the referrers call answered ${res.status} with an HTML page (a login page or a proxy)`, 'let /v2/*/referrers/* reach the registry');
+    r.fail(
+      'registry.referrers',
+      `the referrers call answered ${res.status} with an HTML page (a login page or a proxy)`,
+      'let /v2/*/referrers/* reach the registry',
+    );
   else r.warn('registry.referrers', `the referrers call answered ${res.status}${type ? ` (${type})` : ''}`, 'v1 discovery falls back to the tag schema');
 }
 
@@ -98,7 +102,8 @@ export async function checkAuth(r: Report, registry: string, needsAuth: boolean,
   if (!isRoot) {
     const rootConfig = '/root/.docker/config.json';
     const c = await dockerConfigCredentials({ configPath: rootConfig })(registry).catch(() => 'unreadable');
-    if (c === 'unreadable') r.warn('registry.auth-root', `cannot read ${rootConfig} as ${who}`, 'run soci doctor as root to check the credentials the snapshotter uses');
+    if (c === 'unreadable')
+      r.warn('registry.auth-root', `cannot read ${rootConfig} as ${who}`, 'run soci doctor as root to check the credentials the snapshotter uses');
     else if (!c) r.fail('registry.auth-root', `root has no credentials for ${registry} in ${rootConfig}`, `run \`sudo nerdctl login ${registry}\``);
     else r.ok('registry.auth-root', `root has credentials for ${registry} (${rootConfig})`);
   }

@@ -300,7 +300,13 @@ export class RegistryClient {
     headers: Record<string, string> = {},
     limit = 64 * 1024,
   ): Promise<{ status: number; headers: HttpResponse['headers']; url: URL; body: Buffer }> {
-    const res = await this.transport.send({ method: 'GET', url: `/v2/${repo}/${path}`, headers, scopes: [pullScope(repo)], what: `${path} in ${this.registry}/${repo}` });
+    const res = await this.transport.send({
+      method: 'GET',
+      url: `/v2/${repo}/${path}`,
+      headers,
+      scopes: [pullScope(repo)],
+      what: `${path} in ${this.registry}/${repo}`,
+    });
     const chunks: Buffer[] = [];
     let n = 0;
     for await (const c of res.body as AsyncIterable<Buffer>) {

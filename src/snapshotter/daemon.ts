@@ -132,7 +132,10 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     v1: config.pull_modes.soci_v1.enable,
     v2: config.pull_modes.soci_v2.enable,
   });
-  server.addService(STATUS_SERVICE, statusHandlers(info, (image) => snapshotter.decisions.list(image)));
+  server.addService(
+    STATUS_SERVICE,
+    statusHandlers(info, (image) => snapshotter.decisions.list(image)),
+  );
   const closeExtra = hooks.grpcServices?.(server);
   let socketPath: string | null = null;
   let fdServer: NetServer | null = null;
