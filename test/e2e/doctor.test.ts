@@ -22,11 +22,12 @@ import { criPull } from '../../harness/cri.js';
 import { needs, newTempDir } from '../../harness/env.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 import { buildLayout } from '../../harness/images.js';
-import { startRegistry, type TestRegistry } from '../../harness/registry.js';
+import { freePort, startRegistry, type TestRegistry } from '../../harness/registry.js';
+import { blobPath } from '../../harness/hostile-image.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
-const skip = needs({ root: true, tools: ['runc', 'docker-registry', 'skopeo', join(CONTAINERD2_BIN, 'containerd')] });
+const skip = needs({ root: true, tools: ['runc', 'docker-registry', 'skopeo', 'zstd', join(CONTAINERD2_BIN, 'containerd')] });
 
 interface Check {
   id: string;
@@ -45,6 +46,7 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
   let sociEnv: NodeJS.ProcessEnv;
   let converted = '';
   let small = '';
+  let metricsPort = 0;
 
   const soci = (args: string[], env: NodeJS.ProcessEnv = sociEnv) =>
     run(process.execPath, [SOCI, '--address', cd.address, '--root', join(tmp, 'soci-root'), ...args], { env, timeoutMs: 300_000 });
@@ -72,7 +74,8 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
     small = `${reg.host}/library/tiny:latest`;
     await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${tiny.dir}:latest`, `docker://${small}`]);
 
-    const sn = await startSnapshotter(t, { config: '[background_fetch]\ndisable = true\n' });
+    metricsPort = await freePort();
+    const sn = await startSnapshotter(t, { config: `metrics_address = "127.0.0.1:${metricsPort}"\n[background_fetch]\ndisable = true\n` });
     cd = await startContainerd(t, { version: '2.2', snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host] });
     const src = `${reg.host}/library/app:latest`;
     converted = `${reg.host}/library/app-soci:latest`;
@@ -103,6 +106,8 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
     assert.equal(find(before.checks, 'registry.range').status, 'ok');
     assert.equal(find(before.checks, 'registry.multi-range').status, 'ok');
     assert.equal(find(before.checks, 'registry.auth').status, 'ok');
+    assert.equal(find(before.checks, 'snapshotter.metrics').seen, `metrics served at http://127.0.0.1:${metricsPort}/metrics`);
+    assert.match(find(before.checks, 'snapshotter').seen, /^soci-snapshotter-grpc \S+ \(pid \d+\) answers at .*, config .*config\.toml$/);
 
     await criPull(cd.address, converted);
     const after = await doctor(['--min-layer-size', String(1 << 20), converted]);
@@ -218,5 +223,36 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
     const c = find(r.checks, 'pulled.layer.0');
     assert.equal(c.status, 'warn');
     assert.match(c.seen, /already unpacked by overlayfs/);
+  });
+
+  test('a zTOC missing from the registry, a zstd layer, a referrers call answered by a login page', async () => {
+    const gone = `${reg.host}/library/app-noztoc:latest`;
+    await exec('skopeo', ['copy', '--all', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${converted}`, `docker://${gone}`]);
+    const healthy = await doctor([gone]);
+    const ztoc = /zTOC (sha256:[0-9a-f]{64})/.exec(find(healthy.checks, 'layer.0').seen)![1]!;
+    await run('rm', ['-f', blobPath(reg, ztoc)]);
+    const a = await doctor([gone]);
+    const c = find(a.checks, 'layer.0');
+    assert.equal(c.status, 'fail');
+    assert.match(c.seen, /its zTOC sha256:[0-9a-f]{64} is missing from the registry/);
+
+    const z = buildLayout(join(tmp, 'zstd'), { images: [{ layers: [{ files: { 'etc/motd': 'z\n' }, compression: 'zstd' }] }] });
+    const zref = `${reg.host}/library/zstd:latest`;
+    await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${z.dir}:latest`, `docker://${zref}`]);
+    const b = await doctor([zref]);
+    assert.equal(find(b.checks, 'layer.0').status, 'warn');
+    assert.match(find(b.checks, 'layer.0').seen, /zstd layers have no zTOC/);
+
+    const proxy = await startFaultProxy(t, reg.host);
+    proxy.add({
+      method: 'GET',
+      path: '/referrers/',
+      times: Number.POSITIVE_INFINITY,
+      fault: { kind: 'status', status: 200, headers: { 'content-type': 'text/html' }, body: '<html>please log in</html>' },
+    });
+    const d = await doctor([converted.replace(reg.host, proxy.host)]);
+    const rf = find(d.checks, 'registry.referrers');
+    assert.equal(rf.status, 'fail');
+    assert.match(rf.seen, /HTML page/);
   });
 });
