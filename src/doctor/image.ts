@@ -9,7 +9,7 @@ import type { ContainerdConnection } from '../containerd/client.js';
 import { ImageService } from '../containerd/images.js';
 import { isSociError } from '../errors.js';
 import { findSociIndex, layerZtocMap, type FoundSociIndex } from '../image/discovery.js';
-import { ANN, isIndexType, layerCompression } from '../oci/media-types.js';
+import { ANN, MT, isIndexType, layerCompression } from '../oci/media-types.js';
 import { hostPlatform } from '../oci/platform.js';
 import type { Reference } from '../oci/reference.js';
 import { manifestsFor } from '../oci/select.js';
@@ -59,6 +59,7 @@ export async function checkDiscovery(
   o: DiscoveryOptions,
 ): Promise<FoundSociIndex | undefined> {
   const ann = img.manifest.annotations?.[ANN.indexDigest];
+  let v1: string | undefined;
   try {
     const found = await findSociIndex(client, ref.repository, img.manifestDigest, {
       v1: o.v1,
@@ -80,6 +81,12 @@ export async function checkDiscovery(
         `the manifest names SOCI index ${ann}, which the registry does not serve: the image was copied without its index (skopeo copy without --all, or one platform only)`,
         'copy the whole image index (skopeo copy --all, crane copy, nerdctl push --all-platforms), or convert and push it again',
       );
+    else if (!o.v1 && (v1 = await v1Index(client, ref.repository, img.manifestDigest)))
+      r.fail(
+        'index',
+        `the image has a SOCI index manifest v1 (${v1}, found through referrers), but the snapshotter's v1 discovery is off`,
+        'set [pull_modes.soci_v1] enable = true in the snapshotter config, or soci convert the image (v2)',
+      );
     else
       r.fail(
         'index',
@@ -90,6 +97,12 @@ export async function checkDiscovery(
       );
     return undefined;
   }
+}
+
+/** A SOCI v1 index among the manifest's referrers (API or tag fallback), if any. */
+async function v1Index(client: RegistryClient, repo: string, digest: string): Promise<string | undefined> {
+  const refs = await client.referrers(repo, digest, MT.sociIndexV1).catch(() => []);
+  return refs.find((d) => d.artifactType === MT.sociIndexV1)?.digest;
 }
 
 /** Per layer: lazy (a zTOC the registry has) or why not. */

@@ -255,4 +255,22 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
     assert.equal(rf.status, 'fail');
     assert.match(rf.seen, /HTML page/);
   });
+
+  test('an image with a v1 index only, while v1 discovery is off', async () => {
+    const src = `${reg.host}/library/app:latest`;
+    assert.equal((await cd.ctr(['images', 'pull', '--hosts-dir', cd.hostsDir, src], { timeoutMs: 300_000 })).code, 0);
+    const created = await soci(['create', '--min-layer-size', String(1 << 20), src]);
+    assert.equal(created.code, 0, created.stderr);
+    const pushed = await soci(['push', '--plain-http', '-q', src]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const r = await doctor([src]);
+    assert.equal(r.code, 1);
+    const c = find(r.checks, 'index');
+    assert.equal(c.status, 'fail');
+    assert.match(
+      c.seen,
+      new RegExp(`SOCI index manifest v1 \\(${pushed.stdout.trim()}, found through referrers\\), but the snapshotter's v1 discovery is off`),
+    );
+    assert.match(c.fix!, /\[pull_modes\.soci_v1\] enable = true/);
+  });
 });
