@@ -1,18 +1,19 @@
 /** Output helpers: tabwriter-style tables (like AWS's Go tabwriter, padding 4) and JSON. */
 
-export function table(headers: string[], rows: string[][]): string {
+/**
+ * Go's tabwriter with padding 4 and a space pad: each column as wide as its widest cell + 4, at least
+ * `minWidth`. `terminated`: every cell ends with a tab, the last one too (it is padded, as when the
+ * Go code prints a trailing `\t`); else the last cell is left as is.
+ */
+export function table(headers: string[], rows: string[][], o: { minWidth?: number; terminated?: boolean } = {}): string {
+  const minWidth = o.minWidth ?? 4;
   const all = [headers, ...rows];
   const widths = headers.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
-  return (
-    all
-      .map((r) =>
-        r
-          .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(Math.max(widths[c]! + 4, 4))))
-          .join('')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+  const line = (r: string[]) => {
+    const cells = r.map((cell, c) => (c === r.length - 1 && !o.terminated ? cell : cell.padEnd(Math.max(widths[c]! + 4, minWidth))));
+    return o.terminated ? cells.join('') : cells.join('').trimEnd();
+  };
+  return `${all.map(line).join('\n')}\n`;
 }
 
 export function printJson(v: unknown): void {

@@ -10,6 +10,7 @@ import { rebuildDbCommand } from './rebuild-db.js';
 import { ztocCommand } from './ztoc-cmd.js';
 import { mountCommand, umountCommand } from './mount.js';
 import { doctorCommand } from './doctor.js';
+import { prefetchCommand } from './prefetch-cmd.js';
 
 export function buildProgram(): Command {
   const program = new Command('soci');
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   program.addCommand(pushCommand());
   program.addCommand(indexCommand());
   program.addCommand(ztocCommand());
+  program.addCommand(prefetchCommand());
   program.addCommand(rebuildDbCommand());
   program.addCommand(mountCommand());
   program.addCommand(umountCommand());

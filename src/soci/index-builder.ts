@@ -153,6 +153,7 @@ export async function buildSociIndex(
     )) {
       indexLayers.push(p.desc);
       blobs.push({ desc: p.desc, bytes: p.bytes, reused: false, layer: p.layer });
+      log.info({ layer: p.layer.digest, prefetch: p.desc.digest }, `Created prefetch artifact for layer ${p.layer.digest}: ${p.desc.digest}`);
     }
   }
   const manifest: Manifest = {

@@ -161,11 +161,24 @@ for (const version of CONTAINERD_VERSIONS) {
       assert.match(await ok(['ztoc', 'ls', '-q']), new RegExp(ztoc));
 
       // v1: soci create + soci push from containerd's store, the same index as AWS's create
-      const created = await soci(['create', '--min-layer-size', String(1 << 20), src]);
+      // with a prefetch artifact, listed by `soci prefetch ls/info` exactly as AWS's CLI lists it
+      const create = ['create', '--min-layer-size', String(1 << 20), '--prefetch-file', 'www/index.html', src];
+      const created = await soci(create);
       assert.equal(created.code, 0, created.stderr);
       const v1 = (await ok(['index', 'list', '-q', '--ref', src])).trim().split('\n')[0]!;
-      const awsV1 = await run(AWS, ['--address', ctdSocket, '--root', join(tmp, 'aws-root'), 'create', '--min-layer-size', String(1 << 20), src]);
+      const awsRoot = ['--address', ctdSocket, '--root', join(tmp, 'aws-root')];
+      const awsV1 = await run(AWS, [...awsRoot, ...create]);
       assert.equal(awsV1.code, 0, awsV1.stderr);
+      assert.equal(created.stdout, awsV1.stdout, 'create prints what AWS prints (the prefetch artifact line included)');
+      const noTime = (j: string) => (JSON.parse(j) as Array<Record<string, unknown>>).map(({ CreatedAt: _c, ...rest }) => rest);
+      const awsPrefetch = await run(AWS, [...awsRoot, 'prefetch', 'ls', '--json']);
+      assert.deepEqual(noTime(await ok(['prefetch', 'ls', '--json'])), noTime(awsPrefetch.stdout));
+      const prefetchDigest = (noTime(awsPrefetch.stdout)[0] as { Digest: string }).Digest;
+      const noCreated = (t: string) => t.replace(/^Created: .*$/m, '').replace(/ \d+(m\d+)?s ago/g, ' ago');
+      const awsInfo = await run(AWS, [...awsRoot, 'prefetch', 'info', '--json', prefetchDigest]);
+      assert.equal(noCreated(await ok(['prefetch', 'info', '--json', prefetchDigest])), noCreated(awsInfo.stdout));
+      const awsLs = await run(AWS, [...awsRoot, 'prefetch', 'ls']);
+      assert.equal(noCreated(await ok(['prefetch', 'ls'])), noCreated(awsLs.stdout), 'the same table, column widths included');
       const awsList = await run(AWS, ['--address', ctdSocket, '--root', join(tmp, 'aws-root'), 'index', 'list', '-q', '--ref', src]);
       assert.ok(awsList.stdout.split('\n').includes(v1), `AWS's create made the same v1 index ${v1}:\n${awsList.stdout}`);
       const pushed = await soci(['push', '-u', creds, '-q', src]);
