@@ -5,6 +5,7 @@ import { SociError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
 import { DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE } from '../soci/index-builder.js';
+import { recordPaths } from '../image/prefetch-record.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -27,7 +28,8 @@ export function addBuildFlags(cmd: Command): Command {
     .option('--optimizations <name>', '(experimental) optional optimizations; valid: xattr', collect, [])
     .option('-f, --force', 'rebuild zTOCs even if they exist', false)
     .option('--prefetch-file <path>', 'file to prefetch (repeatable)', collect, [])
-    .option('--prefetch-files-json <file>', 'JSON file with an array of paths to prefetch');
+    .option('--prefetch-files-json <file>', 'JSON file with an array of paths to prefetch')
+    .option('--prefetch-record <file>', 'a prefetch record (soci mount --record, or the snapshotter\'s [prefetch_record]): prefetch the files it lists (ours)');
 }
 
 export interface BuildFlags {
@@ -39,6 +41,7 @@ export interface BuildFlags {
   force: boolean;
   prefetchFile: string[];
   prefetchFilesJson?: string;
+  prefetchRecord?: string;
 }
 
 export function buildFlagValues(o: BuildFlags): {
@@ -62,6 +65,15 @@ export function buildFlagValues(o: BuildFlags): {
     if (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))
       throw new SociError('ERR_USAGE', `--prefetch-files-json ${o.prefetchFilesJson} must hold a JSON array of strings`);
     prefetchFiles.push(...(list as string[]));
+  }
+  if (o.prefetchRecord) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(o.prefetchRecord);
+    } catch (e) {
+      throw new SociError('ERR_USAGE', `cannot read --prefetch-record ${o.prefetchRecord}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    for (const p of recordPaths(bytes, `--prefetch-record ${o.prefetchRecord}`)) if (!prefetchFiles.includes(p)) prefetchFiles.push(p);
   }
   if (o.spanSize < 0) throw new SociError('ERR_USAGE', 'span size must be >= 0');
   if (o.minLayerSize < 0) throw new SociError('ERR_USAGE', 'min layer size must be >= 0');

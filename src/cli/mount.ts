@@ -10,7 +10,7 @@
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SociError, escapeControls } from '../errors.js';
 import { isIndexType, isManifestType } from '../oci/media-types.js';
@@ -21,7 +21,9 @@ import { decodeIndex, decodeManifest } from '../oci/types.js';
 import { resolveRoot } from '../store/index.js';
 import { BackgroundFetcher, FailureLog, SpanCache, DEFAULT_CACHE_MAX_BYTES, failureLine } from '../fs/index.js';
 import { mountImage, planImage, releaseLayers, removeLayerDirs, type ImageMount, type ImagePlan } from '../image/mount.js';
-import { umountPath } from '../host/index.js';
+import { umountPath, writeFileAtomic } from '../host/index.js';
+import { silentLogger } from '../logger.js';
+import { PrefetchRecorder, encodeRecord } from '../image/prefetch-record.js';
 import { parseSize } from './common.js';
 import { globals } from './session.js';
 import { addRegistryFlags, closeClients, registryClient, type RegistryFlags } from './registry-opts.js';
@@ -40,6 +42,9 @@ type MountFlags = RegistryFlags & {
   prefetch: boolean;
   allowSuid: boolean;
   allowDev: boolean;
+  record?: string;
+  recordQuietMs: number;
+  recordMaxMs: number;
 };
 
 export interface MountState {
@@ -75,6 +80,9 @@ export function mountCommand(): Command {
     .option('--explain', 'print, per layer, whether it is lazily loaded and why not', false)
     .option('--allow-suid', 'honour setuid/setgid bits of the image (default: the mount is nosuid)', false)
     .option('--allow-dev', "allow opening the image's device nodes (default: the mount is nodev)", false)
+    .option('--record <file>', 'write a prefetch record of the files read from lazy layers (for soci convert --prefetch-record)')
+    .option('--record-quiet-ms <n>', 'the record ends this long after the last new file read', parseSize('record-quiet-ms'), 5000)
+    .option('--record-max-ms <n>', 'and at the latest this long after the mount', parseSize('record-max-ms'), 60_000)
     .action(async (image: string, dir: string, o: MountFlags, cmd: Command) => {
       const root = resolveRoot(globals(cmd).root);
       const target = resolve(dir);
@@ -138,9 +146,27 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
   await rm(cacheDir, { recursive: true, force: true });
   const cache = new SpanCache({ dir: cacheDir, maxBytes: o.cacheMaxBytes });
   const bg = o.backgroundFetch ? new BackgroundFetcher({ silencePeriodMs: o.backgroundFetchSilenceMs }) : undefined;
+  const recordFile = o.record ? resolve(o.record) : undefined;
+  let recordWritten: Promise<void> = Promise.resolve();
+  const recorder = recordFile
+    ? new PrefetchRecorder({
+        image,
+        manifest: manifestDigest,
+        quietMs: o.recordQuietMs,
+        maxMs: o.recordMaxMs,
+        onDone: (r) => {
+          recordWritten = writeFileAtomic(recordFile, encodeRecord(r)).then(
+            () => void process.stderr.write(`soci: prefetch record of ${r.files.length} files written to ${recordFile}\n`),
+            (e: Error) => void process.stderr.write(`soci: cannot write the prefetch record ${recordFile}: ${e.message}\n`),
+          );
+        },
+      })
+    : undefined;
   let mounted: ImageMount | undefined;
   let dying = false;
   const cleanup = async () => {
+    recorder?.finish();
+    await recordWritten;
     bg?.stop();
     if (mounted) await mounted.unmount();
     else if (dying) await releaseLayers(stateDir); // cut short inside mountImage
@@ -176,6 +202,8 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
       prefetch: o.prefetch,
       allowSuid: o.allowSuid,
       allowDev: o.allowDev,
+      logger: { ...silentLogger, warn: (f, m) => void process.stderr.write(`soci: ${m}: ${escapeControls(String(f.error ?? ''))}\n`) },
+      ...(recorder ? { onFirstRead: (layer: string, path: string) => recorder.note(layer, path) } : {}),
       layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, onFailure: (f) => failures.report(f), ...(bg ? { backgroundFetcher: bg } : {}) },
     });
     const state: MountState = {
@@ -256,9 +284,7 @@ async function readState(stateDir: string): Promise<MountState | null> {
 }
 
 async function writeState(stateDir: string, s: MountState): Promise<void> {
-  const tmp = join(stateDir, `state.json.${process.pid}`);
-  await writeFile(tmp, `${JSON.stringify(s, null, 2)}\n`);
-  await rename(tmp, join(stateDir, 'state.json'));
+  await writeFileAtomic(join(stateDir, 'state.json'), `${JSON.stringify(s, null, 2)}\n`);
 }
 
 function alive(pid: number): boolean {

@@ -1,7 +1,7 @@
 /** `soci ztoc list|info|get-file`. */
 import { Command } from 'commander';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { writeFileAtomic } from '../host/index.js';
 import { SociError } from '../errors.js';
 import { parseDigest } from '../oci/digest.js';
 import { OciLayout } from '../store/oci-layout.js';
@@ -87,12 +87,7 @@ export function ztocCommand(): Command {
         try {
           const data = await readFileVerified(ztoc, file, read.read, entry.originalDigest);
           if (o.output) {
-            const tmp = `${o.output}.tmp-${process.pid}`;
-            await new Promise<void>((res, rej) => createWriteStream(tmp).on('error', rej).end(data, res));
-            await rename(tmp, o.output).catch(async (e) => {
-              await rm(tmp, { force: true });
-              throw e;
-            });
+            await writeFileAtomic(o.output, data);
           } else {
             process.stdout.write(data);
             process.stdout.write('\n');

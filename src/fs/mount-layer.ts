@@ -40,6 +40,8 @@ export interface LayerMountOptions {
   logger?: Logger;
   /** every span verification failure, registry error, missed deadline, zTOC lie and failed read */
   onFailure?: (f: LayerFailure) => void;
+  /** the path of each file the first time its data is read (prefetch recording) */
+  onFirstRead?: (path: string) => void;
 }
 
 export interface MountLayerParams {
@@ -99,6 +101,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
     disableXattrs,
     toc: { entries: p.ztoc.toc, uncompressedArchiveSize: p.ztoc.uncompressedArchiveSize },
     ...(o.opaqueXattr ? { opaqueXattr: o.opaqueXattr } : {}),
+    ...(o.onFirstRead ? { onFirstRead: o.onFirstRead } : {}),
     ...report,
   });
 }

@@ -124,6 +124,11 @@ export interface SociArtifacts {
   ztocs: Map<string, { desc: Descriptor; ztoc: Ztoc }>;
   /** layer digest → prefetch spans (version "1.0" artifacts only) */
   prefetch: Map<string, SpanRange[]>;
+  /**
+   * layer digest → why its prefetch artifact could not be used (missing, corrupt, not JSON): a
+   * prefetch is an optimisation, so the layer still mounts and reads fetch on demand
+   */
+  prefetchErrors: Map<string, string>;
 }
 
 /**
@@ -152,6 +157,7 @@ export async function fetchIndexArtifacts(
 ): Promise<SociArtifacts> {
   const ztocs = new Map<string, { desc: Descriptor; ztoc: Ztoc }>();
   const prefetch = new Map<string, SpanRange[]>();
+  const prefetchErrors = new Map<string, string>();
   try {
     await Promise.all([
       ...[...layerZtocMap(index.manifest)].map(async ([layer, desc]) => {
@@ -159,16 +165,21 @@ export async function fetchIndexArtifacts(
         ztocs.set(layer, { desc, ztoc: unmarshalZtoc(bytes) });
       }),
       ...[...layerPrefetchMap(index.manifest)].map(async ([layer, desc]) => {
-        const bytes = await gated(opts, () => fetchVerifiedBlob(client, repo, desc, opts));
-        const spans = parsePrefetch(bytes);
-        if (spans) prefetch.set(layer, spans);
+        try {
+          const bytes = await gated(opts, () => fetchVerifiedBlob(client, repo, desc, opts));
+          const spans = parsePrefetch(bytes);
+          if (spans) prefetch.set(layer, spans);
+          else prefetchErrors.set(layer, `prefetch artifact ${desc.digest} is not a version 1.0 prefetch artifact`);
+        } catch (e) {
+          prefetchErrors.set(layer, `prefetch artifact ${desc.digest}: ${(e as Error).message}`);
+        }
       }),
     ]);
   } catch (e) {
     if (isSociError(e, 'ERR_NO_INDEX')) throw e;
     throw new SociError('ERR_NO_INDEX', `SOCI index ${index.desc.digest}: cannot fetch its artifacts: ${(e as Error).message}`, { cause: e });
   }
-  return { index, ztocs, prefetch };
+  return { index, ztocs, prefetch, prefetchErrors };
 }
 
 function gated<T>(opts: FindSociIndexOptions, fn: () => Promise<T>): Promise<T> {

@@ -79,6 +79,8 @@ export interface MountImageParams {
   allowSuid?: boolean;
   /** allow opening device nodes through the target (default false: nodev) */
   allowDev?: boolean;
+  /** each file's first read from a lazy layer (prefetch recording) */
+  onFirstRead?: (layer: string, path: string) => void;
   logger?: Logger;
 }
 
@@ -123,6 +125,8 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
       if (plan.lazy) {
         const z = p.plan.artifacts!.ztocs.get(plan.digest)!;
         const prefetch = p.prefetch ? p.plan.artifacts!.prefetch.get(plan.digest) : undefined;
+        const unusable = p.prefetch ? p.plan.artifacts!.prefetchErrors.get(plan.digest) : undefined;
+        if (unusable) p.logger?.warn({ layer: plan.digest, error: unusable }, 'prefetch skipped, reads fetch on demand');
         const mount = await mountLayer({
           ztoc: z.ztoc,
           ztocDesc: z.desc,
@@ -130,7 +134,11 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
           blob: p.client.blobSource(p.repo, plan.digest, plan.size),
           mountpoint: dir,
           cache: p.cache,
-          options: { ...layerOptions, ...(prefetch ? { prefetch } : {}) },
+          options: {
+            ...layerOptions,
+            ...(prefetch ? { prefetch } : {}),
+            ...(p.onFirstRead ? { onFirstRead: (path: string) => p.onFirstRead!(plan.digest, path) } : {}),
+          },
         });
         layers.push({ plan, dir, mount });
       } else {

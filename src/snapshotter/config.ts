@@ -71,6 +71,9 @@ export function defaultConfig() {
     },
     content_store: { type: 'soci', namespace: 'default', containerd_address: '/run/containerd/containerd.sock' },
     prefetch: { enable: false, max_concurrency: 0 },
+    // Ours: record the files each image's start reads into <root>/prefetch-records/<manifest>.json
+    // (input of `soci convert --prefetch-record`); the window ends after a quiet period or a maximum.
+    prefetch_record: { enable: false, quiet_period_sec: 5, max_duration_sec: 60 },
     pull_modes: {
       soci_v1: { enable: false },
       soci_v2: { enable: true },

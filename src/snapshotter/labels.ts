@@ -20,6 +20,8 @@ export const LABELS = {
   namespace: 'containerd.io/snapshot/remote/namespace',
   /** `<prefix><header name>`: a request header for the layer's registry requests */
   customHeaderPrefix: 'containerd.io/snapshot/remote/soci.header.',
+  /** ours: "true" records which files this image's start reads ([prefetch_record] for one pull) */
+  prefetchRecord: 'containerd.io/snapshot/remote/soci.prefetch.record',
 } as const;
 
 export const REMOTE_SNAPSHOT = 'remote snapshot';

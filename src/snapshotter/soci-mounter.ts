@@ -19,7 +19,9 @@ import {
   type LayerMount,
 } from '../fs/index.js';
 import { cleanupStaleMounts } from '../fuse/index.js';
-import { umount } from '../host/index.js';
+import { umount, writeFileAtomic } from '../host/index.js';
+import { PrefetchRecorder, encodeRecord } from '../image/prefetch-record.js';
+import { mkdir } from 'node:fs/promises';
 import { isLocalhost, parseReference } from '../oci/reference.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, withRequestHeaders, type RegistryClient } from '../registry/index.js';
 import type { BlobSource } from '../oci/blob-source.js';
@@ -88,6 +90,8 @@ interface Context {
   repo: string;
   /** FUSE operations of the image, emitted fuse_metrics_emit_wait_duration_sec after it was resolved */
   ops: ImageOperationCounter;
+  /** which files the image's start reads, when recording is on for it */
+  recorder?: PrefetchRecorder;
 }
 
 interface Artifacts {
@@ -166,6 +170,27 @@ export class SociLayerMounter implements LayerMounter {
     );
   }
 
+  /** A prefetch record of an image's start, written to <root>/prefetch-records/<manifest hex>.json when its window closes. */
+  private recorder(image: string, manifest: string): PrefetchRecorder {
+    const pr = this.o.config.prefetch_record;
+    const dir = join(this.o.root, 'prefetch-records');
+    const file = join(dir, `${manifest.replace(/^sha256:/, '')}.json`);
+    return new PrefetchRecorder({
+      image,
+      manifest,
+      quietMs: pr.quiet_period_sec * 1000,
+      maxMs: pr.max_duration_sec * 1000,
+      onDone: (r) => {
+        mkdir(dir, { recursive: true, mode: 0o700 })
+          .then(() => writeFileAtomic(file, encodeRecord(r), 0o600))
+          .then(
+            () => this.logger.info({ image, manifest, file, files: r.files.length }, 'prefetch record written'),
+            (e: Error) => this.logger.warn({ image, file, error: e.message }, 'cannot write the prefetch record'),
+          );
+      },
+    });
+  }
+
   /** The registry client for a host (shared with the local unpacker). */
   clientFor(host: string): RegistryClient {
     return this.client(host);
@@ -221,7 +246,8 @@ export class SociLayerMounter implements LayerMounter {
               () => this.counters.delete(ops),
             );
             this.counters.add(ops);
-            return { index, artifacts, repo: ref.repository, ops };
+            const record = this.o.config.prefetch_record.enable || labels[LABELS.prefetchRecord] === 'true';
+            return { index, artifacts, repo: ref.repository, ops, ...(record ? { recorder: this.recorder(labels[LABELS.imageRef]!, manifestDigest) } : {}) };
           } catch (e) {
             last = e;
             if (e instanceof SociError && e.code === 'ERR_NO_INDEX') break; // a definite answer, not a host problem
@@ -297,6 +323,8 @@ export class SociLayerMounter implements LayerMounter {
         throw new SociError('ERR_NO_ZTOC', `layer ${layerDigest} has no zTOC in index ${c.index.desc.digest}`);
       const { artifacts, client } = await c.artifacts;
       const z = artifacts.ztocs.get(layerDigest)!;
+      const unusable = this.o.config.prefetch.enable ? artifacts.prefetchErrors.get(layerDigest) : undefined;
+      if (unusable) this.logger.warn({ layer: layerDigest, error: unusable }, 'prefetch skipped, reads fetch on demand');
       const size = Number(labels[LABELS.size]) || z.ztoc.compressedArchiveSize;
       const trace = this.o.config.fuse.log_fuse_operations || this.o.config.debug;
       let layerTree: LayerTree | undefined;
@@ -322,6 +350,7 @@ export class SociLayerMounter implements LayerMounter {
             : {}),
           logger: this.logger,
           onFailure: (f) => this.failures.report(f),
+          ...(c.recorder ? { onFirstRead: c.recorder.layer(layerDigest) } : {}),
           fuse: {
             // AWS's [fuse] timeouts (1 s by default): how long the kernel may cache names and attributes.
             entryTimeout: kernelTtl(this.o.config.fuse.entry_timeout),
