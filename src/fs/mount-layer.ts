@@ -1,7 +1,8 @@
 /**
  * mountLayer: one lazily loaded layer mounted over FUSE: zTOC → tree + span manager → LayerFs →
- * FuseServer on the mountpoint; registers with the background fetcher and resolves prefetch spans
- * before returning. Used by `soci mount` and by the snapshotter. The FUSE mount is always
+ * FuseServer on the mountpoint; registers with the background fetcher and starts fetching the
+ * prefetch spans once mounted, without waiting for them: containerd prepares the next layer
+ * meanwhile, and a reader of a span being prefetched waits for that fetch instead of asking again. Used by `soci mount` and by the snapshotter. The FUSE mount is always
  * nosuid,nodev (src/fuse/mounts.ts); what the layer's users see is up to the mount stacked on it.
  */
 import { ANN } from '../oci/media-types.js';
@@ -31,7 +32,7 @@ export interface LayerMountOptions {
   readaheadMaxSpans?: number;
   /** registered after mount; unregistered on unmount */
   backgroundFetcher?: BackgroundFetcher;
-  /** spans to resolve before mountLayer returns (prefetch artifact); failures are logged and ignored */
+  /** spans fetched right after the mount (prefetch artifact); failures are logged and ignored */
   prefetch?: SpanRange[];
   /** the prefetch of each layer takes a turn here (a bound across layers) */
   prefetchGate?: Semaphore;
@@ -66,6 +67,8 @@ export interface LayerMount {
   readonly fs: LayerFs;
   readonly server: FuseServer;
   readonly mountpoint: string;
+  /** settles when the prefetch spans are in the cache (or failed: logged); at once without a prefetch */
+  readonly prefetched: Promise<void>;
   stats(): LayerMountStats;
   /** Unmounts (lazily when busy) and drops the layer's cached spans. Idempotent. */
   unmount(): Promise<void>;
@@ -109,16 +112,6 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
 export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   const o = p.options ?? {};
   const fs = createLayerFs(p);
-  if (o.prefetch?.length) {
-    const prefetch = o.prefetch;
-    const all = () =>
-      Promise.all(
-        prefetch.map((r) =>
-          fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.logger?.warn({ layer: p.layer.digest, error: e.message }, 'prefetch failed')),
-        ),
-      );
-    await (o.prefetchGate ? o.prefetchGate.run(all) : all());
-  }
   const readTimeout = o.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS;
   const server = await FuseServer.mount(fs, {
     mountpoint: p.mountpoint,
@@ -132,6 +125,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     ...o.fuse,
   });
   o.backgroundFetcher?.register(fs.spans);
+  const prefetched = startPrefetch(fs, p.layer.digest, o);
   let done: Promise<void> | null = null;
   const cleanup = async () => {
     o.backgroundFetcher?.unregister(fs.spans);
@@ -147,6 +141,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     fs,
     server,
     mountpoint: p.mountpoint,
+    prefetched,
     stats: () => ({
       ...fs.spans.stats(),
       digest: p.layer.digest,
@@ -160,4 +155,16 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
       await done;
     },
   };
+}
+
+/** The prefetch spans, all at once (each range one request where missing), within the gate's bound. */
+function startPrefetch(fs: LayerFs, layer: string, o: LayerMountOptions): Promise<void> {
+  const prefetch = o.prefetch;
+  if (!prefetch?.length) return Promise.resolve();
+  const all = async () => {
+    await Promise.all(
+      prefetch.map((r) => fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.logger?.warn({ layer, error: e.message }, 'prefetch failed'))),
+    );
+  };
+  return (o.prefetchGate ? o.prefetchGate.run(all) : all()).catch(() => undefined);
 }

@@ -158,6 +158,8 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
       }
     }
     if (layers.length === 0) throw new SociError('ERR_INVALID_MANIFEST', 'image has no layers');
+    // The layers' prefetches ran concurrently with the mounts that followed; ready means fetched.
+    await Promise.all(layers.map((l) => l.mount?.prefetched));
     const flags = targetMountFlags(p);
     if (layers.length === 1) {
       // mount(8) binds, then remounts the bind with the flags (a bind takes no flags of its own).
