@@ -29,7 +29,7 @@ export function addBuildFlags(cmd: Command): Command {
     .option('-f, --force', 'rebuild zTOCs even if they exist', false)
     .option('--prefetch-file <path>', 'file to prefetch (repeatable)', collect, [])
     .option('--prefetch-files-json <file>', 'JSON file with an array of paths to prefetch')
-    .option('--prefetch-record <file>', 'a prefetch record (soci mount --record, or the snapshotter\'s [prefetch_record]): prefetch the files it lists (ours)');
+    .option('--prefetch-record <file>', "a prefetch record (soci mount --record, or the snapshotter's [prefetch_record]): prefetch the files it lists (ours)");
 }
 
 export interface BuildFlags {
