@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Go-module test tools into $SOCI_TEST_TOOLS (default /opt/soci-test-tools/bin):
 #  - aws-soci: AWS's own `soci` CLI (github.com/awslabs/soci-snapshotter, a Go module), used only by
-#    tests as the byte-compatibility oracle. Its cmd module has `replace` directives, so `go install`
+#    tests as the byte-compatibility oracle, and aws-soci-snapshotter-grpc, AWS's snapshotter (tests
+#    that show it reads our artifacts). Their cmd module has `replace` directives, so `go install`
 #    refuses it; we fetch both modules through the Go module proxy and build in a scratch workspace.
 # Idempotent; needs `go` and `jq`. Nothing is copied into this repository.
 set -euo pipefail
@@ -10,7 +11,7 @@ mkdir -p "$dest"
 AWS_SOCI_VERSION=v0.16.1
 AWS_SOCI_CMD_VERSION=v0.0.0-20260930233240-61147fe7c929
 
-if [ ! -x "$dest/aws-soci" ]; then
+if [ ! -x "$dest/aws-soci" ] || [ ! -x "$dest/aws-soci-snapshotter-grpc" ]; then
   command -v go >/dev/null || { echo "install-test-tools: go not found" >&2; exit 1; }
   ws=$(mktemp -d)
   trap 'chmod -R u+w "$ws" 2>/dev/null; rm -rf "$ws"' EXIT
@@ -20,7 +21,9 @@ if [ ! -x "$dest/aws-soci" ]; then
   cp -r "$root" "$ws/soci" && chmod -R u+w "$ws/soci" && rm -rf "$ws/soci/cmd"
   cp -r "$cmd" "$ws/soci/cmd" && chmod -R u+w "$ws/soci/cmd"
   (cd "$ws/soci/cmd" && go build -o "$dest/aws-soci.tmp" ./soci) && mv "$dest/aws-soci.tmp" "$dest/aws-soci"
-  echo "install-test-tools: built aws-soci $AWS_SOCI_VERSION"
+  (cd "$ws/soci/cmd" && go build -o "$dest/aws-soci-snapshotter-grpc.tmp" ./soci-snapshotter-grpc)
+  mv "$dest/aws-soci-snapshotter-grpc.tmp" "$dest/aws-soci-snapshotter-grpc"
+  echo "install-test-tools: built aws-soci and aws-soci-snapshotter-grpc $AWS_SOCI_VERSION"
 fi
 
 # containerd 2.2 (ctr and the runc shim too), from the Go module proxy: the e2e suites run on it as
