@@ -14,14 +14,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildAppImage } from '../../harness/app-image.js';
-import { CONTAINERD2_BIN, exec as run, removeTree, startContainerd } from '../../harness/containerd.js';
+import { CONTAINERD2_BIN, removeTree, startContainerd } from '../../harness/containerd.js';
 import { criPull } from '../../harness/cri.js';
 import { needs, newTempDir, waitFor } from '../../harness/env.js';
 import { startRegistry } from '../../harness/registry.js';
+import { sociOn } from '../../harness/store-soci.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 
 const exec = promisify(execFile);
-const SOCI = join(process.cwd(), 'bin/soci.js');
 const AWS_SNAPSHOTTER = `${process.env.SOCI_TEST_TOOLS ?? '/opt/soci-test-tools/bin'}/aws-soci-snapshotter-grpc`;
 const skip = needs({ root: true, tools: ['runc', 'docker-registry', 'skopeo', AWS_SNAPSHOTTER, join(CONTAINERD2_BIN, 'containerd')] });
 
@@ -62,19 +62,9 @@ test("AWS's snapshotter prefetches the spans of our prefetch artifacts at mount"
   assert.ok(existsSync(address), `AWS's snapshotter did not start:\n${logs}`);
 
   const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: address, address: ctdAddress, cri: true, plainHttpRegistries: [proxy.host] });
-  const soci = async (args: string[]) => {
-    const r = await run(process.execPath, [SOCI, '--address', cd.address, '--root', join(dir, 'soci-root'), ...args], { timeoutMs: 300_000 });
-    assert.equal(r.code, 0, `soci ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const convertAndPush = async (src: string, dst: string, extra: string[]) => {
-    assert.equal((await cd.ctr(['images', 'pull', '--hosts-dir', cd.hostsDir, src], { timeoutMs: 300_000 })).code, 0);
-    const out = await soci(['convert', '--min-layer-size', String(1 << 20), ...extra, src, dst]);
-    const push = await cd.ctr(['images', 'push', '--hosts-dir', cd.hostsDir, dst], { timeoutMs: 300_000 });
-    assert.equal(push.code, 0, push.stderr);
-    for (const name of [src, dst]) await cd.ctr(['images', 'rm', '--sync', name]);
-    return /^layer (sha256:[0-9a-f]{64}) -> ztoc /m.exec(out)![1]!;
-  };
+  const soci = sociOn(cd, join(dir, 'soci-root'));
+  const convertAndPush = async (src: string, dst: string, extra: string[]) =>
+    /^layer (sha256:[0-9a-f]{64}) -> ztoc /m.exec(await soci.convertAndPush(src, dst, ['--min-layer-size', String(1 << 20), ...extra]))![1]!;
   // Span reads: Range GETs of more than 1 KiB (AWS also probes 2 bytes for availability, 10 for the gzip header).
   const spanGets = (repo: string, layer: string) =>
     proxy.requests.filter((r) => {

@@ -23,10 +23,10 @@ import { needs, newTempDir } from '../../harness/env.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 import { buildLayout } from '../../harness/images.js';
 import { freePort, startRegistry, type TestRegistry } from '../../harness/registry.js';
+import { sociOn, type StoreSoci } from '../../harness/store-soci.js';
 import { blobPath } from '../../harness/hostile-image.js';
 
 const exec = promisify(execFile);
-const SOCI = join(process.cwd(), 'bin/soci.js');
 const skip = needs({ root: true, tools: ['runc', 'docker-registry', 'skopeo', 'zstd', join(CONTAINERD2_BIN, 'containerd')] });
 
 interface Check {
@@ -48,8 +48,8 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
   let small = '';
   let metricsPort = 0;
 
-  const soci = (args: string[], env: NodeJS.ProcessEnv = sociEnv) =>
-    run(process.execPath, [SOCI, '--address', cd.address, '--root', join(tmp, 'soci-root'), ...args], { env, timeoutMs: 300_000 });
+  let store: StoreSoci;
+  const soci = (args: string[], env: NodeJS.ProcessEnv = sociEnv) => store.run(args, env);
   const doctor = async (args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; checks: Check[]; text: string }> => {
     const r = await soci(['doctor', '--containerd-config', cd.configPath, '--plain-http', '--json', ...args], env);
     assert.equal(r.stderr, '', 'doctor writes nothing to stderr');
@@ -79,13 +79,9 @@ describe('soci doctor', { skip, timeout: 900_000 }, () => {
     cd = await startContainerd(t, { version: '2.2', snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host] });
     const src = `${reg.host}/library/app:latest`;
     converted = `${reg.host}/library/app-soci:latest`;
-    assert.equal((await cd.ctr(['images', 'pull', '--hosts-dir', cd.hostsDir, src], { timeoutMs: 300_000 })).code, 0);
-    const conv = await soci(['convert', '--min-layer-size', String(1 << 20), src, converted]);
-    assert.equal(conv.code, 0, conv.stderr);
-    const push = await cd.ctr(['images', 'push', '--hosts-dir', cd.hostsDir, converted], { timeoutMs: 300_000 });
-    assert.equal(push.code, 0, push.stderr);
-    // Out of containerd's store again, so the CRI pull below goes through our snapshotter.
-    for (const name of [src, converted]) assert.equal((await cd.ctr(['images', 'rm', '--sync', name])).code, 0);
+    store = sociOn(cd, join(tmp, 'soci-root'), sociEnv);
+    // Out of containerd's store again afterwards, so the CRI pull below goes through our snapshotter.
+    await store.convertAndPush(src, converted, ['--min-layer-size', String(1 << 20)]);
   });
   after(async () => {
     for (const fn of hooks.reverse()) await fn();

@@ -18,9 +18,9 @@ import { CONTAINERD2_BIN, exec as run, startContainerd, startSnapshotter, type S
 import { criPull } from '../../harness/cri.js';
 import { needs, tempDir, waitFor } from '../../harness/env.js';
 import { freePort, startRegistry } from '../../harness/registry.js';
+import { sociOn } from '../../harness/store-soci.js';
 
 const exec = promisify(execFile);
-const SOCI = join(process.cwd(), 'bin/soci.js');
 const skip = needs({ root: true, tools: ['runc', 'docker-registry', 'skopeo', 'curl', join(CONTAINERD2_BIN, 'containerd')] });
 
 async function serve(cd: StartedContainerd, image: string): Promise<string> {
@@ -58,19 +58,8 @@ test('the snapshotter records a start; converted with the record, the next start
     config: '[prefetch]\nenable = true\n[prefetch_record]\nenable = true\nquiet_period_sec = 2\n[background_fetch]\ndisable = true\n',
   });
   const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: sn.address, cri: true, plainHttpRegistries: [reg.host] });
-  const soci = async (args: string[]) => {
-    const r = await run(process.execPath, [SOCI, '--address', cd.address, '--root', join(tmp, 'soci-root'), ...args], { timeoutMs: 300_000 });
-    assert.equal(r.code, 0, `soci ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const pushConverted = async (dst: string, extra: string[]) => {
-    assert.equal((await cd.ctr(['images', 'pull', '--hosts-dir', cd.hostsDir, src], { timeoutMs: 300_000 })).code, 0);
-    const out = await soci(['convert', '--min-layer-size', String(1 << 20), ...extra, src, dst]);
-    const push = await cd.ctr(['images', 'push', '--hosts-dir', cd.hostsDir, dst], { timeoutMs: 300_000 });
-    assert.equal(push.code, 0, push.stderr);
-    for (const name of [src, dst]) await cd.ctr(['images', 'rm', '--sync', name]);
-    return out;
-  };
+  const soci = sociOn(cd, join(tmp, 'soci-root'));
+  const pushConverted = (dst: string, extra: string[]) => soci.convertAndPush(src, dst, ['--min-layer-size', String(1 << 20), ...extra]);
 
   // 1. A lazy start, recorded.
   const first = `${reg.host}/library/app-soci:v1`;

@@ -554,7 +554,10 @@ test('through FUSE: unverifiable spans give EIO to the reader and the error land
   assert.equal((await pexec('cat', [join(mnt, 'small.txt')])).stdout, 'hello\n');
 });
 
-test('mountLayer: prefetch spans are resolved before the mount returns, in one request', { skip: needs({ root: true }), timeout: 60_000 }, async (t) => {
+test('mountLayer: prefetch spans are fetched once mounted, in one request, and `prefetched` settles after them', {
+  skip: needs({ root: true }),
+  timeout: 60_000,
+}, async (t) => {
   const f = await fixture(t);
   const src = await fakeSource(f.gz);
   const mnt = join(f.dir, 'mnt');
@@ -569,6 +572,7 @@ test('mountLayer: prefetch spans are resolved before the mount returns, in one r
     options: { prefetch: [{ start_span: 2, end_span: 4 }] },
   });
   f.defer(() => lm.unmount());
+  await lm.prefetched;
   const st = lm.stats();
   assert.equal(st.fetchedSpans, 3);
   assert.equal(st.rangeRequests, 1);
