@@ -5,6 +5,7 @@
  * meanwhile, and a reader of a span being prefetched waits for that fetch instead of asking again. Used by `soci mount` and by the snapshotter. The FUSE mount is always
  * nosuid,nodev (src/fuse/mounts.ts); what the layer's users see is up to the mount stacked on it.
  */
+import { replayPrefetch } from './prefetch-replay.js';
 import { ANN } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
 import type { BlobSource } from '../oci/blob-source.js';
@@ -157,14 +158,11 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   };
 }
 
-/** The prefetch spans, all at once (each range one request where missing), within the gate's bound. */
+/** The prefetch spans, replayed in record order (prefetch-replay.ts), within the gate's bound across layers. */
 function startPrefetch(fs: LayerFs, layer: string, o: LayerMountOptions): Promise<void> {
   const prefetch = o.prefetch;
   if (!prefetch?.length) return Promise.resolve();
-  const all = async () => {
-    await Promise.all(
-      prefetch.map((r) => fs.spans.fetchSpans(r.start_span, r.end_span).catch((e: Error) => o.logger?.warn({ layer, error: e.message }, 'prefetch failed'))),
-    );
-  };
-  return (o.prefetchGate ? o.prefetchGate.run(all) : all()).catch(() => undefined);
+  const replay = () =>
+    replayPrefetch(fs.spans, prefetch, { onError: (e) => o.logger?.warn({ layer, error: e.message }, 'prefetch failed, reads fetch on demand') });
+  return (o.prefetchGate ? o.prefetchGate.run(replay) : replay()).catch(() => undefined);
 }

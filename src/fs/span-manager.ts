@@ -87,6 +87,9 @@ export class SpanManager {
   /** fetches for readers (misses, readahead, prefetch) in flight, and when one last started or ended */
   private fgInflight = 0;
   private fgLast = 0;
+  /** reader misses in flight (fetches a read() waits on), and who waits for them to end */
+  private missInflight = 0;
+  private idleWaiters: Array<() => void> = [];
   private readonly reads: ReadTracker;
   private readonly ahead: Readahead;
   private readonly s = {
@@ -137,6 +140,29 @@ export class SpanManager {
   /** Readers are fetching now, or were within the last `ms` (the background fetcher yields to them). */
   foregroundActiveWithin(ms: number): boolean {
     return this.fgInflight > 0 || performance.now() - this.fgLast < ms;
+  }
+
+  /** Neither cached nor being fetched. */
+  isMissing(span: number): boolean {
+    return !this.inflight.has(span) && !this.cache.has(this.layerKey, span);
+  }
+
+  /** Resolves when no read() waits on a fetch of its own (prefetch replay yields to readers). */
+  readersIdle(): Promise<void> {
+    if (this.missInflight === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private trackMiss(p: Promise<unknown>): void {
+    this.missInflight++;
+    void p
+      .catch(() => undefined)
+      .finally(() => {
+        if (--this.missInflight > 0) return;
+        const ws = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of ws) w();
+      });
   }
 
   /** Resolves once every fetched span so far has been written to the cache (tests, shutdown). */
@@ -299,6 +325,7 @@ export class SpanManager {
     const flush = () => {
       if (run.length === 0) return;
       const results = this.fetchRun(run);
+      this.trackMiss(Promise.all(results));
       for (const [j, id] of run.entries()) {
         const p = pending.find((x) => x.id === id)!;
         parts[p.index] = results[j]!.then((buf) => this.slice(id, buf, offset, end));
