@@ -1,13 +1,16 @@
 /**
- * Time-to-ready benchmark: full pull vs lazy (our snapshotter) vs warm, for the images of
- * bench/images, through a shaping proxy, cold containerd + snapshotter for every sample, order
- * randomised per iteration. Results go to bench/results/ttr-<profile>.json (kept in git); the
+ * Time-to-ready benchmark for the images of bench/images, through a shaping proxy, cold containerd
+ * + snapshotter for every sample, order randomised per iteration. Modes (bench/lib/ttr-sample.ts):
+ * full (+ warm), lazy (ours), replay (ours + prefetch recorded from a real start), aws and
+ * aws-replay (AWS's soci-snapshotter-grpc on the same two images). Results go to bench/results/ttr-<profile>.json (kept in git); the
  * BENCHMARKS.md section and bench/results/ttr.svg are regenerated from every results file present.
  *
  *   npm run bench -- --profile p2 [--samples 5] [--images echo,python,node,hostile,fat-sparse]
  *   npm run bench -- --profile p0,p2        several profiles, one after the other
+ *   npm run bench -- --profile p2 --modes lazy,replay   only these modes (the others keep their samples)
  *   npm run bench -- --report               only regenerate BENCHMARKS.md and the chart
- * Needs root (containerd, FUSE), docker-registry, skopeo, containerd, runc (scripts/test.sh installs them).
+ * Needs root (containerd, FUSE), docker-registry, skopeo, runc, and containerd 2.2 and AWS's snapshotter
+ * from scripts/install-test-tools.sh (scripts/test.sh installs them all).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -20,8 +23,10 @@ import { renderChart } from './lib/chart.js';
 import { renderReport, updateBenchmarksMd } from './lib/report.js';
 import { PROFILES, startShapeProxy, type ShapeProfile } from './lib/shape-proxy.js';
 import { p50 } from './lib/stats.js';
-import { fullSample, lazySample, type SampleContext } from './lib/ttr-sample.js';
-import type { ResultsFile, Sample } from './lib/types.js';
+import { fullSample, lazySample, lazyTag, recordStart, type SampleContext } from './lib/ttr-sample.js';
+import { LAZY_MODES, type LazyMode, type ResultsFile, type Sample } from './lib/types.js';
+import { AWS_SNAPSHOTTER } from '../harness/aws-snapshotter.js';
+import { CONTAINERD2_BIN } from '../harness/containerd.js';
 import { benchArgs } from './lib/args.js';
 
 const exec = promisify(execFile);
@@ -34,12 +39,34 @@ const UNSHAPED_BYTES_PER_S = 2e9;
 const MODEL_ROUND_TRIPS = 4;
 
 const { values: flags } = benchArgs({
-  options: { profile: { type: 'string' }, samples: { type: 'string' }, images: { type: 'string' }, report: { type: 'boolean', default: false } },
+  options: {
+    profile: { type: 'string' },
+    samples: { type: 'string' },
+    images: { type: 'string' },
+    modes: { type: 'string' },
+    report: { type: 'boolean', default: false },
+  },
   strict: false,
 });
-function arg(name: 'profile' | 'samples' | 'images'): string | undefined {
+function arg(name: 'profile' | 'samples' | 'images' | 'modes'): string | undefined {
   const v = flags[name];
   return typeof v === 'string' ? v : undefined;
+}
+
+interface RunModes {
+  /** the full pull (and its warm runs) */
+  full: boolean;
+  lazy: LazyMode[];
+}
+
+function parseModes(list: string): RunModes {
+  const out: RunModes = { full: false, lazy: [] };
+  for (const m of list.split(',')) {
+    if (m === 'full') out.full = true;
+    else if ((LAZY_MODES as readonly string[]).includes(m)) out.lazy.push(m as LazyMode);
+    else throw new Error(`unknown mode ${m} (known: full, ${LAZY_MODES.join(', ')})`);
+  }
+  return out;
 }
 
 function shuffle<T>(xs: T[]): T[] {
@@ -55,24 +82,46 @@ function writeAtomic(path: string, text: string): void {
   renameSync(`${path}.tmp`, path);
 }
 
-/** Pushes each image (skopeo) and converts it (`soci convert`, registry to registry), once per image build. */
-async function prepare(regHost: string, images: BenchImage[], log: (m: string) => void): Promise<void> {
+const convert = (regHost: string, img: BenchImage, tag: string, extra: string[] = []) =>
+  exec(
+    process.execPath,
+    ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '--remote', '-q', ...extra, `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:${tag}`],
+    { maxBuffer: 1 << 26 },
+  );
+
+/**
+ * Pushes each image (skopeo) and converts it (`soci convert`, registry to registry), once per image
+ * build; with replay modes, also records each workload's start and converts the image again with
+ * that record (`:replay-<workload>`).
+ */
+async function prepare(regHost: string, images: BenchImage[], replay: boolean, log: (m: string) => void): Promise<void> {
   const stampsPath = join(work, 'ttr-registry', 'stamps.json'); // next to the registry's storage: wiped together
   const stamps: Record<string, string> = existsSync(stampsPath) ? JSON.parse(readFileSync(stampsPath, 'utf8')) : {};
+  const stamp = (key: string, id: string) => {
+    stamps[key] = id;
+    writeAtomic(stampsPath, JSON.stringify(stamps, null, 2));
+  };
   for (const img of images) {
     const id = img.layers.map((l) => l.digest).join(',');
-    if (stamps[img.name] === id) continue;
-    log(`pushing and converting ${img.name} (${(img.compressedBytes / 1e6).toFixed(0)} MB compressed)`);
-    await exec('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${img.layout}:latest`, `docker://${regHost}/${img.name}:v1`], { maxBuffer: 1 << 26 });
-    const t0 = performance.now();
-    await exec(
-      process.execPath,
-      ['bin/soci.js', '--root', join(work, 'ttr-soci-root'), 'convert', '--remote', '-q', `${regHost}/${img.name}:v1`, `${regHost}/${img.name}:soci`],
-      { maxBuffer: 1 << 26 },
-    );
-    log(`  soci convert: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    stamps[img.name] = id;
-    writeAtomic(stampsPath, JSON.stringify(stamps, null, 2));
+    if (stamps[img.name] !== id) {
+      log(`pushing and converting ${img.name} (${(img.compressedBytes / 1e6).toFixed(0)} MB compressed)`);
+      await exec('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${img.layout}:latest`, `docker://${regHost}/${img.name}:v1`], { maxBuffer: 1 << 26 });
+      const t0 = performance.now();
+      await convert(regHost, img, 'soci');
+      log(`  soci convert: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      stamp(img.name, id);
+    }
+    if (!replay) continue;
+    for (const w of img.workloads) {
+      const key = `${img.name}/${w.name}:replay`;
+      if (stamps[key] === id) continue;
+      const record = join(work, 'ttr-records', `${img.name}-${w.name}.json`);
+      mkdirSync(join(work, 'ttr-records'), { recursive: true });
+      log(`recording ${img.name}/${w.name}'s start, then converting with the record`);
+      await recordStart(regHost, img.name, w, record);
+      await convert(regHost, img, lazyTag('replay', w), ['--prefetch-record', record]);
+      stamp(key, id);
+    }
   }
 }
 
@@ -107,12 +156,13 @@ function report(): void {
   updateBenchmarksMd(resolve('BENCHMARKS.md'), intro + renderReport(results));
 }
 
-async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: number, regHost: string): Promise<void> {
+async function runProfile(profile: ShapeProfile, images: BenchImage[], modes: RunModes, samples: number, regHost: string): Promise<void> {
   const log = (m: string) => console.log(`[${profile.id} ${new Date().toISOString().slice(11, 19)}] ${m}`);
   const proxy = await startShapeProxy({ upstream: regHost, profile });
   const path = join(resultsDir, `ttr-${profile.id}.json`);
-  // Images not in this run keep their earlier samples (one image can be re-measured alone).
+  // Images and modes not in this run keep their earlier samples (one image or mode can be re-measured alone).
   const names = new Set(images.map((i) => i.name as string));
+  const measured = (x: Sample) => names.has(x.image) && (x.mode === 'full' || x.mode === 'warm' ? modes.full : modes.lazy.includes(x.mode));
   const prev: ResultsFile | undefined = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined;
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
   const file: ResultsFile = {
@@ -133,7 +183,7 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
         workloads: i.workloads.map((w) => ({ name: w.name, description: w.description })),
       })),
     ],
-    samples: prev?.samples.filter((x) => !names.has(x.image)) ?? [],
+    samples: prev?.samples.filter((x) => !measured(x)) ?? [],
   };
   const save = () => writeAtomic(path, JSON.stringify(file, null, 1));
   const build = await currentBuild();
@@ -148,7 +198,10 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], samples: 
         expectedLazyLayers: (img) => img.layers.filter((l) => l.size >= MIN_LAYER_SIZE).length,
       };
       const tasks = shuffle(
-        images.flatMap((img) => [() => fullSample(ctx, img, img.workloads), ...img.workloads.map((w) => () => lazySample(ctx, img, w).then((s) => [s]))]),
+        images.flatMap((img) => [
+          ...(modes.full ? [() => fullSample(ctx, img, img.workloads)] : []),
+          ...img.workloads.flatMap((w) => modes.lazy.map((m) => () => lazySample(ctx, img, w, m).then((s) => [s]))),
+        ]),
       );
       log(`iteration ${it + 1}/${samples}: ${tasks.length} cold samples`);
       for (const task of tasks) {
@@ -173,6 +226,11 @@ async function main(): Promise<void> {
     return p;
   });
   const samples = Number(arg('samples') ?? '5');
+  const modes = parseModes(arg('modes') ?? `full,${LAZY_MODES.join(',')}`);
+  if (modes.lazy.some((m) => m.startsWith('aws')) && !existsSync(AWS_SNAPSHOTTER))
+    throw new Error(`the aws modes need AWS's snapshotter at ${AWS_SNAPSHOTTER} (bash scripts/install-test-tools.sh builds it)`);
+  if (!existsSync(join(CONTAINERD2_BIN, 'containerd')))
+    throw new Error(`containerd 2.2 missing in ${CONTAINERD2_BIN} (bash scripts/install-test-tools.sh builds it)`);
   const names = (arg('images')?.split(',') ?? IMAGE_NAMES) as ImageName[];
   for (const n of names) if (!IMAGE_NAMES.includes(n)) throw new Error(`unknown image ${n} (known: ${IMAGE_NAMES.join(', ')})`);
   mkdirSync(resultsDir, { recursive: true });
@@ -185,8 +243,13 @@ async function main(): Promise<void> {
   mkdirSync(storageDir, { recursive: true });
   const reg = await startRegistry({ after: (fn) => void cleanups.push(fn) }, { storageDir });
   try {
-    await prepare(reg.host, images, (m) => console.log(m));
-    for (const p of profiles) await runProfile(p, images, samples, reg.host);
+    await prepare(
+      reg.host,
+      images,
+      modes.lazy.some((m) => m.endsWith('replay')),
+      (m) => console.log(m),
+    );
+    for (const p of profiles) await runProfile(p, images, modes, samples, reg.host);
   } finally {
     for (const f of cleanups.reverse())
       await Promise.resolve()

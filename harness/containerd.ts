@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mountPointsUnder, readMountinfo } from '../src/host/index.js';
 import { newTempDir, waitFor } from './env.js';
 
 type AfterHost = { after: (fn: () => unknown) => void };
@@ -58,25 +59,14 @@ function captureOutput(proc: ChildProcess): () => string {
   return () => out;
 }
 
-/** Mount points under dir (deepest first; a path mounted twice appears twice), from /proc/self/mountinfo. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const out = text
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => !!m)
-    .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((m) => m === dir || m.startsWith(dir + '/'));
-  return out.sort((a, b) => b.length - a.length);
-}
+/** Mount points under dir (deepest first; a path mounted twice appears twice). */
+export const mountsUnder = mountPointsUnder;
 
 /** Mount points of our lazy layers (`fuse.soci`), optionally only those under `dir`. */
 export async function sociFuseMounts(dir?: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.includes(' - fuse.soci '))
-    .map((l) => l.split(' ')[4]!)
+  return (await readMountinfo())
+    .filter((m) => m.fstype === 'fuse.soci')
+    .map((m) => m.mountpoint)
     .filter((m) => !dir || m === dir || m.startsWith(dir + '/'));
 }
 

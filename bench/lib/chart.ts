@@ -1,6 +1,7 @@
 /**
  * Time-to-ready chart as a self-contained SVG (hand-written, no deps): one panel per profile, one group
- * of horizontal bars per image/workload (full, lazy, warm in fixed colours), bar = p50, whisker = p90.
+ * of horizontal bars per image/workload (one per mode present in the data, fixed order and colours),
+ * bar = p50, whisker = p90.
  * The x axis is logarithmic and shared by all panels, so 0.5 s and 300 s are both readable and panels
  * compare directly. About 1000 px wide.
  */
@@ -8,9 +9,23 @@ import type { Mode, ResultsFile } from './types.js';
 import { allRows, byProfile, values } from './report.js';
 import { p50, p90 } from './stats.js';
 
-export const MODES: Mode[] = ['full', 'lazy', 'warm'];
-export const COLOURS: Record<Mode, string> = { full: '#4e79a7', lazy: '#f28e2b', warm: '#59a14f' };
-const NAMES: Record<Mode, string> = { full: 'full pull (overlayfs)', lazy: 'lazy (SOCI)', warm: 'warm (image local)' };
+export const MODES: Mode[] = ['full', 'aws', 'lazy', 'aws-replay', 'replay', 'warm'];
+export const COLOURS: Record<Mode, string> = {
+  full: '#4e79a7',
+  aws: '#9c755f',
+  lazy: '#f28e2b',
+  'aws-replay': '#b07aa1',
+  replay: '#e15759',
+  warm: '#59a14f',
+};
+const NAMES: Record<Mode, string> = {
+  full: 'full pull (overlayfs)',
+  aws: "AWS's snapshotter",
+  lazy: 'lazy (ours)',
+  'aws-replay': 'AWS + prefetch',
+  replay: 'ours + replay',
+  warm: 'warm (image local)',
+};
 
 const W = 1000,
   LEFT = 230,
@@ -43,6 +58,8 @@ interface Group {
 
 export function renderChart(results: ResultsFile[]): string {
   const rows = allRows(results);
+  const present = new Set(results.flatMap((r) => r.samples.map((s) => s.mode)));
+  const modes = MODES.filter((m) => present.has(m));
   const panels = byProfile(results)
     .map((d) => ({
       title: `${d.profile} — ${d.label}`,
@@ -53,10 +70,12 @@ export function renderChart(results: ResultsFile[]): string {
             label: row.label,
             image: row.image,
             workload: row.workload,
-            bars: MODES.map((mode) => {
-              const xs = values(d.samples, row, mode, (s) => s.ttrMs / 1000);
-              return { mode, p50: p50(xs), p90: p90(xs), n: xs.length };
-            }).filter((b) => b.n > 0),
+            bars: modes
+              .map((mode) => {
+                const xs = values(d.samples, row, mode, (s) => s.ttrMs / 1000);
+                return { mode, p50: p50(xs), p90: p90(xs), n: xs.length };
+              })
+              .filter((b) => b.n > 0),
           }),
         )
         .filter((g) => g.bars.length > 0),
@@ -78,7 +97,7 @@ export function renderChart(results: ResultsFile[]): string {
   const out: string[] = [];
   let y = TOP;
   for (const p of panels) {
-    const height = p.groups.length * (MODES.length * PITCH + GROUP_GAP);
+    const height = p.groups.length * (modes.length * PITCH + GROUP_GAP);
     out.push(`<g class="panel" data-profile="${esc(p.profile)}">`);
     out.push(text(10, y + 17, p.title, 'font-size="15" font-weight="bold"'));
     const top = y + PANEL_HEAD;
@@ -90,9 +109,9 @@ export function renderChart(results: ResultsFile[]): string {
     let gy = top;
     for (const g of p.groups) {
       const label = g.label.length > 34 ? `…${g.label.slice(-33)}` : g.label;
-      out.push(text(LEFT - 8, gy + (MODES.length * PITCH) / 2 + 4, label, 'text-anchor="end"'));
+      out.push(text(LEFT - 8, gy + (modes.length * PITCH) / 2 + 4, label, 'text-anchor="end"'));
       for (const b of g.bars) {
-        const by = gy + MODES.indexOf(b.mode) * PITCH;
+        const by = gy + modes.indexOf(b.mode) * PITCH;
         const x50 = x(b.p50),
           x90 = x(b.p90),
           mid = by + BAR / 2;
@@ -104,14 +123,14 @@ export function renderChart(results: ResultsFile[]): string {
           out.push(`<path class="whisker" d="M${n(x50)} ${n(mid)}H${n(x90)}M${n(x90)} ${n(by + 1)}V${n(by + BAR - 1)}" stroke="#333" fill="none"/>`);
         out.push(text(Math.max(x50, x90) + 4, by + BAR - 1, `${secs(b.p50)} s`, 'font-size="10" fill="#333"'));
       }
-      gy += MODES.length * PITCH + GROUP_GAP;
+      gy += modes.length * PITCH + GROUP_GAP;
     }
     out.push(`<line x1="${LEFT}" y1="${n(top - 4)}" x2="${LEFT}" y2="${n(top + height)}" stroke="#333"/>`, '</g>');
     y = top + height + AXIS;
   }
 
-  const legend = MODES.map((m, i) => {
-    const lx = LEFT + i * 220;
+  const legend = modes.map((m, i) => {
+    const lx = 10 + i * 165;
     return `<g class="legend"><rect x="${lx}" y="36" width="14" height="10" fill="${COLOURS[m]}"/>${text(lx + 20, 45, NAMES[m])}</g>`;
   });
   const H = y + 10;

@@ -123,7 +123,62 @@ function figures(d: ProfileData, row: Row, img: ImageInfo | undefined) {
     model: p50(model.length ? model : v('full', (s) => s.modelMs)),
     cpu: p50(v('lazy', (s) => s.daemonCpuMs)),
     rss: p50(v('lazy', (s) => s.daemonPeakRssBytes)),
+    replayP50: p50(v('replay', (s) => s.ttrMs)),
+    awsP50: p50(v('aws', (s) => s.ttrMs)),
+    awsReplayP50: p50(v('aws-replay', (s) => s.ttrMs)),
+    bytesOf: (mode: Mode) => p50(v(mode, (s) => s.bytesFetched)),
+    rssOf: (mode: Mode) => p50(v(mode, (s) => s.daemonPeakRssBytes)),
   };
+}
+
+const SIDE_MODES: Mode[] = ['replay', 'aws', 'aws-replay'];
+
+/** full, AWS's snapshotter, ours, each with and without the prefetch artifacts, side by side: one run's p50s and ratios. */
+function sideBySideTable(d: ProfileData, rows: Row[], images: Map<string, ImageInfo>): string | undefined {
+  if (!d.samples.some((s) => SIDE_MODES.includes(s.mode))) return undefined;
+  const head = [
+    'image / workload',
+    'full',
+    'aws',
+    'ours',
+    'aws + prefetch',
+    'ours + replay',
+    'model',
+    'ours ÷ aws',
+    'replay ÷ model',
+    'replay ÷ aws',
+    'replay ÷ aws + prefetch',
+    'MB fetched: aws · ours · aws + prefetch · replay',
+    'RSS MB: aws · ours',
+  ];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const row of rows) {
+    if (!d.samples.some((s) => s.image === row.image && s.workload === row.workload && SIDE_MODES.includes(s.mode))) continue;
+    const f = figures(d, row, images.get(row.image));
+    lines.push(
+      `| ${[
+        escapeCell(row.label),
+        sec(f.fullP50),
+        sec(f.awsP50),
+        sec(f.lazyP50),
+        sec(f.awsReplayP50),
+        `**${sec(f.replayP50)}**`,
+        sec(f.model),
+        fix(f.lazyP50 / f.awsP50, 2),
+        fix(f.replayP50 / f.model, 2),
+        fix(f.replayP50 / f.awsP50, 2),
+        fix(f.replayP50 / f.awsReplayP50, 2),
+        (['aws', 'lazy', 'aws-replay', 'replay'] as const).map((m) => mb(f.bytesOf(m))).join(' · '),
+        `${mb(f.rssOf('aws'))} · ${mb(f.rssOf('lazy'))}`,
+      ].join(' | ')} |`,
+    );
+  }
+  return [
+    "Seconds, p50 of time to ready. aws = AWS's soci-snapshotter-grpc; ours + replay and aws + prefetch pull the image converted with",
+    "the workload's own prefetch record (`soci convert --prefetch-record`), each daemon with `[prefetch] enable = true`.",
+    '',
+    ...lines,
+  ].join('\n');
 }
 
 function profileTable(d: ProfileData, rows: Row[], images: Map<string, ImageInfo>): string {
@@ -274,7 +329,46 @@ export function evaluateTargets(results: ResultsFile[]): Verdict[] {
         pass: shares.every(([, x]) => x <= 0.1),
       });
   }
+  sideBySideTargets(rows, at, out);
   return out;
+}
+
+type Figures = ReturnType<typeof figures>;
+
+/** Record-and-replay and AWS side by side: ratios of p50s measured in the same run. */
+function sideBySideTargets(rows: Row[], at: (profile: string, row: Row) => Figures | undefined, out: Verdict[]): void {
+  const ratio = (target: string, row: Row, profiles: string[], name: string, f: (x: Figures) => number, max: number) => {
+    const got = profiles.map((p) => [p, at(p, row)] as const).map(([p, x]) => [p, x ? f(x) : NaN] as const);
+    const measured = got.filter(([, x]) => Number.isFinite(x));
+    if (!measured.length) return out.push({ target, row: row.label, figure: dash });
+    const figure = `${name}: ${measured.map(([p, x]) => `${p} ${x.toFixed(2)}`).join(' · ')}`;
+    // Every profile the target names must be measured before it can pass.
+    const pass = measured.length === got.length ? measured.every(([, x]) => x <= max) : measured.some(([, x]) => x > max) ? false : undefined;
+    out.push({ target, row: row.label, figure, ...(pass === undefined ? {} : { pass }) });
+  };
+  const hard = rows.filter(
+    (r) => (kindOf(r.image) === 'python' && r.workload === 'imports') || (kindOf(r.image) === 'node' && r.workload === 'http') || kindOf(r.image) === 'hostile',
+  );
+  for (const r of hard) ratio('(e) with replay: lazy ≤ 1.3× the model at p2 and p4', r, ['p2', 'p4'], 'replay ÷ model', (x) => x.replayP50 / x.model, 1.3);
+  for (const r of rows) {
+    ratio("(f) with replay: ours ≤ 0.7× AWS's without prefetch, at p2 and p4", r, ['p2', 'p4'], 'replay ÷ aws', (x) => x.replayP50 / x.awsP50, 0.7);
+    ratio(
+      "(g) with replay: ours ≤ 0.9× AWS's with the same artifacts, at p2 and p4",
+      r,
+      ['p2', 'p4'],
+      'replay ÷ aws + prefetch',
+      (x) => x.replayP50 / x.awsReplayP50,
+      0.9,
+    );
+    ratio(
+      '(h) without replay: ours ≤ AWS, every profile measured',
+      r,
+      PROFILE_ORDER.filter((p) => at(p, r) && Number.isFinite(at(p, r)!.awsP50)),
+      'ours ÷ aws',
+      (x) => x.lazyP50 / x.awsP50,
+      1,
+    );
+  }
 }
 
 export function renderReport(results: ResultsFile[], opts: { chartPath?: string } = {}): string {
@@ -304,6 +398,8 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
     out.push(...d.commands.map((c) => `\`${c}\``));
     out.push(`(${d.machine}; ${d.samplesPerMode} samples per mode; ${d.startedAt} → ${d.finishedAt}; code measured: ${builds(d.samples)})`, '');
     out.push(profileTable(d, rows, images), '');
+    const side = sideBySideTable(d, rows, images);
+    if (side) out.push(side, '');
   }
   if (!data.length) out.push('No results.', '');
   out.push('### Targets', '', '| target | image / workload | figure | result |', '|---|---|---|---|');

@@ -5,7 +5,13 @@
  * Image naming convention the report relies on (substring of ImageInfo.name / Sample.image, lower case):
  * 'echo', 'python', 'node', 'hostile', 'fat-sparse' (whose workloads are named '1pct', '5pct', …).
  */
-export type Mode = 'full' | 'lazy' | 'warm';
+/**
+ * full/warm: containerd's pull + overlayfs; lazy: ours; replay: ours with prefetch records replayed;
+ * aws / aws-replay: AWS's soci-snapshotter-grpc on the same images, without and with the prefetch artifacts.
+ */
+export type LazyMode = 'lazy' | 'replay' | 'aws' | 'aws-replay';
+export type Mode = 'full' | 'warm' | LazyMode;
+export const LAZY_MODES: readonly LazyMode[] = ['lazy', 'replay', 'aws', 'aws-replay'];
 
 export interface Sample {
   image: string;
@@ -17,7 +23,7 @@ export interface Sample {
   ttrMs: number;
   pullMs: number; // pull command duration (0 for warm)
   runMs: number; // from `ctr run` start to ready
-  firstByteMs?: number; // lazy: ms from pull start to the first byte served by a lazy (FUSE) read
+  firstByteMs?: number; // ours: ms from pull start to the first byte served by a lazy (FUSE) read
   bytesFetched: number; // bytes received from the registry (through the proxy) from pull start to ready
   requests: number;
   rangeRequests: number;
@@ -25,7 +31,7 @@ export interface Sample {
   bytesRead?: number; // lazy: distinct uncompressed bytes read through FUSE, all layers
   neededCompressed?: number; // lazy: compressed estimate of bytesRead (what the workload really needs)
   daemonCpuMs?: number;
-  daemonPeakRssBytes?: number; // lazy: our snapshotter; full: containerd
+  daemonPeakRssBytes?: number; // lazy modes: the snapshotter; full: containerd
   modelMs?: number; // model lower bound (computed by run.ts)
   lazyLayers?: number;
   expectedLazyLayers?: number;

@@ -172,6 +172,50 @@ test('targets: pass and fail cases, and not measured', () => {
   assert.match(renderReport([P0, P2]), /\| \(c\) hostile[^\n]*\| ❌ \|/);
 });
 
+test('side by side with AWS: the table, and the replay targets over p2 and p4', () => {
+  const spread = (m: number) => [0.9, 1.2, 1, 0.8, 1.5].map((k) => m * k);
+  // p50s in seconds: full F, ours L, ours + replay R, aws A, aws + prefetch AR; model M.
+  const side = (profile: string, F: number, L: number, R: number, A: number, AR: number, M: number) => [
+    ...row(profile, 'python', 'imports', F, L, { lazyBytes: 20 * MB, model: M }),
+    ...series(profile, 'python', 'imports', 'replay', spread(R), { bytes: 30 * MB }),
+    ...series(profile, 'python', 'imports', 'aws', spread(A), { bytes: 40 * MB }),
+    ...series(profile, 'python', 'imports', 'aws-replay', spread(AR), { bytes: 50 * MB }),
+  ];
+  const p2 = file('p2', '100 Mbit/s, 20 ms RTT', side('p2', 30, 6, 4, 8, 5, 3.5));
+  const p4 = file('p4', '20 Mbit/s, 100 ms RTT', side('p4', 90, 18, 12, 15, 12, 10));
+  const md = renderReport([p2, p4]);
+  const section = md.slice(md.indexOf('### p2 '), md.indexOf('### p4 '));
+  const rows = section.split('\n').filter((l) => l.startsWith('| python / imports |'));
+  assert.equal(rows.length, 2, 'the profile table, then the side-by-side one');
+  assert.deepEqual(
+    rows[1]!
+      .split('|')
+      .map((c) => c.trim())
+      .slice(2, 14),
+    ['30.00', '8.00', '6.00', '5.00', '**4.00**', '3.50', '0.75', '1.14', '0.50', '0.80', '40.0 · 20.0 · 50.0 · 30.0', '– · 120.0'],
+  );
+  const v = evaluateTargets([p2, p4]);
+  const get = (target: string) => v.filter((x) => x.target.startsWith(target)).map((x) => [x.pass, x.figure]);
+  assert.deepEqual(get('(e)'), [[true, 'replay ÷ model: p2 1.14 · p4 1.20']]);
+  assert.deepEqual(get('(f)'), [[false, 'replay ÷ aws: p2 0.50 · p4 0.80']]);
+  assert.deepEqual(get('(g)'), [[false, 'replay ÷ aws + prefetch: p2 0.80 · p4 1.00']]);
+  assert.deepEqual(get('(h)'), [[false, 'ours ÷ aws: p2 0.75 · p4 1.20']]);
+  // p2 alone: a passing figure is not yet a pass (p4 is missing), a failing one is already a fail.
+  const only2 = evaluateTargets([p2]);
+  assert.deepEqual(
+    only2.filter((x) => x.target.startsWith('(e)')).map((x) => x.pass),
+    [undefined],
+  );
+  assert.deepEqual(
+    only2.filter((x) => x.target.startsWith('(h)')).map((x) => x.pass),
+    [true],
+  );
+  assert.ok(!renderReport([P0]).includes('ours + replay |'), 'no side-by-side table without those modes');
+  const svg = renderChart([p2, p4]);
+  assert.equal((svg.match(/class="legend"/g) ?? []).length, 6, 'a legend entry per mode present');
+  assert.equal((svg.match(/data-series="p4\|python\|imports\|aws-replay"/g) ?? []).length, 1);
+});
+
 test('failed samples are left out and reported', () => {
   const bad = file('p0', 'unshaped', [
     ...row('p0', 'echo', 'http', 20, 2, { lazyBytes: 1 }),
@@ -224,7 +268,7 @@ test('the SVG chart: well-formed, one bar per series, legend', () => {
   assert.equal(series.length, 2 * 4 * 3, '2 profiles × 4 image/workloads × 3 modes');
   assert.equal(new Set(series).size, series.length);
   assert.ok(series.includes('p2|fat-sparse|5pct|warm'));
-  for (const name of ['full pull', 'lazy (SOCI)', 'warm']) assert.ok(svg.includes(name), `legend ${name}`);
+  for (const name of ['full pull', 'lazy (ours)', 'warm']) assert.ok(svg.includes(name), `legend ${name}`);
   assert.equal((svg.match(/class="legend"/g) ?? []).length, 3);
   assert.match(svg, /p2 — 100 Mbit\/s, 20 ms RTT/);
   // the log axis covers 0.4 s (warm) … 90 s (p90 of full echo at p2)

@@ -3,7 +3,8 @@
  * shaping proxy at 100 Mbit/s / 20 ms: a full sample downloads the whole image and yields full + warm
  * rows; a lazy sample mounts the indexed layer lazily, fetches a fraction of it and reports what the
  * workload read; and a lazy sample of an image without a SOCI index fails loudly (silent fallback),
- * never passing a full pull off as lazy.
+ * never passing a full pull off as lazy. The same for AWS's snapshotter (aws mode), and the replay
+ * modes on the image converted with a recorded start.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -13,13 +14,15 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import type { BenchImage } from '../../bench/images/index.js';
 import { startShapeProxy } from '../../bench/lib/shape-proxy.js';
-import { fullSample, lazySample, type SampleContext } from '../../bench/lib/ttr-sample.js';
+import { fullSample, lazySample, recordStart, type SampleContext } from '../../bench/lib/ttr-sample.js';
+import { AWS_SNAPSHOTTER } from '../../harness/aws-snapshotter.js';
+import { CONTAINERD2_BIN } from '../../harness/containerd.js';
 import { appCommand, buildAppImage } from '../../harness/app-image.js';
 import { needs, tempDir } from '../../harness/env.js';
 import { startRegistry } from '../../harness/registry.js';
 
 const run = promisify(execFile);
-const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo'] });
+const skip = needs({ root: true, tools: [join(CONTAINERD2_BIN, 'containerd'), AWS_SNAPSHOTTER, 'runc', 'docker-registry', 'skopeo'] });
 
 function benchImage(layout: string): BenchImage {
   const idx = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
@@ -46,7 +49,7 @@ function gzipISize(gz: Buffer): number {
   return gz.readUInt32LE(gz.length - 4);
 }
 
-test('time-to-ready samples: full, warm and lazy rows; a missing index is a loud failure', { skip, timeout: 600_000 }, async (t) => {
+test('time-to-ready samples: full, warm, lazy, aws and replay rows; a missing index is a loud failure', { skip, timeout: 600_000 }, async (t) => {
   const dir = await tempDir(t);
   const layout = buildAppImage(join(dir, 'app'), { bulkMb: 48, tag: 'latest' }).dir;
   const img = benchImage(layout);
@@ -92,4 +95,39 @@ test('time-to-ready samples: full, warm and lazy rows; a missing index is a loud
     `full ${(f.ttrMs / 1000).toFixed(2)} s (${(f.bytesFetched / 1e6).toFixed(1)} MB), warm ${(w.runMs / 1000).toFixed(2)} s, lazy ${(lazy.ttrMs / 1000).toFixed(2)} s (${(lazy.bytesFetched / 1e6).toFixed(1)} MB, ${lazy.rangeRequests} ranges, read ${(lazy.bytesRead! / 1e6).toFixed(2)} MB ≈ ${(lazy.neededCompressed! / 1e6).toFixed(2)} MB compressed, first byte ${lazy.firstByteMs} ms)`,
   );
   await assert.rejects(lazySample({ ...ctx, repo: () => 'nosoci' }, img, img.workloads[0]!), /silent fallback — 0 of 1 indexed layers were mounted lazily/);
+
+  // AWS's snapshotter on the same image: its FUSE mounts are the lazy layers.
+  const w0 = img.workloads[0]!;
+  const aws = await lazySample(ctx, img, w0, 'aws');
+  assert.equal(aws.mode, 'aws');
+  assert.equal(aws.lazyLayers, 1);
+  assert.ok(aws.bytesFetched < img.compressedBytes / 2 && aws.rangeRequests >= 1, `aws fetched ${aws.bytesFetched} of ${img.compressedBytes}`);
+  assert.ok(aws.daemonCpuMs! > 0 && aws.daemonPeakRssBytes! > 0);
+  await assert.rejects(lazySample({ ...ctx, repo: () => 'nosoci' }, img, w0, 'aws'), /\(aws\): silent fallback — 0 of 1 indexed layers/);
+
+  // A recorded start, converted with its record: both snapshotters replay it.
+  const rec = join(dir, 'record.json');
+  await recordStart(reg.host, 'app', w0, rec);
+  const files = (JSON.parse(readFileSync(rec, 'utf8')) as { files: Array<{ path: string }> }).files.map((f) => f.path);
+  assert.ok(files.includes('bin/busybox'), `the record lists what the start read: ${files.join(', ')}`);
+  await run(process.execPath, [
+    'bin/soci.js',
+    '--root',
+    join(dir, 'soci-root'),
+    'convert',
+    '--remote',
+    '-q',
+    '--prefetch-record',
+    rec,
+    `${reg.host}/app:v1`,
+    `${reg.host}/app:replay-${w0.name}`,
+  ]);
+  for (const mode of ['replay', 'aws-replay'] as const) {
+    const s = await lazySample(ctx, img, w0, mode);
+    assert.equal(s.mode, mode);
+    assert.equal(s.lazyLayers, 1);
+    assert.ok(s.bytesFetched < img.compressedBytes / 2, `${mode} fetched ${s.bytesFetched} of ${img.compressedBytes}`);
+    t.diagnostic(`${mode} ${(s.ttrMs / 1000).toFixed(2)} s (${(s.bytesFetched / 1e6).toFixed(1)} MB, ${s.rangeRequests} ranges)`);
+  }
+  t.diagnostic(`aws ${(aws.ttrMs / 1000).toFixed(2)} s (${(aws.bytesFetched / 1e6).toFixed(1)} MB, ${aws.rangeRequests} ranges)`);
 });

@@ -8,21 +8,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildAppImage } from '../../harness/app-image.js';
 import { CONTAINERD2_BIN, removeTree, startContainerd } from '../../harness/containerd.js';
 import { criPull } from '../../harness/cri.js';
 import { needs, newTempDir, waitFor } from '../../harness/env.js';
+import { AWS_SNAPSHOTTER, startAwsSnapshotter } from '../../harness/aws-snapshotter.js';
 import { startRegistry } from '../../harness/registry.js';
 import { sociOn } from '../../harness/store-soci.js';
 import { startFaultProxy } from '../../harness/fault-proxy.js';
 
 const exec = promisify(execFile);
-const AWS_SNAPSHOTTER = `${process.env.SOCI_TEST_TOOLS ?? '/opt/soci-test-tools/bin'}/aws-soci-snapshotter-grpc`;
 const skip = needs({ root: true, tools: ['runc', 'docker-registry', 'skopeo', AWS_SNAPSHOTTER, join(CONTAINERD2_BIN, 'containerd')] });
 
 test("AWS's snapshotter prefetches the spans of our prefetch artifacts at mount", { skip, timeout: 600_000 }, async (t) => {
@@ -38,28 +36,16 @@ test("AWS's snapshotter prefetches the spans of our prefetch artifacts at mount"
   }
 
   // AWS's daemon, private root and socket; stopped by PID, its FUSE mounts removed with its dir.
-  const address = join(dir, 'aws.sock');
-  const config = join(dir, 'aws.toml');
   const ctdAddress = join(dir, 'containerd.sock');
-  await writeFile(config, `[prefetch]\nenable = true\n[background_fetch]\ndisable = true\n[content_store]\ncontainerd_address = "${ctdAddress}"\n`);
-  await mkdir(join(dir, 'aws-root'));
-  const aws = spawn(AWS_SNAPSHOTTER, ['--address', address, '--root', join(dir, 'aws-root'), '--config', config, '--log-level', 'debug'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  t.after(() => removeTree(dir));
+  const aws = await startAwsSnapshotter(t, {
+    dir,
+    containerdAddress: ctdAddress,
+    config: '[prefetch]\nenable = true\n[background_fetch]\ndisable = true\n',
+    logLevel: 'debug',
   });
-  let logs = '';
-  aws.stdout!.on('data', (b: Buffer) => (logs += b.toString()));
-  aws.stderr!.on('data', (b: Buffer) => (logs += b.toString()));
-  t.after(async () => {
-    if (aws.exitCode === null) {
-      const exited = new Promise((r) => aws.once('exit', r));
-      aws.kill('SIGINT');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (aws.exitCode === null) aws.kill('SIGKILL');
-    }
-    await removeTree(dir);
-  });
-  await waitFor(() => existsSync(address) || aws.exitCode !== null, 30_000, 100);
-  assert.ok(existsSync(address), `AWS's snapshotter did not start:\n${logs}`);
+  const logs = () => aws.logs();
+  const address = aws.address;
 
   const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: address, address: ctdAddress, cri: true, plainHttpRegistries: [proxy.host] });
   const soci = sociOn(cd, join(dir, 'soci-root'));
@@ -87,5 +73,5 @@ test("AWS's snapshotter prefetches the spans of our prefetch artifacts at mount"
 
   await criPull(cd.address, withPrefetch);
   await waitFor(() => spanGets('library/app-prefetch', layer) > 0, 30_000, 200).catch(() => undefined);
-  assert.ok(spanGets('library/app-prefetch', layer) > 0, `AWS's snapshotter fetched the prefetch spans at mount:\n${logs.slice(-3000)}`);
+  assert.ok(spanGets('library/app-prefetch', layer) > 0, `AWS's snapshotter fetched the prefetch spans at mount:\n${logs().slice(-3000)}`);
 });
