@@ -21,6 +21,12 @@ export interface LayerMounter {
    * counts `fuse_mount_failure_count` and unpacks locally.
    */
   mount(mountpoint: string, labels: Record<string, string>, ctx: MountContext): Promise<void>;
+  /**
+   * Optional: start finding the image's index and artifacts without mounting anything, for a
+   * layer that will not be mounted lazily (below the size bound) but tells which image is coming.
+   * Never throws; a failure shows again at the mount that needs the answer.
+   */
+  resolve?(labels: Record<string, string>): void;
   /** Undo mount(); must succeed (or be a no-op) when nothing is mounted there. */
   unmount(mountpoint: string): Promise<void>;
   /** Optional health probe when containerd asks for mounts of a child. */

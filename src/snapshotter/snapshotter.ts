@@ -137,6 +137,8 @@ export class Snapshotter {
       cause = 'min-layer-size';
       deferReason = `layer size ${size} below min_layer_size ${minSize}`;
       log.info({ 'remote-snapshot-prepared': 'false', reason: `layer size ${size} below min_layer_size ${minSize}` }, 'skipping remote snapshot');
+      // The image's lazy layers come next: their zTOCs (and prefetch) download while this one unpacks.
+      this.o.mounter.resolve?.(labels);
     } else {
       try {
         await this.o.mounter.mount(fsDir, labels, ctx);
