@@ -5,7 +5,8 @@ import { SociError } from '../errors.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
 import { DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE } from '../soci/index-builder.js';
-import { recordPaths } from '../image/prefetch-record.js';
+import { recordTargets } from '../image/prefetch-record.js';
+import type { PrefetchTarget } from '../soci/prefetch.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -51,10 +52,11 @@ export function buildFlagValues(o: BuildFlags): {
   minLayerSize: number;
   optimizations: string[];
   force: boolean;
-  prefetchFiles: string[];
+  prefetchFiles: PrefetchTarget[];
+  prefetchOrder: 'offset' | 'read';
 } {
   if (o.allPlatforms && o.platform.length) throw new SociError('ERR_USAGE', 'specify --platform or --all-platforms, not both');
-  const prefetchFiles = [...o.prefetchFile];
+  const paths = [...o.prefetchFile];
   if (o.prefetchFilesJson) {
     let list: unknown;
     try {
@@ -64,8 +66,10 @@ export function buildFlagValues(o: BuildFlags): {
     }
     if (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))
       throw new SociError('ERR_USAGE', `--prefetch-files-json ${o.prefetchFilesJson} must hold a JSON array of strings`);
-    prefetchFiles.push(...(list as string[]));
+    paths.push(...(list as string[]));
   }
+  // A record's files come first, in the order they were read, with only the ranges read.
+  const prefetchFiles: PrefetchTarget[] = [];
   if (o.prefetchRecord) {
     let bytes: Buffer;
     try {
@@ -73,8 +77,9 @@ export function buildFlagValues(o: BuildFlags): {
     } catch (e) {
       throw new SociError('ERR_USAGE', `cannot read --prefetch-record ${o.prefetchRecord}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    for (const p of recordPaths(bytes, `--prefetch-record ${o.prefetchRecord}`)) if (!prefetchFiles.includes(p)) prefetchFiles.push(p);
+    prefetchFiles.push(...recordTargets(bytes, `--prefetch-record ${o.prefetchRecord}`));
   }
+  for (const p of paths) if (!prefetchFiles.some((t) => t.path === p)) prefetchFiles.push({ path: p });
   if (o.spanSize < 0) throw new SociError('ERR_USAGE', 'span size must be >= 0');
   if (o.minLayerSize < 0) throw new SociError('ERR_USAGE', 'min layer size must be >= 0');
   return {
@@ -85,6 +90,7 @@ export function buildFlagValues(o: BuildFlags): {
     optimizations: o.optimizations.flatMap((x) => x.split(',')).filter(Boolean),
     force: o.force,
     prefetchFiles,
+    prefetchOrder: o.prefetchRecord ? 'read' : 'offset',
   };
 }
 

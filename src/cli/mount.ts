@@ -203,7 +203,7 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
       allowSuid: o.allowSuid,
       allowDev: o.allowDev,
       logger: { ...silentLogger, warn: (f, m) => void process.stderr.write(`soci: ${m}: ${escapeControls(String(f.error ?? ''))}\n`) },
-      ...(recorder ? { onFirstRead: (layer: string, path: string) => recorder.note(layer, path) } : {}),
+      ...(recorder ? { onRead: (layer: string, path: string, offset: number, length: number) => recorder.note(layer, path, offset, length) } : {}),
       layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, onFailure: (f) => failures.report(f), ...(bg ? { backgroundFetcher: bg } : {}) },
     });
     const state: MountState = {

@@ -34,8 +34,8 @@ export interface LayerFsOptions {
    * the first time (a mismatch is EIO for that file). Left out only by tests of synthetic trees.
    */
   toc?: { entries: readonly FileMetadata[]; uncompressedArchiveSize: number };
-  /** told the path (UTF-8, no leading slash) of each file the first time its data is read */
-  onFirstRead?: (path: string) => void;
+  /** told of every read of a file's data: its path (UTF-8, no leading slash) and the byte range served */
+  onRead?: (path: string, offset: number, length: number) => void;
 }
 
 export class LayerFs implements Filesystem {
@@ -58,8 +58,8 @@ export class LayerFs implements Filesystem {
   private readonly passed = new Set<number>();
   /** files whose tar header did not match their zTOC entry */
   headerMismatches = 0;
-  /** files whose data was read (only kept when onFirstRead is set) */
-  private readonly readOnce = new Set<number>();
+  /** paths of the files read so far (only kept when onRead is set) */
+  private readonly readPaths = new Map<number, string>();
   /** `<parent ino>/<name>` of hardlink entries → the offset their header ends at */
   private readonly links = new Map<string, number>();
 
@@ -178,11 +178,15 @@ export class LayerFs implements Filesystem {
     const n = this.fileNode(ino);
     if ((n.mode & S_IFMT) !== S_IFREG || this.whiteouts.has(ino)) throw new ErrnoError(Errno.EINVAL);
     if (offset >= n.size || size <= 0) return Buffer.alloc(0);
-    if (this.opts.onFirstRead && !this.readOnce.has(ino)) {
-      this.readOnce.add(ino);
-      this.opts.onFirstRead(Buffer.from(this.tree.pathOf(ino) ?? '', 'latin1').toString('utf8'));
-    }
     const len = Math.min(size, n.size - offset);
+    if (this.opts.onRead) {
+      let path = this.readPaths.get(ino);
+      if (path === undefined) {
+        path = Buffer.from(this.tree.pathOf(ino) ?? '', 'latin1').toString('utf8');
+        this.readPaths.set(ino, path);
+      }
+      this.opts.onRead(path, offset, len);
+    }
     try {
       // Checked once per file; afterwards no await on the read path.
       if (!this.passed.has(n.dataOffset)) await this.checkAt(n.dataOffset);

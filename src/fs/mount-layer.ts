@@ -42,8 +42,8 @@ export interface LayerMountOptions {
   logger?: Logger;
   /** every span verification failure, registry error, missed deadline, zTOC lie and failed read */
   onFailure?: (f: LayerFailure) => void;
-  /** the path of each file the first time its data is read (prefetch recording) */
-  onFirstRead?: (path: string) => void;
+  /** every read of a file's data: path and byte range (prefetch recording) */
+  onRead?: (path: string, offset: number, length: number) => void;
 }
 
 export interface MountLayerParams {
@@ -105,7 +105,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
     disableXattrs,
     toc: { entries: p.ztoc.toc, uncompressedArchiveSize: p.ztoc.uncompressedArchiveSize },
     ...(o.opaqueXattr ? { opaqueXattr: o.opaqueXattr } : {}),
-    ...(o.onFirstRead ? { onFirstRead: o.onFirstRead } : {}),
+    ...(o.onRead ? { onRead: o.onRead } : {}),
     ...report,
   });
 }

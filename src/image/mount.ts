@@ -79,8 +79,8 @@ export interface MountImageParams {
   allowSuid?: boolean;
   /** allow opening device nodes through the target (default false: nodev) */
   allowDev?: boolean;
-  /** each file's first read from a lazy layer (prefetch recording) */
-  onFirstRead?: (layer: string, path: string) => void;
+  /** every read of a file from a lazy layer: path and byte range (prefetch recording) */
+  onRead?: (layer: string, path: string, offset: number, length: number) => void;
   logger?: Logger;
 }
 
@@ -137,7 +137,7 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
           options: {
             ...layerOptions,
             ...(prefetch ? { prefetch } : {}),
-            ...(p.onFirstRead ? { onFirstRead: (path: string) => p.onFirstRead!(plan.digest, path) } : {}),
+            ...(p.onRead ? { onRead: (path: string, offset: number, length: number) => p.onRead!(plan.digest, path, offset, length) } : {}),
           },
         });
         layers.push({ plan, dir, mount });

@@ -1,14 +1,19 @@
 /**
- * Prefetch records: which files an image's layers really served while a container started, in the
- * order they were first read. A record covers the start window, from the first mount until no new
- * file has been read for `quietMs`, or `maxMs` at most. `soci convert/create --prefetch-record`
- * turn it into AWS-format prefetch artifacts (the files' spans), which the snapshotter (ours, and
- * AWS's with `[prefetch] enable = true`) fetches at mount.
+ * Prefetch records: which files, and which byte ranges of them, an image's layers really served
+ * while a container started, the files in the order they were first read. A record covers the start
+ * window, from the first mount until no new file has been read for `quietMs`, or `maxMs` at most.
+ * `soci convert/create --prefetch-record` turn it into AWS-format prefetch artifacts (the spans
+ * holding those ranges, in read order), which the snapshotter (ours, and AWS's with
+ * `[prefetch] enable = true`) fetches at mount. A program that maps a large library or data file
+ * and touches a few pages of it costs the spans of those pages, not of the whole file.
  *
  * The file (ours, JSON): {"version":1, "image", "manifest", "startedAt", "windowMs",
- * "files":[{"layer","path","atMs"}…]}; `atMs` is the time of the first read since the window began.
+ * "files":[{"layer","path","atMs","ranges"}…]}; `atMs` is the time of the first read since the window
+ * began, `ranges` the [offset, length] pairs read (merged, by offset). A file without `ranges`
+ * (an older record) stands for the whole file.
  */
 import { SociError } from '../errors.js';
+import type { PrefetchTarget } from '../soci/prefetch.js';
 
 export interface RecordedFile {
   layer: string;
@@ -16,6 +21,8 @@ export interface RecordedFile {
   path: string;
   /** ms from the start of the window to the first read */
   atMs: number;
+  /** the byte ranges read, [offset, length], merged and by offset; absent: the whole file */
+  ranges?: Array<[number, number]>;
 }
 
 export interface PrefetchRecord {
@@ -40,7 +47,8 @@ export interface RecorderOptions {
 
 export class PrefetchRecorder {
   private readonly files: RecordedFile[] = [];
-  private readonly seen = new Set<string>();
+  /** per file: the merged [start, end) ranges read, by start */
+  private readonly read = new Map<string, Array<[number, number]>>();
   private readonly t0 = Date.now();
   private readonly startedAt = new Date().toISOString();
   private quiet: NodeJS.Timeout | undefined;
@@ -57,18 +65,25 @@ export class PrefetchRecorder {
     return this.record !== undefined;
   }
 
-  /** The callback a layer's filesystem calls on each file's first read. */
-  layer(digest: string): (path: string) => void {
-    return (path) => this.note(digest, path);
+  /** The callback a layer's filesystem calls on each read. */
+  layer(digest: string): (path: string, offset: number, length: number) => void {
+    return (path, offset, length) => this.note(digest, path, offset, length);
   }
 
-  note(layer: string, path: string): void {
+  /** A read of a file (offset and length omitted: the whole file); a new file restarts the quiet period. */
+  note(layer: string, path: string, offset?: number, length?: number): void {
     if (this.record) return;
     const key = `${layer}\0${path}`;
-    if (this.seen.has(key)) return;
-    this.seen.add(key);
-    this.files.push({ layer, path, atMs: Date.now() - this.t0 });
-    this.armQuiet();
+    let ranges = this.read.get(key);
+    if (!ranges) {
+      ranges = [];
+      this.read.set(key, ranges);
+      this.files.push({ layer, path, atMs: Date.now() - this.t0 });
+      this.armQuiet();
+    }
+    if (offset !== undefined && length !== undefined) {
+      if (length > 0) addRange(ranges, offset, offset + length);
+    } else ranges.splice(0, ranges.length, [0, Number.POSITIVE_INFINITY]);
   }
 
   /** Closes the window now (if still open) and returns the record. */
@@ -82,7 +97,11 @@ export class PrefetchRecorder {
         manifest: this.o.manifest,
         startedAt: this.startedAt,
         windowMs: Date.now() - this.t0,
-        files: [...this.files],
+        files: this.files.map((f) => {
+          const r = this.read.get(`${f.layer}\0${f.path}`) ?? [];
+          const whole = r.length === 0 || r.some(([, end]) => end === Number.POSITIVE_INFINITY);
+          return whole ? { ...f } : { ...f, ranges: r.map(([a, b]): [number, number] => [a, b - a]) };
+        }),
       };
       this.o.onDone?.(this.record);
     }
@@ -96,12 +115,25 @@ export class PrefetchRecorder {
   }
 }
 
+/** Adds [start, end) to merged ranges sorted by start (touching ranges merge too). */
+function addRange(ranges: Array<[number, number]>, start: number, end: number): void {
+  let i = 0;
+  while (i < ranges.length && ranges[i]![1] < start) i++;
+  let j = i;
+  while (j < ranges.length && ranges[j]![0] <= end) {
+    start = Math.min(start, ranges[j]![0]);
+    end = Math.max(end, ranges[j]![1]);
+    j++;
+  }
+  ranges.splice(i, j - i, [start, end]);
+}
+
 export function encodeRecord(r: PrefetchRecord): Buffer {
   return Buffer.from(`${JSON.stringify(r, null, 2)}\n`);
 }
 
-/** The recorded paths in first-read order, each once (the input of --prefetch-record). */
-export function recordPaths(bytes: Buffer, what = 'prefetch record'): string[] {
+/** The recorded files in first-read order, each once, with the ranges read (the input of --prefetch-record). */
+export function recordTargets(bytes: Buffer, what = 'prefetch record'): PrefetchTarget[] {
   let j: unknown;
   try {
     j = JSON.parse(bytes.toString('utf8'));
@@ -109,14 +141,19 @@ export function recordPaths(bytes: Buffer, what = 'prefetch record'): string[] {
     throw new SociError('ERR_USAGE', `${what} is not JSON`);
   }
   const r = j as Partial<PrefetchRecord>;
-  if (r?.version !== 1 || !Array.isArray(r.files) || !r.files.every((f) => typeof f?.path === 'string' && typeof f.layer === 'string'))
+  const isRanges = (x: unknown) =>
+    x === undefined || (Array.isArray(x) && x.every((p) => Array.isArray(p) && p.length === 2 && p.every((n) => Number.isSafeInteger(n) && n >= 0)));
+  if (r?.version !== 1 || !Array.isArray(r.files) || !r.files.every((f) => typeof f?.path === 'string' && typeof f.layer === 'string' && isRanges(f.ranges)))
     throw new SociError('ERR_USAGE', `${what} is not a prefetch record (version 1 with a files list)`);
-  const out: string[] = [];
-  const seen = new Set<string>();
+  const out = new Map<string, PrefetchTarget>();
   for (const f of [...r.files].sort((a, b) => (a.atMs ?? 0) - (b.atMs ?? 0))) {
-    if (seen.has(f.path)) continue;
-    seen.add(f.path);
-    out.push(f.path);
+    const prev = out.get(f.path);
+    if (!prev) out.set(f.path, { path: f.path, ...(f.ranges ? { ranges: f.ranges } : {}) });
+    else if (prev.ranges) {
+      // the same path read in two layers: one target, whole when either was whole
+      if (f.ranges) prev.ranges = [...prev.ranges, ...f.ranges];
+      else delete prev.ranges;
+    }
   }
-  return out;
+  return [...out.values()];
 }

@@ -122,7 +122,7 @@ export class SociLayerMounter implements LayerMounter {
       ...(prefetch ? { prefetch, prefetchGate: this.prefetchGate } : {}),
       logger: this.logger,
       onFailure: (f) => this.failures.report(f),
-      ...(c.recorder ? { onFirstRead: c.recorder.layer(layer) } : {}),
+      ...(c.recorder ? { onRead: c.recorder.layer(layer) } : {}),
     };
   }
 

@@ -11,7 +11,7 @@ import { ANN, EMPTY_CONFIG, MT, layerCompression } from '../oci/media-types.js';
 import { encodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
 import { BUILD_TOOL_IDENTIFIER } from '../version.js';
 import { unmarshalZtoc } from '../ztoc/index.js';
-import { buildPrefetchArtifacts } from './prefetch.js';
+import { buildPrefetchArtifacts, type PrefetchTarget } from './prefetch.js';
 import type { SpanRange } from '../ztoc/index.js';
 import { buildZtocBytes, summarize, type ZtocBuild } from './ztoc-worker.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -32,7 +32,10 @@ export interface BuildOptions {
   minLayerSize?: number;
   /** `--optimizations xattr` */
   optimizations?: string[];
-  prefetchFiles?: string[];
+  /** files (or byte ranges of them) whose spans get prefetch artifacts */
+  prefetchFiles?: PrefetchTarget[];
+  /** 'read': the artifacts list spans in the order of prefetchFiles (a prefetch record); default: merged and sorted, as AWS's */
+  prefetchOrder?: 'offset' | 'read';
   force?: boolean;
   /**
    * Layers indexed at once. Default: 2 worker threads for sources that stream from a network (the
@@ -76,7 +79,7 @@ export async function buildSociIndex(
 
   const layers = image.manifest.layers;
   // Per layer only what the index needs (never the TOC model: it can be 100+ MB for big layers).
-  type Built = { desc: Descriptor; bytes: Buffer; reused: boolean; layer: Descriptor; needsXattrs: boolean; hits: Map<string, SpanRange> };
+  type Built = { desc: Descriptor; bytes: Buffer; reused: boolean; layer: Descriptor; needsXattrs: boolean; hits: Map<string, SpanRange[]> };
   const results: Array<Built | null> = new Array(layers.length).fill(null);
   const prefetchFiles = opts.prefetchFiles ?? [];
 
@@ -150,6 +153,7 @@ export async function buildSociIndex(
       opts.prefetchFiles,
       layers,
       log,
+      opts.prefetchOrder ?? 'offset',
     )) {
       indexLayers.push(p.desc);
       blobs.push({ desc: p.desc, bytes: p.bytes, reused: false, layer: p.layer });

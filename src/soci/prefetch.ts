@@ -1,15 +1,23 @@
 /**
- * Prefetch artifacts: for each requested path, the spans of the topmost indexed layer holding it;
- * merged per layer, one JSON artifact per layer, in image layer order. Written here
- * (buildPrefetchArtifacts) and read here (parsePrefetch).
+ * Prefetch artifacts: for each requested path (or byte ranges of it), the spans of the topmost
+ * indexed layer holding it; one JSON artifact per layer, in image layer order. The spans of
+ * `--prefetch-file` paths are merged and sorted, as AWS's `soci` writes them; those of a prefetch
+ * record keep the order the files were read in (a span already listed is not listed again).
+ * Written here (buildPrefetchArtifacts) and read here (parsePrefetch).
  */
 import { digestOf } from '../oci/digest.js';
 import { posix } from 'node:path';
 import { ANN, MT } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/types.js';
-import { fileSpans, type SpanRange } from '../ztoc/index.js';
+import { fileSpans, spanTable, type SpanRange } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
 import { type Logger, silentLogger } from '../logger.js';
+
+/** A file to prefetch: all of it, or only the [offset, length] byte ranges given. */
+export interface PrefetchTarget {
+  path: string;
+  ranges?: ReadonlyArray<readonly [number, number]>;
+}
 
 /** The cleaned form a prefetch path is matched with (exact tar name, so `./x` never matches). */
 export function prefetchKey(raw: string): string {
@@ -20,28 +28,42 @@ export function prefetchKey(raw: string): string {
  * Per layer, right after its zTOC is built: the spans of the requested paths it holds. Computed
  * early so the (large) TOC model need not be kept until the whole index is assembled.
  */
-export function prefetchHits(ztoc: Ztoc, paths: string[]): Map<string, SpanRange> {
-  const wanted = new Set(paths.map((p) => Buffer.from(prefetchKey(p)).toString('latin1')));
-  const hits = new Map<string, SpanRange>();
+export function prefetchHits(ztoc: Ztoc, targets: readonly PrefetchTarget[]): Map<string, SpanRange[]> {
+  const wanted = new Map(targets.map((t) => [Buffer.from(prefetchKey(t.path)).toString('latin1'), t]));
+  const hits = new Map<string, SpanRange[]>();
   if (!wanted.size) return hits;
+  const table = spanTable(ztoc);
   for (const e of ztoc.toc) {
     const name = e.name.toString('latin1');
-    if (!wanted.has(name) || hits.has(name)) continue;
-    const { start, end } = fileSpans(ztoc, e);
-    hits.set(name, { start_span: start, end_span: end });
+    const t = wanted.get(name);
+    if (!t || hits.has(name)) continue;
+    if (!t.ranges) {
+      const { start, end } = fileSpans(table, e);
+      hits.set(name, [{ start_span: start, end_span: end }]);
+      continue;
+    }
+    // Only the spans holding the bytes read; ranges past the file's end are cut to it.
+    const spans: SpanRange[] = [];
+    for (const [off, len] of t.ranges) {
+      const end = Math.min(off + len, e.uncompressedSize);
+      if (off >= end) continue;
+      spans.push({ start_span: table.spanIdForOffset(e.uncompressedOffset + off), end_span: table.spanIdForOffset(e.uncompressedOffset + end - 1) });
+    }
+    if (spans.length) hits.set(name, spans);
   }
   return hits;
 }
 
 export function buildPrefetchArtifacts(
-  indexed: Array<{ layer: Descriptor; hits: Map<string, SpanRange> }>,
-  paths: string[],
+  indexed: Array<{ layer: Descriptor; hits: Map<string, SpanRange[]> }>,
+  targets: readonly PrefetchTarget[],
   imageLayers: Descriptor[],
   log: Logger = silentLogger,
+  order: 'offset' | 'read' = 'offset',
 ): Array<{ desc: Descriptor; bytes: Buffer; layer: Descriptor }> {
   const byLayer = new Map<string, SpanRange[]>();
   const topDown = [...indexed].sort((a, b) => imageLayers.indexOf(b.layer) - imageLayers.indexOf(a.layer));
-  for (const raw of paths) {
+  for (const { path: raw } of targets) {
     const want = prefetchKey(raw);
     const key = Buffer.from(want).toString('latin1');
     const top = topDown.find((x) => x.hits.has(key));
@@ -50,14 +72,14 @@ export function buildPrefetchArtifacts(
       continue;
     }
     const list = byLayer.get(top.layer.digest) ?? [];
-    list.push(top.hits.get(key)!);
+    list.push(...top.hits.get(key)!);
     byLayer.set(top.layer.digest, list);
   }
   const out: Array<{ desc: Descriptor; bytes: Buffer; layer: Descriptor }> = [];
   for (const layer of imageLayers) {
     const spans = byLayer.get(layer.digest);
     if (!spans) continue;
-    const bytes = Buffer.from(JSON.stringify({ version: '1.0', prefetch_spans: mergeSpans(spans) }));
+    const bytes = Buffer.from(JSON.stringify({ version: '1.0', prefetch_spans: order === 'read' ? inReadOrder(spans) : mergeSpans(spans) }));
     const digest = digestOf(bytes);
     out.push({ desc: { mediaType: MT.sociPrefetch, digest, size: bytes.length, annotations: { [ANN.layerDigest]: layer.digest } }, bytes, layer });
   }
@@ -65,6 +87,25 @@ export function buildPrefetchArtifacts(
 }
 
 /** Sorts and merges overlapping or adjacent ranges. */
+/** The ranges in the order given, each cut to the spans no earlier range listed (dropped when none are left). */
+function inReadOrder(spans: SpanRange[]): SpanRange[] {
+  const listed = new Set<number>();
+  const out: SpanRange[] = [];
+  for (const r of spans) {
+    let run: SpanRange | undefined;
+    for (let id = r.start_span; id <= r.end_span; id++) {
+      if (listed.has(id)) {
+        run = undefined;
+        continue;
+      }
+      listed.add(id);
+      if (run && run.end_span === id - 1) run.end_span = id;
+      else out.push((run = { start_span: id, end_span: id }));
+    }
+  }
+  return out;
+}
+
 export function mergeSpans(spans: SpanRange[]): SpanRange[] {
   const s = [...spans].sort((a, b) => a.start_span - b.start_span || a.end_span - b.end_span);
   const out: SpanRange[] = [];

@@ -10,20 +10,20 @@ import type { Compression } from '../compression/types.js';
 import { pipeToWorker, postError, startModuleWorker, workerInput } from '../worker-pipe.js';
 import { buildZtoc, marshalZtoc } from '../ztoc/index.js';
 import type { Ztoc } from '../ztoc/types.js';
-import { prefetchHits } from './prefetch.js';
+import { prefetchHits, type PrefetchTarget } from './prefetch.js';
 import type { SpanRange } from '../ztoc/index.js';
 
 export interface ZtocBuild {
   bytes: Buffer;
   compressedArchiveSize: number;
   needsXattrs: boolean;
-  hits: Map<string, SpanRange>;
+  hits: Map<string, SpanRange[]>;
 }
 
 interface Job {
   compression: Compression;
   spanSize: number;
-  prefetchFiles: string[];
+  prefetchFiles: PrefetchTarget[];
 }
 
 /** xattrs can be disabled only when no entry has SCHILY.xattr.* records and no dir is opaque. */
@@ -35,7 +35,7 @@ export function needsXattrs(z: Ztoc): boolean {
   return false;
 }
 
-export function summarize(z: Ztoc, prefetchFiles: string[]): Omit<ZtocBuild, 'bytes'> {
+export function summarize(z: Ztoc, prefetchFiles: readonly PrefetchTarget[]): Omit<ZtocBuild, 'bytes'> {
   return { compressedArchiveSize: z.compressedArchiveSize, needsXattrs: needsXattrs(z), hits: prefetchHits(z, prefetchFiles) };
 }
 
@@ -48,7 +48,7 @@ interface WorkerDone {
   bytes: Uint8Array;
   compressedArchiveSize: number;
   needsXattrs: boolean;
-  hits: Array<[string, SpanRange]>;
+  hits: Array<[string, SpanRange[]]>;
 }
 
 /** Builds a zTOC from `source`: on a worker thread when asked to (and not disabled), else in-process. */

@@ -58,7 +58,11 @@ test('prefetch: record a run, convert with the record, the replay fetches those 
   await pexec('cat', [join(a.mnt, 'data/f9.bin')]);
   await pexec('cat', [join(a.mnt, 'data/f3.bin')]);
   await waitFor(() => existsSync(rec), 20_000, 100);
-  const record = JSON.parse(await readFile(rec, 'utf8')) as { version: number; manifest: string; files: Array<{ layer: string; path: string }> };
+  const record = JSON.parse(await readFile(rec, 'utf8')) as {
+    version: number;
+    manifest: string;
+    files: Array<{ layer: string; path: string; ranges?: Array<[number, number]> }>;
+  };
   assert.equal(record.version, 1);
   assert.deepEqual(
     record.files.map((f) => [f.layer, f.path]),
@@ -66,6 +70,11 @@ test('prefetch: record a run, convert with the record, the replay fetches those 
       [layer, 'data/f9.bin'],
       [layer, 'data/f3.bin'],
     ],
+  );
+  assert.deepEqual(
+    record.files.map((f) => f.ranges),
+    [[[0, 192 << 10]], [[0, 192 << 10]]],
+    'each file read whole: one range',
   );
   await a.umount();
 
