@@ -9,6 +9,7 @@
  *   npm run bench -- --profile p0,p2        several profiles, one after the other
  *   npm run bench -- --profile p2 --modes lazy,replay   only these modes (the others keep their samples)
  *   npm run bench -- --report               only regenerate BENCHMARKS.md and the chart
+ *   TTR_SNAPSHOTTER_TOML='[blob]…' npm run bench …   extra config for our daemon (to measure a setting); TTR_LOG_DIR keeps daemon logs
  * Needs root (containerd, FUSE), docker-registry, skopeo, runc, and containerd 2.2 and AWS's snapshotter
  * from scripts/install-test-tools.sh (scripts/test.sh installs them all).
  */

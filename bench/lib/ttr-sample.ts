@@ -85,7 +85,8 @@ async function daemons(after: (c: Cleanup) => void, spec: DaemonSpec, registryHo
       dir,
       entry: SNAPSHOTTER_ENTRY,
       logLevel: 'info',
-      config: `metrics_address = "127.0.0.1:${metricsPort}"\n${prefetch}${record}`,
+      // TTR_SNAPSHOTTER_TOML: extra config for our daemon (to measure a setting; say so with the figures)
+      config: `metrics_address = "127.0.0.1:${metricsPort}"\n${prefetch}${record}${process.env.TTR_SNAPSHOTTER_TOML ?? ''}\n`,
     });
     sn = { address: ours.address, root: ours.root, pid: ours.proc.pid, logs: ours.logs, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
   }

@@ -213,7 +213,8 @@ export class LayerFs implements Filesystem {
       const region = this.headers.region(dataOffset);
       p = (async () => {
         if (!region) throw new SociError('ERR_INVALID_ZTOC', `layer ${this.digest}: no zTOC entry has its data at ${dataOffset}`);
-        const bytes = await this.spans.read(region.start, region.end - region.start);
+        // Readahead stays within the header: it says nothing about what is read after it.
+        const bytes = await this.spans.read(region.start, region.end - region.start, region.end);
         try {
           checkHeader(region, bytes, this.digest);
           this.passed.add(dataOffset);

@@ -1,7 +1,19 @@
-/** Readahead decisions: when a miss continues a stream, how windows grow, markers, streams, off. */
+/**
+ * Readahead decisions: when a miss continues a stream, how windows grow, markers, streams, off;
+ * and on a real layer, that a file's tar header check never reads ahead past the file.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { Readahead } from '../../src/fs/readahead.js';
+import { SpanCache, createLayerFs } from '../../src/fs/index.js';
+import { buildZtoc, spanTable } from '../../src/ztoc/index.js';
+import { fileBytes, makeLayer } from '../../harness/fixtures.js';
+import { pseudoRandom } from '../../harness/images.js';
+import { fakeSource } from './span-fixture.js';
+import { scratch } from './util.js';
+
+const ROOT_INO = 1;
 
 test('readahead: a second in-order miss starts a window of 2; reaching its marker starts the next, doubling to the cap', () => {
   const ra = new Readahead(8, 100);
@@ -55,4 +67,31 @@ test('readahead: windows stop at the end of the file being read; the next file i
   // The next file starts at span 13, where the stream stopped: it continues with a grown window.
   assert.deepEqual(ra.miss(13, 13, 40), [14, 21]);
   assert.equal(ra.miss(5, 5, 5), undefined, 'a file inside one span never reads ahead');
+});
+
+test('readahead: the tar header check before a file is served never reads ahead past that file', async (t) => {
+  const { dir } = await scratch(t);
+  // An uncompressed layer, so spans are exact: a.bin's header and data fill span 0, b.bin's header
+  // starts span 1, c.bin fills the spans after.
+  const fx = await makeLayer(dir, {
+    name: 'headers',
+    entries: [
+      { type: 'file', name: 'a.bin', data: pseudoRandom(65536 - 512, 61, 0.1) },
+      { type: 'file', name: 'b.bin', data: 'b\n' },
+      { type: 'file', name: 'c.bin', data: pseudoRandom(300_000, 62, 0.1) },
+    ],
+  });
+  const ztoc = await buildZtoc(fileBytes(fx.tarPath), { compression: 'uncompressed', spanSize: 65536 });
+  const src = await fakeSource(fx.tarPath);
+  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${'c3'.repeat(32)}`, size: src.size };
+  const fs = createLayerFs({ ztoc, layer, blob: src, cache: new SpanCache({ dir: join(dir, 'cache') }) });
+  const table = spanTable(ztoc);
+  const b = ztoc.toc.find((e) => e.name.toString('latin1') === 'b.bin')!;
+  assert.equal(table.spanIdForOffset(b.uncompressedOffset - 512), 1, "b.bin's header starts span 1");
+  // a.bin read whole (a miss of span 0), then b.bin: its header check misses span 1, in order
+  assert.equal((await fs.read((await fs.lookup(ROOT_INO, 'a.bin'))!.ino, 0, 65024)).length, 65024);
+  assert.equal((await fs.read((await fs.lookup(ROOT_INO, 'b.bin'))!.ino, 0, 10)).toString(), 'b\n');
+  await fs.spans.settled();
+  const fetched = table.spans.map((_, id) => id).filter((id) => !fs.spans.isMissing(id));
+  assert.deepEqual(fetched, [0, 1], "nothing of c.bin was fetched ahead: b.bin's header is no reason to");
 });
