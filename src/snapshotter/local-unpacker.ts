@@ -38,6 +38,30 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     if (!imageRef || !layerDigest || !manifestDigest) throw new SociError('ERR_NO_INDEX', 'CRI labels missing: cannot fetch the layer');
     const ref = parseReference(imageRef);
     const client = this.clientFor(ref.registry);
+    // The download starts now, while the manifest and config are looked up (they are cached after
+    // an image's first layer, but that first layer would wait two round trips for them).
+    const size = Number(labels[LABELS.size]);
+    const blob = client.fetchBlob(ref.repository, layerDigest, Number.isSafeInteger(size) && size > 0 ? { size } : {});
+    const head = blob.next();
+    head.catch(() => undefined); // observed below, or dropped with the download
+    try {
+      await this.unpackFrom(blob, head, client, dir, labels, ctx, ref, layerDigest, manifestDigest);
+    } finally {
+      void blob.return(undefined).catch(() => undefined);
+    }
+  }
+
+  private async unpackFrom(
+    blob: AsyncGenerator<Buffer, void, undefined>,
+    head: Promise<IteratorResult<Buffer, void>>,
+    client: RegistryClient,
+    dir: string,
+    labels: Record<string, string>,
+    ctx: MountContext,
+    ref: { registry: string; repository: string },
+    layerDigest: string,
+    manifestDigest: string,
+  ): Promise<void> {
     const { manifest, diffIds } = await this.imageMeta(client, ref.registry, ref.repository, manifestDigest);
     const i = manifest.layers.findIndex((l) => l.digest === layerDigest);
     if (i < 0) throw new SociError('ERR_NOT_FOUND', `layer ${layerDigest} is not in manifest ${manifestDigest}`);
@@ -51,7 +75,15 @@ export class RegistryLocalUnpacker implements LocalUnpacker {
     // compressed stream (digest-checked at its end) → gunzip → sha256 tap → unpack. Plain async
     // iteration end to end: a failed download or corrupt data rejects this Prepare, nothing else.
     const hash = createHash('sha256');
-    const plain = decompress(client.fetchBlob(ref.repository, layerDigest, { size: layer.size }), comp);
+    if (Number(labels[LABELS.size]) > 0 && Number(labels[LABELS.size]) !== layer.size)
+      throw new SociError('ERR_INVALID_MANIFEST', `layer ${layerDigest}: size label ${labels[LABELS.size]} is not the manifest's ${layer.size}`);
+    const stream = (async function* whole() {
+      const first = await head;
+      if (first.done) return;
+      yield first.value;
+      yield* blob;
+    })();
+    const plain = decompress(stream, comp);
     const tapped = (async function* tap() {
       for await (const chunk of plain) {
         hash.update(chunk);
