@@ -46,9 +46,8 @@ export interface RecorderOptions {
 }
 
 export class PrefetchRecorder {
-  private readonly files: RecordedFile[] = [];
-  /** per file: the merged [start, end) ranges read, by start */
-  private readonly read = new Map<string, Array<[number, number]>>();
+  /** per file, in first-read order: the merged [start, end) ranges read, by start (null: the whole file) */
+  private readonly files = new Map<string, { file: RecordedFile; ranges: Array<[number, number]> | null }>();
   private readonly t0 = Date.now();
   private readonly startedAt = new Date().toISOString();
   private quiet: NodeJS.Timeout | undefined;
@@ -74,16 +73,14 @@ export class PrefetchRecorder {
   note(layer: string, path: string, offset?: number, length?: number): void {
     if (this.record) return;
     const key = `${layer}\0${path}`;
-    let ranges = this.read.get(key);
-    if (!ranges) {
-      ranges = [];
-      this.read.set(key, ranges);
-      this.files.push({ layer, path, atMs: Date.now() - this.t0 });
+    let e = this.files.get(key);
+    if (!e) {
+      e = { file: { layer, path, atMs: Date.now() - this.t0 }, ranges: [] };
+      this.files.set(key, e);
       this.armQuiet();
     }
-    if (offset !== undefined && length !== undefined) {
-      if (length > 0) addRange(ranges, offset, offset + length);
-    } else ranges.splice(0, ranges.length, [0, Number.POSITIVE_INFINITY]);
+    if (offset === undefined || length === undefined) e.ranges = null;
+    else if (e.ranges && length > 0) addRange(e.ranges, offset, offset + length);
   }
 
   /** Closes the window now (if still open) and returns the record. */
@@ -97,11 +94,9 @@ export class PrefetchRecorder {
         manifest: this.o.manifest,
         startedAt: this.startedAt,
         windowMs: Date.now() - this.t0,
-        files: this.files.map((f) => {
-          const r = this.read.get(`${f.layer}\0${f.path}`) ?? [];
-          const whole = r.length === 0 || r.some(([, end]) => end === Number.POSITIVE_INFINITY);
-          return whole ? { ...f } : { ...f, ranges: r.map(([a, b]): [number, number] => [a, b - a]) };
-        }),
+        files: [...this.files.values()].map(({ file, ranges }) =>
+          ranges?.length ? { ...file, ranges: ranges.map(([a, b]): [number, number] => [a, b - a]) } : { ...file },
+        ),
       };
       this.o.onDone?.(this.record);
     }
