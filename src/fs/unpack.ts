@@ -9,7 +9,7 @@
  * rejects the unpack with a one-line SociError and never surfaces as an unhandled 'error' event.
  */
 import { spawn } from 'node:child_process';
-import { extname } from 'node:path';
+import { basename, extname } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
@@ -25,17 +25,31 @@ export interface UnpackStats {
   opaqueDirs: number;
 }
 
+/** An external decompressor: an absolute path and its arguments; it reads stdin, writes stdout. */
+export interface DecompressTool {
+  path: string;
+  args: string[];
+}
+
+/** zstd has no decoder in Node 20's zlib: the zstd tool (Debian's `zstd`) decodes it. */
+const ZSTD_TOOL: DecompressTool = { path: 'zstd', args: ['-dcq'] };
+
 /** Applies a layer blob stream to the empty directory `root`. */
 export async function unpackLayer(blob: AsyncIterable<Buffer>, compression: UnpackCompression, root: string): Promise<UnpackStats> {
   const w = startModuleWorker(new URL(`./unpack-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href, { unpackRoot: root });
   return pipeToWorker<UnpackStats>(w, decompress(blob, compression));
 }
 
-/** The uncompressed bytes of a layer blob; any failure of the source or the decoder is thrown by the iteration. */
-export function decompress(blob: AsyncIterable<Buffer>, c: UnpackCompression): AsyncIterable<Buffer> {
+/**
+ * The uncompressed bytes of a layer blob, through `tool` when one is given (unpigz, igzip, …),
+ * else node:zlib for gzip and the zstd tool for zstd; any failure of the source or the decoder is
+ * thrown by the iteration.
+ */
+export function decompress(blob: AsyncIterable<Buffer>, c: UnpackCompression, tool?: DecompressTool): AsyncIterable<Buffer> {
   if (c === 'uncompressed') return blob;
+  if (tool) return toolDecompress(blob, tool, c);
   if (c === 'gzip') return gunzip(blob);
-  return zstdDecompress(blob);
+  return toolDecompress(blob, ZSTD_TOOL, c);
 }
 
 /** gunzip over node:zlib: pipeline() wires the errors of both streams and destroys both on either. */
@@ -50,9 +64,10 @@ async function* gunzip(blob: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
   }
 }
 
-/** zstd: the Debian zstd tool, streamed (no npm dependency). */
-async function* zstdDecompress(blob: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
-  const p = spawn('zstd', ['-dcq'], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** A decompressor process, streamed: the layer on its stdin, the tar from its stdout, no shell. */
+async function* toolDecompress(blob: AsyncIterable<Buffer>, tool: DecompressTool, what: 'gzip' | 'zstd'): AsyncIterable<Buffer> {
+  const name = basename(tool.path);
+  const p = spawn(tool.path, tool.args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let spawnError: Error | undefined;
   const exited = new Promise<number>((r) => {
     p.on('error', (e) => {
@@ -75,12 +90,12 @@ async function* zstdDecompress(blob: AsyncIterable<Buffer>): AsyncIterable<Buffe
     try {
       await pump;
     } catch (e) {
-      // The source's own failure says more than zstd's complaint about a truncated frame.
-      if (e instanceof SociError || (e as NodeJS.ErrnoException).code !== 'EPIPE') throw asDecodeError(e, 'zstd');
+      // The source's own failure says more than the tool's complaint about a truncated stream.
+      if (e instanceof SociError || (e as NodeJS.ErrnoException).code !== 'EPIPE') throw asDecodeError(e, what);
     }
     const code = await exited;
-    if (spawnError) throw new SociError('ERR_UNSUPPORTED', `cannot decompress a zstd layer: zstd: ${spawnError.message}`);
-    if (code !== 0) throw new SociError('ERR_IO', `zstd -d failed on the layer${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
+    if (spawnError) throw new SociError('ERR_UNSUPPORTED', `cannot decompress a ${what} layer: ${name}: ${spawnError.message}`);
+    if (code !== 0) throw new SociError('ERR_IO', `${name} failed on the ${what} layer${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
   } finally {
     if (p.exitCode === null && p.signalCode === null) p.kill();
   }

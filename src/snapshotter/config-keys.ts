@@ -33,22 +33,9 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'directory_cache.direct': moot(CACHE),
   disable_verification: refusedWhenTrue('every span digest and every file header is always verified'),
   debug_address: { kind: 'refused', when: (v) => v !== '', why: 'there is no Go pprof server in this daemon; unset it' },
-  'pull_modes.parallel_pull_unpack.enable': refusedWhenTrue('parallel pull and unpack is not built yet'),
-  'pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback': refusedWhenTrue('parallel pull and unpack is not built yet'),
   'kubeconfig_keychain.enable_keychain': refusedWhenTrue('the kubeconfig keychain is not built yet; use [cri_keychain]'),
   'blob.force_single_range_mode': moot('every Range request already asks for one range'),
   'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
-  ...Object.fromEntries(
-    [
-      'max_concurrent_downloads',
-      'max_concurrent_downloads_per_image',
-      'concurrent_download_chunk_size',
-      'max_concurrent_unpacks',
-      'max_concurrent_unpacks_per_image',
-      'discard_unpacked_layers',
-      'decompress_streams',
-    ].map((k) => [`pull_modes.parallel_pull_unpack.${k}`, moot('it tunes parallel pull and unpack, which is not built (enabling it is refused)')]),
-  ),
 };
 
 export interface KeyReport {

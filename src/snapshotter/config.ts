@@ -7,6 +7,7 @@ import { parse, stringify } from 'smol-toml';
 import { SociError } from '../errors.js';
 import { checkKeys, type KeyReport } from './config-keys.js';
 import { HEADER_NAME, RESERVED_HEADERS } from './custom-headers.js';
+import { decompressTools, type ParallelPullSettings } from '../pull/index.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/soci-snapshotter-grpc/config.toml';
 
@@ -162,15 +163,47 @@ function normalizeMirrors(cfg: Config): void {
 }
 
 /**
- * AWS's chunk sizes: a number, decimals allowed, and a unit b/kb/mb/gb (any case, powers of 1024),
- * truncated to whole bytes: "8mb", "1.5MB" (1572864). "" or "0" = whole layer (0).
+ * AWS's chunk sizes: a number, decimals allowed, and an optional unit b/kb/mb/gb (any case, powers
+ * of 1024, spaces around allowed), truncated to whole bytes: "8mb", "1.5MB" (1572864), "4096".
+ * "" or a size of 0 = whole layer (0).
  */
 export function parseChunkSize(s: string): number {
-  if (s === '' || s === '0') return 0;
-  const m = /^(\d+(?:\.\d+)?)(b|kb|mb|gb)$/i.exec(s.trim());
+  if (s === '') return 0;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(gb|mb|kb|b)?\s*$/i.exec(s);
   if (!m) throw new SociError('ERR_USAGE', `config: invalid concurrent_download_chunk_size "${s}" (a size such as "8mb" or "1.5mb")`);
-  const mult = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[m[2]!.toLowerCase() as 'b'];
+  const mult = { '': 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as 'b'];
   return Math.floor(Number(m[1]) * mult);
+}
+
+/** The parallel pull section as the puller takes it; the tools are checked here (one line if not). */
+export function parallelPullSettings(cfg: Config): ParallelPullSettings {
+  const p = cfg.pull_modes.parallel_pull_unpack;
+  return {
+    maxConcurrentDownloads: p.max_concurrent_downloads,
+    maxConcurrentDownloadsPerImage: p.max_concurrent_downloads_per_image,
+    chunkSize: parseChunkSize(p.concurrent_download_chunk_size),
+    maxConcurrentUnpacks: p.max_concurrent_unpacks,
+    maxConcurrentUnpacksPerImage: p.max_concurrent_unpacks_per_image,
+    discardUnpackedLayers: p.discard_unpacked_layers,
+    // As AWS's: decompress_streams is read (and its tools checked) only when the mode is on.
+    tools: parallelPullMode(cfg) ? decompressTools(p.decompress_streams) : decompressTools({}),
+  };
+}
+
+/** primary: every layer is pulled in parallel, nothing is lazy; fallback: only images without an index. */
+export function parallelPullMode(cfg: Config): 'primary' | 'fallback' | undefined {
+  const p = cfg.pull_modes.parallel_pull_unpack;
+  return p.enable ? 'primary' : p.experimental_parallel_pull_as_fallback ? 'fallback' : undefined;
+}
+
+/** AWS's checks: a bounded daemon-wide limit must not be below the per-image one. */
+function checkParallelLimits(cfg: Config): void {
+  const p = cfg.pull_modes.parallel_pull_unpack;
+  const k = 'pull_modes.parallel_pull_unpack';
+  if (p.max_concurrent_downloads > 0 && p.max_concurrent_downloads_per_image > p.max_concurrent_downloads)
+    throw new SociError('ERR_USAGE', `config: ${k}.max_concurrent_downloads_per_image is above max_concurrent_downloads`);
+  if (p.max_concurrent_unpacks > 0 && p.max_concurrent_unpacks_per_image > p.max_concurrent_unpacks)
+    throw new SociError('ERR_USAGE', `config: ${k}.max_concurrent_unpacks_per_image is above max_concurrent_unpacks`);
 }
 
 /** metrics_network values: what Go's net.Listen takes for a stream listener, less what Node has not. */
@@ -209,6 +242,7 @@ export function parseConfig(text: string, source = 'config'): Config {
   fillZeros(cfg as unknown as Plain, defaults);
   normalizeMirrors(cfg);
   parseChunkSize(cfg.pull_modes.parallel_pull_unpack.concurrent_download_chunk_size);
+  checkParallelLimits(cfg);
   if (cfg.metrics_network === 'unixpacket')
     throw new SociError(
       'ERR_USAGE',

@@ -8,7 +8,7 @@ import { createServer as createNetServer, type Server as NetServer } from 'node:
 import type { Server as HttpServer } from 'node:http';
 import { dirname } from 'node:path';
 import { SociError } from '../errors.js';
-import type { Config } from './config.js';
+import { type Config, parallelPullMode } from './config.js';
 import { createHandlers, loadSnapshotsService } from './grpc-service.js';
 import { DeferringMounter, type LayerMounter, type LocalUnpacker } from './layer-mounter.js';
 import type { Logger } from './logger.js';
@@ -91,6 +91,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   await chmod(o.root, 0o700);
   if (!config.skip_check_snapshotter_supported) await checkOverlaySupported();
 
+  const parallelPull = parallelPullMode(config);
   const snapshotter = await Snapshotter.open({
     root: o.root,
     mounter: hooks.mounter ?? new DeferringMounter(),
@@ -99,6 +100,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     minLayerSize: config.snapshotter.min_layer_size,
     allowInvalidMountsOnRestart: config.snapshotter.allow_invalid_mounts_on_restart,
     indexOff: overlayNeedsIndexOff(),
+    ...(parallelPull ? { parallelPull } : {}),
   });
   try {
     // The hook (FUSE module) gets the first chance to release its mounts cleanly; anything

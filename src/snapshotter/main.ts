@@ -5,9 +5,10 @@
  */
 import { Command, CommanderError } from 'commander';
 import { realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { versionLine } from '../version.js';
-import { configReports, configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig } from './config.js';
+import { configReports, configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig, parallelPullSettings } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
 import { createLogger, flushLogs, type Logger } from './logger.js';
 
@@ -42,7 +43,8 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.
   if (!hooks.mounter) {
     const { SociLayerMounter, cleanupStaleSociMounts } = await import('./soci-mounter.js');
-    const { RegistryLocalUnpacker } = await import('./local-unpacker.js');
+    const { PullingUnpacker } = await import('./local-unpacker.js');
+    const { ImagePuller } = await import('../pull/index.js');
     let keychain: import('./cri-keychain.js').CriKeychain | undefined;
     if (config.cri_keychain.enable_keychain) {
       const { CriKeychain, addImageServiceProxy } = await import('./cri-keychain.js');
@@ -53,8 +55,19 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
       logger.info({ target }, 'serving the CRI image service proxy');
     }
     const mounter = new SociLayerMounter({ config, root: opts.root, logger, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
-    // Layers an index does not cover are fetched, diff_id-verified and unpacked by us.
-    const unpacker = hooks.unpacker ?? new RegistryLocalUnpacker((host) => mounter.clientFor(host), logger);
+    // Layers an index does not cover (and every layer in parallel pull mode) are fetched,
+    // digest- and diff_id-verified and unpacked by us.
+    const unpacker =
+      hooks.unpacker ??
+      new PullingUnpacker(
+        await ImagePuller.open({
+          stagingDir: join(opts.root, 'snapshotter', 'staging'),
+          contentDir: join(opts.root, 'content'),
+          clientFor: (host) => mounter.clientFor(host),
+          logger,
+          settings: parallelPullSettings(config),
+        }),
+      );
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };
   }
   const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks, configPath: path });

@@ -24,6 +24,12 @@ export interface SnapshotterOptions {
   minLayerSize?: number;
   allowInvalidMountsOnRestart?: boolean;
   indexOff?: boolean;
+  /**
+   * AWS's parallel pull and unpack: `primary` pulls every layer that way (nothing is lazy),
+   * `fallback` only the layers of images without an index (experimental_parallel_pull_as_fallback).
+   * Either way a failed parallel pull fails the Prepare instead of deferring to containerd.
+   */
+  parallelPull?: 'primary' | 'fallback';
 }
 
 export class Snapshotter {
@@ -132,7 +138,13 @@ export class Snapshotter {
         reason,
         cause: mode === 'lazy' ? '' : cause,
       });
-    if (minSize > 0 && Number.isFinite(size) && size < minSize) {
+    const parallel = this.o.parallelPull;
+    let pullImage = false;
+    if (parallel === 'primary') {
+      pullImage = true;
+      cause = 'parallel-pull';
+      deferReason = 'parallel pull and unpack is the primary pull mode';
+    } else if (minSize > 0 && Number.isFinite(size) && size < minSize) {
       tryLocal = true;
       cause = 'min-layer-size';
       deferReason = `layer size ${size} below min_layer_size ${minSize}`;
@@ -153,12 +165,32 @@ export class Snapshotter {
         log.warn({ 'remote-snapshot-prepared': 'false', reason, err: isSociError(e) ? e.code : undefined }, 'failed to prepare remote snapshot');
         deferReason = reason;
         cause = isSociError(e, 'ERR_NO_INDEX') ? 'no-index' : isSociError(e, 'ERR_NO_ZTOC') ? 'no-ztoc' : 'mount-failed';
-        if (!isSociError(e, 'ERR_NO_INDEX')) {
+        if (isSociError(e, 'ERR_NO_INDEX')) pullImage = parallel === 'fallback';
+        else {
           tryLocal = true;
           if (!isSociError(e, 'ERR_NO_ZTOC')) operationCount.inc({ operation_type: FUSE_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
         }
         if (await isMountPoint(fsDir)) await this.o.mounter.unmount(fsDir).catch(() => undefined);
       }
+    }
+    if (pullImage) {
+      const unpackImage = this.o.unpacker?.unpackImage?.bind(this.o.unpacker);
+      if (!unpackImage) throw new SnapshotError('internal', 'parallel pull and unpack: no unpacker configured');
+      try {
+        await unpackImage(fsDir, labels, ctx);
+      } catch (e) {
+        operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
+        log.warn({ 'local-snapshot-prepared': 'false', err: e instanceof Error ? e.message : String(e) }, 'parallel pull and unpack failed');
+        await this.remove(key).catch(() => undefined);
+        throw new SnapshotError(
+          'internal',
+          `parallel pull and unpack of layer ${labels[LABELS.layerDigest] ?? ''}: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
+      await this.commitPrepared(target, key, labels, false, log);
+      decide('local', deferReason);
+      log.info({ 'local-snapshot-prepared': 'true', target }, 'local snapshot successfully prepared');
+      throw alreadyExists(`target snapshot "${target}": already exists`);
     }
     if (tryLocal) {
       if (!this.o.unpacker) {

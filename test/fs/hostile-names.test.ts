@@ -22,7 +22,8 @@ import { mountsUnder } from '../../harness/containerd.js';
 import { isSociError } from '../../src/errors.js';
 import { LayerTree, unpackLayer } from '../../src/fs/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
-import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
+import { PullingUnpacker } from '../../src/snapshotter/local-unpacker.js';
+import { decompressTools, ImagePuller } from '../../src/pull/index.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
@@ -338,7 +339,23 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
   };
 
   // The snapshotter's local unpacker, into <world>/snapshots/10/fs.
-  const unpacker = new RegistryLocalUnpacker(() => client, silentLogger);
+  const unpacker = new PullingUnpacker(
+    await ImagePuller.open({
+      stagingDir: join(top, 'staging'),
+      contentDir: join(top, 'content'),
+      clientFor: () => client,
+      logger: silentLogger,
+      settings: {
+        maxConcurrentDownloads: -1,
+        maxConcurrentDownloadsPerImage: 3,
+        chunkSize: 0,
+        maxConcurrentUnpacks: -1,
+        maxConcurrentUnpacksPerImage: 1,
+        discardUnpackedLayers: true,
+        tools: decompressTools({}),
+      },
+    }),
+  );
   const w = world(join(top, 'world'));
   const localUnpack = (repo: string, img: { manifest: string }, layer: string) =>
     unpacker.unpack(

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { SociError } from '../../src/errors.js';
 import { unpackLayer, type UnpackCompression } from '../../src/fs/unpack.js';
-import { RegistryLocalUnpacker } from '../../src/snapshotter/local-unpacker.js';
+import { PullingUnpacker } from '../../src/snapshotter/local-unpacker.js';
+import { decompressTools, ImagePuller } from '../../src/pull/index.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { hasTool } from '../../harness/env.js';
@@ -134,33 +135,63 @@ function fakeClient(
   );
   const client = {
     getManifest: async () => ({ bytes: manifest, digest: digestOf(manifest), mediaType: 'application/vnd.oci.image.manifest.v1+json' }),
+    registry: '127.0.0.1:5000',
     fetchBlob: (_repo: string, digest: string) => (digest === layerDigest ? stream() : chunks(config)),
+    streamBlobRange: (_repo: string, digest: string) => (digest === layerDigest ? stream() : chunks(config)),
   } as unknown as RegistryClient;
   return { client, manifestDigest: digestOf(manifest), layerDigest };
 }
 
-test('RegistryLocalUnpacker: a layer download that fails rejects that unpack only, with a one-line error', async (t) => {
+/** The snapshotter's unpacker over `client`, with its staging and content dirs in a scratch dir. */
+async function unpackerFor(
+  t: { after: (fn: () => unknown) => void },
+  client: RegistryClient,
+): Promise<{ u: PullingUnpacker; leftovers: () => Promise<string[]> }> {
+  const top = await scratchDir(t);
+  const puller = await ImagePuller.open({
+    stagingDir: join(top, 'staging'),
+    contentDir: join(top, 'content'),
+    clientFor: () => client,
+    logger: silentLogger,
+    settings: {
+      maxConcurrentDownloads: -1,
+      maxConcurrentDownloadsPerImage: 3,
+      chunkSize: 0,
+      maxConcurrentUnpacks: -1,
+      maxConcurrentUnpacksPerImage: 1,
+      discardUnpackedLayers: true,
+      tools: decompressTools({}),
+    },
+  });
+  const leftovers = async () => [...(await readdir(join(top, 'staging'))), ...(await readdir(join(top, 'content', 'ingest')))];
+  return { u: new PullingUnpacker(puller), leftovers };
+}
+
+test('PullingUnpacker: a layer download that fails rejects that unpack only, with a one-line error', async (t) => {
   const gz = BLOBS.gzip;
   const cases: Array<[string, () => AsyncGenerator<Buffer>, RegExp]> = [
     ['404 before any byte', () => failing(gz, 0), /not found/],
     ['reset mid-body', () => failing(gz, 5000, new SociError('ERR_NETWORK', 'blob x: ECONNRESET after 9 attempts')), /ECONNRESET/],
-    ['corrupt gzip', () => chunks(Buffer.concat([gz.subarray(0, 40), pseudoRandom(4000, 3, 0)])), /gzip/],
+    ['corrupt gzip', () => chunks(Buffer.concat([gz.subarray(0, 40), pseudoRandom(4000, 3, 0), gz.subarray(4040)])), /gzip/],
+    ['short body', () => chunks(gz.subarray(0, 4000)), /fewer bytes than asked for/],
+    ['one wrong byte', () => chunks(Buffer.concat([gz.subarray(0, 9000), Buffer.from([gz[9000]! ^ 1]), gz.subarray(9001)])), /gzip|digest|crc/i],
   ];
   for (const [name, stream, re] of cases) {
     const { client, manifestDigest, layerDigest } = fakeClient(gz, digestOf(TAR), stream);
-    const u = new RegistryLocalUnpacker(() => client, silentLogger);
+    const { u, leftovers } = await unpackerFor(t, client);
     const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
     await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, re), name);
+    assert.deepEqual(await leftovers(), [], `${name}: nothing left in staging or ingest`);
   }
   // a wrong diff_id is caught after the stream
   const { client, manifestDigest, layerDigest } = fakeClient(gz, digestOf(Buffer.from('other')), () => chunks(gz));
-  const u = new RegistryLocalUnpacker(() => client, silentLogger);
+  const { u } = await unpackerFor(t, client);
   const labels = { [LABELS.imageRef]: '127.0.0.1:5000/r/x:v1', [LABELS.layerDigest]: layerDigest, [LABELS.manifestDigest]: manifestDigest };
   await assert.rejects(u.unpack(await scratchDir(t), [], labels, { namespace: 'default', key: 'k' }), (e) => assertOneLine(e, /does not match diff_id/));
   // and an intact one unpacks
   const good = fakeClient(gz, digestOf(TAR), () => chunks(gz));
   const dir = await scratchDir(t);
-  await new RegistryLocalUnpacker(() => good.client, silentLogger).unpack(
+  await (await unpackerFor(t, good.client)).u.unpack(
     dir,
     [],
     { ...labels, [LABELS.layerDigest]: good.layerDigest, [LABELS.manifestDigest]: good.manifestDigest },

@@ -1,0 +1,99 @@
+/**
+ * One layer, downloaded in chunks and unpacked as it arrives: chunked download (digest-checked in
+ * order) → decompressor → sha256 of the tar (checked against the config's diff_id) → the unpack
+ * worker, which applies it to `dir` in overlay lower-layer form, off the event loop. The unpack
+ * takes its permits (`unpacks`) before it starts; the download does not wait for them, it goes on
+ * to disk. Any failure throws a one-line SociError, and the caller discards `dir`.
+ */
+import { createHash } from 'node:crypto';
+import { rename, rm } from 'node:fs/promises';
+import type { Semaphore } from '../concurrency.js';
+import { SociError } from '../errors.js';
+import { decompress, unpackLayer, type UnpackStats } from '../fs/unpack.js';
+import { layerCompression } from '../oci/media-types.js';
+import type { RegistryClient } from '../registry/index.js';
+import { ChunkedDownload } from './chunked-download.js';
+import type { DecompressTools } from './decompressors.js';
+
+export interface LayerPullOptions {
+  client: RegistryClient;
+  repo: string;
+  layer: { digest: string; size: number; mediaType: string };
+  diffId: string;
+  /** the empty directory to unpack into */
+  dir: string;
+  /** a path for the download file, on the same filesystem as `keepAt` */
+  downloadFile: string;
+  chunkSize: number;
+  downloads: Semaphore[];
+  unpacks: Semaphore[];
+  tools: DecompressTools;
+  /** where the verified compressed blob is kept; undefined = it is discarded after the unpack */
+  keepAt?: string;
+  /** a download of this layer into `downloadFile` that was started before its descriptor was known */
+  download?: ChunkedDownload;
+  signal?: AbortSignal;
+}
+
+export interface LayerPullResult extends UnpackStats {
+  requests: number;
+}
+
+export async function pullLayer(o: LayerPullOptions): Promise<LayerPullResult> {
+  const comp = layerCompression(o.layer.mediaType);
+  if (comp !== 'gzip' && comp !== 'zstd' && comp !== 'uncompressed') {
+    await o.download?.discard();
+    throw new SociError('ERR_UNSUPPORTED', `layer ${o.layer.digest}: media type ${o.layer.mediaType} cannot be unpacked`);
+  }
+  const dl = o.download ?? startDownload(o);
+  const bytes = dl.bytes();
+  // The decoder may stop reading at the end of its stream; it must not close the download then,
+  // or the blob's digest would never be checked: it gets an iterator without return().
+  const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next: () => bytes.next() }) };
+  let kept = false;
+  try {
+    const hash = createHash('sha256');
+    const plain = decompress(source, comp, comp === 'uncompressed' ? undefined : o.tools[comp]);
+    const tapped = (async function* tap() {
+      for await (const chunk of plain) {
+        hash.update(chunk);
+        yield chunk;
+      }
+    })();
+    const stats = await runWithin(o.unpacks, () => unpackLayer(tapped, 'uncompressed', o.dir));
+    // The tar can end before the blob does (gzip trailer, tar padding): the blob's digest is only
+    // known once the download is read to its end.
+    while (!(await bytes.next()).done) {
+      /* the rest of the blob: gzip trailer, padding */
+    }
+    const got = `sha256:${hash.digest('hex')}`;
+    if (got !== o.diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${o.layer.digest}: uncompressed digest ${got} does not match diff_id ${o.diffId}`);
+    if (o.keepAt) {
+      await rename(o.downloadFile, o.keepAt);
+      kept = true;
+    }
+    return { ...stats, requests: dl.requests };
+  } finally {
+    await bytes.return(undefined).catch(() => undefined);
+    if (!kept) await rm(o.downloadFile, { force: true });
+  }
+}
+
+/** The chunked download of `o.layer` into `o.downloadFile`. */
+export function startDownload(o: Pick<LayerPullOptions, 'client' | 'repo' | 'layer' | 'downloadFile' | 'chunkSize' | 'downloads' | 'signal'>): ChunkedDownload {
+  return new ChunkedDownload({
+    client: o.client,
+    repo: o.repo,
+    digest: o.layer.digest,
+    size: o.layer.size,
+    chunkSize: o.chunkSize,
+    file: o.downloadFile,
+    limits: o.downloads,
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+}
+
+/** `fn` while holding a permit of every semaphore, taken in order. */
+function runWithin<T>(sems: Semaphore[], fn: () => Promise<T>): Promise<T> {
+  return sems.reduceRight<() => Promise<T>>((inner, s) => () => s.run(inner), fn)();
+}
