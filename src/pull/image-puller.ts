@@ -4,18 +4,22 @@
  * waiting for the last; on the first Prepare of an image, `image()` starts every layer from that
  * one to the top at once, each downloaded in chunks and unpacked into a staging dir of its own
  * (a lower layer in overlay form does not need its parents). Each Prepare then waits for its own
- * layer only and moves the staged dir into its snapshot. `layer()` is the same path for one layer
- * (a layer an index does not cover, beneath lazily loaded ones).
+ * layer only and moves the staged entries into its snapshot dir; the layer whose Prepare started
+ * the pull is unpacked straight into its snapshot dir. `layer()` is the same path for one layer
+ * (a layer an index does not cover, beneath lazily loaded ones). The snapshot dir itself is kept
+ * (only its contents and times change), so nothing beside it is touched.
  *
  * Bounds: downloads (chunk requests) per image and per daemon, unpacks per image and per daemon;
  * -1 (or 0) is unbounded. A staged layer nobody claims (containerd found it elsewhere, or the pull
  * was cancelled) is removed after STAGED_TTL_MS; the staging dir is emptied at start.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Semaphore } from '../concurrency.js';
 import { SociError } from '../errors.js';
+import type { UnpackStats } from '../fs/unpack.js';
+import { runCmd, sh } from '../host/index.js';
 import type { Logger } from '../logger.js';
 import { digestHex } from '../oci/digest.js';
 import { decodeManifest } from '../oci/types.js';
@@ -55,7 +59,9 @@ interface ImageMeta {
 
 interface Staged {
   dir: string;
-  done: Promise<void>;
+  /** unpacked straight into the snapshot dir: nothing to move, and the caller cleans it on failure */
+  direct: boolean;
+  done: Promise<UnpackStats>;
   timer?: NodeJS.Timeout;
 }
 
@@ -105,7 +111,7 @@ export class ImagePuller {
     if (!job.staged.has(t.layerDigest)) {
       for (let j = i; j < meta.layers.length; j++) {
         const d = meta.layers[j]!.digest;
-        if (!job.staged.has(d)) job.staged.set(d, this.stage(t, job, meta, j, j === i ? early : undefined));
+        if (!job.staged.has(d)) job.staged.set(d, j === i ? this.stage(t, job, meta, j, early, dir) : this.stage(t, job, meta, j));
       }
     } else await early?.download.discard();
     const staged = job.staged.get(t.layerDigest)!;
@@ -120,7 +126,7 @@ export class ImagePuller {
     const job = this.job(t);
     const early = this.earlyDownload(t, job);
     const { meta, i } = await this.find(t, job, early);
-    await this.claim(this.stage(t, job, meta, i, early), dir);
+    await this.claim(this.stage(t, job, meta, i, early, dir), dir);
     this.release(t.manifestDigest, job);
   }
 
@@ -188,10 +194,10 @@ export class ImagePuller {
     if (job.running === 0 && job.staged.size === 0 && this.jobs.get(manifestDigest) === job) this.jobs.delete(manifestDigest);
   }
 
-  /** Starts pulling layer `i` into a fresh staging dir. */
-  private stage(t: PullTarget, job: ImageJob, meta: ImageMeta, i: number, early?: { download: ChunkedDownload; file: string }): Staged {
+  /** Starts pulling layer `i` into `into` (an empty dir), or else a fresh staging dir. */
+  private stage(t: PullTarget, job: ImageJob, meta: ImageMeta, i: number, early?: { download: ChunkedDownload; file: string }, into?: string): Staged {
     const layer = meta.layers[i]!;
-    const dir = join(this.o.stagingDir, randomBytes(8).toString('hex'));
+    const dir = into ?? join(this.o.stagingDir, randomBytes(8).toString('hex'));
     const diffId = meta.diffIds[i];
     const started = Date.now();
     job.running++;
@@ -200,7 +206,7 @@ export class ImagePuller {
         await early?.download.discard();
         throw new SociError('ERR_INVALID_MANIFEST', `image config has no diff_id for layer ${i}`);
       }
-      await mkdir(dir, { mode: 0o755 });
+      if (!into) await mkdir(dir, { mode: 0o755 });
       const keepAt = this.o.settings.discardUnpackedLayers ? undefined : join(this.o.contentDir, 'blobs', 'sha256', digestHex(layer.digest));
       const stats = await pullLayer({
         client: this.o.clientFor(t.registry),
@@ -220,11 +226,12 @@ export class ImagePuller {
         { layer: layer.digest, entries: stats.entries, bytes: stats.bytes, requests: stats.requests, ms: Date.now() - started },
         'layer pulled and unpacked in parallel',
       );
+      return stats;
     })();
-    const staged: Staged = { dir, done };
+    const staged: Staged = { dir, direct: into !== undefined, done };
     done
       .catch(async () => {
-        await rm(dir, { recursive: true, force: true });
+        if (!into) await rm(dir, { recursive: true, force: true });
       })
       .finally(() => {
         job.running--;
@@ -242,17 +249,17 @@ export class ImagePuller {
     return staged;
   }
 
-  /** Waits for a staged layer and moves it to `dir` (an empty directory, replaced). */
+  /** Waits for a staged layer and moves its entries into `dir` (an empty directory). */
   private async claim(staged: Staged, dir: string): Promise<void> {
-    try {
+    if (staged.direct) {
       await staged.done;
-      await rmdir(dir).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
-      });
-      await rename(staged.dir, dir);
-    } catch (e) {
+      return;
+    }
+    try {
+      const stats = await staged.done;
+      await moveInto(staged.dir, dir, stats.opaqueDirs > 0);
+    } finally {
       await rm(staged.dir, { recursive: true, force: true });
-      throw e;
     }
   }
 
@@ -270,4 +277,18 @@ export class ImagePuller {
     }
     return { layers: manifest.layers, diffIds: config.rootfs?.diff_ids ?? [] };
   }
+}
+
+const OPAQUE = 'trusted.overlay.opaque';
+
+/**
+ * Moves the entries of `from` into the empty dir `to`, then gives `to` the times of `from` (a
+ * layer's `./` entry) and its opaque marker (`.wh..wh..opq` at the layer's top), all the layer
+ * can set on its root. `opaque`: whether the layer had any opaque marker at all (else no check).
+ */
+async function moveInto(from: string, to: string, opaque: boolean): Promise<void> {
+  for (const name of await readdir(from)) await rename(join(from, name), join(to, name));
+  if (opaque && (await runCmd('getfattr', ['-h', '--absolute-names', '-n', OPAQUE, from])).code === 0) await sh('setfattr', ['-h', '-n', OPAQUE, '-v', 'y', to]);
+  const st = await lstat(from);
+  await utimes(to, st.atime, st.mtime);
 }
