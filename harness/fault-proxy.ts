@@ -51,6 +51,9 @@ export interface ProxiedRequest {
   path: string;
   headers: IncomingHttpHeaders;
   fault?: Fault['kind'];
+  /** when the request arrived and when its response ended or broke (ms since the epoch), to check concurrency */
+  start: number;
+  end?: number;
 }
 
 export interface FaultProxy {
@@ -81,7 +84,11 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
     const rule = rules.find((r) => r.left > 0 && matches(r, method, path));
     if (rule) rule.left--;
     const fault = rule?.fault;
-    requests.push({ method, path, headers: { ...req.headers }, ...(fault ? { fault: fault.kind } : {}) });
+    const entry: ProxiedRequest = { method, path, headers: { ...req.headers }, ...(fault ? { fault: fault.kind } : {}), start: Date.now() };
+    requests.push(entry);
+    res.on('close', () => {
+      entry.end = Date.now();
+    });
 
     if (fault?.kind === 'status') {
       req.resume();

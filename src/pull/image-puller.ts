@@ -288,7 +288,8 @@ const OPAQUE = 'trusted.overlay.opaque';
  */
 async function moveInto(from: string, to: string, opaque: boolean): Promise<void> {
   for (const name of await readdir(from)) await rename(join(from, name), join(to, name));
-  if (opaque && (await runCmd('getfattr', ['-h', '--absolute-names', '-n', OPAQUE, from])).code === 0) await sh('setfattr', ['-h', '-n', OPAQUE, '-v', 'y', to]);
+  if (opaque && (await runCmd('getfattr', ['-h', '--absolute-names', '-n', OPAQUE, from])).code === 0)
+    await sh('setfattr', ['-h', '-n', OPAQUE, '-v', 'y', to]);
   const st = await lstat(from);
   await utimes(to, st.atime, st.mtime);
 }
