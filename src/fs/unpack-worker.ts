@@ -1,7 +1,8 @@
 /**
  * The worker side of local unpack (./unpack.ts): applies an uncompressed layer tar to a directory in
  * the form overlayfs expects for a lower layer: `.wh.X` → char device 0:0 named X, `.wh..wh..opq` →
- * xattr trusted.overlay.opaque=y on its dir. Names are cleaned and classified by ../ztoc/names.ts
+ * xattr trusted.overlay.opaque=y on its dir, as containerd's unpack makes them (the device has mode
+ * 0000 and the whiteout entry's owner). Names are cleaned and classified by ../ztoc/names.ts
  * `layerName`, the same function the FUSE tree uses, and never escape the root: an invalid whiteout
  * (`.wh.`, `.wh..`, `.wh...`) fails the layer with ERR_BAD_TAR, as does a symlink or file on the way
  * to an entry, a whiteout, an opaque marker or a hardlink's target (checked before every create); a
@@ -34,7 +35,7 @@ import { SociError } from '../errors.js';
 import { postError, workerInput } from '../worker-pipe.js';
 import { TarWalker, layerName, quoteName, type FileMetadata } from '../ztoc/index.js';
 import { parseModTime } from '../ztoc/mod-time.js';
-import type { UnpackStats } from './unpack.js';
+import type { ImpliedDir, UnpackStats } from './unpack.js';
 
 const ROOT_UID = 0;
 const ROOT_GID = 0;
@@ -77,7 +78,9 @@ interface Open {
 
 class Unpacker {
   readonly queue: FileMetadata[] = [];
-  readonly stats: ApplyStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0, skipped: 0 };
+  readonly stats: ApplyStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0, skipped: 0, impliedDirs: [] };
+  /** dirs created only because an entry lies under them, by cleaned relative path */
+  private readonly implied = new Map<string, ImpliedDir>();
   private current: Open | null = null;
   private readonly dirTimes: Array<{ path: string; rel: string; e: FileMetadata }> = [];
   private readonly safeDirs = new Set<string>(['']);
@@ -118,6 +121,7 @@ class Unpacker {
 
   finish(): void {
     if (this.current) throw new SociError('ERR_BAD_TAR', 'layer ended inside a file');
+    this.stats.impliedDirs = [...this.implied.values()];
     // Directory times last: creating children changed them.
     for (const { path, rel, e } of this.dirTimes.reverse()) {
       // A dir removed or replaced since (by a whiteout, a file or a symlink) keeps no times of its own.
@@ -164,7 +168,9 @@ class Unpacker {
       const target = this.inside(join(parent, fsName(name.target)), name.path);
       removePath(target);
       this.forgetDirs(name.parent === '' ? name.target : `${name.parent}/${name.target}`);
-      run('mknod', [target, 'c', '0', '0']);
+      run('mknod', ['-m', '0', target, 'c', '0', '0']);
+      if (e.uid !== ROOT_UID || e.gid !== ROOT_GID) lchownSync(target, e.uid, e.gid);
+      this.childCreated(name.parent);
       this.created.add(target);
       this.whiteoutDevs.add(target);
       this.stats.whiteouts++;
@@ -172,6 +178,7 @@ class Unpacker {
     }
     const rel = name.path;
     const path = this.inside(join(parent, fsName(name.base)), rel);
+    this.childCreated(name.parent);
     // The root starts empty: only a path this layer already created can exist (tar may repeat names).
     const existing = this.created.has(path) ? (lstatSync(path, { throwIfNoEntry: false }) ?? null) : null;
     this.created.add(path);
@@ -180,6 +187,7 @@ class Unpacker {
       if (existing && !existing.isDirectory()) removePath(path);
       if (!existing?.isDirectory()) mkdirSync(path);
       this.safeDirs.add(rel);
+      this.implied.delete(rel); // listed after all: its own header gives its attributes
       this.meta(path, e);
       this.dirTimes.push({ path, rel, e });
       return;
@@ -231,6 +239,13 @@ class Unpacker {
     // Every known dir's parents are known too: when `rel` is not, nothing under it is.
     if (!this.safeDirs.has(rel)) return;
     for (const d of this.safeDirs) if (d === rel || d.startsWith(`${rel}/`)) this.safeDirs.delete(d);
+    for (const d of this.implied.keys()) if (d === rel || d.startsWith(`${rel}/`)) this.implied.delete(d);
+  }
+
+  /** Something was created in the dir `rel` (cleaned, relative): an implied dir's times are now the unpack's. */
+  private childCreated(rel: string): void {
+    const d = this.implied.get(rel);
+    if (d) d.childCreated = true;
   }
 
   /** Owner, mode, xattrs and times of a created entry (lchown before chmod: chown clears suid). */
@@ -284,6 +299,8 @@ class Unpacker {
         if (!create) return null;
         mkdirSync(cur, { mode: 0o755 });
         this.created.add(cur);
+        this.childCreated(curRel.includes('/') ? curRel.slice(0, curRel.lastIndexOf('/')) : '');
+        this.implied.set(curRel, { path: fsName(curRel), childCreated: false });
       } else if (!st.isDirectory()) {
         throw new SociError('ERR_BAD_TAR', `layer path ${quoteName(curRel)} is not a directory (a symlink or file is in the way)`);
       }

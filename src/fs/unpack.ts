@@ -23,6 +23,18 @@ export interface UnpackStats {
   bytes: number;
   whiteouts: number;
   opaqueDirs: number;
+  /**
+   * Directories the layer implies (a parent of an entry) but does not list, relative to the root,
+   * parents first; `childCreated`: whether anything was created in it (else only an opaque marker
+   * touched it). containerd gives such a dir the attributes of the same dir in a parent layer:
+   * ./implied-dirs.ts does the same once the parents are known.
+   */
+  impliedDirs: ImpliedDir[];
+}
+
+export interface ImpliedDir {
+  path: string;
+  childCreated: boolean;
 }
 
 /** An external decompressor: an absolute path and its arguments; it reads stdin, writes stdout. */

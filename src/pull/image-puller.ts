@@ -18,6 +18,7 @@ import { lstat, mkdir, readdir, rename, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Semaphore } from '../concurrency.js';
 import { SociError } from '../errors.js';
+import { inheritImpliedDirs } from '../fs/implied-dirs.js';
 import type { UnpackStats } from '../fs/unpack.js';
 import { runCmd, sh } from '../host/index.js';
 import type { Logger } from '../logger.js';
@@ -103,31 +104,40 @@ export class ImagePuller {
     return new ImagePuller(o);
   }
 
-  /** Pulls `t`'s layer and the image's layers above it at once; resolves when `t`'s layer is in `dir`. */
-  async image(t: PullTarget, dir: string): Promise<void> {
+  /**
+   * Pulls `t`'s layer and the image's layers above it at once; resolves when `t`'s layer is in
+   * `dir`. `parents`: the layer's parent snapshot dirs, nearest first (see inheritImpliedDirs).
+   */
+  async image(t: PullTarget, dir: string, parents: readonly string[] = []): Promise<void> {
     const job = this.job(t);
-    const early = job.staged.has(t.layerDigest) ? undefined : this.earlyDownload(t, job);
-    const { meta, i } = await this.find(t, job, early);
-    if (!job.staged.has(t.layerDigest)) {
-      for (let j = i; j < meta.layers.length; j++) {
-        const d = meta.layers[j]!.digest;
-        if (!job.staged.has(d)) job.staged.set(d, j === i ? this.stage(t, job, meta, j, early, dir) : this.stage(t, job, meta, j));
-      }
-    } else await early?.download.discard();
-    const staged = job.staged.get(t.layerDigest)!;
-    job.staged.delete(t.layerDigest);
-    clearTimeout(staged.timer);
-    await this.claim(staged, dir);
-    this.release(t.manifestDigest, job);
+    try {
+      const early = job.staged.has(t.layerDigest) ? undefined : this.earlyDownload(t, job);
+      const { meta, i } = await this.find(t, job, early);
+      if (!job.staged.has(t.layerDigest)) {
+        for (let j = i; j < meta.layers.length; j++) {
+          const d = meta.layers[j]!.digest;
+          if (!job.staged.has(d)) job.staged.set(d, j === i ? this.stage(t, job, meta, j, early, dir) : this.stage(t, job, meta, j));
+        }
+      } else await early?.download.discard();
+      const staged = job.staged.get(t.layerDigest)!;
+      job.staged.delete(t.layerDigest);
+      clearTimeout(staged.timer);
+      await this.claim(staged, dir, parents);
+    } finally {
+      this.release(t.manifestDigest, job); // failed or not
+    }
   }
 
   /** Pulls one layer of the image into `dir`, with the image's and the daemon's bounds. */
-  async layer(t: PullTarget, dir: string): Promise<void> {
+  async layer(t: PullTarget, dir: string, parents: readonly string[] = []): Promise<void> {
     const job = this.job(t);
-    const early = this.earlyDownload(t, job);
-    const { meta, i } = await this.find(t, job, early);
-    await this.claim(this.stage(t, job, meta, i, early, dir), dir);
-    this.release(t.manifestDigest, job);
+    try {
+      const early = this.earlyDownload(t, job);
+      const { meta, i } = await this.find(t, job, early);
+      await this.claim(this.stage(t, job, meta, i, early, dir), dir, parents);
+    } finally {
+      this.release(t.manifestDigest, job); // failed or not
+    }
   }
 
   /**
@@ -244,23 +254,26 @@ export class ImagePuller {
             this.release(t.manifestDigest, job);
           }, STAGED_TTL_MS);
           staged.timer.unref();
-        }
+        } else this.release(t.manifestDigest, job); // the claim that failed on it may have run first, with this pull still counted
       });
     return staged;
   }
 
-  /** Waits for a staged layer and moves its entries into `dir` (an empty directory). */
-  private async claim(staged: Staged, dir: string): Promise<void> {
-    if (staged.direct) {
-      await staged.done;
-      return;
-    }
-    try {
-      const stats = await staged.done;
-      await moveInto(staged.dir, dir, stats.opaqueDirs > 0);
-    } finally {
-      await rm(staged.dir, { recursive: true, force: true });
-    }
+  /**
+   * Waits for a staged layer, moves its entries into `dir` (an empty directory) and gives its
+   * implied dirs their parents' attributes.
+   */
+  private async claim(staged: Staged, dir: string, parents: readonly string[]): Promise<void> {
+    let stats: UnpackStats;
+    if (staged.direct) stats = await staged.done;
+    else
+      try {
+        stats = await staged.done;
+        await moveInto(staged.dir, dir, stats.opaqueDirs > 0);
+      } finally {
+        await rm(staged.dir, { recursive: true, force: true });
+      }
+    await inheritImpliedDirs(dir, stats.impliedDirs, parents);
   }
 
   /** The manifest's layers and the config's diff_ids, both digest-verified by the client. */

@@ -44,7 +44,7 @@ export interface LocalUnpacker {
    * Optional, for parallel pull and unpack: the same for a layer of an image none of whose layers
    * is lazy, which may start the image's other layers at once (they are claimed by their own calls).
    */
-  unpackImage?(dir: string, labels: Record<string, string>, ctx: MountContext): Promise<void>;
+  unpackImage?(dir: string, parentDirs: string[], labels: Record<string, string>, ctx: MountContext): Promise<void>;
 }
 
 /** Default until the FUSE layer lands: no image has an index, so every layer defers. */

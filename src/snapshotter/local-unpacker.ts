@@ -13,13 +13,13 @@ import { LABELS } from './labels.js';
 export class PullingUnpacker implements LocalUnpacker {
   constructor(private readonly puller: ImagePuller) {}
 
-  // A lower layer in overlay form needs neither its parents nor the namespace.
-  unpack(dir: string, _parentDirs: string[], labels: Record<string, string>, _ctx?: MountContext): Promise<void> {
-    return this.puller.layer(target(labels), dir);
+  // A lower layer in overlay form needs its parents only for the dirs it implies without listing.
+  unpack(dir: string, parentDirs: string[], labels: Record<string, string>, _ctx?: MountContext): Promise<void> {
+    return this.puller.layer(target(labels), dir, parentDirs);
   }
 
-  unpackImage(dir: string, labels: Record<string, string>, _ctx?: MountContext): Promise<void> {
-    return this.puller.image(target(labels), dir);
+  unpackImage(dir: string, parentDirs: string[], labels: Record<string, string>, _ctx?: MountContext): Promise<void> {
+    return this.puller.image(target(labels), dir, parentDirs);
   }
 }
 

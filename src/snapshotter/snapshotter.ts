@@ -177,7 +177,12 @@ export class Snapshotter {
       const unpackImage = this.o.unpacker?.unpackImage?.bind(this.o.unpacker);
       if (!unpackImage) throw new SnapshotError('internal', 'parallel pull and unpack: no unpacker configured');
       try {
-        await unpackImage(fsDir, labels, ctx);
+        await unpackImage(
+          fsDir,
+          s.parentIds.map((id) => this.upperPath(id)),
+          labels,
+          ctx,
+        );
       } catch (e) {
         operationCount.inc({ operation_type: LOCAL_MOUNT_FAILURE_COUNT, layer: labels[LABELS.layerDigest] ?? '' });
         log.warn({ 'local-snapshot-prepared': 'false', err: e instanceof Error ? e.message : String(e) }, 'parallel pull and unpack failed');
