@@ -4,9 +4,10 @@
  * Exports:
  *   startFaultProxy(t, upstream 'host:port') → FaultProxy
  *   FaultProxy: { host '127.0.0.1:PORT', url, requests, add(rule), clear(), count(method?, path?), stop() }
- *     requests: every request seen {method, path, headers, fault?}
- *     add({method?, path?: RegExp | string (substring), times? (default 1), fault}) — the first
- *       matching rule with times left applies to a request; faults:
+ *     requests: every request seen {method, path, headers, fault?, start, end?, lastByte?, bytes}
+ *     add({method?, path?: RegExp | string (substring), headers?: {name: RegExp | string}, times?
+ *       (default 1), fault}) — the first matching rule with times left applies to a request (headers:
+ *       every named request header must match, e.g. {range: /^bytes=65536-/} for one chunk); faults:
  *       {kind: 'status', status, retryAfter?, headers?, body?}  answer directly (500/503 bursts,
  *                                                429 + Retry-After, or a canned response)
  *       {kind: 'reset', afterBytes}              forward, send afterBytes of the body, destroy the socket
@@ -42,6 +43,8 @@ type Forwarded = Exclude<Fault, { kind: 'hold' | 'status' | 'redirect' | 'dropRa
 export interface FaultRule {
   method?: string;
   path?: RegExp | string;
+  /** request headers (lower-case names) that must all match: a substring or a RegExp */
+  headers?: Record<string, RegExp | string>;
   times?: number;
   fault: Fault;
 }
@@ -54,6 +57,15 @@ export interface ProxiedRequest {
   /** when the request arrived and when its response ended or broke (ms since the epoch), to check concurrency */
   start: number;
   end?: number;
+  /**
+   * when the last body byte was written to the client (ms since the epoch). A client that waits for
+   * a response's last byte before it sends its next request makes that request arrive at or after
+   * this time, while `end` can come later (the upstream's end, the close): [start, lastByte) is
+   * the span to count overlaps with.
+   */
+  lastByte?: number;
+  /** body bytes written to the client */
+  bytes: number;
 }
 
 export interface FaultProxy {
@@ -66,8 +78,18 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
-function matches(rule: { method?: string; path?: RegExp | string }, method: string, path: string): boolean {
+function matches(
+  rule: { method?: string; path?: RegExp | string; headers?: FaultRule['headers'] },
+  method: string,
+  path: string,
+  headers: IncomingHttpHeaders = {},
+): boolean {
   if (rule.method && rule.method !== method) return false;
+  for (const [name, want] of Object.entries(rule.headers ?? {})) {
+    const v = headers[name];
+    const got = Array.isArray(v) ? v.join(', ') : v;
+    if (got === undefined || !(typeof want === 'string' ? got.includes(want) : want.test(got))) return false;
+  }
   if (rule.path === undefined) return true;
   return typeof rule.path === 'string' ? path.includes(rule.path) : rule.path.test(path);
 }
@@ -81,11 +103,27 @@ export async function startFaultProxy(t: { after: (fn: () => unknown) => void },
   const server: Server = createServer((req, res) => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const rule = rules.find((r) => r.left > 0 && matches(r, method, path));
+    const rule = rules.find((r) => r.left > 0 && matches(r, method, path, req.headers));
     if (rule) rule.left--;
     const fault = rule?.fault;
-    const entry: ProxiedRequest = { method, path, headers: { ...req.headers }, ...(fault ? { fault: fault.kind } : {}), start: Date.now() };
+    const entry: ProxiedRequest = { method, path, headers: { ...req.headers }, ...(fault ? { fault: fault.kind } : {}), start: Date.now(), bytes: 0 };
     requests.push(entry);
+    // Every body byte goes through write() or end() (pipe() included): count them there.
+    const sent = (chunk: unknown) => {
+      if (typeof chunk === 'string' || chunk instanceof Uint8Array) {
+        entry.bytes += Buffer.byteLength(chunk);
+        entry.lastByte = Date.now();
+      }
+    };
+    const [write, end] = [res.write.bind(res), res.end.bind(res)];
+    res.write = ((chunk: unknown, ...rest: unknown[]) => {
+      sent(chunk);
+      return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof res.write;
+    res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+      if (typeof chunk !== 'function') sent(chunk);
+      return (end as (...a: unknown[]) => typeof res)(chunk, ...rest);
+    }) as typeof res.end;
     res.on('close', () => {
       entry.end = Date.now();
     });

@@ -47,9 +47,16 @@ export async function pullLayer(o: LayerPullOptions): Promise<LayerPullResult> {
   }
   const dl = o.download ?? startDownload(o);
   const bytes = dl.bytes();
+  // The download's own failure (registry, digest), as the blob's reader saw it.
+  let blobError: unknown;
+  const next = () =>
+    bytes.next().catch((e: unknown) => {
+      blobError ??= e;
+      throw e;
+    });
   // The decoder may stop reading at the end of its stream; it must not close the download then,
   // or the blob's digest would never be checked: it gets an iterator without return().
-  const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next: () => bytes.next() }) };
+  const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next }) };
   let kept = false;
   try {
     const hash = createHash('sha256');
@@ -63,7 +70,7 @@ export async function pullLayer(o: LayerPullOptions): Promise<LayerPullResult> {
     const stats = await runWithin(o.unpacks, () => unpackLayer(tapped, 'uncompressed', o.dir));
     // The tar can end before the blob does (gzip trailer, tar padding): the blob's digest is only
     // known once the download is read to its end.
-    while (!(await bytes.next()).done) {
+    while (!(await next()).done) {
       /* the rest of the blob: gzip trailer, padding */
     }
     const got = `sha256:${hash.digest('hex')}`;
@@ -73,6 +80,21 @@ export async function pullLayer(o: LayerPullOptions): Promise<LayerPullResult> {
       kept = true;
     }
     return { ...stats, requests: dl.requests };
+  } catch (e) {
+    // A byte changed or lost on the way makes the decoder (a gzip CRC, a bad block), the tar
+    // reader or the diff_id check fail before the blob's digest is known, with a message that
+    // blames the image; whichever noticed first is a race. The rest of the blob is on its way to
+    // disk regardless: read it to its end, and a blob that is not what the manifest names is the
+    // error to report, every time.
+    if (blobError === undefined)
+      try {
+        while (!(await next()).done) {
+          /* the rest of the blob, hashed */
+        }
+      } catch {
+        /* kept in blobError */
+      }
+    throw blobError ?? e;
   } finally {
     await bytes.return(undefined).catch(() => undefined);
     if (!kept) await rm(o.downloadFile, { force: true });

@@ -172,7 +172,7 @@ test('PullingUnpacker: a layer download that fails rejects that unpack only, wit
   const cases: Array<[string, () => AsyncGenerator<Buffer>, RegExp]> = [
     ['404 before any byte', () => failing(gz, 0), /not found/],
     ['reset mid-body', () => failing(gz, 5000, new SociError('ERR_NETWORK', 'blob x: ECONNRESET after 9 attempts')), /ECONNRESET/],
-    ['corrupt gzip', () => chunks(Buffer.concat([gz.subarray(0, 40), pseudoRandom(4000, 3, 0), gz.subarray(4040)])), /gzip/],
+    ['corrupt gzip', () => chunks(Buffer.concat([gz.subarray(0, 40), pseudoRandom(4000, 3, 0), gz.subarray(4040)])), /gzip|digest/],
     ['short body', () => chunks(gz.subarray(0, 4000)), /fewer bytes than asked for/],
     ['one wrong byte', () => chunks(Buffer.concat([gz.subarray(0, 9000), Buffer.from([gz[9000]! ^ 1]), gz.subarray(9001)])), /gzip|digest|crc/i],
   ];
