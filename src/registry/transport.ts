@@ -124,7 +124,7 @@ export class Transport {
     const ca = opts.ca === undefined ? undefined : [...rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])];
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
-      connections: opts.connections ?? 8,
+      connections: opts.connections === 0 ? null : (opts.connections ?? 8),
       connect: {
         rejectUnauthorized: !opts.insecure,
         ...(ca ? { ca } : {}),

@@ -84,7 +84,7 @@ export interface RegistryClientOptions {
   maxManifestBytes?: number;
   /** chunk size for chunked (PATCH) uploads, and the size above which Buffers are uploaded in chunks (default 16 MiB) */
   chunkSize?: number;
-  /** connections per origin (default 8) */
+  /** connections per origin (default 8; 0 = no cap, as Go's http.Transport) */
   connections?: number;
   userAgent?: string;
   /** one debug line per HTTP round trip (method, redacted URL, status, time) */

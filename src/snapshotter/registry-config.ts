@@ -6,15 +6,16 @@
  *  - [blob] max_retries, min_wait_msec and max_wait_msec replace [http]'s for the layers' Range reads;
  *  - a mirror's request_timeout_sec replaces RequestTimeoutMsec for that mirror (negative = none);
  *  - [resolver] auth_client_ttl_sec: credentials and tokens are resolved again once this old
- *    (negative = never).
+ *    (negative = never);
+ *  - in parallel pull mode, connections per host follow max_concurrent_downloads.
  */
 import type { RegistryHostsOptions } from '../registry/hosts.js';
 import type { RetryOptions } from '../registry/types.js';
-import type { Config } from './config.js';
+import { parallelPullMode, type Config } from './config.js';
 
 export type DaemonRegistryOptions = Pick<
   RegistryHostsOptions,
-  'retry' | 'blobRetry' | 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs' | 'requestTimeoutMs' | 'requestTimeoutByHost' | 'authTtlMs'
+  'retry' | 'blobRetry' | 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs' | 'requestTimeoutMs' | 'requestTimeoutByHost' | 'authTtlMs' | 'connections'
 >;
 
 /** Backoff doubles from `min`; one wait is never longer than 30 s, whatever `max` says (a reader waits on it). */
@@ -41,5 +42,16 @@ export function daemonRegistryOptions(config: Config): DaemonRegistryOptions {
     requestTimeoutMs: Math.max(0, http.RequestTimeoutMsec),
     requestTimeoutByHost: byHost,
     authTtlMs: Math.max(0, config.resolver.auth_client_ttl_sec * 1000),
+    ...(parallelPullMode(config) ? { connections: pullConnections(config) } : {}),
   };
+}
+
+/**
+ * Connections per registry host when the daemon pulls whole layers: enough for every chunk request
+ * `max_concurrent_downloads` allows (0, no cap, when it is unbounded, as AWS's Go transport), and
+ * never fewer than the default 8 that lazy reads share.
+ */
+function pullConnections(config: Config): number {
+  const max = config.pull_modes.parallel_pull_unpack.max_concurrent_downloads;
+  return max > 0 ? Math.max(8, max) : 0;
 }

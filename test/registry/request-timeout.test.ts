@@ -133,3 +133,11 @@ test('a mirror with no request timeout (request_timeout_sec < 0) waits for a slo
   t.after(() => hosts.close());
   assert.equal((await hosts.get(s.host).fetchBlobRange('slow/r', DIGEST, 0, 8)).toString(), '01234567');
 });
+
+test('parallel pull mode: connections per registry follow max_concurrent_downloads (0 = no cap), else the default', () => {
+  const conns = (toml: string) => daemonRegistryOptions(parseConfig(toml)).connections;
+  assert.equal(conns(''), undefined, 'lazy loading only: the client default (8)');
+  assert.equal(conns('[pull_modes.parallel_pull_unpack]\nenable = true\nmax_concurrent_downloads = 20\n'), 20);
+  assert.equal(conns('[pull_modes.parallel_pull_unpack]\nenable = true\nmax_concurrent_downloads = 4\n'), 8, 'never fewer than lazy reads share');
+  assert.equal(conns('[pull_modes.parallel_pull_unpack]\nexperimental_parallel_pull_as_fallback = true\n'), 0, 'unbounded downloads: no cap');
+});
