@@ -104,41 +104,59 @@ export class ContentService {
 
   /** Writes bytes that must hash to `digest`, with labels; an existing blob only gets the labels. */
   async put(bytes: Buffer, digest: string, labels: Record<string, string> = {}): Promise<void> {
+    return this.putStream(split(bytes), bytes.length, digest, labels);
+  }
+
+  /**
+   * The same for `size` bytes streamed from `source` (a layer blob read from disk): written as it
+   * is read, waiting for the stream to drain, so memory holds a chunk or two, never the blob.
+   */
+  async putStream(source: AsyncIterable<Buffer> | Iterable<Buffer>, size: number, digest: string, labels: Record<string, string> = {}): Promise<void> {
     if (await this.stat(digest)) return this.label(digest, labels);
     try {
-      await this.write(bytes, digest, labels);
+      await this.write(source, size, digest, labels);
     } catch (e) {
       if (!isSociError(e, 'ERR_ALREADY_EXISTS')) throw e;
       await this.label(digest, labels);
     }
   }
 
-  private write(bytes: Buffer, digest: string, labels: Record<string, string>): Promise<void> {
+  private async write(source: AsyncIterable<Buffer> | Iterable<Buffer>, size: number, digest: string, labels: Record<string, string>): Promise<void> {
     const ref = `soci-${digest.replace(':', '-')}-${randomBytes(6).toString('hex')}`;
     const call = this.c.stub('content').Write!(this.c.metadata(), this.c.callOptions()) as grpc.ClientDuplexStream<Record<string, unknown>, { action: string }>;
-    return new Promise<void>((resolve, reject) => {
-      let done = false;
-      const finish = (e?: unknown) => {
-        if (done) return;
-        done = true;
-        if (e) {
-          call.cancel();
-          reject(e);
-        } else {
-          call.end();
-          resolve();
-        }
-      };
+    let failed: unknown;
+    const committed = new Promise<void>((resolve, reject) => {
       call.on('data', (m: { action: string }) => {
-        if (m.action === 'COMMIT') finish();
+        if (m.action === 'COMMIT') resolve();
       });
-      call.on('error', (e: grpc.ServiceError) => finish(this.c.error(e, 'content.Write')));
-      call.on('end', () => finish(new SociError('ERR_CONTAINERD', `containerd closed the write of ${digest} before it was committed`)));
-      const total = String(bytes.length);
-      for (let off = 0; off < bytes.length; off += CHUNK) {
-        call.write({ action: 'WRITE', ref, total, expected: digest, offset: String(off), data: bytes.subarray(off, off + CHUNK) });
-      }
-      call.write({ action: 'COMMIT', ref, total, expected: digest, offset: String(bytes.length), labels });
+      call.on('error', (e: grpc.ServiceError) => reject(this.c.error(e, 'content.Write')));
+      call.on('end', () => reject(new SociError('ERR_CONTAINERD', `containerd closed the write of ${digest} before it was committed`)));
     });
+    committed.catch((e: unknown) => {
+      failed ??= e;
+    });
+    try {
+      const total = String(size);
+      let offset = 0;
+      for await (const data of source) {
+        if (failed !== undefined) throw failed;
+        for (const piece of split(data)) {
+          if (!call.write({ action: 'WRITE', ref, total, expected: digest, offset: String(offset), data: piece }))
+            await Promise.race([new Promise<void>((r) => call.once('drain', r)), committed]); // an error ends the wait too
+          offset += piece.length;
+        }
+      }
+      call.write({ action: 'COMMIT', ref, total, expected: digest, offset: String(offset), labels });
+      await committed;
+      call.end();
+    } catch (e) {
+      call.cancel();
+      throw failed ?? e;
+    }
   }
+}
+
+/** A buffer in WRITE-sized pieces (containerd takes at most a few MiB per message). */
+function* split(b: Buffer): Generator<Buffer> {
+  for (let off = 0; off < b.length; off += CHUNK) yield b.subarray(off, off + CHUNK);
 }

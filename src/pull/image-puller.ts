@@ -27,7 +27,7 @@ import { decodeManifest } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { DecompressTools } from './decompressors.js';
 import type { ChunkedDownload } from './chunked-download.js';
-import { pullLayer, startDownload } from './layer-pull.js';
+import { pullLayer, startDownload, type KeepBlob } from './layer-pull.js';
 
 export interface ParallelPullSettings {
   maxConcurrentDownloads: number;
@@ -36,7 +36,7 @@ export interface ParallelPullSettings {
   chunkSize: number;
   maxConcurrentUnpacks: number;
   maxConcurrentUnpacksPerImage: number;
-  /** drop the compressed blob after its unpack instead of keeping it in the content store */
+  /** drop the compressed blob after its unpack instead of keeping it (ImagePullerOptions.keep) */
   discardUnpackedLayers: boolean;
   tools: DecompressTools;
 }
@@ -48,6 +48,8 @@ export interface PullTarget {
   layerDigest: string;
   /** the compressed size, when the caller knows it: the download then starts before the manifest is read */
   size?: number;
+  /** containerd's namespace of the pull (where a kept blob goes) */
+  namespace?: string;
 }
 
 /** How long an unclaimed staged layer is kept. */
@@ -84,6 +86,11 @@ export interface ImagePullerOptions {
   clientFor: (registry: string) => RegistryClient;
   logger: Logger;
   settings: ParallelPullSettings;
+  /**
+   * Where a blob goes when `discardUnpackedLayers` is false (the daemon: containerd's content store,
+   * in the pull's namespace); without it, `contentDir`'s `blobs/sha256`.
+   */
+  keep?: (file: string, layer: { digest: string; size: number; mediaType: string }, namespace: string | undefined) => Promise<void>;
 }
 
 export class ImagePuller {
@@ -217,7 +224,7 @@ export class ImagePuller {
         throw new SociError('ERR_INVALID_MANIFEST', `image config has no diff_id for layer ${i}`);
       }
       if (!into) await mkdir(dir, { mode: 0o755 });
-      const keepAt = this.o.settings.discardUnpackedLayers ? undefined : join(this.o.contentDir, 'blobs', 'sha256', digestHex(layer.digest));
+      const keep = this.o.settings.discardUnpackedLayers ? undefined : this.keeper(t.namespace);
       const stats = await pullLayer({
         client: this.o.clientFor(t.registry),
         repo: t.repository,
@@ -229,7 +236,7 @@ export class ImagePuller {
         downloads: [job.downloads, this.downloads],
         unpacks: [job.unpacks, this.unpacks],
         tools: this.o.settings.tools,
-        ...(keepAt ? { keepAt } : {}),
+        ...(keep ? { keep } : {}),
         ...(early ? { download: early.download } : {}),
       });
       this.o.logger.info(
@@ -274,6 +281,20 @@ export class ImagePuller {
         await rm(staged.dir, { recursive: true, force: true });
       }
     await inheritImpliedDirs(dir, stats.impliedDirs, parents);
+  }
+
+  /** How a verified blob of a pull in `namespace` is kept. */
+  private keeper(namespace: string | undefined): KeepBlob {
+    const keep = this.o.keep;
+    if (keep)
+      return async (file, layer) => {
+        await keep(file, layer, namespace);
+        return false;
+      };
+    return async (file, layer) => {
+      await rename(file, join(this.o.contentDir, 'blobs', 'sha256', digestHex(layer.digest)));
+      return true;
+    };
   }
 
   /** The manifest's layers and the config's diff_ids, both digest-verified by the client. */

@@ -5,4 +5,4 @@
 export { ChunkedDownload, type ChunkedDownloadOptions } from './chunked-download.js';
 export { decompressTools, type DecompressTools } from './decompressors.js';
 export { ImagePuller, type ImagePullerOptions, type ParallelPullSettings, type PullTarget } from './image-puller.js';
-export { pullLayer, type LayerPullOptions } from './layer-pull.js';
+export { pullLayer, type KeepBlob, type LayerPullOptions } from './layer-pull.js';

@@ -6,7 +6,7 @@
  * to disk. Any failure throws a one-line SociError, and the caller discards `dir`.
  */
 import { createHash } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import type { Semaphore } from '../concurrency.js';
 import { SociError } from '../errors.js';
 import { decompress, unpackLayer, type UnpackStats } from '../fs/unpack.js';
@@ -22,18 +22,24 @@ export interface LayerPullOptions {
   diffId: string;
   /** the empty directory to unpack into */
   dir: string;
-  /** a path for the download file, on the same filesystem as `keepAt` */
+  /** a path for the download file */
   downloadFile: string;
   chunkSize: number;
   downloads: Semaphore[];
   unpacks: Semaphore[];
   tools: DecompressTools;
-  /** where the verified compressed blob is kept; undefined = it is discarded after the unpack */
-  keepAt?: string;
+  /** keeps the verified compressed blob; undefined = it is discarded after the unpack */
+  keep?: KeepBlob;
   /** a download of this layer into `downloadFile` that was started before its descriptor was known */
   download?: ChunkedDownload;
   signal?: AbortSignal;
 }
+
+/**
+ * Keeps a verified blob found in `file` (digest- and diff_id-checked): true when the file was moved
+ * away (the caller then leaves it alone), false when its bytes were copied and it may be removed.
+ */
+export type KeepBlob = (file: string, layer: { digest: string; size: number; mediaType: string }) => Promise<boolean>;
 
 export interface LayerPullResult extends UnpackStats {
   requests: number;
@@ -75,10 +81,7 @@ export async function pullLayer(o: LayerPullOptions): Promise<LayerPullResult> {
     }
     const got = `sha256:${hash.digest('hex')}`;
     if (got !== o.diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${o.layer.digest}: uncompressed digest ${got} does not match diff_id ${o.diffId}`);
-    if (o.keepAt) {
-      await rename(o.downloadFile, o.keepAt);
-      kept = true;
-    }
+    if (o.keep) kept = await o.keep(o.downloadFile, o.layer);
     return { ...stats, requests: dl.requests };
   } catch (e) {
     // A byte changed or lost on the way makes the decoder (a gzip CRC, a bad block), the tar

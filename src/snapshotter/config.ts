@@ -184,7 +184,9 @@ export function parallelPullSettings(cfg: Config): ParallelPullSettings {
     chunkSize: parseChunkSize(p.concurrent_download_chunk_size),
     maxConcurrentUnpacks: p.max_concurrent_unpacks,
     maxConcurrentUnpacksPerImage: p.max_concurrent_unpacks_per_image,
-    discardUnpackedLayers: p.discard_unpacked_layers,
+    // Outside the mode (a single layer below lazy ones) nothing is kept, as containerd's own pull of
+    // such a layer would keep it in its store, not ours.
+    discardUnpackedLayers: parallelPullMode(cfg) ? p.discard_unpacked_layers : true,
     // As AWS's: decompress_streams is read (and its tools checked) only when the mode is on.
     tools: parallelPullMode(cfg) ? decompressTools(p.decompress_streams) : decompressTools({}),
   };
@@ -196,10 +198,20 @@ export function parallelPullMode(cfg: Config): 'primary' | 'fallback' | undefine
   return p.enable ? 'primary' : p.experimental_parallel_pull_as_fallback ? 'fallback' : undefined;
 }
 
-/** AWS's checks: a bounded daemon-wide limit must not be below the per-image one. */
+/**
+ * AWS's checks: a bounded daemon-wide limit must not be below the per-image one, and a mode that
+ * keeps the blobs needs containerd's content store to keep them in.
+ */
 function checkParallelLimits(cfg: Config): void {
   const p = cfg.pull_modes.parallel_pull_unpack;
   const k = 'pull_modes.parallel_pull_unpack';
+  const keepsNowhere = cfg.content_store.type !== 'containerd' && !p.discard_unpacked_layers;
+  for (const key of ['enable', 'experimental_parallel_pull_as_fallback'] as const)
+    if (p[key] && keepsNowhere)
+      throw new SociError(
+        'ERR_USAGE',
+        `config: ${k}.${key} = true requires containerd content store (type="containerd" under [content_store] or discard_unpacked_layers = true)`,
+      );
   if (p.max_concurrent_downloads > 0 && p.max_concurrent_downloads_per_image > p.max_concurrent_downloads)
     throw new SociError('ERR_USAGE', `config: ${k}.max_concurrent_downloads_per_image is above max_concurrent_downloads`);
   if (p.max_concurrent_unpacks > 0 && p.max_concurrent_unpacks_per_image > p.max_concurrent_unpacks)

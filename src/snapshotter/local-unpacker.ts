@@ -14,21 +14,28 @@ export class PullingUnpacker implements LocalUnpacker {
   constructor(private readonly puller: ImagePuller) {}
 
   // A lower layer in overlay form needs its parents only for the dirs it implies without listing.
-  unpack(dir: string, parentDirs: string[], labels: Record<string, string>, _ctx?: MountContext): Promise<void> {
-    return this.puller.layer(target(labels), dir, parentDirs);
+  unpack(dir: string, parentDirs: string[], labels: Record<string, string>, ctx?: MountContext): Promise<void> {
+    return this.puller.layer(target(labels, ctx), dir, parentDirs);
   }
 
-  unpackImage(dir: string, parentDirs: string[], labels: Record<string, string>, _ctx?: MountContext): Promise<void> {
-    return this.puller.image(target(labels), dir, parentDirs);
+  unpackImage(dir: string, parentDirs: string[], labels: Record<string, string>, ctx?: MountContext): Promise<void> {
+    return this.puller.image(target(labels, ctx), dir, parentDirs);
   }
 }
 
-function target(labels: Record<string, string>): PullTarget {
+function target(labels: Record<string, string>, ctx: MountContext | undefined): PullTarget {
   const imageRef = labels[LABELS.imageRef];
   const layerDigest = labels[LABELS.layerDigest];
   const manifestDigest = labels[LABELS.manifestDigest];
   if (!imageRef || !layerDigest || !manifestDigest) throw new SociError('ERR_NO_INDEX', 'CRI labels missing: cannot fetch the layer');
   const ref = parseReference(imageRef);
   const size = Number(labels[LABELS.size]);
-  return { registry: ref.registry, repository: ref.repository, manifestDigest, layerDigest, ...(Number.isSafeInteger(size) && size > 0 ? { size } : {}) };
+  return {
+    registry: ref.registry,
+    repository: ref.repository,
+    manifestDigest,
+    layerDigest,
+    ...(Number.isSafeInteger(size) && size > 0 ? { size } : {}),
+    ...(ctx ? { namespace: ctx.namespace } : {}),
+  };
 }

@@ -45,6 +45,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
     const { SociLayerMounter, cleanupStaleSociMounts } = await import('./soci-mounter.js');
     const { PullingUnpacker } = await import('./local-unpacker.js');
     const { ImagePuller } = await import('../pull/index.js');
+    const { containerdBlobKeeper } = await import('./containerd-keep.js');
     let keychain: import('./cri-keychain.js').CriKeychain | undefined;
     if (config.cri_keychain.enable_keychain) {
       const { CriKeychain, addImageServiceProxy } = await import('./cri-keychain.js');
@@ -66,6 +67,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
           clientFor: (host) => mounter.clientFor(host),
           logger,
           settings: parallelPullSettings(config),
+          ...(config.content_store.type === 'containerd' ? { keep: containerdBlobKeeper(config.content_store.containerd_address, logger) } : {}),
         }),
       );
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };

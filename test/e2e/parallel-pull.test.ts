@@ -5,7 +5,8 @@
  * enable = true`, and every layer's snapshot dir, in overlay form, equals the one containerd's own
  * pull and unpack gives with overlayfs; so does the merged tree. containerd fetches no layer blob:
  * our daemon does, in chunked Range requests. With `experimental_parallel_pull_as_fallback`, an
- * image without an index is pulled the same way and an indexed one stays lazy.
+ * image without an index is pulled the same way, its blobs kept in containerd's content store, and
+ * an indexed one stays lazy.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -238,15 +239,21 @@ test('experimental_parallel_pull_as_fallback: an image without an index is pulle
   await push(reg, (await buildImage(dir, 31)).layout, 'ppf/src:v1');
   const root = join(dir, 'soci-root');
   await soci(root, ['convert', '--remote', '--min-layer-size', '1000000', `${reg.host}/ppf/src:v1`, `${reg.host}/ppf/lazy:v1`]);
+  // The blobs are kept (AWS's default), in containerd's content store: the daemon is told where
+  // containerd will listen before containerd, which needs the daemon's socket, starts.
+  const address = join(dir, 'containerd.sock');
   const sn = await startSnapshotter(t, {
-    config: '[pull_modes.parallel_pull_unpack]\nexperimental_parallel_pull_as_fallback = true\n[background_fetch]\ndisable = true\n',
+    config: `[pull_modes.parallel_pull_unpack]\nexperimental_parallel_pull_as_fallback = true\n[content_store]\ntype = "containerd"\ncontainerd_address = "${address}"\n[background_fetch]\ndisable = true\n`,
   });
-  const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, version: '2.2', plainHttpRegistries: [reg.host] });
+  const cd = await startContainerd(t, { snapshotterSocket: sn.address, cri: true, version: '2.2', plainHttpRegistries: [reg.host], address });
 
   await criPull(cd.address, `${reg.host}/ppf/plain:v1`);
   const parallel = sn.logLines().filter((l) => l.msg === 'layer pulled and unpacked in parallel');
   assert.equal(parallel.length, 3, 'every layer of the image without an index');
   assert.deepEqual(await sociFuseMounts(sn.root), []);
+  // containerd fetched no layer, yet has them all: the daemon wrote them, so the image is complete.
+  const check = await cd.ctr(['-n', 'k8s.io', 'images', 'check']);
+  assert.match(check.stdout, /ppf\/plain:v1\s.*\scomplete \(4\/4\)/, check.stdout); // the config and 3 layers
 
   await criPull(cd.address, `${reg.host}/ppf/lazy:v1`);
   // Only big.bin's layer is above --min-layer-size: it is mounted lazily; the small ones are unpacked.

@@ -65,8 +65,10 @@ const KEYS: Array<[string, string, Outcome, boolean]> = [
   ['resolver.custom_headers', '["x-request-id"]', 'applied', false],
   ['pull_modes.soci_v1.enable', 'true', 'applied', false],
   ['pull_modes.soci_v2.enable', 'false', 'applied', false],
-  ['pull_modes.parallel_pull_unpack.enable', 'true', 'applied', false],
-  ['pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback', 'true', 'applied', false],
+  // Alone, as AWS's: refused (the blobs have nowhere to go); with containerd's content store or
+  // discard_unpacked_layers = true they apply (test/e2e/parallel-pull.test.ts).
+  ['pull_modes.parallel_pull_unpack.enable', 'true', 'refused', false],
+  ['pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback', 'true', 'refused', false],
   ['pull_modes.parallel_pull_unpack.max_concurrent_downloads', '4', 'applied', false],
   ['pull_modes.parallel_pull_unpack.max_concurrent_downloads_per_image', '4', 'applied', false],
   ['pull_modes.parallel_pull_unpack.concurrent_download_chunk_size', '"8mb"', 'applied', false],

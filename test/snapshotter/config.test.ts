@@ -9,7 +9,15 @@ import { parse as parseToml } from 'smol-toml';
 import { awsModuleDir } from '../../harness/aws-module.js';
 import { needs, tempDir } from '../../harness/env.js';
 import { exec, repoRoot } from '../../harness/containerd.js';
-import { configReports, defaultConfig, parseChunkSize, parseConfig, DEFAULT_CONFIG_PATH } from '../../src/snapshotter/config.js';
+import {
+  configReports,
+  defaultConfig,
+  parseChunkSize,
+  parseConfig,
+  DEFAULT_CONFIG_PATH,
+  parallelPullMode,
+  parallelPullSettings,
+} from '../../src/snapshotter/config.js';
 import { compileFilters } from '../../src/snapshotter/filters.js';
 import { KEY_RULES } from '../../src/snapshotter/config-keys.js';
 import { VERSION } from '../../src/version.js';
@@ -365,4 +373,30 @@ test('the README lists every key that is refused, moot or not built yet', async 
     const table = key.includes('.') ? key.split('.').at(-2)! : '';
     assert.ok(section.includes(leaf) || (leaf !== '*' && section.includes(`[${table}] *`)), `README's config section names ${key}`);
   }
+});
+
+test('parallel pull modes as AWS checks them: the blobs need containerd content store unless discarded; limits; settings', () => {
+  const p = (body: string, store = '') => parseConfig(`${store}[pull_modes.parallel_pull_unpack]\n${body}`);
+  for (const key of ['enable', 'experimental_parallel_pull_as_fallback']) {
+    assert.throws(
+      () => p(`${key} = true\n`),
+      (e: Error) =>
+        e.message ===
+        `config: pull_modes.parallel_pull_unpack.${key} = true requires containerd content store (type="containerd" under [content_store] or discard_unpacked_layers = true)`,
+    );
+    assert.equal(parallelPullMode(p(`${key} = true\ndiscard_unpacked_layers = true\n`)), key === 'enable' ? 'primary' : 'fallback');
+    assert.equal(parallelPullSettings(p(`${key} = true\n`, '[content_store]\ntype = "containerd"\n')).discardUnpackedLayers, false);
+  }
+  assert.throws(
+    () => p('max_concurrent_downloads = 2\nmax_concurrent_downloads_per_image = 3\n'),
+    /max_concurrent_downloads_per_image is above max_concurrent_downloads/,
+  );
+  assert.throws(
+    () => p('max_concurrent_unpacks = 1\nmax_concurrent_unpacks_per_image = 2\n'),
+    /max_concurrent_unpacks_per_image is above max_concurrent_unpacks/,
+  );
+  // Outside the modes (a layer below lazy ones) nothing is kept, whatever the key says.
+  assert.equal(parallelPullSettings(parseConfig('')).discardUnpackedLayers, true);
+  const s = parallelPullSettings(p('enable = true\ndiscard_unpacked_layers = true\nconcurrent_download_chunk_size = "1.5mb"\nmax_concurrent_downloads = 9\n'));
+  assert.deepEqual([s.chunkSize, s.maxConcurrentDownloads, s.maxConcurrentDownloadsPerImage, s.maxConcurrentUnpacksPerImage], [1572864, 9, 3, 1]);
 });
