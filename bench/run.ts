@@ -2,14 +2,17 @@
  * Time-to-ready benchmark for the images of bench/images, through a shaping proxy, cold containerd
  * + snapshotter for every sample, order randomised per iteration. Modes (bench/lib/ttr-sample.ts):
  * full (+ warm), lazy (ours), replay (ours + prefetch recorded from a real start), aws and
- * aws-replay (AWS's soci-snapshotter-grpc on the same two images). Results go to bench/results/ttr-<profile>.json (kept in git); the
+ * aws-replay (AWS's soci-snapshotter-grpc on the same two images), parallel and aws-parallel (each
+ * snapshotter's parallel pull and unpack mode on the original image, no index: bench/lib/parallel-sample.ts). Results go to bench/results/ttr-<profile>.json (kept in git); the
  * BENCHMARKS.md section and bench/results/ttr.svg are regenerated from every results file present.
  *
  *   npm run bench -- --profile p2 [--samples 5] [--images echo,python,node,hostile,fat-sparse]
  *   npm run bench -- --profile p0,p2        several profiles, one after the other
  *   npm run bench -- --profile p2 --modes lazy,replay   only these modes (the others keep their samples)
  *   npm run bench -- --report               only regenerate BENCHMARKS.md and the chart
+ *   npm run bench -- --profile p0,p1 --modes full,parallel,aws-parallel   the parallel pull targets (fat-sparse: the RSS one)
  *   TTR_SNAPSHOTTER_TOML='[blob]…' npm run bench …   extra config for our daemon (to measure a setting); TTR_LOG_DIR keeps daemon logs
+ *   TTR_PARALLEL_TOML='[pull_modes.parallel_pull_unpack]…'   replaces the parallel modes' config (both daemons)
  * Needs root (containerd, FUSE), docker-registry, skopeo, runc, and containerd 2.2 and AWS's snapshotter
  * from scripts/install-test-tools.sh (scripts/test.sh installs them all).
  */
@@ -25,7 +28,8 @@ import { renderReport, updateBenchmarksMd } from './lib/report.js';
 import { PROFILES, startShapeProxy, type ShapeProfile } from './lib/shape-proxy.js';
 import { p50 } from './lib/stats.js';
 import { fullSample, lazySample, lazyTag, recordStart, type SampleContext } from './lib/ttr-sample.js';
-import { LAZY_MODES, type LazyMode, type ResultsFile, type Sample } from './lib/types.js';
+import { parallelSample } from './lib/parallel-sample.js';
+import { LAZY_MODES, PARALLEL_MODES, type LazyMode, type ParallelMode, type ResultsFile, type Sample } from './lib/types.js';
 import { AWS_SNAPSHOTTER } from '../harness/aws-snapshotter.js';
 import { CONTAINERD2_BIN } from '../harness/containerd.js';
 import { benchArgs } from './lib/args.js';
@@ -58,16 +62,26 @@ interface RunModes {
   /** the full pull (and its warm runs) */
   full: boolean;
   lazy: LazyMode[];
+  parallel: ParallelMode[];
 }
 
+const ALL_MODES = ['full', ...LAZY_MODES, ...PARALLEL_MODES];
+
 function parseModes(list: string): RunModes {
-  const out: RunModes = { full: false, lazy: [] };
+  const out: RunModes = { full: false, lazy: [], parallel: [] };
   for (const m of list.split(',')) {
     if (m === 'full') out.full = true;
     else if ((LAZY_MODES as readonly string[]).includes(m)) out.lazy.push(m as LazyMode);
-    else throw new Error(`unknown mode ${m} (known: full, ${LAZY_MODES.join(', ')})`);
+    else if ((PARALLEL_MODES as readonly string[]).includes(m)) out.parallel.push(m as ParallelMode);
+    else throw new Error(`unknown mode ${m} (known: ${ALL_MODES.join(', ')})`);
   }
   return out;
+}
+
+/** Whether a sample of this mode is re-measured by this run. */
+function runsMode(modes: RunModes, mode: Sample['mode']): boolean {
+  if (mode === 'full' || mode === 'warm') return modes.full;
+  return (modes.lazy as readonly string[]).includes(mode) || (modes.parallel as readonly string[]).includes(mode);
 }
 
 function shuffle<T>(xs: T[]): T[] {
@@ -155,7 +169,8 @@ function report(): void {
     'order randomised per iteration, containerd 2.2 for every mode (samples from before the aws modes ran on 1.6).\n' +
     'The registry is reached through bench/lib/shape-proxy.ts. Modes: full (containerd pull + overlayfs, then warm), lazy (ours),\n' +
     "replay (ours pulling the image converted with the workload's own recorded start, `[prefetch] enable = true`), aws and\n" +
-    "aws-replay (AWS's soci-snapshotter-grpc v0.16.1 on the same two images). Model lower bound =\n" +
+    "aws-replay (AWS's soci-snapshotter-grpc v0.16.1 on the same two images), parallel and aws-parallel (ours and AWS's\n" +
+    'with `[pull_modes.parallel_pull_unpack]` on, pulling the original image without an index). Model lower bound =\n' +
     `warm run + (pull metadata + compressed bytes the workload read) ÷ bandwidth + ${MODEL_ROUND_TRIPS} RTTs (unshaped: ${UNSHAPED_BYTES_PER_S / 1e9} GB/s, 0 ms).\n\n`;
   updateBenchmarksMd(resolve('BENCHMARKS.md'), intro + renderReport(results));
 }
@@ -166,7 +181,7 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], modes: Ru
   const path = join(resultsDir, `ttr-${profile.id}.json`);
   // Images and modes not in this run keep their earlier samples (one image or mode can be re-measured alone).
   const names = new Set(images.map((i) => i.name as string));
-  const measured = (x: Sample) => names.has(x.image) && (x.mode === 'full' || x.mode === 'warm' ? modes.full : modes.lazy.includes(x.mode));
+  const measured = (x: Sample) => names.has(x.image) && runsMode(modes, x.mode);
   const prev: ResultsFile | undefined = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined;
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
   const file: ResultsFile = {
@@ -205,6 +220,7 @@ async function runProfile(profile: ShapeProfile, images: BenchImage[], modes: Ru
         images.flatMap((img) => [
           ...(modes.full ? [() => fullSample(ctx, img, img.workloads)] : []),
           ...img.workloads.flatMap((w) => modes.lazy.map((m) => () => lazySample(ctx, img, w, m).then((s) => [s]))),
+          ...modes.parallel.map((m) => () => parallelSample(ctx, img, img.workloads, m)),
         ]),
       );
       log(`iteration ${it + 1}/${samples}: ${tasks.length} cold samples`);
@@ -230,8 +246,8 @@ async function main(): Promise<void> {
     return p;
   });
   const samples = Number(arg('samples') ?? '5');
-  const modes = parseModes(arg('modes') ?? `full,${LAZY_MODES.join(',')}`);
-  if (modes.lazy.some((m) => m.startsWith('aws')) && !existsSync(AWS_SNAPSHOTTER))
+  const modes = parseModes(arg('modes') ?? ALL_MODES.join(','));
+  if ([...modes.lazy, ...modes.parallel].some((m) => m.startsWith('aws')) && !existsSync(AWS_SNAPSHOTTER))
     throw new Error(`the aws modes need AWS's snapshotter at ${AWS_SNAPSHOTTER} (bash scripts/install-test-tools.sh builds it)`);
   if (!existsSync(join(CONTAINERD2_BIN, 'containerd')))
     throw new Error(`containerd 2.2 missing in ${CONTAINERD2_BIN} (bash scripts/install-test-tools.sh builds it)`);

@@ -9,9 +9,11 @@ import type { Mode, ResultsFile } from './types.js';
 import { allRows, byProfile, values } from './report.js';
 import { p50, p90 } from './stats.js';
 
-export const MODES: Mode[] = ['full', 'aws', 'lazy', 'aws-replay', 'replay', 'warm'];
+export const MODES: Mode[] = ['full', 'aws-parallel', 'parallel', 'aws', 'lazy', 'aws-replay', 'replay', 'warm'];
 export const COLOURS: Record<Mode, string> = {
   full: '#4e79a7',
+  'aws-parallel': '#edc948',
+  parallel: '#76b7b2',
   aws: '#9c755f',
   lazy: '#f28e2b',
   'aws-replay': '#b07aa1',
@@ -20,6 +22,8 @@ export const COLOURS: Record<Mode, string> = {
 };
 const NAMES: Record<Mode, string> = {
   full: 'full pull (overlayfs)',
+  'aws-parallel': 'AWS parallel pull',
+  parallel: 'parallel pull (ours)',
   aws: "AWS's snapshotter",
   lazy: 'lazy (ours)',
   'aws-replay': 'AWS + prefetch',
@@ -35,7 +39,8 @@ const W = 1000,
   GROUP_GAP = 8,
   PANEL_HEAD = 26,
   AXIS = 28,
-  TOP = 64;
+  TOP = 64,
+  LEGEND_PER_LINE = 6;
 const PW = W - LEFT - RIGHT;
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -129,9 +134,11 @@ export function renderChart(results: ResultsFile[]): string {
     y = top + height + AXIS;
   }
 
+  // Six entries fit a line; more go on a second one, above the first panel.
   const legend = modes.map((m, i) => {
-    const lx = 10 + i * 165;
-    return `<g class="legend"><rect x="${lx}" y="36" width="14" height="10" fill="${COLOURS[m]}"/>${text(lx + 20, 45, NAMES[m])}</g>`;
+    const lx = 10 + (i % LEGEND_PER_LINE) * 165,
+      ly = 36 + Math.floor(i / LEGEND_PER_LINE) * 14;
+    return `<g class="legend"><rect x="${lx}" y="${ly}" width="14" height="10" fill="${COLOURS[m]}"/>${text(lx + 20, ly + 9, NAMES[m])}</g>`;
   });
   const H = y + 10;
   return (

@@ -6,6 +6,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { ImageInfo, Mode, ResultsFile, Sample } from './types.js';
 import { p50, p90 } from './stats.js';
+import { parallelTable, parallelTargets } from './report-parallel.js';
 
 export const BEGIN = '<!-- ttr:begin -->';
 export const END = '<!-- ttr:end -->';
@@ -240,7 +241,7 @@ function profileTable(d: ProfileData, rows: Row[], images: Map<string, ImageInfo
   return [...lines, ...(notes.length ? ['', ...notes.map((n) => `- ⚠ ${n}`)] : [])].join('\n');
 }
 
-type Verdict = { target: string; row: string; figure: string; pass?: boolean };
+export type Verdict = { target: string; row: string; figure: string; pass?: boolean };
 
 /** The issue's targets over whatever the data covers. */
 export function evaluateTargets(results: ResultsFile[]): Verdict[] {
@@ -330,6 +331,7 @@ export function evaluateTargets(results: ResultsFile[]): Verdict[] {
       });
   }
   sideBySideTargets(rows, at, out);
+  out.push(...parallelTargets(data, rows));
   return out;
 }
 
@@ -400,6 +402,8 @@ export function renderReport(results: ResultsFile[], opts: { chartPath?: string 
     out.push(profileTable(d, rows, images), '');
     const side = sideBySideTable(d, rows, images);
     if (side) out.push(side, '');
+    const parallel = parallelTable(d, rows);
+    if (parallel) out.push(parallel, '');
   }
   if (!data.length) out.push('No results.', '');
   out.push('### Targets', '', '| target | image / workload | figure | result |', '|---|---|---|---|');

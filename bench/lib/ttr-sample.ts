@@ -12,6 +12,7 @@
  *         `:replay-<workload>` image (converted with that workload's prefetch record); aws and
  *         aws-replay = AWS's soci-snapshotter-grpc on the same two images, with the same switch.
  *         Fails loudly when a layer that should be lazy was not mounted lazily (a silent fallback).
+ *   parallel, aws-parallel: bench/lib/parallel-sample.ts, on the daemons started here.
  * All modes run on containerd 2.2; containerd's socket path is fixed first (AWS's snapshotter reads
  * its content store).
  */
@@ -29,7 +30,7 @@ import type { ShapeProxy } from './shape-proxy.js';
 import type { LazyMode, Sample } from './types.js';
 import { cpuMs, httpGet, parseMetrics, peakRssBytes, waitHttp200 } from './proc.js';
 
-const READY_TIMEOUT_MS = 900_000;
+export const READY_TIMEOUT_MS = 900_000;
 const SNAPSHOTTER_ENTRY = resolve('bin/soci-snapshotter-grpc.js');
 
 export interface SampleContext {
@@ -43,9 +44,9 @@ export interface SampleContext {
   log(msg: string): void;
 }
 
-type Cleanup = () => unknown;
+export type Cleanup = () => unknown;
 
-async function withCleanups<T>(fn: (after: (c: Cleanup) => void) => Promise<T>): Promise<T> {
+export async function withCleanups<T>(fn: (after: (c: Cleanup) => void) => Promise<T>): Promise<T> {
   const cleanups: Cleanup[] = [];
   try {
     return await fn((c) => void cleanups.push(c));
@@ -66,17 +67,20 @@ interface DaemonSpec {
   prefetch?: boolean;
   /** ours: `[prefetch_record]` on, records under <root>/prefetch-records */
   record?: boolean;
+  /** TOML for the parallel pull mode (parallel-sample.ts), given to either implementation as is */
+  parallel?: string;
 }
 
-async function daemons(after: (c: Cleanup) => void, spec: DaemonSpec, registryHost: string) {
+export async function daemons(after: (c: Cleanup) => void, spec: DaemonSpec, registryHost: string) {
   const dir = await mkdtemp(join(tmpdir(), 'soci-ttr-'));
   after(() => removeTree(dir));
   const t = { after };
   const containerdAddress = join(dir, 'containerd.sock');
-  const prefetch = spec.prefetch ? '[prefetch]\nenable = true\n' : '';
+  // Both implementations read the same keys for these two switches.
+  const shared = `${spec.prefetch ? '[prefetch]\nenable = true\n' : ''}${spec.parallel ?? ''}\n`;
   let sn: { address: string; root: string; pid: number | undefined; logs(): string; metricsUrl?: string; fuseMounts?: () => Promise<string[]> };
   if (spec.impl === 'aws') {
-    const aws = await startAwsSnapshotter(t, { dir, containerdAddress, config: prefetch });
+    const aws = await startAwsSnapshotter(t, { dir, containerdAddress, config: shared });
     sn = { address: aws.address, root: aws.root, pid: aws.proc.pid, logs: aws.logs, fuseMounts: aws.fuseMounts };
   } else {
     const metricsPort = await freePort();
@@ -86,7 +90,7 @@ async function daemons(after: (c: Cleanup) => void, spec: DaemonSpec, registryHo
       entry: SNAPSHOTTER_ENTRY,
       logLevel: 'info',
       // TTR_SNAPSHOTTER_TOML: extra config for our daemon (to measure a setting; say so with the figures)
-      config: `metrics_address = "127.0.0.1:${metricsPort}"\n${prefetch}${record}${process.env.TTR_SNAPSHOTTER_TOML ?? ''}\n`,
+      config: `metrics_address = "127.0.0.1:${metricsPort}"\n${shared}${record}${process.env.TTR_SNAPSHOTTER_TOML ?? ''}\n`,
     });
     sn = { address: ours.address, root: ours.root, pid: ours.proc.pid, logs: ours.logs, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
   }
@@ -101,14 +105,14 @@ async function daemons(after: (c: Cleanup) => void, spec: DaemonSpec, registryHo
   // TTR_LOG_DIR keeps each sample's daemon logs (to profile a slow sample from its timestamps).
   const logDir = process.env.TTR_LOG_DIR;
   if (logDir) {
-    const tag = `${Date.now()}-${spec.cri}-${spec.impl}${spec.prefetch ? '-prefetch' : ''}`;
+    const tag = `${Date.now()}-${spec.cri}-${spec.impl}${spec.prefetch ? '-prefetch' : ''}${spec.parallel ? '-parallel' : ''}`;
     after(() => Promise.all([writeFile(join(logDir, `${tag}-snapshotter.log`), sn.logs()), writeFile(join(logDir, `${tag}-containerd.log`), cd.logs())]));
   }
   return { sn, cd };
 }
 
 /** Runs one workload in a new container; resolves with ms from start to ready. */
-async function runWorkload(
+export async function runWorkload(
   cd: StartedContainerd,
   after: (c: Cleanup) => void,
   image: string,

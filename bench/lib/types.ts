@@ -10,8 +10,14 @@
  * aws / aws-replay: AWS's soci-snapshotter-grpc on the same images, without and with the prefetch artifacts.
  */
 export type LazyMode = 'lazy' | 'replay' | 'aws' | 'aws-replay';
-export type Mode = 'full' | 'warm' | LazyMode;
 export const LAZY_MODES: readonly LazyMode[] = ['lazy', 'replay', 'aws', 'aws-replay'];
+/**
+ * parallel / aws-parallel: ours / AWS's snapshotter with `[pull_modes.parallel_pull_unpack]` on, pulling
+ * the original image (no SOCI index): the snapshotter downloads and unpacks every layer itself.
+ */
+export type ParallelMode = 'parallel' | 'aws-parallel';
+export const PARALLEL_MODES: readonly ParallelMode[] = ['parallel', 'aws-parallel'];
+export type Mode = 'full' | 'warm' | LazyMode | ParallelMode;
 
 export interface Sample {
   image: string;
@@ -31,10 +37,12 @@ export interface Sample {
   bytesRead?: number; // lazy: distinct uncompressed bytes read through FUSE, all layers
   neededCompressed?: number; // lazy: compressed estimate of bytesRead (what the workload really needs)
   daemonCpuMs?: number;
-  daemonPeakRssBytes?: number; // lazy modes: the snapshotter; full: containerd
+  daemonPeakRssBytes?: number; // lazy and parallel modes: the snapshotter; full: containerd
   modelMs?: number; // model lower bound (computed by run.ts)
   lazyLayers?: number;
   expectedLazyLayers?: number;
+  /** parallel modes: the image's layers the snapshotter pulled and unpacked itself (checked: all of them) */
+  parallelLayers?: number;
   /** optional: bytes received during the pull command alone (lazy: manifests, index, zTOCs) */
   pullBytes?: number;
   /** optional: the commit of the code measured (`-dirty` when src/ had uncommitted changes) */

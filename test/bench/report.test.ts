@@ -216,6 +216,78 @@ test('side by side with AWS: the table, and the replay targets over p2 and p4', 
   assert.equal((svg.match(/data-series="p4\|python\|imports\|aws-replay"/g) ?? []).length, 1);
 });
 
+test('parallel pull: the table beside full and AWS, and its targets at p0 and p1', () => {
+  const spread = (m: number) => [0.9, 1.2, 1, 0.8, 1.5].map((k) => m * k);
+  // p50s in seconds: full F, ours P, AWS's A; our peak RSS in MB (per sample, the highest is the target's figure).
+  const par = (profile: string, image: string, workload: string, F: number, P: number, A: number, rssMb: number[]) => [
+    ...series(profile, image, workload, 'full', spread(F), { bytes: 999 * MB }),
+    ...series(profile, image, workload, 'parallel', spread(P), { bytes: 1000 * MB }).map((s, i) => ({
+      ...s,
+      daemonPeakRssBytes: rssMb[i]! * MB,
+      daemonCpuMs: 4000,
+      rangeRequests: 60,
+    })),
+    ...series(profile, image, workload, 'aws-parallel', spread(A), { bytes: 1000 * MB }).map((s) => ({ ...s, daemonPeakRssBytes: 90 * MB, rangeRequests: 64 })),
+  ];
+  const p0 = file('p0', 'unshaped', [
+    ...par('p0', 'echo', 'http', 10, 5, 6, [150, 160, 170, 180, 190]),
+    ...par('p0', 'fat-sparse', '1pct', 20, 10, 9, [250, 260, 240, 230, 280]),
+  ]);
+  const p1 = file('p1', '1 Gbit/s, 2 ms RTT', [
+    ...par('p1', 'echo', 'http', 12, 7.8, 8, [150, 150, 150, 150, 150]),
+    ...par('p1', 'fat-sparse', '1pct', 30, 15, 16, [250, 310, 240, 230, 280]),
+  ]);
+  const md = renderReport([p0, p1]);
+  const section = md.slice(md.indexOf('### p0 '), md.indexOf('### p1 '));
+  assert.match(
+    section,
+    /\| image \/ workload \| full \| parallel \(ours\) \| aws-parallel \| parallel ÷ full \(target ≤ 0\.6\) \| parallel ÷ aws-parallel \(target ≤ 1\) \|/,
+  );
+  const rows = section.split('\n').filter((l) => l.startsWith('| echo / http |'));
+  assert.equal(rows.length, 2, 'the profile table, then the parallel one');
+  assert.deepEqual(
+    rows[1]!
+      .split('|')
+      .map((c) => c.trim())
+      .slice(2, 11),
+    ['10.00', '**5.00**', '6.00', '0.50', '0.83', '8.00 · 4.00 · 4.80', '170 · 90', '4.0 · –', '60 · 64'],
+  );
+  const v = evaluateTargets([p0, p1]);
+  const get = (target: string, row: string) => v.filter((x) => x.target.startsWith(target) && x.row === row).map((x) => [x.pass, x.figure]);
+  assert.deepEqual(get('(i)', 'echo / http'), [[false, 'parallel ÷ full: p0 0.50 · p1 0.65']]);
+  assert.deepEqual(get('(i)', 'fat-sparse / 1pct'), [[true, 'parallel ÷ full: p0 0.50 · p1 0.50']]);
+  assert.deepEqual(get('(j)', 'echo / http'), [[true, 'parallel ÷ aws-parallel: p0 0.83 · p1 0.97']]);
+  assert.deepEqual(get('(j)', 'fat-sparse / 1pct'), [[false, 'parallel ÷ aws-parallel: p0 1.11 · p1 0.94']]);
+  assert.deepEqual(get('(k)', 'fat-sparse'), [[false, 'peak RSS: p0 280 MB · p1 310 MB']]);
+  assert.match(md, /\| \(k\) our peak daemon RSS[^\n]*\| fat-sparse \| peak RSS: p0 280 MB · p1 310 MB \| ❌ \|/);
+  // p0 alone: a passing ratio waits for p1, a failing one already fails; the RSS target counts what was measured.
+  const only0 = evaluateTargets([p0]);
+  assert.deepEqual(
+    only0.filter((x) => x.target.startsWith('(i)')).map((x) => [x.row, x.pass]),
+    [
+      ['echo / http', undefined],
+      ['fat-sparse / 1pct', undefined],
+    ],
+  );
+  assert.deepEqual(
+    only0.filter((x) => x.target.startsWith('(j)') && x.row === 'fat-sparse / 1pct').map((x) => x.pass),
+    [false],
+  );
+  assert.deepEqual(
+    only0.filter((x) => x.target.startsWith('(k)')).map((x) => x.pass),
+    [true],
+  );
+  // Without parallel samples: no table, and the targets say "not measured" once each.
+  const none = renderReport([P0]);
+  assert.ok(!none.includes('parallel (ours)'), 'no parallel table without those modes');
+  assert.match(none, /\| \(i\) images without an index[^\n]*\| images without an index \| – \| not measured \|/);
+  assert.match(none, /\| \(k\) our peak daemon RSS[^\n]*\| fat-sparse \| – \| not measured \|/);
+  const svg = renderChart([p0, p1]);
+  assertWellFormed(svg);
+  assert.equal((svg.match(/class="legend"/g) ?? []).length, 3, 'full, aws-parallel, parallel');
+  assert.equal((svg.match(/data-series="p1\|fat-sparse\|1pct\|parallel"/g) ?? []).length, 1);
+});
+
 test('failed samples are left out and reported', () => {
   const bad = file('p0', 'unshaped', [
     ...row('p0', 'echo', 'http', 20, 2, { lazyBytes: 1 }),

@@ -4,7 +4,9 @@
  * rows; a lazy sample mounts the indexed layer lazily, fetches a fraction of it and reports what the
  * workload read; and a lazy sample of an image without a SOCI index fails loudly (silent fallback),
  * never passing a full pull off as lazy. The same for AWS's snapshotter (aws mode), and the replay
- * modes on the image converted with a recorded start.
+ * modes on the image converted with a recorded start. The parallel modes pull the original image
+ * (no index) with each snapshotter's parallel pull and unpack mode, and fail loudly when the daemon
+ * ran without it (containerd pulled the layers itself).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -15,6 +17,7 @@ import { promisify } from 'node:util';
 import type { BenchImage } from '../../bench/images/index.js';
 import { startShapeProxy } from '../../bench/lib/shape-proxy.js';
 import { fullSample, lazySample, recordStart, type SampleContext } from '../../bench/lib/ttr-sample.js';
+import { PARALLEL_TOML, parallelSample } from '../../bench/lib/parallel-sample.js';
 import { AWS_SNAPSHOTTER } from '../../harness/aws-snapshotter.js';
 import { CONTAINERD2_BIN } from '../../harness/containerd.js';
 import { appCommand, buildAppImage } from '../../harness/app-image.js';
@@ -130,4 +133,54 @@ test('time-to-ready samples: full, warm, lazy, aws and replay rows; a missing in
     t.diagnostic(`${mode} ${(s.ttrMs / 1000).toFixed(2)} s (${(s.bytesFetched / 1e6).toFixed(1)} MB, ${s.rangeRequests} ranges)`);
   }
   t.diagnostic(`aws ${(aws.ttrMs / 1000).toFixed(2)} s (${(aws.bytesFetched / 1e6).toFixed(1)} MB, ${aws.rangeRequests} ranges)`);
+});
+
+test('time-to-ready samples: parallel and aws-parallel pull the original image themselves; without the mode, a loud failure', {
+  skip,
+  timeout: 600_000,
+}, async (t) => {
+  const dir = await tempDir(t);
+  const layout = buildAppImage(join(dir, 'app'), { bulkMb: 48, tag: 'latest' }).dir;
+  const img = benchImage(layout);
+  const reg = await startRegistry(t);
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${reg.host}/app:v1`]);
+  const proxy = await startShapeProxy({ upstream: reg.host, profile: { id: 'p1', label: '1 Gbit/s, 2 ms RTT', rateBitsPerSec: 1e9, rttMs: 2 } });
+  t.after(() => proxy.close());
+  const ctx: SampleContext = { proxy, profile: 'p1', iteration: 0, log: () => undefined, repo: () => 'app', expectedLazyLayers: () => 0 };
+  const chunk = 16 << 20; // the mode's concurrent_download_chunk_size
+  const bulk = Math.max(...img.layers.map((l) => l.size));
+  assert.ok(bulk > chunk, `the bulk layer (${bulk} bytes) spans several chunks`);
+
+  for (const mode of ['parallel', 'aws-parallel'] as const) {
+    const [s, ...more] = await parallelSample(ctx, img, img.workloads, mode);
+    assert.equal(more.length, 0, 'one row per workload');
+    assert.equal(s!.mode, mode);
+    assert.equal(s!.parallelLayers, img.layers.length, 'the snapshotter pulled every layer itself');
+    assert.ok(s!.bytesFetched >= img.compressedBytes, `${mode} downloads every layer (${s!.bytesFetched} < ${img.compressedBytes})`);
+    assert.ok(s!.rangeRequests >= Math.ceil(bulk / chunk), `${mode}: the bulk layer comes in chunks by Range requests (${s!.rangeRequests})`);
+    assert.ok(s!.ttrMs >= s!.pullMs && s!.runMs > 0 && s!.pullBytes === s!.bytesFetched);
+    assert.ok(s!.daemonCpuMs! > 0 && s!.daemonPeakRssBytes! > 0);
+    t.diagnostic(
+      `${mode}: pull ${(s!.pullMs / 1000).toFixed(2)} s + run ${(s!.runMs / 1000).toFixed(2)} s, ${(s!.bytesFetched / 1e6).toFixed(1)} MB in ${s!.rangeRequests} ranges, peak RSS ${(s!.daemonPeakRssBytes! / 1e6).toFixed(0)} MB`,
+    );
+  }
+  // The same daemons without the mode: each defers to containerd, which pulls the layers itself.
+  const n = img.layers.length;
+  const off = PARALLEL_TOML.replace('enable = true', 'enable = false');
+  assert.notEqual(off, PARALLEL_TOML);
+  await assert.rejects(
+    parallelSample(ctx, img, img.workloads, 'parallel', off),
+    new RegExp(
+      `\\(parallel\\): silent fallback — the snapshotter pulled 0 of ${n} layers itself \\(its decisions: deferred.* ×${n}\\), containerd's content store holds ${n} of them`,
+    ),
+  );
+  await assert.rejects(
+    parallelSample(ctx, img, img.workloads, 'aws-parallel', off),
+    new RegExp(`\\(aws-parallel\\): silent fallback — the snapshotter pulled 0 of ${n} layers itself .*containerd's content store holds ${n} of them`),
+  );
+  // No parallel section at all: the snapshotter's own account alone still catches it.
+  await assert.rejects(
+    parallelSample(ctx, img, img.workloads, 'aws-parallel', ''),
+    new RegExp(`\\(aws-parallel\\): silent fallback — the snapshotter pulled 0 of ${n} layers itself .*content store not checked`),
+  );
 });
