@@ -1,6 +1,7 @@
 /**
- * The worker side of local unpack (./unpack.ts): applies an uncompressed layer tar to a directory in
- * the form overlayfs expects for a lower layer: `.wh.X` → char device 0:0 named X, `.wh..wh..opq` →
+ * The worker side of local unpack (./unpack.ts): decompresses a layer blob (node:zlib, or a tool
+ * process), hashes the tar for its diff_id, and applies it to a directory in the form overlayfs
+ * expects for a lower layer: `.wh.X` → char device 0:0 named X, `.wh..wh..opq` →
  * xattr trusted.overlay.opaque=y on its dir, as containerd's unpack makes them (the device has mode
  * 0000 and the whiteout entry's owner). Names are cleaned and classified by ../ztoc/names.ts
  * `layerName`, the same function the FUSE tree uses, and never escape the root: an invalid whiteout
@@ -13,6 +14,7 @@
  * event loop never waits for any of it.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -35,7 +37,7 @@ import { SociError } from '../errors.js';
 import { postError, workerInput } from '../worker-pipe.js';
 import { TarWalker, layerName, quoteName, type FileMetadata } from '../ztoc/index.js';
 import { parseModTime } from '../ztoc/mod-time.js';
-import type { ImpliedDir, UnpackStats } from './unpack.js';
+import { decompress, type DecompressTool, type ImpliedDir, type UnpackCompression, type UnpackStats } from './unpack.js';
 
 const ROOT_UID = 0;
 const ROOT_GID = 0;
@@ -348,13 +350,38 @@ function writeAll(fd: number, b: Buffer): void {
   for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off);
 }
 
-// ---- the worker side: workerData { unpackRoot } ----
+// ---- the worker side: workerData { unpackRoot, compression?, tool? } ----
+interface UnpackWorkerData {
+  unpackRoot: string;
+  compression?: UnpackCompression;
+  tool?: DecompressTool;
+}
+
 if (!isMainThread && parentPort && typeof (workerData as { unpackRoot?: unknown } | undefined)?.unpackRoot === 'string') {
   const port = parentPort;
-  const applier = new TarApplier((workerData as { unpackRoot: string }).unpackRoot);
+  const data = workerData as UnpackWorkerData;
+  const compression = data.compression ?? 'uncompressed';
+  const applier = new TarApplier(data.unpackRoot);
   (async () => {
-    for await (const chunk of workerInput(port)) applier.write(chunk);
-    return applier.end();
+    const input = workerInput(port)[Symbol.asyncIterator]();
+    const next = () => input.next();
+    // A decoder reads ahead of what it has used, and workerInput hands each buffer back to the main
+    // thread on the next read: a decoder gets copies. The applier is done with a chunk at once.
+    const copied = async (): Promise<IteratorResult<Buffer>> => {
+      const r = await next();
+      return r.done ? r : { done: false, value: Buffer.from(r.value) };
+    };
+    // No return(): a decoder that stops at the end of its stream must not end the input.
+    const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next: compression === 'uncompressed' ? next : copied }) };
+    const hash = createHash('sha256');
+    for await (const chunk of decompress(source, compression, data.tool)) {
+      hash.update(chunk);
+      applier.write(chunk);
+    }
+    while (!(await next()).done) {
+      /* the rest of the blob after the end of its stream (a gzip trailer, padding) */
+    }
+    return { ...applier.end(), diffId: `sha256:${hash.digest('hex')}` };
   })().then(
     (stats) => port.postMessage({ done: stats }),
     (e: unknown) => postError(port, e),

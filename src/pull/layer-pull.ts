@@ -1,15 +1,14 @@
 /**
  * One layer, downloaded in chunks and unpacked as it arrives: chunked download (digest-checked in
- * order) → decompressor → sha256 of the tar (checked against the config's diff_id) → the unpack
- * worker, which applies it to `dir` in overlay lower-layer form, off the event loop. The unpack
+ * order) → the unpack worker, which decompresses it, hashes the tar (checked here against the
+ * config's diff_id) and applies it to `dir` in overlay lower-layer form, off the event loop. The unpack
  * takes its permits (`unpacks`) before it starts; the download does not wait for them, it goes on
  * to disk. Any failure throws a one-line SociError, and the caller discards `dir`.
  */
-import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Semaphore } from '../concurrency.js';
 import { SociError } from '../errors.js';
-import { decompress, unpackLayer, type UnpackStats } from '../fs/unpack.js';
+import { unpackLayer, type UnpackStats } from '../fs/unpack.js';
 import { layerCompression } from '../oci/media-types.js';
 import type { RegistryClient } from '../registry/index.js';
 import { ChunkedDownload } from './chunked-download.js';
@@ -65,22 +64,15 @@ export async function pullLayer(o: LayerPullOptions): Promise<LayerPullResult> {
   const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next }) };
   let kept = false;
   try {
-    const hash = createHash('sha256');
-    const plain = decompress(source, comp, comp === 'uncompressed' ? undefined : o.tools[comp]);
-    const tapped = (async function* tap() {
-      for await (const chunk of plain) {
-        hash.update(chunk);
-        yield chunk;
-      }
-    })();
-    const stats = await runWithin(o.unpacks, () => unpackLayer(tapped, 'uncompressed', o.dir));
-    // The tar can end before the blob does (gzip trailer, tar padding): the blob's digest is only
-    // known once the download is read to its end.
+    // The worker decompresses, hashes the tar and applies it, and reads the blob to its end (gzip
+    // trailer, padding), so the download has checked the blob's digest when this returns.
+    const tool = comp === 'uncompressed' ? undefined : o.tools[comp];
+    const { diffId, ...stats } = await runWithin(o.unpacks, () => unpackLayer(source, comp, o.dir, tool ? { tool } : {}));
     while (!(await next()).done) {
-      /* the rest of the blob: gzip trailer, padding */
+      /* nothing left, unless a worker stopped early: then the digest check still runs */
     }
-    const got = `sha256:${hash.digest('hex')}`;
-    if (got !== o.diffId) throw new SociError('ERR_DIGEST_MISMATCH', `layer ${o.layer.digest}: uncompressed digest ${got} does not match diff_id ${o.diffId}`);
+    if (diffId !== o.diffId)
+      throw new SociError('ERR_DIGEST_MISMATCH', `layer ${o.layer.digest}: uncompressed digest ${diffId} does not match diff_id ${o.diffId}`);
     if (o.keep) kept = await o.keep(o.downloadFile, o.layer);
     return { ...stats, requests: dl.requests };
   } catch (e) {
