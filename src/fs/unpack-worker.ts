@@ -365,14 +365,10 @@ if (!isMainThread && parentPort && typeof (workerData as { unpackRoot?: unknown 
   (async () => {
     const input = workerInput(port)[Symbol.asyncIterator]();
     const next = () => input.next();
-    // A decoder reads ahead of what it has used, and workerInput hands each buffer back to the main
-    // thread on the next read: a decoder gets copies. The applier is done with a chunk at once.
-    const copied = async (): Promise<IteratorResult<Buffer>> => {
-      const r = await next();
-      return r.done ? r : { done: false, value: Buffer.from(r.value) };
-    };
-    // No return(): a decoder that stops at the end of its stream must not end the input.
-    const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next: compression === 'uncompressed' ? next : copied }) };
+    // workerInput hands each buffer back to the main thread on the next read: the decoders (see
+    // decompress) and the applier are done with a chunk by then. No return(): a decoder that stops
+    // at the end of its stream must not end the input.
+    const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next }) };
     const hash = createHash('sha256');
     for await (const chunk of decompress(source, compression, data.tool)) {
       hash.update(chunk);

@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { basename, extname } from 'node:path';
-import { Readable, pipeline } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { SociError } from '../errors.js';
@@ -64,11 +64,13 @@ export interface UnpackResult extends UnpackStats {
  * at its end has checked it when this resolves.
  */
 export async function unpackLayer(blob: AsyncIterable<Buffer>, compression: UnpackCompression, root: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
-  const w = startModuleWorker(new URL(`./unpack-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href, {
-    unpackRoot: root,
-    compression,
-    ...(opts.tool ? { tool: opts.tool } : {}),
-  });
+  // A small young generation: the worker's garbage (decoder output) is collected often, so a pull
+  // that unpacks many layers at once does not hold many heaps' worth of it.
+  const w = startModuleWorker(
+    new URL(`./unpack-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href,
+    { unpackRoot: root, compression, ...(opts.tool ? { tool: opts.tool } : {}) },
+    4,
+  );
   return pipeToWorker<UnpackResult>(w, blob);
 }
 
@@ -84,9 +86,10 @@ export function decompress(blob: AsyncIterable<Buffer>, c: UnpackCompression, to
   return toolDecompress(blob, ZSTD_TOOL, c);
 }
 
-/** gunzip over node:zlib: pipeline() wires the errors of both streams and destroys both on either. */
+/** gunzip over node:zlib; a failure of the source ends the decoder with that failure. */
 async function* gunzip(blob: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
-  const gz = pipeline(Readable.from(blob), createGunzip(), () => undefined); // errors surface through the iteration below
+  const gz = createGunzip();
+  feed(blob, gz).catch((e: unknown) => gz.destroy(e as Error)); // surfaces through the iteration below
   try {
     yield* gz as AsyncIterable<Buffer>;
   } catch (e) {
@@ -94,6 +97,19 @@ async function* gunzip(blob: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
   } finally {
     gz.destroy();
   }
+}
+
+/**
+ * Writes each chunk of `blob` to `w` and waits until `w` is done with it before reading the next:
+ * the source may reuse a buffer once it is asked for the next one (the unpack worker's input does),
+ * so nothing is copied and nothing is read ahead.
+ */
+async function feed(blob: AsyncIterable<Buffer>, w: Writable): Promise<void> {
+  for await (const chunk of blob) await new Promise<void>((res, rej) => w.write(chunk, (e) => (e ? rej(e) : res())));
+  await new Promise<void>((res, rej) => {
+    w.once('error', rej);
+    w.end(res);
+  });
 }
 
 /** A decompressor process, streamed: the layer on its stdin, the tar from its stdout, no shell. */
@@ -114,8 +130,9 @@ async function* toolDecompress(blob: AsyncIterable<Buffer>, tool: DecompressTool
   });
   p.stderr.on('error', () => undefined);
   p.stdout.on('error', () => undefined);
-  // The source → zstd's stdin; a failed source or a zstd that exits early ends it (EPIPE is handled).
-  const pump = new Promise<void>((resolve, reject) => pipeline(Readable.from(blob), p.stdin, (e) => (e ? reject(e) : resolve())));
+  // The source → the tool's stdin; a failed source or a tool that exits early ends it (EPIPE is handled).
+  p.stdin.on('error', () => undefined); // reported by the write that failed
+  const pump = feed(blob, p.stdin);
   pump.catch(() => p.kill());
   try {
     for await (const chunk of p.stdout as AsyncIterable<Buffer>) yield chunk;
