@@ -4,7 +4,6 @@
  * an image already pulled, what happened: which snapshotter holds its layers (ours or another, via
  * containerd's snapshots and the layers' chain IDs) and what our daemon decided for each layer.
  */
-import { createHash } from 'node:crypto';
 import type { ContainerdConnection } from '../containerd/client.js';
 import { ImageService } from '../containerd/images.js';
 import { isSociError } from '../errors.js';
@@ -13,6 +12,7 @@ import { ANN, MT, isIndexType, layerCompression } from '../oci/media-types.js';
 import { hostPlatform } from '../oci/platform.js';
 import type { Reference } from '../oci/reference.js';
 import { manifestsFor } from '../oci/select.js';
+import { chainIds } from '../oci/digest.js';
 import { decodeIndex, decodeManifest, type Descriptor, type Manifest } from '../oci/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { LayerDecision } from '../snapshotter/decisions.js';
@@ -146,20 +146,6 @@ export async function checkLayers(
       'convert with a smaller --min-layer-size if lazy loading matters for this image',
     );
   else if (index) r.ok('image.lazy', `${lazy} of ${img.manifest.layers.length} layers can be lazy`);
-}
-
-/** containerd's chain IDs of the layers (identity of a layer stack), from the config's diff_ids. */
-function chainIds(diffIds: string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds)
-    out.push(
-      out.length
-        ? `sha256:${createHash('sha256')
-            .update(`${out[out.length - 1]} ${d}`)
-            .digest('hex')}`
-        : d,
-    );
-  return out;
 }
 
 /** For an image in containerd's store: which snapshotter holds each layer, and what our daemon decided. */

@@ -44,3 +44,13 @@ export function parseDigest(s: string): string {
 export function digestHex(d: string): string {
   return parseDigest(d).slice('sha256:'.length);
 }
+
+/**
+ * The chain IDs of an image's layers (OCI image spec, "Layer ChainID"), from its config's
+ * diff_ids: containerd's names for the layers' committed snapshots.
+ */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) out.push(out.length ? digestOf(`${out[out.length - 1]} ${d}`) : d);
+  return out;
+}

@@ -58,9 +58,14 @@ export class ChunkedDownload {
     this.tasks = Promise.all(this.written.map((_, i) => this.fetchChunk(i))).then(() => undefined);
   }
 
-  /** The blob's bytes in order, its digest checked at the end (see the file comment). */
+  /**
+   * The blob's bytes in order, its digest checked at the end (see the file comment). A yielded
+   * buffer is reused by the next read: a consumer copies what it keeps before asking for more
+   * (the unpack pipe does), so a layer's read-back makes no garbage.
+   */
   async *bytes(): AsyncGenerator<Buffer, void, undefined> {
     const hash = createHash('sha256');
+    const readBuf = Buffer.allocUnsafe(Math.min(READ_SIZE, Math.max(1, this.o.size)));
     let pos = 0;
     let ok = false;
     try {
@@ -75,7 +80,7 @@ export class ChunkedDownload {
           });
           continue;
         }
-        const buf = Buffer.allocUnsafe(Math.min(avail, READ_SIZE));
+        const buf = readBuf.subarray(0, Math.min(avail, READ_SIZE));
         const { bytesRead } = await fd.read(buf, 0, buf.length, pos);
         if (bytesRead !== buf.length) throw new SociError('ERR_IO', `download file ${this.o.file}: short read at ${pos}`);
         pos += bytesRead;

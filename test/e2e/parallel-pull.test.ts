@@ -11,7 +11,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +24,7 @@ import { writeLayout } from '../../harness/layout.js';
 import { startRegistry, type TestRegistry } from '../../harness/registry.js';
 import { soci } from '../../harness/soci-cli.js';
 import { umountPath } from '../../src/host/index.js';
-import { digestOf } from '../../src/oci/digest.js';
+import { chainIds, digestOf } from '../../src/oci/digest.js';
 import { compareDumps, scratch } from '../fs/util.js';
 
 const pexec = promisify(execFile);
@@ -126,20 +125,6 @@ async function buildImage(dir: string, seed = 11): Promise<{ layout: string; dif
   const layout = join(dir, `oci-${seed}`);
   const w = writeLayout(layout, [{ layers, config: { config: {} } }], { tag: 'v1' });
   return { layout, diffIds: layers.map((l) => l.diffId), layers: w.layers[0]! };
-}
-
-/** containerd's chain IDs of the layers (OCI image spec): the snapshot names of a pulled image. */
-function chainIds(diffIds: string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds)
-    out.push(
-      out.length
-        ? `sha256:${createHash('sha256')
-            .update(`${out.at(-1)} ${d}`)
-            .digest('hex')}`
-        : d,
-    );
-  return out;
 }
 
 /**

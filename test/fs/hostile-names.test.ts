@@ -23,7 +23,8 @@ import { isSociError } from '../../src/errors.js';
 import { LayerTree, unpackLayer } from '../../src/fs/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { PullingUnpacker } from '../../src/snapshotter/local-unpacker.js';
-import { decompressTools, ImagePuller } from '../../src/pull/index.js';
+import { ImagePuller } from '../../src/pull/index.js';
+import { defaultConfig, parallelPullSettings } from '../../src/snapshotter/config.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import { buildZtoc } from '../../src/ztoc/index.js';
 import { scratch } from './util.js';
@@ -345,15 +346,7 @@ test('soci mount and the snapshotter local unpacker: hostile names in a lazy and
       contentDir: join(top, 'content'),
       clientFor: () => client,
       logger: silentLogger,
-      settings: {
-        maxConcurrentDownloads: -1,
-        maxConcurrentDownloadsPerImage: 3,
-        chunkSize: 0,
-        maxConcurrentUnpacks: -1,
-        maxConcurrentUnpacksPerImage: 1,
-        discardUnpackedLayers: true,
-        tools: decompressTools({}),
-      },
+      settings: parallelPullSettings(defaultConfig()), // AWS's defaults, nothing kept
     }),
   );
   const w = world(join(top, 'world'));

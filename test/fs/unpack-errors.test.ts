@@ -14,7 +14,8 @@ import { gzipSync } from 'node:zlib';
 import { SociError } from '../../src/errors.js';
 import { unpackLayer, type UnpackCompression } from '../../src/fs/unpack.js';
 import { PullingUnpacker } from '../../src/snapshotter/local-unpacker.js';
-import { decompressTools, ImagePuller } from '../../src/pull/index.js';
+import { ImagePuller } from '../../src/pull/index.js';
+import { defaultConfig, parallelPullSettings } from '../../src/snapshotter/config.js';
 import { LABELS } from '../../src/snapshotter/labels.js';
 import type { RegistryClient } from '../../src/registry/index.js';
 import { hasTool } from '../../harness/env.js';
@@ -153,15 +154,7 @@ async function unpackerFor(
     contentDir: join(top, 'content'),
     clientFor: () => client,
     logger: silentLogger,
-    settings: {
-      maxConcurrentDownloads: -1,
-      maxConcurrentDownloadsPerImage: 3,
-      chunkSize: 0,
-      maxConcurrentUnpacks: -1,
-      maxConcurrentUnpacksPerImage: 1,
-      discardUnpackedLayers: true,
-      tools: decompressTools({}),
-    },
+    settings: parallelPullSettings(defaultConfig()), // AWS's defaults, nothing kept
   });
   const leftovers = async () => [...(await readdir(join(top, 'staging'))), ...(await readdir(join(top, 'content', 'ingest')))];
   return { u: new PullingUnpacker(puller), leftovers };
