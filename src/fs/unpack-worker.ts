@@ -35,7 +35,10 @@ import { join, resolve, sep } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SociError } from '../errors.js';
 import { postError, workerInput } from '../worker-pipe.js';
-import { TarWalker, layerName, quoteName, type FileMetadata } from '../ztoc/index.js';
+// The walker and the name rules only, not the zTOC barrel: every unpack worker loads these.
+import { layerName, quoteName } from '../ztoc/names.js';
+import { TarWalker } from '../ztoc/tar-walker.js';
+import type { FileMetadata } from '../ztoc/types.js';
 import { parseModTime } from '../ztoc/mod-time.js';
 import { decompress, type DecompressTool, type ImpliedDir, type UnpackCompression, type UnpackStats } from './unpack.js';
 
