@@ -13,7 +13,8 @@ import type { Logger } from './logger.js';
 import { MetaStore, type Info, type Snapshot } from './metastore.js';
 import { FUSE_MOUNT_FAILURE_COUNT, LOCAL_MOUNT_FAILURE_COUNT, operationCount } from './metrics.js';
 import { isMountPoint, mountPointsUnder, unmountAllUnder } from '../host/index.js';
-import { diskUsage, type Mount } from './mounts.js';
+import { diskUsage } from './disk-usage.js';
+import type { Mount } from './mounts.js';
 import { LayerDecisions, type LayerMode } from './decisions.js';
 
 export interface SnapshotterOptions {
