@@ -135,7 +135,7 @@ test('a mirror with no request timeout (request_timeout_sec < 0) waits for a slo
 });
 
 test('parallel pull mode: connections per registry follow max_concurrent_downloads (0 = no cap), else the default', () => {
-  const conns = (toml: string) => daemonRegistryOptions(parseConfig(toml)).connections;
+  const conns = (toml: string) => daemonRegistryOptions(parseConfig(toml ? `${toml}discard_unpacked_layers = true\n` : '')).connections;
   assert.equal(conns(''), undefined, 'lazy loading only: the client default (8)');
   assert.equal(conns('[pull_modes.parallel_pull_unpack]\nenable = true\nmax_concurrent_downloads = 20\n'), 20);
   assert.equal(conns('[pull_modes.parallel_pull_unpack]\nenable = true\nmax_concurrent_downloads = 4\n'), 8, 'never fewer than lazy reads share');
