@@ -19,7 +19,7 @@
 import type { BenchImage, Workload } from '../images/index.js';
 import { statusClient } from '../../src/snapshotter/status-service.js';
 import { cpuMs, peakRssBytes } from './proc.js';
-import { daemons, READY_TIMEOUT_MS, runWorkload, withCleanups, type SampleContext } from './ttr-sample.js';
+import { daemons, pullFigures, READY_TIMEOUT_MS, runWorkload, withCleanups, type SampleContext } from './ttr-sample.js';
 import { criPull } from '../../harness/cri.js';
 import type { ParallelMode, Sample } from './types.js';
 
@@ -111,13 +111,8 @@ export async function parallelSample(
         ttrMs: pullMs + runMs,
         pullMs,
         runMs,
-        bytesFetched: pulled.bytesDown,
-        requests: pulled.requests,
-        rangeRequests: pulled.rangeRequests,
-        connections: pulled.connections,
+        ...pullFigures(pulled, sn.pid, cpu0),
         pullBytes: pulled.bytesDown,
-        daemonCpuMs: cpuMs(sn.pid) - cpu0,
-        daemonPeakRssBytes: peakRssBytes(sn.pid),
         parallelLayers: bySnapshotter.length,
       });
       ctx.log(

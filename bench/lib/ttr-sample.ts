@@ -26,7 +26,7 @@ import { waitFor } from '../../harness/env.js';
 import { criPull } from '../../harness/cri.js';
 import { freePort } from '../../harness/registry.js';
 import type { BenchImage, Workload } from '../images/index.js';
-import type { ShapeProxy } from './shape-proxy.js';
+import type { ProxyStats, ShapeProxy } from './shape-proxy.js';
 import type { LazyMode, Sample } from './types.js';
 import { cpuMs, httpGet, parseMetrics, peakRssBytes, waitHttp200 } from './proc.js';
 
@@ -150,6 +150,22 @@ export async function runWorkload(
   return { startedAt, readyAt };
 }
 
+/** A sample's figures of a pull: the registry traffic it made and what the daemon `pid` spent on it. */
+export function pullFigures(
+  pulled: ProxyStats,
+  pid: number | undefined,
+  cpu0: number,
+): Pick<Sample, 'bytesFetched' | 'requests' | 'rangeRequests' | 'connections' | 'daemonCpuMs' | 'daemonPeakRssBytes'> {
+  return {
+    bytesFetched: pulled.bytesDown,
+    requests: pulled.requests,
+    rangeRequests: pulled.rangeRequests,
+    connections: pulled.connections,
+    daemonCpuMs: cpuMs(pid) - cpu0,
+    daemonPeakRssBytes: peakRssBytes(pid),
+  };
+}
+
 /** Full pull (overlayfs) of `image`, then each workload once (full rows) and again (warm rows). */
 export async function fullSample(ctx: SampleContext, image: BenchImage, workloads: Workload[]): Promise<Sample[]> {
   return withCleanups(async (after) => {
@@ -173,12 +189,7 @@ export async function fullSample(ctx: SampleContext, image: BenchImage, workload
         ttrMs: pullMs + runMs,
         pullMs,
         runMs,
-        bytesFetched: pulled.bytesDown,
-        requests: pulled.requests,
-        rangeRequests: pulled.rangeRequests,
-        connections: pulled.connections,
-        daemonCpuMs: cpuMs(cd.proc.pid) - cpu0,
-        daemonPeakRssBytes: peakRssBytes(cd.proc.pid),
+        ...pullFigures(pulled, cd.proc.pid, cpu0),
       });
       ctx.log(`  full ${image.name}/${w.name}: pull ${(pullMs / 1000).toFixed(2)} s + run ${(runMs / 1000).toFixed(2)} s`);
     }
