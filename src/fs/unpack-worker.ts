@@ -83,7 +83,7 @@ interface Open {
 
 class Unpacker {
   readonly queue: FileMetadata[] = [];
-  readonly stats: ApplyStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0, skipped: 0, impliedDirs: [] };
+  readonly stats: ApplyStats = { entries: 0, bytes: 0, whiteouts: 0, opaqueDirs: 0, rootOpaque: false, skipped: 0, impliedDirs: [] };
   /** dirs created only because an entry lies under them, by cleaned relative path */
   private readonly implied = new Map<string, ImpliedDir>();
   private current: Open | null = null;
@@ -166,6 +166,7 @@ class Unpacker {
     if (name.kind === 'opaque') {
       setXattr(parent, 'trusted.overlay.opaque', Buffer.from('y'));
       this.stats.opaqueDirs++;
+      if (name.parent === '') this.stats.rootOpaque = true;
       return;
     }
     if (name.kind === 'whiteout') {

@@ -23,6 +23,8 @@ export interface UnpackStats {
   bytes: number;
   whiteouts: number;
   opaqueDirs: number;
+  /** the layer marks its top dir opaque (`.wh..wh..opq` at the root): the root's xattr to carry over */
+  rootOpaque: boolean;
   /**
    * Directories the layer implies (a parent of an entry) but does not list, relative to the root,
    * parents first; `childCreated`: whether anything was created in it (else only an opaque marker

@@ -20,7 +20,7 @@ import { Semaphore } from '../concurrency.js';
 import { SociError } from '../errors.js';
 import { inheritImpliedDirs } from '../fs/implied-dirs.js';
 import type { UnpackStats } from '../fs/unpack.js';
-import { runCmd, sh } from '../host/index.js';
+import { sh } from '../host/index.js';
 import type { Logger } from '../logger.js';
 import { digestHex } from '../oci/digest.js';
 import { decodeManifest } from '../oci/types.js';
@@ -276,7 +276,7 @@ export class ImagePuller {
     else
       try {
         stats = await staged.done;
-        await moveInto(staged.dir, dir, stats.opaqueDirs > 0);
+        await moveInto(staged.dir, dir, stats.rootOpaque);
       } finally {
         await rm(staged.dir, { recursive: true, force: true });
       }
@@ -313,17 +313,13 @@ export class ImagePuller {
   }
 }
 
-const OPAQUE = 'trusted.overlay.opaque';
-
 /**
- * Moves the entries of `from` into the empty dir `to`, then gives `to` the times of `from` (a
- * layer's `./` entry) and its opaque marker (`.wh..wh..opq` at the layer's top), all the layer
- * can set on its root. `opaque`: whether the layer had any opaque marker at all (else no check).
+ * Moves the entries of `from` into the empty dir `to`, then gives `to` what the layer can set on
+ * its root: the times of `from` (a `./` entry) and, when the layer says so, the opaque marker.
  */
-async function moveInto(from: string, to: string, opaque: boolean): Promise<void> {
+async function moveInto(from: string, to: string, rootOpaque: boolean): Promise<void> {
   for (const name of await readdir(from)) await rename(join(from, name), join(to, name));
-  if (opaque && (await runCmd('getfattr', ['-h', '--absolute-names', '-n', OPAQUE, from])).code === 0)
-    await sh('setfattr', ['-h', '-n', OPAQUE, '-v', 'y', to]);
+  if (rootOpaque) await sh('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', to]);
   const st = await lstat(from);
   await utimes(to, st.atime, st.mtime);
 }

@@ -36,6 +36,7 @@ test('implied dirs: reported by the unpack, given their nearest parent layer dir
   const root = join(top, 'layer');
   mkdirSync(root);
   const stats = await unpackLayer(once(tar), 'uncompressed', root);
+  assert.equal(stats.rootOpaque, false, 'only o/ is marked opaque');
   assert.deepEqual(stats.impliedDirs, [
     { path: 'a', childCreated: true },
     { path: 'a/b', childCreated: true },
@@ -78,4 +79,11 @@ test('implied dirs: reported by the unpack, given their nearest parent layer dir
   assert.equal(mode('s/etc'), 0o755);
   assert.equal(mode('f'), 0o755, 'replaced by a file in the nearer parent: not looked up further');
   assert.equal(mode('n'), 0o755, 'in no parent: the default');
+
+  // An opaque marker at the top: reported, so a staged layer's snapshot dir gets it too.
+  const top2 = join(top, 'layer2');
+  mkdirSync(top2);
+  const s2 = await unpackLayer(once(await packTar([{ name: '.wh..wh..opq' }, { name: 'x', data: Buffer.from('x') }])), 'uncompressed', top2);
+  assert.deepEqual([s2.rootOpaque, s2.opaqueDirs, s2.impliedDirs], [true, 1, []]);
+  assert.equal(xattr(top2, 'trusted.overlay.opaque'), 'y');
 });
