@@ -111,6 +111,11 @@ export interface StartedSnapshotter {
   logs(): string;
   /** Parsed JSON log lines. */
   logLines(): Record<string, unknown>[];
+  /**
+   * The first parsed log line `match` accepts, waiting up to `timeoutMs` for it: the daemon's
+   * stderr pipe can lag a gRPC reply that was sent after the line was logged.
+   */
+  waitLine(match: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown> | undefined>;
   /** Sends the signal (default SIGINT) and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -174,17 +179,23 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
     if (died || fatal) throw new Error(`snapshotter unhealthy: ${died ?? 'crash logged'}${fatal ? `: ${fatal.slice(0, 2000)}` : ''}\n${logs().slice(-4000)}`);
   });
   await waitReady('snapshotter start', () => existsSync(address) && logs().includes('successfully started'), 30_000, proc, logs);
+  const logLines = (): Record<string, unknown>[] =>
+    logs()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   return {
     address,
     root,
     configPath,
     proc,
     logs,
-    logLines: () =>
-      logs()
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    logLines,
+    waitLine: async (match, timeoutMs = 10_000) => {
+      let found: Record<string, unknown> | undefined;
+      await waitFor(() => (found = logLines().find(match)) !== undefined, timeoutMs);
+      return found;
+    },
     stop: (signal: NodeJS.Signals = 'SIGINT') => {
       stopAsked = true;
       return stopProcess(proc, signal);

@@ -52,6 +52,6 @@ for (const version of CONTAINERD_VERSIONS)
 
     const mounts = await sociFuseMounts(dir);
     assert.equal(mounts.length, 1, `lazy mount with the keychain's credentials\n${sn.logs().slice(-3000)}`);
-    assert.ok(sn.logLines().some((l) => l.msg === 'CRI PullImage proxied' && l.credentials === 'provided'));
+    assert.ok(await sn.waitLine((l) => l.msg === 'CRI PullImage proxied' && l.credentials === 'provided'));
     assert.ok(!sn.logs().includes(reg.password!), 'the password never appears in the logs');
   });

@@ -148,11 +148,9 @@ for (const version of CONTAINERD_VERSIONS)
       assert.ok(err, `${what}: the CRI pull of ${ref} must fail`);
       t.diagnostic(`${what}: ${err.message.split('\n')[0]}`);
       // our daemon tried the layer itself and said why it could not
-      const failed = sn
-        .logLines()
-        .find(
-          (l) => (l['local-snapshot-prepared'] === 'false' || l['local-snapshot-prepared'] === false) && String(l.reason ?? '').includes(tiny.slice(7, 19)),
-        );
+      const failed = await sn.waitLine(
+        (l) => (l['local-snapshot-prepared'] === 'false' || l['local-snapshot-prepared'] === false) && String(l.reason ?? '').includes(tiny.slice(7, 19)),
+      );
       assert.ok(failed, `${what}: a local-snapshot-prepared=false line naming the layer\n${sn.logs().slice(-3000)}`);
       assert.ok(!String(failed.reason).includes('\n'), 'one-line reason');
       // the daemon is alive and answers on its socket

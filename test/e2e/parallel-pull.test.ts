@@ -243,5 +243,5 @@ test('experimental_parallel_pull_as_fallback: an image without an index is pulle
   await criPull(cd.address, `${reg.host}/ppf/lazy:v1`);
   // Only big.bin's layer is above --min-layer-size: it is mounted lazily; the small ones are unpacked.
   assert.equal((await sociFuseMounts(sn.root)).length, 1, 'the indexed layer is lazily mounted');
-  assert.ok(sn.logLines().some((l) => l.msg === 'remote snapshot successfully prepared'));
+  assert.ok(await sn.waitLine((l) => l.msg === 'remote snapshot successfully prepared'));
 });

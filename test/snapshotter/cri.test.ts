@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { needs } from '../../harness/env.js';
+import { needs, waitFor } from '../../harness/env.js';
 import { exec, removeTree, repoRoot, startContainerd, startSnapshotter } from '../../harness/containerd.js';
 import { startRegistry } from '../../harness/registry.js';
 import { criPull } from '../../harness/cri.js';
@@ -56,6 +56,8 @@ for (const mode of ['remote', 'noindex'] as const) {
       mounts.every((m) => /^sha256:[0-9a-f]{64}$/.test(m.digest) && m.namespace === 'k8s.io' && m.target),
       JSON.stringify(mounts),
     );
+    // both layers' decisions are logged before the replies; the stderr pipe may lag them
+    await waitFor(() => sn.logLines().filter((l) => l['remote-snapshot-prepared'] === 'true' || l['defer-snapshot-runtime'] === 'true').length >= 2);
     const logs = sn.logLines();
     const count = (k: string) => logs.filter((l) => l[k] === 'true').length;
     if (mode === 'remote') {

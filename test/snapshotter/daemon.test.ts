@@ -186,7 +186,7 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   assert.equal(mountCall.key, 'extract-1 layer-1');
   const remoteFs: string = mountCall.mountpoint;
   assert.equal(await readFile(join(remoteFs, 'hello.txt'), 'utf8'), 'from the lazy layer\n');
-  assert.ok(sn.logLines().some((l) => l['remote-snapshot-prepared'] === 'true'));
+  assert.ok(await sn.waitLine((l) => l['remote-snapshot-prepared'] === 'true'));
   // the same target prepared again (two images sharing a layer): ALREADY_EXISTS, duplicate dropped
   assert.equal(await c.code('Prepare', { key: 'extract-1b layer-1', labels }), status.ALREADY_EXISTS);
   assert.equal(await c.code('Stat', { key: 'extract-1b layer-1' }), status.NOT_FOUND);
@@ -219,14 +219,14 @@ test('remote snapshot protocol with a fake mounter; restart and SIGINT', { skip 
   const d = await c.call('Prepare', { key: 'extract-2', labels: { [REF]: 'layer-2', [DIGEST]: 'sha256:noindex' } });
   assert.equal(d.mounts[0].type, 'bind');
   assert.equal((await c.call('Stat', { key: 'extract-2' })).info.kind, 'ACTIVE');
-  const deferLine = sn.logLines().find((l) => l['defer-snapshot-runtime'] === 'true');
+  const deferLine = await sn.waitLine((l) => l['defer-snapshot-runtime'] === 'true');
   assert.ok(deferLine && String(deferLine.reason).includes('no SOCI index'), JSON.stringify(deferLine));
 
   // ERR_NO_ZTOC → local unpack, committed, no FUSE failure counted
   assert.equal(await c.code('Prepare', { key: 'extract-3', labels: { [REF]: 'layer-3', [DIGEST]: 'sha256:noztoc' } }), status.ALREADY_EXISTS);
   const l3 = (await c.call('Stat', { key: 'layer-3' })).info;
   assert.equal(l3.labels['containerd.io/snapshot/remote'], undefined);
-  assert.ok(sn.logLines().some((l) => l['local-snapshot-prepared'] === 'true'));
+  assert.ok(await sn.waitLine((l) => l['local-snapshot-prepared'] === 'true'));
   let body = await metrics(metricsSock);
   assert.equal(countOf(body, 'fuse_mount_failure_count'), 0);
   assert.equal(countOf(body, 'local_mount_failure_count'), 0);
