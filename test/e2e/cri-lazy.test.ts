@@ -52,10 +52,7 @@ for (const version of CONTAINERD_VERSIONS)
 
     const mounts = await sociFuseMounts(sn.root);
     assert.equal(mounts.length, 1, `one indexed layer → one fuse.soci mount, got ${mounts.length}\n${sn.logs().slice(-3000)}`);
-    assert.ok(
-      await sn.waitLine((l) => l['remote-snapshot-prepared'] === 'true' || l['remote-snapshot-prepared'] === true),
-      'remote snapshot prepared',
-    );
+    assert.ok(await sn.waitLine((l) => l['remote-snapshot-prepared'] === 'true' || l['remote-snapshot-prepared'] === true), 'remote snapshot prepared');
     // the small layer (not in the index) is downloaded, diff_id-verified and unpacked by us, not deferred
     assert.ok(
       await sn.waitLine((l) => l['local-snapshot-prepared'] === 'true' || l['local-snapshot-prepared'] === true),
