@@ -5,8 +5,10 @@
  * the worker once consumed): memory stays at POOL × BUF_SIZE per stream and no garbage is made per
  * chunk (transferring fresh buffers let external memory pile up to 500+ MB).
  *
- * Protocol: main → worker `{ buf, len }` … `{ end: true }`; worker → main `{ recycle }` per chunk,
- * then `{ done }` or `{ error: { code, message } }`.
+ * Protocol: main → worker `{ buf, len }` … `{ end: true }` (or `{ abort: true }` when the main side
+ * gives up); worker → main `{ recycle }` per chunk, then `{ done }` or `{ error: { code, message } }`.
+ * The other end is a Worker (one stream per worker) or a MessagePort (./worker-pool.ts: many streams
+ * per worker).
  */
 import { Worker, type MessagePort } from 'node:worker_threads';
 import { SociError, type ErrorCode } from './errors.js';
@@ -27,39 +29,68 @@ export function startModuleWorker(url: string, workerData: unknown, maxYoungGene
   return new Worker(boot, { ...opts, eval: true });
 }
 
+/** The other end of a stream: a worker thread, or a port to a job on a pooled one. */
+export type Endpoint = Worker | MessagePort;
+
+type Reply<T> = { recycle?: ArrayBuffer; done?: T; error?: { code: ErrorCode; message: string } };
+
 /** Feeds `source` to worker `w` and resolves with its `done` payload; the worker is terminated after. */
-export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>): Promise<T> {
-  const free: ArrayBuffer[] = Array.from({ length: POOL }, () => new ArrayBuffer(BUF_SIZE));
-  let wake: (() => void) | null = null;
-  let failure: unknown;
-  const result = new Promise<T>((resolve, reject) => {
-    w.on('message', (m: { recycle?: ArrayBuffer; done?: T; error?: { code: ErrorCode; message: string } }) => {
-      if (m.recycle) {
-        free.push(m.recycle);
-        wake?.();
-      } else if (m.error) reject(new SociError(m.error.code, m.error.message));
-      else if ('done' in m) resolve(m.done as T);
-    });
+export function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>): Promise<T> {
+  const died = new Promise<never>((_, reject) => {
     w.on('error', (e: Error) =>
       reject(e instanceof SociError ? e : new SociError('ERR_INTERNAL', `worker failed: ${String(e.message).split('\n')[0]}`, { cause: e })),
     );
     w.on('exit', (code) => reject(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
   });
-  // The worker's failure (or exit) also ends a wait on the source: a stalled download does not
+  // Waited for: once this returns, the worker writes nothing more (the caller may clean its output).
+  return streamTo<T>(w, source, died, async () => {
+    await w.terminate().catch(() => undefined);
+  });
+}
+
+/**
+ * Streams `source` to `ep` and resolves with the other side's `done` payload (or rejects with its
+ * error, or with `died`). `stop(answered)` runs before this settles, whether the other side
+ * answered or this side left early (the source failed); once it resolves, the other side must
+ * write nothing more.
+ */
+export async function streamTo<T>(ep: Endpoint, source: AsyncIterable<Buffer>, died: Promise<never>, stop: (answered: boolean) => Promise<void>): Promise<T> {
+  const free: ArrayBuffer[] = Array.from({ length: POOL }, () => new ArrayBuffer(BUF_SIZE));
+  let wake: (() => void) | null = null;
+  let failure: unknown;
+  let answered = false;
+  const result = new Promise<T>((resolve, reject) => {
+    const onMessage = (m: Reply<T>) => {
+      if (m.recycle) {
+        free.push(m.recycle);
+        wake?.();
+      } else if (m.error) reject(new SociError(m.error.code, m.error.message));
+      else if ('done' in m) resolve(m.done as T);
+    };
+    ep.on('message', onMessage);
+    died.catch(reject);
+  });
+  // The other side's failure (or death) also ends a wait on the source: a stalled download does not
   // keep a dead unpack alive. One settle function per wait, not a Promise.race against a promise
   // that lives as long as the pipe: every race would stay attached to it, and with it every chunk.
   let stopWait: (() => void) | null = null;
-  result.catch((e: unknown) => {
-    failure = e;
-    wake?.();
-    stopWait?.();
-  });
+  result.then(
+    () => {
+      answered = true;
+    },
+    (e: unknown) => {
+      answered = true;
+      failure = e;
+      wake?.();
+      stopWait?.();
+    },
+  );
   let cur: ArrayBuffer | null = null;
   let view: Uint8Array | null = null;
   let fill = 0;
   const flush = () => {
     if (!cur || fill === 0) return;
-    w.postMessage({ buf: cur, len: fill }, [cur]);
+    ep.postMessage({ buf: cur, len: fill }, [cur]);
     cur = null;
     view = null;
     fill = 0;
@@ -100,14 +131,13 @@ export async function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>):
     }
     if (failure === undefined) {
       flush();
-      w.postMessage({ end: true });
+      ep.postMessage({ end: true });
     }
     return await result;
   } finally {
     // Stop the source (download, decoder) when we leave early; never wait on it.
     if (!sourceDone) void Promise.resolve(it.return?.()).catch(() => undefined);
-    // Waited for: once this returns, the worker writes nothing more (the caller may clean its output).
-    await w.terminate().catch(() => undefined);
+    await stop(answered);
   }
 }
 
@@ -119,13 +149,17 @@ export function workerInput(port: MessagePort): AsyncIterable<Buffer> {
   const chunks: Array<{ buf: ArrayBuffer; len: number }> = [];
   let notify: (() => void) | null = null;
   let ended = false;
-  port.on('message', (m: { buf?: ArrayBuffer; len?: number; end?: boolean }) => {
+  let aborted = false;
+  port.on('message', (m: { buf?: ArrayBuffer; len?: number; end?: boolean; abort?: boolean }) => {
     if (m.buf) chunks.push({ buf: m.buf, len: m.len! });
     if (m.end) ended = true;
+    if (m.abort) aborted = true;
     notify?.();
   });
   return (async function* input(): AsyncIterable<Buffer> {
     for (;;) {
+      // The sender gave up on this stream (its source failed): stop at the next read.
+      if (aborted) throw new SociError('ERR_INTERRUPTED', 'stream stopped by its sender');
       const c = chunks.shift();
       if (c) {
         yield Buffer.from(c.buf, 0, c.len);

@@ -32,15 +32,16 @@ import {
   writeSync,
 } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, workerData, type MessagePort } from 'node:worker_threads';
 import { SociError } from '../errors.js';
-import { postError, workerInput } from '../worker-pipe.js';
+import { workerInput } from '../worker-pipe.js';
+import { isPoolWorker, serveJobs } from '../worker-pool.js';
 // The walker and the name rules only, not the zTOC barrel: every unpack worker loads these.
 import { layerName, quoteName } from '../ztoc/names.js';
 import { TarWalker } from '../ztoc/tar-walker.js';
 import type { FileMetadata } from '../ztoc/types.js';
 import { parseModTime } from '../ztoc/mod-time.js';
-import { decompress, type DecompressTool, type ImpliedDir, type UnpackCompression, type UnpackStats } from './unpack.js';
+import { decompress, type ImpliedDir, type UnpackJob, type UnpackStats } from './unpack.js';
 
 const ROOT_UID = 0;
 const ROOT_GID = 0;
@@ -71,6 +72,11 @@ export class TarApplier {
     this.walker.end();
     this.u.finish();
     return this.u.stats;
+  }
+
+  /** Closes the file being written, if any: the layer failed and nothing more comes. */
+  abort(): void {
+    this.u.abort();
   }
 }
 
@@ -138,6 +144,13 @@ class Unpacker {
         /* best effort, as tar */
       }
     }
+  }
+
+  /** fds are the process's, not the thread's: a failed layer must not keep its open file. */
+  abort(): void {
+    const c = this.current;
+    this.current = null;
+    if (c) closeSync(c.fd);
   }
 
   private close(): void {
@@ -354,27 +367,20 @@ function writeAll(fd: number, b: Buffer): void {
   for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off);
 }
 
-// ---- the worker side: workerData { unpackRoot, compression?, tool? } ----
-interface UnpackWorkerData {
-  unpackRoot: string;
-  compression?: UnpackCompression;
-  tool?: DecompressTool;
-}
+// ---- the worker side: one UnpackJob per layer ----
 
-if (!isMainThread && parentPort && typeof (workerData as { unpackRoot?: unknown } | undefined)?.unpackRoot === 'string') {
-  const port = parentPort;
-  const data = workerData as UnpackWorkerData;
-  const compression = data.compression ?? 'uncompressed';
-  const applier = new TarApplier(data.unpackRoot);
-  (async () => {
-    const input = workerInput(port)[Symbol.asyncIterator]();
-    const next = () => input.next();
-    // workerInput hands each buffer back to the main thread on the next read: the decoders (see
-    // decompress) and the applier are done with a chunk by then. No return(): a decoder that stops
-    // at the end of its stream must not end the input.
-    const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next }) };
-    const hash = createHash('sha256');
-    for await (const chunk of decompress(source, compression, data.tool)) {
+/** One layer: its blob from `port`, decompressed, hashed and applied to the job's root. */
+async function unpackJob(job: UnpackJob, port: MessagePort): Promise<ApplyStats & { diffId: string }> {
+  const applier = new TarApplier(job.unpackRoot);
+  const input = workerInput(port)[Symbol.asyncIterator]();
+  const next = () => input.next();
+  // workerInput hands each buffer back to the main thread on the next read: the decoders (see
+  // decompress) and the applier are done with a chunk by then. No return(): a decoder that stops
+  // at the end of its stream must not end the input.
+  const source: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => ({ next }) };
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of decompress(source, job.compression ?? 'uncompressed', job.tool)) {
       hash.update(chunk);
       applier.write(chunk);
     }
@@ -382,8 +388,10 @@ if (!isMainThread && parentPort && typeof (workerData as { unpackRoot?: unknown 
       /* the rest of the blob after the end of its stream (a gzip trailer, padding) */
     }
     return { ...applier.end(), diffId: `sha256:${hash.digest('hex')}` };
-  })().then(
-    (stats) => port.postMessage({ done: stats }),
-    (e: unknown) => postError(port, e),
-  );
+  } catch (e) {
+    applier.abort();
+    throw e;
+  }
 }
+
+if (!isMainThread && isPoolWorker(workerData)) serveJobs(unpackJob);

@@ -9,12 +9,13 @@
  * rejects the unpack with a one-line SociError and never surfaces as an unhandled 'error' event.
  */
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { basename, extname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { SociError } from '../errors.js';
-import { pipeToWorker, startModuleWorker } from '../worker-pipe.js';
+import { WorkerPool } from '../worker-pool.js';
 
 export type UnpackCompression = 'gzip' | 'uncompressed' | 'zstd';
 
@@ -53,6 +54,13 @@ export interface UnpackOptions {
   tool?: DecompressTool;
 }
 
+/** What the unpack worker is sent per layer (./unpack-worker.ts). */
+export interface UnpackJob {
+  unpackRoot: string;
+  compression?: UnpackCompression;
+  tool?: DecompressTool;
+}
+
 export interface UnpackResult extends UnpackStats {
   /** sha256 of the uncompressed tar: what the image config's diff_id must be */
   diffId: string;
@@ -66,15 +74,20 @@ export interface UnpackResult extends UnpackStats {
  * at its end has checked it when this resolves.
  */
 export async function unpackLayer(blob: AsyncIterable<Buffer>, compression: UnpackCompression, root: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
-  // A small young generation: the worker's garbage (decoder output) is collected often, so a pull
-  // that unpacks many layers at once does not hold many heaps' worth of it.
-  const w = startModuleWorker(
-    new URL(`./unpack-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href,
-    { unpackRoot: root, compression, ...(opts.tool ? { tool: opts.tool } : {}) },
-    4,
-  );
-  return pipeToWorker<UnpackResult>(w, blob);
+  pool ??= new WorkerPool(new URL(`./unpack-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href, {
+    threads: Math.min(availableParallelism(), MAX_THREADS),
+  });
+  const job: UnpackJob = { unpackRoot: root, compression, ...(opts.tool ? { tool: opts.tool } : {}) };
+  return pool.run<UnpackResult>(job, blob);
 }
+
+/**
+ * The threads that apply layers: as many as cores (up to MAX_THREADS), however many layers unpack
+ * at once. Each is a V8 heap; the work is CPU- and syscall-bound, so more threads than cores would
+ * add memory, not speed. A small young generation (4 MB): the decoder's output is collected often.
+ */
+let pool: WorkerPool | undefined;
+const MAX_THREADS = 4;
 
 /**
  * The uncompressed bytes of a layer blob, through `tool` when one is given (unpigz, igzip, …),
