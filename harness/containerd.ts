@@ -156,7 +156,20 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   const entry = opts.entry ?? join(repoRoot, 'src', 'snapshotter', 'main.ts');
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', entry, '--address', address, '--root', root, '--config', configPath, '--log-level', opts.logLevel ?? 'debug'],
+    // The TypeScript loader only for a .ts entry: it runs a thread of its own, which a built
+    // daemon (bin/*.js, as users run it) does not have, and the bench measures its memory.
+    [
+      ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []),
+      entry,
+      '--address',
+      address,
+      '--root',
+      root,
+      '--config',
+      configPath,
+      '--log-level',
+      opts.logLevel ?? 'debug',
+    ],
     {
       cwd: repoRoot,
       env: { ...process.env, ...opts.env },

@@ -14,7 +14,7 @@ import { Worker, type MessagePort } from 'node:worker_threads';
 import { SociError, type ErrorCode } from './errors.js';
 
 const BUF_SIZE = 1 << 20;
-const POOL = 8;
+const POOL = 4;
 const FAILED = Symbol('failed');
 
 /**

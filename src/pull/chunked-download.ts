@@ -14,6 +14,7 @@
  * belongs to the caller.
  */
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { Semaphore } from '../concurrency.js';
 import { SociError } from '../errors.js';
@@ -52,6 +53,9 @@ export class ChunkedDownload {
     if (!Number.isSafeInteger(o.size) || o.size < 0) throw new SociError('ERR_INTERNAL', `invalid blob size ${o.size}`);
     this.chunk = o.chunkSize > 0 ? o.chunkSize : Math.max(1, o.size);
     this.written = Array.from({ length: Math.ceil(o.size / this.chunk) }, () => 0);
+    // Every chunk request in flight listens on it: as many as max_concurrent_downloads_per_image,
+    // which may pass Node's warning threshold (10) without any leak.
+    setMaxListeners(0, this.abort.signal);
     o.signal?.addEventListener('abort', () => this.fail(o.signal!.reason), { once: true });
     this.fd = open(o.file, 'wx+', 0o600); // read back by bytes()
     this.fd.catch((e: unknown) => this.fail(e));
