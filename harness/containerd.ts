@@ -80,6 +80,27 @@ export async function removeTree(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
+/**
+ * The FUSE connection holders a daemon with this root started (recorded by pid and start time in
+ * <root>/soci/fuse-connections), ended: they outlive the daemon on purpose, but not the test.
+ */
+export async function killFuseHolders(root: string): Promise<void> {
+  const dir = join(root, 'soci', 'fuse-connections');
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (!n.endsWith('.json')) continue;
+    const rec = JSON.parse(await readFile(join(dir, n), 'utf8').catch(() => '{}')) as { holder?: { pid: number; startTime: number } };
+    const pid = rec.holder?.pid;
+    if (!pid) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
+    if (cmd.split('\0')[0] !== 'soci-fuse-holder') continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
 async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<number | null> {
   if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
@@ -186,6 +207,7 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   t.after(async () => {
     stopAsked = true;
     await stopProcess(proc, 'SIGTERM');
+    await killFuseHolders(root);
     const fatal = logs()
       .split('\n')
       .find((l) => DAEMON_FATAL.test(l));

@@ -1,5 +1,6 @@
-// Builds the optional zlib checkpoint addon (native/) with node-gyp against Node's own headers.
-// Failure is not fatal: the pure-JS engine (pako) is selected automatically when the addon is absent.
+// Builds the optional native addons (native/: zlib checkpoints, fd passing) with node-gyp against Node's own headers.
+// Failure is not fatal: without zinflate the pure-JS engine (pako) is selected; without fdpass, FUSE
+// connections do not survive a daemon restart (said in one line at start).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

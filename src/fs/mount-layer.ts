@@ -55,6 +55,12 @@ export interface MountLayerParams {
   mountpoint: string;
   cache: SpanCache;
   options?: LayerMountOptions;
+  /**
+   * Serve a connection a previous process mounted here instead of mounting (FuseServer.resume):
+   * its /dev/fuse fd and what INIT negotiated. The tree is built from the same zTOC, so node ids
+   * are the ones the kernel already knows.
+   */
+  resume?: { fd: number; kernel: FuseServer['kernel'] };
 }
 
 export interface LayerMountStats extends SpanManagerStats {
@@ -114,17 +120,18 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   const o = p.options ?? {};
   const fs = createLayerFs(p);
   const readTimeout = o.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS;
-  const server = await FuseServer.mount(fs, {
+  const fuseOpts = {
     mountpoint: p.mountpoint,
     subtype: 'soci',
     fsname: 'soci',
     // tar names are raw bytes; the layer fs keys them as latin1 strings
-    names: 'latin1',
+    names: 'latin1' as const,
     requestTimeoutMs: o.requestTimeoutMs ?? readTimeout + 5000,
     ...(o.readaheadKb ? { readaheadKb: o.readaheadKb } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
     ...o.fuse,
-  });
+  };
+  const server = p.resume ? await FuseServer.resume(p.resume.fd, fs, fuseOpts, p.resume.kernel) : await FuseServer.mount(fs, fuseOpts);
   o.backgroundFetcher?.register(fs.spans);
   const prefetched = startPrefetch(fs, p.layer.digest, o);
   let done: Promise<void> | null = null;

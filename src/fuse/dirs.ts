@@ -13,7 +13,12 @@ interface DirHandle {
 
 export class DirHandles {
   private readonly handles = new Map<number, DirHandle>();
-  private next = 1;
+  /**
+   * Handles start at a value of this process's own (ms since the epoch × 1000): a server that
+   * resumes a connection from a previous process gets READDIRs for that process's handles, and a
+   * new handle must not collide with one the kernel still holds (an unknown handle is re-listed).
+   */
+  private next = Date.now() * 1000 + 1;
 
   constructor(
     private readonly fsys: Filesystem,

@@ -13,3 +13,4 @@ export * from './types.js';
 export { toErrno } from './errno.js';
 export { cleanupStaleMounts, connectionWaiting, findFuseMount, type StaleMountResult } from './mounts.js';
 export { pipeReaderAvailable, type ReaderKind } from './readers.js';
+export { ConnectionKeeper, type KeptConnection } from './keeper.js';

@@ -68,10 +68,19 @@ export interface StaleMountResult {
  * is gone. Liveness is probed with `stat` in a child process (a dead mount answers ENOTCONN at once;
  * a live one answers; a hung one is left alone). Used at daemon start, before remounting.
  */
-export async function cleanupStaleMounts(subtype: string, underDir?: string, probeTimeoutMs = 5_000): Promise<StaleMountResult[]> {
+export async function cleanupStaleMounts(
+  subtype: string,
+  underDir?: string,
+  probeTimeoutMs = 5_000,
+  keep: readonly string[] = [],
+): Promise<StaleMountResult[]> {
   const base = underDir ? resolve(underDir) : undefined;
+  // `keep`: connections kept alive for this process to serve again; a probe would wait on them.
   const mounts = (await readMountinfo()).filter(
-    (m) => m.fstype === `fuse.${subtype}` && (!base || m.mountpoint === base || m.mountpoint.startsWith(base.endsWith('/') ? base : base + '/')),
+    (m) =>
+      m.fstype === `fuse.${subtype}` &&
+      !keep.includes(m.mountpoint) &&
+      (!base || m.mountpoint === base || m.mountpoint.startsWith(base.endsWith('/') ? base : base + '/')),
   );
   // Deepest first so nested mounts go before their parents; each mountpoint once.
   const points = [...new Set(mounts.map((m) => m.mountpoint))].sort((a, b) => b.length - a.length);

@@ -42,6 +42,9 @@ import { Errno, type Filesystem } from './types.js';
 import type { Logger } from '../logger.js';
 
 const openAsync = promisify(fs.open);
+/** FUSE_NOTIFY_RESEND (include/uapi/linux/fuse.h, protocol 7.40) */
+const NOTIFY_RESEND = 7;
+const RESEND_MINOR = 40;
 const closeAsync = promisify(fs.close);
 
 export interface FuseServerOptions {
@@ -207,6 +210,49 @@ export class FuseServer extends EventEmitter {
     return server;
   }
 
+  /**
+   * Serves a connection that is already mounted and initialised, from an fd another process kept
+   * open (a restarted daemon): no mount, no INIT. `kernel` is what INIT negotiated then. The
+   * Filesystem must give the same node ids as the one that served it before. Requests the old
+   * process had read but not answered are asked for again with FUSE_NOTIFY_RESEND (Linux >= 6.9,
+   * protocol 7.40); `resent` says whether the kernel took it.
+   */
+  static async resume(fd: number, fsys: Filesystem, opts: FuseServerOptions, kernel: FuseServer['kernel']): Promise<FuseServer> {
+    const server = new FuseServer(fd, fsys, opts);
+    server.kernel = { ...kernel };
+    server.mountInfo = await findFuseMount(opts.mountpoint, server.subtype);
+    if (!server.mountInfo) {
+      await closeAsync(fd).catch(() => undefined);
+      throw new SociError('ERR_FUSE', `no fuse.${server.subtype} mount at ${opts.mountpoint} to resume`);
+    }
+    server.reader = startReader(fd, { onRequest: (b) => server.onRequest(b), onEnd: (e) => server.onEnd(e) }, opts.reader ?? 'auto');
+    server.startSweeper();
+    server.resent = kernel.minor >= RESEND_MINOR && server.notifyResend();
+    return server;
+  }
+
+  /** After resume(): whether the kernel re-queued the requests a previous server had read. */
+  resent = false;
+
+  /** The /dev/fuse fd of this connection (to hand to a process that keeps it across restarts). */
+  get connectionFd(): number {
+    return this.fd;
+  }
+
+  /** FUSE_NOTIFY_RESEND: a header with no body, unique 0, the notify code (positive) as its error. */
+  private notifyResend(): boolean {
+    const h = Buffer.alloc(OUT_HEADER_SIZE);
+    h.writeUInt32LE(OUT_HEADER_SIZE, 0);
+    h.writeInt32LE(NOTIFY_RESEND, 4);
+    try {
+      fs.writeSync(this.fd, h);
+      return true;
+    } catch (e) {
+      this.opts.logger?.warn({ mountpoint: this.mountpoint, error: String(e) }, 'FUSE_NOTIFY_RESEND refused: requests read before the restart stay unanswered');
+      return false;
+    }
+  }
+
   private constructor(fd: number, fsys: Filesystem, opts: FuseServerOptions) {
     super();
     this.fd = fd;
@@ -240,14 +286,18 @@ export class FuseServer extends EventEmitter {
   private start(): Promise<void> {
     const init = new Promise<void>((resolve, reject) => (this.initWaiters = { resolve, reject }));
     this.reader = startReader(this.fd, { onRequest: (b) => this.onRequest(b), onEnd: (e) => this.onEnd(e) }, this.opts.reader ?? 'auto');
+    this.startSweeper();
+    const initTimeout = this.opts.initTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => this.initWaiters?.reject(new SociError('ERR_FUSE', `no FUSE INIT within ${initTimeout} ms`)), initTimeout);
+    return init.finally(() => clearTimeout(timer));
+  }
+
+  private startSweeper(): void {
     const t = this.opts.requestTimeoutMs;
     if (t > 0) {
       this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, Math.floor(t / 10))));
       this.sweeper.unref();
     }
-    const initTimeout = this.opts.initTimeoutMs ?? 10_000;
-    const timer = setTimeout(() => this.initWaiters?.reject(new SociError('ERR_FUSE', `no FUSE INIT within ${initTimeout} ms`)), initTimeout);
-    return init.finally(() => clearTimeout(timer));
   }
 
   /** Raises page-cache readahead for this mount (bigger READ requests, fewer round trips). */

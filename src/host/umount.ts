@@ -22,10 +22,10 @@ export async function umountPath(path: string): Promise<void> {
  * Unmounts everything at or below `dir` (stacked mounts included), deepest first; throws if
  * something stays mounted. Returns the mount points that were unmounted.
  */
-export async function unmountAllUnder(dir: string): Promise<string[]> {
+export async function unmountAllUnder(dir: string, keep: readonly string[] = []): Promise<string[]> {
   const done: string[] = [];
   for (let round = 0; round < 8; round++) {
-    const points = await mountPointsUnder(dir);
+    const points = (await mountPointsUnder(dir)).filter((p) => !keep.includes(p));
     if (points.length === 0) return done;
     for (const p of points) await umountPath(p).catch(() => undefined);
     done.push(...points);

@@ -27,7 +27,7 @@ export interface DaemonHooks {
   mounter?: LayerMounter;
   unpacker?: LocalUnpacker;
   /** Called at start before anything is mounted; default: umount everything under the dir. */
-  cleanupStaleMounts?: (snapshotsDir: string) => Promise<void>;
+  cleanupStaleMounts?: (snapshotsDir: string, keep: readonly string[]) => Promise<void>;
   /** Extra gRPC services on the same socket (the CRI image-service proxy); returns a closer. */
   grpcServices?: (server: grpc.Server) => (() => void) | void;
 }
@@ -105,10 +105,14 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   try {
     // The hook (FUSE module) gets the first chance to release its mounts cleanly; anything
     // still mounted below the snapshots dir is then force-unmounted.
-    if (hooks.cleanupStaleMounts) await hooks.cleanupStaleMounts(snapshotter.snapshotsDir);
-    const points = await unmountAllUnder(snapshotter.snapshotsDir);
+    // Mounts whose connections a previous daemon kept alive are served again, not unmounted.
+    const kept = (await hooks.mounter?.keptMounts?.()) ?? [];
+    if (kept.length) logger.info({ count: kept.length }, 'taking over FUSE mounts kept by the previous daemon');
+    if (hooks.cleanupStaleMounts) await hooks.cleanupStaleMounts(snapshotter.snapshotsDir, kept);
+    const points = await unmountAllUnder(snapshotter.snapshotsDir, kept);
     if (points.length) logger.info({ count: points.length }, 'unmounted stale mounts');
     await snapshotter.restoreRemoteSnapshots();
+    await hooks.mounter?.releaseUnclaimed?.();
   } catch (e) {
     snapshotter.close();
     throw e;

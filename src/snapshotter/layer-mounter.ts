@@ -31,6 +31,10 @@ export interface LayerMounter {
   unmount(mountpoint: string): Promise<void>;
   /** Optional health probe when containerd asks for mounts of a child. */
   check?(mountpoint: string, labels: Record<string, string>): Promise<void>;
+  /** Optional, at start: mountpoints a previous daemon kept serving-ready; left mounted for mount() to take over. */
+  keptMounts?(): Promise<string[]>;
+  /** Optional, after the restore: ends the kept mounts nothing took over. */
+  releaseUnclaimed?(): Promise<void>;
 }
 
 export interface LocalUnpacker {

@@ -20,7 +20,7 @@ import {
   type LayerMountOptions,
 } from '../fs/index.js';
 import type { SpanRange } from '../ztoc/index.js';
-import { cleanupStaleMounts } from '../fuse/index.js';
+import { ConnectionKeeper, cleanupStaleMounts, type KeptConnection } from '../fuse/index.js';
 import { umount } from '../host/index.js';
 import { withRequestHeaders, type RegistryClient } from '../registry/index.js';
 import type { BlobSource } from '../oci/blob-source.js';
@@ -80,9 +80,16 @@ export class SociLayerMounter implements LayerMounter {
   private readonly stopQueueMetric: () => void;
   /** AWS's [prefetch] max_concurrency: layers prefetching at once (0 = no bound) */
   private readonly prefetchGate: Semaphore;
+  /** keeps each FUSE connection open in a holder process, so a restart serves it again (null: unavailable) */
+  private readonly keeper: ConnectionKeeper | null;
+  /** connections a previous daemon kept, by mountpoint, until mount() takes them over */
+  private readonly kept = new Map<string, KeptConnection>();
 
   constructor(private readonly o: SociMounterOptions) {
     this.prefetchGate = new Semaphore(o.config.prefetch.max_concurrency);
+    const why = ConnectionKeeper.unavailable();
+    this.keeper = why ? null : new ConnectionKeeper(join(o.root, 'soci', 'fuse-connections'));
+    if (why) o.logger.warn({ reason: why }, 'FUSE mounts will not survive a restart of this daemon');
     this.images = new ImageResolver(o);
     this.cache = new SpanCache({ dir: join(o.root, 'soci', 'spancache'), ...(o.cacheMaxBytes ? { maxBytes: o.cacheMaxBytes } : {}) });
     setLayerStatsProvider(
@@ -158,7 +165,11 @@ export class SociLayerMounter implements LayerMounter {
       const trace = this.o.config.fuse.log_fuse_operations || this.o.config.debug;
       let layerTree: LayerTree | undefined;
       const blob = withHeaders(client.blobSource(c.repo, layerDigest, size), headers);
+      const kept = this.kept.get(mountpoint);
+      this.kept.delete(mountpoint);
+      const resume = kept && this.keeper ? { fd: this.keeper.take(kept), kernel: kept.kernel } : undefined;
       const m = await mountLayer({
+        ...(resume ? { resume } : {}),
         ztoc: z.ztoc,
         ztocDesc: z.desc,
         layer: { mediaType: '', digest: layerDigest, size },
@@ -197,9 +208,29 @@ export class SociLayerMounter implements LayerMounter {
       this.fetcher?.quiet(); // a new mount restarts the background fetcher's quiet period
       layerTree = m.fs.tree;
       this.mounts.set(mountpoint, { layer: m, blob, lastOk: Date.now() });
-      this.logger.info({ layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key }, 'layer mounted');
+      // A connection that ends (unmounted by hand, aborted) needs no holder any more.
+      void m.server.closed.then(() => this.keeper?.release(mountpoint));
+      if (resume) {
+        this.logger.info({ layer: layerDigest, mountpoint, resent: m.server.resent }, 'layer mount taken over from the previous daemon');
+      } else {
+        if (this.keeper)
+          await this.keeper
+            .keep(m.server)
+            .catch((e: unknown) => this.logger.warn({ mountpoint, error: String(e) }, 'FUSE connection not kept: it will not survive a restart'));
+        this.logger.info({ layer: layerDigest, mountpoint, namespace: ctx.namespace, key: ctx.key }, 'layer mounted');
+      }
     })();
-    await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);
+    try {
+      await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);
+    } catch (e) {
+      // A kept connection nobody can serve would leave its readers waiting: end it.
+      if (this.kept.has(mountpoint) || (await this.keeper?.isKept(mountpoint))) {
+        this.kept.delete(mountpoint);
+        await this.keeper?.release(mountpoint);
+        await umount(mountpoint, true).catch(() => undefined);
+      }
+      throw e;
+    }
   }
 
   /**
@@ -229,6 +260,27 @@ export class SociLayerMounter implements LayerMounter {
     this.mounts.delete(mountpoint);
     if (m) await m.layer.unmount();
     else await umount(mountpoint, true).catch(() => undefined);
+    this.kept.delete(mountpoint);
+    await this.keeper?.release(mountpoint);
+  }
+
+  /**
+   * At start, before stale mounts are cleaned: the mountpoints whose FUSE connections a previous
+   * daemon kept alive. They are left mounted; mount() serves each again, and releaseUnclaimed()
+   * ends those no snapshot asked for.
+   */
+  async keptMounts(): Promise<string[]> {
+    if (!this.keeper) return [];
+    for (const k of await this.keeper.live()) this.kept.set(k.mountpoint, k);
+    return [...this.kept.keys()];
+  }
+
+  /** Kept connections that no restored snapshot took over: released and unmounted. */
+  async releaseUnclaimed(): Promise<void> {
+    for (const mp of [...this.kept.keys()]) {
+      this.logger.info({ mountpoint: mp }, 'releasing a kept FUSE connection no snapshot uses');
+      await this.unmount(mp);
+    }
   }
 
   /** Per-layer fetch statistics of what is mounted now (metrics, tests, `--explain`-style answers). */
@@ -244,7 +296,7 @@ export class SociLayerMounter implements LayerMounter {
   }
 }
 
-/** At start: lazily unmount FUSE mounts of ours left behind by a previous (killed) daemon. */
-export async function cleanupStaleSociMounts(snapshotsDir: string): Promise<void> {
-  await cleanupStaleMounts('soci', snapshotsDir);
+/** At start: lazily unmount FUSE mounts of ours left behind by a previous (killed) daemon, except `keep`. */
+export async function cleanupStaleSociMounts(snapshotsDir: string, keep: readonly string[] = []): Promise<void> {
+  await cleanupStaleMounts('soci', snapshotsDir, undefined, keep);
 }

@@ -1,0 +1,129 @@
+/**
+ * Keeping a file descriptor open outside this process, and taking it back later, possibly from a
+ * new process: the way a FUSE connection (/dev/fuse) outlives a daemon restart or crash.
+ *
+ * The holder is the smallest process that can own an fd: `sleep infinity`, started in a session of
+ * its own (so a signal to the daemon's process group spares it) with the fd as its fd 3 and
+ * `soci-fuse-holder` as its argv[0]. Taking the fd back is pidfd_getfd(2) (Linux >= 5.6), which
+ * Node has no API for: the `fdpass` addon (native/fdpass.c) does it. Without the addon the feature
+ * is unavailable and says why in one line (`fdPassUnavailable()`).
+ *
+ * A holder is identified by pid and start time (/proc/<pid>/stat field 22), so a recycled pid is
+ * never mistaken for it, and its fd 3 must still be what was handed over (`expect`, e.g. /dev/fuse).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SociError } from '../errors.js';
+
+export const HOLDER_NAME = 'soci-fuse-holder';
+
+interface FdPassAddon {
+  take(pid: number, fd: number): number;
+  notifyFds(socketPath: string, message: string, fds: number[]): void;
+}
+
+/** Where `npm install` (node-gyp) puts the addon: <package root>/build/Release/fdpass.node. */
+const defaultAddonPath = resolve(dirname(fileURLToPath(import.meta.url)), '../../build/Release/fdpass.node');
+
+let loaded: { addon: FdPassAddon | null; why: string } | undefined;
+
+function load(): { addon: FdPassAddon | null; why: string } {
+  if (loaded) return loaded;
+  const path = process.env.SOCI_FDPASS_ADDON ?? defaultAddonPath;
+  try {
+    const a = createRequire(import.meta.url)(path) as Partial<FdPassAddon>;
+    if (typeof a.take !== 'function' || typeof a.notifyFds !== 'function') throw new Error('wrong exports');
+    loaded = { addon: a as FdPassAddon, why: '' };
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not built' : String((e as Error).message).split('\n')[0];
+    loaded = { addon: null, why: `the fdpass addon (${path}) is unavailable: ${why}` };
+  }
+  return loaded;
+}
+
+/** null when fds can be handed over; else the one-line reason they cannot. */
+export function fdPassUnavailable(): string | null {
+  const l = load();
+  return l.addon ? null : l.why;
+}
+
+function addon(): FdPassAddon {
+  const l = load();
+  if (!l.addon) throw new SociError('ERR_UNSUPPORTED', l.why);
+  return l.addon;
+}
+
+export interface Holder {
+  pid: number;
+  /** the holder's start time in clock ticks since boot: with the pid, names this very process */
+  startTime: number;
+}
+
+/** The start time of `pid` (clock ticks since boot), or null when there is no such process. */
+function startTimeOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm may contain spaces and parentheses: the fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[19]);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `h` is still the holder it was (same pid, same start, our argv[0]). */
+export function holderAlive(h: Holder): boolean {
+  if (!Number.isSafeInteger(h.pid) || h.pid <= 1 || startTimeOf(h.pid) !== h.startTime) return false;
+  try {
+    return readFileSync(`/proc/${h.pid}/cmdline`, 'latin1').split('\0')[0] === HOLDER_NAME;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a holder owning a duplicate of `fd`; it lives until released, whatever happens to us. */
+export async function holdFd(fd: number): Promise<Holder> {
+  const child = spawn('sleep', ['infinity'], { argv0: HOLDER_NAME, stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
+  const pid = await new Promise<number>((res, rej) => {
+    child.once('spawn', () => res(child.pid!));
+    child.once('error', (e) => rej(new SociError('ERR_IO', `cannot start the fd holder: ${e.message}`)));
+  });
+  child.unref();
+  const startTime = startTimeOf(pid);
+  if (startTime === null) throw new SociError('ERR_IO', `the fd holder (pid ${pid}) exited at once`);
+  return { pid, startTime };
+}
+
+/**
+ * A duplicate of the holder's fd in this process, after checking the holder is the one recorded
+ * and its fd still points at `expect` (a path such as /dev/fuse).
+ */
+export function takeHeldFd(h: Holder, expect: string): number {
+  if (!holderAlive(h)) throw new SociError('ERR_NOT_FOUND', `fd holder ${h.pid} is gone`);
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/${h.pid}/fd/3`);
+  } catch (e) {
+    throw new SociError('ERR_NOT_FOUND', `fd holder ${h.pid} holds no fd: ${(e as Error).message}`);
+  }
+  if (target !== expect) throw new SociError('ERR_NOT_FOUND', `fd holder ${h.pid} holds ${target}, not ${expect}`);
+  try {
+    return addon().take(h.pid, 3);
+  } catch (e) {
+    if (e instanceof SociError) throw e;
+    throw new SociError('ERR_IO', `taking the fd of holder ${h.pid}: ${(e as Error).message}`);
+  }
+}
+
+/** Ends a holder (its fd closes with it); a holder that is not ours any more is left alone. */
+export function releaseHolder(h: Holder): void {
+  if (!holderAlive(h)) return;
+  try {
+    process.kill(h.pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * A FUSE connection outlives the process serving it: the server is SIGKILLed while a read is in
+ * flight and others wait; a new process takes the connection from its holder and serves it. The
+ * read in flight is answered (FUSE_NOTIFY_RESEND), nothing fails, and data never read before is
+ * served right. Without the fdpass addon the keeper says so in one line.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { needs, tempDir } from '../../harness/env.js';
+import { ConnectionKeeper } from '../../src/fuse/index.js';
+import { BIG_SEED, generatedMd5 } from '../../harness/synthetic-fs.js';
+import { isMounted, makeMountDir, sh, waitFor } from './helpers.js';
+
+const skip = needs({ root: true, tools: ['umount', 'md5sum'] });
+const CHILD = join(import.meta.dirname, 'keeper-child.ts');
+
+function startChild(dir: string, state: string, mode: 'mount' | 'resume'): Promise<{ p: ChildProcess; line: string }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, state, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (d) => (err += d));
+  return new Promise((res, rej) => {
+    p.stdout!.once('data', (d: Buffer) => res({ p, line: d.toString().trim() }));
+    p.once('exit', (code) => rej(new Error(`keeper child (${mode}) exited ${code}: ${err}`)));
+  });
+}
+
+test('a kept FUSE connection survives SIGKILL of its server: the read in flight is answered, later reads are right', { skip, timeout: 120_000 }, async (t) => {
+  assert.equal(ConnectionKeeper.unavailable(), null, 'the fdpass addon is built (npm install)');
+  const dir = await makeMountDir();
+  const state = await tempDir(t);
+  const a = await startChild(dir, state, 'mount');
+  t.after(async () => {
+    a.p.kill('SIGKILL');
+    await new ConnectionKeeper(state).release(dir);
+    if (await isMounted(dir)) await sh(`umount -l ${dir}`);
+    await rmdir(dir).catch(() => undefined);
+  });
+  assert.equal(a.line, 'ready');
+  // Read before the crash, and a read in flight at the crash (slow.txt answers after 1.5 s).
+  assert.equal((await sh(`cat ${dir}/hello.txt`)).stdout, 'hello world\n');
+  const inFlight = sh(`cat ${dir}/slow.txt`, 30_000);
+  await new Promise((r) => setTimeout(r, 300));
+  a.p.kill('SIGKILL');
+  await new Promise((r) => a.p.once('exit', r));
+  assert.ok(await isMounted(dir), 'the mount stays while its connection is kept');
+  // Requests made with no server wait in the kernel, not fail.
+  const waiting = sh(`md5sum ${dir}/big.bin && ls ${dir}/many | wc -l`, 30_000);
+  await new Promise((r) => setTimeout(r, 500));
+
+  const b = await startChild(dir, state, 'resume');
+  t.after(async () => {
+    b.p.kill('SIGTERM');
+    await waitFor(() => b.p.exitCode !== null, 5000);
+    b.p.kill('SIGKILL');
+  });
+  assert.equal(b.line, 'resumed true', 'FUSE_NOTIFY_RESEND accepted (Linux >= 6.9)');
+  const slow = await inFlight;
+  assert.equal(slow.code, 0, slow.stderr);
+  assert.equal(slow.stdout, 'slow\n');
+  const w = await waiting;
+  assert.equal(w.code, 0, w.stderr);
+  assert.equal(w.stdout.split(/\s+/)[0], generatedMd5(BIG_SEED, 8 << 20));
+  assert.match(w.stdout, /\n2000\n$/);
+  assert.equal((await sh(`cat ${dir}/dir/sub/deep.txt`)).stdout, 'deep\n');
+
+  // A deliberate unmount releases the holder: nothing is kept any more.
+  b.p.kill('SIGTERM');
+  await waitFor(() => b.p.exitCode !== null, 10_000);
+  assert.ok(!(await isMounted(dir)));
+  assert.deepEqual(await new ConnectionKeeper(state).live(), []);
+});
+
+test('without the fdpass addon, keeping connections is unavailable and says why in one line', () => {
+  const r = spawn(
+    process.execPath,
+    ['--import', 'tsx', '-e', "import('./src/fuse/index.ts').then((m) => process.stdout.write(String(m.ConnectionKeeper.unavailable())))"],
+    { env: { ...process.env, SOCI_FDPASS_ADDON: '/nonexistent/fdpass.node' } },
+  );
+  let out = '';
+  r.stdout.on('data', (d) => (out += d));
+  return new Promise<void>((res) =>
+    r.on('exit', () => {
+      assert.match(out, /^the fdpass addon \(\/nonexistent\/fdpass\.node\) is unavailable: not built$/);
+      res();
+    }),
+  );
+});
