@@ -14,7 +14,7 @@ export const APP_INDEX_HTML = '<html><body>hello from a lazily loaded image</bod
 export function buildAppImage(dir: string, opts: { bulkMb?: number; tag?: string; seed?: number } = {}): WrittenLayout {
   const bulkMb = opts.bulkMb ?? 24;
   const bulk: Record<string, Buffer> = {};
-  for (let i = 0; i < Math.ceil(bulkMb / 4); i++) bulk[`usr/share/bulk/part${i}.bin`] = pseudoRandom(4 << 20, (opts.seed ?? 100) + i, 0.6);
+  for (let i = 0; i < Math.ceil(bulkMb / 4); i++) bulk[`usr/share/bulk/part${i}.bin`] = appPartBytes(i, opts.seed);
   return buildLayout(dir, {
     tag: opts.tag ?? 'latest',
     images: [
@@ -26,6 +26,11 @@ export function buildAppImage(dir: string, opts: { bulkMb?: number; tag?: string
       },
     ],
   });
+}
+
+/** The bytes of /usr/share/bulk/part<i>.bin in an image built with `seed` (default 100). */
+export function appPartBytes(i: number, seed = 100): Buffer {
+  return pseudoRandom(4 << 20, seed + i, 0.6);
 }
 
 export function appCommand(port: number): string[] {

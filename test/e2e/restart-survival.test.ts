@@ -1,0 +1,196 @@
+/**
+ * Running containers keep their lazy mounts through a snapshotter crash or restart (registry,
+ * containerd + CRI, runc, FUSE, our daemon, all real): a container reads files in a loop with md5
+ * checks; the daemon gets SIGKILL (and, second, SIGTERM as in an upgrade) and is started again. The
+ * loop sees no error, only a pause; files never read before the crash are served right after it;
+ * `ctr snapshots ls` is intact. Without the fdpass addon the daemon says so in one line and the
+ * old behaviour stays: the container's reads fail after a restart.
+ *
+ * systemd is not run here: this covers the holder-process path only.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { appPartBytes, buildAppImage } from '../../harness/app-image.js';
+import { removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd, type StartedSnapshotter } from '../../harness/containerd.js';
+import { criPull } from '../../harness/cri.js';
+import { needs, waitFor } from '../../harness/env.js';
+import { startRegistry } from '../../harness/registry.js';
+
+const exec = promisify(execFile);
+const SOCI = join(process.cwd(), 'bin/soci.js');
+const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo'] });
+// No background fetch: a span nobody read before the crash is fetched only when read after it.
+const CONFIG = '[background_fetch]\ndisable = true\n';
+const PARTS = 8; // bulkMb 32 → part0..part7, 4 MiB each
+
+/**
+ * The container's loop: parts 0–2 over and over until /out/go exists, then all parts; each read
+ * checked against its md5 and logged, one line per file: "ok <file>" or "BAD <file> <why>".
+ */
+function loopScript(md5s: string[]): string {
+  const check = (i: number) =>
+    `s=$(/bin/busybox md5sum /usr/share/bulk/part${i}.bin 2>&1) && [ "\${s%% *}" = ${md5s[i]} ] && echo "ok part${i}" >> /out/log || echo "BAD part${i} $s" >> /out/log`;
+  const first = [0, 1, 2].map(check).join('; ');
+  const all = md5s.map((_, i) => check(i)).join('; ');
+  return `while :; do if [ -e /out/go ]; then ${all}; else ${first}; fi; /bin/busybox sleep 0.05; done`;
+}
+
+async function waitForDaemon(cd: StartedContainerd): Promise<void> {
+  // containerd redials a proxy snapshotter with a backoff of up to 3 s.
+  let ls = await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls']);
+  for (let i = 0; i < 40 && ls.code !== 0; i++) {
+    await new Promise((res) => setTimeout(res, 250));
+    ls = await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls']);
+  }
+  assert.equal(ls.code, 0, `containerd never reached the restarted snapshotter: ${ls.stderr}`);
+}
+
+async function lines(out: string): Promise<string[]> {
+  return (await readFile(join(out, 'log'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+}
+
+test('a running container keeps its lazy mount through a snapshotter SIGKILL and a restart', { skip, timeout: 600_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'soci-keep-'));
+  const reg = await startRegistry(t);
+  const app = buildAppImage(join(dir, 'app'), { bulkMb: 32 });
+  const md5s = Array.from({ length: PARTS }, (_, i) => createHash('md5').update(appPartBytes(i)).digest('hex'));
+  await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
+  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+
+  const root = join(dir, 'sn-root');
+  const address = join(dir, 'sn.sock');
+  let sn: StartedSnapshotter = await startSnapshotter(t, { root, address, dir, config: CONFIG });
+  const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: address, cri: true, plainHttpRegistries: [reg.host] });
+  t.after(() => removeTree(dir));
+  const image = `${reg.host}/app:soci`;
+  await criPull(cd.address, image);
+  const [mount] = await sociFuseMounts(root);
+  assert.ok(mount, 'one lazy mount');
+
+  const out = join(dir, 'out');
+  await mkdir(out);
+  const id = 'keep-loop';
+  t.after(async () => {
+    await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
+    await new Promise((r) => setTimeout(r, 300));
+    await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
+    await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
+  });
+  const run = await cd.ctr([
+    '-n',
+    'k8s.io',
+    'run',
+    '-d',
+    '--net-host',
+    '--snapshotter',
+    'soci',
+    '--mount',
+    `type=bind,src=${out},dst=/out,options=rbind:rw`,
+    image,
+    id,
+    '/bin/busybox',
+    'sh',
+    '-c',
+    loopScript(md5s),
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(await waitFor(async () => (await lines(out)).length >= 9, 60_000), `the loop runs:\n${(await lines(out)).join('\n')}`);
+  const snapshotsBefore = (await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).stdout;
+
+  // 1. SIGKILL: the daemon dies mid-loop; the loop's reads wait, then go on once it is back.
+  sn.proc.kill('SIGKILL');
+  await new Promise((r) => sn.proc.once('exit', r));
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.deepEqual(await sociFuseMounts(root), [mount], 'the mount stays while the daemon is down');
+  const beforeRestart = (await lines(out)).length;
+  sn = await startSnapshotter(t, { root, address, dir, config: CONFIG });
+  assert.ok(await sn.waitLine((l) => l.msg === 'layer mount taken over from the previous daemon' && l.resent === true), sn.logs().slice(-3000));
+  await waitForDaemon(cd);
+  // Files the container never read before the crash: served (and md5-checked) after it.
+  await writeFile(join(out, 'go'), '');
+  assert.ok(
+    await waitFor(async () => (await lines(out)).slice(beforeRestart).filter((l) => l === `ok part${PARTS - 1}`).length >= 2, 120_000),
+    `every part read after the restart:\n${(await lines(out)).slice(-20).join('\n')}\n${sn.logs().slice(-2000)}`,
+  );
+  assert.deepEqual(await sociFuseMounts(root), [mount], 'the same mount, not a new one');
+  assert.equal((await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).stdout, snapshotsBefore, 'ctr snapshots ls is intact');
+
+  // 2. SIGTERM, as an upgrade stops the old binary: the same, with no SIGKILL.
+  const mark = (await lines(out)).length;
+  await sn.stop('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  sn = await startSnapshotter(t, { root, address, dir, config: CONFIG });
+  assert.ok(await sn.waitLine((l) => l.msg === 'layer mount taken over from the previous daemon'), sn.logs().slice(-3000));
+  await waitForDaemon(cd);
+  assert.ok(await waitFor(async () => (await lines(out)).length >= mark + 2 * PARTS, 60_000), 'the loop goes on after the second restart');
+
+  const all = await lines(out);
+  assert.deepEqual(
+    all.filter((l) => !l.startsWith('ok ')),
+    [],
+    'no read failed or returned wrong bytes',
+  );
+  assert.equal(existsSync(join(out, 'log')), true);
+});
+
+test('without the fdpass addon: one line at start, and a restart breaks the running container as before', { skip, timeout: 600_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'soci-nokeep-'));
+  const reg = await startRegistry(t);
+  const app = buildAppImage(join(dir, 'app'), { bulkMb: 12 });
+  await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
+  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  const root = join(dir, 'sn-root');
+  const address = join(dir, 'sn.sock');
+  const env = { SOCI_FDPASS_ADDON: join(dir, 'absent', 'fdpass.node') };
+  let sn = await startSnapshotter(t, { root, address, dir, config: CONFIG, env });
+  const warn = await sn.waitLine((l) => l.msg === 'FUSE mounts will not survive a restart of this daemon');
+  assert.ok(warn, sn.logs().slice(-2000));
+  assert.match(String(warn.reason), /^the fdpass addon \(.*\) is unavailable: not built$/);
+  const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: address, cri: true, plainHttpRegistries: [reg.host] });
+  t.after(() => removeTree(dir));
+  const image = `${reg.host}/app:soci`;
+  await criPull(cd.address, image);
+  const out = join(dir, 'out');
+  await mkdir(out);
+  const id = 'nokeep-loop';
+  t.after(async () => {
+    await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
+    await new Promise((r) => setTimeout(r, 300));
+    await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
+    await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
+  });
+  const script =
+    'while :; do /bin/busybox cat /www/index.html > /dev/null 2>> /out/err && echo ok >> /out/log || echo BAD >> /out/log; /bin/busybox sleep 0.05; done';
+  const run = await cd.ctr([
+    '-n',
+    'k8s.io',
+    'run',
+    '-d',
+    '--net-host',
+    '--snapshotter',
+    'soci',
+    '--mount',
+    `type=bind,src=${out},dst=/out,options=rbind:rw`,
+    image,
+    id,
+    '/bin/busybox',
+    'sh',
+    '-c',
+    script,
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(await waitFor(async () => (await lines(out)).length >= 3, 60_000));
+  sn.proc.kill('SIGKILL');
+  await new Promise((r) => sn.proc.once('exit', r));
+  sn = await startSnapshotter(t, { root, address, dir, config: CONFIG, env });
+  await waitForDaemon(cd);
+  assert.ok(await waitFor(async () => (await lines(out)).includes('BAD'), 30_000), 'the old behaviour: the container loses its lazy mount');
+  assert.match(await readFile(join(out, 'err'), 'utf8'), /not connected|I\/O error|No such/);
+});
