@@ -59,10 +59,41 @@ async function waitForDaemon(cd: StartedContainerd): Promise<void> {
   assert.equal(ls.code, 0, `containerd never reached the restarted snapshotter: ${ls.stderr}`);
 }
 
+/** Runs `script` under busybox sh in a container of `image`, with `out` at /out; stopped after the test. */
+async function startLoop(
+  t: { after: (fn: () => unknown) => void },
+  cd: StartedContainerd,
+  image: string,
+  out: string,
+  id: string,
+  script: string,
+): Promise<void> {
+  t.after(() => stopLoop(cd, id));
+  const mount = `type=bind,src=${out},dst=/out,options=rbind:rw`;
+  const run = await cd.ctr([
+    '-n',
+    'k8s.io',
+    'run',
+    '-d',
+    '--net-host',
+    '--snapshotter',
+    'soci',
+    '--mount',
+    mount,
+    image,
+    id,
+    '/bin/busybox',
+    'sh',
+    '-c',
+    script,
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+}
+
 /** Stops the loop container at once: the test dir is removed after, and the loop writes into it. */
 async function stopLoop(cd: StartedContainerd, id: string): Promise<void> {
-  await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
-  await waitFor(async () => (await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id])).code === 0, 10_000, 200);
+  const killed = await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
+  if (killed.code === 0) await waitFor(async () => (await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id])).code === 0, 10_000, 200);
   await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
 }
 
@@ -95,30 +126,7 @@ for (const version of CONTAINERD_VERSIONS)
     const out = join(dir, 'out');
     await mkdir(out);
     const id = `keep-loop-${process.pid}`;
-    t.after(async () => {
-      await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
-      await new Promise((r) => setTimeout(r, 300));
-      await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
-      await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
-    });
-    const run = await cd.ctr([
-      '-n',
-      'k8s.io',
-      'run',
-      '-d',
-      '--net-host',
-      '--snapshotter',
-      'soci',
-      '--mount',
-      `type=bind,src=${out},dst=/out,options=rbind:rw`,
-      image,
-      id,
-      '/bin/busybox',
-      'sh',
-      '-c',
-      loopScript(md5s),
-    ]);
-    assert.equal(run.code, 0, run.stderr);
+    await startLoop(t, cd, image, out, id, loopScript(md5s));
     assert.ok(await waitFor(async () => (await lines(out)).length >= 9, 60_000), `the loop runs:\n${(await lines(out)).join('\n')}`);
     const snapshotsBefore = (await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).stdout;
 
@@ -177,32 +185,9 @@ test('without the fdpass addon: one line at start, and a restart breaks the runn
   const out = join(dir, 'out');
   await mkdir(out);
   const id = `nokeep-loop-${process.pid}`;
-  t.after(async () => {
-    await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
-    await new Promise((r) => setTimeout(r, 300));
-    await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id]);
-    await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
-  });
   const script =
     'while :; do /bin/busybox cat /www/index.html > /dev/null 2>> /out/err && echo ok >> /out/log || echo BAD >> /out/log; /bin/busybox sleep 0.05; done';
-  const run = await cd.ctr([
-    '-n',
-    'k8s.io',
-    'run',
-    '-d',
-    '--net-host',
-    '--snapshotter',
-    'soci',
-    '--mount',
-    `type=bind,src=${out},dst=/out,options=rbind:rw`,
-    image,
-    id,
-    '/bin/busybox',
-    'sh',
-    '-c',
-    script,
-  ]);
-  assert.equal(run.code, 0, run.stderr);
+  await startLoop(t, cd, image, out, id, script);
   assert.ok(await waitFor(async () => (await lines(out)).length >= 3, 60_000));
   await sn.stop('SIGKILL');
   sn = await startSnapshotter(t, { root, address, dir, config: CONFIG, env });
