@@ -61,6 +61,11 @@ export interface MountLayerParams {
    * are the ones the kernel already knows.
    */
   resume?: { fd: number; kernel: FuseServer['kernel'] };
+  /**
+   * The layer's name in the span cache, stable across restarts (e.g. digest + mountpoint): spans an
+   * earlier process cached under it are used, not fetched again. Default: a name of this mount only.
+   */
+  cacheKey?: string;
 }
 
 export interface LayerMountStats extends SpanManagerStats {
@@ -94,7 +99,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
   const spans = new SpanManager({
     ...report,
     // Unique per mount: two mounts of one layer must not drop each other's cached spans.
-    layerKey: `${p.layer.digest}-${++mountSeq}`,
+    layerKey: p.cacheKey ?? `${p.layer.digest}-${++mountSeq}`,
     table: spanTable(p.ztoc),
     digests: p.ztoc.compression.spanDigests,
     blob: p.blob,
@@ -119,6 +124,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
 export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   const o = p.options ?? {};
   const fs = createLayerFs(p);
+  if (p.cacheKey) await p.cache.adopt(p.cacheKey);
   const readTimeout = o.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS;
   const fuseOpts = {
     mountpoint: p.mountpoint,

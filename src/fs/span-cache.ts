@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { close, constants, open, read } from 'node:fs';
-import { mkdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -267,6 +267,60 @@ export class SpanCache {
   }
 
   /** Forgets every span of a layer and removes its directory (layer unmounted). */
+  /**
+   * Takes over the span files an earlier process left for `layer` (a daemon restarted under the
+   * same mount): each was verified, then renamed into place whole, so it counts as cached. Returns
+   * how many were taken.
+   */
+  async adopt(layer: string): Promise<number> {
+    const dir = join(this.dir, safe(layer));
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return 0;
+    }
+    this.layerDirs.add(dir);
+    let n = 0;
+    for (const name of names) {
+      if (!/^\d+$/.test(name)) continue;
+      const k = key(layer, Number(name));
+      if (this.entries.has(k)) continue;
+      const path = join(dir, name);
+      const st = await stat(path).catch(() => null);
+      if (!st?.isFile()) continue;
+      this.entries.set(k, { path, size: st.size, pins: 0, fd: -1, opening: null, gone: false });
+      this.bytes += st.size;
+      n++;
+    }
+    await this.evict();
+    return n;
+  }
+
+  /**
+   * Removes the span dirs of layers this cache neither wrote nor adopted (left by a process that
+   * died), and temp files older than `tempAgeMs` (a write cut short).
+   */
+  async prune(tempAgeMs = 3600_000): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const path = join(this.dir, name);
+      if (name !== 'wip') {
+        if (!this.layerDirs.has(path)) await rm(path, { recursive: true, force: true });
+        continue;
+      }
+      for (const t of await readdir(path).catch(() => [] as string[])) {
+        const st = await stat(join(path, t)).catch(() => null);
+        if (st && Date.now() - st.mtimeMs > tempAgeMs) await rm(join(path, t), { force: true });
+      }
+    }
+  }
+
   async dropLayer(layer: string): Promise<void> {
     const prefix = `${layer}\0`;
     for (const [k, e] of [...this.entries]) {

@@ -4,6 +4,7 @@
  * lazily over FUSE. Layers without a zTOC → ERR_NO_ZTOC (local path);
  * images without a usable index → ERR_NO_INDEX (deferred to containerd).
  */
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { SociError, escapeControls } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -170,6 +171,8 @@ export class SociLayerMounter implements LayerMounter {
       const resume = kept && this.keeper ? { fd: this.keeper.take(kept), kernel: kept.kernel } : undefined;
       const m = await mountLayer({
         ...(resume ? { resume } : {}),
+        // Stable across restarts: a daemon that mounts this snapshot again finds its spans.
+        cacheKey: `${layerDigest}-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 16)}`,
         ztoc: z.ztoc,
         ztocDesc: z.desc,
         layer: { mediaType: '', digest: layerDigest, size },
@@ -275,12 +278,16 @@ export class SociLayerMounter implements LayerMounter {
     return [...this.kept.keys()];
   }
 
-  /** Kept connections that no restored snapshot took over: released and unmounted. */
+  /**
+   * After the restore: kept connections no snapshot took over are released and unmounted, and
+   * cached spans of layers nothing mounts any more are removed.
+   */
   async releaseUnclaimed(): Promise<void> {
     for (const mp of [...this.kept.keys()]) {
       this.logger.info({ mountpoint: mp }, 'releasing a kept FUSE connection no snapshot uses');
       await this.unmount(mp);
     }
+    await this.cache.prune();
   }
 
   /** Per-layer fetch statistics of what is mounted now (metrics, tests, `--explain`-style answers). */
