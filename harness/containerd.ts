@@ -177,10 +177,10 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   const entry = opts.entry ?? join(repoRoot, 'src', 'snapshotter', 'main.ts');
   const proc = spawn(
     process.execPath,
-    // The TypeScript loader only for a .ts entry: it runs a thread of its own, which a built
-    // daemon (bin/*.js, as users run it) does not have, and the bench measures its memory.
+    // The TypeScript loader only for a TypeScript entry (.ts, .mts): it runs a thread of its own,
+    // which a built daemon (bin/*.js, as users run it) does not have, and the bench measures memory.
     [
-      ...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []),
+      ...(/\.[cm]?js$/.test(entry) ? [] : ['--import', 'tsx']),
       entry,
       '--address',
       address,
