@@ -81,6 +81,8 @@ export interface LayerMount {
   readonly mountpoint: string;
   /** settles when the prefetch spans are in the cache (or failed: logged); at once without a prefetch */
   readonly prefetched: Promise<void>;
+  /** spans an earlier process had cached under the same cacheKey, used instead of fetched again */
+  readonly adoptedSpans: number;
   stats(): LayerMountStats;
   /** Unmounts (lazily when busy) and drops the layer's cached spans. Idempotent. */
   unmount(): Promise<void>;
@@ -124,7 +126,7 @@ export function createLayerFs(p: Omit<MountLayerParams, 'mountpoint'>): LayerFs 
 export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
   const o = p.options ?? {};
   const fs = createLayerFs(p);
-  if (p.cacheKey) await p.cache.adopt(p.cacheKey);
+  const adoptedSpans = p.cacheKey ? await p.cache.adopt(p.cacheKey) : 0;
   const readTimeout = o.readTimeoutMs ?? DEFAULT_READ_DEADLINE_MS;
   const fuseOpts = {
     mountpoint: p.mountpoint,
@@ -156,6 +158,7 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     server,
     mountpoint: p.mountpoint,
     prefetched,
+    adoptedSpans,
     stats: () => ({
       ...fs.spans.stats(),
       digest: p.layer.digest,

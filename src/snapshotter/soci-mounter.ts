@@ -214,7 +214,10 @@ export class SociLayerMounter implements LayerMounter {
       // A connection that ends (unmounted by hand, aborted) needs no holder any more.
       void m.server.closed.then(() => this.keeper?.release(mountpoint));
       if (resume) {
-        this.logger.info({ layer: layerDigest, mountpoint, resent: m.server.resent }, 'layer mount taken over from the previous daemon');
+        this.logger.info(
+          { layer: layerDigest, mountpoint, resent: m.server.resent, cachedSpans: m.adoptedSpans },
+          'layer mount taken over from the previous daemon',
+        );
       } else {
         if (this.keeper)
           await this.keeper

@@ -136,7 +136,10 @@ for (const version of CONTAINERD_VERSIONS)
     assert.deepEqual(await sociFuseMounts(root), [mount], 'the mount stays while the daemon is down');
     const beforeRestart = (await lines(out)).length;
     sn = await startSnapshotter(t, { root, address, dir, config: CONFIG });
-    assert.ok(await sn.waitLine((l) => l.msg === 'layer mount taken over from the previous daemon' && l.resent === true), sn.logs().slice(-3000));
+    const took = await sn.waitLine((l) => l.msg === 'layer mount taken over from the previous daemon');
+    assert.ok(took, sn.logs().slice(-3000));
+    assert.equal(took.resent, true, 'FUSE_NOTIFY_RESEND accepted');
+    assert.ok(Number(took.cachedSpans) > 0, 'the spans read before the crash come from the cache the old daemon left');
     await waitForDaemon(cd);
     // Files the container never read before the crash: served (and md5-checked) after it.
     await writeFile(join(out, 'go'), '');
