@@ -94,7 +94,7 @@ export async function killFuseHolders(root: string): Promise<void> {
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
     if (cmd.split('\0')[0] !== 'soci-fuse-holder') continue;
     try {
-      process.kill(pid, 'SIGKILL');
+      process.kill(-pid, 'SIGKILL'); // its group: the holder's sleep child too
     } catch {
       /* gone */
     }

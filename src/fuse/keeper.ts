@@ -40,7 +40,7 @@ export class ConnectionKeeper {
   async keep(server: FuseServer): Promise<void> {
     const m = server.mountInfo;
     if (!m) throw new Error(`no mount info for ${server.mountpoint}`);
-    const holder = await holdFd(server.connectionFd);
+    const holder = await holdFd(server.connectionFd, server.mountpoint);
     const rec: KeptConnection = { mountpoint: server.mountpoint, holder, kernel: server.kernel, device: { major: m.major, minor: m.minor } };
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     try {

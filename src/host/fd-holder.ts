@@ -2,9 +2,9 @@
  * Keeping a file descriptor open outside this process, and taking it back later, possibly from a
  * new process: the way a FUSE connection (/dev/fuse) outlives a daemon restart or crash.
  *
- * The holder is the smallest process that can own an fd: `sleep infinity`, started in a session of
- * its own (so a signal to the daemon's process group spares it) with the fd as its fd 3 and
- * `soci-fuse-holder` as its argv[0]. Taking the fd back is pidfd_getfd(2) (Linux >= 5.6), which
+ * The holder is the smallest process that can own an fd: `sleep infinity`, or a shell loop that
+ * ends when a given mount is gone, started in a session of its own (so a signal to the daemon's
+ * process group spares it) with the fd as its fd 3 and `soci-fuse-holder` as its argv[0]. Taking the fd back is pidfd_getfd(2) (Linux >= 5.6), which
  * Node has no API for: the `fdpass` addon (native/fdpass.c) does it. Without the addon the feature
  * is unavailable and says why in one line (`fdPassUnavailable()`).
  *
@@ -84,9 +84,21 @@ export function holderAlive(h: Holder): boolean {
   }
 }
 
-/** Starts a holder owning a duplicate of `fd`; it lives until released, whatever happens to us. */
-export async function holdFd(fd: number): Promise<Holder> {
-  const child = spawn('sleep', ['infinity'], { argv0: HOLDER_NAME, stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
+/** A mount point as /proc/self/mountinfo writes it (space, tab, newline and backslash as octal escapes). */
+function mountinfoEscape(path: string): string {
+  return path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
+
+/**
+ * Starts a holder owning a duplicate of `fd`; it lives until released, whatever happens to us.
+ * With `whileMounted`, it also ends by itself once nothing is mounted there any more (checked every
+ * 10 s), so a mount removed while no daemon runs leaves no holder behind.
+ */
+export async function holdFd(fd: number, whileMounted?: string): Promise<Holder> {
+  const [cmd, args] = whileMounted
+    ? ['sh', ['-c', 'while grep -qF -- "$1" /proc/self/mountinfo; do sleep 10; done', HOLDER_NAME, ` ${mountinfoEscape(whileMounted)} `]]
+    : ['sleep', ['infinity']];
+  const child = spawn(cmd, args, { argv0: HOLDER_NAME, stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
   const pid = await new Promise<number>((res, rej) => {
     child.once('spawn', () => res(child.pid!));
     child.once('error', (e) => rej(new SociError('ERR_IO', `cannot start the fd holder: ${e.message}`)));
@@ -122,8 +134,13 @@ export function takeHeldFd(h: Holder, expect: string): number {
 export function releaseHolder(h: Holder): void {
   if (!holderAlive(h)) return;
   try {
-    process.kill(h.pid, 'SIGKILL');
+    // Its process group: a holder's `sleep` child inherits the fd too.
+    process.kill(-h.pid, 'SIGKILL');
   } catch {
-    /* already gone */
+    try {
+      process.kill(h.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
   }
 }

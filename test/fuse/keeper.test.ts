@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, tempDir } from '../../harness/env.js';
@@ -71,6 +72,26 @@ test('a kept FUSE connection survives SIGKILL of its server: the read in flight 
   await waitFor(() => b.p.exitCode !== null, 10_000);
   assert.ok(!(await isMounted(dir)));
   assert.deepEqual(await new ConnectionKeeper(state).live(), []);
+});
+
+test('a holder ends by itself once its mount is gone while no server runs (no holder leaks)', { skip, timeout: 60_000 }, async (t) => {
+  const dir = await makeMountDir();
+  const state = await tempDir(t);
+  const a = await startChild(dir, state, 'mount');
+  t.after(async () => {
+    a.p.kill('SIGKILL');
+    await new ConnectionKeeper(state).release(dir);
+    if (await isMounted(dir)) await sh(`umount -l ${dir}`);
+    await rmdir(dir).catch(() => undefined);
+  });
+  assert.equal(a.line, 'ready');
+  const [rec] = await new ConnectionKeeper(state).live();
+  assert.ok(rec, 'the connection is recorded');
+  a.p.kill('SIGKILL');
+  await new Promise((r) => a.p.once('exit', r));
+  assert.ok(existsSync(`/proc/${rec.holder.pid}`), 'the holder outlives its server');
+  await sh(`umount -l ${dir}`);
+  assert.ok(await waitFor(() => !existsSync(`/proc/${rec.holder.pid}`), 25_000, 200), 'the holder exits once the mount is gone');
 });
 
 test('without the fdpass addon, keeping connections is unavailable and says why in one line', () => {
