@@ -4,7 +4,7 @@
  * read in flight is answered (FUSE_NOTIFY_RESEND), nothing fails, and data never read before is
  * served right. Without the fdpass addon the keeper says so in one line.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,8 +28,8 @@ function startChild(dir: string, state: string, mode: 'mount' | 'resume'): Promi
   });
 }
 
-test('a kept FUSE connection survives SIGKILL of its server: the read in flight is answered, later reads are right', { skip, timeout: 120_000 }, async (t) => {
-  assert.equal(ConnectionKeeper.unavailable(), null, 'the fdpass addon is built (npm install)');
+/** A SyntheticFs mounted by a child process that keeps its connection; all of it undone after the test. */
+async function mountKept(t: TestContext): Promise<{ dir: string; state: string; a: { p: ChildProcess; line: string } }> {
   const dir = await makeMountDir();
   const state = await tempDir(t);
   const a = await startChild(dir, state, 'mount');
@@ -40,6 +40,12 @@ test('a kept FUSE connection survives SIGKILL of its server: the read in flight 
     await rmdir(dir).catch(() => undefined);
   });
   assert.equal(a.line, 'ready');
+  return { dir, state, a };
+}
+
+test('a kept FUSE connection survives SIGKILL of its server: the read in flight is answered, later reads are right', { skip, timeout: 120_000 }, async (t) => {
+  assert.equal(ConnectionKeeper.unavailable(), null, 'the fdpass addon is built (npm install)');
+  const { dir, state, a } = await mountKept(t);
   // Read before the crash, and a read in flight at the crash (slow.txt answers after 1.5 s).
   assert.equal((await sh(`cat ${dir}/hello.txt`)).stdout, 'hello world\n');
   const inFlight = sh(`cat ${dir}/slow.txt`, 30_000);
@@ -75,16 +81,7 @@ test('a kept FUSE connection survives SIGKILL of its server: the read in flight 
 });
 
 test('a holder ends by itself once its mount is gone while no server runs (no holder leaks)', { skip, timeout: 60_000 }, async (t) => {
-  const dir = await makeMountDir();
-  const state = await tempDir(t);
-  const a = await startChild(dir, state, 'mount');
-  t.after(async () => {
-    a.p.kill('SIGKILL');
-    await new ConnectionKeeper(state).release(dir);
-    if (await isMounted(dir)) await sh(`umount -l ${dir}`);
-    await rmdir(dir).catch(() => undefined);
-  });
-  assert.equal(a.line, 'ready');
+  const { dir, state, a } = await mountKept(t);
   const [rec] = await new ConnectionKeeper(state).live();
   assert.ok(rec, 'the connection is recorded');
   a.p.kill('SIGKILL');
