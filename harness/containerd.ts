@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ConnectionKeeper } from '../src/fuse/index.js';
 import { mountPointsUnder, readMountinfo } from '../src/host/index.js';
 import { newTempDir, waitFor } from './env.js';
 
@@ -81,24 +82,12 @@ export async function removeTree(dir: string): Promise<void> {
 }
 
 /**
- * The FUSE connection holders a daemon with this root started (recorded by pid and start time in
- * <root>/soci/fuse-connections), ended: they outlive the daemon on purpose, but not the test.
+ * The FUSE connection holders a daemon with this root started, ended: they outlive the daemon on
+ * purpose, but not the test.
  */
 export async function killFuseHolders(root: string): Promise<void> {
-  const dir = join(root, 'soci', 'fuse-connections');
-  for (const n of await readdir(dir).catch(() => [] as string[])) {
-    if (!n.endsWith('.json')) continue;
-    const rec = JSON.parse(await readFile(join(dir, n), 'utf8').catch(() => '{}')) as { holder?: { pid: number; startTime: number } };
-    const pid = rec.holder?.pid;
-    if (!pid) continue;
-    const cmd = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
-    if (cmd.split('\0')[0] !== 'soci-fuse-holder') continue;
-    try {
-      process.kill(-pid, 'SIGKILL'); // its group: the holder's sleep child too
-    } catch {
-      /* gone */
-    }
-  }
+  const keeper = new ConnectionKeeper(join(root, 'soci', 'fuse-connections'));
+  for (const k of await keeper.live()) await keeper.release(k.mountpoint); // live() ends the stale ones
 }
 
 async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<number | null> {

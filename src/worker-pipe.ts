@@ -36,25 +36,36 @@ type Reply<T> = { recycle?: ArrayBuffer; done?: T; error?: { code: ErrorCode; me
 
 /** Feeds `source` to worker `w` and resolves with its `done` payload; the worker is terminated after. */
 export function pipeToWorker<T>(w: Worker, source: AsyncIterable<Buffer>): Promise<T> {
+  // Waited for: once this returns, the worker writes nothing more (the caller may clean its output).
+  return streamTo<T>(w, source, workerDeath(w), async () => {
+    await w.terminate().catch(() => undefined);
+  });
+}
+
+/** Rejects with a one-line SociError when `w` fails or exits; never resolves. Always handled. */
+export function workerDeath(w: Worker): Promise<never> {
   const died = new Promise<never>((_, reject) => {
     w.on('error', (e: Error) =>
       reject(e instanceof SociError ? e : new SociError('ERR_INTERNAL', `worker failed: ${String(e.message).split('\n')[0]}`, { cause: e })),
     );
     w.on('exit', (code) => reject(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
   });
-  // Waited for: once this returns, the worker writes nothing more (the caller may clean its output).
-  return streamTo<T>(w, source, died, async () => {
-    await w.terminate().catch(() => undefined);
-  });
+  died.catch(() => undefined);
+  return died;
 }
 
 /**
  * Streams `source` to `ep` and resolves with the other side's `done` payload (or rejects with its
- * error, or with `died`). `stop(answered)` runs before this settles, whether the other side
- * answered or this side left early (the source failed); once it resolves, the other side must
- * write nothing more.
+ * error, or with `died`). `stop(answered, settled)` runs before this settles, whether the other side
+ * answered or this side left early (the source failed; `settled` resolves once the other side has
+ * answered after all); once it resolves, the other side must write nothing more.
  */
-export async function streamTo<T>(ep: Endpoint, source: AsyncIterable<Buffer>, died: Promise<never>, stop: (answered: boolean) => Promise<void>): Promise<T> {
+export async function streamTo<T>(
+  ep: Endpoint,
+  source: AsyncIterable<Buffer>,
+  died: Promise<never>,
+  stop: (answered: boolean, settled: Promise<unknown>) => Promise<void>,
+): Promise<T> {
   const free: ArrayBuffer[] = Array.from({ length: POOL }, () => new ArrayBuffer(BUF_SIZE));
   let wake: (() => void) | null = null;
   let failure: unknown;
@@ -137,7 +148,10 @@ export async function streamTo<T>(ep: Endpoint, source: AsyncIterable<Buffer>, d
   } finally {
     // Stop the source (download, decoder) when we leave early; never wait on it.
     if (!sourceDone) void Promise.resolve(it.return?.()).catch(() => undefined);
-    await stop(answered);
+    await stop(
+      answered,
+      result.catch(() => undefined),
+    );
   }
 }
 

@@ -11,8 +11,7 @@
  * Idle threads exit after `idleMs`, so an idle daemon holds none.
  */
 import { MessageChannel, parentPort, type MessagePort, type Worker } from 'node:worker_threads';
-import { SociError } from './errors.js';
-import { postError, startModuleWorker, streamTo } from './worker-pipe.js';
+import { postError, startModuleWorker, streamTo, workerDeath } from './worker-pipe.js';
 
 export interface WorkerPoolOptions {
   /** most threads at once */
@@ -27,8 +26,10 @@ export interface WorkerPoolOptions {
 
 interface Thread {
   w: Worker;
-  /** each running job's failure hook, called when the thread dies */
-  jobs: Set<(e: Error) => void>;
+  /** rejects when the thread fails or exits: every job on it fails with that */
+  died: Promise<never>;
+  /** jobs running on it */
+  jobs: number;
   idle: NodeJS.Timeout | null;
 }
 
@@ -58,28 +59,25 @@ export class WorkerPool {
   async run<T>(data: unknown, source: AsyncIterable<Buffer>): Promise<T> {
     const t = this.pick();
     const { port1, port2 } = new MessageChannel();
-    let fail: (e: Error) => void = () => undefined;
-    const died = new Promise<never>((_, reject) => (fail = reject));
-    t.jobs.add(fail);
+    t.jobs++;
     if (t.idle) clearTimeout(t.idle);
     t.idle = null;
     t.w.ref();
     t.w.postMessage({ job: data, port: port2 }, [port2]);
     try {
-      return await streamTo<T>(port1, source, died, async (answered) => {
+      return await streamTo<T>(port1, source, t.died, async (answered, settled) => {
         if (answered) return;
         port1.postMessage({ abort: true });
-        const stopped = new Promise<void>((res) => port1.on('message', (m: { done?: unknown; error?: unknown }) => ('done' in m || m.error) && res()));
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<'late'>((res) => (timer = setTimeout(() => res('late'), this.o.stopWaitMs)));
-        const r = await Promise.race([stopped, died.catch(() => undefined), late]);
+        const r = await Promise.race([settled, late]);
         clearTimeout(timer);
         if (r === 'late') await t.w.terminate().catch(() => undefined);
       });
     } finally {
       port1.close();
-      t.jobs.delete(fail);
-      if (t.jobs.size === 0 && this.threads.includes(t)) {
+      t.jobs--;
+      if (t.jobs === 0 && this.threads.includes(t)) {
         t.w.unref();
         t.idle = setTimeout(() => this.retire(t), this.o.idleMs);
         t.idle.unref();
@@ -90,27 +88,22 @@ export class WorkerPool {
   /** The thread with the fewest jobs, or a new one while that would share and the pool has room. */
   private pick(): Thread {
     let best: Thread | undefined;
-    for (const t of this.threads) if (!best || t.jobs.size < best.jobs.size) best = t;
-    if (best && (best.jobs.size === 0 || this.threads.length >= this.o.threads)) return best;
+    for (const t of this.threads) if (!best || t.jobs < best.jobs) best = t;
+    if (best && (best.jobs === 0 || this.threads.length >= this.o.threads)) return best;
     const w = startModuleWorker(this.url, POOL_MARK, this.o.youngGenerationMb);
-    const t: Thread = { w, jobs: new Set(), idle: null };
-    const dead = (e: Error) => {
+    const t: Thread = { w, died: workerDeath(w), jobs: 0, idle: null };
+    t.died.catch(() => {
       const i = this.threads.indexOf(t);
       if (i >= 0) this.threads.splice(i, 1);
       if (t.idle) clearTimeout(t.idle);
-      for (const f of t.jobs) f(e);
-    };
-    w.on('error', (e: Error) =>
-      dead(e instanceof SociError ? e : new SociError('ERR_INTERNAL', `worker failed: ${String(e.message).split('\n')[0]}`, { cause: e })),
-    );
-    w.on('exit', (code) => dead(new SociError('ERR_INTERNAL', `worker exited with code ${code}`)));
+    });
     this.threads.push(t);
     this.peakThreads = Math.max(this.peakThreads, this.threads.length);
     return t;
   }
 
   private retire(t: Thread): void {
-    if (t.jobs.size > 0) return;
+    if (t.jobs > 0) return;
     const i = this.threads.indexOf(t);
     if (i >= 0) this.threads.splice(i, 1);
     void t.w.terminate().catch(() => undefined);

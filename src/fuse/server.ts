@@ -225,8 +225,7 @@ export class FuseServer extends EventEmitter {
       await closeAsync(fd).catch(() => undefined);
       throw new SociError('ERR_FUSE', `no fuse.${server.subtype} mount at ${opts.mountpoint} to resume`);
     }
-    server.reader = startReader(fd, { onRequest: (b) => server.onRequest(b), onEnd: (e) => server.onEnd(e) }, opts.reader ?? 'auto');
-    server.startSweeper();
+    server.listen();
     server.resent = kernel.minor >= RESEND_MINOR && server.notifyResend();
     return server;
   }
@@ -285,14 +284,15 @@ export class FuseServer extends EventEmitter {
 
   private start(): Promise<void> {
     const init = new Promise<void>((resolve, reject) => (this.initWaiters = { resolve, reject }));
-    this.reader = startReader(this.fd, { onRequest: (b) => this.onRequest(b), onEnd: (e) => this.onEnd(e) }, this.opts.reader ?? 'auto');
-    this.startSweeper();
+    this.listen();
     const initTimeout = this.opts.initTimeoutMs ?? 10_000;
     const timer = setTimeout(() => this.initWaiters?.reject(new SociError('ERR_FUSE', `no FUSE INIT within ${initTimeout} ms`)), initTimeout);
     return init.finally(() => clearTimeout(timer));
   }
 
-  private startSweeper(): void {
+  /** Starts reading requests, and the sweeper that answers overdue ones. */
+  private listen(): void {
+    this.reader = startReader(this.fd, { onRequest: (b) => this.onRequest(b), onEnd: (e) => this.onEnd(e) }, this.opts.reader ?? 'auto');
     const t = this.opts.requestTimeoutMs;
     if (t > 0) {
       this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, Math.floor(t / 10))));

@@ -2,10 +2,11 @@
  * Keeping a file descriptor open outside this process, and taking it back later, possibly from a
  * new process: the way a FUSE connection (/dev/fuse) outlives a daemon restart or crash.
  *
- * The holder is the smallest process that can own an fd: `sleep infinity`, or a shell loop that
- * ends when a given mount is gone, started in a session of its own (so a signal to the daemon's
- * process group spares it) with the fd as its fd 3 and `soci-fuse-holder` as its argv[0]. Taking the fd back is pidfd_getfd(2) (Linux >= 5.6), which
- * Node has no API for: the `fdpass` addon (native/fdpass.c) does it. Without the addon the feature
+ * The holder is about the smallest process that can own an fd: a shell loop that ends when its
+ * mount is gone, started in a session of its own (so a signal to the daemon's process group spares
+ * it) with the fd as its fd 3 and `soci-fuse-holder` as its argv[0]. Taking the fd back is
+ * pidfd_getfd(2) (Linux >= 5.6), which Node has no API for: the `fdpass` addon (native/fdpass.c)
+ * does it. Without the addon the feature
  * is unavailable and says why in one line (`fdPassUnavailable()`).
  *
  * A holder is identified by pid and start time (/proc/<pid>/stat field 22), so a recycled pid is
@@ -22,7 +23,6 @@ export const HOLDER_NAME = 'soci-fuse-holder';
 
 interface FdPassAddon {
   take(pid: number, fd: number): number;
-  notifyFds(socketPath: string, message: string, fds: number[]): void;
 }
 
 /** Where `npm install` (node-gyp) puts the addon: <package root>/build/Release/fdpass.node. */
@@ -35,7 +35,7 @@ function load(): { addon: FdPassAddon | null; why: string } {
   const path = process.env.SOCI_FDPASS_ADDON ?? defaultAddonPath;
   try {
     const a = createRequire(import.meta.url)(path) as Partial<FdPassAddon>;
-    if (typeof a.take !== 'function' || typeof a.notifyFds !== 'function') throw new Error('wrong exports');
+    if (typeof a.take !== 'function') throw new Error('wrong exports');
     loaded = { addon: a as FdPassAddon, why: '' };
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not built' : String((e as Error).message).split('\n')[0];
@@ -90,15 +90,17 @@ function mountinfoEscape(path: string): string {
 }
 
 /**
- * Starts a holder owning a duplicate of `fd`; it lives until released, whatever happens to us.
- * With `whileMounted`, it also ends by itself once nothing is mounted there any more (checked every
- * 10 s), so a mount removed while no daemon runs leaves no holder behind.
+ * Starts a holder owning a duplicate of `fd`, for the mount at `mountpoint`. It lives until
+ * released, whatever happens to us, or until nothing is mounted there any more (checked every
+ * 10 s): a mount removed while no daemon runs leaves no holder behind.
  */
-export async function holdFd(fd: number, whileMounted?: string): Promise<Holder> {
-  const [cmd, args] = whileMounted
-    ? ['sh', ['-c', 'while grep -qF -- "$1" /proc/self/mountinfo; do sleep 10; done', HOLDER_NAME, ` ${mountinfoEscape(whileMounted)} `]]
-    : ['sleep', ['infinity']];
-  const child = spawn(cmd, args, { argv0: HOLDER_NAME, stdio: ['ignore', 'ignore', 'ignore', fd], detached: true });
+export async function holdFd(fd: number, mountpoint: string): Promise<Holder> {
+  const loop = 'while grep -qF -- "$1" /proc/self/mountinfo; do sleep 10; done';
+  const child = spawn('sh', ['-c', loop, HOLDER_NAME, ` ${mountinfoEscape(mountpoint)} `], {
+    argv0: HOLDER_NAME,
+    stdio: ['ignore', 'ignore', 'ignore', fd],
+    detached: true,
+  });
   const pid = await new Promise<number>((res, rej) => {
     child.once('spawn', () => res(child.pid!));
     child.once('error', (e) => rej(new SociError('ERR_IO', `cannot start the fd holder: ${e.message}`)));

@@ -230,7 +230,7 @@ export class SociLayerMounter implements LayerMounter {
       await withDeadline(work, timeoutMs, () => `mounting layer ${layerDigest} took more than ${this.o.config.mount_timeout_sec}s`);
     } catch (e) {
       // A kept connection nobody can serve would leave its readers waiting: end it.
-      if (this.kept.has(mountpoint) || (await this.keeper?.isKept(mountpoint))) {
+      if (await this.keeper?.isKept(mountpoint)) {
         this.kept.delete(mountpoint);
         await this.keeper?.release(mountpoint);
         await umount(mountpoint, true).catch(() => undefined);
