@@ -126,8 +126,42 @@ export interface StartedSnapshotter {
    * stderr pipe can lag a gRPC reply that was sent after the line was logged.
    */
   waitLine(match: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown> | undefined>;
-  /** Sends the signal (default SIGINT) and resolves with the exit code. */
+  /**
+   * Sends the signal (default SIGINT) and resolves with the exit code (null for a daemon that took
+   * over in a handover: it is no child of ours).
+   */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /**
+   * SIGUSR2: the daemon hands over to a new process of the same binary and exits. Resolves with the
+   * new daemon's 'handover complete' line, once the old one has exited; stop() then stops the new one.
+   */
+  handover(timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** The pid of the daemon serving now. */
+  pid(): number;
+}
+
+/** Whether `pid` has ended (gone, or a zombie nobody reaped yet). */
+async function pidEnded(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  return stat === null || /^\d+ \(.*\) Z/.test(stat);
+}
+
+/** Stops a process that is not our child (a daemon that took over in a handover). */
+async function stopPid(pid: number, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<null> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return null;
+  }
+  if (!(await waitFor(() => pidEnded(pid), timeoutMs, 100))) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    await waitFor(() => pidEnded(pid), 5000, 100);
+  }
+  return null;
 }
 
 export interface SnapshotterOptions {
@@ -193,9 +227,12 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
   proc.once('exit', (code, signal) => {
     if (!stopAsked && (code !== 0 || signal)) died = signal ? `killed by ${signal}` : `exited with code ${code}`;
   });
+  // the pid of a daemon that took over from `proc` in a handover
+  let successor: number | null = null;
+  const stopNow = (signal: NodeJS.Signals) => (successor !== null ? stopPid(successor, signal) : stopProcess(proc, signal));
   t.after(async () => {
     stopAsked = true;
-    await stopProcess(proc, 'SIGTERM');
+    await stopNow('SIGTERM');
     await killFuseHolders(root);
     const fatal = logs()
       .split('\n')
@@ -222,8 +259,19 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
     },
     stop: (signal: NodeJS.Signals = 'SIGINT') => {
       stopAsked = true;
-      return stopProcess(proc, signal);
+      return stopNow(signal);
     },
+    handover: async (timeoutMs = 60_000) => {
+      const from = successor ?? proc.pid!;
+      stopAsked = true; // the old daemon exits 0 by itself
+      process.kill(from, 'SIGUSR2');
+      let line: Record<string, unknown> | undefined;
+      await waitFor(() => (line = logLines().find((l) => l.msg === 'handover complete' && l.from === from)) !== undefined, timeoutMs);
+      if (!line) throw new Error(`no handover from pid ${from}:\n${logs().slice(-3000)}`);
+      successor = Number(line.pid);
+      return line;
+    },
+    pid: () => successor ?? proc.pid!,
   };
 }
 

@@ -58,9 +58,10 @@ export interface MountLayerParams {
   /**
    * Serve a connection a previous process mounted here instead of mounting (FuseServer.resume):
    * its /dev/fuse fd and what INIT negotiated. The tree is built from the same zTOC, so node ids
-   * are the ones the kernel already knows.
+   * are the ones the kernel already knows. `deferRecovery`: the previous process still serves, and
+   * the caller recovers its lost requests (server.recoverLost) once it has exited.
    */
-  resume?: { fd: number; kernel: FuseServer['kernel'] };
+  resume?: { fd: number; kernel: FuseServer['kernel']; deferRecovery?: boolean };
   /**
    * The layer's name in the span cache, stable across restarts (e.g. digest + mountpoint): spans an
    * earlier process cached under it are used, not fetched again. Default: a name of this mount only.
@@ -139,7 +140,9 @@ export async function mountLayer(p: MountLayerParams): Promise<LayerMount> {
     ...(o.logger ? { logger: o.logger } : {}),
     ...o.fuse,
   };
-  const server = p.resume ? await FuseServer.resume(p.resume.fd, fs, fuseOpts, p.resume.kernel) : await FuseServer.mount(fs, fuseOpts);
+  const server = p.resume
+    ? await FuseServer.resume(p.resume.fd, fs, fuseOpts, p.resume.kernel, { deferRecovery: !!p.resume.deferRecovery })
+    : await FuseServer.mount(fs, fuseOpts);
   o.backgroundFetcher?.register(fs.spans);
   const prefetched = startPrefetch(fs, p.layer.digest, o);
   let done: Promise<void> | null = null;

@@ -37,14 +37,12 @@ import {
   writeStatfsOut,
 } from './protocol.js';
 import { DirHandles } from './dirs.js';
+import { failLostRequests, notifyResend, RESEND_MINOR } from './recover.js';
 import { startReader, type ReaderEnd, type ReaderKind, type RequestReader } from './readers.js';
 import { Errno, type Filesystem } from './types.js';
 import type { Logger } from '../logger.js';
 
 const openAsync = promisify(fs.open);
-/** FUSE_NOTIFY_RESEND (include/uapi/linux/fuse.h, protocol 7.40) */
-const NOTIFY_RESEND = 7;
-const RESEND_MINOR = 40;
 const closeAsync = promisify(fs.close);
 
 export interface FuseServerOptions {
@@ -78,6 +76,12 @@ export interface FuseServerOptions {
    * names): 'utf8' (default) or 'latin1' for byte-exact names that may not be valid UTF-8.
    */
   names?: NameEncoding;
+  /**
+   * After a takeover, ask the kernel to resend what the previous server had read
+   * (FUSE_NOTIFY_RESEND) when it can (default true); false answers those requests EINTR, as on a
+   * kernel without it.
+   */
+  resend?: boolean;
   /** Called once per answered request: op name, latency in µs, the errno of an error reply (else 0), and the node asked about (metrics, tracing). */
   onOp?: (op: string, micros: number, errno: number, nodeid: number) => void;
 }
@@ -214,10 +218,16 @@ export class FuseServer extends EventEmitter {
    * Serves a connection that is already mounted and initialised, from an fd another process kept
    * open (a restarted daemon): no mount, no INIT. `kernel` is what INIT negotiated then. The
    * Filesystem must give the same node ids as the one that served it before. Requests the old
-   * process had read but not answered are asked for again with FUSE_NOTIFY_RESEND (Linux >= 6.9,
-   * protocol 7.40); `resent` says whether the kernel took it.
+   * process had read but not answered are then recovered (recoverLost), unless `deferRecovery`:
+   * a handover calls it once the old process, which still serves, has exited.
    */
-  static async resume(fd: number, fsys: Filesystem, opts: FuseServerOptions, kernel: FuseServer['kernel']): Promise<FuseServer> {
+  static async resume(
+    fd: number,
+    fsys: Filesystem,
+    opts: FuseServerOptions,
+    kernel: FuseServer['kernel'],
+    how: { deferRecovery?: boolean } = {},
+  ): Promise<FuseServer> {
     const server = new FuseServer(fd, fsys, opts);
     server.kernel = { ...kernel };
     server.mountInfo = await findFuseMount(opts.mountpoint, server.subtype);
@@ -226,30 +236,57 @@ export class FuseServer extends EventEmitter {
       throw new SociError('ERR_FUSE', `no fuse.${server.subtype} mount at ${opts.mountpoint} to resume`);
     }
     server.listen();
-    server.resent = kernel.minor >= RESEND_MINOR && server.notifyResend();
+    if (!how.deferRecovery) await server.recoverLost();
     return server;
   }
 
-  /** After resume(): whether the kernel re-queued the requests a previous server had read. */
+  /** After recoverLost(): whether the kernel re-queued the requests a previous server had read. */
   resent = false;
+  /** After recoverLost() without resend: how many lost requests were answered EINTR. */
+  lostAnswered = 0;
+
+  /**
+   * Requests a previous server of this connection read and never answered: resent by the kernel
+   * (Linux >= 6.9), else answered EINTR (./recover.ts), so that no reader waits forever.
+   */
+  async recoverLost(): Promise<void> {
+    if (this.kernel.minor >= RESEND_MINOR && this.opts.resend !== false) {
+      try {
+        notifyResend(this.fd);
+        this.resent = true;
+        return;
+      } catch (e) {
+        this.opts.logger?.warn({ mountpoint: this.mountpoint, error: String(e) }, 'FUSE_NOTIFY_RESEND refused: answering lost requests EINTR');
+      }
+    }
+    const below = await this.nextUnique();
+    if (below === null) return;
+    this.lostAnswered = await failLostRequests(this.fd, below, (u) => this.pending.has(u));
+    if (this.lostAnswered)
+      this.opts.logger?.warn({ mountpoint: this.mountpoint, count: this.lostAnswered }, 'answered requests lost with the previous server EINTR');
+  }
+
+  private uniqueWaiter: ((u: number) => void) | null = null;
+
+  /** The id of the next request this server reads; a statfs of the mount makes one if none comes. */
+  private nextUnique(): Promise<number | null> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.uniqueWaiter = null;
+        resolve(null);
+      }, 10_000);
+      timer.unref();
+      this.uniqueWaiter = (u) => {
+        clearTimeout(timer);
+        resolve(u);
+      };
+      fs.statfs(this.mountpoint, () => undefined);
+    });
+  }
 
   /** The /dev/fuse fd of this connection (to hand to a process that keeps it across restarts). */
   get connectionFd(): number {
     return this.fd;
-  }
-
-  /** FUSE_NOTIFY_RESEND: a header with no body, unique 0, the notify code (positive) as its error. */
-  private notifyResend(): boolean {
-    const h = Buffer.alloc(OUT_HEADER_SIZE);
-    h.writeUInt32LE(OUT_HEADER_SIZE, 0);
-    h.writeInt32LE(NOTIFY_RESEND, 4);
-    try {
-      fs.writeSync(this.fd, h);
-      return true;
-    } catch (e) {
-      this.opts.logger?.warn({ mountpoint: this.mountpoint, error: String(e) }, 'FUSE_NOTIFY_RESEND refused: requests read before the restart stay unanswered');
-      return false;
-    }
   }
 
   private constructor(fd: number, fsys: Filesystem, opts: FuseServerOptions) {
@@ -411,6 +448,10 @@ export class FuseServer extends EventEmitter {
     const hi = req.readUInt32LE(12);
     const nodeid = readU64(req, 16);
     this.stats.requests++;
+    if (this.uniqueWaiter) {
+      this.uniqueWaiter(lo + hi * TWO32);
+      this.uniqueWaiter = null;
+    }
     switch (opcode) {
       case Op.FORGET: // never replied
         this.stats.forgets++;

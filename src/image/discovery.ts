@@ -50,8 +50,8 @@ export async function findSociIndex(client: RegistryClient, repo: string, manife
   const v1 = opts.v1 ?? false;
   if (!v1 && !v2) throw new SociError('ERR_NO_INDEX', 'all lazy pull modes (SOCI v1 and v2) are disabled');
   if (v2) {
-    const image = await client.getManifest(repo, manifestDigest, opts.signal ? { signal: opts.signal } : {});
-    const ann = decodeManifest(image.bytes, `manifest ${manifestDigest}`).annotations?.[ANN.indexDigest];
+    const image = await imageManifest(client, repo, manifestDigest, opts);
+    const ann = decodeManifest(image, `manifest ${manifestDigest}`).annotations?.[ANN.indexDigest];
     if (ann) {
       // Dangling annotation: the fetch fails and the image gets no lazy loading (no v1 fallback).
       try {
@@ -73,17 +73,30 @@ export async function findSociIndex(client: RegistryClient, repo: string, manife
   throw new SociError('ERR_NO_INDEX', `no SOCI index found for image ${manifestDigest}${v1 ? '' : ' (v1 referrers discovery is off)'}`);
 }
 
+/** The image manifest by digest: from the store when it holds it (and fills it), else the registry. */
+async function imageManifest(client: RegistryClient, repo: string, digest: string, opts: FindSociIndexOptions): Promise<Buffer> {
+  const held = await storedBlob(opts, digest);
+  if (held) return held;
+  const m = await client.getManifest(repo, digest, opts.signal ? { signal: opts.signal } : {});
+  if (digestOf(m.bytes) !== digest) throw new SociError('ERR_DIGEST_MISMATCH', `manifest ${digest} does not match its digest`);
+  if (opts.store?.put) await opts.store.put(m.bytes, digest).catch(() => undefined);
+  return m.bytes;
+}
+
+/** A blob the store holds, when its bytes match `digest`. */
+async function storedBlob(opts: FindSociIndexOptions, digest: string): Promise<Buffer | undefined> {
+  if (!opts.store || !(await opts.store.has(digest))) return undefined;
+  const b = await opts.store.get(digest);
+  return digestOf(b) === digest ? b : undefined;
+}
+
 async function fetchIndexManifest(
   client: RegistryClient,
   repo: string,
   digest: string,
   opts: FindSociIndexOptions,
 ): Promise<{ desc: Descriptor; manifest: Manifest }> {
-  let bytes: Buffer | undefined;
-  if (opts.store && (await opts.store.has(digest))) {
-    const b = await opts.store.get(digest);
-    if (digestOf(b) === digest) bytes = b;
-  }
+  let bytes = await storedBlob(opts, digest);
   let mediaType: string = MT.ociManifest;
   if (!bytes) {
     const m = await client.getManifest(repo, digest, opts.signal ? { signal: opts.signal } : {});
@@ -187,10 +200,8 @@ function gated<T>(opts: FindSociIndexOptions, fn: () => Promise<T>): Promise<T> 
 }
 
 async function fetchVerifiedBlob(client: RegistryClient, repo: string, desc: Descriptor, opts: FindSociIndexOptions): Promise<Buffer> {
-  if (opts.store && (await opts.store.has(desc.digest))) {
-    const b = await opts.store.get(desc.digest);
-    if (digestOf(b) === desc.digest) return b;
-  }
+  const held = await storedBlob(opts, desc.digest);
+  if (held) return held;
   const parts: Buffer[] = [];
   // fetchBlob verifies size and digest of the whole body.
   for await (const c of client.fetchBlob(repo, desc.digest, { size: desc.size, ...(opts.signal ? { signal: opts.signal } : {}) })) parts.push(c);

@@ -47,6 +47,13 @@ export interface RunningDaemon {
   socketPath: string | null; // null when serving a systemd-provided fd
   /** Stops serving; with unmount=true remote snapshots are unmounted first (SIGINT path). */
   stop(unmount: boolean): Promise<void>;
+  /**
+   * A handover: stops the gRPC server (calls in progress finish) and metrics, so that the next
+   * daemon can take the socket, while the FUSE mounts go on being served. resume() starts them
+   * again when the next daemon failed.
+   */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
 }
 
 async function checkOverlaySupported(): Promise<void> {
@@ -119,15 +126,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   }
 
   initFallbackCounters();
-  let metrics: HttpServer | null = null;
-  if (config.metrics_address && !config.no_prometheus) {
-    metrics = await serveMetrics(config.metrics_address, config.metrics_network);
-    logger.info({ address: config.metrics_address, network: config.metrics_network }, 'serving metrics');
-  }
-
-  const server = new grpc.Server();
-  server.addService(loadSnapshotsService(), createHandlers(snapshotter, logger));
-  const info = () => ({
+  const info = (metrics: boolean) => ({
     version: VERSION,
     pid: process.pid,
     root: o.root,
@@ -138,43 +137,82 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     v1: config.pull_modes.soci_v1.enable,
     v2: config.pull_modes.soci_v2.enable,
   });
-  server.addService(
-    STATUS_SERVICE,
-    statusHandlers(info, (image) => snapshotter.decisions.list(image)),
-  );
-  const closeExtra = hooks.grpcServices?.(server);
+
+  /** The gRPC services and metrics: started here, stopped and started again around a handover. */
+  const serve = async () => {
+    let metrics: HttpServer | null = null;
+    if (config.metrics_address && !config.no_prometheus) {
+      metrics = await serveMetrics(config.metrics_address, config.metrics_network);
+      logger.info({ address: config.metrics_address, network: config.metrics_network }, 'serving metrics');
+    }
+    const server = new grpc.Server();
+    server.addService(loadSnapshotsService(), createHandlers(snapshotter, logger));
+    server.addService(
+      STATUS_SERVICE,
+      statusHandlers(
+        () => info(metrics !== null),
+        (image) => snapshotter.decisions.list(image),
+      ),
+    );
+    const closeExtra = hooks.grpcServices?.(server);
+    let fdServer: NetServer | null = null;
+    const fd = o.address.startsWith('fd://') ? systemdFd() : null;
+    if (fd !== null) {
+      const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+      fdServer = createNetServer((sock) => injector.injectConnection(sock));
+      await new Promise<void>((resolve, reject) => {
+        fdServer!.once('error', reject);
+        fdServer!.listen({ fd }, resolve);
+      });
+      logger.info({ fd }, 'serving on systemd socket');
+    } else {
+      if (o.address.startsWith('fd://')) logger.warn({}, 'no systemd socket passed; falling back to the default socket');
+      socketPath = o.address.startsWith('fd://') ? DEFAULT_ADDRESS : o.address.replace(/^unix:\/\//, '');
+      await bindUnix(server, socketPath);
+      logger.info({ address: socketPath }, 'soci-snapshotter-grpc successfully started');
+    }
+    /** graceful: calls in progress may finish (for up to 10 s) */
+    return async (graceful: boolean) => {
+      if (graceful) {
+        const done = new Promise<void>((r) => server.tryShutdown(() => r()));
+        const late = setTimeout(() => server.forceShutdown(), 10_000);
+        await done;
+        clearTimeout(late);
+      } else server.forceShutdown();
+      if (closeExtra) closeExtra();
+      fdServer?.close();
+      if (metrics) {
+        const closed = new Promise<void>((r) => metrics!.close(() => r()));
+        metrics.closeAllConnections();
+        await closed;
+      }
+    };
+  };
   let socketPath: string | null = null;
-  let fdServer: NetServer | null = null;
-  const fd = o.address.startsWith('fd://') ? systemdFd() : null;
-  if (fd !== null) {
-    const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-    fdServer = createNetServer((sock) => injector.injectConnection(sock));
-    await new Promise<void>((resolve, reject) => {
-      fdServer!.once('error', reject);
-      fdServer!.listen({ fd }, resolve);
-    });
-    logger.info({ fd }, 'serving on systemd socket');
-  } else {
-    if (o.address.startsWith('fd://')) logger.warn({}, 'no systemd socket passed; falling back to the default socket');
-    socketPath = o.address.startsWith('fd://') ? DEFAULT_ADDRESS : o.address.replace(/^unix:\/\//, '');
-    await bindUnix(server, socketPath);
-    logger.info({ address: socketPath }, 'soci-snapshotter-grpc successfully started');
-  }
+  let closeServing: ((graceful: boolean) => Promise<void>) | null = await serve();
 
   let stopped = false;
   return {
     snapshotter,
-    socketPath,
+    get socketPath() {
+      return socketPath;
+    },
+    async pause() {
+      const close = closeServing;
+      closeServing = null;
+      await close?.(true);
+    },
+    async resume() {
+      closeServing ??= await serve();
+    },
     async stop(unmount: boolean) {
       if (stopped) return;
       stopped = true;
-      server.forceShutdown();
-      if (closeExtra) closeExtra();
-      fdServer?.close();
-      metrics?.close();
+      const handedOver = closeServing === null; // the socket path is the next daemon's now
+      await closeServing?.(false);
       if (unmount) await snapshotter.unmountAll();
       snapshotter.close();
-      if (socketPath) await rm(socketPath, { force: true });
+      if (socketPath && !handedOver) await rm(socketPath, { force: true });
     },
   };
 }

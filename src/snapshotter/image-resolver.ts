@@ -20,6 +20,7 @@ import {
   type SociArtifacts,
 } from '../image/discovery.js';
 import { isLocalhost, parseReference } from '../oci/reference.js';
+import { ContentStore, localBlobs } from '../store/index.js';
 import { chainCredentials, defaultCredentials, RegistryHosts, type RegistryClient } from '../registry/index.js';
 import { Semaphore } from '../concurrency.js';
 import { VERSION } from '../version.js';
@@ -139,10 +140,10 @@ export class ImageResolver {
         const mirrors = this.o.config.resolver.host[ref.registry]?.mirrors.map((m) => m.host) ?? [];
         const explicit = labels[LABELS.indexDigest];
         const pm = this.o.config.pull_modes;
-        const store = await this.containerdArtifacts();
+        const store = await this.artifactStore();
         const opts: FindSociIndexOptions = {
           ...(explicit ? { explicitDigest: explicit } : {}),
-          ...(store ? { store } : {}),
+          store,
           v1: pm.soci_v1.enable,
           v2: pm.soci_v2.enable,
           gate: this.resolveGate,
@@ -182,33 +183,43 @@ export class ImageResolver {
     return p;
   }
 
-  private containerd: Promise<{ reader: ArtifactReader; close: () => void } | undefined> | undefined;
+  private store: Promise<{ reader: ArtifactReader; close: () => void }> | undefined;
 
   /**
-   * With AWS's [content_store] type = "containerd": containerd's content store, read for SOCI indexes
-   * and zTOCs before the registry (those `soci convert` or `soci create` put there on this node).
-   * Read only: blobs written outside a lease would be containerd's garbage. When containerd cannot be
-   * reached, the registry serves (one warning), and the next image tries again.
+   * Where SOCI artifacts are read before the registry, and kept once fetched: the image manifest,
+   * the SOCI index and its zTOCs and prefetch artifacts, all content-addressed and checked against
+   * their digests on every read. Like AWS's default ([content_store] type = "soci"), that is our
+   * content store under the root, so a restarted daemon fetches none of them again. With type =
+   * "containerd", containerd's content store is read first (what `soci convert` or `soci create` put
+   * there on this node); it is never written (blobs written outside a lease would be containerd's
+   * garbage), so what the registry serves is kept in ours. When containerd cannot be reached, one
+   * warning, and the next image tries again.
    */
-  private containerdArtifacts(): Promise<ArtifactReader | undefined> {
-    const cs = this.o.config.content_store;
-    if (cs.type !== 'containerd') return Promise.resolve(undefined);
-    this.containerd ??= (async () => {
+  private artifactStore(): Promise<ArtifactReader> {
+    this.store ??= (async () => {
+      const local = localBlobs(await ContentStore.open(join(this.o.root, 'content')));
+      const cs = this.o.config.content_store;
+      if (cs.type !== 'containerd') return { reader: local, close: () => undefined };
       const { Containerd, containerdBlobs } = await import('../containerd/index.js');
       try {
         const c = await Containerd.connect({ address: cs.containerd_address, namespace: cs.namespace });
-        const blobs = containerdBlobs(c.content);
-        return { reader: { has: blobs.has, get: blobs.get }, close: () => c.close() };
+        const theirs = containerdBlobs(c.content);
+        const reader: ArtifactReader = {
+          has: async (d) => (await theirs.has(d)) || local.has(d),
+          get: async (d) => ((await theirs.has(d)) ? theirs.get(d) : local.get(d)),
+          put: local.put,
+        };
+        return { reader, close: () => c.close() };
       } catch (e) {
         this.logger.warn(
           { address: cs.containerd_address, error: (e as Error).message },
           "cannot read SOCI artifacts from containerd's content store; fetching them from the registry",
         );
-        this.containerd = undefined;
-        return undefined;
+        this.store = undefined;
+        return { reader: local, close: () => undefined };
       }
     })();
-    return this.containerd.then((c) => c?.reader);
+    return this.store.then((s) => s.reader);
   }
 
   /** The index's zTOCs and prefetch artifacts from the first host that serves them all. */
@@ -227,7 +238,7 @@ export class ImageResolver {
 
   async close(): Promise<void> {
     for (const c of this.counters) c.stop();
-    (await this.containerd)?.close();
+    (await this.store)?.close();
     await this.hosts.close();
     await this.localHosts.close();
   }

@@ -35,6 +35,11 @@ export interface LayerMounter {
   keptMounts?(): Promise<string[]>;
   /** Optional, after the restore: ends the kept mounts nothing took over. */
   releaseUnclaimed?(): Promise<void>;
+  /**
+   * Optional, in a handover: the mounts taken over while the previous daemon still served are
+   * recovered once it has exited (requests it read and never answered).
+   */
+  recoverLost?(): Promise<void>;
 }
 
 export interface LocalUnpacker {

@@ -11,6 +11,7 @@ import { versionLine } from '../version.js';
 import { configReports, configToToml, defaultConfig, DEFAULT_CONFIG_PATH, loadConfig, parallelPullSettings } from './config.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, startDaemon, type DaemonHooks } from './daemon.js';
 import { createLogger, flushLogs, type Logger } from './logger.js';
+import { HANDOVER_ENV, handOverOnSignal, joinHandover } from './handover.js';
 
 interface GlobalOpts {
   address: string;
@@ -55,7 +56,13 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
       hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, logger) };
       logger.info({ target }, 'serving the CRI image service proxy');
     }
-    const mounter = new SociLayerMounter({ config, root: opts.root, logger, ...(keychain ? { extraCredentials: keychain.provider } : {}) });
+    const mounter = new SociLayerMounter({
+      config,
+      root: opts.root,
+      logger,
+      ...(keychain ? { extraCredentials: keychain.provider } : {}),
+      handover: process.env[HANDOVER_ENV] !== undefined && process.send !== undefined,
+    });
     // Layers an index does not cover (and every layer in parallel pull mode) are fetched,
     // digest- and diff_id-verified and unpacked by us.
     const unpacker =
@@ -72,7 +79,10 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
       );
     hooks = { cleanupStaleMounts: cleanupStaleSociMounts, ...hooks, mounter, unpacker };
   }
+  const handover = await joinHandover(logger);
   const daemon = await startDaemon({ address: opts.address, root: opts.root, config, logger, hooks, configPath: path });
+  const mounter = hooks.mounter;
+  handover?.serving(async () => mounter?.recoverLost?.());
   const onSignal = (sig: NodeJS.Signals) => {
     logger.info({ signal: sig }, sig === 'SIGINT' ? 'unmounting all remote snapshots and exiting' : 'exiting without cleanup');
     daemon.stop(sig === 'SIGINT').then(
@@ -89,6 +99,13 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const { ConnectionKeeper } = await import('../fuse/index.js');
+  handOverOnSignal(
+    daemon,
+    logger,
+    () => onSignal('SIGTERM'),
+    mounter?.recoverLost ? ConnectionKeeper.unavailable() : 'the layer mounter cannot keep its mounts',
+  );
 }
 
 /** What every fatal line starts with (the e2e harness looks for it). */

@@ -65,6 +65,8 @@ function kernelTtl(sec: number): number {
 export interface SociMounterOptions extends ImageResolverOptions {
   /** bytes of uncompressed spans kept on disk for all layers together */
   cacheMaxBytes?: number;
+  /** taking over from a daemon that still serves: recovery of lost requests waits for recoverLost() */
+  handover?: boolean;
 }
 
 export class SociLayerMounter implements LayerMounter {
@@ -85,6 +87,8 @@ export class SociLayerMounter implements LayerMounter {
   private readonly keeper: ConnectionKeeper | null;
   /** connections a previous daemon kept, by mountpoint, until mount() takes them over */
   private readonly kept = new Map<string, KeptConnection>();
+  /** mounts taken over in a handover, whose lost requests recoverLost() recovers */
+  private readonly unrecovered = new Set<string>();
 
   constructor(private readonly o: SociMounterOptions) {
     this.prefetchGate = new Semaphore(o.config.prefetch.max_concurrency);
@@ -168,7 +172,7 @@ export class SociLayerMounter implements LayerMounter {
       const blob = withHeaders(client.blobSource(c.repo, layerDigest, size), headers);
       const kept = this.kept.get(mountpoint);
       this.kept.delete(mountpoint);
-      const resume = kept && this.keeper ? { fd: this.keeper.take(kept), kernel: kept.kernel } : undefined;
+      const resume = kept && this.keeper ? { fd: this.keeper.take(kept), kernel: kept.kernel, deferRecovery: !!this.o.handover } : undefined;
       const m = await mountLayer({
         ...(resume ? { resume } : {}),
         // Stable across restarts: a daemon that mounts this snapshot again finds its spans.
@@ -214,8 +218,14 @@ export class SociLayerMounter implements LayerMounter {
       // A connection that ends (unmounted by hand, aborted) needs no holder any more.
       void m.server.closed.then(() => this.keeper?.release(mountpoint));
       if (resume) {
+        if (resume.deferRecovery) this.unrecovered.add(mountpoint);
         this.logger.info(
-          { layer: layerDigest, mountpoint, resent: m.server.resent, cachedSpans: m.adoptedSpans },
+          {
+            layer: layerDigest,
+            mountpoint,
+            ...(this.o.handover ? { recovery: 'after the previous daemon exits' } : { resent: m.server.resent, lostAnswered: m.server.lostAnswered }),
+            cachedSpans: m.adoptedSpans,
+          },
           'layer mount taken over from the previous daemon',
         );
       } else {
@@ -291,6 +301,25 @@ export class SociLayerMounter implements LayerMounter {
       await this.unmount(mp);
     }
     await this.cache.prune();
+  }
+
+  async recoverLost(): Promise<void> {
+    let resent = 0;
+    let answered = 0;
+    const taken = [...this.unrecovered];
+    this.unrecovered.clear();
+    for (const mountpoint of taken) {
+      const m = this.mounts.get(mountpoint);
+      if (!m) continue;
+      try {
+        await m.layer.server.recoverLost();
+      } catch (e) {
+        this.logger.warn({ mountpoint, error: String(e) }, 'cannot recover the requests the previous daemon left unanswered');
+      }
+      if (m.layer.server.resent) resent++;
+      answered += m.layer.server.lostAnswered;
+    }
+    this.logger.info({ mounts: taken.length, resent, lostAnswered: answered }, 'requests the previous daemon left unanswered recovered');
   }
 
   /** Per-layer fetch statistics of what is mounted now (metrics, tests, `--explain`-style answers). */

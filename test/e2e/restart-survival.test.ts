@@ -1,9 +1,11 @@
 /**
  * Running containers keep their lazy mounts through a snapshotter crash or restart (registry,
  * containerd + CRI, runc, FUSE, our daemon, all real): a container reads files in a loop with md5
- * checks; the daemon gets SIGKILL (and, second, SIGTERM as in an upgrade) and is started again. The
+ * checks; the daemon gets SIGKILL (and, second, SIGTERM as in an upgrade) and is started again;
+ * third, SIGUSR2 hands over to a new daemon while the old one still serves. The
  * loop sees no error, only a pause; files never read before the crash are served right after it;
- * `ctr snapshots ls` is intact. Without the fdpass addon the daemon says so in one line and the
+ * `ctr snapshots ls` is intact, and the restarted daemon asks the registry for nothing it had (its
+ * index, zTOCs and cached spans are on disk). Without the fdpass addon the daemon says so in one line and the
  * old behaviour stays: the container's reads fail after a restart.
  *
  * systemd is not run here: this covers the holder-process path only.
@@ -131,6 +133,7 @@ for (const version of CONTAINERD_VERSIONS)
     const snapshotsBefore = (await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).stdout;
 
     // 1. SIGKILL: the daemon dies mid-loop; the loop's reads wait, then go on once it is back.
+    const requestsBefore = (await reg.accessLog()).length;
     await sn.stop('SIGKILL');
     await new Promise((r) => setTimeout(r, 1000));
     assert.deepEqual(await sociFuseMounts(root), [mount], 'the mount stays while the daemon is down');
@@ -148,6 +151,14 @@ for (const version of CONTAINERD_VERSIONS)
       `every part read after the restart:\n${(await lines(out)).slice(-20).join('\n')}\n${sn.logs().slice(-2000)}`,
     );
     assert.deepEqual(await sociFuseMounts(root), [mount], 'the same mount, not a new one');
+    // Nothing is fetched twice: the image manifest, the SOCI index and the zTOCs come from the
+    // daemon's content store; the registry serves only spans of the layers, read for the first time.
+    const since = (await reg.accessLog()).slice(requestsBefore).filter((r) => r.path !== '/v2/');
+    assert.deepEqual(
+      since.filter((r) => !app.layers[0]!.some((d) => r.path.endsWith(`/blobs/${d}`))),
+      [],
+      'after the restart, the registry serves layer spans only',
+    );
     assert.equal((await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).stdout, snapshotsBefore, 'ctr snapshots ls is intact');
 
     // 2. SIGTERM, as an upgrade stops the old binary: the same, with no SIGKILL.
@@ -158,6 +169,27 @@ for (const version of CONTAINERD_VERSIONS)
     assert.ok(await sn.waitLine((l) => l.msg === 'layer mount taken over from the previous daemon'), sn.logs().slice(-3000));
     await waitForDaemon(cd);
     assert.ok(await waitFor(async () => (await lines(out)).length >= mark + 2 * PARTS, 60_000), 'the loop goes on after the second restart');
+
+    // 3. A graceful upgrade (SIGUSR2): a new daemon of the same binary takes the mounts over while
+    //    the old one still serves them, and the old one exits. A new daemon that cannot start (here:
+    //    a broken config) leaves the old one serving.
+    const good = await readFile(sn.configPath, 'utf8');
+    await writeFile(sn.configPath, '[background_fetch\n');
+    const old = sn.pid();
+    process.kill(old, 'SIGUSR2');
+    assert.ok(await sn.waitLine((l) => l.msg === 'handover failed: the new daemon exited; this one goes on serving', 30_000), sn.logs().slice(-3000));
+    assert.equal((await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).code, 0, 'the old daemon still serves');
+    await writeFile(sn.configPath, good);
+    const mark3 = (await lines(out)).length;
+    const done = await sn.handover();
+    assert.equal(done.from, old);
+    assert.notEqual(sn.pid(), old);
+    const recovered = await sn.waitLine((l) => l.msg === 'requests the previous daemon left unanswered recovered');
+    assert.equal(recovered?.mounts, 1, 'the one lazy mount was taken over');
+    assert.deepEqual(await sociFuseMounts(root), [mount], 'the same mount after the handover');
+    await waitForDaemon(cd);
+    assert.ok(await waitFor(async () => (await lines(out)).length >= mark3 + 2 * PARTS, 60_000), 'the loop goes on after the handover');
+    assert.equal((await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls'])).stdout, snapshotsBefore, 'ctr snapshots ls is intact');
 
     const all = await lines(out);
     assert.deepEqual(

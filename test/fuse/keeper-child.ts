@@ -1,8 +1,9 @@
 /**
  * Child process for the connection keeper test: `mount` mounts a SyntheticFs on argv[2], hands the
  * connection to a holder (ConnectionKeeper in argv[3]) and serves; `resume` takes the kept
- * connection of argv[2] back and serves it. Prints one line ("ready" or "resumed <resent>") and
- * serves until killed or unmounted.
+ * connection of argv[2] back and serves it (`resume-noresend`: as on a kernel without
+ * FUSE_NOTIFY_RESEND). Prints one line ("ready" or "resumed <resent> <lost requests answered>")
+ * and serves until killed or unmounted.
  */
 import { ConnectionKeeper, FuseServer } from '../../src/fuse/index.js';
 import { SyntheticFs } from '../../harness/synthetic-fs.js';
@@ -19,8 +20,9 @@ if (mode === 'mount') {
 } else {
   const rec = (await keeper.live()).find((k) => k.mountpoint === dir);
   if (!rec) throw new Error(`no kept connection for ${dir}`);
-  server = await FuseServer.resume(keeper.take(rec), fs, { mountpoint: dir, subtype: 'keeptest', requestTimeoutMs: 0 }, rec.kernel);
-  process.stdout.write(`resumed ${server.resent}\n`);
+  const opts = { mountpoint: dir, subtype: 'keeptest', requestTimeoutMs: 0, resend: mode !== 'resume-noresend' };
+  server = await FuseServer.resume(keeper.take(rec), fs, opts, rec.kernel);
+  process.stdout.write(`resumed ${server.resent} ${server.lostAnswered}\n`);
 }
 process.on('SIGTERM', () => {
   void server

@@ -18,7 +18,7 @@ import { isMounted, makeMountDir, sh, waitFor } from './helpers.js';
 const skip = needs({ root: true, tools: ['umount', 'md5sum'] });
 const CHILD = join(import.meta.dirname, 'keeper-child.ts');
 
-function startChild(dir: string, state: string, mode: 'mount' | 'resume'): Promise<{ p: ChildProcess; line: string }> {
+function startChild(dir: string, state: string, mode: 'mount' | 'resume' | 'resume-noresend'): Promise<{ p: ChildProcess; line: string }> {
   const p = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, state, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   p.stderr!.on('data', (d) => (err += d));
@@ -63,7 +63,7 @@ test('a kept FUSE connection survives SIGKILL of its server: the read in flight 
     await waitFor(() => b.p.exitCode !== null, 5000);
     b.p.kill('SIGKILL');
   });
-  assert.equal(b.line, 'resumed true', 'FUSE_NOTIFY_RESEND accepted (Linux >= 6.9)');
+  assert.equal(b.line, 'resumed true 0', 'FUSE_NOTIFY_RESEND accepted (Linux >= 6.9)');
   const slow = await inFlight;
   assert.equal(slow.code, 0, slow.stderr);
   assert.equal(slow.stdout, 'slow\n');
@@ -78,6 +78,31 @@ test('a kept FUSE connection survives SIGKILL of its server: the read in flight 
   await waitFor(() => b.p.exitCode !== null, 10_000);
   assert.ok(!(await isMounted(dir)));
   assert.deepEqual(await new ConnectionKeeper(state).live(), []);
+});
+
+test('without FUSE_NOTIFY_RESEND (kernels < 6.9) a read in flight at the crash is answered EINTR, and the reader retries it', {
+  skip,
+  timeout: 120_000,
+}, async (t) => {
+  const { dir, state, a } = await mountKept(t);
+  const inFlight = sh(`cat ${dir}/slow.txt`, 30_000);
+  await new Promise((r) => setTimeout(r, 300));
+  a.p.kill('SIGKILL');
+  await new Promise((r) => a.p.once('exit', r));
+  const b = await startChild(dir, state, 'resume-noresend');
+  t.after(async () => {
+    b.p.kill('SIGTERM');
+    await waitFor(() => b.p.exitCode !== null, 5000);
+    b.p.kill('SIGKILL');
+  });
+  const [, resent, answered] = b.line.split(' ');
+  assert.equal(resent, 'false');
+  assert.ok(Number(answered) >= 1, `the lost read was answered: ${b.line}`);
+  // coreutils' cat retries a read that returned EINTR: the new server answers it.
+  const slow = await inFlight;
+  assert.equal(slow.code, 0, slow.stderr);
+  assert.equal(slow.stdout, 'slow\n');
+  assert.equal((await sh(`cat ${dir}/hello.txt`)).stdout, 'hello world\n');
 });
 
 test('a holder ends by itself once its mount is gone while no server runs (no holder leaks)', { skip, timeout: 60_000 }, async (t) => {
