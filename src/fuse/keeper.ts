@@ -1,54 +1,93 @@
 /**
  * FUSE connections that outlive the process serving them. Each mounted connection's /dev/fuse fd
- * is handed to a holder process (../host/fd-holder.ts) and recorded in `dir`, one JSON file per
- * mountpoint: the holder, what INIT negotiated, and the mount's device. A process started later
+ * is handed to systemd's fd store when the process runs as a systemd service that has one
+ * (../host/systemd.ts), else to a holder process (../host/fd-holder.ts), and recorded in `dir`,
+ * one JSON file per mountpoint: the fd's name in the store or the holder, what INIT negotiated,
+ * and the mount's device. A process started later
  * (the daemon after a crash, kill or upgrade) takes the fd back and serves the same mount with
  * FuseServer.resume(): the kernel queues requests meanwhile, so readers see a pause, not an error.
  *
- * A record is only used while its holder is the same process and the mount is still in the mount
- * table with the same device; anything else is stale and removed. Releasing a connection (a
- * deliberate unmount) ends its holder.
+ * A record is only used while its holder is the same process (or systemd passed its fd back) and
+ * the mount is still in the mount table with the same device; anything else is stale and removed.
+ * Releasing a connection (a deliberate unmount) ends its holder, or removes it from the store.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fdPassUnavailable, holdFd, holderAlive, releaseHolder, takeHeldFd, type Holder } from '../host/fd-holder.js';
+import { holdFd, holderAlive, releaseHolder, takeHeldFd, type Holder } from '../host/fd-holder.js';
+import { fdPassUnavailable } from '../host/fdpass.js';
+import { SystemdFdStore } from '../host/systemd.js';
 import { readMountinfo, writeFileAtomic } from '../host/index.js';
+import { SociError } from '../errors.js';
 import type { FuseServer } from './server.js';
+
+/** What names our connections in systemd's fd store. */
+const STORE_PREFIX = 'soci-fuse-';
 
 export interface KeptConnection {
   mountpoint: string;
-  holder: Holder;
+  /** the holder process that keeps the fd, or */
+  holder?: Holder;
+  /** the fd's name in systemd's fd store */
+  fdName?: string;
   kernel: FuseServer['kernel'];
   /** the mount's device (st_dev): its minor is the connection's id while it lives */
   device: { major: number; minor: number };
 }
 
 export class ConnectionKeeper {
-  constructor(private readonly dir: string) {}
+  /** systemd's fd store, when running as a service that has one */
+  private readonly store: SystemdFdStore | null;
+
+  constructor(private readonly dir: string) {
+    this.store = SystemdFdStore.fromEnv(STORE_PREFIX);
+  }
+
+  /** Where connections are kept: 'systemd' (its fd store) or 'holder' processes. */
+  get via(): 'systemd' | 'holder' {
+    return this.store ? 'systemd' : 'holder';
+  }
 
   /** null when connections can be kept; else why not, in one line. */
   static unavailable(): string | null {
     return fdPassUnavailable();
   }
 
-  private file(mountpoint: string): string {
-    return join(this.dir, `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.json`);
+  private id(mountpoint: string): string {
+    return createHash('sha256').update(mountpoint).digest('hex').slice(0, 32);
   }
 
-  /** Hands `server`'s connection to a holder and records it. */
+  private file(mountpoint: string): string {
+    return join(this.dir, `${this.id(mountpoint)}.json`);
+  }
+
+  /** Hands `server`'s connection to systemd's fd store or a holder, and records it. */
   async keep(server: FuseServer): Promise<void> {
     const m = server.mountInfo;
     if (!m) throw new Error(`no mount info for ${server.mountpoint}`);
-    const holder = await holdFd(server.connectionFd, server.mountpoint);
-    const rec: KeptConnection = { mountpoint: server.mountpoint, holder, kernel: server.kernel, device: { major: m.major, minor: m.minor } };
+    const rec: KeptConnection = { mountpoint: server.mountpoint, kernel: server.kernel, device: { major: m.major, minor: m.minor } };
+    if (this.store) {
+      rec.fdName = STORE_PREFIX + this.id(server.mountpoint);
+      this.store.keep(rec.fdName, server.connectionFd);
+    } else rec.holder = await holdFd(server.connectionFd, server.mountpoint);
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     try {
       await writeFileAtomic(this.file(server.mountpoint), JSON.stringify(rec), 0o600);
     } catch (e) {
-      releaseHolder(holder);
+      this.drop(rec);
       throw e;
     }
+  }
+
+  /** Ends what keeps `rec`'s fd: its holder, or its entry in the store. */
+  private drop(rec: KeptConnection): void {
+    if (rec.holder) releaseHolder(rec.holder);
+    else if (rec.fdName) this.store?.remove(rec.fdName);
+  }
+
+  private kept(rec: KeptConnection): boolean {
+    if (rec.holder) return holderAlive(rec.holder);
+    return !!rec.fdName && !!this.store?.names().includes(rec.fdName);
   }
 
   /**
@@ -74,20 +113,25 @@ export class ConnectionKeeper {
       }
       const ok =
         rec !== undefined &&
-        holderAlive(rec.holder) &&
+        this.kept(rec) &&
         mounts.some((m) => m.mountpoint === rec.mountpoint && m.major === rec.device.major && m.minor === rec.device.minor);
       if (ok) out.push(rec!);
       else {
-        if (rec) releaseHolder(rec.holder);
+        if (rec) this.drop(rec);
         await rm(path, { force: true });
       }
     }
+    // fds systemd passed back that no record names: their mounts are not ours to serve
+    for (const n of this.store?.names() ?? []) if (!out.some((r) => r.fdName === n)) this.store!.remove(n);
     return out;
   }
 
-  /** The fd of a kept connection, taken from its holder (which keeps its own until released). */
+  /** The fd of a kept connection: from its holder, or as systemd passed it back (both keep their own until released). */
   take(rec: KeptConnection): number {
-    return takeHeldFd(rec.holder, '/dev/fuse');
+    if (rec.holder) return takeHeldFd(rec.holder, '/dev/fuse');
+    const fd = rec.fdName ? this.store?.take(rec.fdName) : undefined;
+    if (fd === undefined) throw new SociError('ERR_NOT_FOUND', `systemd passed no fd named ${rec.fdName} back`);
+    return fd;
   }
 
   /** Whether a connection is recorded for `mountpoint`. */
@@ -102,8 +146,7 @@ export class ConnectionKeeper {
   async release(mountpoint: string): Promise<void> {
     const path = this.file(mountpoint);
     try {
-      const rec = JSON.parse(await readFile(path, 'utf8')) as KeptConnection;
-      releaseHolder(rec.holder);
+      this.drop(JSON.parse(await readFile(path, 'utf8')) as KeptConnection);
     } catch {
       /* nothing kept */
     }

@@ -5,56 +5,17 @@
  * The holder is about the smallest process that can own an fd: a shell loop that ends when its
  * mount is gone, started in a session of its own (so a signal to the daemon's process group spares
  * it) with the fd as its fd 3 and `soci-fuse-holder` as its argv[0]. Taking the fd back is
- * pidfd_getfd(2) (Linux >= 5.6), which Node has no API for: the `fdpass` addon (native/fdpass.c)
- * does it. Without the addon the feature
- * is unavailable and says why in one line (`fdPassUnavailable()`).
+ * pidfd_getfd(2) (Linux >= 5.6), which Node has no API for: the `fdpass` addon (./fdpass.ts).
  *
  * A holder is identified by pid and start time (/proc/<pid>/stat field 22), so a recycled pid is
  * never mistaken for it, and its fd 3 must still be what was handed over (`expect`, e.g. /dev/fuse).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SociError } from '../errors.js';
+import { fdPassAddon } from './fdpass.js';
 
 export const HOLDER_NAME = 'soci-fuse-holder';
-
-interface FdPassAddon {
-  take(pid: number, fd: number): number;
-}
-
-/** Where `npm install` (node-gyp) puts the addon: <package root>/build/Release/fdpass.node. */
-const defaultAddonPath = resolve(dirname(fileURLToPath(import.meta.url)), '../../build/Release/fdpass.node');
-
-let loaded: { addon: FdPassAddon | null; why: string } | undefined;
-
-function load(): { addon: FdPassAddon | null; why: string } {
-  if (loaded) return loaded;
-  const path = process.env.SOCI_FDPASS_ADDON ?? defaultAddonPath;
-  try {
-    const a = createRequire(import.meta.url)(path) as Partial<FdPassAddon>;
-    if (typeof a.take !== 'function') throw new Error('wrong exports');
-    loaded = { addon: a as FdPassAddon, why: '' };
-  } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not built' : String((e as Error).message).split('\n')[0];
-    loaded = { addon: null, why: `the fdpass addon (${path}) is unavailable: ${why}` };
-  }
-  return loaded;
-}
-
-/** null when fds can be handed over; else the one-line reason they cannot. */
-export function fdPassUnavailable(): string | null {
-  const l = load();
-  return l.addon ? null : l.why;
-}
-
-function addon(): FdPassAddon {
-  const l = load();
-  if (!l.addon) throw new SociError('ERR_UNSUPPORTED', l.why);
-  return l.addon;
-}
 
 export interface Holder {
   pid: number;
@@ -125,7 +86,7 @@ export function takeHeldFd(h: Holder, expect: string): number {
   }
   if (target !== expect) throw new SociError('ERR_NOT_FOUND', `fd holder ${h.pid} holds ${target}, not ${expect}`);
   try {
-    return addon().take(h.pid, 3);
+    return fdPassAddon().take(h.pid, 3);
   } catch (e) {
     if (e instanceof SociError) throw e;
     throw new SociError('ERR_IO', `taking the fd of holder ${h.pid}: ${(e as Error).message}`);

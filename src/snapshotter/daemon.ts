@@ -14,6 +14,7 @@ import { DeferringMounter, type LayerMounter, type LocalUnpacker } from './layer
 import type { Logger } from './logger.js';
 import { initFallbackCounters, serveMetrics } from './metrics.js';
 import { unmountAllUnder } from '../host/index.js';
+import { listenFds } from '../host/systemd.js';
 import { overlayNeedsIndexOff } from './mounts.js';
 import { Snapshotter } from './snapshotter.js';
 import { STATUS_SERVICE, statusHandlers } from './status-service.js';
@@ -84,11 +85,9 @@ async function bindUnix(server: grpc.Server, path: string): Promise<void> {
   await chmod(path, 0o660);
 }
 
-/** systemd socket activation: LISTEN_FDS/LISTEN_PID give fd 3 onwards. */
+/** systemd socket activation: the first fd systemd passed that is not a FUSE connection from its fd store. */
 function systemdFd(): number | null {
-  if (process.env.LISTEN_PID !== String(process.pid)) return null;
-  const n = Number(process.env.LISTEN_FDS ?? 0);
-  return n >= 1 ? 3 : null;
+  return listenFds().find((f) => !f.name.startsWith('soci-fuse-'))?.fd ?? null;
 }
 
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {

@@ -19,18 +19,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { appPartBytes, buildAppImage } from '../../harness/app-image.js';
-import {
-  CONTAINERD_VERSIONS,
-  removeTree,
-  sociFuseMounts,
-  startContainerd,
-  startSnapshotter,
-  type StartedContainerd,
-  type StartedSnapshotter,
-} from '../../harness/containerd.js';
+import { CONTAINERD_VERSIONS, removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedSnapshotter } from '../../harness/containerd.js';
 import { criPull } from '../../harness/cri.js';
 import { needs, waitFor } from '../../harness/env.js';
 import { startRegistry } from '../../harness/registry.js';
+import { lines, loopScript, startLoop, stopLoop, waitForDaemon } from '../../harness/loop.js';
 
 const exec = promisify(execFile);
 const SOCI = join(process.cwd(), 'bin/soci.js');
@@ -39,72 +32,8 @@ const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-re
 const CONFIG = '[background_fetch]\ndisable = true\n';
 const PARTS = 8; // bulkMb 32 → part0..part7, 4 MiB each
 
-/**
- * The container's loop: parts 0–2 over and over until /out/go exists, then all parts; each read
- * checked against its md5 and logged, one line per file: "ok <file>" or "BAD <file> <why>".
- */
-function loopScript(md5s: string[]): string {
-  const check = (i: number) =>
-    `s=$(/bin/busybox md5sum /usr/share/bulk/part${i}.bin 2>&1) && [ "\${s%% *}" = ${md5s[i]} ] && echo "ok part${i}" >> /out/log || echo "BAD part${i} $s" >> /out/log`;
-  const first = [0, 1, 2].map(check).join('; ');
-  const all = md5s.map((_, i) => check(i)).join('; ');
-  return `while :; do if [ -e /out/go ]; then ${all}; else ${first}; fi; /bin/busybox sleep 0.05; done`;
-}
-
-async function waitForDaemon(cd: StartedContainerd): Promise<void> {
-  // containerd redials a proxy snapshotter with a backoff of up to 3 s.
-  let ls = await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls']);
-  for (let i = 0; i < 40 && ls.code !== 0; i++) {
-    await new Promise((res) => setTimeout(res, 250));
-    ls = await cd.ctr(['-n', 'k8s.io', 'snapshots', '--snapshotter', 'soci', 'ls']);
-  }
-  assert.equal(ls.code, 0, `containerd never reached the restarted snapshotter: ${ls.stderr}`);
-}
-
-/** Runs `script` under busybox sh in a container of `image`, with `out` at /out; stopped after the test. */
-async function startLoop(
-  t: { after: (fn: () => unknown) => void },
-  cd: StartedContainerd,
-  image: string,
-  out: string,
-  id: string,
-  script: string,
-): Promise<void> {
-  t.after(() => stopLoop(cd, id));
-  const mount = `type=bind,src=${out},dst=/out,options=rbind:rw`;
-  const run = await cd.ctr([
-    '-n',
-    'k8s.io',
-    'run',
-    '-d',
-    '--net-host',
-    '--snapshotter',
-    'soci',
-    '--mount',
-    mount,
-    image,
-    id,
-    '/bin/busybox',
-    'sh',
-    '-c',
-    script,
-  ]);
-  assert.equal(run.code, 0, run.stderr);
-}
-
-/** Stops the loop container at once: the test dir is removed after, and the loop writes into it. */
-async function stopLoop(cd: StartedContainerd, id: string): Promise<void> {
-  const killed = await cd.ctr(['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
-  if (killed.code === 0) await waitFor(async () => (await cd.ctr(['-n', 'k8s.io', 'task', 'rm', '-f', id])).code === 0, 10_000, 200);
-  await cd.ctr(['-n', 'k8s.io', 'containers', 'rm', id]);
-}
-
-async function lines(out: string): Promise<string[]> {
-  return (await readFile(join(out, 'log'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
-}
-
 for (const version of CONTAINERD_VERSIONS)
-  test(`a running container keeps its lazy mount through a snapshotter SIGKILL and a restart (containerd ${version})`, {
+  test(`a running container keeps its lazy mount through a snapshotter SIGKILL, a restart and a SIGUSR2 handover (containerd ${version})`, {
     skip,
     timeout: 600_000,
   }, async (t) => {

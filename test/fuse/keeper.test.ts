@@ -111,9 +111,9 @@ test('a holder ends by itself once its mount is gone while no server runs (no ho
   assert.ok(rec, 'the connection is recorded');
   a.p.kill('SIGKILL');
   await new Promise((r) => a.p.once('exit', r));
-  assert.ok(existsSync(`/proc/${rec.holder.pid}`), 'the holder outlives its server');
+  assert.ok(existsSync(`/proc/${rec.holder!.pid}`), 'the holder outlives its server');
   await sh(`umount -l ${dir}`);
-  assert.ok(await waitFor(() => !existsSync(`/proc/${rec.holder.pid}`), 25_000, 200), 'the holder exits once the mount is gone');
+  assert.ok(await waitFor(() => !existsSync(`/proc/${rec.holder!.pid}`), 25_000, 200), 'the holder exits once the mount is gone');
 });
 
 test('without the fdpass addon, keeping connections is unavailable and says why in one line', () => {
