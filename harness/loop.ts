@@ -4,10 +4,28 @@
  * stopping its container, the lines it logged, and waiting for containerd to reach the daemon again.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { StartedContainerd } from './containerd.js';
+import { appPartBytes, buildAppImage } from './app-image.js';
+import { exec, repoRoot, type StartedContainerd } from './containerd.js';
 import { waitFor } from './env.js';
+import type { TestRegistry } from './registry.js';
+
+/**
+ * The app image (./app-image.ts) with `parts` bulk files of 4 MiB, pushed to `reg` as app:v1 and
+ * converted there by our CLI: `<host>/app:soci`, the md5 of each part, and the image's layer digests.
+ */
+export async function convertedAppImage(reg: TestRegistry, dir: string, parts: number): Promise<{ image: string; md5s: string[]; layers: string[] }> {
+  const app = buildAppImage(join(dir, 'app'), { bulkMb: parts * 4 });
+  const md5s = Array.from({ length: parts }, (_, i) => createHash('md5').update(appPartBytes(i)).digest('hex'));
+  const copied = await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
+  assert.equal(copied.code, 0, copied.stderr);
+  const soci = [join(repoRoot, 'bin/soci.js'), '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`];
+  const converted = await exec(process.execPath, soci);
+  assert.equal(converted.code, 0, converted.stderr);
+  return { image: `${reg.host}/app:soci`, md5s, layers: app.layers[0]! };
+}
 
 /**
  * The container's loop: parts 0–2 over and over until /out/go exists, then all parts; each read

@@ -3,6 +3,9 @@
  * its SOCI-indexed layers lazily loaded over FUSE, the rest unpacked, joined by overlayfs.
  * Foreground by default (SIGINT/SIGTERM unmount everything); `--detach` re-runs itself as a
  * daemon and returns once the mount is ready; the state dir records the PID for `soci umount`.
+ * Each lazy layer's FUSE connection is kept outside the process (fuse/keeper.ts): a `soci mount`
+ * that is killed leaves its tree mounted and its readers waiting, and the same command run again
+ * takes the tree over instead of mounting it anew.
  * The tree is nosuid,nodev unless `--allow-suid` / `--allow-dev`. A failure (registry, bad layer,
  * even an unexpected throw while serving) ends in one `soci: …` line, with everything unmounted and
  * the unpacked layers removed.
@@ -21,7 +24,8 @@ import { decodeIndex, decodeManifest } from '../oci/types.js';
 import { resolveRoot } from '../store/index.js';
 import { BackgroundFetcher, FailureLog, SpanCache, DEFAULT_CACHE_MAX_BYTES, failureLine } from '../fs/index.js';
 import { mountImage, planImage, releaseLayers, removeLayerDirs, type ImageMount, type ImagePlan } from '../image/mount.js';
-import { umountPath, writeFileAtomic } from '../host/index.js';
+import { isMountPoint, umountPath, writeFileAtomic } from '../host/index.js';
+import { ConnectionKeeper, type KeptConnection } from '../fuse/index.js';
 import { silentLogger } from '../logger.js';
 import { PrefetchRecorder, encodeRecord } from '../image/prefetch-record.js';
 import { parseSize } from './common.js';
@@ -110,9 +114,11 @@ export function umountCommand(): Command {
         for (let i = 0; i < 150 && (await aliveAsync(state.pid)); i++) await sleep(100);
         if (await aliveAsync(state.pid)) process.kill(state.pid, 'SIGKILL');
       }
-      // Whatever the daemon left behind (crash, SIGKILL): lazily unmount the tree and the layers.
+      // Whatever the daemon left behind (crash, SIGKILL): lazily unmount the tree and the layers,
+      // then end what kept their FUSE connections (records of mounts that are gone are released).
       await umountPath(target);
       for (const l of state?.layers ?? []) if (l.lazy) await umountPath(l.dir).catch(() => undefined);
+      if (!ConnectionKeeper.unavailable()) await new ConnectionKeeper(join(stateDir, 'fuse-connections')).live();
       if (state) {
         await removeLayerDirs(stateDir);
         await rm(join(stateDir, 'spancache'), { recursive: true, force: true });
@@ -142,8 +148,11 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
   if (o.explain) printPlan(plan);
 
   const createdStateDir = (await mkdir(stateDir, { recursive: true, mode: 0o700 })) !== undefined;
+  const keeper = ConnectionKeeper.unavailable() ? undefined : new ConnectionKeeper(join(stateDir, 'fuse-connections'));
+  const previous = await readState(stateDir);
+  const takeOver = keeper && previous ? await keptTree(previous, target, manifestDigest, keeper) : undefined;
   const cacheDir = join(stateDir, 'spancache');
-  await rm(cacheDir, { recursive: true, force: true });
+  if (!takeOver) await rm(cacheDir, { recursive: true, force: true });
   const cache = new SpanCache({ dir: cacheDir, maxBytes: o.cacheMaxBytes });
   const bg = o.backgroundFetch ? new BackgroundFetcher({ silencePeriodMs: o.backgroundFetchSilenceMs }) : undefined;
   const recordFile = o.record ? resolve(o.record) : undefined;
@@ -203,6 +212,8 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
       allowSuid: o.allowSuid,
       allowDev: o.allowDev,
       logger: { ...silentLogger, warn: (f, m) => void process.stderr.write(`soci: ${m}: ${escapeControls(String(f.error ?? ''))}\n`) },
+      ...(keeper ? { keeper } : {}),
+      ...(takeOver ? { takeOver } : {}),
       ...(recorder ? { onRead: (layer: string, path: string, offset: number, length: number) => recorder.note(layer, path, offset, length) } : {}),
       layerOptions: { fetchTimeoutMs: o.fetchTimeoutMs, onFailure: (f) => failures.report(f), ...(bg ? { backgroundFetcher: bg } : {}) },
     });
@@ -214,9 +225,11 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
       manifest: manifestDigest,
       layers: mounted.layers.map((l) => ({ digest: l.plan.digest, lazy: l.plan.lazy, reason: l.plan.reason, dir: l.dir })),
     };
-    await writeState(stateDir, state);
     const lazy = state.layers.filter((l) => l.lazy).length;
-    process.stdout.write(`mounted ${image} on ${target} (${lazy} of ${state.layers.length} layers lazy)\n`);
+    // Said before the state is written: `--detach` returns what was said once the state is ready.
+    if (takeOver) process.stdout.write(`took over ${image} on ${target} from pid ${previous!.pid} (${lazy} of ${state.layers.length} layers lazy)\n`);
+    else process.stdout.write(`mounted ${image} on ${target} (${lazy} of ${state.layers.length} layers lazy)\n`);
+    await writeState(stateDir, state);
 
     const keepAlive = setInterval(() => undefined, 1 << 30);
     await new Promise<void>((done) => {
@@ -236,6 +249,21 @@ async function runMount(image: string, target: string, stateDir: string, o: Moun
   }
 }
 
+/**
+ * The tree a previous `soci mount` of the same image left on `target` when it died (SIGKILL, a
+ * crash): still mounted, every lazy layer's connection kept. Its connections by layer dir, or
+ * undefined when there is nothing to take over.
+ */
+async function keptTree(previous: MountState, target: string, manifest: string, keeper: ConnectionKeeper): Promise<Map<string, KeptConnection> | undefined> {
+  if (previous.pid !== process.pid && (await aliveAsync(previous.pid))) {
+    throw new SociError('ERR_USAGE', `${target} is already served by soci mount (pid ${previous.pid}); soci umount it first`);
+  }
+  if (previous.target !== target || previous.manifest !== manifest || !(await isMountPoint(target))) return undefined;
+  const live = new Map((await keeper.live()).map((k) => [k.mountpoint, k]));
+  const lazy = previous.layers.filter((l) => l.lazy);
+  return lazy.length > 0 && lazy.every((l) => live.has(l.dir)) ? live : undefined;
+}
+
 function printPlan(plan: ImagePlan): void {
   if (plan.indexError) process.stdout.write(`index: none (${plan.indexError})\n`);
   else if (plan.artifacts) process.stdout.write(`index: ${plan.artifacts.index.desc.digest} (${plan.artifacts.index.version})\n`);
@@ -245,7 +273,6 @@ function printPlan(plan: ImagePlan): void {
 /** Re-runs this command as a daemon and returns when its mount is ready (or it failed). */
 async function detach(stateDir: string): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await rm(join(stateDir, 'state.json'), { force: true });
   const logPath = join(stateDir, 'mount.log');
   const log = await open(logPath, 'w');
   const args = [...process.execArgv, ...process.argv.slice(1).filter((a) => a !== '--detach')];

@@ -18,6 +18,7 @@ import type { RegistryClient } from '../registry/index.js';
 import { mountLayer, unpackLayer, type LayerMount, type LayerMountOptions, type SpanCache } from '../fs/index.js';
 import { fetchSociArtifacts, type FindSociIndexOptions, type SociArtifacts } from './discovery.js';
 import type { Logger } from '../logger.js';
+import type { ConnectionKeeper, KeptConnection } from '../fuse/index.js';
 
 export interface LayerPlan {
   index: number;
@@ -82,6 +83,17 @@ export interface MountImageParams {
   /** every read of a file from a lazy layer: path and byte range (prefetch recording) */
   onRead?: (layer: string, path: string, offset: number, length: number) => void;
   logger?: Logger;
+  /**
+   * Keeps each lazy layer's FUSE connection outside this process (a holder process, or systemd's
+   * fd store), so that the tree outlives it; released when the tree is unmounted.
+   */
+  keeper?: ConnectionKeeper;
+  /**
+   * The tree a previous process mounted on `target` from the same plan, still mounted: its kept
+   * connections by layer dir. They are served again, and the unpacked layers and the overlay are
+   * left as they are.
+   */
+  takeOver?: Map<string, KeptConnection>;
 }
 
 /** The per-mount flags of the merged target: always ro; nosuid and nodev unless allowed. */
@@ -111,7 +123,11 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
       await umountPath(p.target);
       merged = false;
     }
-    for (const l of [...layers].reverse()) await l.mount?.unmount();
+    for (const l of [...layers].reverse()) {
+      if (!l.mount) continue;
+      await l.mount.unmount();
+      await p.keeper?.release(l.dir);
+    }
   };
   try {
     // Unpacked layers keep their setuid bits and device nodes: only root may reach them.
@@ -120,14 +136,25 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
     const layerOptions = safeFuseOptions(p.layerOptions);
     for (const plan of p.plan.layers) {
       const dir = join(layersDir, String(plan.index));
-      await removeUnmounted(dir);
-      await mkdir(dir, { recursive: true });
+      if (p.takeOver && !plan.lazy) {
+        layers.push({ plan, dir }); // unpacked by the previous process, before it mounted the tree
+        continue;
+      }
+      const kept = p.takeOver?.get(dir);
+      if (p.takeOver && !kept) throw new SociError('ERR_NOT_FOUND', `layer ${plan.index}: no kept FUSE connection to take over at ${dir}`);
+      if (!kept) {
+        await removeUnmounted(dir);
+        await mkdir(dir, { recursive: true });
+      }
       if (plan.lazy) {
         const z = p.plan.artifacts!.ztocs.get(plan.digest)!;
         const prefetch = p.prefetch ? p.plan.artifacts!.prefetch.get(plan.digest) : undefined;
         const unusable = p.prefetch ? p.plan.artifacts!.prefetchErrors.get(plan.digest) : undefined;
         if (unusable) p.logger?.warn({ layer: plan.digest, error: unusable }, 'prefetch skipped, reads fetch on demand');
         const mount = await mountLayer({
+          ...(kept ? { resume: { fd: p.keeper!.take(kept), kernel: kept.kernel } } : {}),
+          // stable across processes: a takeover finds the spans cached before it
+          cacheKey: `${plan.index}-${plan.digest}`,
           ztoc: z.ztoc,
           ztocDesc: z.desc,
           layer: { mediaType: plan.mediaType, digest: plan.digest, size: plan.size },
@@ -141,6 +168,11 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
           },
         });
         layers.push({ plan, dir, mount });
+        if (!kept && p.keeper) {
+          await p.keeper
+            .keep(mount.server)
+            .catch((e: unknown) => p.logger?.warn({ dir, error: String(e) }, 'FUSE connection not kept: the tree will not outlive this process'));
+        }
       } else {
         const comp = layerCompression(plan.mediaType);
         if (comp !== 'gzip' && comp !== 'uncompressed' && comp !== 'zstd')
@@ -161,7 +193,8 @@ export async function mountImage(p: MountImageParams): Promise<ImageMount> {
     // The layers' prefetches ran concurrently with the mounts that followed; ready means fetched.
     await Promise.all(layers.map((l) => l.mount?.prefetched));
     const flags = targetMountFlags(p);
-    if (layers.length === 1) {
+    if (p.takeOver) merged = true;
+    else if (layers.length === 1) {
       // mount(8) binds, then remounts the bind with the flags (a bind takes no flags of its own).
       await sh('mount', ['--bind', '-o', flags.join(','), layers[0]!.dir, p.target]);
       merged = true;

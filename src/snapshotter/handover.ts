@@ -33,6 +33,10 @@ export function handOverOnSignal(daemon: RunningDaemon, logger: Logger, exit: ()
   process.on('SIGUSR2', () => {
     if (unavailable) return logger.warn({ reason: unavailable }, 'SIGUSR2: no handover, the FUSE mounts cannot outlive this daemon');
     if (busy) return logger.warn({}, 'SIGUSR2: a handover is already in progress');
+    // systemd would take the old process's exit for the service's and stop what it started
+    if (process.env.INVOCATION_ID) {
+      return logger.warn({}, 'SIGUSR2: no handover under systemd; systemctl restart keeps the FUSE mounts (fd store)');
+    }
     if (!daemon.socketPath) {
       return logger.warn({}, 'SIGUSR2: a handover needs a socket path, not a systemd socket; restart the unit instead (FUSE mounts are kept)');
     }

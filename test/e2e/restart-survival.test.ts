@@ -12,21 +12,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { appPartBytes, buildAppImage } from '../../harness/app-image.js';
 import { CONTAINERD_VERSIONS, removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedSnapshotter } from '../../harness/containerd.js';
 import { criPull } from '../../harness/cri.js';
 import { needs, waitFor } from '../../harness/env.js';
 import { startRegistry } from '../../harness/registry.js';
-import { lines, loopScript, startLoop, stopLoop, waitForDaemon } from '../../harness/loop.js';
+import { convertedAppImage, lines, loopScript, startLoop, stopLoop, waitForDaemon } from '../../harness/loop.js';
 
-const exec = promisify(execFile);
-const SOCI = join(process.cwd(), 'bin/soci.js');
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo'] });
 // No background fetch: a span nobody read before the crash is fetched only when read after it.
 const CONFIG = '[background_fetch]\ndisable = true\n';
@@ -39,17 +33,13 @@ for (const version of CONTAINERD_VERSIONS)
   }, async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'soci-keep-'));
     const reg = await startRegistry(t);
-    const app = buildAppImage(join(dir, 'app'), { bulkMb: 32 });
-    const md5s = Array.from({ length: PARTS }, (_, i) => createHash('md5').update(appPartBytes(i)).digest('hex'));
-    await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-    await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+    const { image, md5s, layers } = await convertedAppImage(reg, dir, PARTS);
 
     const root = join(dir, 'sn-root');
     const address = join(dir, 'sn.sock');
     let sn: StartedSnapshotter = await startSnapshotter(t, { root, address, dir, config: CONFIG });
     const cd = await startContainerd(t, { version, snapshotterSocket: address, cri: true, plainHttpRegistries: [reg.host] });
     t.after(() => removeTree(dir));
-    const image = `${reg.host}/app:soci`;
     await criPull(cd.address, image);
     const [mount] = await sociFuseMounts(root);
     assert.ok(mount, 'one lazy mount');
@@ -84,7 +74,7 @@ for (const version of CONTAINERD_VERSIONS)
     // daemon's content store; the registry serves only spans of the layers, read for the first time.
     const since = (await reg.accessLog()).slice(requestsBefore).filter((r) => r.path !== '/v2/');
     assert.deepEqual(
-      since.filter((r) => !app.layers[0]!.some((d) => r.path.endsWith(`/blobs/${d}`))),
+      since.filter((r) => !layers.some((d) => r.path.endsWith(`/blobs/${d}`))),
       [],
       'after the restart, the registry serves layer spans only',
     );
@@ -132,9 +122,7 @@ for (const version of CONTAINERD_VERSIONS)
 test('without the fdpass addon: one line at start, and a restart breaks the running container as before', { skip, timeout: 600_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'soci-nokeep-'));
   const reg = await startRegistry(t);
-  const app = buildAppImage(join(dir, 'app'), { bulkMb: 12 });
-  await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  const { image } = await convertedAppImage(reg, dir, 3);
   const root = join(dir, 'sn-root');
   const address = join(dir, 'sn.sock');
   const env = { SOCI_FDPASS_ADDON: join(dir, 'absent', 'fdpass.node') };
@@ -144,7 +132,6 @@ test('without the fdpass addon: one line at start, and a restart breaks the runn
   assert.match(String(warn.reason), /^the fdpass addon \(.*\) is unavailable: not built$/);
   const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: address, cri: true, plainHttpRegistries: [reg.host] });
   t.after(() => removeTree(dir));
-  const image = `${reg.host}/app:soci`;
   await criPull(cd.address, image);
   const out = join(dir, 'out');
   await mkdir(out);

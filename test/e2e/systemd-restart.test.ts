@@ -8,24 +8,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { appPartBytes, buildAppImage } from '../../harness/app-image.js';
 import { removeTree, sociFuseMounts, startContainerd } from '../../harness/containerd.js';
 import { criPull } from '../../harness/cri.js';
 import { needs, waitFor } from '../../harness/env.js';
-import { lines, loopScript, startLoop, stopLoop, waitForDaemon } from '../../harness/loop.js';
+import { convertedAppImage, lines, loopScript, startLoop, stopLoop, waitForDaemon } from '../../harness/loop.js';
 import { startRegistry } from '../../harness/registry.js';
 import { SYSTEMD_BIN, startSystemd } from '../../harness/systemd.js';
 
-const exec = promisify(execFile);
 const REPO = process.cwd();
-const SOCI = join(REPO, 'bin/soci.js');
 const skip = needs({ root: true, tools: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'unshare', 'nsenter', SYSTEMD_BIN] });
 const PARTS = 6; // bulkMb 24 → part0..part5
 
@@ -54,10 +48,7 @@ async function count(log: string, msg: string): Promise<number> {
 test('under systemd, running containers keep their lazy mounts through a SIGKILL and a systemctl restart (fd store)', { skip, timeout: 600_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'soci-sd-'));
   const reg = await startRegistry(t);
-  const app = buildAppImage(join(dir, 'app'), { bulkMb: 24 });
-  const md5s = Array.from({ length: PARTS }, (_, i) => createHash('md5').update(appPartBytes(i)).digest('hex'));
-  await exec('skopeo', ['copy', '--dest-tls-verify=false', `oci:${app.dir}:latest`, `docker://${reg.host}/app:v1`]);
-  await exec(process.execPath, [SOCI, '--root', join(dir, 'soci'), 'convert', '--remote', '-q', `${reg.host}/app:v1`, `${reg.host}/app:soci`]);
+  const { image, md5s } = await convertedAppImage(reg, dir, PARTS);
 
   const share = join(dir, 'sn');
   await mkdir(share);
@@ -76,7 +67,6 @@ test('under systemd, running containers keep their lazy mounts through a SIGKILL
 
   const cd = await startContainerd(t, { version: '2.2', snapshotterSocket: address, cri: true, plainHttpRegistries: [reg.host] });
   t.after(() => removeTree(dir)); // after the namespace's mounts are gone (hooks run in order)
-  const image = `${reg.host}/app:soci`;
   await criPull(cd.address, image);
   const [mount] = await sociFuseMounts(root);
   assert.ok(mount, 'one lazy mount, seen outside the namespace');

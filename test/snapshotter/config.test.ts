@@ -344,7 +344,7 @@ test('List filters follow containerd syntax', () => {
   assert.throws(() => sel('labels.foo=="unterminated'), /unterminated/);
 });
 
-test('systemd units: socket 0660, service uses fd:// and SIGINT; systemd-analyze accepts them', async (t) => {
+test('systemd units: socket 0660, service uses fd://, SIGTERM and the fd store; systemd-analyze accepts them', async (t) => {
   const { readFile, cp } = await import('node:fs/promises');
   const unitDir = join(repoRoot, 'systemd');
   const socket = await readFile(join(unitDir, 'soci-snapshotter.socket'), 'utf8');
@@ -352,7 +352,9 @@ test('systemd units: socket 0660, service uses fd:// and SIGINT; systemd-analyze
   assert.match(socket, /^SocketMode=0660$/m);
   assert.match(socket, /^ListenStream=\/run\/soci-snapshotter-grpc\/soci-snapshotter-grpc\.sock$/m);
   assert.match(service, /^ExecStart=\S+soci-snapshotter-grpc --address fd:\/\/$/m);
-  assert.match(service, /^KillSignal=SIGINT$/m);
+  assert.match(service, /^KillSignal=SIGTERM$/m);
+  assert.match(service, /^NotifyAccess=main$/m);
+  assert.match(service, /^FileDescriptorStoreMax=\d+$/m);
   const { hasTool } = await import('../../harness/env.js');
   if (!hasTool('systemd-analyze')) return t.diagnostic('systemd-analyze not installed: verify skipped');
   const dir = await tempDir(t);
