@@ -12,7 +12,7 @@
  * Releasing a connection (a deliberate unmount) ends its holder, or removes it from the store.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { holdFd, holderAlive, releaseHolder, takeHeldFd, type Holder } from '../host/fd-holder.js';
 import { fdPassUnavailable } from '../host/fdpass.js';
@@ -35,12 +35,38 @@ export interface KeptConnection {
   device: { major: number; minor: number };
 }
 
+/**
+ * How long a holder waits for a daemon to serve its connection again before it aborts it (readers
+ * then get "Transport endpoint is not connected", as with no keeping at all); SOCI_FUSE_KEEP_SEC
+ * overrides. systemd bounds its fd store itself: it closes the fds once the unit has stopped.
+ */
+export function keepSeconds(): number {
+  return Number(process.env.SOCI_FUSE_KEEP_SEC) || 600;
+}
+
 export class ConnectionKeeper {
   /** systemd's fd store, when running as a service that has one */
   private readonly store: SystemdFdStore | null;
+  /** renews the lease that tells holders a daemon serves their connections */
+  private leaseTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly dir: string) {
     this.store = SystemdFdStore.fromEnv(STORE_PREFIX);
+  }
+
+  private get leaseFile(): string {
+    return join(this.dir, 'lease');
+  }
+
+  /** Renews the lease now and from now on (a third of its time apart), for as long as this process lives. */
+  private async renewLease(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await writeFile(this.leaseFile, `${process.pid}\n`, { mode: 0o600 });
+    this.leaseTimer ??= setInterval(
+      () => void writeFile(this.leaseFile, `${process.pid}\n`, { mode: 0o600 }).catch(() => undefined),
+      Math.max(500, (keepSeconds() * 1000) / 3),
+    );
+    this.leaseTimer.unref();
   }
 
   /** Where connections are kept: 'systemd' (its fd store) or 'holder' processes. */
@@ -69,7 +95,11 @@ export class ConnectionKeeper {
     if (this.store) {
       rec.fdName = STORE_PREFIX + this.id(server.mountpoint);
       this.store.keep(rec.fdName, server.connectionFd);
-    } else rec.holder = await holdFd(server.connectionFd, server.mountpoint);
+    } else {
+      await this.renewLease();
+      const lease = { file: this.leaseFile, seconds: keepSeconds(), abortFile: `/sys/fs/fuse/connections/${m.minor}/abort` };
+      rec.holder = await holdFd(server.connectionFd, server.mountpoint, lease);
+    }
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     try {
       await writeFileAtomic(this.file(server.mountpoint), JSON.stringify(rec), 0o600);
@@ -128,7 +158,10 @@ export class ConnectionKeeper {
 
   /** The fd of a kept connection: from its holder, or as systemd passed it back (both keep their own until released). */
   take(rec: KeptConnection): number {
-    if (rec.holder) return takeHeldFd(rec.holder, '/dev/fuse');
+    if (rec.holder) {
+      void this.renewLease().catch(() => undefined);
+      return takeHeldFd(rec.holder, '/dev/fuse');
+    }
     const fd = rec.fdName ? this.store?.take(rec.fdName) : undefined;
     if (fd === undefined) throw new SociError('ERR_NOT_FOUND', `systemd passed no fd named ${rec.fdName} back`);
     return fd;

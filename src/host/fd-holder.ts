@@ -50,14 +50,30 @@ function mountinfoEscape(path: string): string {
   return path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
 }
 
+/** While nobody renews the lease file for `seconds`, the holder writes 1 to `abortFile` and ends. */
+export interface HolderLease {
+  file: string;
+  seconds: number;
+  abortFile: string;
+}
+
 /**
  * Starts a holder owning a duplicate of `fd`, for the mount at `mountpoint`. It lives until
  * released, whatever happens to us, or until nothing is mounted there any more (checked every
- * 10 s): a mount removed while no daemon runs leaves no holder behind.
+ * 10 s): a mount removed while no daemon runs leaves no holder behind. With a lease, it also ends
+ * once the lease has not been renewed for its time, after aborting the connection (`abortFile`,
+ * e.g. fusectl's): readers then get an error instead of waiting for a daemon that never returns.
  */
-export async function holdFd(fd: number, mountpoint: string): Promise<Holder> {
-  const loop = 'while grep -qF -- "$1" /proc/self/mountinfo; do sleep 10; done';
-  const child = spawn('sh', ['-c', loop, HOLDER_NAME, ` ${mountinfoEscape(mountpoint)} `], {
+export async function holdFd(fd: number, mountpoint: string, lease?: HolderLease): Promise<Holder> {
+  const loop = [
+    'while grep -qF -- "$1" /proc/self/mountinfo; do',
+    '  sleep "$2"',
+    '  if [ -n "$3" ] && [ -z "$(find "$3" -newermt "$4 seconds ago" 2>/dev/null)" ]; then echo 1 > "$5"; exit 0; fi',
+    'done',
+  ].join('\n');
+  const poll = lease ? Math.max(1, Math.min(10, Math.floor(lease.seconds / 2))) : 10;
+  const args = [` ${mountinfoEscape(mountpoint)} `, String(poll), lease?.file ?? '', String(lease?.seconds ?? 0), lease?.abortFile ?? '/dev/null'];
+  const child = spawn('sh', ['-c', loop, HOLDER_NAME, ...args], {
     argv0: HOLDER_NAME,
     stdio: ['ignore', 'ignore', 'ignore', fd],
     detached: true,

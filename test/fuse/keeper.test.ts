@@ -18,8 +18,13 @@ import { isMounted, makeMountDir, sh, waitFor } from './helpers.js';
 const skip = needs({ root: true, tools: ['umount', 'md5sum'] });
 const CHILD = join(import.meta.dirname, 'keeper-child.ts');
 
-function startChild(dir: string, state: string, mode: 'mount' | 'resume' | 'resume-noresend'): Promise<{ p: ChildProcess; line: string }> {
-  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, state, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startChild(
+  dir: string,
+  state: string,
+  mode: 'mount' | 'resume' | 'resume-noresend',
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ p: ChildProcess; line: string }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, state, mode], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   p.stderr!.on('data', (d) => (err += d));
   return new Promise((res, rej) => {
@@ -29,10 +34,10 @@ function startChild(dir: string, state: string, mode: 'mount' | 'resume' | 'resu
 }
 
 /** A SyntheticFs mounted by a child process that keeps its connection; all of it undone after the test. */
-async function mountKept(t: TestContext): Promise<{ dir: string; state: string; a: { p: ChildProcess; line: string } }> {
+async function mountKept(t: TestContext, env: NodeJS.ProcessEnv = {}): Promise<{ dir: string; state: string; a: { p: ChildProcess; line: string } }> {
   const dir = await makeMountDir();
   const state = await tempDir(t);
-  const a = await startChild(dir, state, 'mount');
+  const a = await startChild(dir, state, 'mount', env);
   t.after(async () => {
     a.p.kill('SIGKILL');
     await new ConnectionKeeper(state).release(dir);
@@ -114,6 +119,19 @@ test('a holder ends by itself once its mount is gone while no server runs (no ho
   assert.ok(existsSync(`/proc/${rec.holder!.pid}`), 'the holder outlives its server');
   await sh(`umount -l ${dir}`);
   assert.ok(await waitFor(() => !existsSync(`/proc/${rec.holder!.pid}`), 25_000, 200), 'the holder exits once the mount is gone');
+});
+
+test('a kept connection no server takes back within its lease is aborted: readers get an error, not a wait forever', { skip, timeout: 60_000 }, async (t) => {
+  const { dir, state, a } = await mountKept(t, { SOCI_FUSE_KEEP_SEC: '3' });
+  const [rec] = await new ConnectionKeeper(state).live();
+  a.p.kill('SIGKILL');
+  await new Promise((r) => a.p.once('exit', r));
+  const started = Date.now();
+  const r = await sh(`cat ${dir}/hello.txt`, 30_000);
+  assert.notEqual(r.code, 0, 'the read fails');
+  assert.match(r.stderr, /Software caused connection abort|Transport endpoint is not connected/);
+  assert.ok(Date.now() - started < 20_000, `bounded: ${Date.now() - started} ms`);
+  assert.ok(await waitFor(() => !existsSync(`/proc/${rec!.holder!.pid}`), 5000, 100), 'the holder ended');
 });
 
 test('without the fdpass addon, keeping connections is unavailable and says why in one line', () => {
