@@ -31,7 +31,7 @@ async function testUnit(args: { root: string; address: string; config: string; l
   return shipped
     .replace(/^ExecStart=.*$/m, `${exec}\nStandardOutput=append:${args.log}\nStandardError=append:${args.log}`)
     .replace(/^\[Unit\]$/m, '[Unit]\nDefaultDependencies=no')
-    .replace(/^\[Install\][^]*$/m, '');
+    .replace(/^\[Install\][\s\S]*$/m, '');
 }
 
 async function logLines(log: string): Promise<Record<string, unknown>[]> {
