@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { convertedAppImage } from '../../harness/loop.js';
@@ -57,10 +57,7 @@ test('soci mount: a SIGKILLed mount keeps its tree, and soci mount again takes i
   assert.deepEqual(await mountsUnder(dir), mountsBefore, 'the same mounts, no new ones');
 
   // soci umount: nothing mounted, nothing kept.
-  const records = join(state, 'fuse-connections');
-  const holders = await Promise.all(
-    (await readdir(records)).map(async (f) => (JSON.parse(await readFile(join(records, f), 'utf8')) as { holder: { pid: number } }).holder.pid),
-  );
+  const holders = (await new ConnectionKeeper(join(state, 'fuse-connections')).live()).map((k) => k.holder!.pid);
   assert.equal(holders.length, 1, 'one lazy layer, one holder');
   await soci(root, ['umount', '--state-dir', state, mnt]);
   assert.deepEqual(await mountsUnder(dir), []);
