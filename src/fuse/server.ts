@@ -1,8 +1,8 @@
 /**
  * FuseServer: mounts a read-only Filesystem on a directory and serves the FUSE kernel protocol on
- * /dev/fuse from the main thread. Requests are served concurrently and answered by `unique`; each
- * reply is one synchronous write (an async stream could merge two replies into one write, which the
- * kernel rejects). Knows nothing of SOCI.
+ * /dev/fuse from the main thread: the connection's life (mount, INIT, a takeover, unmount, abort),
+ * and requests served concurrently and answered by `unique` (handlers in ./ops.ts, replies in
+ * ./replies.ts), with timeouts and interrupts. Knows nothing of SOCI.
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -11,31 +11,9 @@ import { SociError } from '../errors.js';
 import { toErrno } from './errno.js';
 import { readMountinfo, umount, type MountInfo } from '../host/index.js';
 import { abortConnection, findFuseMount, mountFd, setReadaheadKb } from './mounts.js';
-import {
-  ATTR_OUT_SIZE,
-  ENTRY_OUT_SIZE,
-  FOPEN_CACHE_DIR,
-  FOPEN_DIRECT_IO,
-  FOPEN_KEEP_CACHE,
-  INIT_OUT_SIZE,
-  InitFlag,
-  MAX_MINOR,
-  OPEN_OUT_SIZE,
-  OUT_HEADER_SIZE,
-  Op,
-  STATFS_OUT_SIZE,
-  WRITE_OPS,
-  parseInitIn,
-  readCString,
-  readU64,
-  writeAttrOut,
-  writeEntryOut,
-  writeInitOut,
-  writeOpenOut,
-  writeOutHeader,
-  type NameEncoding,
-  writeStatfsOut,
-} from './protocol.js';
+import { INIT_OUT_SIZE, InitFlag, MAX_MINOR, OUT_HEADER_SIZE, Op, WRITE_OPS, parseInitIn, readU64, writeInitOut, type NameEncoding } from './protocol.js';
+import { HANDLERS, MAX_PAGES, type OpContext } from './ops.js';
+import { Replies, type FuseStats, type Pending } from './replies.js';
 import { DirHandles } from './dirs.js';
 import { failLostRequests, notifyResend, RESEND_MINOR } from './recover.js';
 import { startReader, type ReaderEnd, type ReaderKind, type RequestReader } from './readers.js';
@@ -44,6 +22,8 @@ import type { Logger } from '../logger.js';
 
 const openAsync = promisify(fs.open);
 const closeAsync = promisify(fs.close);
+
+export type { FuseStats } from './replies.js';
 
 export interface FuseServerOptions {
   mountpoint: string;
@@ -95,47 +75,11 @@ export interface CloseInfo {
   message: string;
 }
 
-export interface FuseStats {
-  requests: number;
-  /** Filesystem calls that failed (threw) or timed out: the "FUSE op failure" metric. */
-  errors: number;
-  /** All error replies, including ordinary ones (ENODATA for absent xattrs, ENOSYS, EROFS...). */
-  errorReplies: number;
-  timeouts: number;
-  interrupts: number;
-  forgets: number;
-  /** Reply writes the kernel refused with ENOENT (request already abandoned): harmless. */
-  replyEnoent: number;
-  replyFailures: number;
-  inflight: number;
-  maxInflight: number;
-}
-
-interface Pending {
-  lo: number;
-  hi: number;
-  opcode: number;
-  start: number;
-  done: boolean;
-  /** performance.now() at arrival, for the onOp latency hook */
-  t0: number;
-  nodeid: number;
-}
-
 /** Op code → lower-case name (`read`, `lookup`, …) for the onOp hook. */
 const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()]));
 
 const TWO32 = 4294967296;
 const MAX_READAHEAD = 1024 * 1024;
-const MAX_PAGES = 256;
-/** The largest READ the kernel sends (MAX_PAGES pages): the size of a read scratch buffer. */
-const READ_SCRATCH_SIZE = MAX_PAGES * 4096;
-/**
- * Scratch buffers for Filesystem.readInto, shared by every server of the process. At most this
- * many stay pooled (8 MiB); more concurrent READs allocate and drop theirs.
- */
-const MAX_POOLED_SCRATCH = 8;
-const scratchPool: Buffer[] = [];
 const WANTED_FLAGS =
   InitFlag.ASYNC_READ |
   InitFlag.PARALLEL_DIROPS |
@@ -145,8 +89,6 @@ const WANTED_FLAGS =
   InitFlag.READDIRPLUS_AUTO |
   InitFlag.ABORT_ERROR |
   InitFlag.ASYNC_DIO;
-
-type Handler = (this: FuseServer, req: Buffer, nodeid: number, p: Pending) => Promise<void>;
 
 export class FuseServer extends EventEmitter {
   private readonly names: NameEncoding;
@@ -178,7 +120,8 @@ export class FuseServer extends EventEmitter {
   private reader: RequestReader | null = null;
   private readonly pending = new Map<number, Pending>();
   private readonly dirs: DirHandles;
-  private readonly scratch = Buffer.alloc(4096);
+  private readonly replies: Replies;
+  private readonly ctx: OpContext;
   private sweeper: NodeJS.Timeout | null = null;
   private isClosed = false;
   private ending = false;
@@ -307,6 +250,24 @@ export class FuseServer extends EventEmitter {
     this.mountpoint = opts.mountpoint;
     this.subtype = opts.subtype ?? 'soci';
     this.closed = new Promise((r) => (this.resolveClosed = r));
+    this.replies = new Replies(fd, this.stats, (p, errno) => this.take(p, errno), opts.logger);
+    this.ctx = {
+      fsys,
+      replies: this.replies,
+      dirs: this.dirs,
+      names: this.names,
+      timeouts: this.opts,
+      forget: (ino, n) => this.forget(ino, n),
+    };
+  }
+
+  /** Marks `p` answered; false when it was already (timeout/interrupt) or the connection ended. */
+  private take(p: Pending, errno: number): boolean {
+    if (p.done || this.isClosed) return false;
+    p.done = true;
+    if (this.pending.delete(p.lo + p.hi * TWO32)) this.stats.inflight = this.pending.size;
+    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, errno, p.nodeid);
+    return true;
   }
 
   /** fusectl connection id (/sys/fs/fuse/connections/<id>) = st_dev minor of the mount. */
@@ -471,7 +432,7 @@ export class FuseServer extends EventEmitter {
         const p = this.pending.get(target);
         if (p && !p.done) {
           this.stats.interrupts++;
-          this.replyError(p, Errno.EINTR);
+          this.replies.error(p, Errno.EINTR);
         }
         return;
       }
@@ -479,22 +440,22 @@ export class FuseServer extends EventEmitter {
     const p: Pending = { lo, hi, opcode, start: Date.now(), done: false, t0: performance.now(), nodeid };
     if (opcode === Op.INIT) return this.init(req, p);
     if (opcode === Op.DESTROY) {
-      this.replyEmpty(p);
+      this.replies.empty(p);
       this.finish({ code: 'DESTROY', message: 'FUSE_DESTROY' }, 'unmounted');
       return;
     }
-    if (WRITE_OPS.has(opcode)) return this.replyError(p, Errno.EROFS);
-    const handler = FuseServer.handlers[opcode];
+    if (WRITE_OPS.has(opcode)) return this.replies.error(p, Errno.EROFS);
+    const handler = HANDLERS[opcode];
     // ENOSYS makes the kernel remember (no_flush, no_access, no_statx...) and stop asking.
-    if (!handler) return this.replyError(p, Errno.ENOSYS);
+    if (!handler) return this.replies.error(p, Errno.ENOSYS);
     const key = lo + hi * TWO32;
     this.pending.set(key, p);
     if (this.pending.size > this.stats.maxInflight) this.stats.maxInflight = this.pending.size;
     this.stats.inflight = this.pending.size;
-    handler.call(this, req, nodeid, p).catch((e: unknown) => {
+    handler(this.ctx, req, nodeid, p).catch((e: unknown) => {
       if (p.done) return; // already answered (timeout, interrupt)
       this.stats.errors++;
-      this.replyError(p, toErrno(e));
+      this.replies.error(p, toErrno(e));
     });
   }
 
@@ -512,7 +473,7 @@ export class FuseServer extends EventEmitter {
       if (p.start <= limit && !p.done) {
         this.stats.timeouts++;
         this.stats.errors++;
-        this.replyError(p, Errno.EIO);
+        this.replies.error(p, Errno.EIO);
       }
     }
   }
@@ -520,7 +481,7 @@ export class FuseServer extends EventEmitter {
   private init(req: Buffer, p: Pending): void {
     const k = parseInitIn(req, 40, req.readUInt32LE(0));
     if (k.major !== 7 || k.minor < 12) {
-      this.replyError(p, Errno.EPROTO);
+      this.replies.error(p, Errno.EPROTO);
       this.initWaiters?.reject(new SociError('ERR_FUSE', `unsupported FUSE protocol ${k.major}.${k.minor}`));
       return;
     }
@@ -530,7 +491,7 @@ export class FuseServer extends EventEmitter {
     this.kernel = { major: k.major, minor: k.minor, flags, maxReadahead };
     const bg = this.opts.maxBackground;
     const size = minor < 23 ? 24 : INIT_OUT_SIZE;
-    writeInitOut(this.scratch, OUT_HEADER_SIZE, {
+    writeInitOut(this.replies.scratch, OUT_HEADER_SIZE, {
       minor,
       maxReadahead,
       flags,
@@ -539,202 +500,9 @@ export class FuseServer extends EventEmitter {
       maxWrite: 4096,
       maxPages: MAX_PAGES,
     });
-    this.replyScratch(p, size);
+    this.replies.body(p, size);
     this.initWaiters?.resolve();
     this.initWaiters = null;
     this.emit('init', this.kernel);
   }
-
-  // ---- reply writers (one synchronous write per reply) ----
-
-  /** Marks `p` answered; false when it was already (timeout/interrupt) or the connection ended. */
-  private take(p: Pending, errno = 0): boolean {
-    if (p.done || this.isClosed) return false;
-    p.done = true;
-    if (this.pending.delete(p.lo + p.hi * TWO32)) this.stats.inflight = this.pending.size;
-    this.opts.onOp?.(OP_NAMES[p.opcode] ?? String(p.opcode), (performance.now() - p.t0) * 1000, errno, p.nodeid);
-    return true;
-  }
-
-  private writeOut(bufs: Buffer[] | Buffer, len: number): void {
-    try {
-      if (Array.isArray(bufs)) fs.writevSync(this.fd, bufs);
-      else fs.writeSync(this.fd, bufs, 0, len);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') this.stats.replyEnoent++;
-      else {
-        this.stats.replyFailures++;
-        if (code !== 'ENODEV' && code !== 'ECONNABORTED') this.opts.logger?.warn({ code, len }, 'FUSE reply write failed');
-      }
-    }
-  }
-
-  private replyError(p: Pending, errno: number): void {
-    if (!this.take(p, errno)) return;
-    this.stats.errorReplies++;
-    writeOutHeader(this.scratch, OUT_HEADER_SIZE, errno, p.lo, p.hi);
-    this.writeOut(this.scratch, OUT_HEADER_SIZE);
-  }
-
-  private replyEmpty(p: Pending): void {
-    if (!this.take(p)) return;
-    writeOutHeader(this.scratch, OUT_HEADER_SIZE, 0, p.lo, p.hi);
-    this.writeOut(this.scratch, OUT_HEADER_SIZE);
-  }
-
-  /** Replies with the `bodyLen` bytes already encoded at scratch[16..]. */
-  private replyScratch(p: Pending, bodyLen: number): void {
-    if (!this.take(p)) return;
-    writeOutHeader(this.scratch, OUT_HEADER_SIZE + bodyLen, 0, p.lo, p.hi);
-    this.writeOut(this.scratch, OUT_HEADER_SIZE + bodyLen);
-  }
-
-  private replyData(p: Pending, data: Buffer): void {
-    if (!this.take(p)) return;
-    const h = this.scratch.subarray(0, OUT_HEADER_SIZE);
-    writeOutHeader(h, OUT_HEADER_SIZE + data.length, 0, p.lo, p.hi);
-    this.writeOut(data.length ? [h, data] : h, OUT_HEADER_SIZE);
-  }
-
-  private replyU32(p: Pending, v: number): void {
-    this.scratch.writeUInt32LE(v, OUT_HEADER_SIZE);
-    this.scratch.writeUInt32LE(0, OUT_HEADER_SIZE + 4);
-    this.replyScratch(p, 8);
-  }
-
-  /** Size protocol shared by GETXATTR and LISTXATTR: size 0 asks for the length; too small → ERANGE. */
-  private replySized(p: Pending, size: number, data: Buffer): void {
-    if (size === 0) this.replyU32(p, data.length);
-    else if (data.length > size) this.replyError(p, Errno.ERANGE);
-    else this.replyData(p, data);
-  }
-
-  // ---- handlers ----
-
-  private async lookup(req: Buffer, parent: number, p: Pending): Promise<void> {
-    const name = readCString(req, 40, req.readUInt32LE(0), this.names);
-    const e = await this.fsys.lookup(parent, name);
-    if (!e) {
-      if (this.opts.negativeTimeout <= 0) return this.replyError(p, Errno.ENOENT);
-      writeEntryOut(this.scratch, OUT_HEADER_SIZE, 0, 0, this.opts.negativeTimeout, 0, null);
-    } else {
-      writeEntryOut(
-        this.scratch,
-        OUT_HEADER_SIZE,
-        e.ino,
-        e.generation ?? 0,
-        e.entryTimeout ?? this.opts.entryTimeout,
-        e.attrTimeout ?? this.opts.attrTimeout,
-        e.attr,
-      );
-    }
-    // Answered too late (timeout/interrupt): the kernel never took this reference, give it back.
-    if (p.done && e) return this.forget(e.ino, 1);
-    this.replyScratch(p, ENTRY_OUT_SIZE);
-  }
-
-  private async getattr(_req: Buffer, ino: number, p: Pending): Promise<void> {
-    const a = await this.fsys.getattr(ino);
-    writeAttrOut(this.scratch, OUT_HEADER_SIZE, this.opts.attrTimeout, a);
-    this.replyScratch(p, ATTR_OUT_SIZE);
-  }
-
-  private async readlink(_req: Buffer, ino: number, p: Pending): Promise<void> {
-    const t = await this.fsys.readlink(ino);
-    this.replyData(p, typeof t === 'string' ? Buffer.from(t) : t);
-  }
-
-  private async open(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const flags = req.readUInt32LE(40);
-    if ((flags & 3) !== 0) return this.replyError(p, Errno.EROFS); // O_WRONLY / O_RDWR
-    const r = this.fsys.open ? await this.fsys.open(ino, flags) : undefined;
-    // Answered too late: no RELEASE will ever come for this handle, so release it now.
-    if (p.done) return void (await this.fsys.release?.(ino, r?.fh ?? 0));
-    const of = (r?.keepCache === false ? 0 : FOPEN_KEEP_CACHE) | (r?.directIo ? FOPEN_DIRECT_IO : 0);
-    writeOpenOut(this.scratch, OUT_HEADER_SIZE, r?.fh ?? 0, of);
-    this.replyScratch(p, OPEN_OUT_SIZE);
-  }
-
-  private async read(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const fh = readU64(req, 40);
-    const offset = readU64(req, 48);
-    const size = req.readUInt32LE(56);
-    if (this.fsys.readInto && size <= READ_SCRATCH_SIZE) {
-      // The scratch buffer goes back to the pool only once the filesystem is done with it (a
-      // request answered by timeout or interrupt may still be filling it).
-      const scratch = scratchPool.pop() ?? Buffer.allocUnsafeSlow(READ_SCRATCH_SIZE);
-      try {
-        const data = await this.fsys.readInto(ino, offset, size, fh, scratch.subarray(0, size));
-        this.replyData(p, data.length > size ? data.subarray(0, size) : data);
-      } finally {
-        if (scratchPool.length < MAX_POOLED_SCRATCH) scratchPool.push(scratch);
-      }
-      return;
-    }
-    const data = await this.fsys.read(ino, offset, size, fh);
-    this.replyData(p, data.length > size ? data.subarray(0, size) : data);
-  }
-
-  private async release(req: Buffer, ino: number, p: Pending): Promise<void> {
-    await this.fsys.release?.(ino, readU64(req, 40));
-    this.replyEmpty(p);
-  }
-
-  private async opendir(_req: Buffer, ino: number, p: Pending): Promise<void> {
-    writeOpenOut(this.scratch, OUT_HEADER_SIZE, this.dirs.open(ino), FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
-    this.replyScratch(p, OPEN_OUT_SIZE);
-  }
-
-  private async releasedir(req: Buffer, _ino: number, p: Pending): Promise<void> {
-    this.dirs.release(readU64(req, 40));
-    this.replyEmpty(p);
-  }
-
-  private async readdir(req: Buffer, ino: number, p: Pending): Promise<void> {
-    this.replyData(p, await this.dirs.page(readU64(req, 40), ino, readU64(req, 48), req.readUInt32LE(56), null));
-  }
-
-  private async readdirplus(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const timeouts = { entryTimeout: this.opts.entryTimeout, attrTimeout: this.opts.attrTimeout };
-    this.replyData(p, await this.dirs.page(readU64(req, 40), ino, readU64(req, 48), req.readUInt32LE(56), timeouts));
-  }
-
-  private async statfs(_req: Buffer, ino: number, p: Pending): Promise<void> {
-    const s = this.fsys.statfs ? await this.fsys.statfs(ino) : {};
-    writeStatfsOut(this.scratch, OUT_HEADER_SIZE, s);
-    this.replyScratch(p, STATFS_OUT_SIZE);
-  }
-
-  private async getxattr(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const size = req.readUInt32LE(40);
-    const name = readCString(req, 48, req.readUInt32LE(0), this.names);
-    // ENODATA, not ENOSYS: ENOSYS would disable xattrs on the whole mount.
-    const v = this.fsys.getxattr ? await this.fsys.getxattr(ino, name) : null;
-    if (!v) return this.replyError(p, Errno.ENODATA);
-    this.replySized(p, size, v);
-  }
-
-  private async listxattr(req: Buffer, ino: number, p: Pending): Promise<void> {
-    const size = req.readUInt32LE(40);
-    const names = this.fsys.listxattr ? await this.fsys.listxattr(ino) : [];
-    const data = Buffer.from(names.map((n) => n + '\0').join(''), this.names);
-    this.replySized(p, size, data);
-  }
-
-  private static readonly handlers: Record<number, Handler | undefined> = {
-    [Op.LOOKUP]: FuseServer.prototype.lookup,
-    [Op.GETATTR]: FuseServer.prototype.getattr,
-    [Op.READLINK]: FuseServer.prototype.readlink,
-    [Op.OPEN]: FuseServer.prototype.open,
-    [Op.READ]: FuseServer.prototype.read,
-    [Op.RELEASE]: FuseServer.prototype.release,
-    [Op.OPENDIR]: FuseServer.prototype.opendir,
-    [Op.READDIR]: FuseServer.prototype.readdir,
-    [Op.READDIRPLUS]: FuseServer.prototype.readdirplus,
-    [Op.RELEASEDIR]: FuseServer.prototype.releasedir,
-    [Op.STATFS]: FuseServer.prototype.statfs,
-    [Op.GETXATTR]: FuseServer.prototype.getxattr,
-    [Op.LISTXATTR]: FuseServer.prototype.listxattr,
-  };
 }
