@@ -3,9 +3,9 @@
  * is handed to systemd's fd store when the process runs as a systemd service that has one
  * (../host/systemd.ts), else to a holder process (../host/fd-holder.ts), and recorded in `dir`,
  * one JSON file per mountpoint: the fd's name in the store or the holder, what INIT negotiated,
- * and the mount's device. A process started later
- * (the daemon after a crash, kill or upgrade) takes the fd back and serves the same mount with
- * FuseServer.resume(): the kernel queues requests meanwhile, so readers see a pause, not an error.
+ * and the mount's device. A process started later (the daemon after a crash, kill or upgrade)
+ * takes the fd back and serves the same mount with FuseServer.resume(): the kernel queues
+ * requests meanwhile, so readers see a pause, not an error.
  *
  * A record is only used while its holder is the same process (or systemd passed its fd back) and
  * the mount is still in the mount table with the same device; anything else is stale and removed.
@@ -21,8 +21,8 @@ import { readMountinfo, writeFileAtomic } from '../host/index.js';
 import { SociError } from '../errors.js';
 import type { FuseServer } from './server.js';
 
-/** What names our connections in systemd's fd store. */
-const STORE_PREFIX = 'soci-fuse-';
+/** What names our connections in systemd's fd store (LISTEN_FDNAMES tells them from sockets). */
+export const STORE_PREFIX = 'soci-fuse-';
 
 export interface KeptConnection {
   mountpoint: string;
@@ -37,7 +37,7 @@ export interface KeptConnection {
 
 /**
  * How long a holder waits for a daemon to serve its connection again before it aborts it (readers
- * then get "Transport endpoint is not connected", as with no keeping at all); SOCI_FUSE_KEEP_SEC
+ * then get an error, "Software caused connection abort", instead of waiting); SOCI_FUSE_KEEP_SEC
  * overrides. systemd bounds its fd store itself: it closes the fds once the unit has stopped.
  */
 export function keepSeconds(): number {
@@ -67,11 +67,6 @@ export class ConnectionKeeper {
       Math.max(500, (keepSeconds() * 1000) / 3),
     );
     this.leaseTimer.unref();
-  }
-
-  /** Where connections are kept: 'systemd' (its fd store) or 'holder' processes. */
-  get via(): 'systemd' | 'holder' {
-    return this.store ? 'systemd' : 'holder';
   }
 
   /** null when connections can be kept; else why not, in one line. */

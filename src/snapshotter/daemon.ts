@@ -15,6 +15,7 @@ import type { Logger } from './logger.js';
 import { initFallbackCounters, serveMetrics } from './metrics.js';
 import { unmountAllUnder } from '../host/index.js';
 import { listenFds } from '../host/systemd.js';
+import { STORE_PREFIX } from '../fuse/keeper.js';
 import { overlayNeedsIndexOff } from './mounts.js';
 import { Snapshotter } from './snapshotter.js';
 import { STATUS_SERVICE, statusHandlers } from './status-service.js';
@@ -87,7 +88,7 @@ async function bindUnix(server: grpc.Server, path: string): Promise<void> {
 
 /** systemd socket activation: the first fd systemd passed that is not a FUSE connection from its fd store. */
 function systemdFd(): number | null {
-  return listenFds().find((f) => !f.name.startsWith('soci-fuse-'))?.fd ?? null;
+  return listenFds().find((f) => !f.name.startsWith(STORE_PREFIX))?.fd ?? null;
 }
 
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {

@@ -79,9 +79,15 @@ export async function joinHandover(logger: Logger): Promise<{ serving(recover: (
   delete process.env[HANDOVER_ENV];
   const drained = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no answer from the daemon being replaced (pid ${from}) within 60 s`)), 60_000);
+    const gone = () => {
+      clearTimeout(timer);
+      reject(new Error(`the daemon being replaced (pid ${from}) went away before it handed over`));
+    };
+    process.once('disconnect', gone);
     process.on('message', (m: Message) => {
       if (m.type !== 'drained') return;
       clearTimeout(timer);
+      process.off('disconnect', gone);
       resolve();
     });
   });
@@ -90,9 +96,10 @@ export async function joinHandover(logger: Logger): Promise<{ serving(recover: (
   logger.info({ from: Number(from) }, 'taking over from the running daemon');
   return {
     serving(recover) {
-      process.once('disconnect', () => {
-        void recover().then(() => logger.info({ pid: process.pid, from: Number(from) }, 'handover complete'));
-      });
+      const done = () => void recover().then(() => logger.info({ pid: process.pid, from: Number(from) }, 'handover complete'));
+      // The old daemon exits once told; if it already went away (a crash), recover at once.
+      if (!process.connected) return done();
+      process.once('disconnect', done);
       process.send!({ type: 'serving' } satisfies Message);
     },
   };
