@@ -2,10 +2,14 @@
  * The CRI keychain: the daemon also serves the Kubernetes
  * CRI `runtime.v1.ImageService` on its socket (kubelet `--image-service-endpoint`), forwards every
  * call unchanged to containerd (`image_service_path`), and remembers the registry credentials kubelet
- * sends with PullImage, so the lazy mounts of that image can authenticate. Credentials live in memory
- * only (lost on restart, like AWS's) and are never logged.
+ * sends with PullImage, so the lazy mounts of that image can authenticate. Unlike AWS's, which
+ * loses them on restart, they are also kept in a root-only file under the daemon's root (0600, in a
+ * 0700 dir), so a restarted daemon's mounts still authenticate. They are never logged.
  */
 import * as grpc from '@grpc/grpc-js';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '../host/index.js';
 import { parseReference } from '../oci/reference.js';
 import type { CredentialProvider, Credentials } from '../registry/types.js';
 import type { Logger } from '../logger.js';
@@ -75,13 +79,43 @@ export function parsePullRequest(b: Buffer): { image: string; creds?: Credential
 export class CriKeychain {
   /** registry host → credentials last sent by kubelet for an image there */
   private readonly byRegistry = new Map<string, Credentials>();
+  /** the last write of `file`, so that writes never overlap */
+  private saving: Promise<void> = Promise.resolve();
+
+  /** `file`: where the credentials are kept across restarts (none: memory only). */
+  constructor(private readonly file?: string) {}
+
+  /** Reads what an earlier daemon kept; a missing or unreadable file is an empty keychain. */
+  async load(): Promise<void> {
+    if (!this.file) return;
+    try {
+      const kept = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, Credentials>;
+      for (const [host, c] of Object.entries(kept)) if (!this.byRegistry.has(host)) this.byRegistry.set(host, c);
+    } catch {
+      // nothing kept yet
+    }
+  }
 
   remember(imageRef: string, creds: Credentials): void {
     try {
       this.byRegistry.set(parseReference(imageRef).registry, creds);
     } catch {
-      // an unparsable reference: containerd will refuse the pull itself
+      return; // an unparsable reference: containerd will refuse the pull itself
     }
+    const file = this.file;
+    if (!file) return;
+    const text = JSON.stringify(Object.fromEntries(this.byRegistry));
+    this.saving = this.saving
+      .then(async () => {
+        await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+        await writeFileAtomic(file, text, 0o600);
+      })
+      .catch(() => undefined); // memory still has them; the next pull writes again
+  }
+
+  /** Resolves once what was remembered so far is on disk. */
+  flushed(): Promise<void> {
+    return this.saving;
   }
 
   readonly provider: CredentialProvider = async (registry) => this.byRegistry.get(registry);

@@ -50,7 +50,8 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
     let keychain: import('./cri-keychain.js').CriKeychain | undefined;
     if (config.cri_keychain.enable_keychain) {
       const { CriKeychain, addImageServiceProxy } = await import('./cri-keychain.js');
-      const kc = new CriKeychain();
+      const kc = new CriKeychain(join(opts.root, 'soci', 'cri-credentials.json'));
+      await kc.load();
       keychain = kc;
       const target = config.cri_keychain.image_service_path.replace(/^unix:\/\//, '');
       hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, logger) };
