@@ -266,7 +266,6 @@ export class SpanCache {
     await this.evict();
   }
 
-  /** Forgets every span of a layer and removes its directory (layer unmounted). */
   /**
    * Takes over the span files an earlier process left for `layer` (a daemon restarted under the
    * same mount): each was verified, then renamed into place whole, so it counts as cached. Returns
@@ -321,6 +320,7 @@ export class SpanCache {
     }
   }
 
+  /** Forgets every span of a layer and removes its directory (layer unmounted). */
   async dropLayer(layer: string): Promise<void> {
     const prefix = `${layer}\0`;
     for (const [k, e] of [...this.entries]) {

@@ -58,15 +58,17 @@ export class ConnectionKeeper {
     return join(this.dir, 'lease');
   }
 
-  /** Renews the lease now and from now on (a third of its time apart), for as long as this process lives. */
+  /**
+   * Starts renewing the lease: now, then a third of its time apart, for as long as this process
+   * lives. Later calls find it running and do nothing.
+   */
   private async renewLease(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFile(this.leaseFile, `${process.pid}\n`, { mode: 0o600 });
-    this.leaseTimer ??= setInterval(
-      () => void writeFile(this.leaseFile, `${process.pid}\n`, { mode: 0o600 }).catch(() => undefined),
-      Math.max(500, (keepSeconds() * 1000) / 3),
-    );
+    if (this.leaseTimer) return;
+    const write = () => writeFile(this.leaseFile, `${process.pid}\n`, { mode: 0o600 });
+    this.leaseTimer = setInterval(() => void write().catch(() => undefined), Math.max(500, (keepSeconds() * 1000) / 3));
     this.leaseTimer.unref();
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await write();
   }
 
   /** null when connections can be kept; else why not, in one line. */
