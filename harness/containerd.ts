@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { ConnectionKeeper } from '../src/fuse/index.js';
 import { mountPointsUnder, readMountinfo } from '../src/host/index.js';
 import { newTempDir, waitFor } from './env.js';
+import { captureOutput, stopProcess, waitReady } from './process.js';
 
 type AfterHost = { after: (fn: () => unknown) => void };
 
@@ -41,24 +42,7 @@ export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEn
   });
 }
 
-/** Waits for a daemon to be ready; fails at once when its process exits first. */
-async function waitReady(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc: ChildProcess, logs: () => string): Promise<void> {
-  const exited = () => proc.exitCode !== null;
-  await waitFor(async () => exited() || (await ok()), timeoutMs, 100);
-  if (await ok()) return;
-  throw new Error(`${what}: ${exited() ? `process exited with ${proc.exitCode}` : `timed out after ${timeoutMs} ms`}\n${logs()}`);
-}
 
-/** Everything the process writes (stdout and stderr, interleaved as it comes). */
-function captureOutput(proc: ChildProcess): () => string {
-  let out = '';
-  const add = (b: Buffer) => {
-    out += b.toString();
-  };
-  proc.stderr!.on('data', add);
-  proc.stdout!.on('data', add);
-  return () => out;
-}
 
 /** Mount points under dir (deepest first; a path mounted twice appears twice). */
 export const mountsUnder = mountPointsUnder;
@@ -90,15 +74,6 @@ export async function killFuseHolders(root: string): Promise<void> {
   for (const k of await keeper.live()) await keeper.release(k.mountpoint); // live() ends the stale ones
 }
 
-async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals, timeoutMs = 15_000): Promise<number | null> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  proc.kill(signal);
-  const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  const code = await exited;
-  clearTimeout(t);
-  return code;
-}
 
 /** PIDs whose command line mentions `needle` (our unique socket path): the shims we caused. */
 async function pidsMentioning(needle: string): Promise<number[]> {
@@ -307,6 +282,11 @@ export interface ContainerdOptions {
   version?: ContainerdVersion;
   /** registries that CRI (and `ctr --hosts-dir <hostsDir>`) reach over plain http */
   plainHttpRegistries?: string[];
+  /**
+   * The snapshotter's root, exported to containerd as the proxy plugin's `root` (CRI reports that
+   * filesystem as the image filesystem, which kubelet's disk accounting and image GC read).
+   */
+  snapshotterRoot?: string;
 }
 
 export type ContainerdVersion = '1.6' | '2.2';
@@ -391,7 +371,7 @@ function sockets(opts: ContainerdOptions, address: string): string {
 [proxy_plugins.soci]
   type = "snapshot"
   address = "${opts.snapshotterSocket}"
-`;
+${opts.snapshotterRoot ? `  [proxy_plugins.soci.exports]\n    root = "${opts.snapshotterRoot}"\n` : ''}`;
 }
 
 /** containerd 1.6's config (version 2). */

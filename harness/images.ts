@@ -23,6 +23,8 @@ export interface LayerSpec {
 export interface ImageSpec {
   platform?: { os: string; architecture: string; variant?: string };
   layers: LayerSpec[];
+  /** config fields besides architecture/os and rootfs (default `{ config: { Cmd: ['/bin/sh'] } }`) */
+  config?: Record<string, unknown>;
 }
 export interface LayoutSpec {
   images: ImageSpec[];
@@ -124,6 +126,7 @@ export function buildLayout(dir: string, spec: LayoutSpec): WrittenLayout {
   const layerType = spec.docker ? DOCKER_LAYER : OCI_LAYER;
   const images = spec.images.map((img) => ({
     ...(img.platform ? { platform: img.platform } : {}),
+    ...(img.config ? { config: img.config } : {}),
     layers: img.layers.map((l) => {
       const tarBytes = makeLayerTar(l);
       const c = l.compression ?? 'gzip';

@@ -41,3 +41,38 @@ if [ ! -x "$ctd2/containerd" ] || [ ! -x "$ctd2/ctr" ] || [ ! -x "$ctd2/containe
   mv "$tmpbin"/* "$ctd2"/ && rmdir "$tmpbin"
   echo "install-test-tools: built containerd $CONTAINERD2_VERSION into $ctd2"
 fi
+
+# Kubernetes for the single-node e2e suite: kubelet and kube-apiserver from the Go module
+# k8s.io/kubernetes, crictl from cri-tools, helm (v4) to lint and render deploy/kubernetes.
+# k8s.io/kubernetes points its staged modules (k8s.io/api, client-go, ...) at ./staging, which its
+# module zip does not hold: the build drops those replace lines and requires each at the matching
+# v0.x release instead, in a scratch copy, outside any go.work.
+K8S_VERSION=v1.37.2
+K8S_STAGING_VERSION=v0.37.2
+CRICTL_VERSION=v1.37.0
+HELM_VERSION=v4.3.2
+kube=${SOCI_TEST_TOOLS_KUBERNETES:-$(dirname "$dest")/kubernetes/bin}
+if [ ! -x "$kube/kubelet" ] || [ ! -x "$kube/kube-apiserver" ]; then
+  command -v go >/dev/null || { echo "install-test-tools: go not found" >&2; exit 1; }
+  mkdir -p "$kube"
+  kws=$(mktemp -d)
+  src=$(cd "$kws" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .Dir)
+  cp -r "$src" "$kws/k" && chmod -R u+w "$kws/k"
+  staged=$(grep -E '^\s+k8s\.io/[a-z0-9-]+ => \./staging/' "$kws/k/go.mod" | awk '{print $1}')
+  sed -i '/=> \.\/staging\//d' "$kws/k/go.mod"
+  for m in $staged; do (cd "$kws/k" && go mod edit "-require=$m@$K8S_STAGING_VERSION"); done
+  for c in kubelet kube-apiserver; do
+    (cd "$kws/k" && GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$kube/$c.tmp" "./cmd/$c")
+    mv "$kube/$c.tmp" "$kube/$c"
+  done
+  chmod -R u+w "$kws"; rm -rf "$kws"
+  echo "install-test-tools: built kubelet and kube-apiserver $K8S_VERSION into $kube"
+fi
+if [ ! -x "$kube/crictl" ]; then
+  GOBIN="$kube" GOFLAGS=-mod=mod go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  echo "install-test-tools: built crictl $CRICTL_VERSION"
+fi
+if [ ! -x "$kube/helm" ]; then
+  GOBIN="$kube" GOFLAGS=-mod=mod go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  echo "install-test-tools: built helm $HELM_VERSION"
+fi

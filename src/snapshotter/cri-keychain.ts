@@ -146,6 +146,14 @@ export function addImageServiceProxy(server: grpc.Server, target: string, keycha
         } catch (e) {
           logger.warn({ error: (e as Error).message }, 'CRI PullImage request not understood; forwarded as is');
         }
+      } else if (m === 'RemoveImage') {
+        // kubelet's image garbage collection ends here: worth a line when disk is freed
+        // (RemoveImageRequest.image.image has PullImageRequest's field numbers).
+        try {
+          logger.info({ image: parsePullRequest(call.request).image }, 'CRI RemoveImage proxied');
+        } catch {
+          /* forwarded as is */
+        }
       }
       // Forward untouched (namespace and other metadata included) and relay the answer or error.
       upstream.makeUnaryRequest(path, raw.serialize, raw.deserialize, call.request, call.metadata, { deadline: call.getDeadline() }, (err, res) =>
