@@ -75,6 +75,7 @@ export class Authenticator {
     if (ch.scheme === 'basic') {
       const c = await this.creds();
       if (!c || c.username === undefined || c.password === undefined) {
+        this.credsPromise = undefined; // none yet: the next request asks again (a keychain may have them by then)
         throw new SociError('ERR_AUTH', `authentication failed for ${this.registry}: registry requires a username and password and none are configured`);
       }
       return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
@@ -128,6 +129,7 @@ export class Authenticator {
       }
     }
     if (res.status === 401 || res.status === 403) {
+      this.credsPromise = undefined; // refused or absent: the next token fetch reads them again
       throw new SociError(
         'ERR_AUTH',
         `authentication failed for ${this.registry}: token server refused ${c ? 'the credentials' : 'anonymous access'} (${res.status})`,

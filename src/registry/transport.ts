@@ -210,14 +210,21 @@ export class Transport {
         const ch = parseChallenge(res.headers['www-authenticate']);
         res.body.resume();
         const sentBasic = authz?.startsWith('Basic ');
-        if (!ch || authRounds >= 2 || (sentBasic && ch.scheme === 'basic')) {
+        // Basic credentials refused: read them once more, as containerd's authorizer does (a
+        // keychain or a credential helper may have rotated them since); retried only if they changed.
+        const basicAgain =
+          sentBasic && ch?.scheme === 'basic' && authRounds === 0 ? await this.auth.authorization(scopes, true, req.signal).catch(() => undefined) : undefined;
+        if (!ch || authRounds >= 2 || (sentBasic && ch.scheme === 'basic' && (basicAgain === undefined || basicAgain === authz))) {
           const why = ch?.params.error ? `: ${ch.params.error.replace(/[^\w .-]/g, '')}` : '';
           throw new SociError('ERR_AUTH', `authentication failed for ${this.opts.registry}: ${req.method} ${req.what} unauthorized (401${why})`);
         }
-        this.auth.learn(ch);
-        if (ch.params.scope) scopes = [...scopes, ch.params.scope];
-        // A token we already had may have expired or lost its scope: ask for a fresh one.
-        authz = await this.auth.authorization(scopes, authz !== undefined, req.signal);
+        if (basicAgain !== undefined) authz = basicAgain;
+        else {
+          this.auth.learn(ch);
+          if (ch.params.scope) scopes = [...scopes, ch.params.scope];
+          // A token we already had may have expired or lost its scope: ask for a fresh one.
+          authz = await this.auth.authorization(scopes, authz !== undefined, req.signal);
+        }
         authRounds++;
         continue;
       }

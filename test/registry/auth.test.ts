@@ -91,6 +91,34 @@ test('htpasswd: right password works, wrong/none → ERR_AUTH naming the registr
   await assert.rejects(elsewhere.ping(), (e: unknown) => isSociError(e, 'ERR_AUTH'));
 });
 
+test('htpasswd: credentials absent at first, or rotated after a client read them, are read again', { skip }, async (t) => {
+  const reg = await startRegistry(t, { auth: 'htpasswd' });
+  await pushTestImage(reg, 'rot/app', { layers: 1 });
+  let password: string | undefined;
+  let reads = 0;
+  const c = client(reg, {
+    credentials: async () => {
+      reads++;
+      return password === undefined ? undefined : { username: reg.user!, password };
+    },
+  });
+  // none at first (a keychain not synced yet): asked again at the next request
+  await assert.rejects(c.getManifest('rot/app', 'latest'), (e: unknown) => isSociError(e, 'ERR_AUTH'));
+  password = reg.password!;
+  await c.getManifest('rot/app', 'latest');
+  const { execFileSync } = await import('node:child_process');
+  password = `rotated-${randomBytes(4).toString('hex')}`;
+  await writeFile(join(reg.workDir, 'htpasswd'), execFileSync('htpasswd', ['-Bbn', reg.user!, password]));
+  await new Promise((r) => setTimeout(r, 100)); // distribution reloads a changed htpasswd file on the next request
+  const before = reads;
+  await c.getManifest('rot/app', 'latest');
+  assert.equal(reads, before + 1, 'read once more after the refusal');
+  // credentials that did not change are not sent again
+  password = 'still-wrong';
+  await writeFile(join(reg.workDir, 'htpasswd'), execFileSync('htpasswd', ['-Bbn', reg.user!, 'another-one']));
+  await assert.rejects(c.getManifest('rot/app', 'latest'), (e: unknown) => isSociError(e, 'ERR_AUTH') && noSecret(e, 'still-wrong', 'another-one'));
+});
+
 test('bearer: pull and push with credentials; tokens cached per scope', { skip }, async () => {
   const logs: string[] = [];
   const c = client(tokenReg, { credentials: staticCredentials('alice:wonderland') }, logs);
