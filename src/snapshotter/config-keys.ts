@@ -33,7 +33,6 @@ export const KEY_RULES: Record<string, KeyRule> = {
   'directory_cache.direct': moot(CACHE),
   disable_verification: refusedWhenTrue('every span digest and every file header is always verified'),
   debug_address: { kind: 'refused', when: (v) => v !== '', why: 'there is no Go pprof server in this daemon; unset it' },
-  'kubeconfig_keychain.enable_keychain': refusedWhenTrue('the kubeconfig keychain is not built yet; use [cri_keychain]'),
   'blob.force_single_range_mode': moot('every Range request already asks for one range'),
   'resolver.enable_auth_client_sharing': moot('one registry client per host is shared by every image already'),
 };

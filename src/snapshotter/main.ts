@@ -40,6 +40,8 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   for (const r of configReports(config)) {
     logger.warn({ key: r.key, reason: r.why }, `config: ${r.key} has no effect here: ${r.why}`);
   }
+  // [kubeconfig_keychain]: its library is imported by the sync loop, in the background.
+  let kubeKeychain: import('./kubeconfig-keychain.js').KubeconfigKeychain | undefined;
   // The lazy (SOCI) mounter unless a test injects another one. Imported on demand so that
   // `config`, `--version` and injected-mounter runs do not load the whole lazy-loading stack.
   if (!hooks.mounter) {
@@ -57,11 +59,19 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
       hooks = { ...hooks, grpcServices: (server) => addImageServiceProxy(server, target, kc, logger) };
       logger.info({ target }, 'serving the CRI image service proxy');
     }
+    if (config.kubeconfig_keychain.enable_keychain) {
+      const { KubeconfigKeychain } = await import('./kubeconfig-keychain.js');
+      kubeKeychain = new KubeconfigKeychain({ kubeconfigPath: config.kubeconfig_keychain.kubeconfig_path, logger });
+      kubeKeychain.start();
+    }
+    // After the Docker config, as AWS's: CRI credentials, then Kubernetes secrets.
+    const extra = [keychain?.provider, kubeKeychain?.provider].filter((p) => p !== undefined);
+    const { chainCredentials } = await import('../registry/credentials.js');
     const mounter = new SociLayerMounter({
       config,
       root: opts.root,
       logger,
-      ...(keychain ? { extraCredentials: keychain.provider } : {}),
+      ...(extra.length > 0 ? { extraCredentials: extra.length === 1 ? extra[0]! : chainCredentials(...extra) } : {}),
       handover: process.env[HANDOVER_ENV] !== undefined && process.send !== undefined,
     });
     // Layers an index does not cover (and every layer in parallel pull mode) are fetched,
@@ -86,7 +96,7 @@ async function runDaemon(opts: GlobalOpts, hooks: DaemonHooks): Promise<void> {
   handover?.serving(async () => mounter?.recoverLost?.());
   const onSignal = (sig: NodeJS.Signals) => {
     logger.info({ signal: sig }, sig === 'SIGINT' ? 'unmounting all remote snapshots and exiting' : 'exiting without cleanup');
-    daemon.stop(sig === 'SIGINT').then(
+    Promise.all([daemon.stop(sig === 'SIGINT'), kubeKeychain?.stop()]).then(
       () => {
         flushLogs();
         process.exit(0);

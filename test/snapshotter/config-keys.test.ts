@@ -77,7 +77,7 @@ const KEYS: Array<[string, string, Outcome, boolean]> = [
   ['pull_modes.parallel_pull_unpack.discard_unpacked_layers', 'true', 'applied', false],
   ['snapshotter.min_layer_size', '1000', 'applied', true],
   ['snapshotter.allow_invalid_mounts_on_restart', 'true', 'applied', true],
-  ['kubeconfig_keychain.enable_keychain', 'true', 'refused', false],
+  ['kubeconfig_keychain.enable_keychain', 'true', 'applied', false],
   ['cri_keychain.enable_keychain', 'true', 'applied', false],
 ];
 

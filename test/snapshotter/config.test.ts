@@ -170,7 +170,6 @@ test('config values as AWS validates them: enums, sizes with decimals, refused a
   for (const [text, key] of [
     ['disable_verification = true', 'disable_verification'],
     ['debug_address = "127.0.0.1:6060"', 'debug_address'],
-    ['[kubeconfig_keychain]\nenable_keychain = true', 'kubeconfig_keychain.enable_keychain'],
   ] as const) {
     assert.throws(
       () => parseConfig(text),
