@@ -42,8 +42,6 @@ export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEn
   });
 }
 
-
-
 /** Mount points under dir (deepest first; a path mounted twice appears twice). */
 export const mountsUnder = mountPointsUnder;
 
@@ -73,7 +71,6 @@ export async function killFuseHolders(root: string): Promise<void> {
   const keeper = new ConnectionKeeper(join(root, 'soci', 'fuse-connections'));
   for (const k of await keeper.live()) await keeper.release(k.mountpoint); // live() ends the stale ones
 }
-
 
 /** PIDs whose command line mentions `needle` (our unique socket path): the shims we caused. */
 async function pidsMentioning(needle: string): Promise<number[]> {

@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Agent, request } from 'undici';
 import { KUBE_BIN, NODE_NAME, type KubeApi } from './kubernetes.js';
 import { freePort } from './registry.js';
 import { captureOutput, stopProcess, waitReady } from './process.js';
@@ -31,6 +32,8 @@ export interface KubeletOptions {
 
 export interface StartedKubelet {
   logs(): string;
+  /** kubelet's stats summary (`/stats/summary` on its own port; anonymous access is on in tests that read it). */
+  stats(): Promise<any>;
   /** Restarts the kubelet, optionally with other configuration fields; the node stays registered. */
   restart(config?: Record<string, unknown>): Promise<void>;
   stop(): Promise<void>;
@@ -108,7 +111,16 @@ export async function startKubelet(t: AfterHost, opts: KubeletOptions): Promise<
   };
   t.after(stop);
   await start();
+  // kubelet serves with a certificate it made itself
+  const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+  t.after(() => insecure.close());
   return {
+    stats: async () => {
+      const r = await request(`https://127.0.0.1:${port}/stats/summary`, { dispatcher: insecure });
+      const text = await r.body.text();
+      if (r.statusCode !== 200) throw new Error(`kubelet /stats/summary: ${r.statusCode} ${text.slice(0, 300)}`);
+      return JSON.parse(text);
+    },
     logs: () => logs(),
     stop,
     restart: async (more) => {

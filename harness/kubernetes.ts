@@ -57,7 +57,23 @@ async function makePki(dir: string): Promise<void> {
   await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=soci-test-ca']);
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('apiserver.key'), '-out', p('apiserver.csr'), '-subj', '/CN=kube-apiserver']);
   await writeFile(p('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc\n');
-  await openssl(['x509', '-req', '-in', p('apiserver.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('apiserver.crt'), '-days', '2', '-extfile', p('san.ext')]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    p('apiserver.csr'),
+    '-CA',
+    p('ca.crt'),
+    '-CAkey',
+    p('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    p('apiserver.crt'),
+    '-days',
+    '2',
+    '-extfile',
+    p('san.ext'),
+  ]);
   await openssl(['genrsa', '-out', p('sa.key'), '2048']);
   await openssl(['rsa', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub')]);
 }
@@ -190,7 +206,14 @@ export async function startKubeApiServer(t: AfterHost, opts: { dir: string }): P
 }
 
 /** Polls a pod until `ok` accepts it; throws with the pod's last state otherwise. */
-export async function waitPod(api: KubeApi, ns: string, name: string, ok: (pod: any) => boolean, timeoutMs = 120_000, what = 'the expected state'): Promise<any> {
+export async function waitPod(
+  api: KubeApi,
+  ns: string,
+  name: string,
+  ok: (pod: any) => boolean,
+  timeoutMs = 120_000,
+  what = 'the expected state',
+): Promise<any> {
   let last: any;
   const done = await waitFor(
     async () => {

@@ -57,8 +57,17 @@ describe('helm chart', { skip: needs({ tools: [HELM] }), timeout: 300_000 }, () 
 
   test('defaults: a privileged DaemonSet in kube-system with FUSE, the root shared with the host, the socket dir and the config', async () => {
     const docs = await renderChart();
-    assert.deepEqual(docs.map((d: any) => d.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Service', 'ServiceAccount']);
-    for (const d of docs as any[]) if (!d.kind.startsWith('Cluster')) assert.equal(d.metadata.namespace, 'kube-system', d.kind);
+    assert.deepEqual(docs.map((d: any) => d.kind).sort(), [
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'ConfigMap',
+      'DaemonSet',
+      'RuntimeClass',
+      'Service',
+      'ServiceAccount',
+    ]);
+    const clusterScoped = (kind: string) => kind.startsWith('Cluster') || kind === 'RuntimeClass';
+    for (const d of docs as any[]) if (!clusterScoped(d.kind)) assert.equal(d.metadata.namespace, 'kube-system', d.kind);
 
     const ds = findObject(docs, 'DaemonSet');
     assert.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
@@ -160,7 +169,7 @@ describe('helm chart', { skip: needs({ tools: [HELM] }), timeout: 300_000 }, () 
 
   test('keychain.kubeconfig.enabled=false: no RBAC, no token, no kubeconfig; the config (with extraConfig) is accepted by the daemon', async () => {
     const docs = await renderChart({ 'keychain.kubeconfig.enabled': 'false', extraConfig: '[blob]\nmax_retries = 3' });
-    assert.deepEqual(docs.map((d: any) => d.kind).sort(), ['ConfigMap', 'DaemonSet', 'Service', 'ServiceAccount']);
+    assert.deepEqual(docs.map((d: any) => d.kind).sort(), ['ConfigMap', 'DaemonSet', 'RuntimeClass', 'Service', 'ServiceAccount']);
     assert.equal(podSpec(docs).automountServiceAccountToken, false);
     assert.deepEqual(Object.keys(findObject(docs, 'ConfigMap').data), ['config.toml']);
     const cfg = parseConfig(configToml(docs), 'chart config.toml');
@@ -259,6 +268,24 @@ describe('containerd drop-in', () => {
     const values = parseYaml(await readFile(join(CHART_DIR, 'values.yaml'), 'utf8'));
     assert.equal(values.daemon.address, DEFAULT_ADDRESS);
     assert.equal(values.daemon.root, DEFAULT_ROOT);
+    // the runtime of the snapshotter's own pod: runc on overlayfs, named as the chart's handler
+    const runtime = d.plugins['io.containerd.cri.v1.runtime'].containerd.runtimes[values.bootstrapRuntime.handler];
+    assert.equal(runtime.runtime_type, 'io.containerd.runc.v2');
+    assert.equal(runtime.snapshotter, 'overlayfs');
+  });
+
+  test("defaults: the snapshotter's own pod runs on the overlayfs bootstrap runtime, named for pulls too", async () => {
+    const docs = await renderChart();
+    const rc = findObject(docs, 'RuntimeClass');
+    assert.equal(podSpec(docs).runtimeClassName, rc.metadata.name);
+    const annotations = findObject(docs, 'DaemonSet').spec.template.metadata.annotations;
+    assert.equal(annotations['io.kubernetes.cri.runtimehandler'], rc.handler);
+    const off = await renderChart({ 'bootstrapRuntime.create': 'false' });
+    assert.equal(
+      off.some((o: any) => o.kind === 'RuntimeClass'),
+      false,
+    );
+    assert.equal(podSpec(off).runtimeClassName, rc.metadata.name, 'a RuntimeClass the cluster manages is still used');
   });
 
   const containerd = join(CONTAINERD2_BIN, 'containerd');
@@ -282,6 +309,7 @@ describe('containerd drop-in', () => {
     assert.equal(eff.plugins['io.containerd.cri.v1.images'].disable_snapshot_annotations, false);
     assert.equal(eff.proxy_plugins.soci.address, DEFAULT_ADDRESS);
     assert.equal(eff.proxy_plugins.soci.exports.root, DEFAULT_ROOT);
+    assert.equal(eff.plugins['io.containerd.cri.v1.runtime'].containerd.runtimes['soci-bootstrap'].snapshotter, 'overlayfs');
 
     // A version 3 config without imports gets the line, once; its own settings stay.
     await writeFile(config, "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'example.com/pause:1'\n");

@@ -9,13 +9,15 @@
  *      of the snapshotter;
  *   4. a container restart, a pod delete and kubelet's image garbage collection, which frees the
  *      snapshots, the FUSE mounts and the cached spans;
- *   5. crictl imagefsinfo and kubelet's stats show the snapshotter's filesystem.
+ *   5. crictl imagefsinfo and kubelet's stats show the snapshotter's filesystem;
+ *   6. while the snapshotter is down, pods that need it wait (containerd has no fallback) and start
+ *      once it is back; a pod of the chart's bootstrap RuntimeClass (the DaemonSet's own) starts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needs, tempDir, waitFor } from '../../harness/env.js';
+import { needs, newTempDir, waitFor } from '../../harness/env.js';
 import { startRegistry, type TestRegistry } from '../../harness/registry.js';
 import { exec, removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
 import { APP_INDEX_HTML, appCommand, appPartBytes, buildAppImage } from '../../harness/app-image.js';
@@ -23,6 +25,7 @@ import { buildLayout } from '../../harness/images.js';
 import { KUBE_BIN, NODE_NAME, podReady, startKubeApiServer, waitPod, type KubeApi } from '../../harness/kubernetes.js';
 import { startKubelet } from '../../harness/kubelet.js';
 import { freePort } from '../../harness/registry.js';
+import { findObject, HELM, renderChart } from '../../harness/chart.js';
 
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const CRICTL = join(KUBE_BIN, 'crictl');
@@ -44,11 +47,11 @@ async function convert(reg: TestRegistry, from: string, to: string, root: string
 }
 
 /** A hostNetwork pod pinned to the node, serving HTTP on 127.0.0.1:port. */
-function appPod(name: string, image: string, port: number, extra: Record<string, unknown> = {}) {
+function appPod(name: string, image: string, port: number, extra: Record<string, unknown> = {}, annotations: Record<string, string> = {}) {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace: 'default' },
+    metadata: { name, namespace: 'default', annotations },
     spec: {
       nodeName: NODE_NAME,
       hostNetwork: true,
@@ -67,6 +70,17 @@ function appPod(name: string, image: string, port: number, extra: Record<string,
     },
   };
 }
+
+/**
+ * deploy/kubernetes/containerd/soci.toml's runtime for the snapshotter's own pod, as this node needs
+ * it: cgroupfs (kubelet's driver here), where the drop-in says systemd.
+ */
+const BOOTSTRAP_RUNTIME = `[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.soci-bootstrap]
+  runtime_type = "io.containerd.runc.v2"
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.soci-bootstrap.options]
+    SystemdCgroup = false
+`;
 
 async function httpGet(port: number): Promise<string> {
   const r = await fetch(`http://127.0.0.1:${port}/`);
@@ -95,22 +109,31 @@ async function cachedLayers(root: string): Promise<string[]> {
 }
 
 test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserver, containerd 2.2, our snapshotter)', {
-  skip: needs({ root: true, tools: ['etcd', 'openssl', 'skopeo', 'docker-registry', join(KUBE_BIN, 'kubelet'), join(KUBE_BIN, 'kube-apiserver'), CRICTL] }),
+  skip: needs({
+    root: true,
+    tools: ['etcd', 'openssl', 'skopeo', 'docker-registry', join(KUBE_BIN, 'kubelet'), join(KUBE_BIN, 'kube-apiserver'), CRICTL, HELM],
+  }),
   timeout: 1_200_000,
 }, async (t) => {
-  const dir = await tempDir(t, 'soci-k8s-');
+  const dir = await newTempDir('soci-k8s-');
   const reg = await startRegistry(t);
   const priv = await startRegistry(t, { auth: 'htpasswd' });
 
   // The images: a pause image (unindexed, pinned as the sandbox image), an app converted to SOCI, the
   // same kind of app left without an index, and a converted app in the password-protected registry.
   const pause = buildLayout(join(dir, 'pause'), {
-    images: [{ layers: [{ files: { 'bin/busybox': { content: await readFile('/bin/busybox'), mode: 0o755 } } }], config: { config: { Entrypoint: ['/bin/busybox', 'sleep', '2147483647'] } } }],
+    images: [
+      {
+        layers: [{ files: { 'bin/busybox': { content: await readFile('/bin/busybox'), mode: 0o755 } } }],
+        config: { config: { Entrypoint: ['/bin/busybox', 'sleep', '2147483647'] } },
+      },
+    ],
   });
   await push(pause.dir, reg, 'pause:3.10');
   await push(buildAppImage(join(dir, 'app'), { bulkMb: 16, seed: 3 }).dir, reg, 'app:v1');
   await convert(reg, 'app:v1', 'app:soci', join(dir, 'soci-cli'));
   await push(buildAppImage(join(dir, 'plain'), { bulkMb: 4, seed: 5 }).dir, reg, 'plain:v1');
+  await push(buildAppImage(join(dir, 'boot'), { bulkMb: 4, seed: 13 }).dir, reg, 'boot:v1');
   await push(buildAppImage(join(dir, 'private'), { bulkMb: 16, seed: 7 }).dir, priv, 'app:v1');
   await convert(priv, 'app:v1', 'app:soci', join(dir, 'soci-cli'));
 
@@ -127,9 +150,10 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     snapshotterSocket: snAddress,
     snapshotterRoot: snRoot,
     plainHttpRegistries: [reg.host, priv.host],
-    extraToml: `[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = "${reg.host}/pause:3.10"\n`,
+    // The sandbox's oom_score_adj (-998) needs CAP_SYS_RESOURCE, which this test host's own
+    // container does not grant: containerd clamps it to its own score instead.
+    extraToml: `[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = "${reg.host}/pause:3.10"\n[plugins.'io.containerd.cri.v1.runtime']\n  restrict_oom_score_adj = true\n${BOOTSTRAP_RUNTIME}`,
   });
-  t.after(() => removeTree(dir));
   const api: KubeApi = await startKubeApiServer(t, { dir });
   await api.call('POST', '/api/v1/namespaces/default/serviceaccounts', { metadata: { name: 'default' } });
   const kubelet = await startKubelet(t, {
@@ -139,7 +163,10 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     imageServiceEndpoint: sn.address,
     config: { authentication: { anonymous: { enabled: true }, webhook: { enabled: false }, x509: {} } },
   });
-  const diag = () => `\n--- kubelet ---\n${kubelet.logs().slice(-6000)}\n--- snapshotter ---\n${sn.logs().slice(-4000)}\n--- containerd ---\n${ctd.logs().slice(-4000)}`;
+  // after-hooks run in order: this one, registered last, runs once every daemon above has stopped
+  t.after(() => removeTree(dir));
+  const diag = () =>
+    `\n--- kubelet ---\n${kubelet.logs().slice(-6000)}\n--- snapshotter ---\n${sn.logs().slice(-4000)}\n--- containerd ---\n${ctd.logs().slice(-4000)}`;
 
   const appPort = await freePort();
   await t.test('1. a SOCI-converted image starts lazily and serves HTTP', async () => {
@@ -178,7 +205,11 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
       data: { '.dockerconfigjson': Buffer.from(dockerconfig).toString('base64') },
     });
     const before = new Set(await sociFuseMounts(snRoot));
-    await api.call('POST', '/api/v1/namespaces/default/pods', appPod('private', `${priv.host}/app:soci`, privPort, { imagePullSecrets: [{ name: 'private-registry' }] }));
+    await api.call(
+      'POST',
+      '/api/v1/namespaces/default/pods',
+      appPod('private', `${priv.host}/app:soci`, privPort, { imagePullSecrets: [{ name: 'private-registry' }] }),
+    );
     await waitPod(api, 'default', 'private', podReady, 180_000, 'Ready').catch((e) => assert.fail(`${e.message}${diag()}`));
     assert.equal(await httpGet(privPort), APP_INDEX_HTML);
     assert.ok(await sn.waitLine((l) => l.msg === 'CRI PullImage proxied' && String(l.image).startsWith(priv.host) && l.credentials === 'provided'));
@@ -214,7 +245,10 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
 
     // Image GC: kubelet frees unused images when the image filesystem is under pressure. A threshold
     // the disk is always under makes its eviction manager reclaim at once (it checks every 10 s).
-    await kubelet.restart({ evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '99%', 'imagefs.available': '99%' }, evictionPressureTransitionPeriod: '1s' });
+    await kubelet.restart({
+      evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '99%', 'imagefs.available': '99%' },
+      evictionPressureTransitionPeriod: '1s',
+    });
     const collected = await waitFor(
       async () => {
         const images = (await crictl(ctd, ['images', '-o', 'json'])).images as Array<{ repoTags: string[] }>;
@@ -226,7 +260,10 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     assert.ok(collected, `kubelet removed the unused images${diag()}`);
     assert.ok(await sn.waitLine((l) => l.msg === 'CRI RemoveImage proxied', 30_000), 'kubelet called RemoveImage through the snapshotter');
     const images = (await crictl(ctd, ['images', '-o', 'json'])).images as Array<{ repoTags: string[] }>;
-    assert.ok(images.some((i) => i.repoTags.includes(`${reg.host}/pause:3.10`)), 'the pinned pause image stays');
+    assert.ok(
+      images.some((i) => i.repoTags.includes(`${reg.host}/pause:3.10`)),
+      'the pinned pause image stays',
+    );
 
     const freed = await waitFor(async () => (await sociFuseMounts(snRoot)).length === 0 && (await cachedLayers(snRoot)).length === 0, 60_000, 500);
     assert.ok(freed, `mounts ${JSON.stringify(await sociFuseMounts(snRoot))}, cached ${JSON.stringify(await cachedLayers(snRoot))}${diag()}`);
@@ -239,12 +276,50 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     const fs = info.status.imageFilesystems[0];
     assert.equal(fs.fsId.mountpoint, snRoot, JSON.stringify(info));
     assert.ok(Number(fs.usedBytes.value) > 0, JSON.stringify(info));
-    const summary = await waitFor(async () => {
-      const r = await api.request('GET', `/api/v1/nodes/${NODE_NAME}/proxy/stats/summary`);
-      return r.status === 200 && Number(r.body?.node?.runtime?.imageFs?.capacityBytes) > 0;
-    }, 60_000, 1000);
-    const r = await api.request('GET', `/api/v1/nodes/${NODE_NAME}/proxy/stats/summary`);
-    assert.ok(summary, `kubelet stats: ${JSON.stringify(r.body?.node?.runtime ?? r.body).slice(0, 2000)}${diag()}`);
-    assert.ok(Number(r.body.node.runtime.imageFs.usedBytes) > 0, JSON.stringify(r.body.node.runtime));
+    let last: any;
+    const ok = await waitFor(
+      async () => {
+        last = await kubelet.stats().catch((e: Error) => ({ error: e.message }));
+        return Number(last?.node?.runtime?.imageFs?.capacityBytes) > 0 && Number(last?.node?.runtime?.imageFs?.usedBytes) > 0;
+      },
+      90_000,
+      2000,
+    );
+    assert.ok(ok, `kubelet stats: ${JSON.stringify(last?.node?.runtime ?? last).slice(0, 2000)}${diag()}`);
+  });
+
+  await t.test("6. with the snapshotter down, soci pods wait and the chart's bootstrap RuntimeClass pod starts", async () => {
+    const docs = await renderChart();
+    const rc = findObject(docs, 'RuntimeClass');
+    const template = findObject(docs, 'DaemonSet').spec.template;
+    await api.call('POST', '/apis/node.k8s.io/v1/runtimeclasses', {
+      apiVersion: rc.apiVersion,
+      kind: rc.kind,
+      metadata: { name: rc.metadata.name },
+      handler: rc.handler,
+    });
+    // The CRI keychain's image service is the snapshotter itself: kubelet talks to containerd now.
+    await kubelet.restart({ imageServiceEndpoint: `unix://${ctd.address}` });
+    await sn.stop('SIGTERM');
+
+    const [downPort, bootPort] = [await freePort(), await freePort()];
+    await api.call('POST', '/api/v1/namespaces/default/pods', appPod('down', `${reg.host}/app:soci`, downPort));
+    await api.call(
+      'POST',
+      '/api/v1/namespaces/default/pods',
+      appPod('boot', `${reg.host}/boot:v1`, bootPort, { runtimeClassName: template.spec.runtimeClassName }, template.metadata.annotations),
+    );
+    await waitPod(api, 'default', 'boot', podReady, 180_000, 'Ready').catch((e) => assert.fail(`${e.message}${diag()}`));
+    assert.equal(await httpGet(bootPort), APP_INDEX_HTML);
+    assert.ok((await snapshots(ctd, 'overlayfs')).length >= 2, 'the bootstrap pod was pulled and made on overlayfs');
+    const down = await api.call('GET', '/api/v1/namespaces/default/pods/down');
+    assert.ok(!podReady(down), 'no fallback: a soci pod does not start while the snapshotter is down');
+    const waiting = down.status?.containerStatuses?.[0]?.state?.waiting?.reason ?? down.status?.phase;
+    assert.ok(waiting, JSON.stringify(down.status));
+
+    sn = await startSnapshotter(t, { address: snAddress, dir, root: snRoot, config: snConfig, logLevel: 'info' });
+    await waitPod(api, 'default', 'down', podReady, 240_000, 'Ready once the snapshotter is back').catch((e) => assert.fail(`${e.message}${diag()}`));
+    assert.equal(await httpGet(downPort), APP_INDEX_HTML);
+    assert.ok((await sociFuseMounts(snRoot)).length >= 1, 'lazily mounted again');
   });
 });
