@@ -149,6 +149,11 @@ export interface SnapshotterOptions {
   dir?: string;
   /** Socket path (default: a fresh one in `dir`); reuse it with `root` to restart "the same" daemon. */
   address?: string;
+  /**
+   * The daemon's flags, instead of the ones built from the options above (a DaemonSet's command);
+   * they must name the same `address` and `root`.
+   */
+  args?: string[];
 }
 
 /**
@@ -177,14 +182,7 @@ export async function startSnapshotter(t: AfterHost, opts: SnapshotterOptions = 
     [
       ...(/\.[cm]?js$/.test(entry) ? [] : ['--import', 'tsx']),
       entry,
-      '--address',
-      address,
-      '--root',
-      root,
-      '--config',
-      configPath,
-      '--log-level',
-      opts.logLevel ?? 'debug',
+      ...(opts.args ?? ['--address', address, '--root', root, '--config', configPath, '--log-level', opts.logLevel ?? 'debug']),
     ],
     {
       cwd: repoRoot,

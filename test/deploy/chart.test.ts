@@ -264,7 +264,9 @@ describe('containerd drop-in', () => {
     const d = JSON.parse(JSON.stringify(parseToml(await readFile(DROP_IN, 'utf8')))); // plain objects
     assert.equal(d.version, 3);
     assert.deepEqual(d.proxy_plugins.soci, { type: 'snapshot', address: DEFAULT_ADDRESS, exports: { root: DEFAULT_ROOT } });
-    assert.deepEqual(d.plugins['io.containerd.cri.v1.images'], { snapshotter: 'soci', disable_snapshot_annotations: false });
+    const images = d.plugins['io.containerd.cri.v1.images'];
+    assert.equal(images.snapshotter, 'soci');
+    assert.equal(images.disable_snapshot_annotations, false);
     const values = parseYaml(await readFile(join(CHART_DIR, 'values.yaml'), 'utf8'));
     assert.equal(values.daemon.address, DEFAULT_ADDRESS);
     assert.equal(values.daemon.root, DEFAULT_ROOT);
@@ -272,6 +274,7 @@ describe('containerd drop-in', () => {
     const runtime = d.plugins['io.containerd.cri.v1.runtime'].containerd.runtimes[values.bootstrapRuntime.handler];
     assert.equal(runtime.runtime_type, 'io.containerd.runc.v2');
     assert.equal(runtime.snapshotter, 'overlayfs');
+    assert.deepEqual(images.runtime_platforms, { [values.bootstrapRuntime.handler]: { snapshotter: 'overlayfs' } }, 'its pulls go to overlayfs too');
   });
 
   test("defaults: the snapshotter's own pod runs on the overlayfs bootstrap runtime, named for pulls too", async () => {
@@ -310,6 +313,7 @@ describe('containerd drop-in', () => {
     assert.equal(eff.proxy_plugins.soci.address, DEFAULT_ADDRESS);
     assert.equal(eff.proxy_plugins.soci.exports.root, DEFAULT_ROOT);
     assert.equal(eff.plugins['io.containerd.cri.v1.runtime'].containerd.runtimes['soci-bootstrap'].snapshotter, 'overlayfs');
+    assert.equal(eff.plugins['io.containerd.cri.v1.images'].runtime_platforms['soci-bootstrap'].snapshotter, 'overlayfs');
 
     // A version 3 config without imports gets the line, once; its own settings stay.
     await writeFile(config, "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'example.com/pause:1'\n");

@@ -19,13 +19,13 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, newTempDir, waitFor } from '../../harness/env.js';
 import { startRegistry, type TestRegistry } from '../../harness/registry.js';
-import { exec, removeTree, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
+import { exec, removeTree, repoRoot, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
 import { APP_INDEX_HTML, appCommand, appPartBytes, buildAppImage } from '../../harness/app-image.js';
 import { buildLayout } from '../../harness/images.js';
 import { KUBE_BIN, NODE_NAME, podReady, startKubeApiServer, waitPod, type KubeApi } from '../../harness/kubernetes.js';
 import { startKubelet } from '../../harness/kubelet.js';
 import { freePort } from '../../harness/registry.js';
-import { findObject, HELM, renderChart } from '../../harness/chart.js';
+import { daemonSetCommand, findObject, HELM, renderChart } from '../../harness/chart.js';
 
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const CRICTL = join(KUBE_BIN, 'crictl');
@@ -80,6 +80,8 @@ const BOOTSTRAP_RUNTIME = `[plugins.'io.containerd.cri.v1.runtime'.containerd.ru
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.soci-bootstrap.options]
     SystemdCgroup = false
+[plugins.'io.containerd.cri.v1.images'.runtime_platforms.soci-bootstrap]
+  snapshotter = "overlayfs"
 `;
 
 async function httpGet(port: number): Promise<string> {
@@ -140,9 +142,33 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
   // The node: the snapshotter first (containerd dials it), then containerd, the control plane, kubelet.
   const ctdSocket = join(dir, 'containerd.sock');
   const snAddress = join(dir, 'soci.sock');
-  const snConfig = `[cri_keychain]\nenable_keychain = true\nimage_service_path = "${ctdSocket}"\n[background_fetch]\ndisable = true\n`;
   const snRoot = join(dir, 'soci-root');
-  let sn = await startSnapshotter(t, { address: snAddress, dir, root: snRoot, config: snConfig, logLevel: 'info' });
+  // The snapshotter runs as the DaemonSet's container would: the chart's command and config (with
+  // this node's paths and the CRI keychain), the built program as users run it.
+  const chart = await renderChart({
+    'daemon.address': snAddress,
+    'daemon.root': snRoot,
+    'metrics.port': String(await freePort()),
+    'keychain.kubeconfig.enabled': 'false',
+    'keychain.cri.enabled': 'true',
+    'keychain.cri.containerdSocket': ctdSocket,
+    // spans are read only by what the test reads (a span first read after a restart must be fetched then)
+    extraConfig: '[background_fetch]\ndisable = true',
+  });
+  const snConfig = findObject(chart, 'ConfigMap', 'soci-snapshotter-config').data['config.toml'] as string;
+  const [program, ...flags] = daemonSetCommand(chart);
+  assert.equal(program, 'soci-snapshotter-grpc');
+  const configAt = flags.indexOf('--config') + 1;
+  const snOptions = {
+    address: snAddress,
+    dir,
+    root: snRoot,
+    config: snConfig,
+    entry: join(repoRoot, 'bin', 'soci-snapshotter-grpc.js'),
+    // the ConfigMap's file is mounted at the path the command names; here it is the test's copy
+    args: flags.map((f, i) => (i === configAt ? join(dir, 'config.toml') : f)),
+  };
+  let sn = await startSnapshotter(t, snOptions);
   const ctd = await startContainerd(t, {
     version: '2.2',
     cri: true,
@@ -220,7 +246,7 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
 
     // A restart: the credentials kubelet sent are kept, the mount is taken over and reads new spans.
     await sn.stop('SIGTERM');
-    sn = await startSnapshotter(t, { address: snAddress, dir, root: snRoot, config: snConfig, logLevel: 'info' });
+    sn = await startSnapshotter(t, snOptions);
     assert.ok((await readFile(join(mount, 'usr/share/bulk/part3.bin'))).equals(appPartBytes(3, 7)), `a span first read after the restart${diag()}`);
     assert.equal(await httpGet(privPort), APP_INDEX_HTML);
     for (const logs of [sn.logs(), kubelet.logs()]) assert.ok(!logs.includes(priv.password!), 'the password is in no log');
@@ -317,7 +343,7 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     const waiting = down.status?.containerStatuses?.[0]?.state?.waiting?.reason ?? down.status?.phase;
     assert.ok(waiting, JSON.stringify(down.status));
 
-    sn = await startSnapshotter(t, { address: snAddress, dir, root: snRoot, config: snConfig, logLevel: 'info' });
+    sn = await startSnapshotter(t, snOptions);
     await waitPod(api, 'default', 'down', podReady, 240_000, 'Ready once the snapshotter is back').catch((e) => assert.fail(`${e.message}${diag()}`));
     assert.equal(await httpGet(downPort), APP_INDEX_HTML);
     assert.ok((await sociFuseMounts(snRoot)).length >= 1, 'lazily mounted again');
