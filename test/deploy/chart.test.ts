@@ -282,7 +282,7 @@ describe('containerd drop-in', () => {
     const rc = findObject(docs, 'RuntimeClass');
     assert.equal(podSpec(docs).runtimeClassName, rc.metadata.name);
     const annotations = findObject(docs, 'DaemonSet').spec.template.metadata.annotations;
-    assert.equal(annotations['io.kubernetes.cri.runtimehandler'], rc.handler);
+    assert.equal(annotations['io.containerd.cri.runtime-handler'], rc.handler);
     const off = await renderChart({ 'bootstrapRuntime.create': 'false' });
     assert.equal(
       off.some((o: any) => o.kind === 'RuntimeClass'),
