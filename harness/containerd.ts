@@ -83,6 +83,21 @@ async function pidsMentioning(needle: string): Promise<number[]> {
   return pids;
 }
 
+/** PIDs whose parent is one of `parents`. */
+async function childrenOf(parents: number[]): Promise<number[]> {
+  if (parents.length === 0) return [];
+  const want = new Set(parents);
+  const out: number[] = [];
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    // the ppid is the second field after the parenthesised command, which may hold spaces
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (want.has(ppid)) out.push(Number(d));
+  }
+  return out;
+}
+
 export interface StartedSnapshotter {
   /** Socket path of our daemon. */
   address: string;
@@ -333,8 +348,11 @@ export async function startContainerd(t: AfterHost, opts: ContainerdOptions): Pr
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    // Shims outlive containerd; they carry our socket path in their command line.
-    for (const pid of await pidsMentioning(address)) {
+    // Shims outlive containerd; they carry our socket path in their command line. The containers
+    // they still run (pods kubelet left running) are their children: killed first, they would
+    // otherwise be adopted by init and outlive the test.
+    const shims = await pidsMentioning(address);
+    for (const pid of [...(await childrenOf(shims)), ...shims]) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {

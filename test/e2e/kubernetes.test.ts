@@ -11,7 +11,9 @@
  *      snapshots, the FUSE mounts and the cached spans;
  *   5. crictl imagefsinfo and kubelet's stats show the snapshotter's filesystem;
  *   6. while the snapshotter is down, pods that need it wait (containerd has no fallback) and start
- *      once it is back; a pod of the chart's bootstrap RuntimeClass (the DaemonSet's own) starts.
+ *      once it is back; a pod of the chart's bootstrap RuntimeClass (the DaemonSet's own) starts;
+ *   7. an image only in overlayfs (a node image's cache) from a registry the snapshotter has no
+ *      credentials for starts: containerd 2.2 unpacks it through soci, which hands it back.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -120,6 +122,8 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
   const dir = await newTempDir('soci-k8s-');
   const reg = await startRegistry(t);
   const priv = await startRegistry(t, { auth: 'htpasswd' });
+  // a registry whose credentials the snapshotter never gets (the node image's own cache)
+  const sealed = await startRegistry(t, { auth: 'htpasswd' });
 
   // The images: a pause image (unindexed, pinned as the sandbox image), an app converted to SOCI, the
   // same kind of app left without an index, and a converted app in the password-protected registry.
@@ -137,6 +141,7 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
   await push(buildAppImage(join(dir, 'plain'), { bulkMb: 4, seed: 5 }).dir, reg, 'plain:v1');
   await push(buildAppImage(join(dir, 'boot'), { bulkMb: 4, seed: 13 }).dir, reg, 'boot:v1');
   await push(buildAppImage(join(dir, 'private'), { bulkMb: 16, seed: 7 }).dir, priv, 'app:v1');
+  await push(buildAppImage(join(dir, 'cached'), { bulkMb: 4, seed: 17 }).dir, sealed, 'cached:v1');
   await convert(priv, 'app:v1', 'app:soci', join(dir, 'soci-cli'));
 
   // The node: the snapshotter first (containerd dials it), then containerd, the control plane, kubelet.
@@ -175,7 +180,7 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     address: ctdSocket,
     snapshotterSocket: snAddress,
     snapshotterRoot: snRoot,
-    plainHttpRegistries: [reg.host, priv.host],
+    plainHttpRegistries: [reg.host, priv.host, sealed.host],
     // The sandbox's oom_score_adj (-998) needs CAP_SYS_RESOURCE, which this test host's own
     // container does not grant: containerd clamps it to its own score instead.
     extraToml: `[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = "${reg.host}/pause:3.10"\n[plugins.'io.containerd.cri.v1.runtime']\n  restrict_oom_score_adj = true\n${BOOTSTRAP_RUNTIME}`,
@@ -270,7 +275,8 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     assert.equal(pods.items.filter((p: any) => p.state === 'SANDBOX_READY').length, 0, 'no sandbox left running');
 
     // Image GC: kubelet frees unused images when the image filesystem is under pressure. A threshold
-    // the disk is always under makes its eviction manager reclaim at once (it checks every 10 s).
+    // the disk is always under makes its eviction manager reclaim (it checks every 10 s once its
+    // stats are up: about 2 minutes after a kubelet start here).
     await kubelet.restart({
       evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '99%', 'imagefs.available': '99%' },
       evictionPressureTransitionPeriod: '1s',
@@ -280,7 +286,7 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
         const images = (await crictl(ctd, ['images', '-o', 'json'])).images as Array<{ repoTags: string[] }>;
         return !images.some((i) => i.repoTags.some((r) => /\/(app|plain):/.test(r)));
       },
-      180_000,
+      300_000,
       1000,
     );
     assert.ok(collected, `kubelet removed the unused images${diag()}`);
@@ -347,5 +353,38 @@ test('Kubernetes: a single node runs lazily started pods (kubelet, kube-apiserve
     await waitPod(api, 'default', 'down', podReady, 240_000, 'Ready once the snapshotter is back').catch((e) => assert.fail(`${e.message}${diag()}`));
     assert.equal(await httpGet(downPort), APP_INDEX_HTML);
     assert.ok((await sociFuseMounts(snRoot)).length >= 1, 'lazily mounted again');
+  });
+
+  await t.test('7. an image cached in overlayfs only, from a registry the snapshotter cannot read, still starts', async () => {
+    // A node image built with the image already in containerd (overlayfs), as EKS's AMIs carry the
+    // pause image: containerd 2.2 unpacks it again through soci for a pod, and the snapshotter has
+    // no credentials for its registry (on EKS they come from kubelet's credential provider, which
+    // needs pods running). The snapshotter must hand the layers back to containerd, which has them.
+    const pull = await ctd.ctr(
+      [
+        '-n',
+        'k8s.io',
+        'images',
+        'pull',
+        '--snapshotter',
+        'overlayfs',
+        '--hosts-dir',
+        ctd.hostsDir,
+        '--user',
+        `${sealed.user}:${sealed.password}`,
+        `${sealed.host}/cached:v1`,
+      ],
+      { timeoutMs: 300_000 },
+    );
+    assert.equal(pull.code, 0, pull.stderr);
+    const blobReads = async () => (await sealed.accessLog()).filter((e) => e.method === 'GET' && e.path.includes('/blobs/') && e.status === 200);
+    const pulled = await blobReads();
+    const port = await freePort();
+    await api.call('POST', '/api/v1/namespaces/default/pods', appPod('cached', `${sealed.host}/cached:v1`, port));
+    await waitPod(api, 'default', 'cached', podReady, 180_000, 'Ready').catch((e) => assert.fail(`${e.message}${diag()}`));
+    assert.equal(await httpGet(port), APP_INDEX_HTML);
+    const deferred = sn.logLines().filter((l) => l.msg === 'deferring snapshot preparation to the container runtime');
+    assert.ok(deferred.length >= 2, `both layers handed back to containerd${diag()}`);
+    assert.deepEqual(await blobReads(), pulled, 'nothing was read from the registry after the pull');
   });
 });
