@@ -2,26 +2,17 @@
  * The Helm chart in deploy/kubernetes/soci-snapshotter, rendered by the real helm (v4, built by
  * scripts/install-test-tools.sh) and parsed, for tests that check it or run what it runs.
  */
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { repoRoot } from './containerd.js';
+import { execOk, repoRoot } from './containerd.js';
 
 export const HELM = join(process.env.SOCI_TEST_TOOLS_KUBERNETES ?? '/opt/soci-test-tools/kubernetes/bin', 'helm');
 export const CHART_DIR = join(repoRoot, 'deploy', 'kubernetes', 'soci-snapshotter');
 export const RELEASE = 'soci-snapshotter';
 
-const run = promisify(execFile);
-
 /** helm with `args`; throws with helm's stderr unless it exits 0. */
-export async function helm(args: string[]): Promise<string> {
-  try {
-    return (await run(HELM, args, { maxBuffer: 16 << 20 })).stdout;
-  } catch (e) {
-    const err = e as Error & { stderr?: string; stdout?: string };
-    throw new Error(`helm ${args[0]} failed: ${(err.stderr || err.stdout || err.message).trim()}`);
-  }
+export function helm(args: string[]): Promise<string> {
+  return execOk(HELM, args);
 }
 
 /** `--set` arguments; helm splits a value on unescaped commas. */

@@ -20,9 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { ConnectionKeeper } from '../src/fuse/index.js';
 import { mountPointsUnder, readMountinfo } from '../src/host/index.js';
 import { newTempDir, waitFor } from './env.js';
-import { captureOutput, stopProcess, waitReady } from './process.js';
-
-type AfterHost = { after: (fn: () => unknown) => void };
+import { type AfterHost, captureOutput, stopProcess, waitReady } from './process.js';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -40,6 +38,13 @@ export function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEn
     });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
+}
+
+/** Like exec, but throws with the command's stderr (or stdout) unless it exits 0; resolves with stdout. */
+export async function execOk(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<string> {
+  const r = await exec(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args[0] ?? ''} failed (${r.code}): ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
 }
 
 /** Mount points under dir (deepest first; a path mounted twice appears twice). */

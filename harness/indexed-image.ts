@@ -12,6 +12,7 @@ import { LABELS } from '../src/snapshotter/labels.js';
 import { buildZtoc, marshalZtoc, type Ztoc } from '../src/ztoc/index.js';
 import { pushTestImage, startRegistry, type TestRegistry } from './registry.js';
 import { digestOf } from '../src/oci/digest.js';
+import type { AfterHost } from './process.js';
 
 export interface IndexedImage {
   repo: string;
@@ -62,8 +63,6 @@ export async function mountTopLayer(
     { namespace: 'default', key: img.repo },
   );
 }
-
-type AfterHost = { after: (fn: () => unknown) => void };
 
 /** A CNCF registry and a client for it: where the SOCI mounter tests start. */
 export async function registryWithClient(t: AfterHost): Promise<{ reg: TestRegistry; client: RegistryClient }> {

@@ -14,10 +14,8 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { KUBE_BIN, NODE_NAME, type KubeApi } from './kubernetes.js';
 import { freePort } from './registry.js';
-import { captureOutput, stopProcess, waitReady } from './process.js';
+import { type AfterHost, captureOutput, stopProcess, waitReady } from './process.js';
 import { waitFor } from './env.js';
-
-type AfterHost = { after: (fn: () => unknown) => void };
 
 export interface KubeletOptions {
   dir: string;

@@ -15,12 +15,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { exec } from './containerd.js';
+import { execOk } from './containerd.js';
 import { waitFor } from './env.js';
 import { freePort } from './registry.js';
-import { captureOutput, stopProcess, waitReady } from './process.js';
-
-type AfterHost = { after: (fn: () => unknown) => void };
+import { type AfterHost, captureOutput, stopProcess, waitReady } from './process.js';
 
 export const KUBE_BIN = process.env.SOCI_TEST_TOOLS_KUBERNETES ?? '/opt/soci-test-tools/kubernetes/bin';
 export const NODE_NAME = 'soci-node';
@@ -45,19 +43,28 @@ export interface KubeApi {
   logs(): string;
 }
 
-async function openssl(args: string[]): Promise<void> {
-  const r = await exec('openssl', args);
-  if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-}
-
 /** A CA, the apiserver's serving certificate and the service-account signing key. */
 async function makePki(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const p = (f: string) => join(dir, f);
-  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=soci-test-ca']);
-  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('apiserver.key'), '-out', p('apiserver.csr'), '-subj', '/CN=kube-apiserver']);
+  await execOk('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.crt'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=soci-test-ca',
+  ]);
+  await execOk('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('apiserver.key'), '-out', p('apiserver.csr'), '-subj', '/CN=kube-apiserver']);
   await writeFile(p('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc\n');
-  await openssl([
+  await execOk('openssl', [
     'x509',
     '-req',
     '-in',
@@ -74,8 +81,8 @@ async function makePki(dir: string): Promise<void> {
     '-extfile',
     p('san.ext'),
   ]);
-  await openssl(['genrsa', '-out', p('sa.key'), '2048']);
-  await openssl(['rsa', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub')]);
+  await execOk('openssl', ['genrsa', '-out', p('sa.key'), '2048']);
+  await execOk('openssl', ['rsa', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub')]);
 }
 
 export async function startKubeApiServer(t: AfterHost, opts: { dir: string }): Promise<KubeApi> {

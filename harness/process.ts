@@ -5,6 +5,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { waitFor } from './env.js';
 
+/** What registers cleanups: a node:test context or suite. */
+export type AfterHost = { after: (fn: () => unknown) => void };
+
 /** Waits for a daemon to be ready; fails at once when its process exits first. */
 export async function waitReady(what: string, ok: () => Promise<boolean> | boolean, timeoutMs: number, proc: ChildProcess, logs: () => string): Promise<void> {
   const exited = () => proc.exitCode !== null;

@@ -21,7 +21,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needs, newTempDir, waitFor } from '../../harness/env.js';
 import { startRegistry, type TestRegistry } from '../../harness/registry.js';
-import { exec, removeTree, repoRoot, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
+import { execOk, removeTree, repoRoot, sociFuseMounts, startContainerd, startSnapshotter, type StartedContainerd } from '../../harness/containerd.js';
 import { APP_INDEX_HTML, appCommand, appPartBytes, buildAppImage } from '../../harness/app-image.js';
 import { buildLayout } from '../../harness/images.js';
 import { KUBE_BIN, NODE_NAME, podReady, startKubeApiServer, waitPod, type KubeApi } from '../../harness/kubernetes.js';
@@ -32,20 +32,16 @@ import { daemonSetCommand, findObject, HELM, renderChart } from '../../harness/c
 const SOCI = join(process.cwd(), 'bin/soci.js');
 const CRICTL = join(KUBE_BIN, 'crictl');
 
-async function run(cmd: string, args: string[], what = `${cmd} ${args[0]}`): Promise<string> {
-  const r = await exec(cmd, args, { timeoutMs: 300_000 });
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
 async function push(layout: string, reg: TestRegistry, ref: string): Promise<void> {
   const creds = reg.user ? ['--dest-creds', `${reg.user}:${reg.password}`] : [];
-  await run('skopeo', ['copy', '--dest-tls-verify=false', ...creds, `oci:${layout}:latest`, `docker://${reg.host}/${ref}`]);
+  await execOk('skopeo', ['copy', '--dest-tls-verify=false', ...creds, `oci:${layout}:latest`, `docker://${reg.host}/${ref}`], { timeoutMs: 300_000 });
 }
 
 async function convert(reg: TestRegistry, from: string, to: string, root: string): Promise<void> {
   const creds = reg.user ? ['-u', `${reg.user}:${reg.password}`] : [];
-  await run(process.execPath, [SOCI, '--root', root, 'convert', '--remote', '-q', ...creds, `${reg.host}/${from}`, `${reg.host}/${to}`], 'soci convert');
+  await execOk(process.execPath, [SOCI, '--root', root, 'convert', '--remote', '-q', ...creds, `${reg.host}/${from}`, `${reg.host}/${to}`], {
+    timeoutMs: 300_000,
+  });
 }
 
 /** A hostNetwork pod pinned to the node, serving HTTP on 127.0.0.1:port. */
@@ -92,7 +88,7 @@ async function httpGet(port: number): Promise<string> {
 }
 
 async function crictl(ctd: StartedContainerd, args: string[]): Promise<any> {
-  const out = await run(CRICTL, ['--runtime-endpoint', `unix://${ctd.address}`, '--image-endpoint', `unix://${ctd.address}`, ...args]);
+  const out = await execOk(CRICTL, ['--runtime-endpoint', `unix://${ctd.address}`, '--image-endpoint', `unix://${ctd.address}`, ...args]);
   return JSON.parse(out);
 }
 

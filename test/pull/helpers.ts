@@ -18,8 +18,8 @@ import { SociError } from '../../src/errors.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { decompressTools, ImagePuller, type ParallelPullSettings, type PullTarget } from '../../src/pull/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
+import type { AfterHost } from '../../harness/process.js';
 
-type AfterHost = { after: (fn: () => unknown) => void };
 export type Files = Record<string, Buffer>;
 export type Compression = 'gzip' | 'zstd' | 'none';
 
